@@ -1,0 +1,189 @@
+"""The `irqtune` command line."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass
+
+import click
+
+from . import __version__
+from .host import Host, PathEscape
+from .measure.snapshot import take_snapshot, to_json
+from .parse.common import Problem, format_cpulist
+from .render import Style, render_status, table
+from .state import default_state_dir
+from .status import build_report, collect
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+EXIT_PARTIAL = 3
+MAX_PROBLEM_LINES = 20
+
+EXIT_CODES_HELP = f"""
+\b
+Exit status:
+  {EXIT_OK}  success
+  {EXIT_ERROR}  error: nothing could be measured (bad --root, refused path)
+  {EXIT_USAGE}  usage error (unknown option, bad value)
+  {EXIT_PARTIAL}  partial: some input was malformed; those rows were skipped,
+     named on stderr as FILE:LINE: what was expected, and the rest printed
+"""
+
+log = logging.getLogger("irqtune")
+
+
+@dataclass(slots=True)
+class Ctx:
+    host: Host
+    state_dir: str
+
+
+def _report_problems(problems: list[Problem]) -> int:
+    for problem in problems[:MAX_PROBLEM_LINES]:
+        click.echo(f"irqtune: warning: {problem}", err=True)
+    if len(problems) > MAX_PROBLEM_LINES:
+        click.echo(f"irqtune: warning: ... and {len(problems) - MAX_PROBLEM_LINES} more problems", err=True)
+    return EXIT_PARTIAL if problems else EXIT_OK
+
+
+def _dump(data: dict) -> None:
+    click.echo(json.dumps(data, indent=1, sort_keys=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EXIT_CODES_HELP)
+@click.option(
+    "--root",
+    envvar="IRQTUNE_ROOT",
+    default="/",
+    show_default=True,
+    type=click.Path(exists=True, file_okay=False),
+    help="Directory holding the proc/ and sys/ trees to read: / for this host, or a fixture or simulator "
+    "tree. Env: IRQTUNE_ROOT.",
+)
+@click.option(
+    "--state-dir",
+    envvar="IRQTUNE_STATE_DIR",
+    type=click.Path(file_okay=False),
+    help="Where irqtune keeps what it learned (managed IRQs, journal). Default: ROOT/var/lib/irqtune. "
+    "Env: IRQTUNE_STATE_DIR.",
+)
+@click.option("-v", "--verbose", count=True, help="More log detail on stderr (-vv for debug).")
+@click.version_option(__version__, "-V", "--version", prog_name="irqtune")
+@click.pass_context
+def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> None:
+    """Measure and tune Linux interrupt handling: IRQ affinity, NIC coalescing, NAPI and NVMe polling.
+
+    Read commands (status, snapshot) never change the host and work without root.
+    Every path is read below --root, so the same commands run against a fake /proc
+    and /sys for tests and the simulator.
+    """
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(verbose, 2), format="irqtune: %(levelname)s: %(message)s", stream=sys.stderr
+    )
+    host = Host.from_env(root)
+    ctx.obj = Ctx(host=host, state_dir=state_dir or default_state_dir(host))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "-i", "--interval", type=click.FloatRange(0, 3600), default=1.0, show_default=True,
+    help="Seconds between the two readings that rates are computed from. 0: no window, show counts since boot.",
+)  # fmt: skip
+@click.option("-n", "--top", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Busiest IRQs shown.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema 1) instead of text.")
+@click.option(
+    "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
+    help="Colour the text: auto = only on a terminal and when NO_COLOR is unset.",
+)  # fmt: skip
+@click.pass_obj
+def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str) -> None:
+    """One screen about interrupts on this host.
+
+    \b
+    Shows: the topology and isolation summary; the busiest IRQs in the window with
+    their device and queue, rate, per-CPU spread, requested/effective affinity and
+    whether the kernel manages them; timer (LOC), rescheduling (RES), function-call
+    (CAL) and TLB-shootdown rates per CPU (IPIn rows on ARM); softirq and softnet
+    rates; every NIC, NVMe and block device with its queue IRQs; and findings such
+    as "all queue IRQs of eth0 land on CPU 0", IRQs on isolated CPUs or remote
+    NUMA nodes, interrupt storms, softnet drops and interrupt remapping being off.
+
+    \b
+    Managed: yes/no from debugfs (/sys/kernel/debug/irq/irqs/N) when mounted, or
+    as learned by a refused affinity write; "unknown" otherwise. Never writes.
+    """
+
+    def progress(message: str) -> None:
+        if sys.stderr.isatty() and not as_json:
+            click.echo(f"irqtune: {message}...", err=True)
+
+    try:
+        collected = collect(obj.host, interval, obj.state_dir, progress)
+    except PathEscape as err:
+        raise click.ClickException(str(err)) from None
+    report = build_report(collected, top=top)
+    if as_json:
+        _dump(report)
+    else:
+        click.echo(render_status(report, Style.auto(color)), nl=False)
+    problems = collected.before.problems + (collected.after.problems if collected.after is not collected.before else [])
+    sys.exit(_report_problems(problems))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the whole snapshot as JSON (schema 1).")
+@click.option("--no-affinity", is_flag=True, help="Skip reading /proc/irq/N/* (faster on hosts with many IRQs).")
+@click.pass_obj
+def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
+    """Read every interrupt counter once, raw, as since boot.
+
+    \b
+    JSON fields (schema 1; full description in docs/snapshot-schema.md):
+      interrupts.cpus        online CPU ids from the /proc/interrupts header
+      interrupts.cpu_totals  per CPU id, the sum of all per-CPU rows
+      interrupts.rows.KEY    per row: counts {cpu id: n} (zeros omitted), total,
+                             chip/hwirq/trigger/flow/actions or description
+      softirqs               possible CPU ids and counts per vector
+      softnet                one entry per CPU: processed, dropped, time_squeeze...
+      stat                   irq/softirq seconds per CPU and totals from /proc/stat
+      affinity.IRQ           requested, effective, hint CPU lists and NUMA node
+      unavailable            files that could not be read, and why
+      problems               malformed input: file, line, message
+
+    A root that holds only some of the files works: the rest are listed under
+    "unavailable" and the exit status stays 0.
+    """
+    try:
+        snap = take_snapshot(obj.host, with_affinity=not no_affinity)
+    except PathEscape as err:
+        raise click.ClickException(str(err)) from None
+    if as_json:
+        _dump(to_json(snap))
+    else:
+        _print_snapshot_summary(snap)
+    for path, why in snap.unavailable.items():
+        log.info("%s unavailable: %s", path, why)
+    sys.exit(_report_problems(snap.problems))
+
+
+def _print_snapshot_summary(snap) -> None:
+    lines = [f"snapshot of {snap.root}: online CPUs {format_cpulist(snap.cpus) or '-'}"]
+    if snap.interrupts:
+        table_ = snap.interrupts
+        numbered = sum(1 for r in table_.rows.values() if r.irq is not None)
+        lines.append(f"/proc/interrupts: {len(table_.rows)} rows ({numbered} numbered IRQs)")
+        totals = table_.cpu_totals()
+        busiest = sorted(totals.items(), key=lambda kv: kv[1], reverse=True)[:8]
+        lines += table(("CPU", "ALL-ROWS-TOTAL"), busiest)
+    if snap.softirqs:
+        lines.append(f"/proc/softirqs: {len(snap.softirqs.vectors)} vectors on {len(snap.softirqs.cpus)} possible CPUs")
+    if snap.softnet:
+        lines.append(f"/proc/net/softnet_stat: {len(snap.softnet.rows)} CPUs (ids from {snap.softnet.cpu_source})")
+    for path, why in snap.unavailable.items():
+        lines.append(f"{path}: unavailable ({why})")
+    lines.append("(use --json for every counter)")
+    click.echo("\n".join(lines))

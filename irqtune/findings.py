@@ -1,0 +1,200 @@
+"""Findings: what a performance engineer should notice, derived from measurements only.
+
+Each check is a small function of (topology, inventory, rates) that returns
+findings; none reads the host. Thresholds live in `Thresholds` so a config can
+change them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from .measure.inventory import Inventory, IrqInfo
+from .measure.rates import Rates
+from .measure.topology import Topology
+from .parse.common import format_cpulist
+
+QUEUE_ROLES = frozenset({"rx", "tx", "rxtx", "io"})
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    severity: str  # info, warning, critical
+    code: str  # stable id, e.g. "irq-storm"
+    message: str
+    irq: int | None = None
+    device: str | None = None
+    cpu: int | None = None
+
+    def to_json(self) -> dict:
+        return {k: getattr(self, k) for k in ("severity", "code", "message", "irq", "device", "cpu")}
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    storm_per_s: float = 100_000.0  # one IRQ line above this is a storm
+    nohz_tick_per_s: float = 10.0  # LOC on a nohz_full CPU above this: it still ticks
+    busy_irq_per_s: float = 1.0  # below this an IRQ on an isolated CPU is noise
+
+
+@dataclass(frozen=True, slots=True)
+class Measurements:
+    topology: Topology
+    inventory: Inventory
+    rates: Rates | None
+
+
+def _label(info: IrqInfo) -> str:
+    where = info.device or ", ".join(info.actions) or "no action"
+    role = f" {info.role}" if info.role and info.role != "other" else ""
+    queue = f" {info.queue}" if info.queue is not None else ""
+    return f"IRQ {info.irq} ({where}{role}{queue})"
+
+
+def _irq_rate(m: Measurements, irq: int) -> dict[int, float]:
+    if m.rates is None:
+        return {}
+    row = m.rates.interrupts.get(str(irq))
+    return row.per_cpu if row else {}
+
+
+def _serving_cpus(m: Measurements, info: IrqInfo) -> list[int]:
+    """Where the IRQ really runs: the CPUs that took it in the window, else the effective affinity."""
+    busy = [cpu for cpu, rate in _irq_rate(m, info.irq).items() if rate > 0]
+    if busy:
+        return busy
+    return list(info.affinity.effective or []) if info.affinity else []
+
+
+def check_queues_on_one_cpu(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    online = len(m.topology.online)
+    for device in m.inventory.devices:
+        if device.kind != "nic" or online < 2:
+            continue
+        queues = [m.inventory.irqs[q.irq] for q in device.irqs if q.role in QUEUE_ROLES and q.irq in m.inventory.irqs]
+        cpus = {cpu for info in queues for cpu in _serving_cpus(m, info)}
+        if len(queues) >= 2 and len(cpus) == 1:
+            cpu = next(iter(cpus))
+            yield Finding(
+                "warning", "nic-queues-one-cpu",
+                f"all {len(queues)} queue IRQs of {device.name} land on CPU {cpu}", device=device.name, cpu=cpu,
+            )  # fmt: skip
+
+
+def check_isolated(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    isolated = set(m.topology.isolated) | set(m.topology.nohz_full) | set(m.topology.isolcpus)
+    if not isolated:
+        return
+    for info in m.inventory.irqs.values():
+        rates = _irq_rate(m, info.irq)
+        if rates:
+            hits = {cpu: r for cpu, r in rates.items() if cpu in isolated and r >= t.busy_irq_per_s}
+        else:
+            effective = info.affinity.effective if info.affinity and info.affinity.effective else []
+            hits = {cpu: 0.0 for cpu in effective if cpu in isolated}
+        for cpu, rate in sorted(hits.items()):
+            how = f" at {rate:.0f}/s" if rate else " (effective affinity)"
+            yield Finding(
+                "warning", "irq-on-isolated-cpu",
+                f"{_label(info)} serviced on isolated CPU {cpu}{how}", irq=info.irq, device=info.device, cpu=cpu,
+            )  # fmt: skip
+
+
+def check_remote_numa(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    if len(m.topology.nodes) < 2:
+        return
+    for device in m.inventory.devices:
+        if device.numa_node is None or device.numa_node not in m.topology.nodes:
+            continue
+        local = set(m.topology.nodes[device.numa_node])
+        remote = []
+        for q in device.irqs:
+            info = m.inventory.irqs.get(q.irq)
+            cpus = _serving_cpus(m, info) if info else []
+            far = [cpu for cpu in cpus if cpu not in local]
+            if far:
+                remote.append((q.irq, far))
+        if remote:
+            irqs = ", ".join(f"IRQ {irq} on CPU {format_cpulist(cpus)}" for irq, cpus in remote[:4])
+            more = f" and {len(remote) - 4} more" if len(remote) > 4 else ""
+            kind = "NIC" if device.kind == "nic" else device.kind
+            yield Finding(
+                "warning", "remote-numa",
+                f"{kind} {device.name} IRQs on a remote NUMA node (device on node {device.numa_node}): {irqs}{more}",
+                device=device.name,
+            )  # fmt: skip
+
+
+def check_storms(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    if m.rates is None:
+        return
+    for key, row in m.rates.interrupts.items():
+        if key.isdigit() and row.total >= t.storm_per_s:
+            info = m.inventory.irqs.get(int(key))
+            label = _label(info) if info else f"IRQ {key}"
+            yield Finding("critical", "irq-storm", f"interrupt storm on {label}: {row.total:,.0f}/s", irq=int(key))
+        elif key in ("ERR", "MIS", "Err") and row.total > 0:
+            yield Finding("warning", "irq-errors", f"{key} interrupts rising: {row.total:.1f}/s (spurious or lost)")
+
+
+def check_remapping(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    if m.inventory.remapping == "off":
+        yield Finding(
+            "info", "remapping-off",
+            "interrupt remapping off: no IR- interrupt chips (expected in a VM; VFIO passthrough needs it)",
+        )  # fmt: skip
+    elif m.inventory.remapping == "partial":
+        yield Finding("warning", "remapping-partial", "interrupt remapping covers only some interrupt chips")
+
+
+def check_softnet(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    if m.rates is None:
+        return
+    for cpu, counters in sorted(m.rates.softnet.items()):
+        if counters.get("dropped", 0) > 0:
+            yield Finding(
+                "warning", "softnet-drops",
+                f"CPU {cpu} drops {counters['dropped']:.0f} packets/s at the backlog (netdev_max_backlog)", cpu=cpu,
+            )  # fmt: skip
+        if counters.get("time_squeeze", 0) > 0:
+            yield Finding(
+                "info", "time-squeeze",
+                f"CPU {cpu}: NAPI ran out of budget or time {counters['time_squeeze']:.0f} times/s"
+                " (netdev_budget, netdev_budget_usecs)",
+                cpu=cpu,
+            )  # fmt: skip
+
+
+def check_nohz_ticks(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    if m.rates is None or not m.topology.nohz_full:
+        return
+    loc = m.rates.interrupts.get("LOC")
+    for cpu in m.topology.nohz_full:
+        rate = loc.per_cpu.get(cpu, 0.0) if loc else 0.0
+        if rate > t.nohz_tick_per_s:
+            yield Finding(
+                "warning",
+                "nohz-full-ticking",
+                f"nohz_full CPU {cpu} still takes {rate:.0f} timer interrupts/s",
+                cpu=cpu,
+            )
+
+
+CHECKS: tuple[Callable[[Measurements, Thresholds], Iterator[Finding]], ...] = (
+    check_storms,
+    check_queues_on_one_cpu,
+    check_isolated,
+    check_remote_numa,
+    check_nohz_ticks,
+    check_softnet,
+    check_remapping,
+)
+
+_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+def find_all(m: Measurements, thresholds: Thresholds | None = None) -> list[Finding]:
+    t = thresholds or Thresholds()
+    found = [f for check in CHECKS for f in check(m, t)]
+    return sorted(found, key=lambda f: _ORDER[f.severity])

@@ -1,0 +1,1 @@
+"""Measure: read the host into plain values (snapshots, topology, inventory, rates)."""

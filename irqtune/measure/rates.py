@@ -1,0 +1,111 @@
+"""Rates from two snapshots.
+
+Kernel interrupt counters are 32-bit and wrap: a decrease whose wrapped delta is
+plausible (less than 2^31, i.e. the old value was near the top) is a wrap and adds
+2^32; any other decrease is a reset (the IRQ was freed and re-requested) and counts
+from zero. Rows hidden by the kernel are all-zero, so an IRQ that appears counts from
+zero too; one whose actions changed is a new IRQ. CPUs that are online in only one of
+the two snapshots get no rate.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..parse.common import U32
+from .snapshot import Snapshot
+
+
+def counter_delta(old: int, new: int) -> int:
+    """Delta of a 32-bit kernel counter between two reads."""
+    if new >= old:
+        return new - old
+    wrapped = new + U32 - old
+    return wrapped if 0 <= wrapped < U32 // 2 else new
+
+
+@dataclass(slots=True)
+class RowRate:
+    key: str
+    per_cpu: dict[int, float]  # events per second, by CPU id
+    total: float
+
+
+@dataclass(slots=True)
+class Rates:
+    interval: float
+    cpus: list[int]  # CPUs online in both snapshots
+    interrupts: dict[str, RowRate] = field(default_factory=dict)
+    softirqs: dict[str, dict[int, float]] = field(default_factory=dict)
+    softnet: dict[int, dict[str, float]] = field(default_factory=dict)
+    irq_time: dict[int, float] = field(default_factory=dict)  # fraction of a CPU in hard-IRQ context
+    softirq_time: dict[int, float] = field(default_factory=dict)
+    appeared: list[str] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    cpus_added: list[int] = field(default_factory=list)
+    cpus_removed: list[int] = field(default_factory=list)
+
+
+def _per_cpu_rates(old: dict[int, int], new: dict[int, int], interval: float) -> dict[int, float]:
+    return {cpu: counter_delta(old[cpu], n) / interval for cpu, n in new.items() if cpu in old}
+
+
+def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
+    interval = after.monotonic - before.monotonic
+    if interval <= 0:
+        raise ValueError("snapshots must be taken in order, some time apart")
+    old_cpus, new_cpus = set(before.cpus), set(after.cpus)
+    rates = Rates(
+        interval=interval,
+        cpus=sorted(old_cpus & new_cpus),
+        cpus_added=sorted(new_cpus - old_cpus),
+        cpus_removed=sorted(old_cpus - new_cpus),
+    )
+    _interrupt_rates(before, after, rates)
+    if before.softirqs and after.softirqs:
+        for vector, counts in after.softirqs.vectors.items():
+            old = before.softirqs.per_cpu(vector)
+            rates.softirqs[vector] = _per_cpu_rates(old, dict(zip(after.softirqs.cpus, counts)), interval)
+    if before.softnet and after.softnet:
+        old_rows = {row.cpu: row for row in before.softnet.rows}
+        for row in after.softnet.rows:
+            prev = old_rows.get(row.cpu)
+            if prev is None:
+                continue
+            rates.softnet[row.cpu] = {
+                name: counter_delta(getattr(prev, name), getattr(row, name)) / interval
+                for name in row.COUNTERS
+                if getattr(row, name) is not None and getattr(prev, name) is not None
+            }
+    if before.stat and after.stat:
+        for mine, theirs_old, theirs_new in (
+            (rates.irq_time, before.stat.irq_seconds, after.stat.irq_seconds),
+            (rates.softirq_time, before.stat.softirq_seconds, after.stat.softirq_seconds),
+        ):
+            for cpu, seconds in theirs_new.items():
+                if cpu in theirs_old:
+                    mine[cpu] = max(0.0, seconds - theirs_old[cpu]) / interval
+    return rates
+
+
+def _interrupt_rates(before: Snapshot, after: Snapshot, rates: Rates) -> None:
+    if not before.interrupts or not after.interrupts:
+        return
+    old_table, new_table = before.interrupts, after.interrupts
+    interval = rates.interval
+    for key, row in new_table.rows.items():
+        new = dict(zip(new_table.cpus, row.counts)) if row.counts is not None else None
+        prev = old_table.rows.get(key)
+        if prev is None or (row.irq is not None and prev.actions != row.actions):
+            rates.appeared.append(key)
+            old = dict.fromkeys(new_table.cpus, 0) if new is not None else None
+            old_total = 0
+        else:
+            old = dict(zip(old_table.cpus, prev.counts)) if prev.counts is not None else None
+            old_total = prev.total
+        if new is not None and old is not None:
+            per_cpu = _per_cpu_rates(old, new, interval)
+            rates.interrupts[key] = RowRate(key, per_cpu, sum(per_cpu.values()))
+        elif row.total is not None and old_total is not None:  # single-value rows: ERR, MIS
+            rates.interrupts[key] = RowRate(key, {}, counter_delta(old_total, row.total) / interval)
+    rates.vanished = [key for key in old_table.rows if key not in new_table.rows]

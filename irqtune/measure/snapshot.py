@@ -1,0 +1,188 @@
+"""One raw snapshot of every interrupt counter of a host, read through `Host`.
+
+A snapshot is plain data: the parsed /proc files, each IRQ's affinity files, which
+files were unavailable, and the problems found in malformed input. `to_json()` is
+the documented `irqtune snapshot --json` format (see docs/snapshot-schema.md).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from ..host import Host
+from ..parse.common import CpuListError, Problem, parse_cpulist, parse_cpumask
+from ..parse.interrupts import InterruptTable, parse_interrupts
+from ..parse.softirqs import SoftirqTable, parse_softirqs
+from ..parse.softnet import SoftnetRow, SoftnetTable, parse_softnet
+from ..parse.stat import ProcStat, parse_stat
+
+SCHEMA = 1
+
+
+@dataclass(slots=True)
+class IrqAffinity:
+    """/proc/irq/N: what was asked for, what the kernel really uses, the driver's hint."""
+
+    requested: list[int] | None = None  # smp_affinity_list
+    effective: list[int] | None = None  # effective_affinity_list
+    hint: list[int] | None = None  # affinity_hint (hex mask); empty = no hint
+    node: int | None = None  # NUMA node of the IRQ descriptor, -1 = none
+
+
+@dataclass(slots=True)
+class Snapshot:
+    taken_at: float  # wall clock, seconds since the epoch
+    monotonic: float  # for rates
+    root: str
+    interrupts: InterruptTable | None = None
+    softirqs: SoftirqTable | None = None
+    softnet: SoftnetTable | None = None
+    stat: ProcStat | None = None
+    affinity: dict[int, IrqAffinity] = field(default_factory=dict)
+    online: list[int] | None = None  # from /sys, when present
+    unavailable: dict[str, str] = field(default_factory=dict)  # file -> why
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def cpus(self) -> list[int]:
+        """Online CPU ids: /sys first, else the /proc/interrupts header."""
+        if self.online is not None:
+            return self.online
+        return self.interrupts.cpus if self.interrupts else []
+
+
+def _read(host: Host, snap: Snapshot, path: str) -> str | None:
+    try:
+        return host.read(path)
+    except FileNotFoundError:
+        snap.unavailable[host.display(path)] = "missing"
+    except OSError as err:
+        snap.unavailable[host.display(path)] = err.strerror or type(err).__name__
+    return None
+
+
+def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
+    """Read every counter file once. Never raises for missing or malformed files."""
+    snap = Snapshot(taken_at=time.time(), monotonic=time.monotonic(), root=host.root)
+    online_text = host.read_or_none(host.sys("devices", "system", "cpu", "online"))
+    if online_text is not None:
+        try:
+            snap.online = parse_cpulist(online_text)
+        except CpuListError as err:
+            snap.problems.append(Problem("/sys/devices/system/cpu/online", 1, str(err)))
+
+    text = _read(host, snap, host.proc("interrupts"))
+    if text is not None:
+        snap.interrupts = parse_interrupts(text)
+        snap.problems.extend(snap.interrupts.problems)
+    text = _read(host, snap, host.proc("softirqs"))
+    if text is not None:
+        snap.softirqs = parse_softirqs(text)
+        snap.problems.extend(snap.softirqs.problems)
+    text = _read(host, snap, host.proc("net", "softnet_stat"))
+    if text is not None:
+        snap.softnet = parse_softnet(text, online=snap.cpus or None)
+        snap.problems.extend(snap.softnet.problems)
+    text = _read(host, snap, host.proc("stat"))
+    if text is not None:
+        snap.stat = parse_stat(text)
+        snap.problems.extend(snap.stat.problems)
+    if with_affinity and snap.interrupts is not None:
+        read_affinities(host, snap)
+    return snap
+
+
+def read_affinities(host: Host, snap: Snapshot) -> None:
+    if not host.exists(host.proc("irq")):
+        snap.unavailable["/proc/irq"] = "missing"
+        return
+    assert snap.interrupts is not None
+    for row in snap.interrupts.rows.values():
+        irq = row.irq
+        if irq is None:
+            continue
+        aff = IrqAffinity()
+        for attr, name, parse in (
+            ("requested", "smp_affinity_list", parse_cpulist),
+            ("effective", "effective_affinity_list", parse_cpulist),
+            ("hint", "affinity_hint", parse_cpumask),
+        ):
+            value = host.read_or_none(host.proc("irq", irq, name))
+            if value is None:
+                continue
+            try:
+                setattr(aff, attr, parse(value))
+            except CpuListError as err:
+                snap.problems.append(Problem(f"/proc/irq/{irq}/{name}", 1, str(err)))
+        node = host.read_or_none(host.proc("irq", irq, "node"))
+        if node is not None and node.lstrip("-").isdigit():
+            aff.node = int(node)
+        snap.affinity[irq] = aff
+
+
+# -- JSON ------------------------------------------------------------------
+
+
+def _sparse(cpus: list[int], counts: list[int]) -> dict[str, int]:
+    return {str(cpu): n for cpu, n in zip(cpus, counts) if n}
+
+
+def interrupts_json(table: InterruptTable) -> dict:
+    rows = {}
+    for key, row in table.rows.items():
+        entry: dict = {"line": row.line, "total": row.total}
+        if row.counts is not None:
+            entry["counts"] = _sparse(table.cpus, row.counts)
+        if row.irq is not None:
+            entry.update(chip=row.chip, hwirq=row.hwirq, trigger=row.trigger, flow=row.flow, actions=list(row.actions))
+        else:
+            entry["description"] = row.description
+        if row.extra_counts:
+            entry["extra_counts"] = list(row.extra_counts)
+        rows[key] = entry
+    totals = {str(cpu): n for cpu, n in table.cpu_totals().items()}
+    return {"cpus": table.cpus, "cpu_totals": totals, "rows": rows}
+
+
+def softnet_row_json(row: SoftnetRow) -> dict:
+    names = (*SoftnetRow.COUNTERS, "backlog_len", "index", "input_qlen", "process_qlen", "width")
+    return {"cpu": row.cpu, **{name: getattr(row, name) for name in names}}
+
+
+def to_json(snap: Snapshot) -> dict:
+    """The documented snapshot format; zero per-CPU counts are omitted."""
+    out: dict = {
+        "schema": SCHEMA,
+        "taken_at": snap.taken_at,
+        "root": snap.root,
+        "online_cpus": snap.cpus,
+        "interrupts": interrupts_json(snap.interrupts) if snap.interrupts else None,
+        "softirqs": None,
+        "softnet": None,
+        "stat": None,
+        "affinity": {
+            str(irq): {"requested": a.requested, "effective": a.effective, "hint": a.hint, "node": a.node}
+            for irq, a in snap.affinity.items()
+        },
+        "unavailable": snap.unavailable,
+        "problems": [p.to_json() for p in snap.problems],
+    }
+    if snap.softirqs:
+        out["softirqs"] = {
+            "cpus": snap.softirqs.cpus,
+            "vectors": {name: _sparse(snap.softirqs.cpus, counts) for name, counts in snap.softirqs.vectors.items()},
+        }
+    if snap.softnet:
+        out["softnet"] = {
+            "cpu_source": snap.softnet.cpu_source,
+            "rows": [softnet_row_json(r) for r in snap.softnet.rows],
+        }
+    if snap.stat:
+        out["stat"] = {
+            "intr_total": snap.stat.intr_total,
+            "softirq_total": snap.stat.softirq_total,
+            "irq_seconds": {str(c): v for c, v in snap.stat.irq_seconds.items()},
+            "softirq_seconds": {str(c): v for c, v in snap.stat.softirq_seconds.items()},
+        }
+    return out

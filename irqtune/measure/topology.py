@@ -1,0 +1,115 @@
+"""CPU topology and isolation: who may take interrupts.
+
+Reads /sys/devices/system/{cpu,node} and the kernel command line. The housekeeping
+set is the online CPUs minus every isolated one (isolated, nohz_full, isolcpus
+without only-managed_irq... all of them): the CPUs an interrupt may land on without
+disturbing an isolated workload.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..host import Host
+from ..parse.common import CpuListError, Problem, parse_cpulist
+
+CPU_FLAGS = ("isolcpus", "nohz_full", "rcu_nocbs", "irqaffinity")
+ISOLCPUS_FLAGS = frozenset({"nohz", "domain", "managed_irq"})
+
+
+@dataclass(slots=True)
+class Topology:
+    online: list[int] = field(default_factory=list)
+    possible: list[int] = field(default_factory=list)
+    nodes: dict[int, list[int]] = field(default_factory=dict)  # NUMA node -> CPUs
+    smt_groups: list[list[int]] = field(default_factory=list)  # hyperthread siblings
+    l3_groups: list[list[int]] = field(default_factory=list)  # CPUs sharing a last-level cache
+    isolated: list[int] = field(default_factory=list)  # /sys/devices/system/cpu/isolated
+    nohz_full: list[int] = field(default_factory=list)
+    isolcpus: list[int] = field(default_factory=list)
+    isolcpus_flags: list[str] = field(default_factory=list)
+    rcu_nocbs: list[int] = field(default_factory=list)
+    irqaffinity: list[int] = field(default_factory=list)  # default IRQ affinity from the cmdline
+    housekeeping: list[int] = field(default_factory=list)
+    source: str = "sysfs"  # or "proc headers" when /sys is absent (fixture roots)
+    problems: list[Problem] = field(default_factory=list)
+
+    def node_of(self, cpu: int) -> int | None:
+        return next((node for node, cpus in self.nodes.items() if cpu in cpus), None)
+
+
+def _cpulist(host: Host, topo: Topology, *parts: str) -> list[int] | None:
+    text = host.read_or_none(host.sys(*parts))
+    if text is None:
+        return None
+    try:
+        return parse_cpulist(text)
+    except CpuListError as err:
+        topo.problems.append(Problem("/sys/" + "/".join(parts), 1, str(err)))
+        return None
+
+
+def _groups(host: Host, topo: Topology, cpus: list[int], *tail: str) -> list[list[int]]:
+    seen: dict[tuple[int, ...], None] = {}
+    for cpu in cpus:
+        group = _cpulist(host, topo, "devices", "system", "cpu", f"cpu{cpu}", *tail)
+        if group:
+            seen[tuple(group)] = None
+    return [list(g) for g in seen]
+
+
+def _l3_index(host: Host, cpu: int) -> str | None:
+    cache = host.sys("devices", "system", "cpu", f"cpu{cpu}", "cache")
+    best: tuple[int, str] | None = None
+    for index in host.listdir(cache):
+        level = host.read_or_none(host.sys("devices", "system", "cpu", f"cpu{cpu}", "cache", index, "level"))
+        if index.startswith("index") and level and level.isdigit() and (best is None or int(level) > best[0]):
+            best = (int(level), index)
+    return best[1] if best else None
+
+
+def parse_cmdline(cmdline: str, topo: Topology) -> None:
+    for word in cmdline.split():
+        if word == "--":
+            break  # the rest belongs to init
+        name, eq, value = word.partition("=")
+        if not eq or name not in CPU_FLAGS:
+            continue
+        parts = value.split(",")
+        if name == "isolcpus":
+            flags = [p for p in parts if p in ISOLCPUS_FLAGS]
+            topo.isolcpus_flags = flags
+            value = ",".join(p for p in parts if p not in ISOLCPUS_FLAGS)
+        try:
+            setattr(topo, name, parse_cpulist(value))
+        except CpuListError as err:
+            topo.problems.append(Problem("/proc/cmdline", 1, f"{name}=: {err}"))
+
+
+def read_topology(host: Host, fallback_online: list[int] | None = None) -> Topology:
+    """`fallback_online` (the /proc/interrupts header) stands in when /sys is absent."""
+    topo = Topology()
+    online = _cpulist(host, topo, "devices", "system", "cpu", "online")
+    if online is None:
+        topo.source = "proc headers"
+        online = list(fallback_online or [])
+    topo.online = online
+    topo.possible = _cpulist(host, topo, "devices", "system", "cpu", "possible") or list(online)
+    for entry in host.listdir(host.sys("devices", "system", "node")):
+        if entry.startswith("node") and entry[4:].isdigit():
+            cpus = _cpulist(host, topo, "devices", "system", "node", entry, "cpulist")
+            if cpus is not None:
+                topo.nodes[int(entry[4:])] = cpus
+    topo.smt_groups = [g for g in _groups(host, topo, online, "topology", "thread_siblings_list") if len(g) > 1]
+    index = _l3_index(host, online[0]) if online else None
+    if index:
+        topo.l3_groups = _groups(host, topo, online, "cache", index, "shared_cpu_list")
+    topo.isolated = _cpulist(host, topo, "devices", "system", "cpu", "isolated") or []
+    cmdline = host.read_or_none(host.proc("cmdline")) or ""
+    parse_cmdline(cmdline, topo)
+    nohz = _cpulist(host, topo, "devices", "system", "cpu", "nohz_full")
+    if nohz:
+        topo.nohz_full = nohz
+    isolated = set(topo.isolated) | set(topo.nohz_full) | set(topo.isolcpus)
+    topo.housekeeping = [cpu for cpu in online if cpu not in isolated]
+    return topo

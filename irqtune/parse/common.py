@@ -1,0 +1,83 @@
+"""Shared pieces of the parsers: problems found in input, CPU lists and masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+U32 = 1 << 32
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One piece of bad input: which file, which line (1-based, 0 = whole file), what was expected."""
+
+    file: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.message}"
+
+    def to_json(self) -> dict:
+        return {"file": self.file, "line": self.line, "message": self.message}
+
+
+class CpuListError(ValueError):
+    """A CPU list or mask that is not in the kernel's format."""
+
+
+def parse_cpulist(text: str) -> list[int]:
+    """Kernel cpulist (`0-3,8,10-15:2/4`, empty for none) -> sorted CPU ids."""
+    cpus: set[int] = set()
+    text = text.strip()
+    if not text or text == "(null)":
+        return []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        rng, _, group = part.partition(":")
+        lo_s, dash, hi_s = rng.partition("-")
+        try:
+            lo = int(lo_s)
+            hi = int(hi_s) if dash else lo
+            used, size = (int(x) for x in group.split("/")) if group else (1, 1)
+        except ValueError:
+            raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}") from None
+        if lo < 0 or hi < lo or used < 1 or size < used:
+            raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}")
+        for start in range(lo, hi + 1, size):
+            cpus.update(c for c in range(start, min(start + used, hi + 1)))
+    return sorted(cpus)
+
+
+def parse_cpumask(text: str) -> list[int]:
+    """Hex CPU mask as in smp_affinity (`ff,ffffffff`) -> sorted CPU ids."""
+    digits = text.strip().replace(",", "")
+    if not digits:
+        return []
+    try:
+        value = int(digits, 16)
+    except ValueError:
+        raise CpuListError(f"expected a hex CPU mask such as ff,00000001, got {text!r}") from None
+    return [bit for bit in range(value.bit_length()) if value >> bit & 1]
+
+
+def format_cpulist(cpus: list[int] | set[int] | tuple[int, ...]) -> str:
+    """Sorted CPU ids -> compact kernel cpulist (`0-3,8`)."""
+    out: list[str] = []
+    ordered = sorted(set(cpus))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    return ",".join(out)
+
+
+def is_count(token: str) -> bool:
+    """A kernel %u counter: ASCII digits only (no sign, no underscores)."""
+    return token.isdigit() and token.isascii()

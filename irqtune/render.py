@@ -1,0 +1,188 @@
+"""Plain, aligned text for people; colour only when asked or on a terminal."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+
+from .parse.common import format_cpulist
+
+SEVERITY_COLOURS = {"critical": "31;1", "warning": "33", "info": "36"}
+MAX_CPU_ROWS = 64
+
+
+class Style:
+    def __init__(self, colour: bool) -> None:
+        self.colour = colour
+
+    @classmethod
+    def auto(cls, choice: str = "auto", stream=None) -> Style:
+        if choice == "always":
+            return cls(True)
+        if choice == "never" or os.environ.get("NO_COLOR"):
+            return cls(False)
+        return cls(bool(getattr(stream or sys.stdout, "isatty", lambda: False)()))
+
+    def paint(self, text: str, code: str) -> str:
+        return f"\033[{code}m{text}\033[0m" if self.colour and code else text
+
+    def heading(self, text: str) -> str:
+        return self.paint(text, "1")
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    """Left-aligned text columns, numbers right-aligned; two spaces between columns."""
+    cells = [[_cell(v) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+    numeric = [_is_numeric_column([row[i] for row in rows]) for i in range(len(headers))]
+
+    def line(values: Sequence[str]) -> str:
+        parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)]
+        return "  ".join(parts).rstrip()
+
+    return [line(headers)] + [line(r) for r in cells]
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.1f}" if value < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def _is_numeric_column(values: list[object]) -> bool:
+    present = [v for v in values if v is not None]
+    return bool(present) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present)
+
+
+def _spread(per_cpu: dict[str, float] | None, limit: int = 4) -> str:
+    if not per_cpu:
+        return "-"
+    busy = sorted(((r, c) for c, r in per_cpu.items() if r > 0), reverse=True)
+    text = " ".join(f"{c}:{r:,.0f}" for r, c in busy[:limit])
+    return text + (f" +{len(busy) - limit}" if len(busy) > limit else "") if busy else "idle"
+
+
+def _queue(entry: dict) -> str:
+    role, queue = entry.get("role"), entry.get("queue")
+    if not role:
+        return "-"
+    return f"{role} {queue}" if queue is not None else role
+
+
+def render_status(report: dict, style: Style) -> str:
+    out: list[str] = []
+    host, topo = report["host"], report["topology"]
+    window = f"window {report['interval']:.2f} s" if report["interval"] else "counts since boot (no window)"
+    out.append(style.heading(f"irqtune status  {host['hostname']}  kernel {host['kernel']}  {window}"))
+    out += _summary(report, topo)
+    out += _section(style, "BUSIEST IRQS", _busiest(report))
+    out += _section(style, "PER CPU (events/s)", _per_cpu(report))
+    out += _section(style, "SOFTIRQS (/s)", _softirqs(report))
+    out += _section(style, "SOFTNET (/s)", _softnet(report))
+    out += _section(style, "DEVICES", _devices(report))
+    findings = [
+        f"{style.paint(f['severity'].ljust(8), SEVERITY_COLOURS[f['severity']])}  {f['message']}"
+        for f in report["findings"]
+    ]
+    out += _section(style, "FINDINGS", findings or ["none"])
+    if report["unavailable"]:
+        out += _section(style, "UNAVAILABLE", [f"{path}: {why}" for path, why in report["unavailable"].items()])
+    return "\n".join(out) + "\n"
+
+
+def _section(style: Style, title: str, lines: list[str]) -> list[str]:
+    return ["", style.heading(title), *lines] if lines else []
+
+
+def _summary(report: dict, topo: dict) -> list[str]:
+    nodes = len(topo["nodes"]) or 1
+    smt = f"{len(topo['smt_groups'])} SMT groups" if topo["smt_groups"] else "no SMT"
+    l3 = "; ".join(format_cpulist(g) for g in topo["l3_groups"]) or "-"
+    iso_parts = [
+        f"{name} {format_cpulist(topo[key])}"
+        for name, key in (("isolated", "isolated"), ("nohz_full", "nohz_full"), ("isolcpus", "isolcpus"),
+                          ("rcu_nocbs", "rcu_nocbs"))
+        if topo[key]
+    ]  # fmt: skip
+    bcc = report["bcc"]
+    return [
+        f"CPUs        {len(topo['online'])} online ({format_cpulist(topo['online'])}) of {len(topo['possible'])}"
+        f" possible; {nodes} NUMA node{'s' if nodes > 1 else ''}; {smt}; L3 groups {l3}",
+        f"isolation   {', '.join(iso_parts) or 'none'}; housekeeping {format_cpulist(topo['housekeeping']) or '-'}",
+        f"eBPF (bcc)  {'available' if bcc['available'] else 'unavailable'}: {bcc['reason']}",
+        f"remapping   interrupt remapping {report['interrupt_remapping']}",
+    ]
+
+
+def _busiest(report: dict) -> list[str]:
+    rows = [
+        (e["irq"], e["rate"] if e["rate"] is not None else e["count"], e["device"], _queue(e),
+         ", ".join(e["actions"]) or "-", _spread(e["per_cpu"]), e["requested"], e["effective"], e["managed"])
+        for e in report["busiest_irqs"]
+    ]  # fmt: skip
+    rate = "RATE/s" if report["interval"] else "COUNT"
+    header = ("IRQ", rate, "DEVICE", "QUEUE", "ACTIONS", "PER-CPU/s", "AFFINITY", "EFFECTIVE", "MANAGED")
+    return table(header, rows) if rows else ["no interrupts in the window"]
+
+
+def _per_cpu(report: dict) -> list[str]:
+    entries = report["per_cpu"]
+    if not entries or "device_irqs" not in entries[0]:
+        return []
+    keys = [k for k in ("LOC", "RES", "CAL", "TLB") if k in entries[0]]
+    if not keys:
+        keys = sorted(k for k in entries[0] if k.startswith("IPI"))
+    active = [e for e in entries if e["device_irqs"] or any(e.get(k) for k in keys)]
+    shown = active[:MAX_CPU_ROWS]
+    rows = [
+        (e["cpu"], e["device_irqs"], *(e.get(k) for k in keys), _percent(e.get("irq_time")),
+         _percent(e.get("softirq_time")))
+        for e in shown
+    ]  # fmt: skip
+    lines = table(("CPU", "DEV-IRQ", *keys, "%IRQ", "%SOFTIRQ"), rows)
+    hidden = len(entries) - len(shown)
+    return lines + ([f"({hidden} idle or hidden CPUs not shown; --json has all)"] if hidden else [])
+
+
+def _percent(fraction: float | None) -> str:
+    return "-" if fraction is None else f"{fraction * 100:.1f}"
+
+
+def _softirqs(report: dict) -> list[str]:
+    softirqs = report["softirqs"]
+    if not softirqs:
+        return []
+    rows = []
+    for vector, per_cpu in softirqs.items():
+        total = sum(per_cpu.values())
+        top_cpu, top = max(per_cpu.items(), key=lambda kv: kv[1], default=("-", 0.0))
+        rows.append((vector, total, f"{top_cpu}:{top:,.0f}" if top else "-"))
+    return table(("VECTOR", "TOTAL/s", "BUSIEST-CPU"), rows)
+
+
+def _softnet(report: dict) -> list[str]:
+    softnet = report["softnet"]
+    if not softnet:
+        return []
+    rows = [
+        (cpu, s.get("processed"), s.get("dropped"), s.get("time_squeeze"), s.get("received_rps"))
+        for cpu, s in softnet.items()
+    ]
+    return table(("CPU", "PROCESSED", "DROPPED", "SQUEEZED", "RPS-RECEIVED"), rows)
+
+
+def _devices(report: dict) -> list[str]:
+    rows = []
+    for d in report["devices"]:
+        for e in d["irqs"] or [{}]:
+            rows.append(
+                (d["name"], d["kind"], d["driver"], d["numa_node"], d["local_cpus"], e.get("irq"), _queue(e),
+                 ", ".join(e.get("actions", [])) or "-", e.get("requested"), e.get("effective"), e.get("managed"),
+                 e.get("rate"))
+            )  # fmt: skip
+    header = ("DEVICE", "KIND", "DRIVER", "NODE", "LOCAL-CPUS", "IRQ", "QUEUE", "ACTIONS", "AFFINITY", "EFFECTIVE",
+              "MANAGED", "RATE/s")  # fmt: skip
+    return table(header, rows) if rows else ["no devices found"]

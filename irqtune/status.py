@@ -1,0 +1,173 @@
+"""`irqtune status`: measure a short window, then assemble one plain report.
+
+`collect` does the I/O (two snapshots `interval` apart, topology, inventory);
+`build_report` turns measurements into a JSON-ready dict that both `--json` and the
+text renderer use, so the two never disagree.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .bcc import BccInfo, find_bcc
+from .findings import Finding, Measurements, find_all
+from .host import Host
+from .measure.inventory import Inventory, build_inventory
+from .measure.rates import Rates, compute_rates
+from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
+from .measure.topology import Topology, read_topology
+from .parse.common import format_cpulist
+from .parse.interrupts import InterruptTable
+from .state import boot_id, load_learned_managed
+
+X86_IPI_ROWS = ("LOC", "RES", "CAL", "TLB")
+
+
+@dataclass(slots=True)
+class Collected:
+    host: Host
+    before: Snapshot
+    after: Snapshot
+    rates: Rates | None
+    topology: Topology
+    inventory: Inventory
+    findings: list[Finding]
+    bcc: BccInfo
+
+
+def collect(host: Host, interval: float, state_dir: str, progress: Callable[[str], None] | None = None) -> Collected:
+    before = take_snapshot(host)
+    if interval > 0:
+        if progress:
+            progress(f"measuring for {interval:g} s")
+        time.sleep(interval)
+        after = take_snapshot(host)
+        rates = compute_rates(before, after)
+    else:
+        after, rates = before, None
+    topology = read_topology(host, fallback_online=after.cpus)
+    learned = load_learned_managed(state_dir, boot_id(host))
+    inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
+    findings = find_all(Measurements(topology, inventory, rates))
+    return Collected(host, before, after, rates, topology, inventory, findings, find_bcc())
+
+
+def _round(value: float) -> float:
+    return round(value, 2)
+
+
+def _rates_by_cpu(per_cpu: dict[int, float]) -> dict[str, float]:
+    return {str(cpu): _round(rate) for cpu, rate in sorted(per_cpu.items())}
+
+
+def _host_info(host: Host) -> dict:
+    return {
+        "hostname": host.read_or_none(host.proc("sys", "kernel", "hostname")) or "",
+        "kernel": host.read_or_none(host.proc("sys", "kernel", "osrelease")) or "",
+        "root": host.root,
+    }
+
+
+def _topology_json(t: Topology) -> dict:
+    return {
+        "online": t.online, "possible": t.possible, "nodes": {str(n): c for n, c in t.nodes.items()},
+        "smt_groups": t.smt_groups, "l3_groups": t.l3_groups, "isolated": t.isolated,
+        "nohz_full": t.nohz_full, "isolcpus": t.isolcpus, "isolcpus_flags": t.isolcpus_flags,
+        "rcu_nocbs": t.rcu_nocbs, "irqaffinity": t.irqaffinity, "housekeeping": t.housekeeping, "source": t.source,
+    }  # fmt: skip
+
+
+def _irq_entry(c: Collected, irq: int) -> dict:
+    info = c.inventory.irqs[irq]
+    aff = info.affinity
+    row_rate = c.rates.interrupts.get(str(irq)) if c.rates else None
+    row = c.after.interrupts.rows[str(irq)] if c.after.interrupts else None
+    return {
+        "irq": irq,
+        "rate": _round(row_rate.total) if row_rate else None,
+        "per_cpu": _rates_by_cpu(row_rate.per_cpu) if row_rate else None,
+        "count": row.total if row else None,
+        "device": info.device,
+        "kind": info.kind,
+        "role": info.role,
+        "queue": info.queue,
+        "actions": list(info.actions),
+        "chip": info.chip,
+        "requested": format_cpulist(aff.requested) if aff and aff.requested is not None else None,
+        "effective": format_cpulist(aff.effective) if aff and aff.effective is not None else None,
+        "hint": format_cpulist(aff.hint) if aff and aff.hint else None,
+        "node": aff.node if aff else None,
+        "managed": info.managed,
+        "managed_source": info.managed_source,
+    }
+
+
+def build_report(c: Collected, top: int = 10) -> dict:
+    rates = c.rates
+    irqs = sorted(c.inventory.irqs)
+
+    def busy_key(irq: int) -> float:
+        if rates:
+            row = rates.interrupts.get(str(irq))
+            return row.total if row else 0.0
+        row = c.after.interrupts.rows.get(str(irq)) if c.after.interrupts else None
+        return float(row.total or 0) if row else 0.0
+
+    busiest = [irq for irq in sorted(irqs, key=busy_key, reverse=True) if busy_key(irq) > 0][:top]
+    named = {}
+    if c.after.interrupts:
+        for key, row in c.after.interrupts.rows.items():
+            if row.irq is None:
+                entry: dict = {"description": row.description, "count": row.total}
+                if rates and key in rates.interrupts:
+                    entry["rate"] = _round(rates.interrupts[key].total)
+                    entry["per_cpu"] = _rates_by_cpu(rates.interrupts[key].per_cpu)
+                named[key] = entry
+    per_cpu = []
+    for cpu in c.topology.online:
+        entry = {"cpu": cpu}
+        if rates:
+            entry["device_irqs"] = _round(
+                sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
+            )
+            for key in named:
+                if key in rates.interrupts and rates.interrupts[key].per_cpu:
+                    entry[key] = _round(rates.interrupts[key].per_cpu.get(cpu, 0.0))
+            if cpu in rates.irq_time:
+                entry["irq_time"] = _round(rates.irq_time[cpu])
+                entry["softirq_time"] = _round(rates.softirq_time.get(cpu, 0.0))
+        per_cpu.append(entry)
+    devices = []
+    for device in c.inventory.devices:
+        devices.append(
+            {
+                "name": device.name, "kind": device.kind, "driver": device.driver, "bus_id": device.bus_id,
+                "numa_node": device.numa_node,
+                "local_cpus": format_cpulist(device.local_cpus) if device.local_cpus is not None else None,
+                "source": device.source,
+                "irqs": [_irq_entry(c, q.irq) for q in device.irqs if q.irq in c.inventory.irqs],
+            }
+        )  # fmt: skip
+    problems = c.before.problems + (c.after.problems if c.after is not c.before else [])
+    return {
+        "schema": SCHEMA,
+        "host": _host_info(c.host),
+        "interval": _round(rates.interval) if rates else 0,
+        "topology": _topology_json(c.topology),
+        "bcc": c.bcc.to_json(),
+        "interrupt_remapping": c.inventory.remapping,
+        "iommus": c.inventory.iommus,
+        "busiest_irqs": [_irq_entry(c, irq) for irq in busiest],
+        "arch_interrupts": named,
+        "per_cpu": per_cpu,
+        "softirqs": {v: _rates_by_cpu(r) for v, r in rates.softirqs.items()} if rates else None,
+        "softnet": {str(cpu): {k: _round(v) for k, v in s.items()} for cpu, s in rates.softnet.items()}
+        if rates
+        else None,
+        "devices": devices,
+        "findings": [f.to_json() for f in c.findings],
+        "unavailable": c.after.unavailable,
+        "problems": [p.to_json() for p in problems],
+    }
