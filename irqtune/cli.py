@@ -27,8 +27,9 @@ EXIT_CODES_HELP = f"""
 \b
 Exit status:
   {EXIT_OK}  success
-  {EXIT_ERROR}  error: nothing could be measured (bad --root, refused path)
-  {EXIT_USAGE}  usage error (unknown option, bad value)
+  {EXIT_ERROR}  error: nothing could be measured (no counter file readable
+     under --root) or a path was refused
+  {EXIT_USAGE}  usage error (unknown option, bad value, --root not a directory)
   {EXIT_PARTIAL}  partial: some input was malformed; those rows were skipped,
      named on stderr as FILE:LINE: what was expected, and the rest printed
 """
@@ -48,6 +49,12 @@ def _report_problems(problems: list[Problem]) -> int:
     if len(problems) > MAX_PROBLEM_LINES:
         click.echo(f"irqtune: warning: ... and {len(problems) - MAX_PROBLEM_LINES} more problems", err=True)
     return EXIT_PARTIAL if problems else EXIT_OK
+
+
+def _require_something(snap) -> None:
+    if not any((snap.interrupts, snap.softirqs, snap.softnet, snap.stat)):
+        missing = ", ".join(snap.unavailable) or "every file"
+        raise click.ClickException(f"nothing to measure under {snap.root}: {missing} unavailable")
 
 
 def _dump(data: dict) -> None:
@@ -125,6 +132,7 @@ def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str) -> No
         collected = collect(obj.host, interval, obj.state_dir, progress)
     except PathEscape as err:
         raise click.ClickException(str(err)) from None
+    _require_something(collected.after)
     report = build_report(collected, top=top)
     if as_json:
         _dump(report)
@@ -161,6 +169,7 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
         snap = take_snapshot(obj.host, with_affinity=not no_affinity)
     except PathEscape as err:
         raise click.ClickException(str(err)) from None
+    _require_something(snap)
     if as_json:
         _dump(to_json(snap))
     else:

@@ -12,13 +12,17 @@ read-only commands never probe by writing.
 
 from __future__ import annotations
 
+import logging
+import os
 from dataclasses import dataclass, field
 
-from ..host import Host
+from ..host import Host, PathEscape
 from ..parse.common import CpuListError, parse_cpulist
 from ..parse.interrupts import InterruptTable
 from .queues import classify_action
 from .snapshot import IrqAffinity
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -88,8 +92,16 @@ def _function_irqs(host: Host, pci: str) -> list[int]:
     return sorted(irqs)
 
 
-def _describe(host: Host, name: str, kind: str, dev_path: str) -> tuple[Device, list[int]] | None:
-    pci = _pci_function(host, dev_path)
+def _describe(host: Host, name: str, kind: str, *parts: str) -> tuple[Device, list[int]] | None:
+    """Device `name` whose sysfs device link is /sys/<parts>; None when absent or escaping /sys."""
+    try:
+        if not host.exists(os.path.join(host.sys(*parts[:-1]), parts[-1])):
+            return None  # virtual: lo, ifb0, loop0, zram0
+        dev_path = host.sys(*parts)
+        pci = _pci_function(host, dev_path)
+    except PathEscape as err:
+        log.warning("skipping %s %r: %s", kind, name, err)
+        return None
     if pci is None:
         return None
     device = Device(name=name, kind=kind, driver=host.basename_of_link(dev_path + "/driver"))
@@ -105,32 +117,21 @@ def _describe(host: Host, name: str, kind: str, dev_path: str) -> tuple[Device, 
 
 
 def _sysfs_devices(host: Host) -> list[tuple[Device, list[int]]]:
-    found: list[tuple[Device, list[int]]] = []
-    for name in host.listdir(host.sys("class", "net")):
-        link = host.sys("class", "net", name)
-        if host.exists(link + "/device"):
-            described = _describe(host, name, "nic", host.sys("class", "net", name, "device"))
-            if described:
-                found.append(described)
-    for name in host.listdir(host.sys("class", "nvme")):
-        described = _describe(host, name, "nvme", host.sys("class", "nvme", name, "device"))
-        if described:
-            found.append(described)
-    for name in host.listdir(host.sys("block")):
-        if name.startswith("nvme") or not host.exists(host.sys("block", name) + "/device"):
-            continue
-        described = _describe(host, name, "block", host.sys("block", name, "device"))
-        if described:
-            found.append(described)
+    wanted: list[tuple[str, str, tuple[str, ...]]] = []
+    wanted += [(n, "nic", ("class", "net", n, "device")) for n in host.listdir(host.sys("class", "net"))]
+    wanted += [(n, "nvme", ("class", "nvme", n, "device")) for n in host.listdir(host.sys("class", "nvme"))]
+    wanted += [
+        (n, "block", ("block", n, "device")) for n in host.listdir(host.sys("block")) if not n.startswith("nvme")
+    ]
+    found = [d for d in (_describe(host, name, kind, *parts) for name, kind, parts in wanted) if d]
     claimed = {dev.bus_id for dev, _ in found}
-    for bdf in host.listdir(host.sys("bus", "pci", "devices")):
-        pci = host.sys("bus", "pci", "devices", bdf)
-        if bdf in claimed or not host.listdir(pci + "/msi_irqs"):
+    pci_root = host.sys("bus", "pci", "devices")
+    for bdf in host.listdir(pci_root):
+        if bdf in claimed or not host.listdir(os.path.join(pci_root, bdf, "msi_irqs")):
             continue
-        child = next((c for c in host.listdir(pci) if c.startswith("virtio") and c[6:].isdigit()), None)
-        described = _describe(
-            host, child or bdf, "other", host.sys("bus", "pci", "devices", bdf, child) if child else pci
-        )
+        child = next((c for c in host.listdir(os.path.join(pci_root, bdf)) if c.startswith("virtio")), None)
+        parts = ("bus", "pci", "devices", bdf, child) if child else ("bus", "pci", "devices", bdf)
+        described = _describe(host, child or bdf, "other", *parts)
         if described:
             found.append(described)
     return found

@@ -1,0 +1,68 @@
+"""Shared test helpers: the procfs fixtures, fake host roots, and needs-the-real-thing skips.
+
+Tests that need root, bcc, a network namespace or the shared fixtures skip with a
+reason on a laptop and FAIL under CI (CI=true), where the real thing must be there.
+"""
+
+from __future__ import annotations
+
+import bz2
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("IRQTUNE_FIXTURES", REPO.parent / "shared" / "fixtures" / "procfs"))
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip when `condition` is false, except under CI where it is a failure."""
+    if condition:
+        return
+    if IN_CI:
+        pytest.fail(f"required in CI: {reason}")
+    pytest.skip(reason)
+
+
+def fixture_path(name: str) -> Path:
+    require(FIXTURES.is_dir(), f"shared fixtures not found at {FIXTURES} (set IRQTUNE_FIXTURES)")
+    path = FIXTURES / name
+    assert path.exists(), f"fixture {name} missing from {FIXTURES}"
+    return path
+
+
+def fixture_text(name: str) -> str:
+    """A fixture's text; .bz2 files are decompressed."""
+    path = fixture_path(name)
+    if path.suffix == ".bz2":
+        return bz2.decompress(path.read_bytes()).decode("ascii")
+    return path.read_text(encoding="ascii")
+
+
+def fixture_names(prefix: str) -> list[str]:
+    if not FIXTURES.is_dir():
+        return []
+    return sorted(p.name for p in FIXTURES.iterdir() if p.name.startswith(prefix))
+
+
+def make_root(base: Path, files: dict[str, str]) -> Path:
+    """A fake host root: {'proc/interrupts': text, 'sys/devices/system/cpu/online': '0-3\\n', ...}."""
+    for rel, text in files.items():
+        path = base / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    (base / "proc").mkdir(exist_ok=True)
+    (base / "sys").mkdir(exist_ok=True)
+    return base
+
+
+def real_linux() -> bool:
+    return sys.platform == "linux" and os.path.exists("/proc/interrupts")
+
+
+@pytest.fixture
+def real_host_required() -> None:
+    require(real_linux(), "needs a real Linux /proc")

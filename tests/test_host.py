@@ -1,0 +1,66 @@
+"""The rooted host layer: paths stay inside <root>/proc and <root>/sys."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from irqtune.host import Host, PathEscape
+
+
+@pytest.fixture
+def root(tmp_path):
+    (tmp_path / "proc" / "irq" / "41").mkdir(parents=True)
+    (tmp_path / "proc" / "irq" / "41" / "smp_affinity_list").write_text("0-3\n")
+    (tmp_path / "sys" / "class" / "net").mkdir(parents=True)
+    (tmp_path / "etc").mkdir()
+    (tmp_path / "etc" / "secret").write_text("no")
+    return tmp_path
+
+
+def test_reads_below_root(root):
+    host = Host(str(root))
+    path = host.proc("irq", 41, "smp_affinity_list")
+    assert path == str(root / "proc" / "irq" / "41" / "smp_affinity_list")
+    assert host.read_or_none(path) == "0-3"
+    assert host.display(path) == "/proc/irq/41/smp_affinity_list"
+
+
+@pytest.mark.parametrize("part", ["..", ".", "", "../../etc", "a/b", "x\0y"])
+def test_untrusted_parts_are_refused(root, part):
+    host = Host(str(root))
+    with pytest.raises(PathEscape):
+        host.sys("class", "net", part)
+
+
+def test_symlink_out_of_the_tree_is_refused(root):
+    os.symlink(str(root / "etc"), root / "sys" / "class" / "net" / "evil")
+    host = Host(str(root))
+    with pytest.raises(PathEscape):
+        host.sys("class", "net", "evil", "secret")
+
+
+def test_symlink_inside_the_tree_resolves(root):
+    (root / "sys" / "devices" / "pci0" / "nic").mkdir(parents=True)
+    os.symlink("../../devices/pci0/nic", root / "sys" / "class" / "net" / "eth9")
+    host = Host(str(root))
+    assert host.sys("class", "net", "eth9") == str(root / "sys" / "devices" / "pci0" / "nic")
+    assert host.resolve_parent(host.sys("class", "net", "eth9")) == str(root / "sys" / "devices" / "pci0")
+
+
+def test_only_proc_and_sys_trees(root):
+    with pytest.raises(PathEscape):
+        Host(str(root)).path("etc", "secret")
+
+
+def test_missing_files_read_as_none(root):
+    host = Host(str(root))
+    assert host.read_or_none(host.proc("irq", 99, "node")) is None
+    assert host.listdir(host.sys("nope")) == []
+
+
+def test_root_from_environment(monkeypatch, root):
+    monkeypatch.setenv("IRQTUNE_ROOT", str(root))
+    assert Host.from_env().root == str(root)
+    assert Host.from_env("/").root == "/"
