@@ -52,9 +52,9 @@ class Snapshot:
         return self.interrupts.cpus if self.interrupts else []
 
 
-def _read(host: Host, snap: Snapshot, path: str) -> str | None:
+def _read(host: Host, snap: Snapshot, path: str, binary: bool = False) -> str | bytes | None:
     try:
-        return host.read(path)
+        return host.read_bytes(path) if binary else host.read(path)
     except FileNotFoundError:
         snap.unavailable[host.display(path)] = "missing"
     except OSError as err:
@@ -72,9 +72,9 @@ def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
         except CpuListError as err:
             snap.problems.append(Problem("/sys/devices/system/cpu/online", 1, str(err)))
 
-    text = _read(host, snap, host.proc("interrupts"))
-    if text is not None:
-        snap.interrupts = parse_interrupts(text)
+    raw = _read(host, snap, host.proc("interrupts"), binary=True)
+    if raw is not None:
+        snap.interrupts = parse_interrupts(raw)
         snap.problems.extend(snap.interrupts.problems)
     text = _read(host, snap, host.proc("softirqs"))
     if text is not None:
