@@ -138,8 +138,7 @@ def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str) -> No
         _dump(report)
     else:
         click.echo(render_status(report, Style.auto(color)), nl=False)
-    problems = collected.before.problems + (collected.after.problems if collected.after is not collected.before else [])
-    sys.exit(_report_problems(problems))
+    sys.exit(_report_problems(collected.problems))
 
 
 @main.command(epilog=EXIT_CODES_HELP)

@@ -88,6 +88,10 @@ def render_status(report: dict, style: Style) -> str:
         for f in report["findings"]
     ]
     out += _section(style, "FINDINGS", findings or ["none"])
+    changes = report.get("changes") or {}
+    moved = [f"{name.replace('_', ' ')}: {', '.join(map(str, items))}" for name, items in changes.items() if items]
+    if moved:
+        out += _section(style, "CHANGED DURING THE WINDOW", moved)
     if report["unavailable"]:
         out += _section(style, "UNAVAILABLE", [f"{path}: {why}" for path, why in report["unavailable"].items()])
     return "\n".join(out) + "\n"
@@ -168,7 +172,7 @@ def _softnet(report: dict) -> list[str]:
     if not softnet:
         return []
     rows = [
-        (cpu, s.get("processed"), s.get("dropped"), s.get("time_squeeze"), s.get("received_rps"))
+        (int(cpu), s.get("processed"), s.get("dropped"), s.get("time_squeeze"), s.get("received_rps"))
         for cpu, s in softnet.items()
     ]
     return table(("CPU", "PROCESSED", "DROPPED", "SQUEEZED", "RPS-RECEIVED"), rows)

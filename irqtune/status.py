@@ -18,7 +18,7 @@ from .measure.inventory import Inventory, build_inventory
 from .measure.rates import Rates, compute_rates
 from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology, read_topology
-from .parse.common import format_cpulist
+from .parse.common import Problem, format_cpulist
 from .parse.interrupts import InterruptTable
 from .state import boot_id, load_learned_managed
 
@@ -35,6 +35,10 @@ class Collected:
     inventory: Inventory
     findings: list[Finding]
     bcc: BccInfo
+
+    @property
+    def problems(self) -> list[Problem]:
+        return self.before.problems + (self.after.problems if self.after is not self.before else [])
 
 
 def collect(host: Host, interval: float, state_dir: str, progress: Callable[[str], None] | None = None) -> Collected:
@@ -150,11 +154,18 @@ def build_report(c: Collected, top: int = 10) -> dict:
                 "irqs": [_irq_entry(c, q.irq) for q in device.irqs if q.irq in c.inventory.irqs],
             }
         )  # fmt: skip
-    problems = c.before.problems + (c.after.problems if c.after is not c.before else [])
     return {
         "schema": SCHEMA,
         "host": _host_info(c.host),
         "interval": _round(rates.interval) if rates else 0,
+        "changes": {
+            "irqs_appeared": rates.appeared,
+            "irqs_vanished": rates.vanished,
+            "cpus_added": rates.cpus_added,
+            "cpus_removed": rates.cpus_removed,
+        }
+        if rates
+        else None,
         "topology": _topology_json(c.topology),
         "bcc": c.bcc.to_json(),
         "interrupt_remapping": c.inventory.remapping,
@@ -169,5 +180,5 @@ def build_report(c: Collected, top: int = 10) -> dict:
         "devices": devices,
         "findings": [f.to_json() for f in c.findings],
         "unavailable": c.after.unavailable,
-        "problems": [p.to_json() for p in problems],
+        "problems": [p.to_json() for p in c.problems],
     }

@@ -1,9 +1,9 @@
 """CPU topology and isolation: who may take interrupts.
 
 Reads /sys/devices/system/{cpu,node} and the kernel command line. The housekeeping
-set is the online CPUs minus every isolated one (isolated, nohz_full, isolcpus
-without only-managed_irq... all of them): the CPUs an interrupt may land on without
-disturbing an isolated workload.
+set is the online CPUs minus every CPU isolated by any means (the `isolated` file,
+nohz_full, isolcpus): the CPUs an interrupt may land on without disturbing an
+isolated workload.
 """
 
 from __future__ import annotations
