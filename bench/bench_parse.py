@@ -23,10 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from irqtune.host import Host  # noqa: E402
-from irqtune.measure.rates import compute_rates  # noqa: E402
-from irqtune.measure.snapshot import take_snapshot  # noqa: E402
-from irqtune.parse.interrupts import parse_interrupts  # noqa: E402
+from irqtune.host import Host
+from irqtune.measure.rates import compute_rates
+from irqtune.measure.snapshot import take_snapshot
+from irqtune.parse.interrupts import parse_interrupts
 
 FIXTURE = "interrupts-pcp-x86_64-1152cpu-i40e-lpfc.txt.bz2"
 
@@ -51,8 +51,12 @@ def bench_big_parse(repeat: int) -> tuple[float, float]:
         floor.append(timed(lambda: data.split()))
         parse.append(timed(lambda: parse_interrupts(data)))
     print(f"1152-CPU /proc/interrupts: {len(data) / 1e6:.1f} MB, {len(table.rows)} rows x {len(table.cpus)} CPUs")
-    print(f"  floor data.split():        best {min(floor) * 1e3:7.2f} ms  median {statistics.median(floor) * 1e3:7.2f} ms")
-    print(f"  parse into snapshot table: best {min(parse) * 1e3:7.2f} ms  median {statistics.median(parse) * 1e3:7.2f} ms")
+    print(
+        f"  floor data.split():        best {min(floor) * 1e3:7.2f} ms  median {statistics.median(floor) * 1e3:7.2f} ms"
+    )
+    print(
+        f"  parse into snapshot table: best {min(parse) * 1e3:7.2f} ms  median {statistics.median(parse) * 1e3:7.2f} ms"
+    )
     ratio = min(parse) / min(floor)
     print(f"  ratio parse/floor: {ratio:.2f} (target <= 2.00)")
     return ratio, min(parse)

@@ -39,6 +39,9 @@ def parse_cpulist(text: str) -> list[int]:
             continue
         rng, _, group = part.partition(":")
         lo_s, dash, hi_s = rng.partition("-")
+        numbers = [lo_s, *([hi_s] if dash else []), *group.replace("/", " ").split()]
+        if not all(map(is_count, numbers)) or (group and group.count("/") != 1):
+            raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}")
         try:
             lo = int(lo_s)
             hi = int(hi_s) if dash else lo
@@ -57,6 +60,8 @@ def parse_cpumask(text: str) -> list[int]:
     digits = text.strip().replace(",", "")
     if not digits:
         return []
+    if not is_hex(digits):
+        raise CpuListError(f"expected a hex CPU mask such as ff,00000001, got {text!r}")
     try:
         value = int(digits, 16)
     except ValueError:
@@ -81,3 +86,11 @@ def format_cpulist(cpus: list[int] | set[int] | tuple[int, ...]) -> str:
 def is_count(token: str) -> bool:
     """A kernel %u counter: ASCII digits only (no sign, no underscores)."""
     return token.isdigit() and token.isascii()
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
+def is_hex(token: str) -> bool:
+    """A kernel %x value: ASCII hex digits only (int(x, 16) would also take "0x", "_" and signs)."""
+    return bool(token) and _HEX.issuperset(token)

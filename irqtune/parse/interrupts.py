@@ -21,6 +21,8 @@ _HWIRQ = re.compile(r"(\d+)(?:-(\S+))?\Z")
 _TOKEN = re.compile(r"\S+")
 _TRIGGERS = frozenset({"Level", "Edge"})
 # flow-handler names the kernel prints glued to the chip in old (pre irq-domain) kernels.
+# rows the kernel prints as one global value ("%*s: %10u"), whatever the number of CPUs
+SINGLE_VALUE_ROWS = frozenset({"ERR", "MIS", "Err"})
 _DENSE = 32  # above this many non-zero counts in a row, convert every token
 _BLANK_OR_ZERO = b" \t\n\r\f\v0"
 _FLOWS = frozenset({"edge", "level", "fasteoi", "simple", "percpu", "percpu_devid", "bad", "edge_eoi"})
@@ -89,7 +91,7 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
     cheapest tokenizer Python has. Names and descriptions are decoded per row.
     """
     if isinstance(data, str):
-        data = data.encode("utf-8", "surrogateescape")
+        data = data.encode("utf-8", "surrogatepass")
     lines = enumerate(io.BytesIO(data), 1)  # one line at a time stays in cache; split(b"\n") does not
     start, header = next(((n, line) for n, line in lines if line.strip()), (None, b""))
     cpus = parse_header(_text(header)) if start is not None else None
@@ -122,9 +124,8 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
         if key in rows:
             table.problems.append(Problem(source, number, f"duplicate row {key!r}; first one kept"))
             continue
-        row = _fast_row(key, number, line, body, tokens, ncpu, zero_row) or _slow_row(
-            key, number, line[body:], ncpu, table, source
-        )
+        fast = None if key in SINGLE_VALUE_ROWS else _fast_row(key, number, line, body, tokens, ncpu, zero_row)
+        row = fast or _slow_row(key, number, line[body:], ncpu, table, source)
         if row is None:
             continue
         if key.isdigit():
@@ -204,9 +205,11 @@ def _slow_row(key: str, number: int, rest: bytes, ncpu: int, table: InterruptTab
     tail = _text(tail_parts[found].rstrip()) if len(tail_parts) > found else ""
     numbered = key.isdigit()
     if found == 0 and not numbered:
-        return InterruptRow(key, number, None, None, tail)
-    if found == 1 and not numbered:
+        return InterruptRow(key, number, None, None, tail)  # FIQ: a name and no counts
+    if found == 1 and (key in SINGLE_VALUE_ROWS or (not numbered and not tail)):
         return InterruptRow(key, number, None, int(tokens[0]), tail)
+    if found == ncpu and key in SINGLE_VALUE_ROWS:  # never printed per CPU: not this kernel's format
+        found = 1
     detail = f" before {_text(tokens[found])!r}" if found < len(tokens) else ""
     table.problems.append(
         Problem(source, number, f"row {key!r}: expected {ncpu} per-CPU counts, found {found}{detail}; row skipped")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import Problem
+from .common import Problem, is_hex
 
 MIN_COLUMNS = 9
 
@@ -53,11 +53,10 @@ def parse_softnet(text: str, online: list[int] | None = None, source: str = "/pr
         tokens = line.split()
         if not tokens:
             continue
-        try:
-            values = [int(t, 16) for t in tokens]
-        except ValueError:
+        if not all(map(is_hex, tokens)):
             table.problems.append(Problem(source, number, f"expected hex columns, got {line.strip()[:60]!r}"))
             continue
+        values = [int(t, 16) for t in tokens]
         if len(values) < MIN_COLUMNS or any(v < 0 or v >= 1 << 32 for v in values):
             table.problems.append(
                 Problem(source, number, f"expected at least {MIN_COLUMNS} 32-bit hex columns, found {len(values)}")
