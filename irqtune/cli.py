@@ -91,7 +91,7 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2), format="irqtune: %(levelname)s: %(message)s", stream=sys.stderr
     )
-    host = Host.from_env(root)
+    host = Host(root)
     ctx.obj = Ctx(host=host, state_dir=state_dir or default_state_dir(host))
 
 
@@ -169,6 +169,7 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
     except PathEscape as err:
         raise click.ClickException(str(err)) from None
     _require_something(snap)
+    snap.problems.extend(Problem(obj.host.root, 0, message) for message in obj.host.refused)
     if as_json:
         _dump(to_json(snap))
     else:

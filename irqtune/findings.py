@@ -60,11 +60,17 @@ def _irq_rate(m: Measurements, irq: int) -> dict[int, float]:
 
 
 def _serving_cpus(m: Measurements, info: IrqInfo) -> list[int]:
-    """Where the IRQ really runs: the CPUs that took it in the window, else the effective affinity."""
+    """Where the IRQ runs: CPUs that took it in the window, else its effective, else requested affinity."""
     busy = [cpu for cpu, rate in _irq_rate(m, info.irq).items() if rate > 0]
     if busy:
         return busy
-    return list(info.affinity.effective or []) if info.affinity else []
+    aff = info.affinity
+    return list((aff.effective or aff.requested or []) if aff else [])
+
+
+def _kernel_spread(info: IrqInfo) -> bool:
+    """Managed IRQs and block I/O queues: the kernel places them per CPU on purpose."""
+    return info.managed == "yes" or (info.kind in ("nvme", "block") and info.role == "io")
 
 
 def check_queues_on_one_cpu(m: Measurements, t: Thresholds) -> Iterator[Finding]:
@@ -73,8 +79,9 @@ def check_queues_on_one_cpu(m: Measurements, t: Thresholds) -> Iterator[Finding]
         if device.kind != "nic" or online < 2:
             continue
         queues = [m.inventory.irqs[q.irq] for q in device.irqs if q.role in QUEUE_ROLES and q.irq in m.inventory.irqs]
+        numbers = {info.queue for info in queues}  # rx 0 and tx 0 of one queue pair belong together
         cpus = {cpu for info in queues for cpu in _serving_cpus(m, info)}
-        if len(queues) >= 2 and len(cpus) == 1:
+        if len(numbers) >= 2 and len(cpus) == 1:
             cpu = next(iter(cpus))
             yield Finding(
                 "warning", "nic-queues-one-cpu",
@@ -83,7 +90,7 @@ def check_queues_on_one_cpu(m: Measurements, t: Thresholds) -> Iterator[Finding]
 
 
 def check_isolated(m: Measurements, t: Thresholds) -> Iterator[Finding]:
-    isolated = set(m.topology.isolated) | set(m.topology.nohz_full) | set(m.topology.isolcpus)
+    isolated = m.topology.isolated_any
     if not isolated:
         return
     for info in m.inventory.irqs.values():
@@ -95,6 +102,7 @@ def check_isolated(m: Measurements, t: Thresholds) -> Iterator[Finding]:
             hits = {cpu: 0.0 for cpu in effective if cpu in isolated}
         for cpu, rate in sorted(hits.items()):
             how = f" at {rate:.0f}/s" if rate else " (effective affinity)"
+            how += " (kernel-managed: see isolcpus=managed_irq)" if info.managed == "yes" else ""
             yield Finding(
                 "warning", "irq-on-isolated-cpu",
                 f"{_label(info)} serviced on isolated CPU {cpu}{how}", irq=info.irq, device=info.device, cpu=cpu,
@@ -111,7 +119,9 @@ def check_remote_numa(m: Measurements, t: Thresholds) -> Iterator[Finding]:
         remote = []
         for q in device.irqs:
             info = m.inventory.irqs.get(q.irq)
-            cpus = _serving_cpus(m, info) if info else []
+            if info is None or _kernel_spread(info):
+                continue
+            cpus = _serving_cpus(m, info)
             far = [cpu for cpu in cpus if cpu not in local]
             if far:
                 remote.append((q.irq, far))

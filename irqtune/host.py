@@ -1,19 +1,27 @@
 """The rooted host layer: every read (and write) of /proc and /sys goes through `Host`.
 
 `Host(root)` stands for one machine. `root` is `/` for the real host, or a
-directory that holds a fake `proc/` and `sys/` (a fixture, the simulator).
-Paths are built from parts; parts that come from the kernel (device names,
-IRQ numbers) are untrusted, so a part may never be empty, `.`, `..` or contain
-`/` or NUL, and the resolved path (symlinks followed) must stay inside
-`<root>/proc`, `<root>/sys` or the state directory.
+directory that holds a fake `proc/` and `sys/` (a fixture, the simulator, a
+container's view of the host). Paths are built from parts; parts that come from
+the kernel (device names, IRQ numbers) are untrusted, so a part may never be empty,
+`.`, `..` or contain `/` or NUL, and the resolved path (symlinks followed) must stay
+inside `<root>/proc` or `<root>/sys`. Only regular files are read, so a FIFO planted
+under a fake root cannot hang a command.
+
+Readers that tolerate absence (`text`, `entries`, `has`) return None/empty for a
+missing file and for a refused path; refusals are logged once and kept in
+`refused`, so commands can report them as problems instead of failing.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import stat
 from dataclasses import dataclass, field
 
 TREES = ("proc", "sys")
+log = logging.getLogger(__name__)
 
 
 class PathEscape(ValueError):
@@ -31,6 +39,7 @@ class Host:
     """One machine's /proc and /sys, seen through `root`."""
 
     root: str = "/"
+    refused: list[str] = field(default_factory=list)  # paths refused by the tolerant readers
     _trees: dict[str, str] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -38,27 +47,27 @@ class Host:
         for tree in TREES:
             self._trees[tree] = os.path.realpath(os.path.join(self.root, tree))
 
-    @classmethod
-    def from_env(cls, root: str | None = None) -> Host:
-        """`--root` wins, then `IRQTUNE_ROOT`, then `/`."""
-        return cls(root or os.environ.get("IRQTUNE_ROOT") or "/")
-
-    @property
-    def is_real(self) -> bool:
-        return self.root == "/"
-
+    # -- building paths ----------------------------------------------------
     def path(self, tree: str, *parts: str | int) -> str:
-        """Absolute path of `<root>/<tree>/<parts...>`, checked to stay inside the tree."""
+        """Resolved path of `<root>/<tree>/<parts...>`; PathEscape if it leaves the tree."""
         if tree not in self._trees:
             raise PathEscape(f"refused tree {tree!r}: only {', '.join(TREES)}")
-        path = os.path.join(self._trees[tree], *(_check_part(str(p)) for p in parts))
-        return self._contained(path, self._trees[tree])
+        return self._contained(os.path.join(self._trees[tree], *(_check_part(str(p)) for p in parts)))
 
     def proc(self, *parts: str | int) -> str:
         return self.path("proc", *parts)
 
     def sys(self, *parts: str | int) -> str:
         return self.path("sys", *parts)
+
+    def under(self, base: str, *parts: str | int) -> str:
+        """Resolved path of `parts` below a directory this host already resolved (a device dir)."""
+        self._contained(base)
+        return self._contained(os.path.join(base, *(_check_part(str(p)) for p in parts)))
+
+    def parent(self, path: str) -> str:
+        """The real parent directory of `path` (e.g. a virtio device's PCI function)."""
+        return self._contained(os.path.dirname(os.path.realpath(path)))
 
     def display(self, path: str) -> str:
         """The path as a user thinks of it (`/proc/interrupts`), whatever the root."""
@@ -67,63 +76,60 @@ class Host:
                 return "/" + tree + path[len(real) :]
         return path
 
-    @staticmethod
-    def _contained(path: str, tree: str) -> str:
+    def _contained(self, path: str) -> str:
         resolved = os.path.realpath(path)
-        if resolved != tree and not resolved.startswith(tree + os.sep):
-            raise PathEscape(f"refused {path}: resolves to {resolved}, outside {tree}")
-        return resolved
-
-    def resolve_parent(self, path: str) -> str:
-        """The real parent directory of `path` (e.g. a virtio device's PCI function)."""
-        parent = os.path.dirname(os.path.realpath(path))
         for tree in self._trees.values():
-            if parent == tree or parent.startswith(tree + os.sep):
-                return parent
-        raise PathEscape(f"refused parent of {path}: outside the rooted trees")
+            if resolved == tree or resolved.startswith(tree + os.sep):
+                return resolved
+        where = " and ".join(os.path.join(self.root, tree) for tree in TREES)
+        raise PathEscape(f"refused {path}: resolves to {resolved}, outside {where}")
 
-    # -- reads -------------------------------------------------------------
-    @staticmethod
-    def read(path: str) -> str:
-        """Whole file as text. Raises OSError (FileNotFoundError, PermissionError...)."""
-        with open(path, encoding="ascii", errors="replace") as f:
+    # -- strict reads: raise OSError or PathEscape --------------------------
+    def read_bytes(self, path: str) -> bytes:
+        """Whole regular file below the root as bytes (the big /proc/interrupts parses fastest so)."""
+        fd = os.open(self._contained(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(f"{self.display(path)} is not a regular file")
             return f.read()
 
-    @staticmethod
-    def read_bytes(path: str) -> bytes:
-        """Whole file as bytes (the big /proc/interrupts of large hosts parses fastest as bytes)."""
-        with open(path, "rb") as f:
-            return f.read()
+    def read(self, path: str) -> str:
+        """Whole regular file below the root as text; undecodable bytes become U+FFFD."""
+        return self.read_bytes(path).decode("utf-8", "replace")
 
-    def read_or_none(self, path: str) -> str | None:
-        """Text, or None when the file is missing or unreadable (a vanished IRQ, a container)."""
+    # -- tolerant reads: None / empty for missing, unreadable or refused ----
+    def text(self, tree: str, *parts: str | int) -> str | None:
+        """Stripped text of `<tree>/<parts>`, or None (a vanished IRQ, a container, a refused link)."""
+        return self._tolerant(lambda: self.read(self.path(tree, *parts)).strip(), None)
+
+    def text_under(self, base: str, *parts: str | int) -> str | None:
+        return self._tolerant(lambda: self.read(self.under(base, *parts)).strip(), None)
+
+    def entries(self, base: str, *parts: str | int) -> list[str]:
+        """Sorted names in a directory below an already-resolved `base`; [] if missing or refused."""
+        return self._tolerant(lambda: sorted(os.listdir(self.under(base, *parts))), [])
+
+    def has(self, base: str, *parts: str | int) -> bool:
+        return self._tolerant(lambda: os.path.exists(self.under(base, *parts)), False)
+
+    def link_name(self, base: str, *parts: str | int) -> str | None:
+        """Last component of a symlink's target (a device's driver name), without following it."""
+        link = os.path.join(self._contained(base), *(_check_part(str(p)) for p in parts))
+        return self._tolerant(lambda: os.path.basename(os.readlink(link)), None)
+
+    def _tolerant(self, read, default):
         try:
-            return self.read(path).strip()
-        except OSError:
-            return None
-
-    @staticmethod
-    def listdir(path: str) -> list[str]:
-        try:
-            return sorted(os.listdir(path))
-        except OSError:
-            return []
-
-    @staticmethod
-    def exists(path: str) -> bool:
-        return os.path.exists(path)
-
-    @staticmethod
-    def basename_of_link(path: str) -> str | None:
-        """Last component of a symlink target (e.g. a device's driver name)."""
-        try:
-            return os.path.basename(os.readlink(path))
-        except OSError:
-            return None
+            return read()
+        except PathEscape as err:
+            if str(err) not in self.refused:
+                self.refused.append(str(err))
+                log.warning("%s", err)
+            return default
+        except (OSError, ValueError):
+            return default
 
     # -- writes ------------------------------------------------------------
-    @staticmethod
-    def write(path: str, text: str) -> None:
-        """Write one value. Callers go through the knob layer, which journals first."""
-        with open(path, "w", encoding="ascii") as f:
+    def write(self, path: str, text: str) -> None:
+        """Write one value below the root. Callers go through the knob layer, which journals first."""
+        with open(self._contained(path), "w", encoding="ascii") as f:
             f.write(text)

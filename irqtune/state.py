@@ -19,12 +19,12 @@ MANAGED_FILE = "managed-irqs.json"
 
 
 def default_state_dir(host: Host) -> str:
-    """`IRQTUNE_STATE_DIR`, else /var/lib/irqtune under the host's root."""
-    return os.environ.get("IRQTUNE_STATE_DIR") or os.path.join(host.root, "var", "lib", "irqtune")
+    """/var/lib/irqtune under the host's root (the CLI's --state-dir / IRQTUNE_STATE_DIR win)."""
+    return os.path.join(host.root, "var", "lib", "irqtune")
 
 
 def boot_id(host: Host) -> str:
-    return host.read_or_none(host.proc("sys", "kernel", "random", "boot_id")) or ""
+    return host.text("proc", "sys", "kernel", "random", "boot_id") or ""
 
 
 def load_learned_managed(state_dir: str, current_boot: str) -> dict[int, dict]:
@@ -39,7 +39,15 @@ def load_learned_managed(state_dir: str, current_boot: str) -> dict[int, dict]:
     irqs = data.get("irqs")
     if not isinstance(irqs, dict):
         return {}
-    return {int(k): v for k, v in irqs.items() if k.isdigit() and isinstance(v, dict)}
+    return {int(k): v for k, v in irqs.items() if _valid_entry(k, v)}
+
+
+def _valid_entry(key: str, entry: object) -> bool:
+    """A hand-edited or damaged file must not break read-only commands: keep only well-formed entries."""
+    if not (isinstance(key, str) and key.isdigit() and key.isascii() and isinstance(entry, dict)):
+        return False
+    actions = entry.get("actions")
+    return isinstance(actions, list) and all(isinstance(a, str) for a in actions)
 
 
 def remember_managed(state_dir: str, current_boot: str, irq: int, actions: list[str], errno_name: str) -> None:

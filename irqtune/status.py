@@ -22,8 +22,6 @@ from .parse.common import Problem, format_cpulist
 from .parse.interrupts import InterruptTable
 from .state import boot_id, load_learned_managed
 
-X86_IPI_ROWS = ("LOC", "RES", "CAL", "TLB")
-
 
 @dataclass(slots=True)
 class Collected:
@@ -35,14 +33,18 @@ class Collected:
     inventory: Inventory
     findings: list[Finding]
     bcc: BccInfo
+    host_info: dict
 
     @property
     def problems(self) -> list[Problem]:
-        return self.before.problems + (self.after.problems if self.after is not self.before else [])
+        """Malformed input in the last reading, bad topology files, and paths refused under --root."""
+        refused = [Problem(self.host.root, 0, message) for message in self.host.refused]
+        return self.after.problems + self.topology.problems + refused
 
 
 def collect(host: Host, interval: float, state_dir: str, progress: Callable[[str], None] | None = None) -> Collected:
-    before = take_snapshot(host)
+    """All the I/O of `status`: two readings `interval` apart (one when 0), topology, inventory."""
+    before = take_snapshot(host, with_affinity=interval <= 0)  # affinity is read once, from the last reading
     if interval > 0:
         if progress:
             progress(f"measuring for {interval:g} s")
@@ -55,7 +57,7 @@ def collect(host: Host, interval: float, state_dir: str, progress: Callable[[str
     learned = load_learned_managed(state_dir, boot_id(host))
     inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
     findings = find_all(Measurements(topology, inventory, rates))
-    return Collected(host, before, after, rates, topology, inventory, findings, find_bcc())
+    return Collected(host, before, after, rates, topology, inventory, findings, find_bcc(), _host_info(host))
 
 
 def _round(value: float) -> float:
@@ -68,8 +70,8 @@ def _rates_by_cpu(per_cpu: dict[int, float]) -> dict[str, float]:
 
 def _host_info(host: Host) -> dict:
     return {
-        "hostname": host.read_or_none(host.proc("sys", "kernel", "hostname")) or "",
-        "kernel": host.read_or_none(host.proc("sys", "kernel", "osrelease")) or "",
+        "hostname": host.text("proc", "sys", "kernel", "hostname") or "",
+        "kernel": host.text("proc", "sys", "kernel", "osrelease") or "",
         "root": host.root,
     }
 
@@ -109,6 +111,7 @@ def _irq_entry(c: Collected, irq: int) -> dict:
 
 
 def build_report(c: Collected, top: int = 10) -> dict:
+    """The status report as plain data; no I/O."""
     rates = c.rates
     irqs = sorted(c.inventory.irqs)
 
@@ -156,7 +159,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
         )  # fmt: skip
     return {
         "schema": SCHEMA,
-        "host": _host_info(c.host),
+        "host": c.host_info,
         "interval": _round(rates.interval) if rates else 0,
         "changes": {
             "irqs_appeared": rates.appeared,

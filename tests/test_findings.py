@@ -57,7 +57,7 @@ def codes(m: Measurements) -> dict[str, list[str]]:
 
 def test_static_findings_from_affinity(root):
     found = codes(measure(root))
-    assert found["nic-queues-one-cpu"] == ["all 2 queue IRQs of eth0 land on CPU 2"]
+    assert "nic-queues-one-cpu" not in found  # eth0's rx 0 and tx 0 share CPU 2: one queue pair, no finding
     assert any(re.match(r"NIC ens1f0 IRQs on a remote NUMA node \(device on node 1\): IRQ 100 on CPU 0, IRQ 101", m)
                for m in found["remote-numa"])  # fmt: skip
     assert found["irq-on-isolated-cpu"] == ["IRQ 103 (ens1f0 rxtx 3) serviced on isolated CPU 6 (effective affinity)"]
@@ -70,8 +70,15 @@ def test_storm_and_isolated_cpu_from_rates(root):
     assert found["irq-storm"] == ["interrupt storm on IRQ 36 (vda io 0): 250,000/s"]
     assert "IRQ 122 (nvme0 io 2) serviced on isolated CPU 7 at 500/s" in found["irq-on-isolated-cpu"]
     assert found["nohz-full-ticking"] == ["nohz_full CPU 6 still takes 1000 timer interrupts/s"]
-    # eth0 took no interrupts in the window: its effective affinity says where they would go
-    assert found["nic-queues-one-cpu"] == ["all 2 queue IRQs of eth0 land on CPU 2"]
+    assert "remote-numa" in found and not any("nvme0" in m for m in found["remote-numa"])  # managed spread
+
+
+def test_all_queues_on_one_cpu(root):
+    for irq in (100, 101, 102, 103):
+        (root / "proc" / "irq" / str(irq) / "effective_affinity_list").write_text("4\n")
+    found = codes(measure(root))
+    assert found["nic-queues-one-cpu"] == ["all 4 queue IRQs of ens1f0 land on CPU 4"]
+    assert "remote-numa" not in found  # CPU 4 is on the NIC's node
 
 
 def test_quiet_host_has_no_warnings(tmp_path):

@@ -99,3 +99,15 @@ def test_device_link_escaping_sys_is_skipped(host, tmp_path, caplog):
     inv = inventory(host)
     assert "evil" not in {d.name for d in inv.devices}
     assert "escapes" in caplog.text or "refused" in caplog.text
+
+
+def test_scsi_disk_found_through_its_hba(host):
+    sys = fakehost.Path(host.root) / "sys"
+    fakehost.pci_function(sys, "0000:05:00.0", 0, "0-3", [130, 131], "megaraid_sas")
+    disk = sys / "devices" / "pci0000:00" / "0000:05:00.0" / "host0" / "target0:0:0" / "0:0:0:0"
+    disk.mkdir(parents=True)
+    fakehost.link(sys / "block" / "sda", "../devices/pci0000:00/0000:05:00.0/host0/target0:0:0/0:0:0:0/block/sda")
+    fakehost.link(disk / "block" / "sda" / "device", "../../../0:0:0:0")
+    devices = {d.name: d for d in inventory(host).devices}
+    assert devices["sda"].kind == "block" and devices["sda"].bus_id == "0000:05:00.0"
+    assert "0000:05:00.0" not in devices  # the HBA is claimed by its disk, not listed as "other"

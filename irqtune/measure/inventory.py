@@ -74,88 +74,115 @@ def _int(text: str | None) -> int | None:
     return int(text) if text is not None and text.lstrip("-").isdigit() else None
 
 
-def _pci_function(host: Host, dev_path: str) -> str | None:
-    """The directory with msi_irqs for a device link: itself, or its parent (virtio)."""
-    if host.exists(dev_path + "/msi_irqs") or host.exists(dev_path + "/irq"):
-        return dev_path
-    parent = host.resolve_parent(dev_path)
-    if host.exists(parent + "/msi_irqs") or host.exists(parent + "/irq"):
-        return parent
+_MAX_HOPS = 8  # block devices sit a few levels below their HBA: sda -> target -> host -> PCI function
+
+
+def _irq_function(host: Host, dev_path: str) -> str | None:
+    """The nearest directory at or above a device that lists its IRQs (msi_irqs, or a legacy irq).
+
+    A NIC's device is its PCI function; virtio devices hang one level below theirs; SCSI
+    disks several levels below the HBA's. The walk stays inside /sys.
+    """
+    path = dev_path
+    for _ in range(_MAX_HOPS):
+        if host.has(path, "msi_irqs") or host.has(path, "irq"):
+            return path
+        try:
+            path = host.parent(path)
+        except PathEscape:
+            return None
+        if path == host.sys() or path == host.sys("devices"):
+            return None
     return None
 
 
-def _function_irqs(host: Host, pci: str) -> list[int]:
-    irqs = [int(n) for n in host.listdir(pci + "/msi_irqs") if n.isdigit()]
+def _function_irqs(host: Host, function: str) -> list[int]:
+    irqs = [int(n) for n in host.entries(function, "msi_irqs") if n.isdigit() and n.isascii()]
     if not irqs:
-        legacy = _int(host.read_or_none(pci + "/irq"))
+        legacy = _int(host.text_under(function, "irq"))
         irqs = [legacy] if legacy else []
     return sorted(irqs)
 
 
-def _describe(host: Host, name: str, kind: str, *parts: str) -> tuple[Device, list[int]] | None:
-    """Device `name` whose sysfs device link is /sys/<parts>; None when absent or escaping /sys."""
+def _describe(host: Host, name: str, kind: str, base: str, *parts: str) -> tuple[Device, list[int]] | None:
+    """Device `name` whose device link is <base>/<parts>; None when absent (virtual) or refused."""
+    if not host.has(base, *parts):
+        return None  # virtual: lo, ifb0, loop0, zram0
     try:
-        if not host.exists(os.path.join(host.sys(*parts[:-1]), parts[-1])):
-            return None  # virtual: lo, ifb0, loop0, zram0
-        dev_path = host.sys(*parts)
-        pci = _pci_function(host, dev_path)
+        dev_path = host.under(base, *parts)
     except PathEscape as err:
+        host.refused.append(str(err))
         log.warning("skipping %s %r: %s", kind, name, err)
         return None
-    if pci is None:
+    function = _irq_function(host, dev_path)
+    if function is None:
         return None
-    device = Device(name=name, kind=kind, driver=host.basename_of_link(dev_path + "/driver"))
-    device.bus_id = pci.rsplit("/", 1)[-1]
-    node = _int(host.read_or_none(pci + "/numa_node"))
+    device = Device(name=name, kind=kind, driver=host.link_name(dev_path, "driver"))
+    device.bus_id = os.path.basename(function)
+    node = _int(host.text_under(function, "numa_node"))
     device.numa_node = node if node is not None and node >= 0 else None
-    local = host.read_or_none(pci + "/local_cpulist")
+    local = host.text_under(function, "local_cpulist")
     try:
         device.local_cpus = parse_cpulist(local) if local else None
     except CpuListError:
         device.local_cpus = None
-    return device, _function_irqs(host, pci)
+    return device, _function_irqs(host, function)
 
 
 def _sysfs_devices(host: Host) -> list[tuple[Device, list[int]]]:
-    wanted: list[tuple[str, str, tuple[str, ...]]] = []
-    wanted += [(n, "nic", ("class", "net", n, "device")) for n in host.listdir(host.sys("class", "net"))]
-    wanted += [(n, "nvme", ("class", "nvme", n, "device")) for n in host.listdir(host.sys("class", "nvme"))]
-    wanted += [
-        (n, "block", ("block", n, "device")) for n in host.listdir(host.sys("block")) if not n.startswith("nvme")
-    ]
-    found = [d for d in (_describe(host, name, kind, *parts) for name, kind, parts in wanted) if d]
+    root = host.sys()
+    wanted: list[tuple[str, str, str, tuple[str, ...]]] = []
+    for kind, where in (("nic", ("class", "net")), ("nvme", ("class", "nvme")), ("block", ("block",))):
+        for name in host.entries(root, *where):
+            if not (kind == "block" and name.startswith("nvme")):  # NVMe namespaces: their controller has the IRQs
+                wanted.append((name, kind, root, (*where, name, "device")))
+    found = [d for d in (_describe(host, name, kind, base, *parts) for name, kind, base, parts in wanted) if d]
     claimed = {dev.bus_id for dev, _ in found}
-    pci_root = host.sys("bus", "pci", "devices")
-    for bdf in host.listdir(pci_root):
-        if bdf in claimed or not host.listdir(os.path.join(pci_root, bdf, "msi_irqs")):
+    for bdf in host.entries(root, "bus", "pci", "devices"):
+        if bdf in claimed or not host.entries(root, "bus", "pci", "devices", bdf, "msi_irqs"):
             continue
-        child = next((c for c in host.listdir(os.path.join(pci_root, bdf)) if c.startswith("virtio")), None)
+        children = host.entries(root, "bus", "pci", "devices", bdf)
+        child = next((c for c in children if c.startswith("virtio") and c[6:].isdigit()), None)
         parts = ("bus", "pci", "devices", bdf, child) if child else ("bus", "pci", "devices", bdf)
-        described = _describe(host, child or bdf, "other", *parts)
+        described = _describe(host, child or bdf, "other", root, *parts)
         if described:
             found.append(described)
     return found
 
 
 def managed_state(host: Host, irq: int, learned: dict[int, dict], actions: tuple[str, ...]) -> tuple[str, str]:
-    text = host.read_or_none(host.sys("kernel", "debug", "irq", "irqs", irq))
+    text = host.text("sys", "kernel", "debug", "irq", "irqs", irq)
     if text is not None:
         return ("yes" if "AFFINITY_MANAGED" in text else "no"), "debugfs"
     entry = learned.get(irq)
-    if entry is not None and tuple(entry.get("actions", ())) == actions:
+    if entry is not None and tuple(entry["actions"]) == actions:
         return ("yes" if entry.get("managed") else "no"), "learned"
     return "unknown", ""
 
 
+_X86_CHIPS = ("IO-APIC", "PCI-MSI", "HPET")
+_IOMMU_ACTIONS = ("AMD-Vi", "dmar")  # the IOMMU's own vectors are never remapped
+
+
 def _remapping(table: InterruptTable) -> str:
-    chips = [row.chip for row in table.rows.values() if row.irq is not None and row.chip]
-    x86 = [c for c in chips if any(k in c for k in ("IO-APIC", "PCI-MSI", "HPET", "DMAR"))]
-    remapped = [c for c in x86 if c.startswith("IR-")]
+    chips = [
+        row.chip
+        for row in table.rows.values()
+        if row.irq is not None and row.chip and not any(a.startswith(_IOMMU_ACTIONS) for a in row.actions)
+    ]
+    x86 = [c for c in chips if any(k in c for k in _X86_CHIPS)]
     if not x86:
         return "not applicable"
-    if not remapped:
-        return "off"
-    return "on" if len(remapped) == len([c for c in x86 if "DMAR" not in c]) else "partial"
+    remapped = sum(c.startswith("IR-") for c in x86)
+    return "off" if not remapped else "on" if remapped == len(x86) else "partial"
+
+
+def _owner(candidates: list[Device], actions: tuple[str, ...]) -> Device | None:
+    """Several netdevs can share one PCI function (mlx4 ports): prefer the one the action names."""
+    for device in candidates:
+        if any(device.name in action for action in actions):
+            return device
+    return candidates[0] if candidates else None
 
 
 def build_inventory(
@@ -164,13 +191,13 @@ def build_inventory(
     affinity: dict[int, IrqAffinity],
     learned: dict[int, dict] | None = None,
 ) -> Inventory:
-    inv = Inventory(remapping=_remapping(table), iommus=host.listdir(host.sys("class", "iommu")))
+    inv = Inventory(remapping=_remapping(table), iommus=host.entries(host.sys(), "class", "iommu"))
     learned = learned or {}
-    owner: dict[int, Device] = {}
+    owners: dict[int, list[Device]] = {}
     for device, irqs in _sysfs_devices(host):
         inv.devices.append(device)
         for irq in irqs:
-            owner.setdefault(irq, device)
+            owners.setdefault(irq, []).append(device)
     by_name = {d.name: d for d in inv.devices}
     for row in table.rows.values():
         irq = row.irq
@@ -179,7 +206,7 @@ def build_inventory(
         info = IrqInfo(irq=irq, actions=row.actions, chip=row.chip, affinity=affinity.get(irq))
         info.managed, info.managed_source = managed_state(host, irq, learned, row.actions)
         named = next(filter(None, map(classify_action, row.actions)), None)
-        device = owner.get(irq)
+        device = _owner(owners.get(irq, []), row.actions)
         if device is None and named is not None and named.kind:
             device = by_name.get(named.device)
             if device is None:

@@ -1,11 +1,12 @@
 """Rates from two snapshots.
 
 Kernel interrupt counters are 32-bit and wrap: a decrease whose wrapped delta is
-plausible (less than 2^31, i.e. the old value was near the top) is a wrap and adds
-2^32; any other decrease is a reset (the IRQ was freed and re-requested) and counts
+plausible (under 2^31 and under `MAX_RATE` per second) is a wrap and adds 2^32; any
+other decrease is a reset (the IRQ was freed and its descriptor reused) and counts
 from zero. Rows hidden by the kernel are all-zero, so an IRQ that appears counts from
-zero too; one whose actions changed is a new IRQ. CPUs that are online in only one of
-the two snapshots get no rate.
+zero too. An IRQ whose actions changed (a driver re-requested its vector on link
+down/up, or the number went to another device) is listed as appeared and keeps
+counting with the same wrap/reset rule. CPUs online in only one snapshot get no rate.
 """
 
 from __future__ import annotations
@@ -15,13 +16,16 @@ from dataclasses import dataclass, field
 from ..parse.common import U32
 from .snapshot import Snapshot
 
+MAX_RATE = 1e8  # events/s; no interrupt source sustains more, so a bigger "wrap" is a reset
 
-def counter_delta(old: int, new: int) -> int:
-    """Delta of a 32-bit kernel counter between two reads."""
+
+def counter_delta(old: int, new: int, interval: float | None = None) -> int:
+    """Delta of a 32-bit kernel counter between two reads `interval` seconds apart."""
     if new >= old:
         return new - old
     wrapped = new + U32 - old
-    return wrapped if 0 <= wrapped < U32 // 2 else new
+    plausible = 0 <= wrapped < U32 // 2 and (interval is None or wrapped <= MAX_RATE * interval)
+    return wrapped if plausible else new
 
 
 @dataclass(slots=True)
@@ -47,7 +51,7 @@ class Rates:
 
 
 def _per_cpu_rates(old: dict[int, int], new: dict[int, int], interval: float) -> dict[int, float]:
-    return {cpu: counter_delta(old[cpu], n) / interval for cpu, n in new.items() if cpu in old}
+    return {cpu: counter_delta(old[cpu], n, interval) / interval for cpu, n in new.items() if cpu in old}
 
 
 def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
@@ -73,7 +77,7 @@ def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
             if prev is None:
                 continue
             rates.softnet[row.cpu] = {
-                name: counter_delta(getattr(prev, name), getattr(row, name)) / interval
+                name: counter_delta(getattr(prev, name), getattr(row, name), interval) / interval
                 for name in row.COUNTERS
                 if getattr(row, name) is not None and getattr(prev, name) is not None
             }
@@ -96,7 +100,9 @@ def _interrupt_rates(before: Snapshot, after: Snapshot, rates: Rates) -> None:
     for key, row in new_table.rows.items():
         new = dict(zip(new_table.cpus, row.counts)) if row.counts is not None else None
         prev = old_table.rows.get(key)
-        if prev is None or (row.irq is not None and prev.actions != row.actions):
+        if prev is not None and row.irq is not None and prev.actions != row.actions:
+            rates.appeared.append(key)
+        if prev is None:
             rates.appeared.append(key)
             old = dict.fromkeys(new_table.cpus, 0) if new is not None else None
             old_total = 0
@@ -107,5 +113,5 @@ def _interrupt_rates(before: Snapshot, after: Snapshot, rates: Rates) -> None:
             per_cpu = _per_cpu_rates(old, new, interval)
             rates.interrupts[key] = RowRate(key, per_cpu, sum(per_cpu.values()))
         elif row.total is not None and old_total is not None:  # single-value rows: ERR, MIS
-            rates.interrupts[key] = RowRate(key, {}, counter_delta(old_total, row.total) / interval)
+            rates.interrupts[key] = RowRate(key, {}, counter_delta(old_total, row.total, interval) / interval)
     rates.vanished = [key for key in old_table.rows if key not in new_table.rows]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from ..host import Host
+from ..host import Host, PathEscape
 from ..parse.common import CpuListError, Problem, parse_cpulist, parse_cpumask
 from ..parse.interrupts import InterruptTable, parse_interrupts
 from ..parse.softirqs import SoftirqTable, parse_softirqs
@@ -52,39 +52,43 @@ class Snapshot:
         return self.interrupts.cpus if self.interrupts else []
 
 
-def _read(host: Host, snap: Snapshot, path: str, binary: bool = False) -> str | bytes | None:
+def _read(host: Host, snap: Snapshot, tree: str, *parts: str, binary: bool = False) -> str | bytes | None:
+    shown = "/" + "/".join((tree, *parts))
     try:
+        path = host.path(tree, *parts)
         return host.read_bytes(path) if binary else host.read(path)
     except FileNotFoundError:
-        snap.unavailable[host.display(path)] = "missing"
+        snap.unavailable[shown] = "missing"
+    except PathEscape as err:
+        snap.problems.append(Problem(shown, 0, str(err)))
     except OSError as err:
-        snap.unavailable[host.display(path)] = err.strerror or type(err).__name__
+        snap.unavailable[shown] = err.strerror or str(err)
     return None
 
 
 def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
-    """Read every counter file once. Never raises for missing or malformed files."""
+    """Read every counter file once. Never raises for missing, refused or malformed files."""
     snap = Snapshot(taken_at=time.time(), monotonic=time.monotonic(), root=host.root)
-    online_text = host.read_or_none(host.sys("devices", "system", "cpu", "online"))
+    online_text = host.text("sys", "devices", "system", "cpu", "online")
     if online_text is not None:
         try:
             snap.online = parse_cpulist(online_text)
         except CpuListError as err:
             snap.problems.append(Problem("/sys/devices/system/cpu/online", 1, str(err)))
 
-    raw = _read(host, snap, host.proc("interrupts"), binary=True)
+    raw = _read(host, snap, "proc", "interrupts", binary=True)
     if raw is not None:
         snap.interrupts = parse_interrupts(raw)
         snap.problems.extend(snap.interrupts.problems)
-    text = _read(host, snap, host.proc("softirqs"))
+    text = _read(host, snap, "proc", "softirqs")
     if text is not None:
         snap.softirqs = parse_softirqs(text)
         snap.problems.extend(snap.softirqs.problems)
-    text = _read(host, snap, host.proc("net", "softnet_stat"))
+    text = _read(host, snap, "proc", "net", "softnet_stat")
     if text is not None:
         snap.softnet = parse_softnet(text, online=snap.cpus or None)
         snap.problems.extend(snap.softnet.problems)
-    text = _read(host, snap, host.proc("stat"))
+    text = _read(host, snap, "proc", "stat")
     if text is not None:
         snap.stat = parse_stat(text)
         snap.problems.extend(snap.stat.problems)
@@ -93,8 +97,16 @@ def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
     return snap
 
 
+_AFFINITY_FILES = (
+    ("requested", "smp_affinity_list", parse_cpulist),
+    ("effective", "effective_affinity_list", parse_cpulist),
+    ("hint", "affinity_hint", parse_cpumask),
+)
+
+
 def read_affinities(host: Host, snap: Snapshot) -> None:
-    if not host.exists(host.proc("irq")):
+    """/proc/irq/N/* for every numbered row; an IRQ that vanished meanwhile just has no entry."""
+    if not host.has(host.proc(), "irq"):
         snap.unavailable["/proc/irq"] = "missing"
         return
     assert snap.interrupts is not None
@@ -103,22 +115,19 @@ def read_affinities(host: Host, snap: Snapshot) -> None:
         if irq is None:
             continue
         aff = IrqAffinity()
-        for attr, name, parse in (
-            ("requested", "smp_affinity_list", parse_cpulist),
-            ("effective", "effective_affinity_list", parse_cpulist),
-            ("hint", "affinity_hint", parse_cpumask),
-        ):
-            value = host.read_or_none(host.proc("irq", irq, name))
+        for attr, name, parse in _AFFINITY_FILES:
+            value = host.text("proc", "irq", irq, name)
             if value is None:
                 continue
             try:
                 setattr(aff, attr, parse(value))
             except CpuListError as err:
                 snap.problems.append(Problem(f"/proc/irq/{irq}/{name}", 1, str(err)))
-        node = host.read_or_none(host.proc("irq", irq, "node"))
+        node = host.text("proc", "irq", irq, "node")
         if node is not None and node.lstrip("-").isdigit():
             aff.node = int(node)
-        snap.affinity[irq] = aff
+        if aff != IrqAffinity():
+            snap.affinity[irq] = aff
 
 
 # -- JSON ------------------------------------------------------------------

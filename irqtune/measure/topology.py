@@ -34,12 +34,17 @@ class Topology:
     source: str = "sysfs"  # or "proc headers" when /sys is absent (fixture roots)
     problems: list[Problem] = field(default_factory=list)
 
+    @property
+    def isolated_any(self) -> set[int]:
+        """CPUs isolated by any means: the sysfs `isolated` list, nohz_full or isolcpus."""
+        return set(self.isolated) | set(self.nohz_full) | set(self.isolcpus)
+
     def node_of(self, cpu: int) -> int | None:
         return next((node for node, cpus in self.nodes.items() if cpu in cpus), None)
 
 
 def _cpulist(host: Host, topo: Topology, *parts: str) -> list[int] | None:
-    text = host.read_or_none(host.sys(*parts))
+    text = host.text("sys", *parts)
     if text is None:
         return None
     try:
@@ -59,16 +64,17 @@ def _groups(host: Host, topo: Topology, cpus: list[int], *tail: str) -> list[lis
 
 
 def _l3_index(host: Host, cpu: int) -> str | None:
-    cache = host.sys("devices", "system", "cpu", f"cpu{cpu}", "cache")
+    """The cache index directory with the highest level (index3 on x86; not always 3 elsewhere)."""
     best: tuple[int, str] | None = None
-    for index in host.listdir(cache):
-        level = host.read_or_none(host.sys("devices", "system", "cpu", f"cpu{cpu}", "cache", index, "level"))
+    for index in host.entries(host.sys(), "devices", "system", "cpu", f"cpu{cpu}", "cache"):
+        level = host.text("sys", "devices", "system", "cpu", f"cpu{cpu}", "cache", index, "level")
         if index.startswith("index") and level and level.isdigit() and (best is None or int(level) > best[0]):
             best = (int(level), index)
     return best[1] if best else None
 
 
-def parse_cmdline(cmdline: str, topo: Topology) -> None:
+def parse_cmdline(cmdline: str, topo: Topology, last: int | None = None) -> None:
+    """CPU-list flags of the kernel command line; `last` (highest CPU id) resolves `N` and `all`."""
     for word in cmdline.split():
         if word == "--":
             break  # the rest belongs to init
@@ -81,7 +87,7 @@ def parse_cmdline(cmdline: str, topo: Topology) -> None:
             topo.isolcpus_flags = flags
             value = ",".join(p for p in parts if p not in ISOLCPUS_FLAGS)
         try:
-            setattr(topo, name, parse_cpulist(value))
+            setattr(topo, name, parse_cpulist(value, last=last))
         except CpuListError as err:
             topo.problems.append(Problem("/proc/cmdline", 1, f"{name}=: {err}"))
 
@@ -95,7 +101,7 @@ def read_topology(host: Host, fallback_online: list[int] | None = None) -> Topol
         online = list(fallback_online or [])
     topo.online = online
     topo.possible = _cpulist(host, topo, "devices", "system", "cpu", "possible") or list(online)
-    for entry in host.listdir(host.sys("devices", "system", "node")):
+    for entry in host.entries(host.sys(), "devices", "system", "node"):
         if entry.startswith("node") and entry[4:].isdigit():
             cpus = _cpulist(host, topo, "devices", "system", "node", entry, "cpulist")
             if cpus is not None:
@@ -105,11 +111,11 @@ def read_topology(host: Host, fallback_online: list[int] | None = None) -> Topol
     if index:
         topo.l3_groups = _groups(host, topo, online, "cache", index, "shared_cpu_list")
     topo.isolated = _cpulist(host, topo, "devices", "system", "cpu", "isolated") or []
-    cmdline = host.read_or_none(host.proc("cmdline")) or ""
-    parse_cmdline(cmdline, topo)
+    cmdline = host.text("proc", "cmdline") or ""
+    parse_cmdline(cmdline, topo, last=max(topo.possible or online or [0]))
     nohz = _cpulist(host, topo, "devices", "system", "cpu", "nohz_full")
     if nohz:
         topo.nohz_full = nohz
-    isolated = set(topo.isolated) | set(topo.nohz_full) | set(topo.isolcpus)
+    isolated = topo.isolated_any
     topo.housekeeping = [cpu for cpu in online if cpu not in isolated]
     return topo

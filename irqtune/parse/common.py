@@ -27,12 +27,22 @@ class CpuListError(ValueError):
     """A CPU list or mask that is not in the kernel's format."""
 
 
-def parse_cpulist(text: str) -> list[int]:
-    """Kernel cpulist (`0-3,8,10-15:2/4`, empty for none) -> sorted CPU ids."""
+MAX_CPU_ID = 1 << 16  # far above CONFIG_NR_CPUS; bigger ids are typos, not hosts
+
+
+def parse_cpulist(text: str, last: int | None = None) -> list[int]:
+    """Kernel cpulist (`0-3,8,10-15:2/4`, empty for none) -> sorted CPU ids.
+
+    `last` is the highest CPU id, for the command line's `N` (last CPU) and `all`.
+    """
     cpus: set[int] = set()
     text = text.strip()
     if not text or text == "(null)":
         return []
+    if last is not None:
+        if text == "all":
+            return list(range(last + 1))
+        text = ",".join("-".join(str(last) if n == "N" else n for n in p.split("-")) for p in text.split(","))
     for part in text.split(","):
         part = part.strip()
         if not part:
@@ -50,6 +60,8 @@ def parse_cpulist(text: str) -> list[int]:
             raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}") from None
         if lo < 0 or hi < lo or used < 1 or size < used:
             raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}")
+        if hi >= MAX_CPU_ID:
+            raise CpuListError(f"CPU {hi} in {text!r} is beyond any real host (max {MAX_CPU_ID - 1})")
         for start in range(lo, hi + 1, size):
             cpus.update(c for c in range(start, min(start + used, hi + 1)))
     return sorted(cpus)

@@ -20,12 +20,15 @@ from .common import Problem, is_count
 _HWIRQ = re.compile(r"(\d+)(?:-(\S+))?\Z")
 _TOKEN = re.compile(r"\S+")
 _TRIGGERS = frozenset({"Level", "Edge"})
-# flow-handler names the kernel prints glued to the chip in old (pre irq-domain) kernels.
 # rows the kernel prints as one global value ("%*s: %10u"), whatever the number of CPUs
 SINGLE_VALUE_ROWS = frozenset({"ERR", "MIS", "Err"})
 _DENSE = 32  # above this many non-zero counts in a row, convert every token
 _BLANK_OR_ZERO = b" \t\n\r\f\v0"
-_FLOWS = frozenset({"edge", "level", "fasteoi", "simple", "percpu", "percpu_devid", "bad", "edge_eoi"})
+# flow-handler names the kernel prints glued to the chip in old (pre irq-domain) kernels,
+# Xen's event-channel names included ("xen-dyn-event", "xen-percpu-virq").
+_FLOWS = frozenset(
+    {"edge", "level", "fasteoi", "simple", "percpu", "percpu_devid", "bad", "edge_eoi", "event", "virq", "ipi"}
+)
 
 
 @dataclass(slots=True)
@@ -46,7 +49,7 @@ class InterruptRow:
 
     @property
     def irq(self) -> int | None:
-        return int(self.key) if self.key.isdigit() else None
+        return int(self.key) if is_count(self.key) else None
 
     @property
     def remapped(self) -> bool:
@@ -123,6 +126,9 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
             tokens = [b"", *rest.split(None, ncpu)]
         if key in rows:
             table.problems.append(Problem(source, number, f"duplicate row {key!r}; first one kept"))
+            continue
+        if key[:1].isdigit() and (not is_count(key) or str(int(key)) != key):
+            table.problems.append(Problem(source, number, f"expected an IRQ number, got {key!r}; row skipped"))
             continue
         fast = None if key in SINGLE_VALUE_ROWS else _fast_row(key, number, line, body, tokens, ncpu, zero_row)
         row = fast or _slow_row(key, number, line[body:], ncpu, table, source)
@@ -204,6 +210,9 @@ def _slow_row(key: str, number: int, rest: bytes, ncpu: int, table: InterruptTab
     tail_parts = rest.split(None, found)
     tail = _text(tail_parts[found].rstrip()) if len(tail_parts) > found else ""
     numbered = key.isdigit()
+    if found >= ncpu and key not in SINGLE_VALUE_ROWS:  # plain counts the fast path did not take ("007")
+        counts = tuple(int(t) for t in tokens[:ncpu])
+        return InterruptRow(key, number, counts, sum(counts), _text(rest.split(None, ncpu)[-1].rstrip()))
     if found == 0 and not numbered:
         return InterruptRow(key, number, None, None, tail)  # FIQ: a name and no counts
     if found == 1 and (key in SINGLE_VALUE_ROWS or (not numbered and not tail)):
