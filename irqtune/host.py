@@ -87,7 +87,10 @@ class Host:
     # -- strict reads: raise OSError or PathEscape --------------------------
     def read_bytes(self, path: str) -> bytes:
         """Whole regular file below the root as bytes (the big /proc/interrupts parses fastest so)."""
-        fd = os.open(self._contained(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return self._read_resolved(self._contained(path))
+
+    def _read_resolved(self, path: str) -> bytes:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, "rb") as f:
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 raise OSError(f"{self.display(path)} is not a regular file")
@@ -100,10 +103,14 @@ class Host:
     # -- tolerant reads: None / empty for missing, unreadable or refused ----
     def text(self, tree: str, *parts: str | int) -> str | None:
         """Stripped text of `<tree>/<parts>`, or None (a vanished IRQ, a container, a refused link)."""
-        return self._tolerant(lambda: self.read(self.path(tree, *parts)).strip(), None)
+        return self._tolerant(lambda: self._decode(self._read_resolved(self.path(tree, *parts))), None)
 
     def text_under(self, base: str, *parts: str | int) -> str | None:
-        return self._tolerant(lambda: self.read(self.under(base, *parts)).strip(), None)
+        return self._tolerant(lambda: self._decode(self._read_resolved(self.under(base, *parts))), None)
+
+    @staticmethod
+    def _decode(raw: bytes) -> str:
+        return raw.decode("utf-8", "replace").strip()
 
     def entries(self, base: str, *parts: str | int) -> list[str]:
         """Sorted names in a directory below an already-resolved `base`; [] if missing or refused."""
