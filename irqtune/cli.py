@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from dataclasses import dataclass
 
@@ -13,6 +14,10 @@ from . import __version__
 from .host import Host, PathEscape
 from .measure.snapshot import take_snapshot, to_json
 from .parse.common import Problem, format_cpulist
+from .probe.base import PROBE_NAMES
+from .probe.runner import EbpfUnavailable, jsonable
+from .probe.text import render_probes
+from .probe.window import run_window
 from .render import Style, render_status, table
 from .state import default_state_dir
 from .status import build_report, collect
@@ -21,6 +26,7 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_PARTIAL = 3
+EXIT_NO_EBPF = 4
 MAX_PROBLEM_LINES = 20
 
 EXIT_CODES_HELP = f"""
@@ -32,6 +38,9 @@ Exit status:
   {EXIT_USAGE}  usage error (unknown option, bad value, --root not a directory)
   {EXIT_PARTIAL}  partial: some input was malformed; those rows were skipped,
      named on stderr as FILE:LINE: what was expected, and the rest printed
+     (probe: some probes could not run; the others' data is printed)
+  {EXIT_NO_EBPF}  probe: eBPF cannot run here (no bcc, not root, tracefs not
+     mounted, --root not /); the message says which
 """
 
 log = logging.getLogger("irqtune")
@@ -196,3 +205,78 @@ def _print_snapshot_summary(snap) -> None:
         lines.append(f"{path}: unavailable ({why})")
     lines.append("(use --json for every counter)")
     click.echo("\n".join(lines))
+
+
+class _Terminated(Exception):
+    """SIGTERM during a probe window: unwinds through the session so every program detaches."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "-d", "--duration", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
+    help="Seconds to measure.",
+)  # fmt: skip
+@click.option(
+    "--only", metavar="PROBE[,PROBE...]", default=",".join(PROBE_NAMES), show_default=True,
+    help="Probes to load: " + ", ".join(PROBE_NAMES) + ".",
+)  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (schema 1), histograms in seconds.")
+@click.pass_obj
+def probe(obj: Ctx, duration: float, only: str, as_json: bool) -> None:
+    """Measure with eBPF: how long interrupts take and who causes them.
+
+    \b
+    Probes (tracepoints only, loaded through the system bcc, detached on exit):
+      hardirq  time in hard-IRQ handlers per IRQ, log2 histogram (IRQ_NONE excluded)
+      softirq  run time per vector and CPU, and the wait from raise to run
+      ipi      IPIs sent per callsite/callback and target CPU; x86 receive counts
+      tlb      TLB flushes per CPU by reason, pages, shootdown senders (x86)
+      napi     NAPI polls, packets, budget exhaustion per device
+      timer    local timer interrupts per CPU (x86)
+      block    block I/O completion latency per device and hardware queue
+
+    A probe the kernel cannot support is reported with the reason and the rest
+    run. The /proc/interrupts deltas of the same window are shown beside the
+    hard-IRQ counts (PROC-DELTA) and the TLB/CAL/RES rows. Needs root.
+    """
+    names = [n.strip() for n in only.split(",") if n.strip()]
+    unknown = [n for n in names if n not in PROBE_NAMES]
+    if unknown or not names:
+        raise click.BadParameter(
+            f"unknown probe {', '.join(unknown) or '(none)'}; choose from {', '.join(PROBE_NAMES)}"
+        )
+
+    def progress(message: str) -> None:
+        if sys.stderr.isatty() and not as_json:
+            click.echo(f"irqtune: {message}...", err=True)
+
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        window = run_window(obj.host, names, duration, progress)
+    except EbpfUnavailable as err:
+        click.echo(f"irqtune: eBPF unavailable: {err}", err=True)
+        sys.exit(EXIT_NO_EBPF)
+    except _Terminated:
+        click.echo("irqtune: terminated; probes detached", err=True)
+        sys.exit(128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    if as_json:
+        _dump(
+            {
+                "schema": 1,
+                "duration": window.duration,
+                "probes": jsonable(window.results),
+                "proc": jsonable(window.proc),
+            }
+        )
+    else:
+        click.echo(render_probes(window.results, window.actions, window.proc, Style.auto()), nl=False)
+    failed = [r for r in window.results.values() if r.status != "ok"]
+    for result in failed:
+        click.echo(f"irqtune: warning: probe {result.name} {result.status}: {result.reason}", err=True)
+    sys.exit(EXIT_PARTIAL if failed else EXIT_OK)

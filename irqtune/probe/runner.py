@@ -1,0 +1,157 @@
+"""Load the asked-for probes through the system bcc, run them for a window, read and detach.
+
+Each probe is its own BPF object, so one that cannot load (missing tracepoint,
+verifier refusal) is reported with its reason while the others run. Detach is
+guaranteed by `ProbeSession.close()` (a context manager), also on SIGTERM: the
+command turns SIGTERM into an exception that unwinds through it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..bcc import find_bcc, load_bcc
+from ..host import Host
+from ..parse.common import CpuListError, parse_cpulist
+from . import block, hardirq, ipi, napi, softirq, timer, tlb
+from .base import PROBE_NAMES, Histogram, ProbeSpec
+
+log = logging.getLogger(__name__)
+
+SPECS: dict[str, ProbeSpec] = {
+    spec.name: spec for spec in (hardirq.SPEC, softirq.SPEC, ipi.SPEC, tlb.SPEC, napi.SPEC, timer.SPEC, block.SPEC)
+}
+assert tuple(SPECS) == PROBE_NAMES
+
+
+class EbpfUnavailable(RuntimeError):
+    """eBPF cannot run here at all (no bcc, not root, not the running kernel); the message says why."""
+
+
+@dataclass(slots=True)
+class ProbeResult:
+    name: str
+    status: str  # ok, unsupported, failed
+    reason: str = ""
+    data: dict = field(default_factory=dict)
+
+
+def tracefs_dir(host: Host) -> str | None:
+    for parts in (("kernel", "tracing"), ("kernel", "debug", "tracing")):
+        if host.has(host.sys(), *parts, "events"):
+            return host.sys(*parts)
+    return None
+
+
+def ebpf_unavailable_reason(host: Host) -> str | None:
+    """Why no probe can run on this host, or None when they can."""
+    if host.root != "/":
+        return f"eBPF probes measure the running kernel; --root must be / (it is {host.root})"
+    info = find_bcc()
+    if not info.available:
+        return info.reason
+    if os.geteuid() != 0:
+        return "eBPF probes need root (CAP_BPF and CAP_PERFMON); /proc counters need none: try irqtune status"
+    if tracefs_dir(host) is None:
+        return "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"
+    return None
+
+
+def probe_context(host: Host) -> dict[str, Any]:
+    """Sizes and names the C text and the readers need, read once from the host."""
+    possible = host.text("sys", "devices", "system", "cpu", "possible") or "0"
+    try:
+        cpus = parse_cpulist(possible) or [0]
+    except CpuListError:
+        cpus = [os.cpu_count() or 1]
+    max_cpus = max(cpus) + 1
+    irq_dirs = [int(n) for n in host.entries(host.proc(), "irq") if n.isdigit()]
+    max_irq = 256
+    while max_irq <= max(irq_dirs, default=0) + 64:
+        max_irq *= 2
+    tracing = tracefs_dir(host)
+    x86_vectors = tracing is not None and all(
+        host.has(tracing, "events", "irq_vectors", event)
+        for event in ("call_function_entry", "call_function_single_entry", "reschedule_entry")
+    )
+    names, queues = {}, {}
+    for disk in host.entries(host.sys(), "block"):
+        dev = host.text("sys", "block", disk, "dev")
+        if dev:
+            names[dev] = disk
+        for hctx in host.entries(host.sys(), "block", disk, "mq"):
+            try:
+                for cpu in parse_cpulist(host.text("sys", "block", disk, "mq", hctx, "cpu_list") or ""):
+                    queues.setdefault(disk, {})[cpu] = int(hctx)
+            except (CpuListError, ValueError):
+                continue
+    return {
+        "max_cpus": max_cpus, "cpu_words": (max_cpus + 63) // 64, "max_irq": max_irq, "x86_vectors": x86_vectors,
+        "block_names": names, "block_queues": queues, "machine": platform.machine(),
+    }  # fmt: skip
+
+
+class ProbeSession:
+    """The loaded probes of one run. Use as a context manager: leaving it detaches everything."""
+
+    def __init__(self, host: Host, names: tuple[str, ...] | list[str]) -> None:
+        reason = ebpf_unavailable_reason(host)
+        if reason:
+            raise EbpfUnavailable(reason)
+        self.bcc = load_bcc()
+        self.ctx = probe_context(host)
+        self.results: dict[str, ProbeResult] = {}
+        self._loaded: dict[str, Any] = {}
+        tracing = tracefs_dir(host) or ""
+        for name in names:
+            spec = SPECS[name]
+            why = spec.unsupported_reason(lambda tp: host.has(tracing, "events", *tp.split(":", 1)))
+            if why:
+                self.results[name] = ProbeResult(name, "unsupported", why)
+                continue
+            try:
+                self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx))
+                self.results[name] = ProbeResult(name, "ok")
+                log.info("probe %s attached", name)
+            except Exception as err:  # bcc raises bare Exception for compile and attach failures
+                self.results[name] = ProbeResult(name, "failed", str(err).splitlines()[0] if str(err) else repr(err))
+                log.warning("probe %s failed to load: %s", name, err)
+
+    def __enter__(self) -> ProbeSession:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def read(self) -> dict[str, ProbeResult]:
+        for name, bpf in self._loaded.items():
+            try:
+                self.results[name].data = SPECS[name].read(bpf, self.ctx)
+            except Exception as err:  # a reader bug must not lose the other probes' data
+                self.results[name] = ProbeResult(name, "failed", f"reading maps: {err}")
+        return self.results
+
+    def close(self) -> None:
+        for name, bpf in list(self._loaded.items()):
+            try:
+                bpf.cleanup()
+            except Exception as err:
+                log.warning("probe %s: detach failed: %s", name, err)
+            del self._loaded[name]
+
+
+def jsonable(value: Any) -> Any:
+    """Probe data as JSON: histograms in seconds, integer keys as strings."""
+    if isinstance(value, Histogram):
+        return value.to_json()
+    if isinstance(value, ProbeResult):
+        return {"status": value.status, "reason": value.reason, "data": jsonable(value.data)}
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    return value

@@ -1,0 +1,114 @@
+"""`irqtune probe` as text: tables per probe, log2 histograms drawn like bcc's."""
+
+from __future__ import annotations
+
+from ..render import Style, table
+from .base import Histogram
+from .runner import ProbeResult
+
+HIST_WIDTH = 40
+
+
+def log2_histogram(hist: Histogram, unit: str = "usecs") -> list[str]:
+    """bcc's print_log2_hist layout, in microseconds."""
+    used = [i for i, n in enumerate(hist.slots) if n]
+    if not used:
+        return []
+    peak = max(hist.slots)
+    lines = [f"{unit:>24} : count    distribution"]
+    for slot in range(min(used), max(used) + 1):
+        low = 0 if slot <= 1 else (1 << (slot - 1))
+        high = Histogram.upper_ns(slot)
+        n = hist.slots[slot]
+        bar = "*" * (n * HIST_WIDTH // peak) if peak else ""
+        lines.append(f"{_us(low):>10} -> {_us(high):<10} : {n:<8} |{bar:<{HIST_WIDTH}}|")
+    return lines
+
+
+def _us(ns: int) -> str:
+    return f"{ns / 1000:.3g}" if ns < 1000 else f"{ns // 1000}"
+
+
+def _mean_max(hist: Histogram) -> tuple[float, float]:
+    return (hist.sum_ns / hist.count / 1000 if hist.count else 0.0, hist.max_ns / 1000)
+
+
+def render_probes(results: dict[str, ProbeResult], actions: dict[int, str], proc: dict, style: Style) -> str:
+    out: list[str] = []
+    for name, result in results.items():
+        out += ["", style.heading(f"{name.upper()} ({result.status}{': ' + result.reason if result.reason else ''})")]
+        if result.status == "ok":
+            out += RENDERERS[name](result.data, actions, proc)
+    return "\n".join(out).lstrip("\n") + "\n"
+
+
+def _hardirq(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
+    irqs: dict[int, Histogram] = data["irqs"]
+    ordered = sorted(irqs.items(), key=lambda kv: kv[1].sum_ns, reverse=True)
+    rows = [
+        (irq, actions.get(irq, "-"), h.count, proc.get("interrupts", {}).get(irq), *_mean_max(h), h.sum_ns / 1000)
+        for irq, h in ordered
+    ]
+    lines = table(("IRQ", "ACTIONS", "COUNT", "PROC-DELTA", "MEAN-us", "MAX-us", "TOTAL-us"), rows)
+    for irq, hist in ordered[:3]:
+        lines += ["", f"IRQ {irq} ({actions.get(irq, '-')}) handler time", *log2_histogram(hist)]
+    return lines or ["no hard interrupts handled"]
+
+
+def _softirq(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
+    rows = []
+    for vector, entry in data["vectors"].items():
+        run, wait = entry["run"], entry["wait"]
+        rows.append((vector, run.count, *_mean_max(run), *_mean_max(wait)))
+    return table(("VECTOR", "COUNT", "MEAN-us", "MAX-us", "WAIT-MEAN-us", "WAIT-MAX-us"), rows)
+
+
+def _ipi(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
+    rows = [(s["callsite"], s["callback"], s["sends"], s["targets"]) for s in data["sends"][:15]]
+    lines = table(("CALLSITE", "CALLBACK", "SENDS", "TARGETS"), rows) if rows else ["no IPIs sent"]
+    targets = ", ".join(f"{cpu}:{n}" for cpu, n in sorted(data["targets_per_cpu"].items()))
+    lines.append(f"targets per CPU: {targets or '-'}")
+    for kind, total in data.get("received_total", {}).items():
+        row = {"call_function": "CAL", "reschedule": "RES"}.get(kind)
+        extra = f" (/proc {row} delta {proc.get(row)})" if row and row in proc else ""
+        lines.append(f"received {kind}: {total}{extra}")
+    return lines
+
+
+def _tlb(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
+    rows = [(reason, r["count"], r["pages"], r["full_flushes"]) for reason, r in data["reasons"].items()]
+    lines = table(("REASON", "FLUSHES", "PAGES", "FULL"), rows) if rows else ["no TLB flushes"]
+    if "TLB" in proc:
+        lines.append(f"/proc TLB delta {proc['TLB']} (received remote shootdowns)")
+    senders = ", ".join(f"{comm}:{n}" for comm, n in list(data["senders"].items())[:8])
+    return [*lines, f"shootdown senders: {senders or '-'}"]
+
+
+def _napi(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
+    rows = [
+        (dev, d["instances"], d["polls"], d["packets"], d["budget_exhausted"], d.get("budget"))
+        for dev, d in data["devices"].items()
+    ]
+    return table(("DEVICE", "NAPIS", "POLLS", "PACKETS", "BUDGET-EXHAUSTED", "BUDGET"), rows) if rows else ["no polls"]
+
+
+def _timer(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
+    rows = [(cpu, n) for cpu, n in sorted(data["per_cpu"].items())]
+    return table(("CPU", "TICKS"), rows) if rows else ["no local timer interrupts"]
+
+
+def _block(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
+    lines: list[str] = []
+    for name, d in data["devices"].items():
+        h = d["latency"]
+        lines.append(f"{name} ({d['dev']}): {h.count} I/Os, completed on another CPU: {d['remote_completions']}")
+        rows = [(q, qh.count, *_mean_max(qh)) for q, qh in sorted(d["queues"].items())]
+        lines += table(("QUEUE", "IOS", "MEAN-us", "MAX-us"), rows)
+        lines += log2_histogram(h)
+    return lines or ["no block I/O completed"]
+
+
+RENDERERS = {
+    "hardirq": _hardirq, "softirq": _softirq, "ipi": _ipi, "tlb": _tlb, "napi": _napi, "timer": _timer,
+    "block": _block,
+}  # fmt: skip
