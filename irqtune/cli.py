@@ -272,6 +272,7 @@ def probe(obj: Ctx, duration: float, only: str, as_json: bool) -> None:
                 "duration": window.duration,
                 "probes": jsonable(window.results),
                 "proc": jsonable(window.proc),
+                "proc_outer": jsonable(window.proc_outer),
             }
         )
     else:

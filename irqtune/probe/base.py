@@ -8,6 +8,7 @@ per-CPU or array maps; names are resolved in user space. Every hash map is bound
 from __future__ import annotations
 
 import platform
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -84,6 +85,14 @@ class ProbeSpec:
         if missing:
             return f"tracepoint{'s' if len(missing) > 1 else ''} {', '.join(missing)} not in this kernel"
         return None
+
+
+_MAP_DECL = re.compile(r"\bBPF_(PERCPU_)?(ARRAY|HASH)\((\w+),")
+
+
+def map_names(source: str) -> list[str]:
+    """Names of the maps a probe's C text declares."""
+    return [m.group(3) for m in _MAP_DECL.finditer(source)]
 
 
 PROBE_NAMES = ("hardirq", "softirq", "ipi", "tlb", "napi", "timer", "block")

@@ -11,6 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +21,7 @@ from ..bcc import find_bcc, load_bcc
 from ..host import Host
 from ..parse.common import CpuListError, parse_cpulist
 from . import block, hardirq, ipi, napi, softirq, timer, tlb
-from .base import PROBE_NAMES, Histogram, ProbeSpec
+from .base import PROBE_NAMES, Histogram, ProbeSpec, map_names
 
 log = logging.getLogger(__name__)
 
@@ -75,8 +78,7 @@ def probe_context(host: Host) -> dict[str, Any]:
         max_irq *= 2
     tracing = tracefs_dir(host)
     x86_vectors = tracing is not None and all(
-        host.has(tracing, "events", "irq_vectors", event)
-        for event in ("call_function_entry", "call_function_single_entry", "reschedule_entry")
+        host.has(tracing, "events", *tp.split(":", 1)) for tp in ipi.RECEIVE_TRACEPOINTS
     )
     names, queues = {}, {}
     for disk in host.entries(host.sys(), "block"):
@@ -114,7 +116,7 @@ class ProbeSession:
                 self.results[name] = ProbeResult(name, "unsupported", why)
                 continue
             try:
-                self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx))
+                self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx).encode())
                 self.results[name] = ProbeResult(name, "ok")
                 log.info("probe %s attached", name)
             except Exception as err:  # bcc raises bare Exception for compile and attach failures
@@ -127,10 +129,18 @@ class ProbeSession:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def reset(self) -> None:
+        """Zero every map: counting starts now, not when the first probe finished compiling."""
+        with _quiet_bcc():
+            for name, bpf in self._loaded.items():
+                for table in map_names(SPECS[name].source(self.ctx)):
+                    bpf[table].clear()
+
     def read(self) -> dict[str, ProbeResult]:
         for name, bpf in self._loaded.items():
             try:
-                self.results[name].data = SPECS[name].read(bpf, self.ctx)
+                with _quiet_bcc():
+                    self.results[name].data = SPECS[name].read(bpf, self.ctx)
             except Exception as err:  # a reader bug must not lose the other probes' data
                 self.results[name] = ProbeResult(name, "failed", f"reading maps: {err}")
         return self.results
@@ -142,6 +152,14 @@ class ProbeSession:
             except Exception as err:
                 log.warning("probe %s: detach failed: %s", name, err)
             del self._loaded[name]
+
+
+@contextmanager
+def _quiet_bcc() -> Iterator[None]:
+    """bcc 0.26 warns (DeprecationWarning) whenever a map is named with str rather than bytes."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module="bcc")
+        yield
 
 
 def jsonable(value: Any) -> Any:

@@ -1,0 +1,133 @@
+"""The eBPF probes for real on this kernel, while workloads generate the events.
+
+Needs root, bcc and tracefs: skipped with the reason on a laptop, a failure under
+CI=true. Counts are checked against the kernel's own counters over the same window:
+the maps are zeroed between two /proc readings and read between two more, so each
+probe count must lie between the inner and the outer /proc delta. The slack of 3
+covers handlers already running when the maps were zeroed or read (an exit whose
+entry was missed, one on each CPU).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+
+import pytest
+import workloads
+from conftest import require
+from netns import TCP_SINK, TCP_SOURCE, can_make_namespaces, veth_pair
+
+from irqtune.host import Host
+from irqtune.probe.base import PROBE_NAMES
+from irqtune.probe.runner import ebpf_unavailable_reason
+from irqtune.probe.window import ProbeWindow, run_window
+
+SLACK = 3
+HOST = Host("/")
+
+
+@pytest.fixture(autouse=True)
+def ebpf_required() -> None:
+    require(ebpf_unavailable_reason(HOST) is None, f"eBPF probes cannot run: {ebpf_unavailable_reason(HOST)}")
+
+
+def probe_during(work: Callable[[threading.Event], object], probes: list[str], seconds: float = 1.0) -> ProbeWindow:
+    stop = threading.Event()
+    worker = threading.Thread(target=work, args=(stop,), daemon=True)
+    worker.start()
+    try:
+        return run_window(HOST, probes, seconds)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+
+
+def between(value: int, inner: int, outer: int) -> bool:
+    return inner - SLACK <= value <= outer + SLACK
+
+
+def disk_directory() -> str:
+    """A directory on a real block device (not tmpfs): the test checkout itself."""
+    return os.path.dirname(os.path.abspath(__file__))
+
+
+def test_disk_io_hard_irqs_match_proc_and_block_latency():
+    window = probe_during(lambda stop: workloads.disk_io(disk_directory(), stop), ["hardirq", "block"])
+    assert window.results["hardirq"].status == "ok" and window.results["block"].status == "ok"
+    irqs = window.results["hardirq"].data["irqs"]
+    inner, outer = window.proc["interrupts"], window.proc_outer["interrupts"]
+    assert inner, "the disk workload raised no interrupt"
+    for irq in set(inner) | set(irqs):
+        got = irqs[irq].count if irq in irqs else 0
+        assert between(got, inner.get(irq, 0), outer.get(irq, 0)), (irq, got, inner.get(irq), outer.get(irq))
+    busiest = max(inner, key=inner.get)
+    assert irqs[busiest].count > 100 and irqs[busiest].max_ns > 0 and sum(irqs[busiest].slots) == irqs[busiest].count
+    devices = window.results["block"].data["devices"]
+    assert any(d["latency"].count > 100 for d in devices.values()), devices
+    latency = max(devices.values(), key=lambda d: d["latency"].count)["latency"]
+    assert 0 < latency.sum_ns / latency.count < 1e9
+
+
+def test_tlb_shootdowns_and_function_call_ipis_match_proc():
+    window = probe_during(workloads.tlb_shootdowns, ["tlb", "ipi"])
+    tlb = window.results["tlb"].data["reasons"]
+    received = tlb.get("remote_shootdown", {}).get("count", 0)
+    assert received > 100
+    assert between(received, window.proc["TLB"], window.proc_outer["TLB"]), (received, window.proc)
+    assert tlb["remote_send_ipi"]["count"] > 100
+    assert any("python" in comm for comm in window.results["tlb"].data["senders"])
+    ipi = window.results["ipi"].data
+    calls = ipi["received_total"]["call_function"] + ipi["received_total"]["call_function_single"]
+    assert between(calls, window.proc["CAL"], window.proc_outer["CAL"]), (calls, window.proc)
+    top = ipi["sends"][0]  # sorted by targets: the shootdowns, sent through on_each_cpu_cond_mask()
+    assert top["targets"] > 100 and any(k in top["callsite"] for k in ("on_each_cpu", "flush_tlb", "call_function")), (
+        top
+    )
+
+
+def test_cross_cpu_wakeups_send_ipis_that_match_proc():
+    require((os.cpu_count() or 1) >= 2, "needs two CPUs")
+    window = probe_during(workloads.cross_cpu_wakeups, ["ipi", "softirq", "timer"])
+    ipi = window.results["ipi"].data
+    assert sum(s["targets"] for s in ipi["sends"]) > 100
+    sent = sum(s["targets"] for s in ipi["sends"])
+    per_cpu = sum(ipi["targets_per_cpu"].values())  # the two maps are read moments apart while IPIs go on
+    assert abs(sent - per_cpu) <= sent * 0.01 + SLACK, (sent, per_cpu)
+    resched = ipi["received_total"]["reschedule"]
+    calls = ipi["received_total"]["call_function"] + ipi["received_total"]["call_function_single"]
+    # reschedule_entry never sees more than RES counts; on the 6.18 VM it has seen fewer (10 of 18):
+    # some RES increments do not pass the tracepoint. Not asserted equal until that is understood.
+    assert resched <= window.proc_outer["RES"] + SLACK, (resched, window.proc_outer)
+    assert between(calls, window.proc["CAL"], window.proc_outer["CAL"]), (calls, window.proc)
+    ticks = sum(window.results["timer"].data["per_cpu"].values())
+    assert between(ticks, window.proc["LOC"], window.proc_outer["LOC"]), (ticks, window.proc)
+    assert "TIMER" in window.results["softirq"].data["vectors"]
+
+
+def test_veth_traffic_in_a_namespace_shows_net_rx_and_napi_polls():
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    with veth_pair() as pair:
+        sink = pair.spawn(pair.receiver_ns, TCP_SINK.format(ip=pair.receiver_ip))
+        source = pair.spawn(pair.sender_ns, TCP_SOURCE.format(ip=pair.receiver_ip, seconds=8))
+        try:
+            window = run_window(HOST, ["softirq", "napi"], 1.5)
+        finally:
+            for proc in (source, sink):
+                proc.kill()
+                proc.wait(timeout=10)
+    net_rx = window.results["softirq"].data["vectors"]["NET_RX"]
+    assert net_rx["run"].count > 100 and net_rx["wait"].count > 0
+    devices = window.results["napi"].data["devices"]
+    assert sum(d["polls"] for d in devices.values()) > 100
+    assert sum(d["packets"] for d in devices.values()) >= sum(d["polls"] for d in devices.values()) // 2
+
+
+def test_every_probe_loads_here():
+    window = run_window(HOST, list(PROBE_NAMES), 0.2)
+    failed = {n: r.reason for n, r in window.results.items() if r.status == "failed"}
+    assert not failed, failed
+    unsupported = {n: r.reason for n, r in window.results.items() if r.status == "unsupported"}
+    if os.uname().machine == "x86_64":
+        assert not unsupported, unsupported
