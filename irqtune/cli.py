@@ -115,8 +115,13 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
     help="Colour the text: auto = only on a terminal and when NO_COLOR is unset.",
 )  # fmt: skip
+@click.option(
+    "--probe/--no-probe", default=None,
+    help="Also run the hardirq, ipi and tlb eBPF probes over the window (handler latency, IPI and TLB "
+    "sources). Default: when they can run (root, bcc, --root /).",
+)  # fmt: skip
 @click.pass_obj
-def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str) -> None:
+def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str, probe: bool | None) -> None:
     """One screen about interrupts on this host.
 
     \b
@@ -138,7 +143,7 @@ def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str) -> No
             click.echo(f"irqtune: {message}...", err=True)
 
     try:
-        collected = collect(obj.host, interval, obj.state_dir, progress)
+        collected = collect(obj.host, interval, obj.state_dir, progress, probe=probe)
     except PathEscape as err:
         raise click.ClickException(str(err)) from None
     _require_something(collected.after)

@@ -83,6 +83,8 @@ def render_status(report: dict, style: Style) -> str:
     out += _section(style, "SOFTIRQS (/s)", _softirqs(report))
     out += _section(style, "SOFTNET (/s)", _softnet(report))
     out += _section(style, "DEVICES", _devices(report))
+    out += _section(style, "HANDLER LATENCY (eBPF)", _handler_latency(report))
+    out += _section(style, "IPI AND TLB SOURCES (eBPF)", _ipi_tlb(report))
     findings = [
         f"{style.paint(f['severity'].ljust(8), SEVERITY_COLOURS[f['severity']])}  {f['message']}"
         for f in report["findings"]
@@ -112,11 +114,13 @@ def _summary(report: dict, topo: dict) -> list[str]:
         if topo[key]
     ]  # fmt: skip
     bcc = report["bcc"]
+    ebpf = report.get("ebpf") or {}
+    probes = "ran hardirq, ipi, tlb" if ebpf.get("ran") else f"not run: {ebpf.get('reason')}"
     return [
         f"CPUs        {len(topo['online'])} online ({format_cpulist(topo['online'])}) of {len(topo['possible'])}"
         f" possible; {nodes} NUMA node{'s' if nodes > 1 else ''}; {smt}; L3 groups {l3}",
         f"isolation   {', '.join(iso_parts) or 'none'}; housekeeping {format_cpulist(topo['housekeeping']) or '-'}",
-        f"eBPF (bcc)  {'available' if bcc['available'] else 'unavailable'}: {bcc['reason']}",
+        f"eBPF (bcc)  {'available' if bcc['available'] else 'unavailable'}: {bcc['reason']}; probes {probes}",
         f"remapping   interrupt remapping {report['interrupt_remapping']}",
     ]
 
@@ -190,3 +194,29 @@ def _devices(report: dict) -> list[str]:
     header = ("DEVICE", "KIND", "DRIVER", "NODE", "LOCAL-CPUS", "IRQ", "QUEUE", "ACTIONS", "AFFINITY", "EFFECTIVE",
               "MANAGED", "RATE/s")  # fmt: skip
     return table(header, rows) if rows else ["no devices found"]
+
+
+def _handler_latency(report: dict) -> list[str]:
+    entries = (report.get("ebpf") or {}).get("handler_latency")
+    if not entries:
+        return []
+    rows = [
+        (e["irq"], e["actions"] or "-", e["count"], e["mean_seconds"] * 1e6, e["max_seconds"] * 1e6,
+         e["sum_seconds"] * 1e6)
+        for e in entries
+    ]  # fmt: skip
+    return table(("IRQ", "ACTIONS", "COUNT", "MEAN-us", "MAX-us", "TOTAL-us"), rows)
+
+
+def _ipi_tlb(report: dict) -> list[str]:
+    ebpf = report.get("ebpf") or {}
+    lines: list[str] = []
+    sources = ebpf.get("ipi_sources")
+    if sources:
+        rows = [(s["callsite"], s["callback"], s["targets"]) for s in sources[:5]]
+        lines += table(("IPI CALLSITE", "CALLBACK", "TARGETS"), rows)
+    if ebpf.get("tlb_reasons"):
+        lines.append("TLB flushes: " + ", ".join(f"{k} {v}" for k, v in ebpf["tlb_reasons"].items()))
+    if ebpf.get("tlb_senders"):
+        lines.append("shootdown senders: " + ", ".join(f"{k} {v}" for k, v in ebpf["tlb_senders"].items()))
+    return lines

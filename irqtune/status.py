@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .bcc import BccInfo, find_bcc
 from .findings import Finding, Measurements, find_all
@@ -20,6 +20,7 @@ from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology, read_topology
 from .parse.common import Problem, format_cpulist
 from .parse.interrupts import InterruptTable
+from .probe.runner import EbpfUnavailable, ProbeResult, ProbeSession, ebpf_unavailable_reason
 from .state import boot_id, load_learned_managed
 
 
@@ -34,6 +35,8 @@ class Collected:
     findings: list[Finding]
     bcc: BccInfo
     host_info: dict
+    probes: dict[str, ProbeResult] = field(default_factory=dict)
+    probe_reason: str | None = None  # why the eBPF probes did not run
 
     @property
     def problems(self) -> list[Problem]:
@@ -42,22 +45,49 @@ class Collected:
         return self.after.problems + self.topology.problems + refused
 
 
-def collect(host: Host, interval: float, state_dir: str, progress: Callable[[str], None] | None = None) -> Collected:
-    """All the I/O of `status`: two readings `interval` apart (one when 0), topology, inventory."""
-    before = take_snapshot(host, with_affinity=interval <= 0)  # affinity is read once, from the last reading
-    if interval > 0:
-        if progress:
-            progress(f"measuring for {interval:g} s")
-        time.sleep(interval)
-        after = take_snapshot(host)
-        rates = compute_rates(before, after)
-    else:
-        after, rates = before, None
+STATUS_PROBES = ["hardirq", "ipi", "tlb"]
+
+
+def collect(
+    host: Host,
+    interval: float,
+    state_dir: str,
+    progress: Callable[[str], None] | None = None,
+    probe: bool | None = None,
+) -> Collected:
+    """All the I/O of `status`: two readings `interval` apart (one when 0), topology, inventory.
+
+    `probe`: also run the hardirq, ipi and tlb eBPF probes over the window; None = when they can run.
+    """
+    probe_reason = ebpf_unavailable_reason(host) if interval > 0 and probe is not False else "no window"
+    session = None
+    if probe_reason is None:
+        try:
+            session = ProbeSession(host, STATUS_PROBES)
+            session.reset()
+        except EbpfUnavailable as err:
+            probe_reason = str(err)
+    try:
+        before = take_snapshot(host, with_affinity=interval <= 0)  # affinity is read once, from the last reading
+        if interval > 0:
+            if progress:
+                progress(f"measuring for {interval:g} s")
+            time.sleep(interval)
+            after = take_snapshot(host)
+            rates = compute_rates(before, after)
+        else:
+            after, rates = before, None
+        probes = session.read() if session else {}
+    finally:
+        if session:
+            session.close()
     topology = read_topology(host, fallback_online=after.cpus)
     learned = load_learned_managed(state_dir, boot_id(host))
     inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
     findings = find_all(Measurements(topology, inventory, rates))
-    return Collected(host, before, after, rates, topology, inventory, findings, find_bcc(), _host_info(host))
+    return Collected(
+        host, before, after, rates, topology, inventory, findings, find_bcc(), _host_info(host), probes, probe_reason
+    )
 
 
 def _round(value: float) -> float:
@@ -181,7 +211,28 @@ def build_report(c: Collected, top: int = 10) -> dict:
         if rates
         else None,
         "devices": devices,
+        "ebpf": _ebpf_json(c, top),
         "findings": [f.to_json() for f in c.findings],
         "unavailable": c.after.unavailable,
         "problems": [p.to_json() for p in c.problems],
     }
+
+
+def _ebpf_json(c: Collected, top: int) -> dict:
+    """Top handler latencies and IPI/TLB sources from the probes, when they ran."""
+    out: dict = {"ran": bool(c.probes), "reason": c.probe_reason, "probes": {}}
+    for name, result in c.probes.items():
+        out["probes"][name] = {"status": result.status, "reason": result.reason}
+    hard = c.probes.get("hardirq")
+    if hard and hard.status == "ok":
+        irqs = sorted(hard.data["irqs"].items(), key=lambda kv: kv[1].sum_ns, reverse=True)[:top]
+        actions = {i: ", ".join(info.actions) for i, info in c.inventory.irqs.items()}
+        out["handler_latency"] = [{"irq": irq, "actions": actions.get(irq, ""), **hist.to_json()} for irq, hist in irqs]
+    ipi = c.probes.get("ipi")
+    if ipi and ipi.status == "ok":
+        out["ipi_sources"] = ipi.data["sends"][:top]
+    tlb = c.probes.get("tlb")
+    if tlb and tlb.status == "ok":
+        out["tlb_senders"] = dict(list(tlb.data["senders"].items())[:top])
+        out["tlb_reasons"] = {r: v["count"] for r, v in tlb.data["reasons"].items()}
+    return out

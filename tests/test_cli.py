@@ -201,6 +201,12 @@ def test_status_on_this_host(real_host_required):
     for entry in report["per_cpu"]:
         assert all(isinstance(entry[k], float) for k in x86_rows)
         assert entry["LOC"] >= 0 if "LOC" in x86_rows else True
+    ebpf = report["ebpf"]
+    if ebpf["ran"]:  # root with bcc: the probes' view of the same window
+        assert all(p["status"] == "ok" for p in ebpf["probes"].values()), ebpf["probes"]
+        assert "handler_latency" in ebpf and "tlb_reasons" in ebpf
+    else:
+        assert ebpf["reason"]
     text = _irqtune("status", "--interval", "0.2")
     assert text.returncode == EXIT_OK
     assert "\033[" not in text.stdout  # piped: no colour

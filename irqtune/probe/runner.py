@@ -129,6 +129,11 @@ class ProbeSession:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def program_fds(self, name: str) -> list[int]:
+        """File descriptors of a loaded probe's BPF programs (for kernel run-time statistics)."""
+        bpf = self._loaded.get(name)
+        return [fn.fd for fn in bpf.funcs.values()] if bpf else []
+
     def reset(self) -> None:
         """Zero every map: counting starts now, not when the first probe finished compiling."""
         with _quiet_bcc():
