@@ -132,7 +132,7 @@ class ProbeSession:
     def program_fds(self, name: str) -> list[int]:
         """File descriptors of a loaded probe's BPF programs (for kernel run-time statistics)."""
         bpf = self._loaded.get(name)
-        return [fn.fd for fn in bpf.funcs.values()] if bpf else []
+        return [fn.fd for fn in bpf.funcs.values()] if bpf is not None else []
 
     def reset(self) -> None:
         """Zero every map: counting starts now, not when the first probe finished compiling."""
