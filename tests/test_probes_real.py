@@ -10,7 +10,10 @@ entry was missed, one on each CPU).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 
@@ -131,3 +134,35 @@ def test_every_probe_loads_here():
     unsupported = {n: r.reason for n, r in window.results.items() if r.status == "unsupported"}
     if os.uname().machine == "x86_64":
         assert not unsupported, unsupported
+
+
+def test_probe_command_json_under_workloads():
+    """The acceptance run: `irqtune probe --duration 2 --json` while disk I/O and shootdowns go on."""
+    stop = threading.Event()
+    workers = [
+        threading.Thread(target=workloads.disk_io, args=(disk_directory(), stop), daemon=True),
+        threading.Thread(target=workloads.tlb_shootdowns, args=(stop,), daemon=True),
+    ]
+    for w in workers:
+        w.start()
+    try:
+        exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
+        result = subprocess.run(
+            [exe, "probe", "--duration", "2", "--json"], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    probes = out["probes"]
+    assert all(p["status"] == "ok" for p in probes.values()), {n: p["reason"] for n, p in probes.items()}
+    irqs = probes["hardirq"]["data"]["irqs"]
+    inner, outer = out["proc"]["interrupts"], out["proc_outer"]["interrupts"]
+    assert irqs and all(between(h["count"], inner.get(i, 0), outer.get(i, 0)) for i, h in irqs.items()), (irqs, inner)
+    assert all(h["buckets"] and h["sum_seconds"] > 0 for h in irqs.values())
+    assert probes["softirq"]["data"]["vectors"]["BLOCK"]["run"]["count"] > 0
+    assert sum(s["targets"] for s in probes["ipi"]["data"]["sends"]) > 0
+    assert probes["tlb"]["data"]["reasons"]["remote_shootdown"]["count"] > 0
+    assert any(d["latency"]["count"] > 0 for d in probes["block"]["data"]["devices"].values())
