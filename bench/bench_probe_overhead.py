@@ -21,12 +21,12 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path[:0] = [str(HERE.parent), str(HERE), str(HERE.parent / "tests")]
+sys.path[:0] = [str(HERE.parent), str(HERE.parent / "tests")]
 
-import bpf_stats  # noqa: E402
 import workloads  # noqa: E402
 
 from irqtune.host import Host  # noqa: E402
+from irqtune.probe import kstats as bpf_stats  # noqa: E402
 from irqtune.probe.runner import ProbeSession, ebpf_unavailable_reason  # noqa: E402
 
 

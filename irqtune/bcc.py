@@ -14,6 +14,7 @@ import glob
 import importlib.util
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 from types import ModuleType
 
@@ -62,7 +63,9 @@ def load_bcc() -> ModuleType:
     module = importlib.util.module_from_spec(spec)
     sys.modules["bcc"] = module
     try:
-        spec.loader.exec_module(module)
+        with warnings.catch_warnings():  # bcc 0.26's own source has invalid escape sequences
+            warnings.simplefilter("ignore", (DeprecationWarning, SyntaxWarning))
+            spec.loader.exec_module(module)
     except Exception as err:  # a broken install: report it, keep /proc measurement going
         del sys.modules["bcc"]
         raise ImportError(f"bcc at {info.path} failed to import: {err}") from err

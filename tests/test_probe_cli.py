@@ -70,3 +70,12 @@ def eval_define(source: str, name: str) -> int:
     match = re.search(rf"#define {re.escape(name)} (\d+)", source)
     assert match, f"size {name} is neither a number nor a #define"
     return int(match.group(1))
+
+
+def test_unsupported_probe_says_why(monkeypatch):
+    spec = SPECS["tlb"]
+    monkeypatch.setattr("platform.machine", lambda: "aarch64")
+    assert "needs x86_64" in spec.unsupported_reason(lambda tp: True)
+    monkeypatch.setattr("platform.machine", lambda: "x86_64")
+    assert spec.unsupported_reason(lambda tp: True) is None
+    assert spec.unsupported_reason(lambda tp: False) == "tracepoint tlb:tlb_flush not in this kernel"

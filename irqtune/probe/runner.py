@@ -109,19 +109,25 @@ class ProbeSession:
         self.results: dict[str, ProbeResult] = {}
         self._loaded: dict[str, Any] = {}
         tracing = tracefs_dir(host) or ""
-        for name in names:
-            spec = SPECS[name]
-            why = spec.unsupported_reason(lambda tp: host.has(tracing, "events", *tp.split(":", 1)))
-            if why:
-                self.results[name] = ProbeResult(name, "unsupported", why)
-                continue
-            try:
-                self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx).encode())
-                self.results[name] = ProbeResult(name, "ok")
-                log.info("probe %s attached", name)
-            except Exception as err:  # bcc raises bare Exception for compile and attach failures
-                self.results[name] = ProbeResult(name, "failed", str(err).splitlines()[0] if str(err) else repr(err))
-                log.warning("probe %s failed to load: %s", name, err)
+        try:
+            for name in names:
+                self._load(name, SPECS[name], host, tracing)
+        except BaseException:  # SIGTERM or Ctrl-C while compiling: detach what is already attached
+            self.close()
+            raise
+
+    def _load(self, name: str, spec: ProbeSpec, host: Host, tracing: str) -> None:
+        why = spec.unsupported_reason(lambda tp: host.has(tracing, "events", *tp.split(":", 1)))
+        if why:
+            self.results[name] = ProbeResult(name, "unsupported", why)
+            return
+        try:
+            self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx).encode())
+            self.results[name] = ProbeResult(name, "ok")
+            log.info("probe %s attached", name)
+        except Exception as err:  # bcc raises bare Exception for compile and attach failures
+            self.results[name] = ProbeResult(name, "failed", str(err).splitlines()[0] if str(err) else repr(err))
+            log.warning("probe %s failed to load: %s", name, err)
 
     def __enter__(self) -> ProbeSession:
         return self

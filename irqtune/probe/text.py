@@ -44,12 +44,15 @@ def render_probes(results: dict[str, ProbeResult], actions: dict[int, str], proc
 
 def _hardirq(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
     irqs: dict[int, Histogram] = data["irqs"]
+    unhandled: dict[int, int] = data.get("unhandled", {})
     ordered = sorted(irqs.items(), key=lambda kv: kv[1].sum_ns, reverse=True)
     rows = [
-        (irq, actions.get(irq, "-"), h.count, proc.get("interrupts", {}).get(irq), *_mean_max(h), h.sum_ns / 1000)
+        (irq, actions.get(irq, "-"), h.count, unhandled.get(irq, 0), proc.get("interrupts", {}).get(irq),
+         *_mean_max(h), h.sum_ns / 1000)
         for irq, h in ordered
-    ]
-    lines = table(("IRQ", "ACTIONS", "COUNT", "PROC-DELTA", "MEAN-us", "MAX-us", "TOTAL-us"), rows)
+    ]  # fmt: skip
+    header = ("IRQ", "ACTIONS", "HANDLED", "IRQ_NONE", "PROC-DELTA", "MEAN-us", "MAX-us", "TOTAL-us")
+    lines = table(header, rows)
     for irq, hist in ordered[:3]:
         lines += ["", f"IRQ {irq} ({actions.get(irq, '-')}) handler time", *log2_histogram(hist)]
     return lines or ["no hard interrupts handled"]
