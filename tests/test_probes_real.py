@@ -25,9 +25,10 @@ from conftest import require
 from netns import TCP_SINK, TCP_SOURCE, can_make_namespaces, veth_pair
 
 from irqtune.host import Host
+from irqtune.parse.interrupts import parse_interrupts
 from irqtune.probe import kstats
 from irqtune.probe.base import PROBE_NAMES
-from irqtune.probe.runner import ebpf_unavailable_reason
+from irqtune.probe.runner import ProbeSession, ebpf_unavailable_reason
 from irqtune.probe.window import ProbeWindow, run_window
 
 SLACK = 3
@@ -191,3 +192,29 @@ def test_sigterm_detaches_every_program():
     while set(kstats.prog_ids()) - before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert set(kstats.prog_ids()) - before == set(), "programs left attached after SIGTERM"
+
+
+def test_shared_line_bookkeeping_accounts_for_every_handler_run():
+    """This VM has no shared line, so mark the disk's IRQ as if it had two actions: the per-action
+    split must then account for every handler run of that IRQ (attribution itself needs real hardware)."""
+    stop = threading.Event()
+    worker = threading.Thread(target=workloads.disk_io, args=(disk_directory(), stop), daemon=True)
+    with ProbeSession(HOST, ["hardirq"]) as session:
+        busiest = max(
+            (r for r in parse_interrupts(HOST.read_bytes(HOST.proc("interrupts"))).rows.values() if r.irq is not None),
+            key=lambda r: r.total or 0,
+        )
+        session.ctx["shared_irqs"] = {busiest.irq: ("first-handler", "second-handler")}
+        session.reset()
+        worker.start()
+        time.sleep(1.0)
+        stop.set()
+        worker.join(timeout=30)
+        data = session.read()["hardirq"].data
+    split = data["actions"].get(busiest.irq, {})
+    runs = sum(a["count"] + a["unhandled"] for a in split.values())
+    total = (
+        data["irqs"][busiest.irq].count + data["unhandled"].get(busiest.irq, 0) if busiest.irq in data["irqs"] else 0
+    )
+    assert total > 0 and set(split) <= {"first-handler", "second-handler"}
+    assert abs(runs - total) <= SLACK, (split, total)

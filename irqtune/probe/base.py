@@ -77,6 +77,7 @@ class ProbeSpec:
     read: Callable[[Any, dict], dict]  # (BPF object, context) -> plain values
     arch: tuple[str, ...] = ()  # machines it runs on; empty = all
     optional_tracepoints: tuple[str, ...] = ()
+    prepare: Callable[[Any, dict], None] | None = None  # fill maps user space owns, after loading
 
     def unsupported_reason(self, has_tracepoint: Callable[[str], bool]) -> str | None:
         if self.arch and platform.machine() not in self.arch:

@@ -20,6 +20,7 @@ from typing import Any
 from ..bcc import find_bcc, load_bcc
 from ..host import Host
 from ..parse.common import CpuListError, parse_cpulist
+from ..parse.interrupts import parse_interrupts
 from . import block, hardirq, ipi, napi, softirq, timer, tlb
 from .base import PROBE_NAMES, Histogram, ProbeSpec, map_names
 
@@ -80,6 +81,11 @@ def probe_context(host: Host) -> dict[str, Any]:
     x86_vectors = tracing is not None and all(
         host.has(tracing, "events", *tp.split(":", 1)) for tp in ipi.RECEIVE_TRACEPOINTS
     )
+    shared = {}
+    raw = host.text("proc", "interrupts")
+    if raw:
+        table = parse_interrupts(raw)
+        shared = {row.irq: row.actions for row in table.rows.values() if row.irq is not None and len(row.actions) > 1}
     names, queues = {}, {}
     for disk in host.entries(host.sys(), "block"):
         dev = host.text("sys", "block", disk, "dev")
@@ -93,7 +99,7 @@ def probe_context(host: Host) -> dict[str, Any]:
                 continue
     return {
         "max_cpus": max_cpus, "cpu_words": (max_cpus + 63) // 64, "max_irq": max_irq, "x86_vectors": x86_vectors,
-        "block_names": names, "block_queues": queues, "machine": platform.machine(),
+        "block_names": names, "block_queues": queues, "machine": platform.machine(), "shared_irqs": shared,
     }  # fmt: skip
 
 
@@ -122,7 +128,10 @@ class ProbeSession:
             self.results[name] = ProbeResult(name, "unsupported", why)
             return
         try:
-            self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx).encode())
+            bpf = self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx).encode())
+            if spec.prepare:
+                with _quiet_bcc():
+                    spec.prepare(bpf, self.ctx)
             self.results[name] = ProbeResult(name, "ok")
             log.info("probe %s attached", name)
         except Exception as err:  # bcc raises bare Exception for compile and attach failures
@@ -146,6 +155,8 @@ class ProbeSession:
             for name, bpf in self._loaded.items():
                 for table in map_names(SPECS[name].source(self.ctx)):
                     bpf[table].clear()
+                if SPECS[name].prepare:
+                    SPECS[name].prepare(bpf, self.ctx)
 
     def read(self) -> dict[str, ProbeResult]:
         for name, bpf in self._loaded.items():

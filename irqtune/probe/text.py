@@ -53,6 +53,12 @@ def _hardirq(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
     ]  # fmt: skip
     header = ("IRQ", "ACTIONS", "HANDLED", "IRQ_NONE", "PROC-DELTA", "MEAN-us", "MAX-us", "TOTAL-us")
     lines = table(header, rows)
+    for irq, split in sorted(data.get("actions", {}).items()):
+        parts = ", ".join(
+            f"{name} {a['count']} handled/{a['unhandled']} IRQ_NONE, max {a['max_seconds'] * 1e6:.1f} us"
+            for name, a in split.items()
+        )
+        lines.append(f"IRQ {irq} shared: {parts}")
     for irq, hist in ordered[:3]:
         lines += ["", f"IRQ {irq} ({actions.get(irq, '-')}) handler time", *log2_histogram(hist)]
     return lines or ["no hard interrupts handled"]
