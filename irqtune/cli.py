@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import __version__
+from . import __version__, cli_act
 from .host import Host, PathEscape
 from .measure.snapshot import take_snapshot, to_json
 from .parse.common import Problem, format_cpulist
@@ -210,6 +210,9 @@ def _print_snapshot_summary(snap) -> None:
         lines.append(f"{path}: unavailable ({why})")
     lines.append("(use --json for every counter)")
     click.echo("\n".join(lines))
+
+
+cli_act.register(main, Ctx)
 
 
 class _Terminated(Exception):

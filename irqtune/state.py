@@ -55,15 +55,20 @@ def remember_managed(state_dir: str, current_boot: str, irq: int, actions: list[
     known = load_learned_managed(state_dir, current_boot)
     known[irq] = {"managed": True, "actions": list(actions), "errno": errno_name, "learned_at": time.time()}
     data = {"boot_id": current_boot, "irqs": {str(k): v for k, v in sorted(known.items())}}
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    path = os.path.join(state_dir, MANAGED_FILE)
+    write_json_atomically(os.path.join(state_dir, MANAGED_FILE), data)
+
+
+def write_json_atomically(path: str, data: dict) -> None:
+    """Temp file, fsync, rename, fsync the directory: after a crash the file is old or new, never torn."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o755, exist_ok=True)
     tmp = f"{path}.tmp.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=1)
+        json.dump(data, f, indent=1, sort_keys=True)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    dir_fd = os.open(state_dir, os.O_RDONLY)
+    dir_fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:

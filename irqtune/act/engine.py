@@ -1,0 +1,174 @@
+"""The one path every change takes: read, validate, journal, write, read back, classify.
+
+Like TuneD's get/save/set/verify, minus its pickles and shell-outs: the original is in
+the journal (fsynced) before the first byte reaches the host, a refused write leaves
+no journal entry behind, and `restore` and `verify` walk the same journal.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import asdict, dataclass
+
+from ..host import Host
+from ..measure.inventory import managed_state
+from ..parse.interrupts import parse_interrupts
+from ..state import boot_id, load_learned_managed, remember_managed
+from .journal import Journal
+from .knobs import IrqAffinityKnob, Knob, KnobError, Unsupported, make_knob
+
+log = logging.getLogger("irqtune.act")
+
+# outcomes
+APPLIED, UNCHANGED, WOULD_CHANGE = "applied", "unchanged", "would change"
+MANAGED, REFUSED, TRANSIENT, UNSUPPORTED, FAILED = "managed", "refused", "transient", "unsupported", "failed"
+RESTORED, MATCHES, DRIFTED, STALE = "restored", "matches", "drifted", "stale"
+OK_OUTCOMES = frozenset({APPLIED, UNCHANGED, WOULD_CHANGE, RESTORED, MATCHES})
+
+
+@dataclass(frozen=True)
+class Result:
+    knob: str
+    outcome: str
+    before: str | None = None
+    target: str | None = None
+    after: str | None = None
+    message: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        change = f"{self.before} -> {self.target}" if self.target is not None else f"{self.before}"
+        tail = f" ({self.message})" if self.message else ""
+        return f"{self.knob}: {self.outcome}: {change}{tail}"
+
+
+def _irq_actions(host: Host, irq: int) -> tuple[str, ...]:
+    raw = host.text("proc", "interrupts")
+    row = parse_interrupts(raw).rows.get(str(irq)) if raw else None
+    return row.actions if row else ()
+
+
+def prepare(knob: Knob, host: Host, state_dir: str) -> None:
+    """What is known before writing: is this IRQ kernel-managed (debugfs, or learned earlier)?"""
+    if isinstance(knob, IrqAffinityKnob):
+        irq = int(knob.parts[1])
+        actions = _irq_actions(host, irq)
+        knob.meta["irq"], knob.meta["actions"] = irq, actions
+        knob.managed, _ = managed_state(host, irq, load_learned_managed(state_dir, boot_id(host)), actions)
+
+
+def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_run: bool = False) -> Result:
+    """Set one knob. `journal` None only with dry_run. Never raises for host-side refusals."""
+    target = knob.normalize(value)  # KnobError goes to the caller: bad input, one line
+    try:
+        before = knob.read()
+    except Unsupported as err:
+        return Result(knob.id, UNSUPPORTED, target=target, message=str(err))
+    if target == before:
+        return Result(knob.id, UNCHANGED, before, target, before)
+    if knob.managed == "yes":
+        return Result(knob.id, MANAGED, before, target, before, "kernel-managed IRQ: never written")
+    if dry_run or journal is None:
+        return Result(knob.id, WOULD_CHANGE, before, target, before)
+    new_entry = journal.record_intent(knob.id, before, target)
+    try:
+        knob.write(target)
+    except OSError as err:
+        outcome, message = knob.classify(err)
+        after = _read_quietly(knob)
+        if after == before and new_entry:
+            journal.forget(knob.id)  # nothing changed: nothing to restore
+        if outcome == MANAGED and isinstance(knob, IrqAffinityKnob):
+            _learn_managed(knob, err, state_dir)
+        log.warning("%s: %s", knob.id, message)
+        return Result(knob.id, outcome, before, target, after, message)
+    after = _read_quietly(knob)
+    if after != target:
+        return Result(knob.id, FAILED, before, target, after, "read back a different value")
+    log.info("%s: %s -> %s", knob.id, before, target)
+    return Result(knob.id, APPLIED, before, target, after, _effective_note(knob))
+
+
+def _read_quietly(knob: Knob) -> str | None:
+    try:
+        return knob.read()
+    except (Unsupported, OSError):
+        return None
+
+
+def _effective_note(knob: Knob) -> str:
+    if not isinstance(knob, IrqAffinityKnob):
+        return ""
+    effective = knob.host.text("proc", "irq", knob.parts[1], "effective_affinity_list")
+    return f"effective {effective}" if effective else ""
+
+
+def _learn_managed(knob: IrqAffinityKnob, err: OSError, state_dir: str) -> None:
+    irq, name = knob.meta["irq"], errno.errorcode[err.errno]
+    remember_managed(state_dir, boot_id(knob.host), irq, list(knob.meta["actions"]), name)
+    log.warning("IRQ %d is kernel-managed (write refused with %s); remembered in %s", irq, name, state_dir)
+
+
+def restore(host: Host, journal: Journal, state_dir: str, dry_run: bool = False) -> list[Result]:
+    """Put every journaled knob back to its original; entries of an earlier boot are dropped."""
+    results = []
+    for entry in journal.stale():
+        results.append(Result(entry.knob, STALE, message=f"from boot {entry.boot_id[:8]}: not restored after reboot"))
+        if not dry_run:
+            journal.forget(entry.knob)
+    for entry in list(journal.entries.values()):
+        if entry.boot_id != journal.boot_id:
+            continue
+        try:
+            knob = make_knob(host, entry.knob)
+        except KnobError as err:
+            results.append(Result(entry.knob, FAILED, message=str(err)))
+            continue
+        knob.meta["allow_isolated"] = True  # the original may well have included isolated CPUs
+        knob.meta["allow_empty"] = True
+        try:
+            current = knob.read()
+        except Unsupported as err:
+            results.append(Result(entry.knob, UNSUPPORTED, message=f"{err}; entry kept"))
+            continue
+        if current == entry.original:
+            results.append(Result(entry.knob, RESTORED, current, entry.original, current, "already original"))
+        elif dry_run:
+            results.append(Result(entry.knob, WOULD_CHANGE, current, entry.original, current))
+            continue
+        else:
+            try:
+                knob.write(entry.original)
+            except OSError as err:
+                results.append(Result(entry.knob, knob.classify(err)[0], current, entry.original, current,
+                                      f"{knob.classify(err)[1]}; entry kept"))  # fmt: skip
+                continue
+            after = _read_quietly(knob)
+            if after != entry.original:
+                results.append(Result(entry.knob, FAILED, current, entry.original, after, "read back differs"))
+                continue
+            results.append(Result(entry.knob, RESTORED, current, entry.original, after))
+        if not dry_run:
+            journal.forget(entry.knob)
+    return results
+
+
+def verify(host: Host, journal: Journal) -> list[Result]:
+    """Does every knob still hold what irqtune wrote? Drift means someone else changed it."""
+    results = []
+    for entry in journal.entries.values():
+        if entry.boot_id != journal.boot_id:
+            results.append(Result(entry.knob, STALE, message="from an earlier boot"))
+            continue
+        try:
+            current = make_knob(host, entry.knob).read()
+        except (KnobError, Unsupported) as err:
+            results.append(Result(entry.knob, UNSUPPORTED, message=str(err)))
+            continue
+        outcome = MATCHES if current == entry.written else DRIFTED
+        message = "" if outcome == MATCHES else f"irqtune wrote {entry.written}; something else changed it"
+        results.append(Result(entry.knob, outcome, current, entry.written, current, message))
+    return results

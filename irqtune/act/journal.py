@@ -1,0 +1,123 @@
+"""The change journal: the original value of every knob irqtune touched, kept until restored.
+
+Versioned JSON in the state directory (`journal.json`), rewritten atomically before
+every write to the host, and locked (`journal.lock`, flock) so two irqtune processes
+cannot interleave. After a crash at any point the journal holds the original of every
+knob that may have been written, so `irqtune restore` can put the host back. Entries
+belong to a boot (`boot_id`): /proc and /sys settings do not survive a reboot, so
+entries of an earlier boot are stale, reported and dropped, never written back.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+
+from ..state import write_json_atomically
+
+SCHEMA = 1
+JOURNAL_FILE = "journal.json"
+LOCK_FILE = "journal.lock"
+
+
+class JournalError(RuntimeError):
+    """The journal cannot be read or locked: nothing is written to the host."""
+
+
+@dataclass
+class Entry:
+    knob: str
+    original: str  # the value before irqtune's first write, canonical form
+    written: str  # the last value irqtune wrote
+    first_changed: float = 0.0
+    last_changed: float = 0.0
+    boot_id: str = ""
+
+    def to_json(self) -> dict:
+        return {
+            "original": self.original, "written": self.written, "first_changed": self.first_changed,
+            "last_changed": self.last_changed, "boot_id": self.boot_id,
+        }  # fmt: skip
+
+
+@dataclass
+class Journal:
+    """Open with `Journal.open(state_dir, boot_id)` as a context manager: holds the lock."""
+
+    path: str
+    boot_id: str
+    entries: dict[str, Entry] = field(default_factory=dict)
+    _lock_fd: int | None = None
+
+    @classmethod
+    def open(cls, state_dir: str, boot_id: str, wait: bool = True) -> Journal:
+        os.makedirs(state_dir, mode=0o755, exist_ok=True)
+        journal = cls(os.path.join(state_dir, JOURNAL_FILE), boot_id)
+        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalError(f"another irqtune holds {os.path.join(state_dir, LOCK_FILE)}") from None
+        journal._lock_fd = fd
+        try:
+            journal._load()
+        except JournalError:
+            journal.close()
+            raise
+        return journal
+
+    def __enter__(self) -> Journal:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    def _load(self) -> None:
+        try:
+            with open(self.path, encoding="utf-8") as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as err:
+            raise JournalError(f"{self.path}: unreadable journal ({err}); move it away to start afresh") from err
+        if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
+            raise JournalError(f"{self.path}: expected a schema {SCHEMA} journal")
+        for knob, e in data["entries"].items():
+            if not (isinstance(e, dict) and isinstance(e.get("original"), str) and isinstance(e.get("written"), str)):
+                raise JournalError(f"{self.path}: entry {knob!r} lacks original/written values")
+            self.entries[knob] = Entry(
+                knob, e["original"], e["written"], float(e.get("first_changed", 0)),
+                float(e.get("last_changed", 0)), str(e.get("boot_id", "")),
+            )  # fmt: skip
+
+    def save(self) -> None:
+        data = {"schema": SCHEMA, "entries": {k: e.to_json() for k, e in sorted(self.entries.items())}}
+        write_json_atomically(self.path, data)
+
+    def record_intent(self, knob: str, original: str, target: str) -> bool:
+        """Durably note a knob's original before writing `target`. Returns True if the entry is new."""
+        now = time.time()
+        entry = self.entries.get(knob)
+        new = entry is None or entry.boot_id != self.boot_id
+        if new:
+            self.entries[knob] = Entry(knob, original, target, now, now, self.boot_id)
+        else:
+            entry.written, entry.last_changed = target, now
+        self.save()
+        return new
+
+    def forget(self, knob: str) -> None:
+        if self.entries.pop(knob, None) is not None:
+            self.save()
+
+    def stale(self) -> list[Entry]:
+        return [e for e in self.entries.values() if e.boot_id != self.boot_id]

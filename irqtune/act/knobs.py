@@ -1,0 +1,200 @@
+"""Knobs: everything irqtune may change, each named by a stable id and read, validated and
+written one way. Values travel as canonical strings (what the journal stores).
+
+    irq/N/affinity              /proc/irq/N/smp_affinity_list        CPU list, e.g. 0-3,8
+    irq/default/affinity        /proc/irq/default_smp_affinity       CPU list (written as a mask)
+    sysctl/net.core.NAME        /proc/sys/net/core/NAME              integer (allow-listed names)
+    net/DEV/gro-flush-timeout   /sys/class/net/DEV/gro_flush_timeout     ns, 0 = off
+    net/DEV/napi-defer-hard-irqs /sys/class/net/DEV/napi_defer_hard_irqs  count, 0 = off
+    net/DEV/threaded            /sys/class/net/DEV/threaded          0 or 1 (threaded NAPI)
+    net/DEV/rx-Q/rps-cpus       /sys/class/net/DEV/queues/rx-Q/rps_cpus  CPU list (mask)
+    net/DEV/tx-Q/xps-cpus       /sys/class/net/DEV/queues/tx-Q/xps_cpus  CPU list (mask)
+
+Managed IRQs (the kernel owns their affinity) are refused before any write when
+known; a write the kernel refuses with EIO (before 6.12) or EPERM marks them managed.
+"""
+
+from __future__ import annotations
+
+import errno
+import re
+from dataclasses import dataclass, field
+
+from ..host import Host, PathEscape
+from ..parse.common import CpuListError, format_cpulist, parse_cpulist, parse_cpumask
+
+SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
+    "netdev_budget": (1, 1 << 20),
+    "netdev_budget_usecs": (1, 1 << 20),
+    "netdev_max_backlog": (1, 1 << 24),
+    "busy_read": (0, 1 << 20),
+    "busy_poll": (0, 1 << 20),
+    "dev_weight": (1, 1 << 16),
+}
+NETDEV_FILES: dict[str, tuple[str, int, int]] = {  # knob -> (sysfs file, min, max)
+    "gro-flush-timeout": ("gro_flush_timeout", 0, (1 << 32) - 1),
+    "napi-defer-hard-irqs": ("napi_defer_hard_irqs", 0, (1 << 31) - 1),
+    "threaded": ("threaded", 0, 1),
+}
+KNOB_FORMS = (
+    "irq/N/affinity",
+    "irq/default/affinity",
+    "sysctl/net.core.{" + ",".join(SYSCTLS) + "}",
+    "net/DEV/{" + ",".join(NETDEV_FILES) + "}",
+    "net/DEV/rx-Q/rps-cpus",
+    "net/DEV/tx-Q/xps-cpus",
+)
+_DEVICE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")  # IFNAMSIZ, and never "/" or ".."
+
+
+class KnobError(ValueError):
+    """A knob id or value irqtune will not accept; the message is one clear line."""
+
+
+class Unsupported(RuntimeError):
+    """The knob does not exist on this host or kernel (no such IRQ, device or file)."""
+
+
+@dataclass
+class Knob:
+    """One tunable file below the host's /proc or /sys."""
+
+    id: str
+    host: Host
+    tree: str
+    parts: tuple[str, ...]
+    managed: str = "no"  # affinity knobs: yes / no / unknown (see inventory.managed_state)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def path(self) -> str:
+        try:
+            return self.host.path(self.tree, *self.parts)
+        except PathEscape as err:
+            raise KnobError(str(err)) from None
+
+    def read(self) -> str:
+        try:
+            return self.canonical(self.host.read(self.path).strip())
+        except FileNotFoundError:
+            raise Unsupported(f"{self.id}: /{self.tree}/{'/'.join(self.parts)} does not exist here") from None
+
+    def write(self, value: str) -> None:
+        self.host.write(self.path, self.rendered(value))
+
+    def canonical(self, raw: str) -> str:
+        """The file's text as the canonical value."""
+        return raw
+
+    def rendered(self, value: str) -> str:
+        """A canonical value as the file wants it written."""
+        return value
+
+    def normalize(self, value: str) -> str:
+        """Validate a wanted value; return it canonical. Raises KnobError."""
+        return value
+
+    def classify(self, err: OSError) -> tuple[str, str]:
+        """(outcome, message) for a refused write."""
+        if err.errno in (errno.EBUSY, errno.EAGAIN):
+            return "transient", f"kernel busy ({err.strerror}); try again"
+        return "refused", f"kernel refused the write: {err.strerror}"
+
+
+class IntKnob(Knob):
+    def canonical(self, raw: str) -> str:
+        return raw.split()[0] if raw else raw
+
+    def normalize(self, value: str) -> str:
+        low, high = self.meta["range"]
+        if not value.strip().isdigit() or not value.isascii():
+            raise KnobError(f"{self.id}: expected a whole number {low}..{high}, got {value!r}")
+        number = int(value)
+        if not low <= number <= high:
+            raise KnobError(f"{self.id}: {number} is outside {low}..{high}")
+        return str(number)
+
+
+class CpuListKnob(Knob):
+    """Values are CPU lists; the file may hold a list or a hex mask (`meta['mask']`)."""
+
+    def canonical(self, raw: str) -> str:
+        try:
+            return format_cpulist(parse_cpumask(raw) if self.meta.get("mask") else parse_cpulist(raw))
+        except CpuListError as err:
+            raise Unsupported(f"{self.id}: unreadable value {raw!r}: {err}") from None
+
+    def rendered(self, value: str) -> str:
+        if not self.meta.get("mask"):
+            return value
+        bits = sum(1 << cpu for cpu in parse_cpulist(value))
+        text = f"{bits:x}"
+        groups = [text[max(0, i - 8) : i] for i in range(len(text), 0, -8)][::-1]
+        return ",".join(groups)
+
+    def normalize(self, value: str) -> str:
+        try:
+            cpus = parse_cpulist(value)
+        except CpuListError as err:
+            raise KnobError(f"{self.id}: {err}") from None
+        online = self.meta.get("online") or []
+        if self.meta.get("allow_empty") and not cpus:
+            return ""
+        if not cpus:
+            raise KnobError(f"{self.id}: expected at least one CPU, got {value!r}")
+        missing = [cpu for cpu in cpus if online and cpu not in online]
+        if missing:
+            raise KnobError(
+                f"{self.id}: CPU {format_cpulist(missing)} is not online (online: {format_cpulist(online)})"
+            )
+        isolated = [cpu for cpu in cpus if cpu in self.meta.get("isolated", ())]
+        if isolated and not self.meta.get("allow_isolated"):
+            raise KnobError(
+                f"{self.id}: CPU {format_cpulist(isolated)} is isolated (isolcpus/nohz_full); "
+                "pass --allow-isolated to place interrupts there anyway"
+            )
+        return format_cpulist(cpus)
+
+
+class IrqAffinityKnob(CpuListKnob):
+    def classify(self, err: OSError) -> tuple[str, str]:
+        if err.errno in (errno.EIO, errno.EPERM):
+            return "managed", f"the kernel manages this IRQ's affinity ({errno.errorcode[err.errno]}); left as it is"
+        if err.errno == errno.ENOSPC:
+            return "refused", "no free interrupt vectors on those CPUs (ENOSPC); choose other CPUs"
+        if err.errno == errno.EINVAL:
+            return "refused", "the kernel refused that CPU set for this IRQ (EINVAL: offline CPUs or a fixed chip)"
+        return super().classify(err)
+
+
+def _device(name: str, knob_id: str) -> str:
+    if not _DEVICE.match(name) or name in (".", ".."):
+        raise KnobError(f"{knob_id}: {name!r} is not a network device name")
+    return name
+
+
+def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = False) -> Knob:
+    """The knob a stable id names. Raises KnobError for ids irqtune does not know."""
+    parts = knob_id.strip("/").split("/")
+    cpu_meta = {"online": list(topology.online) if topology else [], "allow_isolated": allow_isolated}
+    if topology:
+        cpu_meta["isolated"] = sorted(topology.isolated_any)
+    if len(parts) == 3 and parts[0] == "irq" and parts[2] == "affinity":
+        if parts[1] == "default":
+            return CpuListKnob(knob_id, host, "proc", ("irq", "default_smp_affinity"), meta={**cpu_meta, "mask": True})
+        if parts[1].isdigit() and parts[1].isascii():
+            return IrqAffinityKnob(knob_id, host, "proc", ("irq", str(int(parts[1])), "smp_affinity_list"),
+                                   meta=cpu_meta)  # fmt: skip
+    if len(parts) == 2 and parts[0] == "sysctl" and parts[1].startswith("net.core."):
+        name = parts[1][len("net.core.") :]
+        if name in SYSCTLS:
+            return IntKnob(knob_id, host, "proc", ("sys", "net", "core", name), meta={"range": SYSCTLS[name]})
+    if len(parts) == 3 and parts[0] == "net" and parts[2] in NETDEV_FILES:
+        file, low, high = NETDEV_FILES[parts[2]]
+        return IntKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id), file),
+                       meta={"range": (low, high)})  # fmt: skip
+    if len(parts) == 4 and parts[0] == "net" and re.fullmatch(r"(rx-\d+/rps|tx-\d+/xps)-cpus", "/".join(parts[2:])):
+        file = parts[3].replace("-", "_")
+        return CpuListKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id), "queues", parts[2], file),
+                           meta={**cpu_meta, "mask": True, "allow_empty": True})  # fmt: skip
+    raise KnobError(f"unknown knob {knob_id!r}; knobs look like: {', '.join(KNOB_FORMS)}")

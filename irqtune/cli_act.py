@@ -1,0 +1,117 @@
+"""The commands that change the host: set, restore, verify (and get, to read one knob).
+
+All go through `act.engine` and the journal; all honour --root, so against a fake
+tree the writes land in the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from .act import engine
+from .act.journal import Journal, JournalError
+from .act.knobs import KNOB_FORMS, KnobError, Unsupported, make_knob
+from .measure.topology import read_topology
+from .state import boot_id
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 3, 5
+
+ACT_EXIT_HELP = """
+\b
+Exit status:
+  0  every knob ended as asked (applied, unchanged, restored, matches)
+  1  error: bad knob or value, journal unreadable or locked by another irqtune
+  2  usage error
+  3  some knob was refused: kernel-managed IRQ, no free vectors, busy, unsupported
+  5  verify: drift found (something else changed a knob irqtune set)
+"""
+
+
+def _emit(results: list[engine.Result], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"schema": 1, "results": [r.to_json() for r in results]}, indent=1))
+    else:
+        for r in results:
+            click.echo(str(r))
+        if not results:
+            click.echo("nothing to do")
+
+
+def _journal(obj) -> Journal:
+    try:
+        return Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
+    except JournalError as err:
+        raise click.ClickException(str(err)) from None
+
+
+def register(main: click.Group, ctx_type) -> None:
+    pass_obj = click.make_pass_decorator(ctx_type)
+
+    set_help = (
+        "Change one KNOB to VALUE through the journal (irqtune restore undoes it).\n\n"
+        "The original value is journaled before the write; the value is read back after it. A "
+        "kernel-managed IRQ is never written (a refused write teaches irqtune that it is managed).\n\n"
+        "\b\nKNOB forms:\n" + "\n".join(f"  {form}" for form in KNOB_FORMS)
+    )
+
+    @main.command(epilog=ACT_EXIT_HELP, help=set_help)
+    @click.argument("knob")
+    @click.argument("value")
+    @click.option("-n", "--dry-run", is_flag=True, help="Say what would change; write nothing.")
+    @click.option("--allow-isolated", is_flag=True, help="Allow IRQ affinity on isolated or nohz_full CPUs.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+    @pass_obj
+    def set(obj, knob: str, value: str, dry_run: bool, allow_isolated: bool, as_json: bool) -> None:
+        try:
+            k = make_knob(obj.host, knob, read_topology(obj.host), allow_isolated=allow_isolated)
+            engine.prepare(k, obj.host, obj.state_dir)
+            if dry_run:
+                result = engine.change(k, value, None, obj.state_dir, dry_run=True)
+            else:
+                with _journal(obj) as journal:
+                    result = engine.change(k, value, journal, obj.state_dir)
+        except KnobError as err:
+            raise click.ClickException(str(err)) from None
+        _emit([result], as_json)
+        sys.exit(EXIT_OK if result.outcome in engine.OK_OUTCOMES else EXIT_PARTIAL)
+
+    @main.command(epilog=ACT_EXIT_HELP)
+    @click.argument("knob")
+    @click.option("--json", "as_json", is_flag=True, help="Print the value as JSON.")
+    @pass_obj
+    def get(obj, knob: str, as_json: bool) -> None:
+        """Read one KNOB's current value (never writes)."""
+        try:
+            value = make_knob(obj.host, knob).read()
+        except (KnobError, Unsupported) as err:
+            raise click.ClickException(str(err)) from None
+        click.echo(json.dumps({"knob": knob, "value": value}) if as_json else value)
+
+    @main.command(epilog=ACT_EXIT_HELP)
+    @click.option("-n", "--dry-run", is_flag=True, help="Say what would be restored; write nothing.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+    @pass_obj
+    def restore(obj, dry_run: bool, as_json: bool) -> None:
+        """Put every knob irqtune changed back to its original value, from the journal.
+
+        Works after a crash at any point: the original is journaled (fsynced) before
+        each first write. Entries from an earlier boot are stale and dropped: /proc
+        and /sys settings do not survive a reboot.
+        """
+        with _journal(obj) as journal:
+            results = engine.restore(obj.host, journal, obj.state_dir, dry_run=dry_run)
+        _emit(results, as_json)
+        sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES | {engine.STALE} for r in results) else EXIT_PARTIAL)
+
+    @main.command(epilog=ACT_EXIT_HELP)
+    @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+    @pass_obj
+    def verify(obj, as_json: bool) -> None:
+        """Report drift: knobs irqtune set that no longer hold its value (irqbalance, a link flap)."""
+        with _journal(obj) as journal:
+            results = engine.verify(obj.host, journal)
+        _emit(results, as_json)
+        sys.exit(EXIT_DRIFT if any(r.outcome == engine.DRIFTED for r in results) else EXIT_OK)
