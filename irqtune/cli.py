@@ -213,6 +213,7 @@ def _print_snapshot_summary(snap) -> None:
 
 
 cli_act.register(main, Ctx)
+cli_act.register_plan(main, Ctx)
 
 
 class _Terminated(Exception):

@@ -14,8 +14,15 @@ import click
 from .act import engine
 from .act.journal import Journal, JournalError
 from .act.knobs import KNOB_FORMS, KnobError, Unsupported, make_knob
+from .act.owners import rivals
+from .act.plan import Rules, check
+from .decide.spread import spread_nic_queues
+from .measure.inventory import build_inventory
+from .measure.snapshot import take_snapshot
 from .measure.topology import read_topology
-from .state import boot_id
+from .parse.common import CpuListError, parse_cpulist
+from .parse.interrupts import InterruptTable
+from .state import boot_id, load_learned_managed
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 3, 5
 
@@ -115,3 +122,89 @@ def register(main: click.Group, ctx_type) -> None:
             results = engine.verify(obj.host, journal)
         _emit(results, as_json)
         sys.exit(EXIT_DRIFT if any(r.outcome == engine.DRIFTED for r in results) else EXIT_OK)
+
+
+def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool):
+    try:
+        banned = frozenset(parse_cpulist(ban_cpus)) if ban_cpus else frozenset()
+    except CpuListError as err:
+        raise click.BadParameter(str(err), param_hint="--ban-cpus") from None
+    snap = take_snapshot(obj.host)
+    topology = read_topology(obj.host, fallback_online=snap.cpus)
+    learned = load_learned_managed(obj.state_dir, boot_id(obj.host))
+    inventory = build_inventory(obj.host, snap.interrupts or InterruptTable(cpus=[]), snap.affinity, learned)
+    rules = Rules(
+        banned_cpus=banned,
+        isolated_cpus=frozenset(topology.isolated_any),
+        allow_isolated=allow_isolated,
+        excluded_devices=frozenset(exclude),
+        managed_irqs=frozenset(i for i, info in inventory.irqs.items() if info.managed == "yes"),
+    )
+    return check(spread_nic_queues(inventory, topology, rules), rules), topology
+
+
+_plan_options = [
+    click.option("--exclude", "exclude", multiple=True, metavar="DEV", help="Leave this device alone (repeatable)."),
+    click.option("--ban-cpus", default="", metavar="LIST", help="CPUs no interrupt may be moved to, e.g. 0,8-15."),
+    click.option("--allow-isolated", is_flag=True, help="Allow isolated and nohz_full CPUs as targets."),
+    click.option("--json", "as_json", is_flag=True, help="Print the plan (and results) as JSON."),
+]
+
+
+def _with_plan_options(fn):
+    for option in reversed(_plan_options):
+        fn = option(fn)
+    return fn
+
+
+def register_plan(main: click.Group, ctx_type) -> None:
+    pass_obj = click.make_pass_decorator(ctx_type)
+
+    @main.command(epilog=ACT_EXIT_HELP)
+    @_with_plan_options
+    @pass_obj
+    def plan(obj, exclude, ban_cpus, allow_isolated, as_json) -> None:
+        """What irqtune would change now, and why (never writes).
+
+        Policy today: spread each NIC's queue IRQs, one per CPU in turn, over the
+        NIC-local housekeeping CPUs (not isolated, not banned); kernel-managed IRQs and
+        excluded devices are left alone with a note. Checked against the invariants
+        before it is shown: a plan with violations cannot be applied.
+        """
+        result, _ = _plan(obj, exclude, ban_cpus, allow_isolated)
+        click.echo(json.dumps(result.to_json(), indent=1) if as_json else "\n".join(result.diff()))
+        sys.exit(EXIT_ERROR if result.violations else EXIT_OK)
+
+    @main.command(epilog=ACT_EXIT_HELP)
+    @_with_plan_options
+    @click.option("-y", "--yes", is_flag=True, help="Really write. Without it apply is a dry run.")
+    @click.option("--take-over", is_flag=True, help="Apply even while irqbalance or TuneD runs.")
+    @pass_obj
+    def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over) -> None:
+        """Apply the plan: a dry run unless --yes; every write journaled and read back."""
+        result, topology = _plan(obj, exclude, ban_cpus, allow_isolated)
+        if result.violations:
+            click.echo("\n".join(result.diff()), err=True)
+            raise click.ClickException("the plan breaks the rules above; nothing written")
+        others = {} if take_over else rivals(obj.host)
+        if yes and others:
+            for name, how in others.items():
+                click.echo(f"irqtune: {name} is running: {how}", err=True)
+            raise click.ClickException("refusing to fight another IRQ tuner; nothing written")
+        if not yes:
+            click.echo(json.dumps(result.to_json(), indent=1) if as_json else "\n".join(result.diff()))
+            if not as_json:
+                click.echo("(dry run: nothing written; --yes to apply)")
+            return
+        results = []
+        with _journal(obj) as journal:
+            for change in result.changes:
+                knob = make_knob(obj.host, change.knob, topology, allow_isolated=allow_isolated)
+                engine.prepare(knob, obj.host, obj.state_dir)
+                try:
+                    results.append(engine.change(knob, change.target, journal, obj.state_dir))
+                except KnobError as err:
+                    results.append(engine.Result(change.knob, engine.REFUSED, change.current, change.target,
+                                                 message=str(err)))  # fmt: skip
+        _emit(results, as_json)
+        sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) else EXIT_PARTIAL)

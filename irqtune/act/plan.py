@@ -1,0 +1,73 @@
+"""A plan: the changes irqtune would make, each with its reason, checked before anything is written.
+
+A plain value between decide and act: printable as a diff and as JSON, and checked
+against the invariants (no IRQ on isolated or banned CPUs unless allowed, never a
+managed IRQ, never an excluded device) before `apply` writes a byte.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+from ..parse.common import format_cpulist, parse_cpulist
+
+SCHEMA = 1
+
+
+@dataclass(frozen=True)
+class Change:
+    knob: str
+    current: str
+    target: str
+    reason: str
+    evidence: str = ""  # the measurement that led to it
+    device: str | None = None
+    irq: int | None = None
+
+
+@dataclass(frozen=True)
+class Rules:
+    """What a plan must never do. Built from the command line (and later the config)."""
+
+    banned_cpus: frozenset[int] = frozenset()
+    isolated_cpus: frozenset[int] = frozenset()
+    allow_isolated: bool = False
+    excluded_devices: frozenset[str] = frozenset()
+    managed_irqs: frozenset[int] = frozenset()
+
+
+@dataclass
+class Plan:
+    changes: list[Change] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was left alone, and why
+    violations: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {
+            "schema": SCHEMA,
+            "changes": [asdict(c) for c in self.changes],
+            "notes": self.notes,
+            "violations": self.violations,
+        }
+
+    def diff(self) -> list[str]:
+        lines = [f"{c.knob}: {c.current} -> {c.target}    # {c.reason}" for c in self.changes]
+        lines += [f"note: {n}" for n in self.notes]
+        lines += [f"VIOLATION: {v}" for v in self.violations]
+        return lines or ["nothing to change"]
+
+
+def check(plan: Plan, rules: Rules) -> Plan:
+    """Record every change that breaks a rule; `apply` refuses a plan with violations."""
+    for c in plan.changes:
+        if c.device and c.device in rules.excluded_devices:
+            plan.violations.append(f"{c.knob}: device {c.device} is excluded")
+        if c.irq is not None and c.irq in rules.managed_irqs:
+            plan.violations.append(f"{c.knob}: IRQ {c.irq} is kernel-managed")
+        if c.knob.endswith("/affinity"):
+            cpus = set(parse_cpulist(c.target))
+            if cpus & rules.banned_cpus:
+                plan.violations.append(f"{c.knob}: CPU {format_cpulist(cpus & rules.banned_cpus)} is banned")
+            if cpus & rules.isolated_cpus and not rules.allow_isolated:
+                plan.violations.append(f"{c.knob}: CPU {format_cpulist(cpus & rules.isolated_cpus)} is isolated")
+    return plan

@@ -1,0 +1,66 @@
+"""Policy "spread": each NIC's queue IRQs, one per CPU in turn, over the NIC-local housekeeping CPUs.
+
+The rss-ladder idea (netutils-linux): queue i of a NIC goes to the i-th CPU of the
+NIC's NUMA node (its `local_cpulist`), skipping isolated and banned CPUs; with more
+queues than CPUs the list wraps and the plan says so. Managed IRQs and excluded
+devices are left alone, with a note. Pure: measurements in, a plan out.
+"""
+
+from __future__ import annotations
+
+from ..act.plan import Change, Plan, Rules
+from ..measure.inventory import Inventory
+from ..measure.topology import Topology
+from ..parse.common import format_cpulist
+
+QUEUE_ROLES = ("rxtx", "rx", "tx")
+
+
+def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) -> Plan:
+    plan = Plan()
+    usable_base = [
+        c
+        for c in topology.housekeeping
+        if c not in rules.banned_cpus and (rules.allow_isolated or c not in rules.isolated_cpus)
+    ]
+    for device in inventory.devices:
+        if device.kind != "nic":
+            continue
+        queues = sorted(
+            (q for q in device.irqs if q.role in QUEUE_ROLES and q.queue is not None),
+            key=lambda q: (q.queue, QUEUE_ROLES.index(q.role)),
+        )
+        if not queues:
+            continue
+        if device.name in rules.excluded_devices:
+            plan.notes.append(f"{device.name}: excluded, left as it is")
+            continue
+        local = set(device.local_cpus or topology.online)
+        cpus = [c for c in usable_base if c in local] or usable_base
+        where = f"node {device.numa_node}" if device.numa_node is not None else "no NUMA locality"
+        span = format_cpulist(cpus)
+        numbers = sorted({q.queue for q in queues})
+        if len(numbers) > len(cpus):
+            plan.notes.append(
+                f"{device.name}: {len(numbers)} queues on {len(cpus)} CPUs: some CPUs serve several queues"
+            )
+        for q in queues:
+            info = inventory.irqs.get(q.irq)
+            if info is None or info.affinity is None or info.affinity.requested is None:
+                continue
+            if info.managed == "yes":
+                plan.notes.append(f"IRQ {q.irq} ({device.name} {q.role} {q.queue}): kernel-managed, left as it is")
+                continue
+            target = format_cpulist([cpus[numbers.index(q.queue) % len(cpus)]])
+            current = format_cpulist(info.affinity.requested)
+            if target == current:
+                continue
+            effective = format_cpulist(info.affinity.effective or [])
+            plan.changes.append(
+                Change(
+                    knob=f"irq/{q.irq}/affinity", current=current, target=target, device=device.name, irq=q.irq,
+                    reason=f"spread {device.name} queue {q.queue} over its local CPUs ({where}: {span})",
+                    evidence=f"requested {current}, effective {effective or '?'}",
+                )
+            )  # fmt: skip
+    return plan

@@ -1,0 +1,141 @@
+"""plan and apply: the rss-ladder oracle, dry runs, rules, rivals, and SIGKILL at any point."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import fakehost
+from click.testing import CliRunner
+from conftest import fixture_text
+
+from irqtune.act.plan import Change, Plan, Rules, check
+from irqtune.cli import main
+
+
+def invoke(root: Path, state: Path, *args: str):
+    result = CliRunner().invoke(main, ["--root", str(root), "--state-dir", str(state), *args], catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def nic_host(root: Path, interrupts: str, nic: str, node_cpus: dict[int, str], local: str, node: int) -> Path:
+    """A fake host around a real /proc/interrupts: topology, one NIC's PCI function and IRQ files."""
+    proc, sys_ = root / "proc", root / "sys"
+    fakehost.write(proc / "interrupts", interrupts)
+    online = max(int(c.split("-")[-1]) for c in node_cpus.values())
+    fakehost.write(sys_ / "devices" / "system" / "cpu" / "online", f"0-{online}\n")
+    for n, cpus in node_cpus.items():
+        fakehost.write(sys_ / "devices" / "system" / "node" / f"node{n}" / "cpulist", cpus + "\n")
+    irqs = []
+    for line in interrupts.splitlines():
+        key, _, rest = line.partition(":")
+        if key.strip().isdigit():
+            irq = int(key)
+            fakehost.write(proc / "irq" / str(irq) / "smp_affinity_list", f"0-{online}\n")
+            fakehost.write(proc / "irq" / str(irq) / "effective_affinity_list", "0\n")
+            if rest.split() and rest.split()[-1].startswith(nic):
+                irqs.append(irq)
+    fakehost.pci_function(sys_, "0000:81:00.0", node, local, irqs, "ixgbe")
+    fakehost.link(sys_ / "class" / "net" / nic, f"../../devices/pci0000:00/0000:81:00.0/net/{nic}")
+    fakehost.link(sys_ / "devices" / "pci0000:00" / "0000:81:00.0" / "net" / nic / "device", "../../../0000:81:00.0")
+    return root
+
+
+def test_plan_matches_netutils_rss_ladder(tmp_path):
+    """netutils-linux's rss-ladder expected plan for eth1 on socket 1 of a 2x E5645 host."""
+    root = nic_host(tmp_path / "h", fixture_text("interrupts-netutils-x86_64-12cpu-2socket-ixgbe-TxRx.txt"),
+                    "eth1", {0: "0-5", 1: "6-11"}, "6-11", 1)  # fmt: skip
+    code, out, _ = invoke(root, tmp_path / "s", "plan", "--json", "--exclude", "eth0")
+    assert code == 0
+    plan = json.loads(out)
+    got = {c["irq"]: c["target"] for c in plan["changes"] if c["device"] == "eth1"}
+    expected = {}
+    for line in fixture_text("expected-netutils-rssladder-ixgbe-E5645.txt").splitlines():
+        if "bound to CPU" in line:
+            irq = int(line.split("(irq ")[1].split(")")[0])
+            expected[irq] = line.rsplit("CPU", 1)[1].strip()
+    assert got == expected and len(expected) == 8
+    assert any("some CPUs serve several queues" in n for n in plan["notes"])  # rss-ladder warns the same
+
+
+def test_dry_run_then_apply_then_restore(tmp_path):
+    root = fakehost.build(tmp_path / "h")
+    state = tmp_path / "s"
+    before = {irq: (root / "proc" / "irq" / str(irq) / "smp_affinity_list").read_text() for irq in fakehost.IRQS}
+    code, out, _ = invoke(root, state, "apply")
+    assert code == 0 and "dry run" in out
+    assert all((root / "proc" / "irq" / str(i) / "smp_affinity_list").read_text() == v for i, v in before.items())
+    code, out, err = invoke(root, state, "apply", "--yes", "--json")
+    assert code == 0, err
+    results = json.loads(out)["results"]
+    assert results and all(r["outcome"] == "applied" for r in results)
+    assert (root / "proc" / "irq" / "100" / "smp_affinity_list").read_text().strip() == "4"  # ens1f0 on node 1
+    assert invoke(root, state, "restore")[0] == 0
+    assert all((root / "proc" / "irq" / str(i) / "smp_affinity_list").read_text().strip() == v.strip()
+               for i, v in before.items())  # fmt: skip
+
+
+def test_rules_are_checked_before_writing():
+    plan = Plan([Change("irq/5/affinity", "0-7", "6", "test", device="eth0", irq=5)])
+    rules = Rules(banned_cpus=frozenset({6}), isolated_cpus=frozenset({6}), excluded_devices=frozenset({"eth0"}),
+                  managed_irqs=frozenset({5}))  # fmt: skip
+    violations = check(plan, rules).violations
+    assert len(violations) == 4 and any("banned" in v for v in violations) and any("managed" in v for v in violations)
+
+
+def test_plan_avoids_banned_and_isolated_cpus(tmp_path):
+    root = fakehost.build(tmp_path / "h")
+    code, out, _ = invoke(root, tmp_path / "s", "plan", "--json", "--ban-cpus", "4")
+    targets = {c["target"] for c in json.loads(out)["changes"] if c["device"] == "ens1f0"}
+    assert code == 0 and targets == {"5"}  # node 1 is 4-7; 4 banned, 6-7 isolated
+
+
+def test_apply_refuses_to_fight_irqbalance(tmp_path):
+    root = fakehost.build(tmp_path / "h")
+    fakehost.write(root / "proc" / "4242" / "comm", "irqbalance\n")
+    code, _, err = invoke(root, tmp_path / "s", "apply", "--yes")
+    assert code == 1 and "irqbalance is running" in err and "systemctl stop irqbalance" in err
+    assert (root / "proc" / "irq" / "100" / "smp_affinity_list").read_text().strip() == "0-7"
+    assert invoke(root, tmp_path / "s", "apply", "--yes", "--take-over")[0] == 0
+
+
+def big_host(root: Path, queues: int = 64) -> Path:
+    header = "      " + "".join(f"CPU{c:<8d}" for c in range(16))
+    rows = [f"{100 + q:4d}: " + "".join(f"{0:10d} " for _ in range(16)) + f" PCI-MSI {q}-edge  eth9-TxRx-{q}"
+            for q in range(queues)]  # fmt: skip
+    return nic_host(root, "\n".join([header, *rows]) + "\n", "eth9", {0: "0-15"}, "0-15", 0)
+
+
+def affinities(root: Path) -> dict[str, str]:
+    return {p.parent.name: p.read_text().strip() for p in (root / "proc" / "irq").glob("*/smp_affinity_list")}
+
+
+def test_sigkill_at_any_point_then_restore_gives_back_every_original(tmp_path):
+    """50 runs of `apply --yes` killed with SIGKILL at random moments, each followed by restore."""
+    root = big_host(tmp_path / "h")
+    original = affinities(root)
+    exe = [sys.executable, "-m", "irqtune", "--root", str(root)]
+    rng = random.Random(2026)
+    state = tmp_path / "calibrate"
+    start = time.monotonic()
+    subprocess.run([*exe, "--state-dir", str(state), "apply", "--yes"], check=True, capture_output=True)
+    full = time.monotonic() - start
+    subprocess.run([*exe, "--state-dir", str(state), "restore"], check=True, capture_output=True)
+    mid_write = 0
+    for trial in range(50):
+        state = tmp_path / f"state{trial}"
+        proc = subprocess.Popen([*exe, "--state-dir", str(state), "apply", "--yes"], stdout=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.3, 1.0) * full)
+        proc.kill()
+        proc.wait()
+        changed = sum(affinities(root)[k] != v for k, v in original.items())
+        mid_write += 0 < changed < 64
+        restore = subprocess.run([*exe, "--state-dir", str(state), "restore"], capture_output=True, text=True)
+        assert restore.returncode == 0, restore.stdout + restore.stderr
+        assert affinities(root) == original, f"trial {trial}: not restored after a kill with {changed} changed"
+    print(f"kills between the first and the last write: {mid_write} of 50")
+    assert mid_write >= 10, f"only {mid_write} of 50 kills landed between the first and the last write"
