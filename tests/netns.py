@@ -47,7 +47,7 @@ def _ip(*argv: str) -> None:
 
 
 @contextmanager
-def veth_pair(gro: bool = True) -> Iterator[VethPair]:
+def veth_pair(gro: bool = True, queues: int = 1) -> Iterator[VethPair]:
     tag = f"irqt{os.getpid() % 100000}"
     pair = VethPair(f"{tag}s", f"{tag}r", f"{tag}a", f"{tag}b")
     made: list[str] = []
@@ -55,8 +55,9 @@ def veth_pair(gro: bool = True) -> Iterator[VethPair]:
         for ns in (pair.sender_ns, pair.receiver_ns):
             _ip("netns", "add", ns)
             made.append(ns)
-        _ip("link", "add", pair.sender, "netns", pair.sender_ns, "type", "veth",
-            "peer", "name", pair.receiver, "netns", pair.receiver_ns)  # fmt: skip
+        q = ("numrxqueues", str(queues), "numtxqueues", str(queues))
+        _ip("link", "add", pair.sender, "netns", pair.sender_ns, *q, "type", "veth",
+            "peer", "name", pair.receiver, "netns", pair.receiver_ns, *q)  # fmt: skip
         for ns, dev, addr in ((pair.sender_ns, pair.sender, pair.sender_ip),
                               (pair.receiver_ns, pair.receiver, pair.receiver_ip)):  # fmt: skip
             _ip("-n", ns, "addr", "add", f"{addr}/24", "dev", dev)

@@ -9,6 +9,11 @@ written one way. Values travel as canonical strings (what the journal stores).
     net/DEV/threaded            /sys/class/net/DEV/threaded          0 or 1 (threaded NAPI)
     net/DEV/rx-Q/rps-cpus       /sys/class/net/DEV/queues/rx-Q/rps_cpus  CPU list (mask)
     net/DEV/tx-Q/xps-cpus       /sys/class/net/DEV/queues/tx-Q/xps_cpus  CPU list (mask)
+    net/DEV/coalesce/FIELD      ethtool netlink COALESCE (rx-usecs, rx-max-frames, use-adaptive-rx, ...)
+    net/DEV/channels/KIND       ethtool netlink CHANNELS count (rx, tx, other, combined)
+
+Netlink knobs act on the running kernel's current network namespace (run irqtune
+under `ip netns exec NS` for a namespace); only attributes the driver reports exist.
 
 Managed IRQs (the kernel owns their affinity) are refused before any write when
 known; a write the kernel refuses with EIO (before 6.12) or EPERM marks them managed.
@@ -43,6 +48,8 @@ KNOB_FORMS = (
     "net/DEV/{" + ",".join(NETDEV_FILES) + "}",
     "net/DEV/rx-Q/rps-cpus",
     "net/DEV/tx-Q/xps-cpus",
+    "net/DEV/coalesce/{rx-usecs,rx-max-frames,tx-usecs,tx-max-frames,use-adaptive-rx,...}",
+    "net/DEV/channels/{rx,tx,other,combined}",
 )
 _DEVICE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")  # IFNAMSIZ, and never "/" or ".."
 
@@ -167,6 +174,58 @@ class IrqAffinityKnob(CpuListKnob):
         return super().classify(err)
 
 
+class EthtoolKnob(Knob):
+    """One ethtool netlink attribute: `meta['kind']` coalesce or channels, `meta['field']` its name."""
+
+    def _client(self):
+        if self.host.root != "/":
+            raise Unsupported(f"{self.id}: netlink knobs act on the running kernel, not on --root {self.host.root}")
+        from ..nl.ethtool import Ethtool  # imports pyroute2 (~0.1 s) only when a netlink knob is used
+
+        return Ethtool()
+
+    def read(self) -> str:
+        from ..nl.ethtool import EthtoolError
+
+        kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
+        with self._client() as client:
+            try:
+                values = client.get_coalesce(dev) if kind == "coalesce" else client.get_channels(dev)
+            except EthtoolError as err:
+                raise Unsupported(f"{self.id}: {err}") from None
+        if field_name not in values:
+            raise Unsupported(f"{self.id}: driver of {dev} does not report {kind} {field_name}")
+        return str(values[field_name])
+
+    def write(self, value: str) -> None:
+        from ..nl.ethtool import EthtoolError
+
+        kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
+        with self._client() as client:
+            try:
+                if kind == "coalesce":
+                    client.set_coalesce(dev, {field_name: int(value)})
+                else:
+                    client.set_channels(dev, {field_name: int(value)})
+            except EthtoolError as err:
+                raise OSError(err.errno, str(err)) from None
+
+    def normalize(self, value: str) -> str:
+        if not value.strip().isdigit() or not value.isascii():
+            raise KnobError(f"{self.id}: expected a whole number, got {value!r}")
+        number = int(value)
+        if number >= 1 << 32 or (self.meta["field"].startswith("use_") and number > 1):
+            raise KnobError(f"{self.id}: {number} is out of range")
+        return str(number)
+
+    def classify(self, err: OSError) -> tuple[str, str]:
+        if err.errno == errno.EOPNOTSUPP:
+            return "unsupported", str(err)
+        if err.errno in (errno.EINVAL, errno.ERANGE):
+            return "refused", str(err)
+        return super().classify(err)
+
+
 def _device(name: str, knob_id: str) -> str:
     if not _DEVICE.match(name) or name in (".", ".."):
         raise KnobError(f"{knob_id}: {name!r} is not a network device name")
@@ -197,4 +256,11 @@ def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = Fa
         file = parts[3].replace("-", "_")
         return CpuListKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id), "queues", parts[2], file),
                            meta={**cpu_meta, "mask": True, "allow_empty": True})  # fmt: skip
+    if len(parts) == 4 and parts[0] == "net" and parts[2] in ("coalesce", "channels"):
+        from ..nl.ethtool import CHANNELS_SETTABLE, COALESCE_SETTABLE
+
+        field_name = parts[3].replace("-", "_") + ("_count" if parts[2] == "channels" else "")
+        if field_name in (COALESCE_SETTABLE if parts[2] == "coalesce" else CHANNELS_SETTABLE):
+            return EthtoolKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id)),
+                               meta={"kind": parts[2], "field": field_name})  # fmt: skip
     raise KnobError(f"unknown knob {knob_id!r}; knobs look like: {', '.join(KNOB_FORMS)}")

@@ -1,0 +1,93 @@
+"""ethtool netlink: the exact messages irqtune sends, and the real kernel's answers (eth0 read only)."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+from conftest import real_linux, require
+from netns import can_make_namespaces, veth_pair
+
+from irqtune.nl import ethtool as nl
+
+NLA_F_NESTED = 1 << 15
+
+
+def attributes(msg) -> list[tuple[int, bool, bytes]]:
+    """(type, nested, payload) of every top-level attribute, parsed from the encoded bytes."""
+    msg.encode()
+    data = bytes(msg.data)
+    length = struct.unpack_from("I", data, 0)[0]
+    assert length == len(data)
+    out, offset = [], 16 + 4  # nlmsghdr + genlmsghdr
+    while offset < length:
+        nla_len, nla_type = struct.unpack_from("HH", data, offset)
+        out.append((nla_type & ~NLA_F_NESTED, bool(nla_type & NLA_F_NESTED), data[offset + 4 : offset + nla_len]))
+        offset += (nla_len + 3) & ~3
+    return out
+
+
+def test_coalesce_set_message_has_exact_attributes_and_types():
+    msg = nl.build("coalesce", "set", "eth9", {"rx_usecs": 50, "rx_max_frames": 64, "use_adaptive_rx": 1})
+    assert (msg["cmd"], msg["version"]) == (nl.COALESCE_SET, 1)
+    attrs = attributes(msg)
+    header_type, nested, header = attrs[0]
+    assert (header_type, nested) == (1, True)  # ETHTOOL_A_COALESCE_HEADER, nested
+    name_len, name_type = struct.unpack_from("HH", header, 0)
+    assert name_type == 2 and header[4:name_len].rstrip(b"\0") == b"eth9"  # ETHTOOL_A_HEADER_DEV_NAME
+    assert attrs[1:] == [
+        (2, False, struct.pack("I", 50)),  # ETHTOOL_A_COALESCE_RX_USECS, u32
+        (3, False, struct.pack("I", 64)),  # RX_MAX_FRAMES, u32
+        (11, False, struct.pack("B", 1)),  # USE_ADAPTIVE_RX (after STATS_BLOCK_USECS = 10), u8
+    ]
+
+
+def test_channels_set_and_get_messages():
+    msg = nl.build("channels", "set", "eth9", {"combined_count": 8})
+    assert msg["cmd"] == nl.CHANNELS_SET
+    assert attributes(msg)[1:] == [(9, False, struct.pack("I", 8))]  # ETHTOOL_A_CHANNELS_COMBINED_COUNT
+    get = nl.build("channels", "get", "eth9")
+    assert get["cmd"] == nl.CHANNELS_GET and len(attributes(get)) == 1
+
+
+def test_unknown_or_nested_attributes_are_refused():
+    with pytest.raises(ValueError):
+        nl.build("coalesce", "set", "eth9", {"rx_profile": 1})
+    with pytest.raises(ValueError):
+        nl.build("channels", "set", "eth9", {"bogus": 1})
+
+
+def test_coalesce_get_on_eth0_reads_only_what_the_driver_supports():
+    require(real_linux() and os.path.exists("/sys/class/net/eth0"), "needs this host's eth0")
+    with nl.Ethtool() as client:  # read only: eth0 is never written
+        coalesce = client.get_coalesce("eth0")
+        channels = client.get_channels("eth0")
+    assert coalesce and set(coalesce) <= nl.COALESCE_SETTABLE
+    assert all(isinstance(v, int) for v in coalesce.values())
+    assert channels.get("combined_count", channels.get("rx_count", 0)) >= 1
+
+
+def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
+    with veth_pair(queues=2) as pair:
+        ns, dev = pair.receiver_ns, pair.receiver
+
+        def irqtune(*args: str) -> subprocess.CompletedProcess:
+            argv = ["ip", "netns", "exec", ns, exe, "--state-dir", str(tmp_path), *args]
+            return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+        original = irqtune("get", f"net/{dev}/channels/rx").stdout.strip()
+        assert original == "2"
+        result = irqtune("set", f"net/{dev}/channels/rx", "1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == "1"
+        unsupported = irqtune("set", f"net/{dev}/coalesce/rx-usecs", "50")
+        assert unsupported.returncode == 3 and "unsupported" in unsupported.stdout, unsupported.stdout
+        assert "Traceback" not in unsupported.stderr
+        restored = irqtune("restore")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == original
