@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import struct
 import subprocess
@@ -91,3 +92,48 @@ def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
         restored = irqtune("restore")
         assert restored.returncode == 0, restored.stdout + restored.stderr
         assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == original
+
+
+def test_napi_settings_set_and_restore_per_instance_on_veth(tmp_path):
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
+    with veth_pair(queues=2) as pair:
+        ns, dev = pair.receiver_ns, pair.receiver
+        listing = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c",
+             "import json; from irqtune.nl.netdev import Netdev; print(json.dumps(Netdev().napis()))"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        ifindex = int(subprocess.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/ifindex"],
+                                     capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        napis = [n for n in json.loads(listing.stdout) if n["ifindex"] == ifindex]
+        require(bool(napis), "veth created no NAPI instance with GRO on (kernel without veth NAPI)")
+        napi = napis[0]["id"]
+
+        def irqtune(*args: str) -> subprocess.CompletedProcess:
+            argv = ["ip", "netns", "exec", ns, exe, "--state-dir", str(tmp_path), *args]
+            return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+        wanted = {"defer-hard-irqs": "2", "gro-flush-timeout": "200000", "irq-suspend-timeout": "20000000000",
+                  "threaded": "1"}  # fmt: skip
+        originals = {k: irqtune("get", f"napi/{dev}/{napi}/{k}").stdout.strip() for k in wanted}
+        for setting, value in wanted.items():
+            result = irqtune("set", f"napi/{dev}/{napi}/{setting}", value)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert irqtune("get", f"napi/{dev}/{napi}/{setting}").stdout.strip() == value  # 8-byte NLA_UINT too
+        assert irqtune("restore").returncode == 0
+        assert {k: irqtune("get", f"napi/{dev}/{napi}/{k}").stdout.strip() for k in wanted} == originals
+
+
+def test_napi_set_message():
+    from irqtune.nl.netdev import NAPI_SET, build_napi_set
+
+    msg = build_napi_set(257, {"defer_hard_irqs": 2, "gro_flush_timeout": 200000})
+    assert msg["cmd"] == NAPI_SET
+    assert attributes(msg) == [
+        (2, False, struct.pack("I", 257)),  # NETDEV_A_NAPI_ID
+        (5, False, struct.pack("I", 2)),  # DEFER_HARD_IRQS, u32
+        (6, False, struct.pack("Q", 200000)),  # GRO_FLUSH_TIMEOUT, NLA_UINT sent as 8 bytes
+    ]
+    with pytest.raises(ValueError):
+        build_napi_set(257, {"irq": 5})

@@ -11,6 +11,8 @@ written one way. Values travel as canonical strings (what the journal stores).
     net/DEV/tx-Q/xps-cpus       /sys/class/net/DEV/queues/tx-Q/xps_cpus  CPU list (mask)
     net/DEV/coalesce/FIELD      ethtool netlink COALESCE (rx-usecs, rx-max-frames, use-adaptive-rx, ...)
     net/DEV/channels/KIND       ethtool netlink CHANNELS count (rx, tx, other, combined)
+    napi/DEV/ID/SETTING         netdev netlink napi-set (6.13+): defer-hard-irqs, gro-flush-timeout,
+                                irq-suspend-timeout (ns), threaded (0/1), per NAPI instance
 
 Netlink knobs act on the running kernel's current network namespace (run irqtune
 under `ip netns exec NS` for a namespace); only attributes the driver reports exist.
@@ -50,6 +52,7 @@ KNOB_FORMS = (
     "net/DEV/tx-Q/xps-cpus",
     "net/DEV/coalesce/{rx-usecs,rx-max-frames,tx-usecs,tx-max-frames,use-adaptive-rx,...}",
     "net/DEV/channels/{rx,tx,other,combined}",
+    "napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}",
 )
 _DEVICE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")  # IFNAMSIZ, and never "/" or ".."
 
@@ -226,6 +229,56 @@ class EthtoolKnob(Knob):
         return super().classify(err)
 
 
+class NapiKnob(Knob):
+    """One setting of one NAPI instance over netdev netlink; the instance must belong to DEV."""
+
+    def _values(self) -> dict[str, int]:
+        from ..nl.netdev import Netdev, NetdevError
+
+        if self.host.root != "/":
+            raise Unsupported(f"{self.id}: netlink knobs act on the running kernel, not on --root {self.host.root}")
+        ifindex = self.host.text("sys", "class", "net", self.meta["dev"], "ifindex")
+        if ifindex is None:
+            raise Unsupported(f"{self.id}: no device {self.meta['dev']}")
+        with Netdev() as client:
+            try:
+                values = client.napi(self.meta["napi"])
+            except NetdevError as err:
+                raise Unsupported(f"{self.id}: {err}") from None
+        if str(values.get("ifindex")) != ifindex:
+            raise Unsupported(f"{self.id}: NAPI {self.meta['napi']} does not belong to {self.meta['dev']}")
+        return values
+
+    def read(self) -> str:
+        values = self._values()
+        if self.meta["field"] not in values:
+            raise Unsupported(f"{self.id}: this kernel does not report {self.meta['field']} per NAPI")
+        return str(values[self.meta["field"]])
+
+    def write(self, value: str) -> None:
+        from ..nl.netdev import Netdev, NetdevError
+
+        with Netdev() as client:
+            try:
+                client.set_napi(self.meta["napi"], {self.meta["field"]: int(value)})
+            except NetdevError as err:
+                raise OSError(err.errno, str(err)) from None
+
+    def normalize(self, value: str) -> str:
+        if not value.strip().isdigit() or not value.isascii():
+            raise KnobError(f"{self.id}: expected a whole number, got {value!r}")
+        number = int(value)
+        high = {"threaded": 1, "defer_hard_irqs": (1 << 31) - 1}.get(self.meta["field"], (1 << 64) - 1)
+        if number > high:
+            raise KnobError(f"{self.id}: {number} is outside 0..{high}")
+        return str(number)
+
+    def classify(self, err: OSError) -> tuple[str, str]:
+        if err.errno in (errno.EOPNOTSUPP, errno.ENOENT):
+            return "unsupported", str(err)
+        return super().classify(err)
+
+
 def _device(name: str, knob_id: str) -> str:
     if not _DEVICE.match(name) or name in (".", ".."):
         raise KnobError(f"{knob_id}: {name!r} is not a network device name")
@@ -263,4 +316,8 @@ def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = Fa
         if field_name in (COALESCE_SETTABLE if parts[2] == "coalesce" else CHANNELS_SETTABLE):
             return EthtoolKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id)),
                                meta={"kind": parts[2], "field": field_name})  # fmt: skip
+    napi_settings = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
+    if len(parts) == 4 and parts[0] == "napi" and parts[2].isdigit() and parts[3] in napi_settings:
+        meta = {"dev": _device(parts[1], knob_id), "napi": int(parts[2]), "field": parts[3].replace("-", "_")}
+        return NapiKnob(knob_id, host, "sys", ("class", "net", meta["dev"]), meta=meta)
     raise KnobError(f"unknown knob {knob_id!r}; knobs look like: {', '.join(KNOB_FORMS)}")
