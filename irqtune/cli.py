@@ -12,6 +12,7 @@ import click
 
 from . import __version__, cli_act
 from .host import Host, PathEscape
+from .measure.nvme import read_nvme
 from .measure.snapshot import take_snapshot, to_json
 from .parse.common import Problem, format_cpulist
 from .probe.base import PROBE_NAMES
@@ -210,6 +211,27 @@ def _print_snapshot_summary(snap) -> None:
         lines.append(f"{path}: unavailable ({why})")
     lines.append("(use --json for every counter)")
     click.echo("\n".join(lines))
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.pass_obj
+def nvme(obj: Ctx, as_json: bool) -> None:
+    """NVMe: poll queues, hardware queues per controller, and what can change at run time."""
+    report = read_nvme(obj.host)
+    if as_json:
+        _dump(report.to_json())
+        return
+    click.echo(f"nvme.poll_queues {report.poll_queues or '-'}  nvme.write_queues {report.write_queues or '-'}")
+    for c in report.controllers:
+        maps = "; ".join(f"hctx{q}: {format_cpulist(cpus)}" for q, cpus in sorted(c.queue_cpus.items()))
+        namespaces = ", ".join(c.namespaces) or "-"
+        click.echo(f"{c.name}: namespaces {namespaces}; {c.hw_queues} hardware queues ({maps or '-'});")
+        click.echo(f"  io_poll {c.io_poll or '-'}, io_poll_delay {c.io_poll_delay or '-'}")
+    if not report.controllers:
+        click.echo("no NVMe controllers")
+    for note in report.notes:
+        click.echo(f"note: {note}")
 
 
 cli_act.register(main, Ctx)

@@ -111,3 +111,19 @@ def test_scsi_disk_found_through_its_hba(host):
     devices = {d.name: d for d in inventory(host).devices}
     assert devices["sda"].kind == "block" and devices["sda"].bus_id == "0000:05:00.0"
     assert "0000:05:00.0" not in devices  # the HBA is claimed by its disk, not listed as "other"
+
+
+def test_nvme_report(host):
+    from irqtune.measure.nvme import read_nvme
+
+    sys = fakehost.Path(host.root) / "sys"
+    fakehost.write(sys / "module" / "nvme" / "parameters" / "poll_queues", "2\n")
+    for hctx, cpus in ((0, "0-3"), (1, "4-7")):
+        fakehost.write(sys / "block" / "nvme0n1" / "mq" / str(hctx) / "cpu_list", cpus + "\n")
+    fakehost.write(sys / "block" / "nvme0n1" / "queue" / "io_poll", "1\n")
+    report = read_nvme(host)
+    assert report.poll_queues == "2"
+    (ctrl,) = report.controllers
+    assert (ctrl.name, ctrl.namespaces, ctrl.hw_queues, ctrl.io_poll) == ("nvme0", ["nvme0n1"], 2, "1")
+    assert ctrl.queue_cpus == {0: [0, 1, 2, 3], 1: [4, 5, 6, 7]}
+    assert any("6.4" in note for note in report.notes)
