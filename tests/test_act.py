@@ -226,7 +226,9 @@ def test_napi_sysfs_knobs_in_a_namespace(tmp_path):
 
         originals = {k: irqtune("get", f"net/{dev}/{k}").stdout.strip() for k in
                      ("gro-flush-timeout", "napi-defer-hard-irqs", "threaded")}  # fmt: skip
-        for knob, value in (("gro-flush-timeout", "20000"), ("napi-defer-hard-irqs", "2"), ("threaded", "1")):
+        originals["rx-0/rps-cpus"] = irqtune("get", f"net/{dev}/rx-0/rps-cpus").stdout.strip()
+        for knob, value in (("gro-flush-timeout", "20000"), ("napi-defer-hard-irqs", "2"), ("threaded", "1"),
+                            ("rx-0/rps-cpus", "0")):  # fmt: skip
             result = irqtune("set", f"net/{dev}/{knob}", value)
             assert result.returncode == 0, result.stdout + result.stderr
             assert irqtune("get", f"net/{dev}/{knob}").stdout.strip() == value

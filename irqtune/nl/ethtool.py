@@ -107,9 +107,9 @@ class Ethtool:
 
     def _request(self, kind: str, command: str, ifname: str, values: dict[str, int] | None = None) -> dict[str, int]:
         msg = build(kind, command, ifname, values)
-        self._sock.bind(FAMILY, type(msg))
         flags = NLM_F_REQUEST | (NLM_F_ACK if command == "set" else 0)
         try:
+            self._sock.bind(FAMILY, type(msg))  # fails on kernels without ethtool netlink (before 5.6)
             replies = self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=flags)
         except NetlinkError as err:
             detail = getattr(err, "extack", None) or err.args[-1]

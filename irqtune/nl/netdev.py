@@ -87,8 +87,8 @@ class Netdev:
         self.close()
 
     def _ask(self, msg, flags: int):
-        self._sock.bind(FAMILY, type(msg))
         try:
+            self._sock.bind(FAMILY, type(msg))  # fails on kernels without the netdev family (before 6.5)
             return self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=flags)
         except NetlinkError as err:
             detail = getattr(err, "extack", None) or err.args[-1]
