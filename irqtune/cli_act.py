@@ -15,7 +15,7 @@ from .act import engine
 from .act.journal import Journal, JournalError
 from .act.knobs import KNOB_FORMS, KnobError, Unsupported, make_knob
 from .act.owners import rivals
-from .act.plan import Rules, check
+from .act.plan import PlanError, Rules, check, load_plan
 from .decide.spread import spread_nic_queues
 from .measure.inventory import build_inventory
 from .measure.snapshot import take_snapshot
@@ -124,7 +124,7 @@ def register(main: click.Group, ctx_type) -> None:
         sys.exit(EXIT_DRIFT if any(r.outcome == engine.DRIFTED for r in results) else EXIT_OK)
 
 
-def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool):
+def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, plan_file: str | None = None):
     try:
         banned = frozenset(parse_cpulist(ban_cpus)) if ban_cpus else frozenset()
     except CpuListError as err:
@@ -140,7 +140,14 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool):
         excluded_devices=frozenset(exclude),
         managed_irqs=frozenset(i for i, info in inventory.irqs.items() if info.managed == "yes"),
     )
-    return check(spread_nic_queues(inventory, topology, rules), rules), topology
+    if plan_file:
+        try:
+            decided = load_plan(plan_file)
+        except PlanError as err:
+            raise click.ClickException(str(err)) from None
+    else:
+        decided = spread_nic_queues(inventory, topology, rules)
+    return check(decided, rules), topology
 
 
 _plan_options = [
@@ -179,10 +186,15 @@ def register_plan(main: click.Group, ctx_type) -> None:
     @_with_plan_options
     @click.option("-y", "--yes", is_flag=True, help="Really write. Without it apply is a dry run.")
     @click.option("--take-over", is_flag=True, help="Apply even while irqbalance or TuneD runs.")
+    @click.option(
+        "--plan", "plan_file", type=click.Path(exists=True, dir_okay=False),
+        help="Apply this saved plan (irqtune plan --json, possibly edited) instead of deciding now; "
+        "it is checked against the same rules.",
+    )  # fmt: skip
     @pass_obj
-    def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over) -> None:
+    def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, plan_file) -> None:
         """Apply the plan: a dry run unless --yes; every write journaled and read back."""
-        result, topology = _plan(obj, exclude, ban_cpus, allow_isolated)
+        result, topology = _plan(obj, exclude, ban_cpus, allow_isolated, plan_file)
         if result.violations:
             click.echo("\n".join(result.diff()), err=True)
             raise click.ClickException("the plan breaks the rules above; nothing written")

@@ -237,3 +237,31 @@ def test_napi_sysfs_knobs_in_a_namespace(tmp_path):
         assert result.returncode == 0, result.stdout + result.stderr
         for knob, original in originals.items():
             assert irqtune("get", f"net/{dev}/{knob}").stdout.strip() == original
+
+
+def test_busy_writes_are_retried_then_reported(root, tmp_path, monkeypatch):
+    import errno
+
+    from irqtune.act import engine
+    from irqtune.act.journal import Journal
+    from irqtune.act.knobs import make_knob
+    from irqtune.host import Host
+
+    monkeypatch.setattr(engine, "TRANSIENT_RETRIES", (0, 0))
+    knob = make_knob(Host(str(root)), "irq/100/affinity")
+    calls = []
+
+    def busy_twice(value: str) -> None:
+        calls.append(value)
+        if len(calls) <= 2:
+            raise OSError(errno.EBUSY, "Device or resource busy")
+        (root / "proc" / "irq" / "100" / "smp_affinity_list").write_text(value + "\n")
+
+    monkeypatch.setattr(knob, "write", busy_twice)
+    with Journal.open(str(tmp_path / "s"), "boot-1") as journal:
+        assert engine.change(knob, "3", journal, str(tmp_path / "s")).outcome == "applied"
+        assert len(calls) == 3
+        calls.clear()
+        monkeypatch.setattr(knob, "write", lambda v: (_ for _ in ()).throw(OSError(errno.EAGAIN, "again")))
+        result = engine.change(knob, "2", journal, str(tmp_path / "s"))
+        assert result.outcome == "transient" and "try again" in result.message

@@ -139,3 +139,75 @@ def test_sigkill_at_any_point_then_restore_gives_back_every_original(tmp_path):
         assert affinities(root) == original, f"trial {trial}: not restored after a kill with {changed} changed"
     print(f"kills between the first and the last write: {mid_write} of 50")
     assert mid_write >= 10, f"only {mid_write} of 50 kills landed between the first and the last write"
+
+
+READ_KNOBS = """
+import json, sys
+from irqtune.host import Host
+from irqtune.act.knobs import make_knob
+host = Host("/")
+print(json.dumps({k: make_knob(host, k).read() for k in sys.argv[1:]}))
+"""
+
+
+def test_sigkill_during_apply_in_a_namespace_then_restore(tmp_path):
+    """The same 50 kills against real sysfs knobs of a veth device with 8 queues, in a throwaway namespace."""
+    from conftest import require
+    from netns import can_make_namespaces, veth_pair
+
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    with veth_pair(queues=8) as pair:
+        ns, dev = pair.receiver_ns, pair.receiver
+        knobs = [f"net/{dev}/rx-{q}/rps-cpus" for q in range(8)] + [f"net/{dev}/tx-{q}/xps-cpus" for q in range(8)]
+        knobs += [f"net/{dev}/gro-flush-timeout", f"net/{dev}/napi-defer-hard-irqs"]
+
+        def in_ns(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+            return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=check)
+
+        def values() -> dict[str, str]:
+            return json.loads(in_ns(sys.executable, "-c", READ_KNOBS, *knobs).stdout)
+
+        original = values()
+        targets = {k: ("1" if "cpus" in k else "20000" if "gro" in k else "2") for k in knobs}
+        assert all(original[k] != t for k, t in targets.items()), original
+        plan = tmp_path / "plan.json"
+        plan.write_text(json.dumps({"schema": 1, "changes": [{"knob": k, "target": t} for k, t in targets.items()]}))
+        irqtune = [sys.executable, "-m", "irqtune"]
+        calibrate = tmp_path / "calibrate"
+        start = time.monotonic()
+        in_ns(*irqtune, "--state-dir", str(calibrate), "apply", "--plan", str(plan), "--yes")
+        full = time.monotonic() - start
+        start = time.monotonic()
+        in_ns(*irqtune, "--state-dir", str(calibrate), "verify")  # start-up, journal, reads: no writes
+        startup = time.monotonic() - start
+        assert values() == targets
+        in_ns(*irqtune, "--state-dir", str(calibrate), "restore")
+        assert values() == original
+        rng, mid_write = random.Random(7), 0
+        for trial in range(50):
+            state = tmp_path / f"s{trial}"
+            argv = [
+                "ip",
+                "netns",
+                "exec",
+                ns,
+                *irqtune,
+                "--state-dir",
+                str(state),
+                "apply",
+                "--plan",
+                str(plan),
+                "--yes",
+            ]
+            proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(rng.uniform(min(startup, full) * 0.8, full * 1.05))  # mostly inside the writes
+            proc.kill()
+            proc.wait()
+            if state.exists():
+                changed = sum(v != original[k] for k, v in values().items())
+                mid_write += 0 < changed < len(knobs)
+            restore = in_ns(*irqtune, "--state-dir", str(state), "restore", check=False)
+            assert restore.returncode == 0, restore.stdout + restore.stderr
+            assert values() == original, f"trial {trial}: not restored"
+        print(f"namespace kills between the first and the last write: {mid_write} of 50")
+        assert mid_write >= 10

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import time
 from dataclasses import asdict, dataclass
 
 from ..host import Host
@@ -75,7 +76,7 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
         return Result(knob.id, WOULD_CHANGE, before, target, before)
     new_entry = journal.record_intent(knob.id, before, target)
     try:
-        knob.write(target)
+        _write_with_retries(knob, target)
     except OSError as err:
         outcome, message = knob.classify(err)
         after = _read_quietly(knob)
@@ -90,6 +91,21 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
         return Result(knob.id, FAILED, before, target, after, "read back a different value")
     log.info("%s: %s -> %s", knob.id, before, target)
     return Result(knob.id, APPLIED, before, target, after, _effective_note(knob))
+
+
+TRANSIENT_RETRIES = (0.05, 0.2, 0.5)  # seconds to wait before each retry of an EBUSY/EAGAIN write
+
+
+def _write_with_retries(knob: Knob, value: str) -> None:
+    for delay in (*TRANSIENT_RETRIES, None):
+        try:
+            knob.write(value)
+            return
+        except OSError as err:
+            if delay is None or knob.classify(err)[0] != TRANSIENT:
+                raise
+            log.info("%s: %s; retrying in %.2f s", knob.id, err.strerror, delay)
+            time.sleep(delay)
 
 
 def _read_quietly(knob: Knob) -> str | None:

@@ -7,6 +7,7 @@ managed IRQ, never an excluded device) before `apply` writes a byte.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 
 from ..parse.common import format_cpulist, parse_cpulist
@@ -55,6 +56,31 @@ class Plan:
         lines += [f"note: {n}" for n in self.notes]
         lines += [f"VIOLATION: {v}" for v in self.violations]
         return lines or ["nothing to change"]
+
+
+class PlanError(ValueError):
+    """A saved plan that cannot be read; the message names the file and what was expected."""
+
+
+def load_plan(path: str) -> Plan:
+    """A plan saved by `irqtune plan --json` (possibly edited by hand)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, ValueError) as err:
+        raise PlanError(f"{path}: not a readable JSON plan ({err})") from None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("changes"), list):
+        raise PlanError(f"{path}: expected a schema {SCHEMA} plan with a list of changes")
+    plan = Plan(notes=[str(n) for n in data.get("notes", [])])
+    for i, c in enumerate(data["changes"]):
+        if not (isinstance(c, dict) and isinstance(c.get("knob"), str) and isinstance(c.get("target"), str)):
+            raise PlanError(f"{path}: change {i} needs string 'knob' and 'target'")
+        irq = c.get("irq")
+        plan.changes.append(
+            Change(c["knob"], str(c.get("current", "")), c["target"], str(c.get("reason", "from a saved plan")),
+                   str(c.get("evidence", "")), c.get("device"), irq if isinstance(irq, int) else None)
+        )  # fmt: skip
+    return plan
 
 
 def check(plan: Plan, rules: Rules) -> Plan:
