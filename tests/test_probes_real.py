@@ -83,7 +83,9 @@ def test_tlb_shootdowns_and_function_call_ipis_match_proc():
     tlb = window.results["tlb"].data["reasons"]
     received = tlb.get("remote_shootdown", {}).get("count", 0)
     assert received > 100
-    assert between(received, window.proc["TLB"], window.proc_outer["TLB"]), (received, window.proc)
+    # flush_tlb_func() counts a received shootdown (the TLB row) before it may return early without
+    # reaching the tracepoint (the CPU already left that mm): the probe may miss a few, never add any.
+    assert between(received, int(window.proc["TLB"] * 0.99), window.proc_outer["TLB"]), (received, window.proc)
     assert tlb["remote_send_ipi"]["count"] > 100
     assert any("python" in comm for comm in window.results["tlb"].data["senders"])
     ipi = window.results["ipi"].data
