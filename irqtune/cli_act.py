@@ -13,7 +13,7 @@ import click
 
 from .act import engine
 from .act.journal import Journal, JournalError
-from .act.knobs import KNOB_FORMS, KnobError, Unsupported, make_knob
+from .act.knobs import KNOB_FORMS, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from .act.owners import rivals
 from .act.plan import PlanError, Rules, check, load_plan
 from .decide.spread import spread_nic_queues
@@ -75,6 +75,9 @@ def register(main: click.Group, ctx_type) -> None:
         try:
             k = make_knob(obj.host, knob, read_topology(obj.host), allow_isolated=allow_isolated)
             engine.prepare(k, obj.host, obj.state_dir)
+            if isinstance(k, IrqAffinityKnob) and not dry_run:
+                for name in rivals(obj.host):
+                    click.echo(f"irqtune: warning: {name} is running and may move IRQ {k.parts[1]} back", err=True)
             if dry_run:
                 result = engine.change(k, value, None, obj.state_dir, dry_run=True)
             else:
@@ -139,6 +142,7 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
         allow_isolated=allow_isolated,
         excluded_devices=frozenset(exclude),
         managed_irqs=frozenset(i for i, info in inventory.irqs.items() if info.managed == "yes"),
+        irq_devices={i: info.device for i, info in inventory.irqs.items() if info.device},
     )
     if plan_file:
         try:
@@ -208,15 +212,17 @@ def register_plan(main: click.Group, ctx_type) -> None:
             if not as_json:
                 click.echo("(dry run: nothing written; --yes to apply)")
             return
-        results = []
-        with _journal(obj) as journal:
+        staged = []  # every knob built and every target validated before the first write
+        try:
             for change in result.changes:
                 knob = make_knob(obj.host, change.knob, topology, allow_isolated=allow_isolated)
+                staged.append((knob, knob.normalize(change.target)))
+        except KnobError as err:
+            raise click.ClickException(f"{err}; nothing written") from None
+        results = []
+        with _journal(obj) as journal:
+            for knob, target in staged:
                 engine.prepare(knob, obj.host, obj.state_dir)
-                try:
-                    results.append(engine.change(knob, change.target, journal, obj.state_dir))
-                except KnobError as err:
-                    results.append(engine.Result(change.knob, engine.REFUSED, change.current, change.target,
-                                                 message=str(err)))  # fmt: skip
+                results.append(engine.change(knob, target, journal, obj.state_dir))
         _emit(results, as_json)
         sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) else EXIT_PARTIAL)

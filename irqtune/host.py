@@ -137,6 +137,10 @@ class Host:
 
     # -- writes ------------------------------------------------------------
     def write(self, path: str, text: str) -> None:
-        """Write one value below the root. Callers go through the knob layer, which journals first."""
-        with open(self._contained(path), "w", encoding="ascii") as f:
+        """Write one value to an existing file below the root (never creates one).
+
+        Callers go through the knob layer, which journals first.
+        """
+        fd = os.open(self._contained(path), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(text)

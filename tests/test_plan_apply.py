@@ -26,6 +26,7 @@ def nic_host(root: Path, interrupts: str, nic: str, node_cpus: dict[int, str], l
     """A fake host around a real /proc/interrupts: topology, one NIC's PCI function and IRQ files."""
     proc, sys_ = root / "proc", root / "sys"
     fakehost.write(proc / "interrupts", interrupts)
+    fakehost.write(proc / "sys" / "kernel" / "random" / "boot_id", "boot-nic\n")
     online = max(int(c.split("-")[-1]) for c in node_cpus.values())
     fakehost.write(sys_ / "devices" / "system" / "cpu" / "online", f"0-{online}\n")
     for n, cpus in node_cpus.items():
@@ -80,9 +81,9 @@ def test_dry_run_then_apply_then_restore(tmp_path):
 
 
 def test_rules_are_checked_before_writing():
-    plan = Plan([Change("irq/5/affinity", "0-7", "6", "test", device="eth0", irq=5)])
+    plan = Plan([Change("irq/5/affinity", "0-7", "6", "test")])
     rules = Rules(banned_cpus=frozenset({6}), isolated_cpus=frozenset({6}), excluded_devices=frozenset({"eth0"}),
-                  managed_irqs=frozenset({5}))  # fmt: skip
+                  managed_irqs=frozenset({5}), irq_devices={5: "eth0"})  # fmt: skip
     violations = check(plan, rules).violations
     assert len(violations) == 4 and any("banned" in v for v in violations) and any("managed" in v for v in violations)
 

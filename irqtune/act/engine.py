@@ -41,7 +41,8 @@ class Result:
         return asdict(self)
 
     def __str__(self) -> str:
-        change = f"{self.before} -> {self.target}" if self.target is not None else f"{self.before}"
+        before = "-" if self.before is None else self.before
+        change = f"{before} -> {self.target}" if self.target is not None else before
         tail = f" ({self.message})" if self.message else ""
         return f"{self.knob}: {self.outcome}: {change}{tail}"
 
@@ -74,7 +75,8 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
         return Result(knob.id, MANAGED, before, target, before, "kernel-managed IRQ: never written")
     if dry_run or journal is None:
         return Result(knob.id, WOULD_CHANGE, before, target, before)
-    new_entry = journal.record_intent(knob.id, before, target)
+    context = {"actions": list(knob.meta.get("actions", ()))} if isinstance(knob, IrqAffinityKnob) else {}
+    new_entry = journal.record_intent(knob.id, before, target, context)
     try:
         _write_with_retries(knob, target)
     except OSError as err:
@@ -82,12 +84,16 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
         after = _read_quietly(knob)
         if after == before and new_entry:
             journal.forget(knob.id)  # nothing changed: nothing to restore
+        elif after is not None:
+            journal.note_written(knob.id, after)
         if outcome == MANAGED and isinstance(knob, IrqAffinityKnob):
             _learn_managed(knob, err, state_dir)
         log.warning("%s: %s", knob.id, message)
         return Result(knob.id, outcome, before, target, after, message)
     after = _read_quietly(knob)
     if after != target:
+        if after is not None:
+            journal.note_written(knob.id, after)
         return Result(knob.id, FAILED, before, target, after, "read back a different value")
     log.info("%s: %s -> %s", knob.id, before, target)
     return Result(knob.id, APPLIED, before, target, after, _effective_note(knob))
@@ -129,47 +135,56 @@ def _learn_managed(knob: IrqAffinityKnob, err: OSError, state_dir: str) -> None:
 
 
 def restore(host: Host, journal: Journal, state_dir: str, dry_run: bool = False) -> list[Result]:
-    """Put every journaled knob back to its original; entries of an earlier boot are dropped."""
+    """Put every journaled knob back to its original, newest change first.
+
+    Entries of an earlier boot are dropped (the settings did not survive the reboot); an IRQ
+    whose action names changed now belongs to another device and is not written.
+    """
     results = []
     for entry in journal.stale():
         results.append(Result(entry.knob, STALE, message=f"from boot {entry.boot_id[:8]}: not restored after reboot"))
         if not dry_run:
             journal.forget(entry.knob)
-    for entry in list(journal.entries.values()):
+    for entry in journal.newest_first():
         if entry.boot_id != journal.boot_id:
             continue
-        try:
-            knob = make_knob(host, entry.knob)
-        except KnobError as err:
-            results.append(Result(entry.knob, FAILED, message=str(err)))
-            continue
-        knob.meta["allow_isolated"] = True  # the original may well have included isolated CPUs
-        knob.meta["allow_empty"] = True
-        try:
-            current = knob.read()
-        except Unsupported as err:
-            results.append(Result(entry.knob, UNSUPPORTED, message=f"{err}; entry kept"))
-            continue
-        if current == entry.original:
-            results.append(Result(entry.knob, RESTORED, current, entry.original, current, "already original"))
-        elif dry_run:
-            results.append(Result(entry.knob, WOULD_CHANGE, current, entry.original, current))
-            continue
-        else:
-            try:
-                knob.write(entry.original)
-            except OSError as err:
-                results.append(Result(entry.knob, knob.classify(err)[0], current, entry.original, current,
-                                      f"{knob.classify(err)[1]}; entry kept"))  # fmt: skip
-                continue
-            after = _read_quietly(knob)
-            if after != entry.original:
-                results.append(Result(entry.knob, FAILED, current, entry.original, after, "read back differs"))
-                continue
-            results.append(Result(entry.knob, RESTORED, current, entry.original, after))
-        if not dry_run:
+        result = _restore_one(host, entry, dry_run)
+        results.append(result)
+        if not dry_run and (result.outcome == RESTORED or result.outcome == STALE):
             journal.forget(entry.knob)
     return results
+
+
+def _restore_one(host: Host, entry, dry_run: bool) -> Result:
+    try:
+        knob = make_knob(host, entry.knob)
+        knob.meta.update(allow_isolated=True, allow_empty=True, online=[])  # the original is what it was
+        original = knob.normalize(entry.original)
+    except KnobError as err:
+        return Result(entry.knob, FAILED, message=f"journal entry unusable: {err}; entry kept")
+    if isinstance(knob, IrqAffinityKnob) and "actions" in entry.context:
+        now = list(_irq_actions(host, int(knob.parts[1])))
+        if now != entry.context["actions"]:
+            return Result(
+                entry.knob, STALE, message=f"IRQ now serves {now or 'nothing'}, not {entry.context['actions']}"
+            )
+    try:
+        current = knob.read()
+    except Unsupported as err:
+        return Result(entry.knob, UNSUPPORTED, message=f"{err}; entry kept")
+    if current == original:
+        return Result(entry.knob, RESTORED, current, original, current, "already original")
+    if dry_run:
+        return Result(entry.knob, WOULD_CHANGE, current, original, current)
+    try:
+        _write_with_retries(knob, original)
+    except OSError as err:
+        outcome, message = knob.classify(err)
+        return Result(entry.knob, outcome, current, original, current, f"{message}; entry kept")
+    after = _read_quietly(knob)
+    if after != original:
+        return Result(entry.knob, FAILED, current, original, after, "read back differs; entry kept")
+    return Result(entry.knob, RESTORED, current, original, after)
 
 
 def verify(host: Host, journal: Journal) -> list[Result]:

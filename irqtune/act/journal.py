@@ -35,11 +35,12 @@ class Entry:
     first_changed: float = 0.0
     last_changed: float = 0.0
     boot_id: str = ""
+    context: dict = field(default_factory=dict)  # e.g. an IRQ's action names: restore checks it is the same IRQ
 
     def to_json(self) -> dict:
         return {
             "original": self.original, "written": self.written, "first_changed": self.first_changed,
-            "last_changed": self.last_changed, "boot_id": self.boot_id,
+            "last_changed": self.last_changed, "boot_id": self.boot_id, "context": self.context,
         }  # fmt: skip
 
 
@@ -54,14 +55,20 @@ class Journal:
 
     @classmethod
     def open(cls, state_dir: str, boot_id: str, wait: bool = True) -> Journal:
-        os.makedirs(state_dir, mode=0o755, exist_ok=True)
+        if not boot_id:  # without it, entries of this boot would look stale and be dropped
+            raise JournalError("cannot read /proc/sys/kernel/random/boot_id: refusing to change or restore anything")
         journal = cls(os.path.join(state_dir, JOURNAL_FILE), boot_id)
-        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        lock = os.path.join(state_dir, LOCK_FILE)
+        try:
+            os.makedirs(state_dir, mode=0o755, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            raise JournalError(f"state directory {state_dir} unusable: {err.strerror} (root needed?)") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             os.close(fd)
-            raise JournalError(f"another irqtune holds {os.path.join(state_dir, LOCK_FILE)}") from None
+            raise JournalError(f"another irqtune holds {lock}") from None
         journal._lock_fd = fd
         try:
             journal._load()
@@ -92,28 +99,47 @@ class Journal:
         if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
             raise JournalError(f"{self.path}: expected a schema {SCHEMA} journal")
         for knob, e in data["entries"].items():
-            if not (isinstance(e, dict) and isinstance(e.get("original"), str) and isinstance(e.get("written"), str)):
-                raise JournalError(f"{self.path}: entry {knob!r} lacks original/written values")
-            self.entries[knob] = Entry(
-                knob, e["original"], e["written"], float(e.get("first_changed", 0)),
-                float(e.get("last_changed", 0)), str(e.get("boot_id", "")),
-            )  # fmt: skip
+            try:
+                if not (isinstance(e.get("original"), str) and isinstance(e.get("written"), str)):
+                    raise TypeError("original/written must be strings")
+                context = e.get("context", {})
+                self.entries[knob] = Entry(
+                    knob, e["original"], e["written"], float(e.get("first_changed", 0)),
+                    float(e.get("last_changed", 0)), str(e.get("boot_id", "")),
+                    context if isinstance(context, dict) else {},
+                )  # fmt: skip
+            except (AttributeError, TypeError, ValueError) as err:
+                raise JournalError(f"{self.path}: entry {knob!r} is damaged ({err}); fix or move the journal") from None
 
     def save(self) -> None:
         data = {"schema": SCHEMA, "entries": {k: e.to_json() for k, e in sorted(self.entries.items())}}
-        write_json_atomically(self.path, data)
+        try:
+            write_json_atomically(self.path, data)
+        except OSError as err:
+            raise JournalError(f"cannot write {self.path}: {err.strerror}; nothing written to the host") from None
 
-    def record_intent(self, knob: str, original: str, target: str) -> bool:
+    def record_intent(self, knob: str, original: str, target: str, context: dict | None = None) -> bool:
         """Durably note a knob's original before writing `target`. Returns True if the entry is new."""
         now = time.time()
         entry = self.entries.get(knob)
         new = entry is None or entry.boot_id != self.boot_id
         if new:
-            self.entries[knob] = Entry(knob, original, target, now, now, self.boot_id)
+            self.entries[knob] = Entry(knob, original, target, now, now, self.boot_id, dict(context or {}))
         else:
             entry.written, entry.last_changed = target, now
         self.save()
         return new
+
+    def note_written(self, knob: str, value: str) -> None:
+        """After a refused or partial write: what the knob really holds now (what verify expects)."""
+        entry = self.entries.get(knob)
+        if entry is not None and entry.written != value:
+            entry.written = value
+            self.save()
+
+    def newest_first(self) -> list[Entry]:
+        """Undo order: the last knob changed first (channels before the IRQs and NAPIs they created)."""
+        return sorted(self.entries.values(), key=lambda e: e.first_changed, reverse=True)
 
     def forget(self, knob: str) -> None:
         if self.entries.pop(knob, None) is not None:

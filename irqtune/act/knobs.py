@@ -28,6 +28,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..host import Host, PathEscape
+from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
 from ..parse.common import CpuListError, format_cpulist, parse_cpulist, parse_cpumask
 
 SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
@@ -88,6 +89,8 @@ class Knob:
             return self.canonical(self.host.read(self.path).strip())
         except FileNotFoundError:
             raise Unsupported(f"{self.id}: /{self.tree}/{'/'.join(self.parts)} does not exist here") from None
+        except OSError as err:  # not a directory (bonding_masters), a device going away, EINVAL from a driver
+            raise Unsupported(f"{self.id}: cannot read /{self.tree}/{'/'.join(self.parts)}: {err.strerror}") from None
 
     def write(self, value: str) -> None:
         self.host.write(self.path, self.rendered(value))
@@ -106,6 +109,8 @@ class Knob:
 
     def classify(self, err: OSError) -> tuple[str, str]:
         """(outcome, message) for a refused write."""
+        if err.errno in (errno.EOPNOTSUPP, errno.ENOENT, errno.ENODEV):
+            return "unsupported", f"not supported here ({err.strerror})"
         if err.errno in (errno.EBUSY, errno.EAGAIN):
             return "transient", f"kernel busy ({err.strerror}); try again"
         return "refused", f"kernel refused the write: {err.strerror}"
@@ -285,39 +290,85 @@ def _device(name: str, knob_id: str) -> str:
     return name
 
 
-def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = False) -> Knob:
-    """The knob a stable id names. Raises KnobError for ids irqtune does not know."""
-    parts = knob_id.strip("/").split("/")
-    cpu_meta = {"online": list(topology.online) if topology else [], "allow_isolated": allow_isolated}
-    if topology:
-        cpu_meta["isolated"] = sorted(topology.isolated_any)
+def _number(text: str) -> int | None:
+    return int(text) if text.isdigit() and text.isascii() else None
+
+
+NAPI_SETTINGS = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
+
+
+@dataclass(frozen=True)
+class KnobId:
+    """A parsed knob id: one canonical spelling per knob, and what it touches (pure, no I/O)."""
+
+    canonical: str
+    kind: str  # irq-affinity, default-affinity, sysctl, netdev, queue-mask, coalesce, channels, napi
+    device: str | None = None
+    irq: int | None = None
+    name: str = ""  # the sysctl / file / attribute / setting
+    number: int | None = None  # NAPI id
+
+    @property
+    def cpulist(self) -> bool:
+        return self.kind in ("irq-affinity", "default-affinity", "queue-mask")
+
+
+def parse_knob_id(knob_id: str) -> KnobId:
+    """Raises KnobError for ids irqtune does not know; `irq/0100/affinity/` is `irq/100/affinity`."""
+    parts = knob_id.split("/")
+    unknown = KnobError(f"unknown knob {knob_id!r}; knobs look like: {', '.join(KNOB_FORMS)}")
     if len(parts) == 3 and parts[0] == "irq" and parts[2] == "affinity":
         if parts[1] == "default":
-            return CpuListKnob(knob_id, host, "proc", ("irq", "default_smp_affinity"), meta={**cpu_meta, "mask": True})
-        if parts[1].isdigit() and parts[1].isascii():
-            return IrqAffinityKnob(knob_id, host, "proc", ("irq", str(int(parts[1])), "smp_affinity_list"),
-                                   meta=cpu_meta)  # fmt: skip
+            return KnobId("irq/default/affinity", "default-affinity")
+        irq = _number(parts[1])
+        if irq is not None:
+            return KnobId(f"irq/{irq}/affinity", "irq-affinity", irq=irq)
     if len(parts) == 2 and parts[0] == "sysctl" and parts[1].startswith("net.core."):
         name = parts[1][len("net.core.") :]
         if name in SYSCTLS:
-            return IntKnob(knob_id, host, "proc", ("sys", "net", "core", name), meta={"range": SYSCTLS[name]})
+            return KnobId(f"sysctl/net.core.{name}", "sysctl", name=name)
     if len(parts) == 3 and parts[0] == "net" and parts[2] in NETDEV_FILES:
-        file, low, high = NETDEV_FILES[parts[2]]
-        return IntKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id), file),
-                       meta={"range": (low, high)})  # fmt: skip
-    if len(parts) == 4 and parts[0] == "net" and re.fullmatch(r"(rx-\d+/rps|tx-\d+/xps)-cpus", "/".join(parts[2:])):
-        file = parts[3].replace("-", "_")
-        return CpuListKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id), "queues", parts[2], file),
-                           meta={**cpu_meta, "mask": True, "allow_empty": True})  # fmt: skip
-    if len(parts) == 4 and parts[0] == "net" and parts[2] in ("coalesce", "channels"):
-        from ..nl.ethtool import CHANNELS_SETTABLE, COALESCE_SETTABLE
+        dev = _device(parts[1], knob_id)
+        return KnobId(f"net/{dev}/{parts[2]}", "netdev", device=dev, name=parts[2])
+    if len(parts) == 4 and parts[0] == "net":
+        dev = _device(parts[1], knob_id)
+        queue = re.fullmatch(r"(rx|tx)-([0-9]+)", parts[2])
+        if queue and parts[3] == ("rps-cpus" if queue.group(1) == "rx" else "xps-cpus"):
+            return KnobId(f"net/{dev}/{queue.group(1)}-{int(queue.group(2))}/{parts[3]}", "queue-mask", device=dev,
+                          name=f"{queue.group(1)}-{int(queue.group(2))}")  # fmt: skip
+        field_name = parts[3].replace("-", "_")
+        if parts[2] == "coalesce" and field_name in COALESCE_SETTABLE:
+            return KnobId(f"net/{dev}/coalesce/{field_name.replace('_', '-')}", "coalesce", device=dev, name=field_name)
+        if parts[2] == "channels" and f"{field_name}_count" in CHANNELS_SETTABLE:
+            return KnobId(f"net/{dev}/channels/{field_name}", "channels", device=dev, name=f"{field_name}_count")
+    if len(parts) == 4 and parts[0] == "napi" and parts[3] in NAPI_SETTINGS:
+        dev, napi = _device(parts[1], knob_id), _number(parts[2])
+        if napi is not None:
+            return KnobId(f"napi/{dev}/{napi}/{parts[3]}", "napi", device=dev, name=parts[3], number=napi)
+    raise unknown
 
-        field_name = parts[3].replace("-", "_") + ("_count" if parts[2] == "channels" else "")
-        if field_name in (COALESCE_SETTABLE if parts[2] == "coalesce" else CHANNELS_SETTABLE):
-            return EthtoolKnob(knob_id, host, "sys", ("class", "net", _device(parts[1], knob_id)),
-                               meta={"kind": parts[2], "field": field_name})  # fmt: skip
-    napi_settings = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
-    if len(parts) == 4 and parts[0] == "napi" and parts[2].isdigit() and parts[3] in napi_settings:
-        meta = {"dev": _device(parts[1], knob_id), "napi": int(parts[2]), "field": parts[3].replace("-", "_")}
-        return NapiKnob(knob_id, host, "sys", ("class", "net", meta["dev"]), meta=meta)
-    raise KnobError(f"unknown knob {knob_id!r}; knobs look like: {', '.join(KNOB_FORMS)}")
+
+def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = False) -> Knob:
+    """The knob a stable id names, under its canonical id. Raises KnobError for ids irqtune does not know."""
+    kid = parse_knob_id(knob_id)
+    cpu_meta = {"online": list(topology.online) if topology else [], "allow_isolated": allow_isolated}
+    if topology:
+        cpu_meta["isolated"] = sorted(topology.isolated_any)
+    cid = kid.canonical
+    if kid.kind == "default-affinity":
+        return CpuListKnob(cid, host, "proc", ("irq", "default_smp_affinity"), meta={**cpu_meta, "mask": True})
+    if kid.kind == "irq-affinity":
+        return IrqAffinityKnob(cid, host, "proc", ("irq", str(kid.irq), "smp_affinity_list"), meta=cpu_meta)
+    if kid.kind == "sysctl":
+        return IntKnob(cid, host, "proc", ("sys", "net", "core", kid.name), meta={"range": SYSCTLS[kid.name]})
+    if kid.kind == "netdev":
+        file, low, high = NETDEV_FILES[kid.name]
+        return IntKnob(cid, host, "sys", ("class", "net", kid.device, file), meta={"range": (low, high)})
+    if kid.kind == "queue-mask":
+        file = "rps_cpus" if kid.name.startswith("rx") else "xps_cpus"
+        return CpuListKnob(cid, host, "sys", ("class", "net", kid.device, "queues", kid.name, file),
+                           meta={**cpu_meta, "mask": True, "allow_empty": True})  # fmt: skip
+    if kid.kind in ("coalesce", "channels"):
+        return EthtoolKnob(cid, host, "sys", ("class", "net", kid.device), meta={"kind": kid.kind, "field": kid.name})
+    meta = {"dev": kid.device, "napi": kid.number, "field": kid.name.replace("-", "_")}
+    return NapiKnob(cid, host, "sys", ("class", "net", kid.device), meta=meta)

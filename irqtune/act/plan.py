@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 
-from ..parse.common import format_cpulist, parse_cpulist
+from ..parse.common import CpuListError, format_cpulist, parse_cpulist
+from .knobs import KnobError, parse_knob_id
 
 SCHEMA = 1
 
@@ -26,7 +27,7 @@ class Change:
     irq: int | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Rules:
     """What a plan must never do. Built from the command line (and later the config)."""
 
@@ -35,6 +36,7 @@ class Rules:
     allow_isolated: bool = False
     excluded_devices: frozenset[str] = frozenset()
     managed_irqs: frozenset[int] = frozenset()
+    irq_devices: dict[int, str] = field(default_factory=dict)  # IRQ -> device it serves (from the inventory)
 
 
 @dataclass
@@ -63,7 +65,8 @@ class PlanError(ValueError):
 
 
 def load_plan(path: str) -> Plan:
-    """A plan saved by `irqtune plan --json` (possibly edited by hand)."""
+    """A plan saved by `irqtune plan --json` (possibly edited by hand). Devices and IRQs are
+    derived from the knob ids when the plan is checked, never taken from the file."""
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
@@ -71,29 +74,44 @@ def load_plan(path: str) -> Plan:
         raise PlanError(f"{path}: not a readable JSON plan ({err})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("changes"), list):
         raise PlanError(f"{path}: expected a schema {SCHEMA} plan with a list of changes")
-    plan = Plan(notes=[str(n) for n in data.get("notes", [])])
+    notes = data.get("notes", [])
+    if not isinstance(notes, list):
+        raise PlanError(f"{path}: 'notes' must be a list")
+    plan = Plan(notes=[str(n) for n in notes])
     for i, c in enumerate(data["changes"]):
         if not (isinstance(c, dict) and isinstance(c.get("knob"), str) and isinstance(c.get("target"), str)):
             raise PlanError(f"{path}: change {i} needs string 'knob' and 'target'")
-        irq = c.get("irq")
         plan.changes.append(
             Change(c["knob"], str(c.get("current", "")), c["target"], str(c.get("reason", "from a saved plan")),
-                   str(c.get("evidence", "")), c.get("device"), irq if isinstance(irq, int) else None)
+                   str(c.get("evidence", "")))
         )  # fmt: skip
     return plan
 
 
 def check(plan: Plan, rules: Rules) -> Plan:
-    """Record every change that breaks a rule; `apply` refuses a plan with violations."""
+    """Record every change that breaks a rule; `apply` refuses a plan with violations.
+
+    What a change touches comes from its knob id (canonical), not from what the plan says.
+    """
     for c in plan.changes:
-        if c.device and c.device in rules.excluded_devices:
-            plan.violations.append(f"{c.knob}: device {c.device} is excluded")
-        if c.irq is not None and c.irq in rules.managed_irqs:
-            plan.violations.append(f"{c.knob}: IRQ {c.irq} is kernel-managed")
-        if c.knob.endswith("/affinity"):
-            cpus = set(parse_cpulist(c.target))
+        try:
+            kid = parse_knob_id(c.knob)
+        except KnobError as err:
+            plan.violations.append(str(err))
+            continue
+        device = kid.device or (rules.irq_devices.get(kid.irq) if kid.irq is not None else None)
+        if device and device in rules.excluded_devices:
+            plan.violations.append(f"{kid.canonical}: device {device} is excluded")
+        if kid.irq is not None and kid.irq in rules.managed_irqs:
+            plan.violations.append(f"{kid.canonical}: IRQ {kid.irq} is kernel-managed")
+        if kid.cpulist:
+            try:
+                cpus = set(parse_cpulist(c.target))
+            except CpuListError as err:
+                plan.violations.append(f"{kid.canonical}: {err}")
+                continue
             if cpus & rules.banned_cpus:
-                plan.violations.append(f"{c.knob}: CPU {format_cpulist(cpus & rules.banned_cpus)} is banned")
+                plan.violations.append(f"{kid.canonical}: CPU {format_cpulist(cpus & rules.banned_cpus)} is banned")
             if cpus & rules.isolated_cpus and not rules.allow_isolated:
-                plan.violations.append(f"{c.knob}: CPU {format_cpulist(cpus & rules.isolated_cpus)} is isolated")
+                plan.violations.append(f"{kid.canonical}: CPU {format_cpulist(cpus & rules.isolated_cpus)} is isolated")
     return plan

@@ -37,6 +37,9 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
             continue
         local = set(device.local_cpus or topology.online)
         cpus = [c for c in usable_base if c in local] or usable_base
+        if not cpus:
+            plan.notes.append(f"{device.name}: no CPU left after bans and isolation; left as it is")
+            continue
         where = f"node {device.numa_node}" if device.numa_node is not None else "no NUMA locality"
         span = format_cpulist(cpus)
         numbers = sorted({q.queue for q in queues})
