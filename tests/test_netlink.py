@@ -86,6 +86,8 @@ def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
         result = irqtune("set", f"net/{dev}/channels/rx", "1")
         assert result.returncode == 0, result.stdout + result.stderr
         assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == "1"
+        too_many = irqtune("set", f"net/{dev}/channels/rx", "64")
+        assert too_many.returncode == 1 and "above the driver's maximum of 2" in too_many.stderr
         unsupported = irqtune("set", f"net/{dev}/coalesce/rx-usecs", "50")
         assert unsupported.returncode == 3 and "unsupported" in unsupported.stdout, unsupported.stdout
         assert "Traceback" not in unsupported.stderr
@@ -137,3 +139,27 @@ def test_napi_set_message():
     ]
     with pytest.raises(ValueError):
         build_napi_set(257, {"irq": 5})
+
+
+def test_device_wide_napi_write_keeps_each_napis_own_value_for_restore(tmp_path):
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
+    with veth_pair(queues=2) as pair:
+        ns, dev = pair.receiver_ns, pair.receiver
+
+        def run(*argv: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=False)
+
+        code = "import json; from irqtune.nl.netdev import Netdev; print(json.dumps(Netdev().napis()))"
+        ifindex = int(run("cat", f"/sys/class/net/{dev}/ifindex").stdout)
+        napis = [n["id"] for n in json.loads(run(sys.executable, "-c", code).stdout) if n["ifindex"] == ifindex]
+        require(bool(napis), "veth created no NAPI instance with GRO on")
+        someone_else = f"from irqtune.nl.netdev import Netdev; Netdev().set_napi({napis[0]}, {{'defer_hard_irqs': 3}})"
+        assert run(sys.executable, "-c", someone_else).returncode == 0  # set outside irqtune: not journaled
+        irqtune = [exe, "--state-dir", str(tmp_path)]
+        result = run(*irqtune, "set", f"net/{dev}/napi-defer-hard-irqs", "5")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert run(*irqtune, "get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "5"
+        assert run(*irqtune, "restore").returncode == 0
+        assert run(*irqtune, "get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "3"
+        assert run(*irqtune, "get", f"net/{dev}/napi-defer-hard-irqs").stdout.strip() == "0"

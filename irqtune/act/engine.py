@@ -17,7 +17,7 @@ from ..measure.inventory import managed_state
 from ..parse.interrupts import parse_interrupts
 from ..state import boot_id, load_learned_managed, remember_managed
 from .journal import Journal
-from .knobs import IrqAffinityKnob, Knob, KnobError, Unsupported, make_knob
+from .knobs import IrqAffinityKnob, Knob, KnobError, Unsupported, make_knob, parse_knob_id
 
 log = logging.getLogger("irqtune.act")
 
@@ -76,6 +76,7 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
     if dry_run or journal is None:
         return Result(knob.id, WOULD_CHANGE, before, target, before)
     context = {"actions": list(knob.meta.get("actions", ()))} if isinstance(knob, IrqAffinityKnob) else {}
+    _journal_napi_dependents(knob, journal, target)
     new_entry = journal.record_intent(knob.id, before, target, context)
     try:
         _write_with_retries(knob, target)
@@ -97,6 +98,33 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
         return Result(knob.id, FAILED, before, target, after, "read back a different value")
     log.info("%s: %s -> %s", knob.id, before, target)
     return Result(knob.id, APPLIED, before, target, after, _effective_note(knob))
+
+
+# device-wide sysfs file -> the per-NAPI setting it overwrites on every NAPI of the device (Linux 6.13+)
+DEVICE_WIDE_NAPI = {"gro-flush-timeout": "gro-flush-timeout", "napi-defer-hard-irqs": "defer-hard-irqs",
+                    "threaded": "threaded"}  # fmt: skip
+
+
+def _journal_napi_dependents(knob: Knob, journal: Journal, target: str) -> None:
+    """A device-wide NAPI write resets every NAPI's own value: journal those first, so restore
+    (newest first: the device, then each NAPI) gives every NAPI back its own original."""
+    kid = parse_knob_id(knob.id)
+    if kid.kind != "netdev" or kid.name not in DEVICE_WIDE_NAPI or knob.host.root != "/":
+        return
+    ifindex = knob.host.text("sys", "class", "net", kid.device, "ifindex")
+    try:
+        from ..nl.netdev import Netdev, NetdevError
+
+        with Netdev() as client:
+            napis = client.napis(int(ifindex or "-1"))
+    except (ImportError, NetdevError, OSError, ValueError) as err:  # no netdev family: nothing per NAPI to lose
+        log.debug("%s: per-NAPI values not journaled: %s", knob.id, err)
+        return
+    setting = DEVICE_WIDE_NAPI[kid.name]
+    field = setting.replace("-", "_")
+    for napi in napis:
+        if field in napi and str(napi[field]) != target:
+            journal.record_intent(f"napi/{kid.device}/{napi['id']}/{setting}", str(napi[field]), target)
 
 
 TRANSIENT_RETRIES = (0.05, 0.2, 0.5)  # seconds to wait before each retry of an EBUSY/EAGAIN write

@@ -224,7 +224,22 @@ class EthtoolKnob(Knob):
         number = int(value)
         if number >= 1 << 32 or (self.meta["field"].startswith("use_") and number > 1):
             raise KnobError(f"{self.id}: {number} is out of range")
+        if self.meta["kind"] == "channels" and self.host.root == "/":
+            limit = self._channel_limit()
+            if limit is not None and number > limit:
+                raise KnobError(f"{self.id}: {number} is above the driver's maximum of {limit}")
         return str(number)
+
+    def _channel_limit(self) -> int | None:
+        """The driver's reported maximum for this channel kind (None when it cannot be read)."""
+        from ..nl.ethtool import EthtoolError
+
+        try:
+            with self._client() as client:
+                values = client.get_channels(self.parts[2])
+        except (EthtoolError, Unsupported, OSError):
+            return None
+        return values.get(self.meta["field"].replace("_count", "_max"))
 
     def classify(self, err: OSError) -> tuple[str, str]:
         if err.errno == errno.EOPNOTSUPP:
