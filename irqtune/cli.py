@@ -6,6 +6,7 @@ import json
 import logging
 import signal
 import sys
+import tempfile
 from dataclasses import dataclass
 
 import click
@@ -20,6 +21,9 @@ from .probe.runner import EbpfUnavailable, jsonable
 from .probe.text import render_probes
 from .probe.window import run_window
 from .render import Style, render_status, table
+from .sim.run import run_scenario
+from .sim.run import to_json as results_json
+from .sim.scenario import ScenarioError, load_scenario
 from .state import default_state_dir
 from .status import build_report, collect
 
@@ -232,6 +236,34 @@ def nvme(obj: Ctx, as_json: bool) -> None:
         click.echo("no NVMe controllers")
     for note in report.notes:
         click.echo(f"note: {note}")
+
+
+@main.command(epilog=EXIT_CODES_HELP)
+@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@click.option(
+    "--seed", type=int, default=1, show_default=True, help="Seed for the model's noise: same seed, same result."
+)
+@click.option("--tree", type=click.Path(file_okay=False), help="Where to render the simulated /proc and /sys "
+              "(point irqtune --root at it). Default: a temporary directory.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+def simulate(scenario: str, seed: int, tree: str | None, as_json: bool) -> None:
+    """Run a SCENARIO file (TOML) on simulated hardware and simulated time; summarise each phase.
+
+    See irqtune.sim.scenario for the format. An error in the file is refused with the
+    file, line and key.
+    """
+    try:
+        spec = load_scenario(scenario)
+    except ScenarioError as err:
+        raise click.ClickException(str(err)) from None
+    directory = tree or tempfile.mkdtemp(prefix="irqtune-sim-")
+    results = run_scenario(spec, directory, seed=seed)
+    if as_json:
+        _dump({**results_json(results, seed), "tree": directory})
+        return
+    rows = [(r.name, r.seconds, r.offered_pps, r.delivered_pps, r.irq_rate, r.cpu, r.mean_latency_us) for r in results]
+    click.echo("\n".join(table(("PHASE", "SECONDS", "OFFERED/s", "DELIVERED/s", "IRQ/s", "CPU", "MEAN-us"), rows)))
+    click.echo(f"tree: {directory}")
 
 
 cli_act.register(main, Ctx)

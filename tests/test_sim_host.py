@@ -1,0 +1,104 @@
+"""The simulated host: its tree reads like a real one, and tuning it through the real knobs changes it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from irqtune.cli import main
+from irqtune.sim.host import SimHost
+from irqtune.sim.scenario import ScenarioError, load_scenario
+
+SCENARIO = """
+[host]
+cpus = 8
+nodes = ["0-3", "4-7"]
+isolated = "6-7"
+
+[[nic]]
+name = "eth1"
+queues = 4
+node = 1
+
+[[nvme]]
+name = "nvme0"
+queues = 4
+media = "optane"
+
+[[phase]]
+name = "steady"
+seconds = 3
+nic = "eth1"
+rate_pps = 400000
+"""
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+@pytest.fixture
+def sim(tmp_path) -> SimHost:
+    return SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
+
+
+def test_tree_reads_like_a_real_host(sim):
+    sim.step(1.0, sim.sc.phases[0])
+    code, out, err = invoke("--root", sim.root, "snapshot", "--json")
+    assert code == 0, err
+    snap = json.loads(out)
+    assert snap["problems"] == [] and snap["unavailable"] == {}
+    assert snap["interrupts"]["cpus"] == list(range(8))
+    code, out, _ = invoke("--root", sim.root, "status", "-i", "0", "--json")
+    devices = {d["name"]: d for d in json.loads(out)["devices"]}
+    assert devices["eth1"]["numa_node"] == 1 and [q["queue"] for q in devices["eth1"]["irqs"]] == [0, 1, 2, 3]
+    assert devices["nvme0"]["kind"] == "nvme" and len(devices["nvme0"]["irqs"]) == 5
+
+
+def test_tuning_through_the_real_knobs_changes_the_simulation(sim, tmp_path):
+    phase = sim.sc.phases[0]
+    before = sim.step(1.0, phase)
+    assert {q.cpu for q in before} == {0}  # every queue on CPU 0, remote from the NIC's node 1
+    code, out, err = invoke("--root", sim.root, "--state-dir", str(tmp_path / "s"), "apply", "--yes")
+    assert code == 0, out + err
+    after = sim.step(1.0, phase)
+    assert {q.cpu for q in after} == {4, 5}
+    assert sum(q.cpu_used for q in after) < sum(q.cpu_used for q in before)  # no cross-NUMA cost any more
+    assert max(q.latency for q in after) < min(q.latency for q in before)
+    counts = json.loads(invoke("--root", sim.root, "snapshot", "--json")[1])["interrupts"]["rows"]["100"]["counts"]
+    assert set(counts) == {"0", "4"}  # the first second on CPU 0, the second on CPU 4
+
+
+def test_simulate_is_reproducible_with_a_seed(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO)
+    runs = [json.loads(invoke("simulate", str(path), "--seed", seed, "--json", "--tree", str(tmp_path / f"t{i}"))[1])
+            for i, seed in enumerate(("3", "3", "4"))]  # fmt: skip
+    strip = [{k: v for k, v in r.items() if k != "tree"} for r in runs]
+    assert strip[0] == strip[1] and strip[0] != strip[2]
+    phase = strip[0]["phases"][0]
+    assert phase["delivered_pps"] == pytest.approx(400000) and phase["irq_rate"] > 0 and phase["mean_latency_us"] > 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("queues = 4\nnode = 1", "queus = 4\nnode = 1", "s.toml:9: nic[0].queus: unknown key"),
+        ("rate_pps = 400000", "rate_pps = -1", "s.toml:21: phase[0].rate_pps: must not be negative"),
+        ('isolated = "6-7"', 'isolated = "6-12"', "s.toml:5: host.isolated: CPU 8 does not exist"),
+        ("queues = 4\nmedia", "queues = 9\nmedia", "s.toml:14: nvme[0].queues: 9 queues"),
+    ],
+)
+def test_scenario_errors_name_the_key_and_line(tmp_path, old, new, message):
+    text = SCENARIO.replace(old, new)
+    assert text != SCENARIO
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        load_scenario("s.toml", text)
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    code, _, err = invoke("simulate", str(path))
+    assert code == 1 and "Traceback" not in err and message.split(": ", 1)[1] in err
