@@ -102,3 +102,21 @@ def test_scenario_errors_name_the_key_and_line(tmp_path, old, new, message):
     path.write_text(text)
     code, _, err = invoke("simulate", str(path))
     assert code == 1 and "Traceback" not in err and message.split(": ", 1)[1] in err
+
+
+def test_coalescing_through_the_knob_reaches_the_simulated_driver(sim, tmp_path):
+    phase, state = sim.sc.phases[0], str(tmp_path / "s")
+    before = sim.step(1.0, phase)
+    code, out, _ = invoke("--root", sim.root, "--state-dir", state, "set", "net/eth1/coalesce/rx-usecs", "64")
+    assert code == 0 and "applied: 8 -> 64" in out
+    code, out, _ = invoke("--root", sim.root, "--state-dir", state, "set", "net/eth1/coalesce/rx-max-frames", "256")
+    assert code == 0
+    after = sim.step(1.0, phase)
+    assert sum(q.irq_rate for q in after) < sum(q.irq_rate for q in before) / 3  # fewer, bigger batches
+    assert min(q.latency for q in after) > max(q.latency for q in before)  # paid in latency
+    code, out, _ = invoke("--root", sim.root, "--state-dir", state, "set", "net/eth1/coalesce/rx-usecs", "99999")
+    assert code == 3 and "refused" in out and "out of range" in out
+    code, _, err = invoke("--root", sim.root, "--state-dir", state, "set", "net/eth1/channels/combined", "9")
+    assert code == 1 and "above the driver's maximum of 4" in err
+    assert invoke("--root", sim.root, "--state-dir", state, "restore")[0] == 0
+    assert invoke("--root", sim.root, "get", "net/eth1/coalesce/rx-usecs")[1].strip() == "8"

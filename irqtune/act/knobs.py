@@ -186,28 +186,36 @@ class EthtoolKnob(Knob):
     """One ethtool netlink attribute: `meta['kind']` coalesce or channels, `meta['field']` its name."""
 
     def _client(self):
+        """Netlink on the running kernel; on a simulated root, the simulated driver (same methods)."""
         if self.host.root != "/":
+            from ..sim.ethtool import SimEthtool, available
+
+            if available(self.host, self.parts[2]):
+                return SimEthtool(self.host)
             raise Unsupported(f"{self.id}: netlink knobs act on the running kernel, not on --root {self.host.root}")
         from ..nl.ethtool import Ethtool  # imports pyroute2 (~0.1 s) only when a netlink knob is used
 
         return Ethtool()
 
-    def read(self) -> str:
+    @staticmethod
+    def _errors() -> tuple[type[Exception], ...]:
         from ..nl.ethtool import EthtoolError
+        from ..sim.ethtool import SimEthtoolError
 
+        return (EthtoolError, SimEthtoolError)
+
+    def read(self) -> str:
         kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
         with self._client() as client:
             try:
                 values = client.get_coalesce(dev) if kind == "coalesce" else client.get_channels(dev)
-            except EthtoolError as err:
+            except self._errors() as err:
                 raise Unsupported(f"{self.id}: {err}") from None
         if field_name not in values:
             raise Unsupported(f"{self.id}: driver of {dev} does not report {kind} {field_name}")
         return str(values[field_name])
 
     def write(self, value: str) -> None:
-        from ..nl.ethtool import EthtoolError
-
         kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
         with self._client() as client:
             try:
@@ -215,7 +223,7 @@ class EthtoolKnob(Knob):
                     client.set_coalesce(dev, {field_name: int(value)})
                 else:
                     client.set_channels(dev, {field_name: int(value)})
-            except EthtoolError as err:
+            except self._errors() as err:
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:
@@ -224,7 +232,7 @@ class EthtoolKnob(Knob):
         number = int(value)
         if number >= 1 << 32 or (self.meta["field"].startswith("use_") and number > 1):
             raise KnobError(f"{self.id}: {number} is out of range")
-        if self.meta["kind"] == "channels" and self.host.root == "/":
+        if self.meta["kind"] == "channels":
             limit = self._channel_limit()
             if limit is not None and number > limit:
                 raise KnobError(f"{self.id}: {number} is above the driver's maximum of {limit}")
@@ -232,12 +240,10 @@ class EthtoolKnob(Knob):
 
     def _channel_limit(self) -> int | None:
         """The driver's reported maximum for this channel kind (None when it cannot be read)."""
-        from ..nl.ethtool import EthtoolError
-
         try:
             with self._client() as client:
                 values = client.get_channels(self.parts[2])
-        except (EthtoolError, Unsupported, OSError):
+        except (*self._errors(), Unsupported, OSError):
             return None
         return values.get(self.meta["field"].replace("_count", "_max"))
 

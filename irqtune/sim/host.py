@@ -8,12 +8,14 @@ the cross-NUMA cost when a queue's IRQ lands on a CPU away from its NIC.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import uuid
 from dataclasses import dataclass, field
 
 from ..parse.common import CpuListError, format_cpulist, parse_cpulist
+from .ethtool import default_state
 from .model import nic_queue
 from .scenario import PhaseSpec, Scenario
 
@@ -127,6 +129,8 @@ class SimHost:
             for q in range(nic.queues):
                 self._write(f"{netdir}/queues/rx-{q}/rps_cpus", "0\n")
                 self._write(f"{netdir}/queues/tx-{q}/xps_cpus", "0\n")
+            state = default_state(nic.queues, nic.rx_usecs, nic.rx_frames)
+            self._write(f"{netdir}/irqtune-sim/ethtool.json", json.dumps(state, indent=1, sort_keys=True))
         for n, nvme in enumerate(self.sc.nvmes):
             bdf = f"0000:{0x01 + n:02x}:00.0"
             self._pci(bdf, nvme.node, [e.irq for e in self.irqs if e.device == nvme.name], "nvme")
@@ -160,6 +164,17 @@ class SimHost:
             if spec.name == device:
                 return spec.node
         return 0
+
+    def coalescing(self, nic) -> tuple[int, int]:
+        """rx-usecs (quantised like the device) and rx-frames in force, as the agent last set them."""
+        path = os.path.join(self.root, "sys/class/net", nic.name, "irqtune-sim", "ethtool.json")
+        try:
+            with open(path, encoding="ascii") as f:
+                coalesce = json.load(f)["coalesce"]
+        except (OSError, ValueError, KeyError):
+            coalesce = {"rx_usecs": nic.rx_usecs, "rx_max_frames": nic.rx_frames}
+        quantum = max(nic.usecs_quantum, 1)
+        return round(coalesce["rx_usecs"] / quantum) * quantum, coalesce["rx_max_frames"]
 
     def effective_cpu(self, entry: SimIrq) -> int:
         """The kernel delivers to one CPU of the requested set: the first online one."""
@@ -210,12 +225,12 @@ class SimHost:
         busy = [0.0] * len(self.cpus)
         for nic in self.sc.nics:
             rate = phase.rate_pps / nic.queues if phase.nic == nic.name else 0.0
+            usecs, frames = self.coalescing(nic)
             for entry in (e for e in self.irqs if e.device == nic.name):
                 cpu = self.effective_cpu(entry)
                 remote = cpu not in self.nodes.get(nic.node, self.cpus)
-                usecs = round(nic.rx_usecs / max(nic.usecs_quantum, 1)) * max(nic.usecs_quantum, 1)
                 result = nic_queue(rate, nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0),
-                                   nic.irq_cost_us * 1e-6, usecs * 1e-6, nic.rx_frames)  # fmt: skip
+                                   nic.irq_cost_us * 1e-6, usecs * 1e-6, frames)  # fmt: skip
                 noise = 1.0 + self.rng.uniform(-0.02, 0.02)
                 irqs = int(result.irq_rate * seconds * noise)
                 entry.counts[self.cpus.index(cpu)] += irqs

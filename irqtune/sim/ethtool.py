@@ -1,0 +1,86 @@
+"""The simulated driver's side of ethtool: the same get/set interface as `irqtune.nl.ethtool.Ethtool`.
+
+On a simulated root each NIC keeps its coalescing and channel settings, and the driver's
+limits, in `sys/class/net/DEV/irqtune-sim/ethtool.json`; knobs read and write it through
+the rooted host layer, and the simulated host reads it every step. A value the driver
+would refuse raises the same EthtoolError (EINVAL, EOPNOTSUPP) the netlink client raises.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+
+from ..host import Host
+from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
+
+STATE_FILE = ("irqtune-sim", "ethtool.json")
+
+
+class SimEthtoolError(RuntimeError):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+def default_state(queues: int, rx_usecs: int, rx_frames: int) -> dict:
+    return {
+        "coalesce": {"rx_usecs": rx_usecs, "rx_max_frames": rx_frames, "tx_usecs": 16, "tx_max_frames": 32,
+                     "use_adaptive_rx": 0, "use_adaptive_tx": 0},
+        "coalesce_max": {"rx_usecs": 8192, "rx_max_frames": 4096, "tx_usecs": 8192, "tx_max_frames": 4096,
+                         "use_adaptive_rx": 1, "use_adaptive_tx": 1},
+        "channels": {"combined_max": queues, "combined_count": queues},
+    }  # fmt: skip
+
+
+def available(host: Host, dev: str) -> bool:
+    return host.has(host.sys(), "class", "net", dev, *STATE_FILE)
+
+
+class SimEthtool:
+    """Same methods as nl.ethtool.Ethtool, backed by the simulated device's state file."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+
+    def __enter__(self) -> SimEthtool:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def _load(self, dev: str) -> dict:
+        text = self.host.text("sys", "class", "net", dev, *STATE_FILE)
+        if text is None:
+            raise SimEthtoolError(f"{dev}: no such simulated device", errno.ENODEV)
+        return json.loads(text)
+
+    def _save(self, dev: str, state: dict) -> None:
+        self.host.write(self.host.sys("class", "net", dev, *STATE_FILE), json.dumps(state, indent=1, sort_keys=True))
+
+    def get_coalesce(self, dev: str) -> dict[str, int]:
+        return dict(self._load(dev)["coalesce"])
+
+    def set_coalesce(self, dev: str, values: dict[str, int]) -> None:
+        state = self._load(dev)
+        for name, value in values.items():
+            if name not in COALESCE_SETTABLE or name not in state["coalesce"]:
+                raise SimEthtoolError(f"{dev}: coalesce {name} not supported by this driver", errno.EOPNOTSUPP)
+            if not 0 <= value <= state["coalesce_max"].get(name, (1 << 32) - 1):
+                raise SimEthtoolError(f"{dev}: coalesce {name}={value} out of range", errno.EINVAL)
+            state["coalesce"][name] = value
+        self._save(dev, state)
+
+    def get_channels(self, dev: str) -> dict[str, int]:
+        return dict(self._load(dev)["channels"])
+
+    def set_channels(self, dev: str, values: dict[str, int]) -> None:
+        state = self._load(dev)
+        for name, value in values.items():
+            limit = state["channels"].get(name.replace("_count", "_max"))
+            if name not in CHANNELS_SETTABLE or limit is None:
+                raise SimEthtoolError(f"{dev}: channels {name} not supported by this driver", errno.EOPNOTSUPP)
+            if not 1 <= value <= limit:
+                raise SimEthtoolError(f"{dev}: channels {name}={value} outside 1..{limit}", errno.EINVAL)
+            state["channels"][name] = value
+        self._save(dev, state)
