@@ -21,6 +21,7 @@ from .probe.runner import EbpfUnavailable, jsonable
 from .probe.text import render_probes
 from .probe.window import run_window
 from .render import Style, render_status, table
+from .sim.kernel import SimulatedKernel
 from .sim.run import run_scenario
 from .sim.run import to_json as results_json
 from .sim.scenario import ScenarioError, load_scenario
@@ -105,7 +106,7 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2), format="irqtune: %(levelname)s: %(message)s", stream=sys.stderr
     )
-    host = Host(root)
+    host = SimulatedKernel.for_root(root) or Host(root)
     ctx.obj = Ctx(host=host, state_dir=state_dir or default_state_dir(host))
 
 

@@ -120,3 +120,18 @@ def test_coalescing_through_the_knob_reaches_the_simulated_driver(sim, tmp_path)
     assert code == 1 and "above the driver's maximum of 4" in err
     assert invoke("--root", sim.root, "--state-dir", state, "restore")[0] == 0
     assert invoke("--root", sim.root, "get", "net/eth1/coalesce/rx-usecs")[1].strip() == "8"
+
+
+@pytest.mark.parametrize(("kernel", "errno_name"), [("6.18", "EPERM"), ("6.6", "EIO")])
+def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kernel, errno_name):
+    sim = SimHost(load_scenario("s.toml", SCENARIO.replace("[host]", f'[host]\nkernel = "{kernel}"')),
+                  str(tmp_path / "tree"))  # fmt: skip
+    irq = next(e.irq for e in sim.irqs if e.device == "nvme0" and e.queue == 1)
+    state = str(tmp_path / "s")
+    code, out, _ = invoke("--root", sim.root, "--state-dir", state, "set", f"irq/{irq}/affinity", "5")
+    assert code == 3 and f"({errno_name})" in out
+    code, out, _ = invoke("--root", sim.root, "--state-dir", state, "status", "-i", "0", "--json")
+    entry = next(e for d in json.loads(out)["devices"] for e in d["irqs"] if e["irq"] == irq)
+    assert (entry["managed"], entry["managed_source"]) == ("yes", "learned")
+    code, _, err = invoke("--root", sim.root, "--state-dir", state, "set", "irq/100/affinity", "5", "--allow-isolated")
+    assert code == 0, err

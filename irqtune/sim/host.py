@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 from ..parse.common import CpuListError, format_cpulist, parse_cpulist
 from .ethtool import default_state
+from .kernel import write_rules
 from .model import nic_queue
 from .scenario import PhaseSpec, Scenario
 
@@ -73,6 +74,8 @@ class SimHost:
         self.ticks = [[0, 0] for _ in range(ncpu)]  # irq, softirq (USER_HZ)
         self.clock = 0.0
         self._render_static()
+        managed = [e.irq for e in self.irqs if e.managed]
+        write_rules(root, scenario.host.kernel, managed, self.cpus)
         self.render()
 
     # -- the tree ------------------------------------------------------------

@@ -1,0 +1,63 @@
+"""The simulated kernel's rules for writes under a simulated root.
+
+A plain directory cannot refuse a write, but a kernel does: affinity writes to managed
+IRQs fail with EIO before Linux 6.12 and EPERM since, and CPUs that are not online are
+EINVAL. The simulated host records its rules in `ROOT/.irqtune-sim.json`; commands
+opened on such a root get a `SimulatedKernel` host whose writes obey them, so the knob
+layer meets the same errors as on a real kernel.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+from dataclasses import dataclass, field
+
+from ..host import Host
+from ..parse.common import CpuListError, parse_cpulist
+
+RULES_FILE = ".irqtune-sim.json"
+_AFFINITY = re.compile(r"/proc/irq/(\d+)/smp_affinity(_list)?\Z")
+
+
+def managed_errno(kernel: str) -> int:
+    """EIO up to 6.11, EPERM from 6.12 (genirq/proc: Change the return value for set affinity permission error)."""
+    parts = [int(p) for p in re.findall(r"\d+", kernel)[:2]] + [0, 0]
+    return errno.EPERM if (parts[0], parts[1]) >= (6, 12) else errno.EIO
+
+
+def write_rules(root: str, kernel: str, managed_irqs: list[int], online: list[int]) -> None:
+    rules = {"kernel": kernel, "managed_irqs": managed_irqs, "online": online}
+    with open(os.path.join(root, RULES_FILE), "w", encoding="utf-8") as f:
+        json.dump(rules, f, indent=1)
+
+
+@dataclass
+class SimulatedKernel(Host):
+    rules: dict = field(default_factory=dict)
+
+    @classmethod
+    def for_root(cls, root: str) -> SimulatedKernel | None:
+        """The simulated kernel of a root the simulator made, or None for any other root."""
+        path = os.path.join(root, RULES_FILE)
+        if root == "/" or not os.path.isfile(path):
+            return None
+        with open(path, encoding="utf-8") as f:
+            return cls(root, rules=json.load(f))
+
+    def write(self, path: str, text: str) -> None:
+        shown = self.display(os.path.realpath(path))
+        match = _AFFINITY.match(shown)
+        if match:
+            if int(match.group(1)) in self.rules.get("managed_irqs", []):
+                code = managed_errno(self.rules.get("kernel", "6.18"))
+                raise OSError(code, os.strerror(code), path)
+            try:
+                cpus = parse_cpulist(text) if match.group(2) else []
+            except CpuListError:
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path) from None
+            if any(cpu not in self.rules.get("online", []) for cpu in cpus):
+                raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
+        super().write(path, text)
