@@ -61,3 +61,20 @@ def test_event_simulation_is_reproducible_and_gives_percentiles():
     assert a == simulate_queue(100e3, S, H, 16e-6, 32, packets=50_000, seed=3)
     assert a != simulate_queue(100e3, S, H, 16e-6, 32, packets=50_000, seed=4)
     assert a.p50 <= a.mean_latency * 1.5 and a.p50 < a.p99 < a.p999
+
+
+RESTART_GRID = [
+    (rate, usecs, frames)
+    for rate in (20e3, 100e3, 300e3, 600e3)
+    for usecs, frames in ((8e-6, 32), (32e-6, 64), (16e-6, 8), (50e-6, 16), (4e-6, 0), (2e-6, 4), (64e-6, 0))
+    if frames or rate * usecs <= 2  # no frame cap and λU > 2: windows of e^{λU}/λ, beyond any finite sample
+]
+
+
+@pytest.mark.parametrize(("rate", "usecs", "frames"), RESTART_GRID, ids=lambda v: f"{v:g}")
+def test_timer_restart_flavour_matches_event_simulation(rate, usecs, frames):
+    model = nic_queue(rate, S, H, usecs, frames, "timer-restart")
+    sim = simulate_queue(rate, S, H, usecs, frames, packets=200_000, seed=11, flavour="timer-restart")
+    assert model.irq_rate == pytest.approx(sim.irq_rate, rel=0.02)
+    assert model.cpu == pytest.approx(sim.cpu, rel=0.02)
+    assert model.mean_latency == pytest.approx(sim.mean_latency, rel=0.05)

@@ -24,7 +24,14 @@ class EventResult:
 
 
 def simulate_queue(
-    rate: float, service: float, irq_cost: float, usecs: float, frames: int, packets: int = 200_000, seed: int = 1
+    rate: float,
+    service: float,
+    irq_cost: float,
+    usecs: float,
+    frames: int,
+    packets: int = 200_000,
+    seed: int = 1,
+    flavour: str = "timer-from-first",
 ) -> EventResult:
     rng = random.Random(seed)
     arrivals = []
@@ -41,6 +48,14 @@ def simulate_queue(
         first = max(arrivals[i], free_at)  # the first packet after re-arm opens the window
         if frames == 1 or usecs <= 0:
             fire = first
+        elif flavour == "timer-restart":  # every packet restarts the timer; the F-th packet fires at once
+            last, count, j, fire = first, 1, i + 1, None
+            while j < packets and arrivals[j] - last <= usecs:
+                last, count, j = arrivals[j], count + 1, j + 1
+                if frames and count == frames:
+                    fire = last
+                    break
+            fire = last + usecs if fire is None else fire
         else:
             fire = first + usecs
             if frames > 1 and i + frames - 1 < packets and arrivals[i + frames - 1] < fire:

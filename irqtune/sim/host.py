@@ -233,7 +233,7 @@ class SimHost:
                 cpu = self.effective_cpu(entry)
                 remote = cpu not in self.nodes.get(nic.node, self.cpus)
                 result = nic_queue(rate, nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0),
-                                   nic.irq_cost_us * 1e-6, usecs * 1e-6, frames)  # fmt: skip
+                                   nic.irq_cost_us * 1e-6, usecs * 1e-6, frames, nic.flavour)  # fmt: skip
                 noise = 1.0 + self.rng.uniform(-0.02, 0.02)
                 irqs = int(result.irq_rate * seconds * noise)
                 entry.counts[self.cpus.index(cpu)] += irqs

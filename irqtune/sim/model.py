@@ -40,16 +40,22 @@ def _poisson_pmf_terms(mean: float, upto: int) -> list[float]:
     return [math.exp(-mean + j * log_mean - math.lgamma(j + 1)) for j in range(upto + 1)]
 
 
-def nic_queue(rate: float, service: float, irq_cost: float, usecs: float, frames: int) -> QueueResult:
+def nic_queue(
+    rate: float, service: float, irq_cost: float, usecs: float, frames: int, flavour: str = "timer-from-first"
+) -> QueueResult:
     """One RX queue at `rate` packets/s, `service` s per packet, `irq_cost` s per interrupt,
-    coalescing rx-usecs `usecs` (seconds) and rx-frames `frames` (0 = no frame limit)."""
+    coalescing rx-usecs `usecs` (seconds) and rx-frames `frames` (0 = no frame limit).
+
+    `flavour`: "timer-from-first" (the window starts at the first packet, mlx5 EQE mode) or
+    "timer-restart" (every packet restarts it, CQE mode: fire after a gap longer than U)."""
     if rate <= 0:
         return QueueResult(0.0, 0.0, 0.0, 0.0, 0.0)
     rho = rate * service
     if rho >= 1.0:
         return QueueResult(0.0, math.inf, 1.0, math.inf, 1.0 / service, overloaded=True)
     lam, s, h = rate, service, irq_cost
-    e_delta, e_wait_area, e_m, e_m2 = _window(lam, usecs, frames)
+    window = _restart_window if flavour == "timer-restart" else _window
+    e_delta, e_wait_area, e_m, e_m2 = window(lam, usecs, frames)
     e_n0, e_n02 = 1.0 + e_m, 1.0 + 2 * e_m + e_m2
     busy = (h + e_n0 * s) / (1.0 - rho)
     cycle = 1.0 / lam + e_delta + busy
@@ -76,6 +82,32 @@ def _window(lam: float, usecs: float, frames: int) -> tuple[float, float, float,
     e_m2 = sum(k * k * pmf[k] for k in range(cap)) + cap * cap * sf[cap - 1] if cap > 0 else 0.0
     area = sum(j * sf[j] for j in range(1, cap)) / lam
     return e_m / lam, area, e_m, e_m2
+
+
+def _restart_window(lam: float, usecs: float, frames: int) -> tuple[float, float, float, float]:
+    """TIMER_RESTART: the window grows by every gap shorter than U and ends U after the last packet,
+    or at the F-th packet. K, the packets that join, is geometric with q = e^{-λU}, capped at F-1;
+    each joining gap has mean g = E[X | X ≤ U] = 1/λ - U q/(1-q)."""
+    if frames == 1 or usecs <= 0:
+        return 0.0, 0.0, 0.0, 0.0
+    q = math.exp(-lam * usecs)
+    if q >= 1.0:
+        return usecs, 0.0, 0.0, 0.0
+    g = 1.0 / lam - usecs * q / (1.0 - q)
+    if frames == 0:  # no cap: K ~ Geometric, every window ends by the timer
+        e_k = (1 - q) / q
+        e_k2 = e_k + 2 * ((1 - q) / q) ** 2  # E[K²] = E[K] + E[K(K-1)]
+        timeout, e_k_timeout = 1.0, e_k
+    else:
+        cap = frames - 1
+        probs = [(1 - q) ** k * q for k in range(cap)] + [(1 - q) ** cap]
+        e_k = sum(k * p for k, p in enumerate(probs))
+        e_k2 = sum(k * k * p for k, p in enumerate(probs))
+        timeout = sum(probs[:cap])
+        e_k_timeout = sum(k * p for k, p in enumerate(probs[:cap]))
+    e_delta = e_k * g + usecs * timeout
+    area = g * (e_k2 - e_k) / 2 + usecs * e_k_timeout  # each joiner waits the later gaps, and U if timed out
+    return e_delta, area, e_k, e_k2
 
 
 def _mean_latency(lam: float, s: float, h: float, e_delta: float, area: float, e_n0: float, e_n02: float) -> float:

@@ -1,7 +1,7 @@
 """Scenario files (TOML): the simulated host, its devices and the workload over time.
 
     [host]                       cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18"
-    [[nic]]                      name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
+    [[nic]]                      name, queues, node, flavour (timer-from-first | timer-restart),
                                  rx_usecs, rx_frames, usecs_quantum, ring, irq_cost_us, service_us
     [[nvme]]                     name, queues, node, media (optane | nand)
     [[phase]]                    name, seconds, and per device: nic = "eth1", rate_pps = 200000 (all queues),
@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 
 from ..parse.common import CpuListError, parse_cpulist
 
-FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
+FLAVOURS = ("timer-from-first", "timer-restart")  # min-gap (Intel ITR) is not modelled yet
 MEDIA = ("optane", "nand")
 ARRIVALS = ("poisson", "bursty")
 
