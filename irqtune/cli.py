@@ -262,8 +262,12 @@ def simulate(scenario: str, seed: int, tree: str | None, as_json: bool) -> None:
     if as_json:
         _dump({**results_json(results, seed), "tree": directory})
         return
-    rows = [(r.name, r.seconds, r.offered_pps, r.delivered_pps, r.irq_rate, r.cpu, r.mean_latency_us) for r in results]
-    click.echo("\n".join(table(("PHASE", "SECONDS", "OFFERED/s", "DELIVERED/s", "IRQ/s", "CPU", "MEAN-us"), rows)))
+    rows = [
+        (r.name, r.seconds, r.offered_pps, r.delivered_pps, r.irq_rate, r.cpu, r.mean_latency_us, r.p99_us, r.p999_us)
+        for r in results
+    ]
+    header = ("PHASE", "SECONDS", "OFFERED/s", "DELIVERED/s", "IRQ/s", "CPU", "MEAN-us", "P99-us", "P99.9-us")
+    click.echo("\n".join(table(header, rows)))
     click.echo(f"tree: {directory}")
 
 

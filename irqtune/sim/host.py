@@ -179,6 +179,11 @@ class SimHost:
         quantum = max(nic.usecs_quantum, 1)
         return round(coalesce["rx_usecs"] / quantum) * quantum, coalesce["rx_max_frames"]
 
+    def service_time(self, nic, entry: SimIrq) -> float:
+        """Per-packet cost in seconds, higher when the queue's IRQ CPU is away from the NIC's node."""
+        remote = self.effective_cpu(entry) not in self.nodes.get(nic.node, self.cpus)
+        return nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0)
+
     def effective_cpu(self, entry: SimIrq) -> int:
         """The kernel delivers to one CPU of the requested set: the first online one."""
         try:
@@ -231,9 +236,8 @@ class SimHost:
             usecs, frames = self.coalescing(nic)
             for entry in (e for e in self.irqs if e.device == nic.name):
                 cpu = self.effective_cpu(entry)
-                remote = cpu not in self.nodes.get(nic.node, self.cpus)
-                result = nic_queue(rate, nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0),
-                                   nic.irq_cost_us * 1e-6, usecs * 1e-6, frames, nic.flavour)  # fmt: skip
+                result = nic_queue(rate, self.service_time(nic, entry), nic.irq_cost_us * 1e-6, usecs * 1e-6,
+                                   frames, nic.flavour)  # fmt: skip
                 noise = 1.0 + self.rng.uniform(-0.02, 0.02)
                 irqs = int(result.irq_rate * seconds * noise)
                 entry.counts[self.cpus.index(cpu)] += irqs
