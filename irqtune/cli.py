@@ -24,7 +24,7 @@ from .render import Style, render_status, table
 from .sim.kernel import SimulatedKernel
 from .sim.run import run_scenario
 from .sim.run import to_json as results_json
-from .sim.scenario import ScenarioError, load_scenario
+from .sim.scenario import ScenarioError, load_scenario, resolve
 from .state import default_state_dir
 from .status import build_report, collect
 
@@ -240,7 +240,7 @@ def nvme(obj: Ctx, as_json: bool) -> None:
 
 
 @main.command(epilog=EXIT_CODES_HELP)
-@click.argument("scenario", type=click.Path(exists=True, dir_okay=False))
+@click.argument("scenario")
 @click.option(
     "--seed", type=int, default=1, show_default=True, help="Seed for the model's noise: same seed, same result."
 )
@@ -248,13 +248,14 @@ def nvme(obj: Ctx, as_json: bool) -> None:
               "(point irqtune --root at it). Default: a temporary directory.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
 def simulate(scenario: str, seed: int, tree: str | None, as_json: bool) -> None:
-    """Run a SCENARIO file (TOML) on simulated hardware and simulated time; summarise each phase.
+    """Run a SCENARIO (a TOML file, or a library name) on simulated hardware and time.
 
-    See irqtune.sim.scenario for the format. An error in the file is refused with the
-    file, line and key.
+    Library: idle-server, steady-rx, line-rate-small, load-step, receive-overload,
+    isolated-mixed (irqtune/sim/scenarios). See irqtune.sim.scenario for the format; an
+    error in the file is refused with the file, line and key.
     """
     try:
-        spec = load_scenario(scenario)
+        spec = load_scenario(resolve(scenario))
     except ScenarioError as err:
         raise click.ClickException(str(err)) from None
     directory = tree or tempfile.mkdtemp(prefix="irqtune-sim-")

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from irqtune.cli import main
 from irqtune.sim.host import SimHost
-from irqtune.sim.scenario import ScenarioError, load_scenario
+from irqtune.sim.scenario import ScenarioError, library, load_scenario
 
 SCENARIO = """
 [host]
@@ -135,3 +135,28 @@ def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kern
     assert (entry["managed"], entry["managed_source"]) == ("yes", "learned")
     code, _, err = invoke("--root", sim.root, "--state-dir", state, "set", "irq/100/affinity", "5", "--allow-isolated")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("name", sorted(library()))
+def test_every_library_scenario_runs_and_reproduces(tmp_path, name):
+    runs = [json.loads(invoke("simulate", name, "--seed", "9", "--json", "--tree", str(tmp_path / f"t{i}"))[1])
+            for i in range(2)]  # fmt: skip
+    assert runs[0]["phases"] == runs[1]["phases"]
+    for phase in runs[0]["phases"]:
+        assert phase["delivered_pps"] + phase["dropped_pps"] == pytest.approx(phase["offered_pps"])
+        if phase["dropped_pps"] == 0:
+            assert phase["irq_rate"] > 0 and 0 < phase["mean_latency_us"] <= phase["p999_us"] * 1.5
+
+
+def test_overload_drops_what_the_cpus_cannot_process_and_spreading_helps(tmp_path):
+    scenario = load_scenario(library()["receive-overload"])
+    sim = SimHost(scenario, str(tmp_path / "tree"))
+    phase = scenario.phases[0]
+    before = sim.step(1.0, phase)  # both queues on CPU 0: one CPU at 1 us per packet
+    assert sum(q.delivered for q in before) == pytest.approx(1_000_000) and all(q.irq_rate == 0 for q in before)
+    snap = json.loads(invoke("--root", sim.root, "snapshot", "--json")[1])
+    assert sum(r["dropped"] for r in snap["softnet"]["rows"]) == pytest.approx(1_400_000, rel=0.01)
+    code, _, err = invoke("--root", sim.root, "--state-dir", str(tmp_path / "s"), "set", "irq/101/affinity", "1")
+    assert code == 0, err
+    after = sim.step(1.0, phase)  # one queue per CPU: each still above its 1 Mpps
+    assert sum(q.delivered for q in after) == pytest.approx(2_000_000)

@@ -44,10 +44,11 @@ class QueueStep:
     device: str
     queue: int
     cpu: int
-    rate: float
+    rate: float  # offered packets/s
     irq_rate: float
     cpu_used: float
     latency: float
+    delivered: float = 0.0  # packets/s processed; the rest is dropped at the ring
 
 
 class SimHost:
@@ -228,25 +229,39 @@ class SimHost:
 
     # -- time ------------------------------------------------------------------
     def step(self, seconds: float, phase: PhaseSpec) -> list[QueueStep]:
-        """Advance simulated time; returns what every NIC queue did."""
+        """Advance simulated time; returns what every NIC queue did.
+
+        Queues are modelled one by one, then share their IRQ CPU: when the queues on one CPU
+        need more than the whole CPU, each gets its share, its NAPI never completes (no
+        interrupts, latency unbounded) and the rest of its packets are dropped.
+        """
         out: list[QueueStep] = []
-        busy = [0.0] * len(self.cpus)
         for nic in self.sc.nics:
             rate = phase.rate_pps / nic.queues if phase.nic == nic.name else 0.0
             usecs, frames = self.coalescing(nic)
             for entry in (e for e in self.irqs if e.device == nic.name):
                 cpu = self.effective_cpu(entry)
-                result = nic_queue(rate, self.service_time(nic, entry), nic.irq_cost_us * 1e-6, usecs * 1e-6,
-                                   frames, nic.flavour)  # fmt: skip
-                noise = 1.0 + self.rng.uniform(-0.02, 0.02)
-                irqs = int(result.irq_rate * seconds * noise)
-                entry.counts[self.cpus.index(cpu)] += irqs
-                self.softirqs["NET_RX"][self.cpus.index(cpu)] += irqs
-                self.softnet[self.cpus.index(cpu)][0] += int(result.delivered * seconds)
-                busy[self.cpus.index(cpu)] += min(result.cpu, 1.0)
-                out.append(
-                    QueueStep(nic.name, entry.queue, cpu, rate, result.irq_rate, result.cpu, result.mean_latency)
-                )
+                r = nic_queue(rate, self.service_time(nic, entry), nic.irq_cost_us * 1e-6, usecs * 1e-6,
+                              frames, nic.flavour)  # fmt: skip
+                out.append(QueueStep(nic.name, entry.queue, cpu, rate, r.irq_rate, r.cpu, r.mean_latency,
+                                     min(rate, r.delivered)))  # fmt: skip
+        demand = [0.0] * len(self.cpus)
+        for q in out:
+            demand[self.cpus.index(q.cpu)] += q.cpu_used
+        busy = [0.0] * len(self.cpus)
+        entries = {(e.device, e.queue): e for e in self.irqs}
+        for i, q in enumerate(out):
+            index = self.cpus.index(q.cpu)
+            if demand[index] > 1.0:  # the CPU is saturated: share it, no re-arm, drops
+                share = q.cpu_used / demand[index]
+                q = out[i] = QueueStep(q.device, q.queue, q.cpu, q.rate, 0.0, share, float("inf"),
+                                       q.delivered * min(1.0, share / max(q.cpu_used, 1e-12)))  # fmt: skip
+            irqs = int(q.irq_rate * seconds * (1.0 + self.rng.uniform(-0.02, 0.02)))
+            entries[(q.device, q.queue)].counts[index] += irqs
+            self.softirqs["NET_RX"][index] += max(irqs, int(q.delivered * seconds / 300))  # budget rounds if polling
+            self.softnet[index][0] += int(q.delivered * seconds)
+            self.softnet[index][1] += int((q.rate - q.delivered) * seconds)  # dropped at the backlog/ring
+            busy[index] += min(q.cpu_used, 1.0)
         for i, used in enumerate(busy):
             self.loc[i] += int(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05))
             self.softirqs["TIMER"][i] += int(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05))

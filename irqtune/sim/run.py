@@ -20,6 +20,7 @@ class PhaseResult:
     seconds: float
     offered_pps: float
     delivered_pps: float
+    dropped_pps: float
     irq_rate: float
     cpu: float  # CPUs used by interrupt handling (sum over queues)
     mean_latency_us: float  # packet-weighted over queues
@@ -41,7 +42,7 @@ def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0
         total = sum(dt for dt, _ in steps)
         tail = _percentiles(host, scenario, phase, seed + len(results))
         queues = [(dt, q) for dt, qs in steps for q in qs]
-        delivered = sum(dt * q.rate for dt, q in queues) / total
+        delivered = sum(dt * q.delivered for dt, q in queues) / total
         weight = sum(dt * q.rate for dt, q in queues) or 1.0
         results.append(
             PhaseResult(
@@ -49,6 +50,7 @@ def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0
                 seconds=total,
                 offered_pps=phase.rate_pps,
                 delivered_pps=delivered,
+                dropped_pps=max(0.0, phase.rate_pps - delivered),
                 irq_rate=sum(dt * q.irq_rate for dt, q in queues) / total,
                 cpu=sum(dt * q.cpu_used for dt, q in queues) / total,
                 mean_latency_us=sum(dt * q.rate * q.latency for dt, q in queues) / weight * 1e6,

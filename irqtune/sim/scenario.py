@@ -13,6 +13,7 @@ queue or CPU that does not exist.
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field, fields
@@ -22,6 +23,25 @@ from ..parse.common import CpuListError, parse_cpulist
 FLAVOURS = ("timer-from-first", "timer-restart")  # min-gap (Intel ITR) is not modelled yet
 MEDIA = ("optane", "nand")
 ARRIVALS = ("poisson", "bursty")
+
+
+LIBRARY = os.path.join(os.path.dirname(__file__), "scenarios")
+
+
+def library() -> dict[str, str]:
+    """The scenarios shipped with irqtune: name -> path."""
+    return {name[: -len(".toml")]: os.path.join(LIBRARY, name) for name in sorted(os.listdir(LIBRARY))
+            if name.endswith(".toml")}  # fmt: skip
+
+
+def resolve(name_or_path: str) -> str:
+    """A scenario file path, or the name of one in the library."""
+    if os.path.exists(name_or_path):
+        return name_or_path
+    shipped = library()
+    if name_or_path in shipped:
+        return shipped[name_or_path]
+    raise ScenarioError(f"{name_or_path}: no such file, and not a library scenario ({', '.join(shipped)})")
 
 
 class ScenarioError(ValueError):
