@@ -91,6 +91,8 @@ def test_simulate_is_reproducible_with_a_seed(tmp_path):
         ("rate_pps = 400000", "rate_pps = -1", "s.toml:21: phase[0].rate_pps: must not be negative"),
         ('isolated = "6-7"', 'isolated = "6-12"', "s.toml:5: host.isolated: CPU 8 does not exist"),
         ("queues = 4\nmedia", "queues = 9\nmedia", "s.toml:14: nvme[0].queues: 9 queues"),
+        ("rate_pps = 400000", 'rate_pps = 400000\narrivals = "bursty"', "s.toml:22: phase[0].arrivals: expected one"),
+        ("node = 1", "node = 1\nring = 512", "s.toml:11: nic[0].ring: unknown key"),  # not modelled: refused
     ],
 )
 def test_scenario_errors_name_the_key_and_line(tmp_path, old, new, message):

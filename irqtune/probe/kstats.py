@@ -54,7 +54,7 @@ def prog_ids() -> list[int]:
         attr = (u32 * 16)(current)
         try:
             _bpf(BPF_PROG_GET_NEXT_ID, attr)
-        except OSError:
+        except OSError:  # ENOENT after the last program (EPERM without root: no programs visible)
             return ids
         current = attr[1]
         ids.append(current)

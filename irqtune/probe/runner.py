@@ -70,8 +70,8 @@ def probe_context(host: Host) -> dict[str, Any]:
     possible = host.text("sys", "devices", "system", "cpu", "possible") or "0"
     try:
         cpus = parse_cpulist(possible) or [0]
-    except CpuListError:
-        cpus = [os.cpu_count() or 1]
+    except CpuListError:  # unreadable possible-CPU list: size the maps for this process's view instead
+        cpus = list(range(os.cpu_count() or 1))
     max_cpus = max(cpus) + 1
     irq_dirs = [int(n) for n in host.entries(host.proc(), "irq") if n.isdigit()]
     max_irq = 256

@@ -8,9 +8,8 @@ wait means softirq work was deferred (to ksoftirqd, or behind other vectors).
 
 from __future__ import annotations
 
+from ..parse.softirqs import VECTORS  # vector numbers are positions in the kernel's softirq_to_name
 from .base import C_COMMON, Histogram, ProbeSpec
-
-VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU")
 
 C_SOURCE = r"""
 #define NR_VEC 10

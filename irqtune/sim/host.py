@@ -14,7 +14,8 @@ import random
 import uuid
 from dataclasses import dataclass, field
 
-from ..parse.common import CpuListError, format_cpulist, parse_cpulist
+from ..parse.common import U32, CpuListError, format_cpulist, parse_cpulist
+from ..parse.softirqs import VECTORS
 from .ethtool import default_state
 from .kernel import write_rules
 from .model import nic_queue
@@ -22,8 +23,6 @@ from .scenario import PhaseSpec, Scenario
 
 IRQ_BASE = 100
 CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (physics.md §7.2)
-VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU")
-U32 = 1 << 32
 
 
 @dataclass
