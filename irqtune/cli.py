@@ -6,12 +6,11 @@ import json
 import logging
 import signal
 import sys
-import tempfile
 from dataclasses import dataclass
 
 import click
 
-from . import __version__, cli_act
+from . import __version__, cli_act, cli_sim
 from .host import Host, PathEscape
 from .measure.nvme import read_nvme
 from .measure.snapshot import take_snapshot, to_json
@@ -22,9 +21,6 @@ from .probe.text import render_probes
 from .probe.window import run_window
 from .render import Style, render_status, table
 from .sim.kernel import SimulatedKernel
-from .sim.run import run_scenario
-from .sim.run import to_json as results_json
-from .sim.scenario import ScenarioError, load_scenario, resolve
 from .state import default_state_dir
 from .status import build_report, collect
 
@@ -239,41 +235,9 @@ def nvme(obj: Ctx, as_json: bool) -> None:
         click.echo(f"note: {note}")
 
 
-@main.command(epilog=EXIT_CODES_HELP)
-@click.argument("scenario")
-@click.option(
-    "--seed", type=int, default=1, show_default=True, help="Seed for the model's noise: same seed, same result."
-)
-@click.option("--tree", type=click.Path(file_okay=False), help="Where to render the simulated /proc and /sys "
-              "(point irqtune --root at it). Default: a temporary directory.")  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-def simulate(scenario: str, seed: int, tree: str | None, as_json: bool) -> None:
-    """Run a SCENARIO (a TOML file, or a library name) on simulated hardware and time.
-
-    Library: idle-server, steady-rx, line-rate-small, load-step, receive-overload,
-    isolated-mixed (irqtune/sim/scenarios). See irqtune.sim.scenario for the format; an
-    error in the file is refused with the file, line and key.
-    """
-    try:
-        spec = load_scenario(resolve(scenario))
-    except ScenarioError as err:
-        raise click.ClickException(str(err)) from None
-    directory = tree or tempfile.mkdtemp(prefix="irqtune-sim-")
-    results = run_scenario(spec, directory, seed=seed)
-    if as_json:
-        _dump({**results_json(results, seed), "tree": directory})
-        return
-    rows = [
-        (r.name, r.seconds, r.offered_pps, r.delivered_pps, r.irq_rate, r.cpu, r.mean_latency_us, r.p99_us, r.p999_us)
-        for r in results
-    ]
-    header = ("PHASE", "SECONDS", "OFFERED/s", "DELIVERED/s", "IRQ/s", "CPU", "MEAN-us", "P99-us", "P99.9-us")
-    click.echo("\n".join(table(header, rows)))
-    click.echo(f"tree: {directory}")
-
-
 cli_act.register(main, Ctx)
 cli_act.register_plan(main, Ctx)
+cli_sim.register(main)
 
 
 class _Terminated(Exception):

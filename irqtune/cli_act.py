@@ -15,14 +15,11 @@ from .act import engine
 from .act.journal import Journal, JournalError
 from .act.knobs import KNOB_FORMS, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from .act.owners import rivals
-from .act.plan import PlanError, Rules, check, load_plan
-from .decide.spread import spread_nic_queues
-from .measure.inventory import build_inventory
-from .measure.snapshot import take_snapshot
+from .act.plan import PlanError, load_plan
+from .decide.placement import placement_plan
 from .measure.topology import read_topology
 from .parse.common import CpuListError, parse_cpulist
-from .parse.interrupts import InterruptTable
-from .state import boot_id, load_learned_managed
+from .state import boot_id
 
 EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 3, 5
 
@@ -132,26 +129,15 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
         banned = frozenset(parse_cpulist(ban_cpus)) if ban_cpus else frozenset()
     except CpuListError as err:
         raise click.BadParameter(str(err), param_hint="--ban-cpus") from None
-    snap = take_snapshot(obj.host)
-    topology = read_topology(obj.host, fallback_online=snap.cpus)
-    learned = load_learned_managed(obj.state_dir, boot_id(obj.host))
-    inventory = build_inventory(obj.host, snap.interrupts or InterruptTable(cpus=[]), snap.affinity, learned)
-    rules = Rules(
-        banned_cpus=banned,
-        isolated_cpus=frozenset(topology.isolated_any),
-        allow_isolated=allow_isolated,
-        excluded_devices=frozenset(exclude),
-        managed_irqs=frozenset(i for i, info in inventory.irqs.items() if info.managed == "yes"),
-        irq_devices={i: info.device for i, info in inventory.irqs.items() if info.device},
-    )
+    decided = None
     if plan_file:
         try:
             decided = load_plan(plan_file)
         except PlanError as err:
             raise click.ClickException(str(err)) from None
-    else:
-        decided = spread_nic_queues(inventory, topology, rules)
-    return check(decided, rules), topology
+    return placement_plan(
+        obj.host, obj.state_dir, decided, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude)
+    )
 
 
 _plan_options = [

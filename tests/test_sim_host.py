@@ -91,8 +91,9 @@ def test_simulate_is_reproducible_with_a_seed(tmp_path):
         ("rate_pps = 400000", "rate_pps = -1", "s.toml:21: phase[0].rate_pps: must not be negative"),
         ('isolated = "6-7"', 'isolated = "6-12"', "s.toml:5: host.isolated: CPU 8 does not exist"),
         ("queues = 4\nmedia", "queues = 9\nmedia", "s.toml:14: nvme[0].queues: 9 queues"),
-        ("rate_pps = 400000", 'rate_pps = 400000\narrivals = "bursty"', "s.toml:22: phase[0].arrivals: expected one"),
-        ("node = 1", "node = 1\nring = 512", "s.toml:11: nic[0].ring: unknown key"),  # not modelled: refused
+        ("rate_pps = 400000", 'rate_pps = 400000\narrivals = "mmpp"', "s.toml:22: phase[0].arrivals: expected one"),
+        ("node = 1", "node = 1\nring = 16", "s.toml:11: nic[0].ring: expected 64..65536 descriptors"),
+        ("node = 1", 'node = 1\ncpus = "0-8"', "s.toml:11: nic[0].cpus: CPU 8 does not exist"),
     ],
 )
 def test_scenario_errors_name_the_key_and_line(tmp_path, old, new, message):
@@ -137,17 +138,6 @@ def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kern
     assert (entry["managed"], entry["managed_source"]) == ("yes", "learned")
     code, _, err = invoke("--root", sim.root, "--state-dir", state, "set", "irq/100/affinity", "5", "--allow-isolated")
     assert code == 0, err
-
-
-@pytest.mark.parametrize("name", sorted(library()))
-def test_every_library_scenario_runs_and_reproduces(tmp_path, name):
-    runs = [json.loads(invoke("simulate", name, "--seed", "9", "--json", "--tree", str(tmp_path / f"t{i}"))[1])
-            for i in range(2)]  # fmt: skip
-    assert runs[0]["phases"] == runs[1]["phases"]
-    for phase in runs[0]["phases"]:
-        assert phase["delivered_pps"] + phase["dropped_pps"] == pytest.approx(phase["offered_pps"])
-        if phase["dropped_pps"] == 0:
-            assert phase["irq_rate"] > 0 and 0 < phase["mean_latency_us"] <= phase["p999_us"] * 1.5
 
 
 def test_overload_drops_what_the_cpus_cannot_process_and_spreading_helps(tmp_path):

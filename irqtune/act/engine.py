@@ -17,7 +17,7 @@ from ..measure.inventory import managed_state
 from ..parse.interrupts import parse_interrupts
 from ..state import boot_id, load_learned_managed, remember_managed
 from .journal import Journal
-from .knobs import IrqAffinityKnob, Knob, KnobError, Unsupported, make_knob, parse_knob_id
+from .knobs import IrqAffinityKnob, Knob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client, parse_knob_id
 
 log = logging.getLogger("irqtune.act")
 
@@ -109,15 +109,13 @@ def _journal_napi_dependents(knob: Knob, journal: Journal, target: str) -> None:
     """A device-wide NAPI write resets every NAPI's own value: journal those first, so restore
     (newest first: the device, then each NAPI) gives every NAPI back its own original."""
     kid = parse_knob_id(knob.id)
-    if kid.kind != "netdev" or kid.name not in DEVICE_WIDE_NAPI or knob.host.root != "/":
+    if kid.kind != "netdev" or kid.name not in DEVICE_WIDE_NAPI:
         return
     ifindex = knob.host.text("sys", "class", "net", kid.device, "ifindex")
     try:
-        from ..nl.netdev import Netdev, NetdevError
-
-        with Netdev() as client:
+        with netdev_client(knob.host, knob.id) as client:
             napis = client.napis(int(ifindex or "-1"))
-    except (ImportError, NetdevError, OSError, ValueError) as err:  # no netdev family: nothing per NAPI to lose
+    except (ImportError, Unsupported, *NapiKnob._errors(), OSError, ValueError) as err:  # nothing per NAPI to lose
         log.debug("%s: per-NAPI values not journaled: %s", knob.id, err)
         return
     setting = DEVICE_WIDE_NAPI[kid.name]

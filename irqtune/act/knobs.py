@@ -255,23 +255,43 @@ class EthtoolKnob(Knob):
         return super().classify(err)
 
 
+def netdev_client(host: Host, knob_id: str):
+    """Netdev netlink on the running kernel; on a simulated root, the simulated kernel's family (same methods)."""
+    if host.root != "/":
+        from ..sim.kernel import SimulatedKernel
+        from ..sim.netdev import SimNetdev
+
+        if isinstance(host, SimulatedKernel):
+            return SimNetdev(host, host.rules.get("kernel", "6.18"))
+        raise Unsupported(f"{knob_id}: netlink knobs act on the running kernel, not on --root {host.root}")
+    from ..nl.netdev import Netdev
+
+    return Netdev()
+
+
 class NapiKnob(Knob):
     """One setting of one NAPI instance over netdev netlink; the instance must belong to DEV."""
 
-    def _values(self) -> dict[str, int]:
-        from ..nl.netdev import Netdev, NetdevError
+    def _client(self):
+        return netdev_client(self.host, self.id)
 
-        if self.host.root != "/":
-            raise Unsupported(f"{self.id}: netlink knobs act on the running kernel, not on --root {self.host.root}")
+    @staticmethod
+    def _errors() -> tuple[type[Exception], ...]:
+        from ..nl.netdev import NetdevError
+        from ..sim.netdev import SimNetdevError
+
+        return (NetdevError, SimNetdevError)
+
+    def _values(self) -> dict[str, int]:
         ifindex = self.host.text("sys", "class", "net", self.meta["dev"], "ifindex")
         if ifindex is None:
             raise Unsupported(f"{self.id}: no device {self.meta['dev']}")
-        with Netdev() as client:
+        with self._client() as client:
             try:
                 values = client.napi(self.meta["napi"])
-            except NetdevError as err:
+            except self._errors() as err:
                 raise Unsupported(f"{self.id}: {err}") from None
-        if str(values.get("ifindex")) != ifindex:
+        if str(values.get("ifindex")) != ifindex.strip():
             raise Unsupported(f"{self.id}: NAPI {self.meta['napi']} does not belong to {self.meta['dev']}")
         return values
 
@@ -282,12 +302,10 @@ class NapiKnob(Knob):
         return str(values[self.meta["field"]])
 
     def write(self, value: str) -> None:
-        from ..nl.netdev import Netdev, NetdevError
-
-        with Netdev() as client:
+        with self._client() as client:
             try:
                 client.set_napi(self.meta["napi"], {self.meta["field"]: int(value)})
-            except NetdevError as err:
+            except self._errors() as err:
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:

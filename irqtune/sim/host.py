@@ -1,44 +1,39 @@
 """A simulated host: renders /proc and /sys in the kernel's formats and reacts to what is written.
 
-The agent reads the tree through `--root` with the same code as a real host; IRQ affinity
-files written by the agent move a queue's interrupts to the new CPU at the next step, and
-per-queue latency, CPU and interrupt rate follow the closed-form model (`model.py`) with
-the cross-NUMA cost when a queue's IRQ lands on a CPU away from its NIC.
+The agent reads the tree through `--root` with the same code as a real host. Every step
+reads back what was written: IRQ affinity moves a queue's interrupts (and its cross-NUMA
+cost), ethtool coalescing and adaptive-rx go to the simulated driver, the NAPI settings
+(per NAPI over the simulated netdev family, or device-wide in sysfs), net.core budgets and
+busy_read change the queue model, and an NVMe device's completion mode (irq, poll, hybrid)
+changes the NVMe model. Queues then share their CPU: when the work on one CPU needs more
+than the CPU, each gets its share, its NAPI never completes and the rest is dropped.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import math
 import random
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
+from functools import lru_cache
 
-from ..parse.common import U32, CpuListError, format_cpulist, parse_cpulist
-from ..parse.softirqs import VECTORS
-from .ethtool import default_state
+from ..parse.common import CpuListError, parse_cpulist
+from .adaptive import AdaptiveQueue
 from .kernel import write_rules
-from .model import nic_queue
-from .scenario import PhaseSpec, Scenario
+from .model import Napi, QueueResult, nic_queue
+from .nvme import MEDIA, Media, nvme_queue
+from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
+from .tree import IRQ_BASE, NAPI_ID_BASE, Counters, SimIrq, Tree
+from .workload import queue_load
 
-IRQ_BASE = 100
 CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (physics.md §7.2)
-
-
-@dataclass
-class SimIrq:
-    irq: int
-    action: str
-    device: str
-    queue: int
-    bdf: str
-    managed: bool = False
-    counts: list[int] = field(default_factory=list)
+TLB_RECEIVE_COST = 1.5e-6  # seconds of a CPU per received shootdown IPI (physics.md §5: 1-3 µs round trip)
+COMPLETION_MODES = ("irq", "poll", "hybrid")
 
 
 @dataclass
 class QueueStep:
-    """What one queue did in one step, for results."""
+    """What one NIC queue did in one step."""
 
     device: str
     queue: int
@@ -48,6 +43,36 @@ class QueueStep:
     cpu_used: float
     latency: float
     delivered: float = 0.0  # packets/s processed; the rest is dropped at the ring
+    timer_polls: float = 0.0
+    squeezes: float = 0.0
+    setting: tuple[int, int] = (0, 0)  # rx-usecs, rx-frames in force (the adaptive one's last)
+
+
+@dataclass
+class NvmeStep:
+    device: str
+    queue: int
+    cpu: int
+    mode: str
+    iops: float
+    latency: float
+    irq_rate: float
+    cpu_used: float
+
+
+@dataclass
+class NicSettings:
+    usecs: int
+    frames: int
+    adaptive: bool
+    napi: dict[int, dict[str, int]]  # irq -> the NAPI's settings
+    sysctl: dict[str, int]
+
+
+@lru_cache(maxsize=65536)
+def _queue(rate, service, irq_cost, usecs, frames, flavour, napi) -> QueueResult:
+    """The closed form, memoised: identical queues in one step cost one evaluation."""
+    return nic_queue(rate, service, irq_cost, usecs, frames, flavour, napi=napi)
 
 
 class SimHost:
@@ -55,6 +80,7 @@ class SimHost:
         self.sc, self.root, self.rng = scenario, root, random.Random(seed)
         self.cpus = scenario.cpus
         self.nodes = scenario.node_cpus()
+        self.tree = Tree(root)
         self.irqs: list[SimIrq] = []
         irq = IRQ_BASE
         for n, nic in enumerate(scenario.nics):
@@ -65,206 +91,202 @@ class SimHost:
             for q in range(nvme.queues + 1):
                 self.irqs.append(SimIrq(irq, f"{nvme.name}q{q}", nvme.name, q, f"0000:{0x01 + n:02x}:00.0", q > 0))
                 irq += 1
-        ncpu = len(self.cpus)
         for entry in self.irqs:
-            entry.counts = [0] * ncpu
-        self.loc = [0] * ncpu
-        self.softirqs = {v: [0] * ncpu for v in VECTORS}
-        self.softnet = [[0, 0, 0] for _ in range(ncpu)]  # processed, dropped, time_squeeze
-        self.ticks = [[0, 0] for _ in range(ncpu)]  # irq, softirq (USER_HZ)
+            entry.counts = [0] * len(self.cpus)
+        self.counters = Counters(len(self.cpus))
+        self.adaptive: dict[tuple[str, int], AdaptiveQueue] = {}
         self.clock = 0.0
-        self._render_static()
-        managed = [e.irq for e in self.irqs if e.managed]
-        write_rules(root, scenario.host.kernel, managed, self.cpus)
+        self.tree.static(self)
+        write_rules(root, scenario.host.kernel, [e.irq for e in self.irqs if e.managed], self.cpus)
         self.render()
 
-    # -- the tree ------------------------------------------------------------
-    def _write(self, rel: str, text: str) -> None:
-        path = os.path.join(self.root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="ascii") as f:
-            f.write(text)
+    # -- what the tree says now ------------------------------------------------------
+    def device_node(self, device: str) -> int:
+        return next((spec.node for spec in (*self.sc.nics, *self.sc.nvmes) if spec.name == device), 0)
 
-    def _link(self, rel: str, target: str) -> None:
-        path = os.path.join(self.root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        if not os.path.islink(path):
-            os.symlink(target, path)
-
-    def _render_static(self) -> None:
-        every = format_cpulist(self.cpus)
-        self._write("proc/sys/kernel/random/boot_id", str(uuid.UUID(int=self.rng.getrandbits(128))) + "\n")
-        self._write("proc/sys/kernel/hostname", "simulated\n")
-        self._write("proc/sys/kernel/osrelease", f"{self.sc.host.kernel}-irqtune-sim\n")
-        self._write(
-            "proc/cmdline", "ro" + (f" isolcpus={self.sc.host.isolated}" if self.sc.host.isolated else "") + "\n"
-        )
-        for name, value in (
-            ("online", every),
-            ("possible", every),
-            ("present", every),
-            ("isolated", self.sc.host.isolated),
-        ):
-            self._write(f"sys/devices/system/cpu/{name}", value + "\n")
-        for node, cpus in self.nodes.items():
-            self._write(f"sys/devices/system/node/node{node}/cpulist", format_cpulist(cpus) + "\n")
-            for cpu in cpus:
-                self._write(f"sys/devices/system/cpu/cpu{cpu}/cache/index3/level", "3\n")
-                self._write(
-                    f"sys/devices/system/cpu/cpu{cpu}/cache/index3/shared_cpu_list", format_cpulist(cpus) + "\n"
-                )
-        for entry in self.irqs:
-            base = f"proc/irq/{entry.irq}"
-            self._write(f"{base}/smp_affinity_list", every + "\n")
-            self._write(f"{base}/node", f"{self._device_node(entry.device)}\n")
-            self._write(f"{base}/affinity_hint", "0\n")
-        if self.irqs:
-            self._write("proc/irq/default_smp_affinity", f"{(1 << len(self.cpus)) - 1:x}\n")
-        for n, nic in enumerate(self.sc.nics):
-            bdf = f"0000:{0x81 + n:02x}:00.0"
-            self._pci(bdf, nic.node, [e.irq for e in self.irqs if e.device == nic.name], "mlx5_core")
-            self._link(f"sys/class/net/{nic.name}", f"../../devices/pci0000:00/{bdf}/net/{nic.name}")
-            netdir = f"sys/devices/pci0000:00/{bdf}/net/{nic.name}"
-            self._link(f"{netdir}/device", "../../../" + bdf)
-            for name, value in (("gro_flush_timeout", "0"), ("napi_defer_hard_irqs", "0"), ("threaded", "0"),
-                                ("ifindex", str(10 + n))):  # fmt: skip
-                self._write(f"{netdir}/{name}", value + "\n")
-            for q in range(nic.queues):
-                self._write(f"{netdir}/queues/rx-{q}/rps_cpus", "0\n")
-                self._write(f"{netdir}/queues/tx-{q}/xps_cpus", "0\n")
-            state = default_state(nic.queues, nic.rx_usecs, nic.rx_frames)
-            self._write(f"{netdir}/irqtune-sim/ethtool.json", json.dumps(state, indent=1, sort_keys=True))
-        for n, nvme in enumerate(self.sc.nvmes):
-            bdf = f"0000:{0x01 + n:02x}:00.0"
-            self._pci(bdf, nvme.node, [e.irq for e in self.irqs if e.device == nvme.name], "nvme")
-            self._link(f"sys/class/nvme/{nvme.name}", f"../../devices/pci0000:00/{bdf}/nvme/{nvme.name}")
-            self._link(f"sys/devices/pci0000:00/{bdf}/nvme/{nvme.name}/device", "../../../" + bdf)
-            spread = self._spread(nvme.queues)
-            for q, cpus in enumerate(spread):
-                self._write(f"sys/block/{nvme.name}n1/mq/{q}/cpu_list", format_cpulist(cpus) + "\n")
-                irq = next(e for e in self.irqs if e.device == nvme.name and e.queue == q + 1)
-                self._write(f"proc/irq/{irq.irq}/smp_affinity_list", format_cpulist(cpus) + "\n")
-
-    def _pci(self, bdf: str, node: int, irqs: list[int], driver: str) -> None:
-        base = f"sys/devices/pci0000:00/{bdf}"
-        for irq in irqs:
-            self._write(f"{base}/msi_irqs/{irq}", "msix\n")
-        self._write(f"{base}/numa_node", f"{node}\n")
-        self._write(f"{base}/local_cpulist", format_cpulist(self.nodes.get(node, self.cpus)) + "\n")
-        os.makedirs(os.path.join(self.root, "sys/bus/drivers", driver), exist_ok=True)
-        self._link(f"{base}/driver", f"../../../bus/drivers/{driver}")
-        self._link(f"sys/bus/pci/devices/{bdf}", f"../../../devices/pci0000:00/{bdf}")
-
-    def _spread(self, queues: int) -> list[list[int]]:
+    def nvme_spread(self, nvme: NvmeSpec) -> list[list[int]]:
         """The kernel's managed spread: CPUs split into `queues` contiguous groups."""
-        groups = [[] for _ in range(max(queues, 1))]
+        groups: list[list[int]] = [[] for _ in range(max(nvme.queues, 1))]
         for i, cpu in enumerate(self.cpus):
             groups[i * len(groups) // len(self.cpus)].append(cpu)
         return groups
 
-    def _device_node(self, device: str) -> int:
-        for spec in (*self.sc.nics, *self.sc.nvmes):
-            if spec.name == device:
-                return spec.node
-        return 0
-
-    def coalescing(self, nic) -> tuple[int, int]:
-        """rx-usecs (quantised like the device) and rx-frames in force, as the agent last set them."""
-        path = os.path.join(self.root, "sys/class/net", nic.name, "irqtune-sim", "ethtool.json")
-        try:
-            with open(path, encoding="ascii") as f:
-                coalesce = json.load(f)["coalesce"]
-        except (OSError, ValueError, KeyError):
-            coalesce = {"rx_usecs": nic.rx_usecs, "rx_max_frames": nic.rx_frames}
-        quantum = max(nic.usecs_quantum, 1)
-        return round(coalesce["rx_usecs"] / quantum) * quantum, coalesce["rx_max_frames"]
-
-    def service_time(self, nic, entry: SimIrq) -> float:
-        """Per-packet cost in seconds, higher when the queue's IRQ CPU is away from the NIC's node."""
-        remote = self.effective_cpu(entry) not in self.nodes.get(nic.node, self.cpus)
-        return nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0)
-
     def effective_cpu(self, entry: SimIrq) -> int:
         """The kernel delivers to one CPU of the requested set: the first online one."""
         try:
-            with open(os.path.join(self.root, f"proc/irq/{entry.irq}/smp_affinity_list"), encoding="ascii") as f:
-                requested = parse_cpulist(f.read())
-        except (OSError, CpuListError):
+            requested = parse_cpulist(self.tree.read(f"proc/irq/{entry.irq}/smp_affinity_list") or "")
+        except CpuListError:
             requested = []
         online = [c for c in requested if c in self.cpus]
         return online[0] if online else self.cpus[0]
 
-    def render(self) -> None:
-        header = " " * 11 + "".join(f"CPU{c:<8d}" for c in self.cpus)
-        rows = [header]
-        for e in self.irqs:
-            chip = f"PCI-MSIX-{e.bdf}"
-            rows.append(
-                f"{e.irq:4d}: "
-                + "".join(f"{n % U32:10d} " for n in e.counts)
-                + f" {chip} {e.queue}-edge      {e.action}"
-            )
-        rows.append("LOC: " + "".join(f"{n % U32:10d} " for n in self.loc) + "  Local timer interrupts")
-        for key, text in (
-            ("RES", "Rescheduling interrupts"),
-            ("CAL", "Function call interrupts"),
-            ("TLB", "TLB shootdowns"),
-        ):
-            rows.append(f"{key}: " + "".join(f"{0:10d} " for _ in self.cpus) + f"  {text}")
-        rows += ["ERR:          0", "MIS:          0"]
-        self._write("proc/interrupts", "\n".join(rows) + "\n")
-        lines = [" " * 20 + "".join(f"CPU{c:<8d}" for c in self.cpus)]
-        lines += [f"{v:>12}:" + "".join(f" {n % U32:10d}" for n in counts) for v, counts in self.softirqs.items()]
-        self._write("proc/softirqs", "\n".join(lines) + "\n")
-        self._write("proc/net/softnet_stat", "".join(
-            f"{p % U32:08x} {d % U32:08x} {t % U32:08x} " + "00000000 " * 6 + "00000000 00000000 00000000 "
-            + f"{cpu:08x} 00000000 00000000\n"
-            for cpu, (p, d, t) in zip(self.cpus, self.softnet)
-        ))  # fmt: skip
-        stat = [f"cpu{c} 0 0 0 0 0 {irq} {sirq} 0 0 0" for c, (irq, sirq) in zip(self.cpus, self.ticks)]
-        self._write("proc/stat", "\n".join(stat) + "\n")
-        for e in self.irqs:
-            self._write(f"proc/irq/{e.irq}/effective_affinity_list", f"{self.effective_cpu(e)}\n")
+    def _json(self, rel: str) -> dict:
+        try:
+            return json.loads(self.tree.read(rel) or "{}")
+        except ValueError:
+            return {}
 
-    # -- time ------------------------------------------------------------------
+    def nic_settings(self, nic: NicSpec) -> NicSettings:
+        """rx-usecs (quantised like the device), rx-frames, adaptive-rx, NAPI and net.core settings in force."""
+        coalesce = self._json(f"sys/class/net/{nic.name}/irqtune-sim/ethtool.json").get("coalesce", {})
+        quantum = max(nic.usecs_quantum, 1)
+        usecs = round(coalesce.get("rx_usecs", nic.rx_usecs) / quantum) * quantum
+        napis = self._json(f"sys/class/net/{nic.name}/irqtune-sim/napi.json")
+        sysctl = {}
+        for name in ("netdev_budget", "netdev_budget_usecs", "busy_read"):
+            text = (self.tree.read(f"proc/sys/net/core/{name}") or "").strip()
+            sysctl[name] = int(text) if text.isdigit() else 0
+        return NicSettings(usecs, coalesce.get("rx_max_frames", nic.rx_frames), bool(coalesce.get("use_adaptive_rx")),
+                           {v["irq"]: v for v in napis.values()}, sysctl)  # fmt: skip
+
+    def coalescing(self, nic: NicSpec) -> tuple[int, int]:
+        settings = self.nic_settings(nic)
+        return settings.usecs, settings.frames
+
+    def napi_for(self, settings: NicSettings, irq: int, load: LoadSpec | None) -> Napi:
+        values = settings.napi.get(irq, {})
+        return Napi(
+            defer=values.get("defer_hard_irqs", 0),
+            gro_flush=values.get("gro_flush_timeout", 0) * 1e-9,
+            suspend=values.get("irq_suspend_timeout", 0) * 1e-9,
+            app_busy_poll=bool(load and load.app_busy_poll),
+            busy_poll=settings.sysctl["busy_read"] * 1e-6,
+            budget=settings.sysctl["netdev_budget"] or 300,
+            budget_usecs=(settings.sysctl["netdev_budget_usecs"] or 2000) * 1e-6,
+            hz=self.sc.host.hz,
+        )
+
+    def service_time(self, nic: NicSpec, entry: SimIrq) -> float:
+        """Per-packet cost in seconds, higher when the queue's IRQ CPU is away from the NIC's node."""
+        remote = self.effective_cpu(entry) not in self.nodes.get(nic.node, self.cpus)
+        return nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0)
+
+    def completion_mode(self, nvme: NvmeSpec) -> str:
+        mode = (self.tree.read(f"sys/block/{nvme.name}n1/irqtune-sim/completion") or "").strip()
+        return mode if mode in COMPLETION_MODES else "irq"
+
+    def nvme_media(self, nvme: NvmeSpec) -> Media:
+        """The device's media with its IOPS cap shared among its queues (the model is per queue)."""
+        media = MEDIA[nvme.media]
+        return replace(media, max_iops=media.max_iops / max(nvme.queues, 1))
+
+    def napi_id(self, entry: SimIrq) -> int:
+        return NAPI_ID_BASE + entry.irq - IRQ_BASE
+
+    # -- time ------------------------------------------------------------------------
     def step(self, seconds: float, phase: PhaseSpec) -> list[QueueStep]:
-        """Advance simulated time; returns what every NIC queue did.
-
-        Queues are modelled one by one, then share their IRQ CPU: when the queues on one CPU
-        need more than the whole CPU, each gets its share, its NAPI never completes (no
-        interrupts, latency unbounded) and the rest of its packets are dropped.
-        """
-        out: list[QueueStep] = []
-        for nic in self.sc.nics:
-            rate = phase.rate_pps / nic.queues if phase.nic == nic.name else 0.0
-            usecs, frames = self.coalescing(nic)
-            for entry in (e for e in self.irqs if e.device == nic.name):
-                cpu = self.effective_cpu(entry)
-                r = nic_queue(rate, self.service_time(nic, entry), nic.irq_cost_us * 1e-6, usecs * 1e-6,
-                              frames, nic.flavour)  # fmt: skip
-                out.append(QueueStep(nic.name, entry.queue, cpu, rate, r.irq_rate, r.cpu, r.mean_latency,
-                                     min(rate, r.delivered)))  # fmt: skip
+        """Advance simulated time; returns what every NIC queue did (NVMe queues: `self.last_nvme`)."""
+        out = [q for nic in self.sc.nics for q in self._nic_step(nic, phase, seconds)]
+        self.last_nvme = [q for nvme in self.sc.nvmes for q in self._nvme_step(nvme, phase.load_for(nvme.name))]
         demand = [0.0] * len(self.cpus)
-        for q in out:
-            demand[self.cpus.index(q.cpu)] += q.cpu_used
-        busy = [0.0] * len(self.cpus)
+        for q in (*out, *self.last_nvme):
+            demand[q.cpu] += q.cpu_used
+        tlb = self._tlb(phase, seconds, demand)
         entries = {(e.device, e.queue): e for e in self.irqs}
+        c, busy = self.counters, [0.0] * len(self.cpus)
         for i, q in enumerate(out):
-            index = self.cpus.index(q.cpu)
-            if demand[index] > 1.0:  # the CPU is saturated: share it, no re-arm, drops
-                share = q.cpu_used / demand[index]
-                q = out[i] = QueueStep(q.device, q.queue, q.cpu, q.rate, 0.0, share, float("inf"),
-                                       q.delivered * min(1.0, share / max(q.cpu_used, 1e-12)))  # fmt: skip
-            irqs = int(q.irq_rate * seconds * (1.0 + self.rng.uniform(-0.02, 0.02)))
-            entries[(q.device, q.queue)].counts[index] += irqs
-            self.softirqs["NET_RX"][index] += max(irqs, int(q.delivered * seconds / 300))  # budget rounds if polling
-            self.softnet[index][0] += int(q.delivered * seconds)
-            self.softnet[index][1] += int((q.rate - q.delivered) * seconds)  # dropped at the backlog/ring
-            busy[index] += min(q.cpu_used, 1.0)
-        for i, used in enumerate(busy):
-            self.loc[i] += int(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05))
-            self.softirqs["TIMER"][i] += int(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05))
-            self.ticks[i][1] += int(min(used, 1.0) * 100 * seconds)
+            if demand[q.cpu] > 1.0:  # the CPU is saturated: share it, no re-arm, drops
+                share = q.cpu_used / demand[q.cpu]
+                q = out[i] = replace(q, irq_rate=0.0, cpu_used=share, latency=math.inf,
+                                     delivered=q.delivered * min(1.0, 1.0 / demand[q.cpu]))  # fmt: skip
+            irqs = self._noisy(q.irq_rate * seconds)
+            entries[(q.device, q.queue)].counts[q.cpu] += irqs
+            polls = self._noisy(q.timer_polls * seconds)
+            c.softirqs["NET_RX"][q.cpu] += max(irqs + polls, int(q.delivered * seconds / 300))
+            c.softirqs["HRTIMER"][q.cpu] += polls
+            c.softnet[q.cpu][0] += int(q.delivered * seconds)
+            c.softnet[q.cpu][1] += int((q.rate - q.delivered) * seconds)  # dropped at the ring (shown here)
+            c.softnet[q.cpu][2] += self._noisy(q.squeezes * seconds)
+            busy[q.cpu] += min(q.cpu_used, 1.0)
+        for q in self.last_nvme:
+            entries[(q.device, q.queue)].counts[q.cpu] += self._noisy(q.irq_rate * seconds)
+            busy[q.cpu] += min(q.cpu_used, 1.0)
+        for cpu, used in enumerate(busy):
+            used = min(1.0, used + tlb[cpu])
+            ticks = int(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05))
+            c.loc[cpu] += ticks
+            c.softirqs["TIMER"][cpu] += ticks
+            c.ticks[cpu][1] += int(used * 100 * seconds)
         self.clock += seconds
         self.render()
         return out
+
+    def _noisy(self, expected: float) -> int:
+        """Counters carry ±2 % multiplicative noise (physics.md §9.5), seeded."""
+        return int(expected * (1.0 + self.rng.uniform(-0.02, 0.02))) if expected > 0 else 0
+
+    def queue_evaluator(self, nic: NicSpec, entry: SimIrq, load: LoadSpec | None, settings: NicSettings,
+                        flavour: str | None = None):  # fmt: skip
+        """(rx-usecs, rx-frames) -> (offered rate, closed-form result) for one queue under `load`."""
+        service, irq_cost, flavour = self.service_time(nic, entry), nic.irq_cost_us * 1e-6, flavour or nic.flavour
+        napi = self.napi_for(settings, entry.irq, load)
+
+        def evaluate(usecs: int, frames: int) -> tuple[float, QueueResult]:
+            def at(rate: float) -> QueueResult:
+                return _queue(rate, service, irq_cost, usecs * 1e-6, frames, flavour, napi)
+
+            return (0.0, at(0.0)) if load is None else queue_load(load, nic.queues, nic.ring, at)
+
+        return evaluate
+
+    def _nic_step(self, nic: NicSpec, phase: PhaseSpec, seconds: float) -> list[QueueStep]:
+        load = phase.load_for(nic.name)
+        settings = self.nic_settings(nic)
+        out = []
+        aim = settings.adaptive and nic.algorithm == "aim"  # Intel's AIM programs an ITR: a minimum gap
+        for entry in (e for e in self.irqs if e.device == nic.name):
+            evaluate = self.queue_evaluator(nic, entry, load, settings, "min-gap" if aim else None)
+            key = (nic.name, entry.queue)
+            if settings.adaptive:
+                adaptive = self.adaptive.get(key)
+                if adaptive is None:
+                    adaptive = self.adaptive[key] = AdaptiveQueue(nic.algorithm, nic.flavour)
+                offered: dict[tuple[int, int], float] = {}
+
+                def driven(usecs: int, frames: int, offered=offered, evaluate=evaluate) -> QueueResult:
+                    offered[(usecs, frames)], result = evaluate(usecs, frames)
+                    return result
+
+                r = adaptive.run(seconds, driven, nic.packet_bytes, self.rng)
+                setting = adaptive.setting
+                closed = load is not None and load.arrivals == "closed-loop"  # offered = what the clients got
+                rate = r.delivered if closed else max(offered.values(), default=0.0)
+            else:
+                self.adaptive.pop(key, None)  # adaptive-rx off: the driver forgets its state
+                setting = (settings.usecs, settings.frames)
+                rate, r = evaluate(*setting)
+            out.append(QueueStep(nic.name, entry.queue, self.effective_cpu(entry), rate, r.irq_rate, r.cpu,
+                                 r.mean_latency, min(rate, r.delivered), r.timer_polls, r.squeeze_rate,
+                                 setting))  # fmt: skip
+        return out
+
+    def _nvme_step(self, nvme: NvmeSpec, load: LoadSpec | None) -> list[NvmeStep]:
+        if load is None:
+            return []
+        mode, out = self.completion_mode(nvme), []
+        for entry in (e for e in self.irqs if e.device == nvme.name and e.queue > 0):
+            cpu = self.effective_cpu(entry)
+            r = nvme_queue(mode, self.nvme_media(nvme), iodepth=load.iodepth or OPEN_LOOP_DEPTH,
+                           rate=load.iops / nvme.queues,
+                           cstate=nvme.cstate_us * 1e-6)  # fmt: skip
+            out.append(NvmeStep(nvme.name, entry.queue, cpu, mode, r.iops, r.mean_latency, r.irq_rate, r.cpu))
+        return out
+
+    def _tlb(self, phase: PhaseSpec, seconds: float, demand: list[float]) -> list[float]:
+        """Shootdowns from a process with churning mappings: every other CPU it runs on gets the IPI,
+        counted in both TLB and CAL (current kernels), and pays TLB_RECEIVE_COST each."""
+        cost = [0.0] * len(self.cpus)
+        cpus = parse_cpulist(phase.tlb_cpus) if phase.tlb_shootdowns else []
+        if len(cpus) < 2:
+            return cost
+        per_cpu = phase.tlb_shootdowns * (len(cpus) - 1) / len(cpus)  # the initiator does not IPI itself
+        for cpu in cpus:
+            n = self._noisy(per_cpu * seconds)
+            self.counters.tlb[cpu] += n
+            self.counters.cal[cpu] += n
+            cost[cpu] = per_cpu * TLB_RECEIVE_COST
+            demand[cpu] += cost[cpu]
+        return cost
+
+    def render(self) -> None:
+        self.tree.counters(self.cpus, self.irqs, self.counters, {e.irq: self.effective_cpu(e) for e in self.irqs})

@@ -2,9 +2,10 @@
 
 A plain directory cannot refuse a write, but a kernel does: affinity writes to managed
 IRQs fail with EIO before Linux 6.12 and EPERM since, and CPUs that are not online are
-EINVAL. The simulated host records its rules in `ROOT/.irqtune-sim.json`; commands
-opened on such a root get a `SimulatedKernel` host whose writes obey them, so the knob
-layer meets the same errors as on a real kernel.
+EINVAL; the device-wide NAPI sysfs files set every NAPI's value. The simulated host
+records its rules in `ROOT/.irqtune-sim.json`; commands opened on such a root get a
+`SimulatedKernel` host whose writes obey them, so the knob layer meets the same errors
+as on a real kernel.
 """
 
 from __future__ import annotations
@@ -20,12 +21,17 @@ from ..parse.common import CpuListError, parse_cpulist
 
 RULES_FILE = ".irqtune-sim.json"
 _AFFINITY = re.compile(r"/proc/irq/(\d+)/smp_affinity(_list)?\Z")
+_NAPI_SYSFS = re.compile(r"/sys/devices/.+/net/([^/]+)/(gro_flush_timeout|napi_defer_hard_irqs)\Z")
+
+
+def kernel_at_least(kernel: str, major: int, minor: int) -> bool:
+    parts = [int(p) for p in re.findall(r"\d+", kernel)[:2]] + [0, 0]
+    return (parts[0], parts[1]) >= (major, minor)
 
 
 def managed_errno(kernel: str) -> int:
     """EIO up to 6.11, EPERM from 6.12 (genirq/proc: Change the return value for set affinity permission error)."""
-    parts = [int(p) for p in re.findall(r"\d+", kernel)[:2]] + [0, 0]
-    return errno.EPERM if (parts[0], parts[1]) >= (6, 12) else errno.EIO
+    return errno.EPERM if kernel_at_least(kernel, 6, 12) else errno.EIO
 
 
 def write_rules(root: str, kernel: str, managed_irqs: list[int], online: list[int]) -> None:
@@ -61,3 +67,8 @@ class SimulatedKernel(Host):
             if any(cpu not in self.rules.get("online", []) for cpu in cpus):
                 raise OSError(errno.EINVAL, os.strerror(errno.EINVAL), path)
         super().write(path, text)
+        napi = _NAPI_SYSFS.match(shown)
+        if napi and text.strip().isdigit():  # since 6.13 the device-wide file sets every NAPI's value
+            from .netdev import SimNetdev
+
+            SimNetdev(self, self.rules.get("kernel", "6.18")).set_device(napi.group(1), napi.group(2), int(text))

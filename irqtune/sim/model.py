@@ -14,6 +14,10 @@ empty and re-arms. That is an M/G/1 queue with setup times V = Δ + h:
            the frame limit ends the window (where the M/G/1-with-setup formula of §9.2 is off by 5-13 %)
 
 Times are in seconds. Overload (ρ ≥ 1) returns the saturated limits: no re-arm, CPU 1.
+
+With `napi` (the Napi knobs: deferral, busy polling, IRQ suspension, the softirq budget) or the
+"min-gap" flavour (Intel ITR) the same renewal-reward argument runs in napi.py, over cycles that
+start where a poll leaves the ring empty; napi=None keeps this plain model exactly.
 """
 
 from __future__ import annotations
@@ -26,10 +30,51 @@ from dataclasses import dataclass
 class QueueResult:
     irq_rate: float  # interrupts per second
     packets_per_irq: float
-    cpu: float  # fraction of one CPU (softirq + hard IRQ)
+    cpu: float  # fraction of one CPU (softirq + hard IRQ + timer polls + busy-poll spinning)
     mean_latency: float  # seconds, arrival to end of service
     delivered: float  # packets per second actually served
     overloaded: bool = False
+    timer_polls: float = 0.0  # NAPI polls from the deferral hrtimer, per second
+    squeeze_rate: float = 0.0  # time_squeeze per second (net_rx_action runs that stopped with work left)
+    spin_cpu: float = 0.0  # fraction of a CPU spent busy-polling (included in cpu)
+    ksoftirqd: float = 0.0  # fraction of the packets handed to ksoftirqd (§2.3), each waiting KSOFTIRQD_DELAY more
+
+
+@dataclass(frozen=True)
+class Napi:
+    """The NAPI knobs of one queue (physics.md §2.1-2.7). The defaults are the kernel's: no deferral."""
+
+    defer: int = 0  # napi_defer_hard_irqs
+    gro_flush: float = 0.0  # gro_flush_timeout, seconds
+    suspend: float = 0.0  # irq_suspend_timeout, seconds (only acts when app_busy_poll is True)
+    app_busy_poll: bool = False  # the consumer is an epoll app with prefer_busy_poll (Karsten/Damato setup)
+    busy_poll: float = 0.0  # net.core.busy_read spin of a blocked reader, seconds
+    timer_cost: float = 0.4e-6  # CPU per hrtimer-driven poll (c_t)
+    budget: int = 300  # net.core.netdev_budget
+    budget_usecs: float = 2e-3  # net.core.netdev_budget_usecs (enforced in jiffies: see §2.1)
+    hz: int = 1000
+
+
+KSOFTIRQD_DELAY = 1.5e-3  # mean wait of a packet handed to ksoftirqd: half a ~3 ms CFS/EEVDF slice (§9.2)
+SOFTIRQ_RESTARTS = 10  # MAX_SOFTIRQ_RESTART: __do_softirq runs net_rx_action at most this often, then ksoftirqd
+SOFTIRQ_TIME = 2e-3  # MAX_SOFTIRQ_TIME = msecs_to_jiffies(2)
+
+
+def jiffy_limit(seconds: float, hz: int) -> float:
+    """Mean real length of a limit written as jiffies + usecs_to_jiffies(t): the count rounds up and the
+    current jiffy is on average half gone (HZ=1000, 2 ms: 1-2 ms, mean 1.5 ms)."""
+    ticks = max(1, math.ceil(seconds * hz - 1e-9))
+    return (ticks - 0.5) / hz
+
+
+def softirq_limits(napi: Napi, service: float) -> tuple[float, int]:
+    """(packets per net_rx_action run, packets of one softirq busy period before the rest goes to ksoftirqd).
+
+    A run stops at `budget` packets or when `budget_usecs` (in jiffies) ran out, whichever first
+    (the 64-packet poll granularity is ignored); __do_softirq gives up after 10 runs or 2 ms."""
+    per_run = max(1.0, min(float(napi.budget), jiffy_limit(napi.budget_usecs, napi.hz) / service))
+    handoff = max(1, math.floor(min(SOFTIRQ_RESTARTS * per_run, jiffy_limit(SOFTIRQ_TIME, napi.hz) / service)))
+    return per_run, handoff
 
 
 def _poisson_pmf_terms(mean: float, upto: int) -> list[float]:
@@ -41,18 +86,36 @@ def _poisson_pmf_terms(mean: float, upto: int) -> list[float]:
 
 
 def nic_queue(
-    rate: float, service: float, irq_cost: float, usecs: float, frames: int, flavour: str = "timer-from-first"
+    rate: float,
+    service: float,
+    irq_cost: float,
+    usecs: float,
+    frames: int,
+    flavour: str = "timer-from-first",
+    *,
+    napi: Napi | None = None,
 ) -> QueueResult:
     """One RX queue at `rate` packets/s, `service` s per packet, `irq_cost` s per interrupt,
     coalescing rx-usecs `usecs` (seconds) and rx-frames `frames` (0 = no frame limit).
 
-    `flavour`: "timer-from-first" (the window starts at the first packet, mlx5 EQE mode) or
-    "timer-restart" (every packet restarts it, CQE mode: fire after a gap longer than U)."""
+    `flavour`: "timer-from-first" (the window starts at the first packet, mlx5 EQE mode),
+    "timer-restart" (every packet restarts it, CQE mode: fire after a gap longer than U) or
+    "min-gap" (Intel ITR: fire at max(first packet, last IRQ + U); rx-frames ignored).
+    `napi`: deferral, busy polling, IRQ suspension and the softirq budget (see napi.py);
+    None is the plain model without budget accounting."""
     if rate <= 0:
         return QueueResult(0.0, 0.0, 0.0, 0.0, 0.0)
     rho = rate * service
     if rho >= 1.0:
-        return QueueResult(0.0, math.inf, 1.0, math.inf, 1.0 / service, overloaded=True)
+        if napi is None:
+            return QueueResult(0.0, math.inf, 1.0, math.inf, 1.0 / service, overloaded=True)
+        per_run = softirq_limits(napi, service)[0]  # NAPI never completes: every run stops with work left
+        return QueueResult(0.0, math.inf, 1.0, math.inf, 1.0 / service, overloaded=True,
+                           squeeze_rate=1.0 / (service * per_run), ksoftirqd=1.0)  # fmt: skip
+    if napi is not None or flavour == "min-gap":
+        from .napi import napi_queue  # napi.py builds on this module
+
+        return napi_queue(rate, service, irq_cost, usecs, frames, flavour, napi)
     lam, s, h = rate, service, irq_cost
     window = _restart_window if flavour == "timer-restart" else _window
     e_delta, e_wait_area, e_m, e_m2 = window(lam, usecs, frames)

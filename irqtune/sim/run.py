@@ -1,17 +1,42 @@
-"""`irqtune simulate`: run a scenario on a simulated clock and summarise each phase.
+"""`irqtune simulate`: run a scenario under a policy on a simulated clock and summarise each phase.
 
-The tree is rendered under `--tree` (a temporary directory by default), so irqtune's
-own commands can be pointed at it with `--root` while or after it runs. Results are
-reproducible for a given seed.
+Each control interval (1 s of simulated time) the policy acts on the tree, then the host
+steps. Rates, CPU and mean latency come from the closed form; latency percentiles from the
+event simulation of one queue per loaded NIC, sampled every interval with the settings and
+load in force then, and pooled over the phase. The tree is rendered under `--tree`, so
+irqtune's own commands can be pointed at it with `--root` while or after it runs.
+Results are reproducible for a given seed.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import math
+import random
+import tempfile
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 
 from .events import simulate_queue
-from .host import SimHost
-from .scenario import Scenario
+from .host import NvmeStep, QueueStep, SimHost
+from .nvme import simulate_nvme
+from .policy import Control, Policy
+from .scenario import OPEN_LOOP_DEPTH, PhaseSpec, Scenario
+from .workload import mmpp_arrivals
+
+SAMPLE_PACKETS = 20_000  # per phase and NIC, spread over its intervals: p99.9 within a few percent
+MIN_SAMPLE = 500  # per interval
+
+
+@dataclass
+class Interval:
+    t: float  # simulated seconds at the end of the interval
+    phase: str
+    offered_pps: float
+    delivered_pps: float
+    irq_rate: float
+    cpu: float
+    mean_latency_us: float
+    settings: dict[str, str]
 
 
 @dataclass
@@ -22,66 +47,172 @@ class PhaseResult:
     delivered_pps: float
     dropped_pps: float
     irq_rate: float
-    cpu: float  # CPUs used by interrupt handling (sum over queues)
+    cpu: float  # CPUs used by interrupt handling (sum over NIC queues)
     mean_latency_us: float  # packet-weighted over queues
-    p50_us: float  # from the event simulation of one queue with the settings in force at the phase's end
+    p50_us: float  # event simulation, sampled every interval, pooled
     p99_us: float
     p999_us: float
-    settings: dict
+    time_squeeze: float  # per second, all CPUs
+    timer_polls: float  # per second: NAPI polls from the deferral hrtimer
+    settings: dict  # per NIC at the end of the phase
+    nvme: dict = field(default_factory=dict)  # device -> mode, iops, latency, CPU, interrupts
 
 
-def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0) -> list[PhaseResult]:
+def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0, policy: Policy | None = None,
+                 state_dir: str | None = None, on_interval: Callable[[Interval], None] | None = None,
+                 ) -> tuple[list[PhaseResult], list[Interval], list[str]]:  # fmt: skip
+    """Results per phase, the per-interval trace, and the changes the policy made."""
     host = SimHost(scenario, tree, seed=seed)
-    results = []
-    for phase in scenario.phases:
-        steps, elapsed = [], 0.0
+    ctl = Control(host, state_dir or tempfile.mkdtemp(prefix="irqtune-sim-state-"))
+    try:
+        return _run(scenario, host, ctl, policy or Policy(), seed, step, on_interval)
+    finally:
+        ctl.close()
+
+
+def _run(scenario, host, ctl, policy, seed, step, on_interval):
+    policy.start(ctl)
+    rng = random.Random(seed * 7919 + 1)
+    results, trace = [], []
+    for index, phase in enumerate(scenario.phases):
+        intervals = max(1, math.ceil(phase.seconds / step - 1e-9))
+        sample = max(MIN_SAMPLE, SAMPLE_PACKETS // intervals)
+        steps, nvme_steps, latencies, nvme_lat, elapsed = [], [], [], {}, 0.0
         while elapsed < phase.seconds - 1e-9:
             dt = min(step, phase.seconds - elapsed)
-            steps.append((dt, host.step(dt, phase)))
+            policy.interval(ctl, index, phase, elapsed == 0.0)
+            queues = host.step(dt, phase)
+            steps.append((dt, queues))
+            nvme_steps.append((dt, host.last_nvme))
+            latencies += _sample_nic(host, phase, queues, sample, rng)
+            for name, values in _sample_nvme(host, phase, host.last_nvme, sample // 4, rng).items():
+                nvme_lat.setdefault(name, []).extend(values)
             elapsed += dt
-        total = sum(dt for dt, _ in steps)
-        tail = _percentiles(host, scenario, phase, seed + len(results))
-        queues = [(dt, q) for dt, qs in steps for q in qs]
-        delivered = sum(dt * q.delivered for dt, q in queues) / total
-        weight = sum(dt * q.rate for dt, q in queues) or 1.0
-        results.append(
-            PhaseResult(
-                name=phase.name or f"phase{len(results)}",
-                seconds=total,
-                offered_pps=phase.rate_pps,
-                delivered_pps=delivered,
-                dropped_pps=max(0.0, phase.rate_pps - delivered),
-                irq_rate=sum(dt * q.irq_rate for dt, q in queues) / total,
-                cpu=sum(dt * q.cpu_used for dt, q in queues) / total,
-                mean_latency_us=sum(dt * q.rate * q.latency for dt, q in queues) / weight * 1e6,
-                p50_us=tail[0],
-                p99_us=tail[1],
-                p999_us=tail[2],
-                settings={
-                    nic.name: dict(zip(("rx_usecs", "rx_frames"), host.coalescing(nic))) for nic in scenario.nics
-                },
-            )
-        )
-    return results
+            record = _interval(host, phase, dt, queues)
+            trace.append(record)
+            if on_interval:
+                on_interval(record)
+        results.append(_phase_result(host, phase, index, steps, nvme_steps, latencies, nvme_lat))
+    return results, trace, ctl.changes
 
 
-SAMPLE_PACKETS = 20_000  # per phase: enough for p99.9 within a few percent, about 15 ms of wall time
+def _interval(host: SimHost, phase: PhaseSpec, dt: float, queues: list[QueueStep]) -> Interval:
+    delivered = sum(q.delivered for q in queues)
+    latency = sum(q.delivered * q.latency for q in queues if q.delivered) / delivered if delivered else 0.0
+    settings = {q.device: f"{q.setting[0]}us/{q.setting[1]}" for q in queues if q.queue == 0}
+    return Interval(host.clock, phase.name, sum(q.rate for q in queues), delivered,
+                    sum(q.irq_rate for q in queues), sum(q.cpu_used for q in queues), latency * 1e6,
+                    settings)  # fmt: skip
 
 
-def _percentiles(host: SimHost, scenario: Scenario, phase, seed: int) -> tuple[float, float, float]:
-    """Latency percentiles (µs) of one queue of the phase's NIC, by the event simulation."""
-    nic = next((n for n in scenario.nics if n.name == phase.nic), None)
-    if nic is None or phase.rate_pps <= 0:
+def _phase_result(host, phase, index, steps, nvme_steps, latencies, nvme_lat) -> PhaseResult:
+    total = sum(dt for dt, _ in steps)
+    queues = [(dt, q) for dt, qs in steps for q in qs]
+    offered = sum(dt * q.rate for dt, q in queues) / total
+    delivered = sum(dt * q.delivered for dt, q in queues) / total
+    weight = sum(dt * q.delivered for dt, q in queues if q.delivered)
+    mean = sum(dt * q.delivered * q.latency for dt, q in queues if q.delivered) / weight if weight else 0.0
+    p50, p99, p999 = _percentiles(latencies)
+    return PhaseResult(
+        name=phase.name or f"phase{index}",
+        seconds=total,
+        offered_pps=offered,
+        delivered_pps=delivered,
+        dropped_pps=max(0.0, offered - delivered),
+        irq_rate=sum(dt * q.irq_rate for dt, q in queues) / total,
+        cpu=sum(dt * q.cpu_used for dt, q in queues) / total,
+        mean_latency_us=mean * 1e6,
+        p50_us=p50,
+        p99_us=p99,
+        p999_us=p999,
+        time_squeeze=sum(dt * q.squeezes for dt, q in queues) / total,
+        timer_polls=sum(dt * q.timer_polls for dt, q in queues) / total,
+        settings={nic.name: _nic_settings(host, nic) for nic in host.sc.nics},
+        nvme=_nvme_result(host, nvme_steps, total, nvme_lat),
+    )
+
+
+def _nic_settings(host: SimHost, nic) -> dict:
+    s = host.nic_settings(nic)
+    napi = next(iter(s.napi.values()), {})
+    return {"rx_usecs": s.usecs, "rx_frames": s.frames, "adaptive_rx": s.adaptive,
+            "defer_hard_irqs": napi.get("defer_hard_irqs", 0), "gro_flush_timeout": napi.get("gro_flush_timeout", 0),
+            "irq_suspend_timeout": napi.get("irq_suspend_timeout", 0), "busy_read": s.sysctl["busy_read"]}  # fmt: skip
+
+
+def _nvme_result(host: SimHost, nvme_steps, total: float, latencies: dict[str, list[float]]) -> dict:
+    out = {}
+    for nvme in host.sc.nvmes:
+        rows = [(dt, q) for dt, qs in nvme_steps for q in qs if q.device == nvme.name]
+        if not rows:
+            continue
+        iops = sum(dt * q.iops for dt, q in rows) / total
+        p50, p99, p999 = _percentiles(latencies.get(nvme.name, []))
+        out[nvme.name] = {
+            "mode": rows[-1][1].mode,
+            "iops": iops,
+            "mean_latency_us": sum(dt * q.iops * q.latency for dt, q in rows) / (iops * total) * 1e6 if iops else 0.0,
+            "p50_us": p50, "p99_us": p99, "p999_us": p999,
+            "cpu": sum(dt * q.cpu_used for dt, q in rows) / total,
+            "irq_rate": sum(dt * q.irq_rate for dt, q in rows) / total,
+        }  # fmt: skip
+    return out
+
+
+def _sample_nic(host: SimHost, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng) -> list[float]:
+    """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation."""
+    out = []
+    for nic in host.sc.nics:
+        load = phase.load_for(nic.name)
+        mine = [q for q in queues if q.device == nic.name and q.rate > 0]
+        if load is None or not mine:
+            continue
+        q = max(mine, key=lambda q: q.rate)
+        if not math.isfinite(q.latency):
+            out += [math.inf] * packets
+            continue
+        entry = next(e for e in host.irqs if e.device == nic.name and e.queue == q.queue)
+        settings = host.nic_settings(nic)
+        napi = host.napi_for(settings, entry.irq, load)
+        flavour = "min-gap" if settings.adaptive and nic.algorithm == "aim" else nic.flavour
+        arrivals = None
+        if load.arrivals == "bursty":
+            arrivals = mmpp_arrivals(load.rate_pps / nic.queues, load.burst_pps / nic.queues, load.burst_ms * 1e-3,
+                                     load.burst_every_ms * 1e-3, packets, rng)  # fmt: skip
+        result = simulate_queue(q.rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6, q.setting[0] * 1e-6,
+                                q.setting[1], packets=packets, seed=rng.getrandbits(32), flavour=flavour,
+                                napi=napi, arrivals=arrivals, ring=nic.ring, samples=True)  # fmt: skip
+        out += result.samples
+    return out
+
+
+def _sample_nvme(host: SimHost, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng) -> dict[str, list[float]]:
+    out = {}
+    for nvme in host.sc.nvmes:
+        load = phase.load_for(nvme.name)
+        if load is None or not steps:
+            continue
+        mode = host.completion_mode(nvme)
+        result = simulate_nvme(mode, host.nvme_media(nvme), iodepth=load.iodepth or OPEN_LOOP_DEPTH,
+                           rate=load.iops / nvme.queues,
+                               ios=max(ios, 200), seed=rng.getrandbits(32), cstate=nvme.cstate_us * 1e-6,
+                               samples=True)  # fmt: skip
+        out[nvme.name] = list(result.samples)
+    return out
+
+
+def _percentiles(samples: list[float]) -> tuple[float, float, float]:
+    if not samples:
         return 0.0, 0.0, 0.0
-    usecs, frames = host.coalescing(nic)
-    rate = phase.rate_pps / nic.queues
-    service = host.service_time(nic, next(e for e in host.irqs if e.device == nic.name))
-    if rate * service >= 1:
-        return float("inf"), float("inf"), float("inf")
-    result = simulate_queue(rate, service, nic.irq_cost_us * 1e-6, usecs * 1e-6, frames,
-                            packets=SAMPLE_PACKETS, seed=seed, flavour=nic.flavour)  # fmt: skip
-    return result.p50 * 1e6, result.p99 * 1e6, result.p999 * 1e6
+    ordered = sorted(samples)
+    return tuple(ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1e6 for p in (0.5, 0.99, 0.999))
 
 
-def to_json(results: list[PhaseResult], seed: int) -> dict:
-    return {"schema": 1, "seed": seed, "phases": [asdict(r) for r in results]}
+def to_json(results: list[PhaseResult], seed: int, policy: str = "defaults", trace: list[Interval] | None = None,
+            changes: list[str] | None = None) -> dict:  # fmt: skip
+    out = {"schema": 2, "seed": seed, "policy": policy, "phases": [asdict(r) for r in results]}
+    if trace is not None:
+        out["intervals"] = [asdict(i) for i in trace]
+    if changes is not None:
+        out["changes"] = changes
+    return out

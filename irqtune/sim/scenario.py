@@ -1,14 +1,18 @@
 """Scenario files (TOML): the simulated host, its devices and the workload over time.
 
-    [host]                       cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18"
-    [[nic]]                      name, queues, node, flavour (timer-from-first | timer-restart),
-                                 rx_usecs, rx_frames, usecs_quantum, irq_cost_us, service_us
-    [[nvme]]                     name, queues, node, media (optane | nand)
-    [[phase]]                    name, seconds, and per device: nic = "eth1", rate_pps = 200000 (all queues),
-                                 arrivals = "poisson"
-
-NVMe devices exist (queues, managed IRQs) but carry no I/O load yet; bursty arrivals and
-ring overflows are not modelled yet either, so the keys for them are not accepted.
+    [host]        cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18"
+    [[nic]]       name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
+                  rx_usecs, rx_frames, usecs_quantum, adaptive_rx (bool), adaptive (dim | aim),
+                  ring, cpus (initial IRQ affinity, queues round-robin), irq_cost_us, service_us,
+                  packet_bytes
+    [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU)
+    [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs);
+                  and one device's load inline (the keys of [[phase.load]], `nic =` or `nvme =` naming it)
+    [[phase.load]] device; for a NIC: rate_pps (all queues), arrivals (poisson | bursty | closed-loop),
+                  burst_pps, burst_ms, burst_every_ms (bursty: a two-state MMPP), clients, think_us
+                  (closed-loop request/response: outstanding requests per queue and the client's
+                  time between a response and its next request), app_busy_poll (an epoll app with
+                  prefer_busy_poll); for an NVMe device: iodepth (outstanding per queue), iops (open loop)
 
 Every error names the file, the line and the key: an unknown key, a negative rate, a
 queue or CPU that does not exist.
@@ -23,9 +27,11 @@ from dataclasses import dataclass, field, fields
 
 from ..parse.common import CpuListError, parse_cpulist
 
-FLAVOURS = ("timer-from-first", "timer-restart")  # min-gap (Intel ITR) is not modelled yet
+FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
+ADAPTIVE = ("dim", "aim")
 MEDIA = ("optane", "nand")
-ARRIVALS = ("poisson",)  # bursty (MMPP) and closed-loop arrivals: not modelled yet
+ARRIVALS = ("poisson", "bursty", "closed-loop")
+OPEN_LOOP_DEPTH = 1024  # outstanding I/O allowed to an NVMe load given by iops alone
 
 
 LIBRARY = os.path.join(os.path.dirname(__file__), "scenarios")
@@ -69,8 +75,17 @@ class NicSpec:
     rx_usecs: int = 8
     rx_frames: int = 32
     usecs_quantum: int = 1
+    adaptive_rx: bool = False  # the driver's default; which algorithm runs is `adaptive`
+    adaptive: str = ""  # "" = the flavour's usual one: aim for min-gap (Intel), dim otherwise
+    ring: int = 1024
+    cpus: str = ""  # where the driver points its queue IRQs at start, one CPU each in turn ("" = every CPU)
     irq_cost_us: float = 1.5
     service_us: float = 0.8
+    packet_bytes: int = 64
+
+    @property
+    def algorithm(self) -> str:
+        return self.adaptive or ("aim" if self.flavour == "min-gap" else "dim")
 
 
 @dataclass
@@ -79,15 +94,35 @@ class NvmeSpec:
     queues: int = 1
     node: int = 0
     media: str = "nand"
+    cstate_us: float = 2.0
+
+
+@dataclass
+class LoadSpec:
+    device: str = ""
+    rate_pps: float = 0.0
+    arrivals: str = "poisson"
+    burst_pps: float = 0.0
+    burst_ms: float = 1.0
+    burst_every_ms: float = 10.0
+    clients: int = 0
+    think_us: float = 20.0
+    app_busy_poll: bool = False
+    iodepth: int = 0
+    iops: float = 0.0
 
 
 @dataclass
 class PhaseSpec:
     name: str = ""
     seconds: float = 10.0
-    nic: str = ""
-    rate_pps: float = 0.0
-    arrivals: str = "poisson"
+    tlb_shootdowns: float = 0.0
+    tlb_cpus: str = ""
+    loads: list[LoadSpec] = field(default_factory=list)
+    inline_load: bool = False  # the first load came from the phase's own keys (for error locations)
+
+    def load_for(self, device: str) -> LoadSpec | None:
+        return next((load for load in self.loads if load.device == device), None)
 
 
 @dataclass
@@ -107,6 +142,13 @@ class Scenario:
             return {0: self.cpus}
         return {n: parse_cpulist(text) for n, text in enumerate(self.host.nodes)}
 
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.phases)
+
+
+Where = tuple[tuple[str, int | None], ...]  # the tables down to a value: (("phase", 2), ("load", 0))
+
 
 class _Locator:
     """Line numbers for keys: tomllib gives values only, so find `key =` inside its table."""
@@ -114,51 +156,96 @@ class _Locator:
     def __init__(self, path: str, text: str) -> None:
         self.path, self.lines = path, text.splitlines()
 
-    def line(self, table: str, index: int | None, key: str | None) -> int:
-        header = re.compile(
-            rf"^\s*\[\[\s*{re.escape(table)}\s*\]\]" if index is not None else rf"^\s*\[\s*{table}\s*\]"
-        )
-        seen, start = -1, None
-        for n, text in enumerate(self.lines):
-            if header.match(text):
-                seen += 1
-                if index is None or seen == index:
-                    start = n
-                    break
-        if start is None:
-            return 0
+    def _header(self, dotted: str, array: bool) -> re.Pattern:
+        name = r"\s*\.\s*".join(re.escape(part) for part in dotted.split("."))
+        return re.compile(rf"^\s*\[\[\s*{name}\s*\]\]" if array else rf"^\s*\[\s*{name}\s*\]")
+
+    def line(self, where: Where, key: str | None) -> int:
+        start, end, dotted = 0, len(self.lines), ""
+        for table, index in where:
+            dotted = f"{dotted}.{table}" if dotted else table
+            header, seen, found = self._header(dotted, index is not None), -1, None
+            for n in range(start, end):
+                if header.match(self.lines[n]):
+                    seen += 1
+                    if index is None or seen == index:
+                        found = n
+                        break
+            if found is None:
+                return start + 1 if start else 0
+            start, end = found, self._table_end(found, dotted)
         if key is None:
             return start + 1
-        for n in range(start + 1, len(self.lines)):
+        for n in range(start + 1, end):
             if re.match(r"^\s*\[", self.lines[n]):
-                break
+                break  # the table's own keys come before any sub-table
             if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[n]):
                 return n + 1
         return start + 1
 
-    def error(self, table: str, index: int | None, key: str | None, message: str) -> ScenarioError:
-        where = f"{table}[{index}]" if index is not None else table
-        name = f"{where}.{key}" if key else where
-        return ScenarioError(f"{self.path}:{self.line(table, index, key)}: {name}: {message}")
+    def _table_end(self, start: int, dotted: str) -> int:
+        """Where a table's region ends: the next header that is not one of its sub-tables."""
+        for n in range(start + 1, len(self.lines)):
+            match = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]", self.lines[n])
+            if match and not re.sub(r"\s", "", match.group(1)).startswith(dotted + "."):
+                return n
+        return len(self.lines)
+
+    def error(self, where: Where, key: str | None, message: str) -> ScenarioError:
+        name = ".".join(f"{t}[{i}]" if i is not None else t for t, i in where)
+        name = f"{name}.{key}" if key else name
+        return ScenarioError(f"{self.path}:{self.line(where, key)}: {name}: {message}")
 
 
-def _build(cls, data: object, table: str, index: int | None, loc: _Locator):
+def _build(cls, data: object, where: Where, loc: _Locator, skip: tuple[str, ...] = ()):
     if not isinstance(data, dict):
-        raise loc.error(table, index, None, "expected a table")
-    known = {f.name: f for f in fields(cls)}
+        raise loc.error(where, None, "expected a table")
+    known = {f.name: f for f in fields(cls) if f.name not in skip}
     obj = cls()
     for key, value in data.items():
         if key not in known:
-            raise loc.error(table, index, key, f"unknown key (expected one of: {', '.join(known)})")
+            raise loc.error(where, key, f"unknown key (expected one of: {', '.join(known)})")
         default = getattr(obj, key)
         wanted = type(default)
         ok = isinstance(value, wanted) or (wanted is float and isinstance(value, int) and not isinstance(value, bool))
-        if not ok or (wanted is int and isinstance(value, bool)):
-            raise loc.error(table, index, key, f"expected {wanted.__name__}, got {value!r}")
+        if not ok or (wanted in (int, float) and isinstance(value, bool)):
+            raise loc.error(where, key, f"expected {wanted.__name__}, got {value!r}")
         if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise loc.error(table, index, key, f"must not be negative, got {value}")
+            raise loc.error(where, key, f"must not be negative, got {value}")
         setattr(obj, key, float(value) if wanted is float else value)
     return obj
+
+
+LOAD_KEYS = {f.name for f in fields(LoadSpec)} - {"device"}
+
+
+def _phase(data: object, i: int, loc: _Locator) -> PhaseSpec:
+    """A phase: its own keys, an inline load (`nic =`/`nvme =` + load keys) and [[phase.load]] tables."""
+    if not isinstance(data, dict):
+        raise loc.error((("phase", i),), None, "expected a table")
+    own = {k: v for k, v in data.items() if k not in LOAD_KEYS and k not in ("nic", "nvme", "load")}
+    phase = _build(PhaseSpec, own, (("phase", i),), loc, skip=("loads", "inline_load"))
+    inline = {k: v for k, v in data.items() if k in LOAD_KEYS}
+    named = [k for k in ("nic", "nvme") if k in data]
+    if len(named) > 1:
+        raise loc.error((("phase", i),), "nvme", "one inline load per phase: use [[phase.load]] tables for more")
+    if named:
+        device = data[named[0]]
+        if not isinstance(device, str):
+            raise loc.error((("phase", i),), named[0], f"expected a device name, got {device!r}")
+        load = _build(LoadSpec, inline, (("phase", i),), loc)
+        load.device = device
+        phase.loads.append(load)
+        phase.inline_load = True
+    elif inline:
+        key = next(iter(inline))
+        raise loc.error((("phase", i),), key, 'a load needs its device: add nic = "NAME" or nvme = "NAME"')
+    tables = data.get("load", [])
+    if not isinstance(tables, list):
+        raise loc.error((("phase", i),), "load", "expected [[phase.load]] tables")
+    for j, table in enumerate(tables):
+        phase.loads.append(_build(LoadSpec, table, (("phase", i), ("load", j)), loc))
+    return phase
 
 
 def load_scenario(path: str, text: str | None = None) -> Scenario:
@@ -175,56 +262,104 @@ def load_scenario(path: str, text: str | None = None) -> Scenario:
     loc = _Locator(path, text)
     for key in data:
         if key not in ("host", "nic", "nvme", "phase"):
-            raise ScenarioError(f"{path}:{loc.line(key, None, None) or loc.line(key, 0, None)}: {key}: unknown table "
-                                "(expected host, nic, nvme, phase)")  # fmt: skip
-    host = _build(HostSpec, data.get("host", {}), "host", None, loc)
-    nics = [_build(NicSpec, d, "nic", i, loc) for i, d in enumerate(data.get("nic", []))]
-    nvmes = [_build(NvmeSpec, d, "nvme", i, loc) for i, d in enumerate(data.get("nvme", []))]
-    phases = [_build(PhaseSpec, d, "phase", i, loc) for i, d in enumerate(data.get("phase", []))]
+            line = loc.line(((key, None),), None) or loc.line(((key, 0),), None)
+            raise ScenarioError(f"{path}:{line}: {key}: unknown table (expected host, nic, nvme, phase)")
+    host = _build(HostSpec, data.get("host", {}), (("host", None),), loc)
+    nics = [_build(NicSpec, d, (("nic", i),), loc) for i, d in enumerate(data.get("nic", []))]
+    nvmes = [_build(NvmeSpec, d, (("nvme", i),), loc) for i, d in enumerate(data.get("nvme", []))]
+    phases = [_phase(d, i, loc) for i, d in enumerate(data.get("phase", []))]
     scenario = Scenario(path, host, nics, nvmes, phases)
     _check(scenario, loc)
     return scenario
 
 
 def _check(sc: Scenario, loc: _Locator) -> None:
+    host = (("host", None),)
     if sc.host.cpus < 1 or sc.host.cpus > 4096:
-        raise loc.error("host", None, "cpus", f"expected 1..4096 CPUs, got {sc.host.cpus}")
+        raise loc.error(host, "cpus", f"expected 1..4096 CPUs, got {sc.host.cpus}")
     try:
         nodes = sc.node_cpus()
-        isolated = parse_cpulist(sc.host.isolated)
     except CpuListError as err:
-        raise loc.error("host", None, "nodes" if "isolated" not in str(err) else "isolated", str(err)) from None
-    for key, cpus in [("nodes", [c for cs in nodes.values() for c in cs]), ("isolated", isolated)]:
-        missing = [c for c in cpus if c >= sc.host.cpus]
-        if missing:
-            raise loc.error("host", None, key, f"CPU {missing[0]} does not exist (host has {sc.host.cpus} CPUs)")
+        raise loc.error(host, "nodes", str(err)) from None
+    _check_cpus(loc, host, "nodes", [c for cs in nodes.values() for c in cs], sc.host.cpus)
+    _check_cpus(loc, host, "isolated", _cpulist(loc, host, "isolated", sc.host.isolated), sc.host.cpus)
     names = set()
     for i, nic in enumerate(sc.nics):
+        where = (("nic", i),)
         if not nic.name or nic.name in names:
-            raise loc.error("nic", i, "name", f"expected a unique device name, got {nic.name!r}")
+            raise loc.error(where, "name", f"expected a unique device name, got {nic.name!r}")
         names.add(nic.name)
         if nic.node not in nodes:
-            raise loc.error("nic", i, "node", f"NUMA node {nic.node} does not exist")
-        if nic.flavour not in FLAVOURS:
-            raise loc.error("nic", i, "flavour", f"expected one of {', '.join(FLAVOURS)}")
+            raise loc.error(where, "node", f"NUMA node {nic.node} does not exist")
+        for key, value, allowed in (("flavour", nic.flavour, FLAVOURS), ("adaptive", nic.adaptive, ("", *ADAPTIVE))):
+            if value not in allowed:
+                raise loc.error(where, key, f"expected one of {', '.join(a for a in allowed if a)}")
         if not 1 <= nic.queues <= 1024:
-            raise loc.error("nic", i, "queues", f"expected 1..1024 queues, got {nic.queues}")
+            raise loc.error(where, "queues", f"expected 1..1024 queues, got {nic.queues}")
+        if not 64 <= nic.ring <= 65536:
+            raise loc.error(where, "ring", f"expected 64..65536 descriptors, got {nic.ring}")
+        _check_cpus(loc, where, "cpus", _cpulist(loc, where, "cpus", nic.cpus), sc.host.cpus)
+        if nic.service_us <= 0:
+            raise loc.error(where, "service_us", "a packet needs some CPU: expected a positive time")
     for i, nvme in enumerate(sc.nvmes):
+        where = (("nvme", i),)
         if not nvme.name or nvme.name in names:
-            raise loc.error("nvme", i, "name", f"expected a unique device name, got {nvme.name!r}")
+            raise loc.error(where, "name", f"expected a unique device name, got {nvme.name!r}")
         names.add(nvme.name)
+        if nvme.node not in nodes:
+            raise loc.error(where, "node", f"NUMA node {nvme.node} does not exist")
         if nvme.media not in MEDIA:
-            raise loc.error("nvme", i, "media", f"expected one of {', '.join(MEDIA)}")
-        if nvme.queues > sc.host.cpus:
-            raise loc.error("nvme", i, "queues", f"{nvme.queues} queues: NVMe has at most one per CPU "
-                            f"({sc.host.cpus})")  # fmt: skip
+            raise loc.error(where, "media", f"expected one of {', '.join(MEDIA)}")
+        if not 1 <= nvme.queues <= sc.host.cpus:
+            raise loc.error(where, "queues", f"{nvme.queues} queues: NVMe has one to one per CPU ({sc.host.cpus})")
     if not sc.phases:
-        raise loc.error("phase", 0, None, "expected at least one [[phase]]")
-    nic_names = {n.name for n in sc.nics}
+        raise loc.error((("phase", 0),), None, "expected at least one [[phase]]")
     for i, phase in enumerate(sc.phases):
-        if phase.nic and phase.nic not in nic_names:
-            raise loc.error("phase", i, "nic", f"no [[nic]] named {phase.nic!r}")
-        if phase.arrivals not in ARRIVALS:
-            raise loc.error("phase", i, "arrivals", f"expected one of {', '.join(ARRIVALS)}")
+        where = (("phase", i),)
         if phase.seconds <= 0:
-            raise loc.error("phase", i, "seconds", "a phase needs a positive duration")
+            raise loc.error(where, "seconds", "a phase needs a positive duration")
+        _check_cpus(loc, where, "tlb_cpus", _cpulist(loc, where, "tlb_cpus", phase.tlb_cpus), sc.host.cpus)
+        if phase.tlb_shootdowns and not phase.tlb_cpus:
+            raise loc.error(where, "tlb_shootdowns", "needs tlb_cpus, the CPUs the churning process runs on")
+        inline = 1 if phase.inline_load else 0
+        for j, load in enumerate(phase.loads):
+            _check_load(sc, load, where if j < inline else (*where, ("load", j - inline)), loc)
+
+
+def _check_load(sc: Scenario, load: LoadSpec, where: Where, loc: _Locator) -> None:
+    nics, nvmes = {n.name: n for n in sc.nics}, {n.name: n for n in sc.nvmes}
+    key = "device" if where[-1][0] == "load" else ("nvme" if load.device in nvmes else "nic")
+    if load.device not in nics and load.device not in nvmes:
+        raise loc.error(where, key, f"no [[nic]] or [[nvme]] named {load.device!r}")
+    if load.arrivals not in ARRIVALS:
+        raise loc.error(where, "arrivals", f"expected one of {', '.join(ARRIVALS)}")
+    if load.device in nics:
+        for name in ("iodepth", "iops"):
+            if getattr(load, name):
+                raise loc.error(where, name, f"{load.device} is a NIC: {name} is for NVMe loads")
+        if load.arrivals == "closed-loop" and load.clients < 1:
+            raise loc.error(where, "clients", "closed-loop arrivals need clients >= 1 (outstanding per queue)")
+        if load.arrivals == "bursty":
+            if load.burst_pps <= load.rate_pps:
+                raise loc.error(where, "burst_pps", "bursts need a rate above rate_pps")
+            if not 0 < load.burst_ms < load.burst_every_ms:
+                raise loc.error(where, "burst_ms", "expected 0 < burst_ms < burst_every_ms")
+    else:
+        for name in ("rate_pps", "burst_pps", "clients"):
+            if getattr(load, name):
+                raise loc.error(where, name, f"{load.device} is an NVMe device: use iodepth or iops")
+        if load.iodepth < 1 and load.iops <= 0:
+            raise loc.error(where, "iodepth", "an NVMe load needs iodepth >= 1 or iops > 0")
+
+
+def _cpulist(loc: _Locator, where: Where, key: str, text: str) -> list[int]:
+    try:
+        return parse_cpulist(text)
+    except CpuListError as err:
+        raise loc.error(where, key, str(err)) from None
+
+
+def _check_cpus(loc: _Locator, where: Where, key: str, cpus: list[int], count: int) -> None:
+    missing = [c for c in cpus if c >= count]
+    if missing:
+        raise loc.error(where, key, f"CPU {missing[0]} does not exist (host has {count} CPUs)")

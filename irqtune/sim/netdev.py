@@ -1,0 +1,101 @@
+"""The simulated kernel's netdev netlink family: napi-get and napi-set, the same methods as `nl.netdev.Netdev`.
+
+Each NIC keeps its NAPI instances' settings in `sys/class/net/DEV/irqtune-sim/napi.json`
+(id -> attributes, named as `nl.netdev` reports them). The device-wide sysfs files
+`gro_flush_timeout` and `napi_defer_hard_irqs` set every NAPI of the device, as in the
+kernel since 6.13 (the simulated kernel applies such writes here too). napi-set and
+irq-suspend-timeout exist from 6.13; older simulated kernels answer EOPNOTSUPP.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+
+from ..host import Host
+from .kernel import kernel_at_least
+
+STATE_FILE = ("irqtune-sim", "napi.json")
+SETTABLE = ("defer_hard_irqs", "gro_flush_timeout", "irq_suspend_timeout", "threaded")  # as nl.netdev names them
+SYSFS = {"gro_flush_timeout": "gro_flush_timeout", "napi_defer_hard_irqs": "defer_hard_irqs"}
+
+
+class SimNetdevError(RuntimeError):
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+def napi_state(ifindex: int, irq: int) -> dict[str, int]:
+    return {"ifindex": ifindex, "irq": irq, "defer_hard_irqs": 0, "gro_flush_timeout": 0, "irq_suspend_timeout": 0,
+            "threaded": 0}  # fmt: skip
+
+
+def available(host: Host) -> bool:
+    return any(host.has(host.sys(), "class", "net", dev, *STATE_FILE) for dev in host.entries(host.sys("class", "net")))
+
+
+class SimNetdev:
+    """napi-get/napi-set against the simulated devices under `host`."""
+
+    def __init__(self, host: Host, kernel: str) -> None:
+        self.host, self.kernel = host, kernel
+
+    def __enter__(self) -> SimNetdev:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        return None
+
+    def _devices(self) -> dict[str, dict[str, dict[str, int]]]:
+        out = {}
+        for dev in self.host.entries(self.host.sys("class", "net")):
+            text = self.host.text("sys", "class", "net", dev, *STATE_FILE)
+            if text is not None:
+                out[dev] = json.loads(text)
+        return out
+
+    def _visible(self, napi_id: str, values: dict[str, int]) -> dict[str, int]:
+        shown = {"id": int(napi_id), **values}
+        if not kernel_at_least(self.kernel, 6, 13):  # per-NAPI config and irq suspension are 6.13
+            for name in SETTABLE:
+                shown.pop(name, None)
+        return shown
+
+    def napis(self, ifindex: int | None = None) -> list[dict[str, int]]:
+        return [self._visible(i, v) for napis in self._devices().values() for i, v in sorted(napis.items())
+                if ifindex is None or v["ifindex"] == ifindex]  # fmt: skip
+
+    def napi(self, napi_id: int) -> dict[str, int]:
+        for napis in self._devices().values():
+            if str(napi_id) in napis:
+                return self._visible(str(napi_id), napis[str(napi_id)])
+        raise SimNetdevError(f"napi {napi_id}: no such NAPI instance", errno.ENOENT)
+
+    def set_napi(self, napi_id: int, values: dict[str, int]) -> None:
+        if not kernel_at_least(self.kernel, 6, 13):
+            raise SimNetdevError("napi-set: not supported by this kernel (6.13+)", errno.EOPNOTSUPP)
+        for dev, napis in self._devices().items():
+            if str(napi_id) in napis:
+                for name, value in values.items():
+                    if name not in SETTABLE:
+                        raise SimNetdevError(f"napi-set: unknown attribute {name}", errno.EINVAL)
+                    napis[str(napi_id)][name] = int(value)
+                self._save(dev, napis)
+                return
+        raise SimNetdevError(f"napi {napi_id}: no such NAPI instance", errno.ENOENT)
+
+    def set_device(self, dev: str, sysfs_name: str, value: int) -> None:
+        """A write to the device-wide sysfs file: every NAPI of the device takes the value."""
+        text = self.host.text("sys", "class", "net", dev, *STATE_FILE)
+        if text is None:
+            return
+        napis = json.loads(text)
+        for values in napis.values():
+            values[SYSFS[sysfs_name]] = value
+        self._save(dev, napis)
+
+    def _save(self, dev: str, napis: dict) -> None:
+        Host.write(
+            self.host, self.host.sys("class", "net", dev, *STATE_FILE), json.dumps(napis, indent=1, sort_keys=True)
+        )

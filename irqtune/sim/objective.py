@@ -1,0 +1,35 @@
+"""The objective every policy is scored on (physics.md §10.1), in one place.
+
+J = mean latency (µs) + W_CPU × CPUs spent on interrupt handling + DROP_US × fraction dropped,
+summed over devices. W_CPU is the latency one would give to save a whole core: 100 µs/core
+puts the optimum on the vendors' 8-16 µs coalescing defaults (physics.md §3.3); a dropped
+packet costs as much as a millisecond of latency.
+"""
+
+from __future__ import annotations
+
+import math
+
+W_CPU_US = 100.0
+DROP_US = 1000.0
+UNBOUNDED_US = 1e6  # the latency term of an overloaded queue, so costs stay comparable
+
+
+def cost(latency_s: float, cpus: float, offered: float, delivered: float, w_cpu: float = W_CPU_US) -> float:
+    """J for one device over one interval; `latency_s` packet-weighted mean, `cpus` summed over its queues."""
+    if offered <= 0:
+        return w_cpu * cpus
+    latency_us = latency_s * 1e6 if math.isfinite(latency_s) else UNBOUNDED_US
+    dropped = max(0.0, offered - delivered) / offered
+    return min(latency_us, UNBOUNDED_US) + w_cpu * cpus + DROP_US * dropped
+
+
+def scenario_cost(phases: list, w_cpu: float = W_CPU_US) -> float:
+    """J per second of a whole run (`run.PhaseResult`s): phases weighted by their length, NVMe included."""
+    total = seconds = 0.0
+    for p in phases:
+        j = cost(p.mean_latency_us * 1e-6, p.cpu, p.offered_pps, p.delivered_pps, w_cpu) if p.offered_pps else 0.0
+        for dev in p.nvme.values():
+            j += cost(dev["mean_latency_us"] * 1e-6, dev["cpu"], dev["iops"], dev["iops"], w_cpu)
+        total, seconds = total + p.seconds * j, seconds + p.seconds
+    return total / seconds if seconds else 0.0

@@ -1,0 +1,219 @@
+"""Policies `irqtune simulate --policy` runs: baselines, the oracle, and irqtune's own.
+
+Every policy acts on the simulated host the way an operator or agent acts on a real one:
+through irqtune's knob layer and journal (ethtool coalescing over the simulated driver,
+NAPI settings over the simulated netdev family, sysctls), so whatever it changes is
+journaled and `irqtune --root TREE restore` undoes it. The one exception is an NVMe
+device's completion mode, an application choice (io_uring IOPOLL or HYBRID_IOPOLL)
+that the simulated host takes from `sys/block/DEV/irqtune-sim/completion`.
+
+    defaults        the scenario's driver settings, untouched
+    static:SPEC     fixed settings for every NIC: latency, throughput, dumazet, suspend20, or
+                    key=value,... with rx-usecs, rx-frames, defer, gro-flush (µs), suspend (µs)
+    dim | aim       the driver's adaptive-rx with Linux DIM or Intel's legacy adaptive ITR
+    always-poll     busy-poll every read (net.core.busy_read) and poll NVMe completions
+    oracle          the dynamic oracle: the best setting per phase, knowing the load ahead
+    oracle-static   the best single setting for the whole scenario
+    irqtune         irqtune's placement (decide/spread.py) at start, then its coalescing policy
+                    from measurements of the tree every interval (decide/coalesce.py)
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ..act.engine import change, prepare
+from ..act.journal import Journal
+from ..act.knobs import make_knob
+from ..decide.coalesce import QueueLoad, propose
+from ..decide.placement import placement_plan
+from ..measure.rates import compute_rates
+from ..measure.snapshot import take_snapshot
+from ..state import boot_id
+from .host import SimHost
+from .kernel import SimulatedKernel
+from .oracle import NicSetting, plan
+from .scenario import PhaseSpec
+
+log = logging.getLogger(__name__)
+
+NAMED_STATIC = {
+    "latency": "rx-usecs=0,rx-frames=1",
+    "throughput": "rx-usecs=64,rx-frames=64",
+    "dumazet": "defer=10,gro-flush=20",  # 6f8b12d661d0's example
+    "suspend20": "defer=100,gro-flush=20,suspend=20000",  # Karsten & Damato (physics.md §2.7)
+}
+POLICIES = ("defaults", "static:SPEC", "dim", "aim", "always-poll", "oracle", "oracle-static", "irqtune")
+ALWAYS_POLL_US = 1_000_000  # busy_read long enough that a reader never sleeps
+
+
+class PolicyError(ValueError):
+    pass
+
+
+class Control:
+    """What a policy may do to the simulated host: change knobs through the engine and journal."""
+
+    def __init__(self, sim: SimHost, state_dir: str) -> None:
+        self.sim, self.state_dir = sim, state_dir
+        self.host = SimulatedKernel.for_root(sim.root)
+        self.journal = Journal.open(state_dir, boot_id(self.host))
+        self.changes: list[str] = []
+
+    def set(self, knob_id: str, value: str) -> None:
+        knob = make_knob(self.host, knob_id)
+        prepare(knob, self.host, self.state_dir)
+        result = change(knob, value, self.journal, self.state_dir)
+        if result.outcome not in ("applied", "unchanged"):
+            log.warning("%s", result)
+        elif result.outcome == "applied":
+            self.changes.append(f"t={self.sim.clock:g}s {result}")
+
+    def close(self) -> None:
+        """Release the journal's lock, so `irqtune --root TREE restore` can take it."""
+        self.journal.close()
+
+    def nic(self, name: str, setting: NicSetting, napis: bool = True) -> None:
+        self.set(f"net/{name}/coalesce/use-adaptive-rx", "0")
+        self.set(f"net/{name}/coalesce/rx-usecs", str(setting.usecs))
+        self.set(f"net/{name}/coalesce/rx-max-frames", str(setting.frames))
+        if napis:
+            self.set(f"net/{name}/napi-defer-hard-irqs", str(setting.defer))
+            self.set(f"net/{name}/gro-flush-timeout", str(setting.gro_flush_us * 1000))
+            for entry in (e for e in self.sim.irqs if e.device == name):
+                self.set(f"napi/{name}/{self.sim.napi_id(entry)}/irq-suspend-timeout", str(setting.suspend_us * 1000))
+
+    def completion(self, nvme: str, mode: str) -> None:
+        self.sim.tree.write(f"sys/block/{nvme}n1/irqtune-sim/completion", mode + "\n")
+        self.changes.append(f"t={self.sim.clock:g}s {nvme}: completion {mode}")
+
+
+class Policy:
+    name = "defaults"
+
+    def start(self, ctl: Control) -> None:
+        """Once, before the first step."""
+
+    def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:
+        """Before every control interval; `first` at the start of a phase."""
+
+
+def parse_static(spec: str) -> NicSetting:
+    text = NAMED_STATIC.get(spec, spec)
+    keys = {"rx-usecs": "usecs", "rx-frames": "frames", "defer": "defer", "gro-flush": "gro_flush_us",
+            "suspend": "suspend_us"}  # fmt: skip
+    values = {"usecs": 8, "frames": 32}
+    for item in filter(None, text.split(",")):
+        key, _, value = item.partition("=")
+        if key.strip() not in keys or not value.strip().isdigit():
+            raise PolicyError(f"static:{spec}: expected {', '.join(NAMED_STATIC)} or key=value with keys "
+                              f"{', '.join(keys)} (whole numbers), got {item!r}")  # fmt: skip
+        values[keys[key.strip()]] = int(value)
+    return NicSetting(**values)
+
+
+class Static(Policy):
+    def __init__(self, spec: str) -> None:
+        self.name, self.setting = f"static:{spec}", parse_static(spec)
+
+    def start(self, ctl: Control) -> None:
+        for nic in ctl.sim.sc.nics:
+            ctl.nic(nic.name, self.setting)
+
+
+class Adaptive(Policy):
+    def __init__(self, algorithm: str) -> None:
+        self.name = self.algorithm = algorithm
+
+    def start(self, ctl: Control) -> None:
+        for nic in ctl.sim.sc.nics:
+            nic.adaptive = self.algorithm  # which algorithm the simulated driver runs
+            ctl.set(f"net/{nic.name}/coalesce/use-adaptive-rx", "1")
+
+
+class AlwaysPoll(Policy):
+    name = "always-poll"
+
+    def start(self, ctl: Control) -> None:
+        ctl.set("sysctl/net.core.busy_read", str(ALWAYS_POLL_US))
+        for nvme in ctl.sim.sc.nvmes:
+            ctl.completion(nvme.name, "poll")
+
+
+class Oracle(Policy):
+    def __init__(self, dynamic: bool) -> None:
+        self.name, self.dynamic = ("oracle" if dynamic else "oracle-static"), dynamic
+        self.plan = None
+
+    def start(self, ctl: Control) -> None:
+        self.plan = plan(ctl.sim, self.dynamic)
+
+    def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:
+        if not first:
+            return
+        for device, setting in self.plan.phases[index].items():
+            if isinstance(setting, NicSetting):
+                ctl.nic(device, setting)
+            else:
+                ctl.completion(device, setting)
+
+
+class Irqtune(Policy):
+    """Measure the tree like the agent does (real parsers, real rates), decide, apply through the journal."""
+
+    name = "irqtune"
+
+    def __init__(self, goal: str = "balanced") -> None:
+        self.goal, self.before = goal, None
+
+    def start(self, ctl: Control) -> None:
+        """Placement first, as `irqtune apply` does: NIC queue IRQs spread over local housekeeping CPUs."""
+        plan, _ = placement_plan(ctl.host, ctl.state_dir)
+        for step in plan.changes:
+            log.info("%s -> %s: %s", step.knob, step.target, step.reason)
+            ctl.set(step.knob, step.target)
+
+    def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:
+        snap = take_snapshot(ctl.host)
+        snap.monotonic = ctl.sim.clock  # simulated time
+        before, self.before = self.before, snap
+        if before is None or snap.monotonic <= before.monotonic:
+            return
+        rates = compute_rates(before, snap)
+        for nic in ctl.sim.sc.nics:
+            loads = self._queue_loads(ctl.sim, rates, nic.name)
+            current = ctl.sim.coalescing(nic)
+            proposal = propose(loads, current, self.goal, nic.irq_cost_us)
+            if proposal:
+                log.info("%s: rx-usecs %d -> %d: %s", nic.name, current[0], proposal.rx_usecs, proposal.reason)
+                ctl.nic(nic.name, NicSetting(proposal.rx_usecs, proposal.rx_frames), napis=False)
+
+    @staticmethod
+    def _queue_loads(sim: SimHost, rates, device: str) -> list[QueueLoad]:
+        """Per queue: interrupts from its /proc/interrupts row; packets from softnet on its CPU, shared
+        among the queues there (what a host without per-queue stats can tell)."""
+        entries = [e for e in sim.irqs if e.device == device]
+        cpus = {e.irq: sim.effective_cpu(e) for e in entries}
+        sharing = {cpu: list(cpus.values()).count(cpu) for cpu in cpus.values()}
+        out = []
+        for e in entries:
+            row = rates.interrupts.get(str(e.irq))
+            processed = rates.softnet.get(cpus[e.irq], {}).get("processed", 0.0)
+            out.append(QueueLoad(processed / sharing[cpus[e.irq]], row.total if row else 0.0))
+        return out
+
+
+def make_policy(spec: str) -> Policy:
+    if spec == "defaults":
+        return Policy()
+    if spec.startswith("static:"):
+        return Static(spec[len("static:") :])
+    if spec in ("dim", "aim"):
+        return Adaptive(spec)
+    if spec == "always-poll":
+        return AlwaysPoll()
+    if spec in ("oracle", "oracle-static"):
+        return Oracle(spec == "oracle")
+    if spec == "irqtune":
+        return Irqtune()
+    raise PolicyError(f"unknown policy {spec!r}; expected one of {', '.join(POLICIES)}")

@@ -1,0 +1,190 @@
+"""The simulated host's /proc and /sys, written in the kernel's formats.
+
+The static part (topology, devices, IRQ directories, knobs at their defaults) is written
+once; the counters (/proc/interrupts, softirqs, softnet_stat, stat) after every step.
+The agent reads the tree through `--root` with the same parsers as a real host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+
+from ..parse.common import U32, format_cpulist, parse_cpulist
+from .ethtool import default_state
+from .netdev import napi_state
+
+IRQ_BASE = 100
+NAPI_ID_BASE = 8193  # the kernel's first NAPI id (MIN_NAPI_ID)
+SYSCTLS = {  # net.core defaults (physics.md §0)
+    "netdev_budget": "300",
+    "netdev_budget_usecs": "2000",
+    "dev_weight": "64",
+    "netdev_max_backlog": "1000",
+    "busy_read": "0",
+    "busy_poll": "0",
+}
+
+
+@dataclass
+class SimIrq:
+    irq: int
+    action: str
+    device: str
+    queue: int
+    bdf: str
+    managed: bool = False
+    counts: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Counters:
+    """Everything the kernel counts per CPU, as the tree shows it."""
+
+    ncpu: int
+    loc: list[int] = field(default_factory=list)
+    res: list[int] = field(default_factory=list)
+    cal: list[int] = field(default_factory=list)
+    tlb: list[int] = field(default_factory=list)
+    softirqs: dict[str, list[int]] = field(default_factory=dict)
+    softnet: list[list[int]] = field(default_factory=list)  # processed, dropped, time_squeeze
+    ticks: list[list[int]] = field(default_factory=list)  # irq, softirq (USER_HZ)
+
+    def __post_init__(self) -> None:
+        from ..parse.softirqs import VECTORS
+
+        self.loc, self.res, self.cal, self.tlb = ([0] * self.ncpu for _ in range(4))
+        self.softirqs = {v: [0] * self.ncpu for v in VECTORS}
+        self.softnet = [[0, 0, 0] for _ in range(self.ncpu)]
+        self.ticks = [[0, 0] for _ in range(self.ncpu)]
+
+
+class Tree:
+    """Writes one simulated host's files under `root`."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+
+    def write(self, rel: str, text: str) -> None:
+        path = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w", encoding="ascii") as f:
+            f.write(text)
+
+    def read(self, rel: str) -> str | None:
+        try:
+            with open(os.path.join(self.root, rel), encoding="ascii") as f:
+                return f.read()
+        except (OSError, UnicodeDecodeError):
+            return None
+
+    def link(self, rel: str, target: str) -> None:
+        path = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if not os.path.islink(path):
+            os.symlink(target, path)
+
+    # -- once ------------------------------------------------------------------
+    def static(self, sim) -> None:
+        """Topology, devices and knobs at their defaults; `sim` is the SimHost."""
+        sc, every = sim.sc, format_cpulist(sim.cpus)
+        self.write("proc/sys/kernel/random/boot_id", str(uuid.UUID(int=sim.rng.getrandbits(128))) + "\n")
+        self.write("proc/sys/kernel/hostname", "simulated\n")
+        self.write("proc/sys/kernel/osrelease", f"{sc.host.kernel}-irqtune-sim\n")
+        self.write("proc/cmdline", "ro" + (f" isolcpus={sc.host.isolated}" if sc.host.isolated else "") + "\n")
+        for name, value in SYSCTLS.items():
+            self.write(f"proc/sys/net/core/{name}", value + "\n")
+        for name, value in (("online", every), ("possible", every), ("present", every),
+                            ("isolated", sc.host.isolated)):  # fmt: skip
+            self.write(f"sys/devices/system/cpu/{name}", value + "\n")
+        for node, cpus in sim.nodes.items():
+            self.write(f"sys/devices/system/node/node{node}/cpulist", format_cpulist(cpus) + "\n")
+            for cpu in cpus:
+                self.write(f"sys/devices/system/cpu/cpu{cpu}/cache/index3/level", "3\n")
+                self.write(f"sys/devices/system/cpu/cpu{cpu}/cache/index3/shared_cpu_list", format_cpulist(cpus) + "\n")
+        for entry in sim.irqs:
+            base = f"proc/irq/{entry.irq}"
+            self.write(f"{base}/smp_affinity_list", every + "\n")
+            self.write(f"{base}/node", f"{sim.device_node(entry.device)}\n")
+            self.write(f"{base}/affinity_hint", "0\n")
+        if sim.irqs:
+            self.write("proc/irq/default_smp_affinity", f"{(1 << len(sim.cpus)) - 1:x}\n")
+        for n, nic in enumerate(sc.nics):
+            self._nic(sim, n, nic)
+            cpus = parse_cpulist(nic.cpus)
+            for e in (e for e in sim.irqs if e.device == nic.name and cpus):
+                self.write(f"proc/irq/{e.irq}/smp_affinity_list", f"{cpus[e.queue % len(cpus)]}\n")
+        for n, nvme in enumerate(sc.nvmes):
+            self._nvme(sim, n, nvme)
+
+    def _nic(self, sim, n: int, nic) -> None:
+        bdf = f"0000:{0x81 + n:02x}:00.0"
+        irqs = [e for e in sim.irqs if e.device == nic.name]
+        self._pci(sim, bdf, nic.node, [e.irq for e in irqs], "mlx5_core" if nic.flavour != "min-gap" else "ice")
+        self.link(f"sys/class/net/{nic.name}", f"../../devices/pci0000:00/{bdf}/net/{nic.name}")
+        netdir = f"sys/devices/pci0000:00/{bdf}/net/{nic.name}"
+        self.link(f"{netdir}/device", "../../../" + bdf)
+        for name, value in (("gro_flush_timeout", "0"), ("napi_defer_hard_irqs", "0"), ("threaded", "0"),
+                            ("ifindex", str(10 + n))):  # fmt: skip
+            self.write(f"{netdir}/{name}", value + "\n")
+        for q in range(nic.queues):
+            self.write(f"{netdir}/queues/rx-{q}/rps_cpus", "0\n")
+            self.write(f"{netdir}/queues/tx-{q}/xps_cpus", "0\n")
+        state = default_state(nic.queues, nic.rx_usecs, nic.rx_frames)
+        state["coalesce"]["use_adaptive_rx"] = int(nic.adaptive_rx)
+        self.write(f"{netdir}/irqtune-sim/ethtool.json", json.dumps(state, indent=1, sort_keys=True))
+        napis = {str(NAPI_ID_BASE + e.irq - IRQ_BASE): napi_state(10 + n, e.irq) for e in irqs}
+        self.write(f"{netdir}/irqtune-sim/napi.json", json.dumps(napis, indent=1, sort_keys=True))
+
+    def _nvme(self, sim, n: int, nvme) -> None:
+        bdf = f"0000:{0x01 + n:02x}:00.0"
+        self._pci(sim, bdf, nvme.node, [e.irq for e in sim.irqs if e.device == nvme.name], "nvme")
+        self.link(f"sys/class/nvme/{nvme.name}", f"../../devices/pci0000:00/{bdf}/nvme/{nvme.name}")
+        self.link(f"sys/devices/pci0000:00/{bdf}/nvme/{nvme.name}/device", "../../../" + bdf)
+        self.write(f"sys/block/{nvme.name}n1/queue/io_poll", "0\n")
+        self.write(f"sys/block/{nvme.name}n1/irqtune-sim/completion", "irq\n")
+        for q, cpus in enumerate(sim.nvme_spread(nvme)):
+            self.write(f"sys/block/{nvme.name}n1/mq/{q}/cpu_list", format_cpulist(cpus) + "\n")
+            irq = next(e for e in sim.irqs if e.device == nvme.name and e.queue == q + 1)
+            self.write(f"proc/irq/{irq.irq}/smp_affinity_list", format_cpulist(cpus) + "\n")
+
+    def _pci(self, sim, bdf: str, node: int, irqs: list[int], driver: str) -> None:
+        base = f"sys/devices/pci0000:00/{bdf}"
+        for irq in irqs:
+            self.write(f"{base}/msi_irqs/{irq}", "msix\n")
+        self.write(f"{base}/numa_node", f"{node}\n")
+        self.write(f"{base}/local_cpulist", format_cpulist(sim.nodes.get(node, sim.cpus)) + "\n")
+        os.makedirs(os.path.join(self.root, "sys/bus/drivers", driver), exist_ok=True)
+        self.link(f"{base}/driver", f"../../../bus/drivers/{driver}")
+        self.link(f"sys/bus/pci/devices/{bdf}", f"../../../devices/pci0000:00/{bdf}")
+
+    # -- every step --------------------------------------------------------------
+    def counters(self, cpus: list[int], irqs: list[SimIrq], c: Counters, effective: dict[int, int]) -> None:
+        header = " " * 11 + "".join(f"CPU{cpu:<8d}" for cpu in cpus)
+        rows = [header]
+        for e in irqs:
+            counts = "".join(f"{n % U32:10d} " for n in e.counts)
+            rows.append(f"{e.irq:4d}: {counts} PCI-MSIX-{e.bdf} {e.queue}-edge      {e.action}")
+        for key, values, text in (
+            ("LOC", c.loc, "Local timer interrupts"),
+            ("RES", c.res, "Rescheduling interrupts"),
+            ("CAL", c.cal, "Function call interrupts"),  # TLB IPIs count here too on current kernels
+            ("TLB", c.tlb, "TLB shootdowns"),
+        ):
+            rows.append(f"{key}: " + "".join(f"{n % U32:10d} " for n in values) + f"  {text}")
+        rows += ["ERR:          0", "MIS:          0"]
+        self.write("proc/interrupts", "\n".join(rows) + "\n")
+        lines = [" " * 20 + "".join(f"CPU{cpu:<8d}" for cpu in cpus)]
+        lines += [f"{v:>12}:" + "".join(f" {n % U32:10d}" for n in counts) for v, counts in c.softirqs.items()]
+        self.write("proc/softirqs", "\n".join(lines) + "\n")
+        self.write("proc/net/softnet_stat", "".join(
+            f"{p % U32:08x} {d % U32:08x} {t % U32:08x} " + "00000000 " * 6 + "00000000 00000000 00000000 "
+            + f"{cpu:08x} 00000000 00000000\n"
+            for cpu, (p, d, t) in zip(cpus, c.softnet)
+        ))  # fmt: skip
+        stat = [f"cpu{cpu} 0 0 0 0 0 {irq} {sirq} 0 0 0" for cpu, (irq, sirq) in zip(cpus, c.ticks)]
+        self.write("proc/stat", "\n".join(stat) + "\n")
+        for e in irqs:
+            self.write(f"proc/irq/{e.irq}/effective_affinity_list", f"{effective[e.irq]}\n")

@@ -1,0 +1,54 @@
+"""irqtune's coalescing rule: no window below λ*, about 0.6·√(2Wh) above it, bounded steps, hysteresis."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from irqtune.decide.coalesce import FRAMES, QueueLoad, propose, target_window
+from irqtune.sim.model import nic_queue
+
+
+def test_no_window_below_the_threshold_and_sqrt_rule_above():
+    # W = 100 µs/core, h = 1.5 µs: λ* = 1/√(W h) ≈ 81.6k pps, U* ≈ 0.6·√(2·100·1.5) ≈ 10.4 µs -> 8 µs
+    assert target_window(50_000, 100, 1.5) == 0
+    assert target_window(120_000, 100, 1.5) == 8
+    assert target_window(120_000, 500, 1.5) == 32  # 0.6·√1500 ≈ 23 µs -> 32 (nearest power of two in log)
+    assert target_window(150_000, 20, 1.5) == 0  # latency goal, W = 20: λ* ≈ 183k pps
+    assert target_window(250_000, 20, 1.5) == 4  # U* ≈ 0.6·√60 ≈ 4.6 µs
+
+
+def test_the_rule_lands_near_the_closed_form_optimum():
+    """The rule is a shortcut for minimising J = E[T] + W·CPU; check it against a grid of the model."""
+    s, h, w = 0.8e-6, 1.5e-6, 100.0
+    for rate in (150_000, 400_000):
+
+        def cost(u: int) -> float:
+            r = nic_queue(rate, s, h, u * 1e-6, 0 if u else 1)
+            return r.mean_latency * 1e6 + w * r.cpu
+
+        best = min((0, 2, 4, 8, 16, 32, 64), key=cost)
+        chosen = target_window(rate, w, h * 1e6)
+        assert cost(chosen) <= cost(best) * 1.10, (rate, chosen, best)
+
+
+def test_bounded_steps_and_hysteresis():
+    busy = [QueueLoad(400_000, 40_000)] * 4
+    step = propose(busy, (0, 1), "throughput")
+    assert step is not None and step.rx_usecs == 4 and step.rx_frames == FRAMES  # two powers of two at most
+    assert "coalescing pays" in step.reason
+    assert propose(busy, (32, FRAMES), "throughput") is None  # at the target: nothing to do
+    quiet = [QueueLoad(1_000, 900)] * 4
+    down = propose(quiet, (32, FRAMES))
+    assert down is not None and down.rx_usecs == 0 and down.rx_frames == 1 and "too few packets" in down.reason
+    assert propose([], (8, 32)) is None
+
+
+@pytest.mark.parametrize("goal", ["latency", "balanced", "throughput"])
+def test_higher_load_never_asks_for_a_smaller_window(goal):
+    windows = [
+        target_window(rate, {"latency": 20, "balanced": 100, "throughput": 500}[goal], 1.5)
+        for rate in (1e3, 1e4, 1e5, 3e5, 1e6)
+    ]
+    assert windows == sorted(windows) and not math.isnan(sum(windows))
