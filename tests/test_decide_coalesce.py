@@ -24,7 +24,7 @@ def test_the_rule_lands_near_the_closed_form_optimum():
     s, h, w = 0.8e-6, 1.5e-6, 100.0
     for rate in (150_000, 400_000):
 
-        def cost(u: int) -> float:
+        def cost(u: int, rate: float = rate) -> float:
             r = nic_queue(rate, s, h, u * 1e-6, 0 if u else 1)
             return r.mean_latency * 1e6 + w * r.cpu
 

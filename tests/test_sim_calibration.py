@@ -43,7 +43,7 @@ def test_dim_stays_low_under_closed_loop_load(clients):
 
 
 def test_polling_wins_on_optane_not_on_nand():
-    irq, irq_cpu = nvme_qd1("optane", "irq")
+    irq, _ = nvme_qd1("optane", "irq")
     poll, poll_cpu = nvme_qd1("optane", "poll")
     hybrid, hybrid_cpu = nvme_qd1("optane", "hybrid")
     assert 0.25 <= (irq - poll) / irq <= 0.55 and 3 <= irq - poll <= 7  # §4.3: 3-6 µs, 30-50 %

@@ -69,8 +69,8 @@ def test_library_has_the_scenarios_the_issue_names():
 def test_loads_inline_and_in_tables():
     sc = load_scenario("m.toml", MULTI)
     one, two = sc.phases
-    assert [(l.device, l.rate_pps) for l in one.loads] == [("eth0", 1000.0)]
-    assert [(l.device, l.arrivals, l.clients, l.iodepth) for l in two.loads] == [
+    assert [(load.device, load.rate_pps) for load in one.loads] == [("eth0", 1000.0)]
+    assert [(load.device, load.arrivals, load.clients, load.iodepth) for load in two.loads] == [
         ("eth0", "closed-loop", 4, 0),
         ("nvme0", "poisson", 0, 8),
     ]

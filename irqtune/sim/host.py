@@ -17,14 +17,14 @@ import random
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
-from ..parse.common import CpuListError, parse_cpulist
+from ..parse.common import parse_cpulist
 from .adaptive import AdaptiveQueue
 from .kernel import write_rules
 from .model import Napi, QueueResult, nic_queue
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
 from .tree import IRQ_BASE, NAPI_ID_BASE, Counters, SimIrq, Tree
-from .workload import queue_load
+from .workload import interrupt_per_packet, queue_load
 
 CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (physics.md §7.2)
 TLB_RECEIVE_COST = 1.5e-6  # seconds of a CPU per received shootdown IPI (physics.md §5: 1-3 µs round trip)
@@ -96,6 +96,7 @@ class SimHost:
         self.counters = Counters(len(self.cpus))
         self.adaptive: dict[tuple[str, int], AdaptiveQueue] = {}
         self.clock = 0.0
+        self._online, self._effective = set(self.cpus), {}
         self.tree.static(self)
         write_rules(root, scenario.host.kernel, [e.irq for e in self.irqs if e.managed], self.cpus)
         self.render()
@@ -112,13 +113,17 @@ class SimHost:
         return groups
 
     def effective_cpu(self, entry: SimIrq) -> int:
-        """The kernel delivers to one CPU of the requested set: the first online one."""
-        try:
-            requested = parse_cpulist(self.tree.read(f"proc/irq/{entry.irq}/smp_affinity_list") or "")
-        except CpuListError:
-            requested = []
-        online = [c for c in requested if c in self.cpus]
-        return online[0] if online else self.cpus[0]
+        """The kernel delivers to one CPU of the requested set: the first online one (read once per step)."""
+        cpu = self._effective.get(entry.irq)
+        if cpu is None:
+            text = self.tree.read(f"proc/irq/{entry.irq}/smp_affinity_list") or ""
+            try:  # the lowest CPU of the list, without expanding ranges (64-CPU masks, every queue, every step)
+                starts = [int(part.split("-", 1)[0]) for part in text.strip().split(",") if part]
+            except ValueError:
+                starts = []
+            online = sorted(c for c in starts if c in self._online)
+            cpu = self._effective[entry.irq] = online[0] if online else self.cpus[0]
+        return cpu
 
     def _json(self, rel: str) -> dict:
         try:
@@ -176,6 +181,7 @@ class SimHost:
     # -- time ------------------------------------------------------------------------
     def step(self, seconds: float, phase: PhaseSpec) -> list[QueueStep]:
         """Advance simulated time; returns what every NIC queue did (NVMe queues: `self.last_nvme`)."""
+        self._effective = {}  # affinity may have been written since the last step
         out = [q for nic in self.sc.nics for q in self._nic_step(nic, phase, seconds)]
         self.last_nvme = [q for nvme in self.sc.nvmes for q in self._nvme_step(nvme, phase.load_for(nvme.name))]
         demand = [0.0] * len(self.cpus)
@@ -223,6 +229,8 @@ class SimHost:
 
         def evaluate(usecs: int, frames: int) -> tuple[float, QueueResult]:
             def at(rate: float) -> QueueResult:
+                if not nic.napi:
+                    return interrupt_per_packet(rate, service, irq_cost)
                 return _queue(rate, service, irq_cost, usecs * 1e-6, frames, flavour, napi)
 
             return (0.0, at(0.0)) if load is None else queue_load(load, nic.queues, nic.ring, at)

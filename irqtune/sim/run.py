@@ -55,6 +55,7 @@ class PhaseResult:
     time_squeeze: float  # per second, all CPUs
     timer_polls: float  # per second: NAPI polls from the deferral hrtimer
     settings: dict  # per NIC at the end of the phase
+    nics: dict = field(default_factory=dict)  # device -> offered, delivered, interrupts, CPU, mean latency
     nvme: dict = field(default_factory=dict)  # device -> mode, iops, latency, CPU, interrupts
 
 
@@ -128,8 +129,18 @@ def _phase_result(host, phase, index, steps, nvme_steps, latencies, nvme_lat) ->
         time_squeeze=sum(dt * q.squeezes for dt, q in queues) / total,
         timer_polls=sum(dt * q.timer_polls for dt, q in queues) / total,
         settings={nic.name: _nic_settings(host, nic) for nic in host.sc.nics},
+        nics={nic.name: _per_nic(queues, nic.name, total) for nic in host.sc.nics},
         nvme=_nvme_result(host, nvme_steps, total, nvme_lat),
     )
+
+
+def _per_nic(queues: list[tuple[float, QueueStep]], name: str, total: float) -> dict:
+    mine = [(dt, q) for dt, q in queues if q.device == name]
+    delivered = sum(dt * q.delivered for dt, q in mine)
+    latency = sum(dt * q.delivered * q.latency for dt, q in mine if q.delivered) / delivered if delivered else 0.0
+    return {"offered_pps": sum(dt * q.rate for dt, q in mine) / total, "delivered_pps": delivered / total,
+            "irq_rate": sum(dt * q.irq_rate for dt, q in mine) / total, "cpu": sum(dt * q.cpu_used for dt, q in mine)
+            / total, "mean_latency_us": latency * 1e6}  # fmt: skip
 
 
 def _nic_settings(host: SimHost, nic) -> dict:

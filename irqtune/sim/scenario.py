@@ -3,7 +3,8 @@
     [host]        cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18"
     [[nic]]       name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
                   rx_usecs, rx_frames, usecs_quantum, adaptive_rx (bool), adaptive (dim | aim),
-                  ring, cpus (initial IRQ affinity, queues round-robin), irq_cost_us, service_us,
+                  ring, napi (false: interrupt per packet), cpus (initial IRQ affinity, queues
+                  round-robin), irq_cost_us, service_us,
                   packet_bytes
     [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU)
     [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs);
@@ -78,6 +79,7 @@ class NicSpec:
     adaptive_rx: bool = False  # the driver's default; which algorithm runs is `adaptive`
     adaptive: str = ""  # "" = the flavour's usual one: aim for min-gap (Intel), dim otherwise
     ring: int = 1024
+    napi: bool = True  # false: the pre-NAPI path, one interrupt per packet (receive livelock, physics.md §3.2)
     cpus: str = ""  # where the driver points its queue IRQs at start, one CPU each in turn ("" = every CPU)
     irq_cost_us: float = 1.5
     service_us: float = 0.8

@@ -21,6 +21,7 @@ from .model import QueueResult
 from .scenario import LoadSpec
 
 Evaluate = Callable[[float], QueueResult]  # arrival rate -> the queue's closed-form result
+CLOSED_LOOP_TOLERANCE = 1e-3  # relative width at which the closed-loop rate is found (about 10 evaluations)
 
 
 def queue_load(load: LoadSpec, queues: int, ring: int, evaluate: Evaluate) -> tuple[float, QueueResult]:
@@ -56,15 +57,13 @@ def closed_loop(clients: int, think: float, evaluate: Evaluate) -> tuple[float, 
     best = evaluate(high)
     if not best.overloaded and high * (think + best.mean_latency) <= clients:
         return high, best
-    for _ in range(40):
+    while high - low > CLOSED_LOOP_TOLERANCE * high:
         mid = (low + high) / 2
         result = evaluate(mid)
         if result.overloaded or mid * (think + result.mean_latency) > clients:
             high = mid
         else:
             low, best = mid, result
-        if high - low < 1e-4 * high:
-            break
     if low == 0.0:
         best = evaluate(low)
     return low, best
@@ -104,3 +103,18 @@ def mmpp_arrivals(rate: float, burst: float, burst_s: float, every_s: float, pac
                 arrival += rng.expovariate(state_rate)
         t, loud = end, not loud
     return out
+
+
+def interrupt_per_packet(rate: float, service: float, irq_cost: float) -> QueueResult:
+    """A receive path without NAPI (Mogul & Ramakrishnan, physics.md §3.2): every packet interrupts, and
+    its input half (h + s/2) runs at interrupt priority, above the other half (s/2, protocol and delivery).
+    Delivery peaks at 1/(h + s), then falls as input starves delivery, to nothing at 1/(h + s/2): livelock."""
+    if rate <= 0:
+        return QueueResult(0.0, 0.0, 0.0, 0.0, 0.0)
+    first, second = irq_cost + service / 2, service / 2
+    interrupt_load = rate * first
+    delivered = min(rate, max(0.0, (1.0 - interrupt_load) / second))
+    work = rate * (first + second)
+    latency = first + second + rate * (first + second) ** 2 / (2 * (1 - work)) if work < 1.0 else math.inf  # M/D/1
+    return QueueResult(min(rate, 1.0 / first), 1.0, min(1.0, interrupt_load + delivered * second), latency,
+                       delivered, overloaded=work >= 1.0)  # fmt: skip
