@@ -33,8 +33,17 @@ def _duration(text: str) -> float:
     return seconds
 
 
+EXIT_HELP = """
+\b
+Exit status:
+  0  the scenario ran
+  1  the scenario file has an error (FILE:LINE: key: what), or the policy is unknown
+  2  usage error (unknown option, bad --duration or --speed)
+"""
+
+
 def register(main: click.Group) -> None:
-    @main.command()
+    @main.command(epilog=EXIT_HELP)
     @click.argument("scenario")
     @click.option("--policy", default="defaults", show_default=True, metavar="POLICY", help=POLICY_HELP)
     @click.option("--seed", type=int, default=1, show_default=True, help="Seed for arrivals and counter noise: "

@@ -61,6 +61,13 @@ def test_event_simulation_is_reproducible_and_gives_percentiles():
     assert a == simulate_queue(100e3, S, H, 16e-6, 32, packets=50_000, seed=3)
     assert a != simulate_queue(100e3, S, H, 16e-6, 32, packets=50_000, seed=4)
     assert a.p50 <= a.mean_latency * 1.5 and a.p50 < a.p99 < a.p999
+    assert (a.timer_polls, a.squeezes, a.dropped, a.spin_cpu, a.ksoftirqd) == (0.0, 0.0, 0, 0.0, 0.0)  # napi=None
+
+
+def test_plain_model_reports_no_napi_activity():
+    r = nic_queue(300e3, S, H, 8e-6, 32)
+    assert (r.timer_polls, r.squeeze_rate, r.spin_cpu, r.ksoftirqd) == (0.0, 0.0, 0.0, 0.0)
+    assert nic_queue(2e6, S, H, 0, 1).squeeze_rate == 0.0  # no budget accounting without napi
 
 
 RESTART_GRID = [

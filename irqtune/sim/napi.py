@@ -34,15 +34,21 @@ gives rates, CPU and the mean latency exactly (deterministic s, as in model.py).
 Min-gap (rx-usecs U = least time between IRQs, rx-frames ignored) is not regenerative at e: the
 next IRQ fires at max(first packet, τ + U) where τ was the last one. Without spin/deferral it is a
 Markov chain on N0 = packets found at the IRQ: the busy period serves m ≥ N0 packets (Takács),
-a = (U − h − m·s)⁺ of the gap is left after it, and N0' = max(1, Pois(λa)). Its stationary law
-is computed by iteration (exact); for large λU it is computed on a coarser grid of N0.
+a = (U − h − m·s)⁺ of the gap is left after it, and N0' = max(1, Pois(λa)) (exact). When a is
+never clipped (ρ < 0.4, λa large) E[N0] and Var[N0] solve two linear equations; otherwise the
+stationary law is iterated, on bins of ~√(λU)/3 packets when λU > 36 (0.5-30 ms, memoised).
+With deferral the IRQ is re-armed D·P after the last poll: if that covers U the window is never
+open (exact); otherwise, and with busy polling, the spin/timer cycles between two IRQs are
+summed as 0 or an exponential of their mean (Rényi) — an approximation (within ~10 %).
 """
 
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from functools import lru_cache
+from itertools import accumulate
 
 from .model import KSOFTIRQD_DELAY, Napi, QueueResult, _poisson_pmf_terms, _restart_window, _window, softirq_limits
 
@@ -266,29 +272,29 @@ def _budget(lam: float, s: float, groups: list[tuple[float, float, Pmf]], limits
 
 
 def _nodes(law: Pmf, most: int = 5) -> Pmf:
-    """At most `most` points with the same total mass and mean, grouping neighbouring values."""
-    law = [(n, q) for n, q in law if q > 1e-14]
+    """At most `most` points of equal mass (as far as the law allows), each at the mean of what it stands for."""
     if len(law) <= most:
         return law
-    total = sum(q for _, q in law)
-    out, acc, mass, cut = [], 0.0, 0.0, total / most
-    for n, q in law:
-        acc, mass = acc + n * q, mass + q
-        if mass >= cut * (len(out) + 1) - 1e-15 or n == law[-1][0]:
-            out.append((acc, mass))
-            acc = 0.0
-    merged, prev = [], 0.0
-    for acc_n, upto in out:
-        merged.append((round(acc_n / (upto - prev)) if upto > prev else 1, upto - prev))
-        prev = upto
-    return [(n, q) for n, q in merged if q > 0]
+    mass = list(accumulate(q for _, q in law))
+    moment = list(accumulate(n * q for n, q in law))
+    out, below, lo = [], (0.0, 0.0), 0
+    for j in range(1, most + 1):
+        hi = len(law) - 1 if j == most else min(len(law) - 1, bisect_left(mass, mass[-1] * j / most))
+        if hi < lo:
+            continue
+        m, first = mass[hi] - below[0], moment[hi] - below[1]
+        if m > 0:
+            out.append((round(first / m), m))
+        below, lo = (mass[hi], moment[hi]), hi + 1
+    return out
 
 
 def _busy_excess(lam: float, s: float, x: float, n0: int, per_run: float, handoff: int) -> tuple[float, float]:
     """E[⌈P/B⌉ - 1] and E[(P - L)⁺] for P = n0 + K, K the arrivals served in a busy period started by work x.
 
-    A trapezoid sum over Takács' law: steps of ≤ B/8 up to a few runs past the limits, where the
-    floor matters; beyond, ⌈P/B⌉ - 1 ≈ P/B - 1/2 and the steps follow the tail's decay instead."""
+    A trapezoid sum over Takács' law, P[K = k] ~ k^{-3/2} e^{-k(ρ - 1 - ln ρ)} in the tail: steps of 1/8 of
+    its sd around the mean, 1/4 of its local decay length in the tail, and at most B/8 while the floor
+    matters; a few runs past the limits ⌈P/B⌉ - 1 ≈ P/B - 1/2."""
     rho = lam * s
     mean_k = lam * x / (1 - rho)
     if n0 > max(per_run, handoff):  # past both limits whatever K is
@@ -296,28 +302,27 @@ def _busy_excess(lam: float, s: float, x: float, n0: int, per_run: float, handof
     start = max(0, min(math.floor(per_run), handoff) + 1 - n0)
     near = max(start, handoff - n0) + 4 * per_run  # beyond this the fractional part of P/B averages out
     sd_k = math.sqrt(lam * x / (1 - rho) ** 3)
-    decay = rho - 1 - math.log(rho) if rho > 0 else math.inf  # tail ~ e^{-k·decay}
-    scale = min(sd_k, 1 / decay) if decay > 0 else sd_k
-    fine, coarse = max(1, int(min(scale, per_run) / 8)), max(1, int(scale / 8))
+    bulk, decay = mean_k + 4 * sd_k, rho - 1 - math.log(rho)
     lx = math.log(lam * x) if x > 0 else -math.inf
-    sq = ks = 0.0
-    k, prev, peak, last = start, None, 0.0, (0.0, 0.0)
+    sq = ks = peak = 0.0
+    k, prev, last = start, -1, (0.0, 0.0)
     while True:
         z = lam * (x + k * s)
         p = math.exp(lx - z + (k - 1) * math.log(z) - math.lgamma(k + 1)) if z > 0 else float(k == 0)
         total = n0 + k
         g = (math.ceil(total / per_run) - 1) if k <= near else total / per_run - 0.5
         terms = (g * p, max(0, total - handoff) * p)
-        if prev is None:  # Euler-Maclaurin: Σ_{k≥a} f ≈ ∫_a f + f(a)/2, the integral by trapezoids
+        if prev < 0:  # Euler-Maclaurin: Σ_{k≥a} f ≈ ∫_a f + f(a)/2, the integral by trapezoids
             sq, ks = terms[0] / 2, terms[1] / 2
         else:
-            width = k - prev
-            sq += width * (last[0] + terms[0]) / 2
-            ks += width * (last[1] + terms[1]) / 2
-        prev, last, peak = k, terms, max(peak, p)
-        if k > mean_k and (p < 1e-13 * peak or p < 1e-18):
+            sq += (k - prev) * (last[0] + terms[0]) / 2
+            ks += (k - prev) * (last[1] + terms[1]) / 2
+        peak = max(peak, p)
+        if k > mean_k and (p < 1e-10 * peak or p < 1e-13):  # what is left is below 1e-9 of a squeeze per cycle
             break
-        k += fine if k < near else coarse
+        prev, last = k, terms
+        step = sd_k / 8 if k < bulk else 1 / (decay + 1.5 / max(k, 1)) / 4
+        k += max(1, int(min(step, per_run / 8) if k < near else step))
     return sq, ks
 
 
@@ -343,7 +348,7 @@ def _takacs_row(lam: float, s: float, x: float, upto: int) -> tuple[int, list[fl
 
 
 _QUANTILES = [-math.log(1 - (j + 0.5) / 4) for j in range(4)]
-RENYI = tuple(q * len(_QUANTILES) / sum(_QUANTILES) for q in _QUANTILES)  # Exp(1) in 4 atoms of equal weight, mean 1
+_RENYI = tuple(q * len(_QUANTILES) / sum(_QUANTILES) for q in _QUANTILES)  # Exp(1) in 4 atoms of equal weight, mean 1
 
 
 @lru_cache(maxsize=4096)
@@ -359,8 +364,8 @@ def _min_gap(lam: float, s: float, h: float, usecs: float, dead: float, direct: 
     gap = usecs - h - dead
     if gap <= s:  # every busy period outlasts the gap: the IRQ fires at the first packet
         return 1 / lam, 0.0, 1.0, 1.0, [(1, 1.0)]
-    atoms = tuple((w, shift) for w, shift in ((direct, 0.0), *(((1 - direct) / len(RENYI), between * q) for q in RENYI))
-                  if w > 0)  # fmt: skip
+    spread = [((1 - direct) / len(_RENYI), between * q) for q in _RENYI]
+    atoms = tuple((w, shift) for w, shift in [(direct, 0.0), *spread] if w > 0)
     return (direct == 1 and _min_gap_linear(lam, s, h, gap)) or _min_gap_chain(lam, s, h, gap, atoms)
 
 
@@ -406,7 +411,7 @@ def _min_gap_chain(lam: float, s: float, h: float, gap: float, atoms: tuple[tupl
     w = 2 * int(math.sqrt(nu) / 6) + 1
     limit = math.ceil(gap / s)  # m ≥ limit leaves no gap
     top = int(nu + 10 * math.sqrt(nu) + 10)
-    reps = [1] + list(range(2 + w // 2, top + w, w))  # N0 bins: {1}, then w at a time
+    reps = [1, *range(2 + w // 2, top + w, w)]  # N0 bins: {1}, then w at a time
     groups = [g * w + w // 2 for g in range((limit - 1) // w + 1)]  # m groups of w, by their centre
     gaps = [[(q, max(0.0, gap - m * s - shift)) for q, shift in atoms] for m in groups]
     cols = [_mixed([(q, _binned_found(lam * a, w, len(reps))) for q, a in mix]) for mix in gaps]
