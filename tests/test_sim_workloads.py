@@ -68,6 +68,8 @@ def test_tlb_storm_shows_on_the_process_cpus_only(tmp_path):
         n == pytest.approx(50_000 * 5 / 6, rel=0.025) for n in tlb.values()
     )  # ±2 % noise
     assert {int(c): n for c, n in storm["CAL"]["counts"].items()} == tlb  # counted in CAL too (current kernels)
+    res = {int(c): n for c, n in storm["RES"]["counts"].items()}
+    assert set(res) == set(range(2, 8)) and all(n == pytest.approx(2000, rel=0.025) for n in res.values())
 
 
 def test_nvme_completion_mode_changes_the_model(tmp_path):

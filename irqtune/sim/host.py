@@ -188,6 +188,8 @@ class SimHost:
         for q in (*out, *self.last_nvme):
             demand[q.cpu] += q.cpu_used
         tlb = self._tlb(phase, seconds, demand)
+        for cpu in parse_cpulist(phase.ipi_cpus) if phase.resched_ipis else []:
+            self.counters.res[cpu] += self._noisy(phase.resched_ipis * seconds)
         entries = {(e.device, e.queue): e for e in self.irqs}
         c, busy = self.counters, [0.0] * len(self.cpus)
         for i, q in enumerate(out):

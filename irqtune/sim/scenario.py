@@ -7,7 +7,8 @@
                   round-robin), irq_cost_us, service_us,
                   packet_bytes
     [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU)
-    [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs);
+    [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs),
+                  resched_ipis (per s per CPU), ipi_cpus;
                   and one device's load inline (the keys of [[phase.load]], `nic =` or `nvme =` naming it)
     [[phase.load]] device; for a NIC: rate_pps (all queues), arrivals (poisson | bursty | closed-loop),
                   burst_pps, burst_ms, burst_every_ms (bursty: a two-state MMPP), clients, think_us
@@ -120,6 +121,8 @@ class PhaseSpec:
     seconds: float = 10.0
     tlb_shootdowns: float = 0.0
     tlb_cpus: str = ""
+    resched_ipis: float = 0.0  # rescheduling IPIs per second to each of ipi_cpus (wake-ups from other CPUs)
+    ipi_cpus: str = ""
     loads: list[LoadSpec] = field(default_factory=list)
     inline_load: bool = False  # the first load came from the phase's own keys (for error locations)
 
@@ -323,6 +326,9 @@ def _check(sc: Scenario, loc: _Locator) -> None:
         _check_cpus(loc, where, "tlb_cpus", _cpulist(loc, where, "tlb_cpus", phase.tlb_cpus), sc.host.cpus)
         if phase.tlb_shootdowns and not phase.tlb_cpus:
             raise loc.error(where, "tlb_shootdowns", "needs tlb_cpus, the CPUs the churning process runs on")
+        _check_cpus(loc, where, "ipi_cpus", _cpulist(loc, where, "ipi_cpus", phase.ipi_cpus), sc.host.cpus)
+        if phase.resched_ipis and not phase.ipi_cpus:
+            raise loc.error(where, "resched_ipis", "needs ipi_cpus, the CPUs whose threads are woken")
         inline = 1 if phase.inline_load else 0
         for j, load in enumerate(phase.loads):
             _check_load(sc, load, where if j < inline else (*where, ("load", j - inline)), loc)
