@@ -10,11 +10,11 @@ Decisions per step are capped (MAX_DECISIONS); the rest of the step runs at the 
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Callable
 
 from .dim import NEVENTS, Dim, calc_stats
+from .draws import poisson
 from .model import QueueResult
 from .workload import mix
 
@@ -56,26 +56,13 @@ class AdaptiveQueue:
             spent[setting] = spent.get(setting, 0.0) + span
             elapsed += span
             if self.algorithm == "dim":
-                packets = _poisson(rng, result.delivered * span)
+                packets = poisson(rng, result.delivered * span)
                 self.state.decide(calc_stats(packets, packets * packet_bytes, span * 1e6))
             else:  # the interrupt was raised by a packet: 1 + Poisson(the rest)
-                packets = 1 + _poisson(rng, max(0.0, result.packets_per_irq - 1.0))
+                packets = 1 + poisson(rng, max(0.0, result.packets_per_irq - 1.0))
                 self.state.update(packets, packets * packet_bytes)
             decisions += 1
         setting = self.setting
         last = cache.get(setting) or cache.setdefault(setting, evaluate(*setting))
         spent[setting] = spent.get(setting, 0.0) + max(0.0, seconds - elapsed)
         return mix([(t, cache[s]) for s, t in spent.items() if t > 0]) if spent else last
-
-
-def _poisson(rng: random.Random, mean: float) -> int:
-    """A Poisson draw: exact (Knuth) for small means, the normal approximation above 30."""
-    if mean <= 0:
-        return 0
-    if mean > 30:
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit, k, product = math.exp(-mean), 0, rng.random()
-    while product > limit:
-        k += 1
-        product *= rng.random()
-    return k

@@ -11,9 +11,9 @@ the TX ring container stays at lowest_latency (0), which "max(q_vector->rx.itr, 
 
 from __future__ import annotations
 
-import math
 import random
 
+from .draws import poisson
 from .model import nic_queue
 
 # igb.h: "#define IGB_START_ITR 648 /* ~6000 ints/sec */", "#define IGB_4K_ITR 980", "#define IGB_20K_ITR 196",
@@ -104,18 +104,6 @@ class Aim:
             self.itr_val = new_itr
 
 
-def _poisson(rng: random.Random, mean: float) -> int:
-    """Knuth's method for small means, the normal approximation (as in dim.py) for large ones."""
-    if mean <= 0:
-        return 0
-    if mean > 30:
-        return max(0, round(rng.gauss(mean, math.sqrt(mean))))
-    limit, k, p = math.exp(-mean), 0, rng.random()
-    while p > limit:
-        k, p = k + 1, p * rng.random()
-    return k
-
-
 def run_aim(
     rate: float, packet_bytes: int, service: float, irq_cost: float, intervals: int, seed: int = 1, setting: int = 3
 ) -> list[float]:
@@ -131,7 +119,7 @@ def run_aim(
         gap, written = written, aim.usecs  # igb_msix_ring -> igb_write_itr, then NAPI runs
         result = nic_queue(rate, service, irq_cost, gap * 1e-6, 0, FLAVOUR)
         if result.irq_rate > 0:  # overloaded: NAPI never completes, so igb_set_itr never runs
-            packets = 1 + _poisson(rng, rate / result.irq_rate - 1)
+            packets = 1 + poisson(rng, rate / result.irq_rate - 1)
             aim.update(packets, packets * packet_bytes)
         trace.append(aim.usecs)
     return trace
