@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import __version__, cli_act, cli_sim
+from . import __version__, cli_act, cli_run, cli_sim
 from .host import Host, PathEscape
 from .measure.nvme import read_nvme
 from .measure.snapshot import take_snapshot, to_json
@@ -238,6 +238,7 @@ def nvme(obj: Ctx, as_json: bool) -> None:
 cli_act.register(main, Ctx)
 cli_act.register_plan(main, Ctx)
 cli_sim.register(main)
+cli_run.register(main, Ctx)
 
 
 class _Terminated(Exception):

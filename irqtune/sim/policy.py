@@ -14,8 +14,8 @@ that the simulated host takes from `sys/block/DEV/irqtune-sim/completion`.
     always-poll     busy-poll every read (net.core.busy_read) and poll NVMe completions
     oracle          the dynamic oracle: the best setting per phase, knowing the load ahead
     oracle-static   the best single setting for the whole scenario
-    irqtune         irqtune's placement (decide/spread.py) at start, then its coalescing policy
-                    from measurements of the tree every interval (decide/coalesce.py)
+    irqtune         irqtune's agent loop (agent/loop.py, as `irqtune run --mode tune`): placement,
+                    then coalescing from measurements of the tree, with dwell, limits and rollback
 """
 
 from __future__ import annotations
@@ -25,10 +25,8 @@ import logging
 from ..act.engine import change, prepare
 from ..act.journal import Journal
 from ..act.knobs import make_knob
-from ..decide.coalesce import QueueLoad, propose
-from ..decide.placement import placement_plan
-from ..measure.rates import compute_rates
-from ..measure.snapshot import take_snapshot
+from ..agent.loop import Agent
+from ..config import Config, Limits
 from ..state import boot_id
 from .host import SimHost
 from .kernel import SimulatedKernel
@@ -159,48 +157,24 @@ class Oracle(Policy):
 
 
 class Irqtune(Policy):
-    """Measure the tree like the agent does (real parsers, real rates), decide, apply through the journal."""
+    """irqtune's own agent loop (`irqtune run` in tune mode) on the simulated clock: it measures the
+    tree with the real parsers, decides, applies through the journal and rolls back what hurt."""
 
     name = "irqtune"
 
-    def __init__(self, goal: str = "balanced") -> None:
-        self.goal, self.before = goal, None
+    def __init__(self, config: Config | None = None) -> None:
+        self.config = config or Config(mode="tune", interval=1.0, limits=Limits(dwell=3.0))
+        self.agent: Agent | None = None
 
     def start(self, ctl: Control) -> None:
-        """Placement first, as `irqtune apply` does: NIC queue IRQs spread over local housekeeping CPUs."""
-        plan, _ = placement_plan(ctl.host, ctl.state_dir)
-        for step in plan.changes:
-            log.info("%s -> %s: %s", step.knob, step.target, step.reason)
-            ctl.set(step.knob, step.target)
+        self.agent = Agent(ctl.host, self.config, ctl.state_dir, clock=lambda: ctl.sim.clock, journal=ctl.journal)
 
     def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:
-        snap = take_snapshot(ctl.host)
-        snap.monotonic = ctl.sim.clock  # simulated time
-        before, self.before = self.before, snap
-        if before is None or snap.monotonic <= before.monotonic:
-            return
-        rates = compute_rates(before, snap)
-        for nic in ctl.sim.sc.nics:
-            loads = self._queue_loads(ctl.sim, rates, nic.name)
-            current = ctl.sim.coalescing(nic)
-            proposal = propose(loads, current, self.goal, nic.irq_cost_us)
-            if proposal:
-                log.info("%s: rx-usecs %d -> %d: %s", nic.name, current[0], proposal.rx_usecs, proposal.reason)
-                ctl.nic(nic.name, NicSetting(proposal.rx_usecs, proposal.rx_frames), napis=False)
-
-    @staticmethod
-    def _queue_loads(sim: SimHost, rates, device: str) -> list[QueueLoad]:
-        """Per queue: interrupts from its /proc/interrupts row; packets from softnet on its CPU, shared
-        among the queues there (what a host without per-queue stats can tell)."""
-        entries = [e for e in sim.irqs if e.device == device]
-        cpus = {e.irq: sim.effective_cpu(e) for e in entries}
-        sharing = {cpu: list(cpus.values()).count(cpu) for cpu in cpus.values()}
-        out = []
-        for e in entries:
-            row = rates.interrupts.get(str(e.irq))
-            processed = rates.softnet.get(cpus[e.irq], {}).get("processed", 0.0)
-            out.append(QueueLoad(processed / sharing[cpus[e.irq]], row.total if row else 0.0))
-        return out
+        report = self.agent.run_pass()
+        for d in (*report.decisions, *report.rollbacks):
+            if d.outcome in ("applied", "rolled-back"):
+                ctl.changes.append(f"t={ctl.sim.clock:g}s {d.knob}: {d.current} -> {d.target} ({d.outcome}: "
+                                   f"{d.reason})")  # fmt: skip
 
 
 def make_policy(spec: str) -> Policy:

@@ -23,11 +23,11 @@ queue or CPU that does not exist.
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from dataclasses import dataclass, field, fields
 
 from ..parse.common import CpuListError, parse_cpulist
+from ..tomlfile import Locator, TomlError, Where, build
 
 FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
 ADAPTIVE = ("dim", "aim")
@@ -55,7 +55,7 @@ def resolve(name_or_path: str) -> str:
     raise ScenarioError(f"{name_or_path}: no such file, and not a library scenario ({', '.join(shipped)})")
 
 
-class ScenarioError(ValueError):
+class ScenarioError(TomlError):
     """A scenario that cannot be simulated; the message is `FILE:LINE: key: what is wrong`."""
 
 
@@ -152,84 +152,15 @@ class Scenario:
         return sum(p.seconds for p in self.phases)
 
 
-Where = tuple[tuple[str, int | None], ...]  # the tables down to a value: (("phase", 2), ("load", 0))
-
-
-class _Locator:
-    """Line numbers for keys: tomllib gives values only, so find `key =` inside its table."""
-
-    def __init__(self, path: str, text: str) -> None:
-        self.path, self.lines = path, text.splitlines()
-
-    def _header(self, dotted: str, array: bool) -> re.Pattern:
-        name = r"\s*\.\s*".join(re.escape(part) for part in dotted.split("."))
-        return re.compile(rf"^\s*\[\[\s*{name}\s*\]\]" if array else rf"^\s*\[\s*{name}\s*\]")
-
-    def line(self, where: Where, key: str | None) -> int:
-        start, end, dotted = 0, len(self.lines), ""
-        for table, index in where:
-            dotted = f"{dotted}.{table}" if dotted else table
-            header, seen, found = self._header(dotted, index is not None), -1, None
-            for n in range(start, end):
-                if header.match(self.lines[n]):
-                    seen += 1
-                    if index is None or seen == index:
-                        found = n
-                        break
-            if found is None:
-                return start + 1 if start else 0
-            start, end = found, self._table_end(found, dotted)
-        if key is None:
-            return start + 1
-        for n in range(start + 1, end):
-            if re.match(r"^\s*\[", self.lines[n]):
-                break  # the table's own keys come before any sub-table
-            if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[n]):
-                return n + 1
-        return start + 1
-
-    def _table_end(self, start: int, dotted: str) -> int:
-        """Where a table's region ends: the next header that is not one of its sub-tables."""
-        for n in range(start + 1, len(self.lines)):
-            match = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]", self.lines[n])
-            if match and not re.sub(r"\s", "", match.group(1)).startswith(dotted + "."):
-                return n
-        return len(self.lines)
-
-    def error(self, where: Where, key: str | None, message: str) -> ScenarioError:
-        name = ".".join(f"{t}[{i}]" if i is not None else t for t, i in where)
-        name = f"{name}.{key}" if key else name
-        return ScenarioError(f"{self.path}:{self.line(where, key)}: {name}: {message}")
-
-
-def _build(cls, data: object, where: Where, loc: _Locator, skip: tuple[str, ...] = ()):
-    if not isinstance(data, dict):
-        raise loc.error(where, None, "expected a table")
-    known = {f.name: f for f in fields(cls) if f.name not in skip}
-    obj = cls()
-    for key, value in data.items():
-        if key not in known:
-            raise loc.error(where, key, f"unknown key (expected one of: {', '.join(known)})")
-        default = getattr(obj, key)
-        wanted = type(default)
-        ok = isinstance(value, wanted) or (wanted is float and isinstance(value, int) and not isinstance(value, bool))
-        if not ok or (wanted in (int, float) and isinstance(value, bool)):
-            raise loc.error(where, key, f"expected {wanted.__name__}, got {value!r}")
-        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
-            raise loc.error(where, key, f"must not be negative, got {value}")
-        setattr(obj, key, float(value) if wanted is float else value)
-    return obj
-
-
 LOAD_KEYS = {f.name for f in fields(LoadSpec)} - {"device"}
 
 
-def _phase(data: object, i: int, loc: _Locator) -> PhaseSpec:
+def _phase(data: object, i: int, loc: Locator) -> PhaseSpec:
     """A phase: its own keys, an inline load (`nic =`/`nvme =` + load keys) and [[phase.load]] tables."""
     if not isinstance(data, dict):
         raise loc.error((("phase", i),), None, "expected a table")
     own = {k: v for k, v in data.items() if k not in LOAD_KEYS and k not in ("nic", "nvme", "load")}
-    phase = _build(PhaseSpec, own, (("phase", i),), loc, skip=("loads", "inline_load"))
+    phase = build(PhaseSpec, own, (("phase", i),), loc, skip=("loads", "inline_load"))
     inline = {k: v for k, v in data.items() if k in LOAD_KEYS}
     named = [k for k in ("nic", "nvme") if k in data]
     if len(named) > 1:
@@ -238,7 +169,7 @@ def _phase(data: object, i: int, loc: _Locator) -> PhaseSpec:
         device = data[named[0]]
         if not isinstance(device, str):
             raise loc.error((("phase", i),), named[0], f"expected a device name, got {device!r}")
-        load = _build(LoadSpec, inline, (("phase", i),), loc)
+        load = build(LoadSpec, inline, (("phase", i),), loc)
         load.device = device
         phase.loads.append(load)
         phase.inline_load = True
@@ -249,7 +180,7 @@ def _phase(data: object, i: int, loc: _Locator) -> PhaseSpec:
     if not isinstance(tables, list):
         raise loc.error((("phase", i),), "load", "expected [[phase.load]] tables")
     for j, table in enumerate(tables):
-        phase.loads.append(_build(LoadSpec, table, (("phase", i), ("load", j)), loc))
+        phase.loads.append(build(LoadSpec, table, (("phase", i), ("load", j)), loc))
     return phase
 
 
@@ -264,21 +195,21 @@ def load_scenario(path: str, text: str | None = None) -> Scenario:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ScenarioError(f"{path}: {err}") from None
-    loc = _Locator(path, text)
+    loc = Locator(path, text, ScenarioError)
     for key in data:
         if key not in ("host", "nic", "nvme", "phase"):
             line = loc.line(((key, None),), None) or loc.line(((key, 0),), None)
             raise ScenarioError(f"{path}:{line}: {key}: unknown table (expected host, nic, nvme, phase)")
-    host = _build(HostSpec, data.get("host", {}), (("host", None),), loc)
-    nics = [_build(NicSpec, d, (("nic", i),), loc) for i, d in enumerate(data.get("nic", []))]
-    nvmes = [_build(NvmeSpec, d, (("nvme", i),), loc) for i, d in enumerate(data.get("nvme", []))]
+    host = build(HostSpec, data.get("host", {}), (("host", None),), loc)
+    nics = [build(NicSpec, d, (("nic", i),), loc) for i, d in enumerate(data.get("nic", []))]
+    nvmes = [build(NvmeSpec, d, (("nvme", i),), loc) for i, d in enumerate(data.get("nvme", []))]
     phases = [_phase(d, i, loc) for i, d in enumerate(data.get("phase", []))]
     scenario = Scenario(path, host, nics, nvmes, phases)
     _check(scenario, loc)
     return scenario
 
 
-def _check(sc: Scenario, loc: _Locator) -> None:
+def _check(sc: Scenario, loc: Locator) -> None:
     host = (("host", None),)
     if sc.host.cpus < 1 or sc.host.cpus > 4096:
         raise loc.error(host, "cpus", f"expected 1..4096 CPUs, got {sc.host.cpus}")
@@ -334,7 +265,7 @@ def _check(sc: Scenario, loc: _Locator) -> None:
             _check_load(sc, load, where if j < inline else (*where, ("load", j - inline)), loc)
 
 
-def _check_load(sc: Scenario, load: LoadSpec, where: Where, loc: _Locator) -> None:
+def _check_load(sc: Scenario, load: LoadSpec, where: Where, loc: Locator) -> None:
     nics, nvmes = {n.name: n for n in sc.nics}, {n.name: n for n in sc.nvmes}
     key = "device" if where[-1][0] == "load" else ("nvme" if load.device in nvmes else "nic")
     if load.device not in nics and load.device not in nvmes:
@@ -360,14 +291,14 @@ def _check_load(sc: Scenario, load: LoadSpec, where: Where, loc: _Locator) -> No
             raise loc.error(where, "iodepth", "an NVMe load needs iodepth >= 1 or iops > 0")
 
 
-def _cpulist(loc: _Locator, where: Where, key: str, text: str) -> list[int]:
+def _cpulist(loc: Locator, where: Where, key: str, text: str) -> list[int]:
     try:
         return parse_cpulist(text)
     except CpuListError as err:
         raise loc.error(where, key, str(err)) from None
 
 
-def _check_cpus(loc: _Locator, where: Where, key: str, cpus: list[int], count: int) -> None:
+def _check_cpus(loc: Locator, where: Where, key: str, cpus: list[int], count: int) -> None:
     missing = [c for c in cpus if c >= count]
     if missing:
         raise loc.error(where, key, f"CPU {missing[0]} does not exist (host has {count} CPUs)")

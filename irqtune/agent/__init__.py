@@ -1,0 +1,1 @@
+"""The agent: the loop that measures, decides, acts and checks (`irqtune run`)."""

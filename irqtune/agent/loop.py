@@ -1,0 +1,252 @@
+"""One pass of the agent: measure → assess → decide → check → act → verify (keep or roll back).
+
+The loop holds no policy of its own: placement comes from `decide/placement.py`, coalescing
+from `decide/coalesce.py`, findings from `findings.py`. What it adds is the safety around
+them: at most `max_changes` per pass, a knob holds for `dwell` seconds before it may change
+again, a knob that flips back and forth is frozen, and a change after which the device got
+worse (more drops or time_squeeze on its CPUs, beyond noise) is rolled back and that knob
+backs off. In `observe` mode every decision is a recommendation and nothing is written.
+The clock is injected, so the same loop runs on a real host and on a simulated one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from ..act.engine import APPLIED, change, prepare
+from ..act.journal import Journal
+from ..act.knobs import KnobError, make_knob
+from ..config import Config
+from ..decide.coalesce import QueueLoad, propose
+from ..decide.placement import placement_inputs, placement_plan
+from ..findings import Measurements, find_all
+from ..host import Host
+from ..measure.rates import Rates, compute_rates
+from ..measure.snapshot import Snapshot, take_snapshot
+
+log = logging.getLogger("irqtune.agent")
+
+NOISE = 0.10  # relative change of a health counter that counts as real
+NOISE_FLOOR = 50.0  # per second: below this, drops and squeezes are noise
+BACKOFF_PASSES = 10  # a rolled-back knob is left alone this many passes
+
+
+@dataclass
+class Decision:
+    knob: str
+    current: str
+    target: str
+    reason: str
+    device: str | None = None
+    outcome: str = "recommended"  # recommended, applied, unchanged, refused, held, rolled-back, ...
+    note: str = ""  # what the engine or the checks said
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class PassReport:
+    number: int
+    at: float
+    findings: list[dict] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    rollbacks: list[Decision] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"pass": self.number, "at": self.at, "findings": self.findings,
+                "decisions": [d.to_json() for d in self.decisions],
+                "rollbacks": [d.to_json() for d in self.rollbacks]}  # fmt: skip
+
+
+@dataclass
+class _Applied:
+    decision: Decision
+    at: float
+    health: float  # drops + squeezes per second on the device's CPUs before the change
+
+
+class Agent:
+    def __init__(self, host: Host, config: Config, state_dir: str, clock: Callable[[], float],
+                 journal: Journal | None = None) -> None:  # fmt: skip
+        self.host, self.config, self.state_dir, self.clock = host, config, state_dir, clock
+        self.journal = journal  # needed in tune mode
+        self.before: Snapshot | None = None
+        self.passes = 0
+        self.last_change: dict[str, float] = {}  # knob -> when it last changed
+        self.flips: dict[str, list[float]] = {}
+        self.frozen: dict[str, str] = {}  # knob -> why
+        self.backoff: dict[str, int] = {}  # knob -> passes left
+        self.pending: list[_Applied] = []
+        self.placed = False
+        self.inventory = None
+        self.rates: Rates | None = None
+
+    @property
+    def tuning(self) -> bool:
+        return self.config.mode == "tune"
+
+    def run_pass(self) -> PassReport:
+        now = self.clock()
+        self.passes += 1
+        report = PassReport(self.passes, now)
+        snap = take_snapshot(self.host)
+        snap.monotonic = now
+        before, self.before = self.before, snap
+        rates = compute_rates(before, snap) if before and now > before.monotonic else None
+        self.rates = rates
+        inventory, topology, _ = placement_inputs(self.host, self.state_dir, **self._rule_args())
+        self.inventory = inventory
+        report.findings = [f.to_json() for f in find_all(Measurements(topology, inventory, rates))]
+        if rates is not None:
+            report.rollbacks = self._verify(rates, now)
+        proposals = [] if self.placed else self._placement()
+        if rates is not None:
+            proposals += self._coalescing(rates)
+        budget = self.config.limits.max_changes
+        for decision in proposals:
+            held = self._held(decision.knob, now)
+            if held:
+                decision.outcome, decision.note = "held", held
+            elif budget <= 0:
+                decision.outcome, decision.note = "held", "max_changes reached this pass"
+            elif self.tuning:
+                self._apply(decision, now, rates)
+                budget -= decision.outcome == APPLIED
+            report.decisions.append(decision)
+        for knob in list(self.backoff):
+            self.backoff[knob] -= 1
+            if self.backoff[knob] <= 0:
+                del self.backoff[knob]
+        return report
+
+    # -- decide ------------------------------------------------------------------
+    def _rule_args(self) -> dict:
+        unmanaged = frozenset(rule.name for rule in self.config.devices if rule.name and not rule.manage)
+        banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical")
+        return {"banned": banned, "exclude": unmanaged}
+
+    def _placement(self) -> list[Decision]:
+        self.placed = True
+        plan, _ = placement_plan(self.host, self.state_dir, **self._rule_args())
+        return [Decision(c.knob, c.current, c.target, c.reason, c.device) for c in plan.changes]
+
+    def _coalescing(self, rates: Rates) -> list[Decision]:
+        out, inventory = [], self.inventory
+        for device in inventory.devices:
+            if device.kind != "nic" or not self.config.manages(device.name, "nic"):
+                continue
+            current = self._coalesce_now(device.name)
+            if current is None:
+                continue
+            loads = queue_loads(device, inventory, rates)
+            goal = self.config.goal_for(device.name, "nic")
+            proposal = propose(loads, current, goal, self.config.limits.irq_cost_us)
+            if proposal is None:
+                continue
+            base = f"net/{device.name}/coalesce"
+            out.append(Decision(f"{base}/rx-usecs", str(current[0]), str(proposal.rx_usecs), proposal.reason,
+                                device.name))  # fmt: skip
+            if proposal.rx_frames != current[1]:
+                out.append(Decision(f"{base}/rx-max-frames", str(current[1]), str(proposal.rx_frames),
+                                    "goes with rx-usecs", device.name))  # fmt: skip
+        return out
+
+    def _coalesce_now(self, device: str) -> tuple[int, int] | None:
+        try:
+            usecs = make_knob(self.host, f"net/{device}/coalesce/rx-usecs").read()
+            frames = make_knob(self.host, f"net/{device}/coalesce/rx-max-frames").read()
+        except Exception as err:
+            log.debug("%s: coalescing not readable: %s", device, err)
+            return None
+        return int(usecs), int(frames)
+
+    # -- check -------------------------------------------------------------------
+    def _held(self, knob: str, now: float) -> str | None:
+        if knob in self.frozen:
+            return f"frozen: {self.frozen[knob]}"
+        if knob in self.backoff:
+            return f"backing off after a rollback ({self.backoff[knob]} passes left)"
+        last = self.last_change.get(knob)
+        if last is not None and now - last < self.config.limits.dwell:
+            return f"dwell: changed {now - last:g} s ago (minimum {self.config.limits.dwell:g} s)"
+        return None
+
+    # -- act ---------------------------------------------------------------------
+    def _apply(self, decision: Decision, now: float, rates: Rates | None) -> None:
+        try:
+            knob = make_knob(self.host, decision.knob)
+            prepare(knob, self.host, self.state_dir)
+            result = change(knob, decision.target, self.journal, self.state_dir)
+        except KnobError as err:
+            decision.outcome, decision.note = "refused", str(err)
+            return
+        decision.outcome, decision.note = result.outcome, result.message
+        if result.outcome != APPLIED:
+            return
+        log.info("%s: %s -> %s: %s", decision.knob, decision.current, decision.target, decision.reason)
+        flips = [t for t in self.flips.get(decision.knob, []) if now - t < 2 * self.config.limits.dwell]
+        self.flips[decision.knob] = [*flips, now]
+        if len(self.flips[decision.knob]) >= 3:
+            self.frozen[decision.knob] = f"changed 3 times within {2 * self.config.limits.dwell:g} s"
+        self.last_change[decision.knob] = now
+        self.pending.append(_Applied(decision, now, device_health(rates, self._irqs(decision.device))))
+
+    def _irqs(self, device: str | None) -> list[int]:
+        found = self.inventory.device(device) if device and self.inventory else None
+        return [q.irq for q in found.irqs] if found else []
+
+    # -- verify ------------------------------------------------------------------
+    def _verify(self, rates: Rates, now: float) -> list[Decision]:
+        """Each change applied last pass: if its device's drops/squeezes rose beyond noise, undo it."""
+        undone = []
+        for applied in self.pending:
+            d = applied.decision
+            after = device_health(rates, self._irqs(d.device))
+            if after <= max(NOISE_FLOOR, applied.health * (1 + NOISE)):
+                continue
+            back = Decision(d.knob, d.target, d.current, f"rolled back: drops+squeezes {applied.health:,.0f}/s -> "
+                            f"{after:,.0f}/s after {d.knob} {d.current} -> {d.target}", d.device)  # fmt: skip
+            self._apply(back, now, None)
+            back.outcome = "rolled-back" if back.outcome == APPLIED else back.outcome
+            self.backoff[d.knob] = BACKOFF_PASSES
+            self.pending = [p for p in self.pending if p.decision.knob != d.knob]
+            undone.append(back)
+        self.pending = []
+        return undone
+
+
+def device_health(rates: Rates | None, irqs: list[int]) -> float:
+    """Drops + time_squeeze per second on the CPUs serving these IRQs (every CPU if none is known)."""
+    if rates is None:
+        return 0.0
+    serving = set()
+    for irq in irqs:
+        row = rates.interrupts.get(str(irq))
+        if row:
+            serving |= {c for c, r in row.per_cpu.items() if r > 0}
+    cpus = serving or set(rates.softnet)
+    return sum(rates.softnet[c].get("dropped", 0.0) + rates.softnet[c].get("time_squeeze", 0.0)
+               for c in cpus if c in rates.softnet)  # fmt: skip
+
+
+def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
+    """Per queue IRQ of a NIC: its interrupt rate, and the packets processed on its CPU, shared among
+    the queue IRQs served there (what a host without per-queue counters can tell)."""
+    serving: dict[int, int] = {}
+    for q in device.irqs:
+        row = rates.interrupts.get(str(q.irq))
+        if row and row.per_cpu:
+            serving[q.irq] = max(row.per_cpu, key=row.per_cpu.get)
+    sharing: dict[int, int] = {}
+    for cpu in serving.values():
+        sharing[cpu] = sharing.get(cpu, 0) + 1
+    out = []
+    for q in device.irqs:
+        row = rates.interrupts.get(str(q.irq))
+        cpu = serving.get(q.irq)
+        processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0
+        out.append(QueueLoad(processed / sharing[cpu] if cpu is not None else 0.0, row.total if row else 0.0))
+    return out

@@ -1,0 +1,179 @@
+"""`irqtune run`: the agent, as a service or in a terminal."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import sys
+import time
+
+import click
+
+from .act import engine
+from .act.journal import Journal, JournalError
+from .agent.loop import Agent, PassReport
+from .agent.notify import Notifier
+from .config import MODES, Config, ConfigError, load_config
+from .state import boot_id
+
+DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
+LOCK_FILE = "agent.lock"
+
+RUN_EXIT = """
+\b
+Exit status:
+  0  stopped by SIGTERM/SIGINT, or --passes done
+  1  the config has an error (FILE:LINE: key: what), another agent holds the
+     state directory, or the journal cannot be opened
+  2  usage error
+"""
+
+
+class _Signals:
+    def __init__(self) -> None:
+        self.stop = self.reload = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        signal.signal(signal.SIGHUP, self._reload)
+
+    def _stop(self, signum, frame) -> None:
+        self.stop = True
+
+    def _reload(self, signum, frame) -> None:
+        self.reload = True
+
+
+def _load(path: str | None, mode: str | None, interval: float | None) -> Config:
+    if path is None and os.path.exists(DEFAULT_CONFIG):
+        path = DEFAULT_CONFIG
+    config = load_config(path) if path else Config()
+    if mode:
+        config.mode = mode
+    if interval:
+        config.interval = interval
+    return config
+
+
+def _lock(state_dir: str) -> int:
+    """One agent per state directory (per host): an flock held for the agent's life."""
+    os.makedirs(state_dir, mode=0o755, exist_ok=True)
+    fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise click.ClickException(f"another irqtune run holds {state_dir}/{LOCK_FILE}") from None
+    return fd
+
+
+def _summary(report: PassReport, mode: str) -> str:
+    applied = sum(d.outcome == engine.APPLIED for d in report.decisions)
+    recommended = sum(d.outcome == "recommended" for d in report.decisions)
+    warnings = sum(f["severity"] != "info" for f in report.findings)
+    return (f"pass {report.number} ({mode}): {warnings} findings, {recommended} recommended, {applied} applied, "
+            f"{len(report.rollbacks)} rolled back")  # fmt: skip
+
+
+def register(main: click.Group, ctx_type) -> None:
+    pass_obj = click.make_pass_decorator(ctx_type)
+
+    @main.command(epilog=RUN_EXIT)
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False), help=f"Config file (TOML). "
+                  f"Default: {DEFAULT_CONFIG} if it exists, else built-in defaults (observe mode).")  # fmt: skip
+    @click.option("--mode", type=click.Choice(MODES), help="Override the config: observe (recommend, write "
+                  "nothing) or tune (apply through the journal).")  # fmt: skip
+    @click.option("--interval", type=click.FloatRange(0.5, 3600), help="Seconds between passes (overrides config).")
+    @click.option("--passes", type=click.IntRange(0), default=0, show_default=True,
+                  help="Stop after this many passes (0: run until SIGTERM).")  # fmt: skip
+    @click.option("--json", "as_json", is_flag=True, help="One JSON object per pass on stdout.")
+    @pass_obj
+    def run(obj, config_path: str | None, mode: str | None, interval: float | None, passes: int,
+            as_json: bool) -> None:  # fmt: skip
+        """Run the agent: measure, decide, act, check, every INTERVAL seconds.
+
+        Each pass takes a snapshot (the same one `status` uses), reports findings, and decides:
+        NIC queue IRQs spread over local housekeeping CPUs (once, and never onto critical or
+        banned CPUs), then RX coalescing per NIC from the measured packet and interrupt rates
+        toward the device's goal. In observe mode (the default) decisions are printed as
+        recommendations and nothing is written. In tune mode they go through the journal (so
+        `irqtune restore` undoes them, after a crash too), at most max_changes per pass; a
+        knob holds for `dwell` seconds, a knob that flips three times is frozen, and a change
+        after which the device's drops or time_squeeze rose is rolled back.
+
+        \b
+        Under systemd (Type=notify): READY=1 after the first pass, STATUS= after each,
+        WATCHDOG=1 from the loop. SIGHUP reloads the config; SIGTERM stops (and restores
+        what this agent changed when restore_on_exit is set).
+        """
+        try:
+            config = _load(config_path, mode, interval)
+        except ConfigError as err:
+            raise click.ClickException(str(err)) from None
+        lock = _lock(obj.state_dir)
+        journal = None
+        if config.mode == "tune":
+            try:
+                journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
+            except JournalError as err:
+                raise click.ClickException(str(err)) from None
+        signals, notifier = _Signals(), Notifier()
+        signals.install()
+        agent = Agent(obj.host, config, obj.state_dir, clock=time.monotonic, journal=journal)
+        done = 0
+        try:
+            while not signals.stop:
+                report = agent.run_pass()
+                done += 1
+                line = _summary(report, config.mode)
+                if as_json:
+                    click.echo(json.dumps(report.to_json()))
+                else:
+                    click.echo(line)
+                    for d in (*report.decisions, *report.rollbacks):
+                        note = f" ({d.note})" if d.note else ""
+                        click.echo(f"  {d.outcome}: {d.knob} {d.current} -> {d.target}: {d.reason}{note}")
+                sys.stdout.flush()
+                if done == 1:
+                    notifier.ready(line)
+                else:
+                    notifier.status(line)
+                notifier.ping()
+                if passes and done >= passes:
+                    break
+                _sleep(config.interval, signals, notifier)
+                if signals.reload:
+                    signals.reload = False
+                    notifier.send("RELOADING=1")
+                    try:
+                        agent.config = _load(config_path, mode, interval)
+                        click.echo(f"irqtune: reloaded {agent.config.path}", err=True)
+                    except ConfigError as err:
+                        click.echo(f"irqtune: reload refused, keeping the running config: {err}", err=True)
+                    notifier.send("READY=1")
+        finally:
+            notifier.send("STOPPING=1")
+            if journal is not None:
+                if config.restore_on_exit:
+                    for result in engine.restore(obj.host, journal, obj.state_dir):
+                        click.echo(f"restore: {result}", err=True)
+                journal.close()
+            os.close(lock)
+
+
+def _sleep(seconds: float, signals: _Signals, notifier: Notifier) -> None:
+    """Sleep in short slices: signals are seen promptly and the watchdog is pinged at half its period."""
+    end = time.monotonic() + seconds
+    ping_every = notifier.watchdog / 2 if notifier.watchdog else None
+    next_ping = time.monotonic() + ping_every if ping_every else None
+    while not signals.stop and not signals.reload:
+        now = time.monotonic()
+        if now >= end:
+            return
+        if next_ping and now >= next_ping:
+            notifier.ping()
+            next_ping = now + ping_every
+        time.sleep(min(0.2, end - now))

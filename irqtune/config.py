@@ -1,0 +1,147 @@
+"""The agent's configuration (TOML), validated with errors that name the file, line and key.
+
+mode = "observe"              # observe: measure and recommend, write nothing | tune: apply
+interval = 10                 # seconds between passes
+restore_on_exit = false       # on SIGTERM: put back everything this agent changed
+goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
+
+[cpus]                        # CPU lists ("0-3,8"); empty = derived from the host
+housekeeping = ""             # where IRQs may go (default: every CPU not isolated/critical)
+critical = ""                 # latency-critical CPUs: no IRQ is ever moved onto them
+banned = ""                   # no IRQ is moved onto these either
+irq_sink = ""                 # where a storming low-criticality device is sent
+
+[limits]
+max_changes = 8               # per pass
+dwell = 30                    # seconds a knob holds before it may change again
+irq_cost_us = 1.5             # CPU per interrupt, for the coalescing rule (physics.md §3.3)
+
+[[device]]                    # per device (name) or per class ("nic", "nvme")
+name = "eth1"
+goal = "latency"
+p99_target_us = 50
+manage = true                 # false: leave it alone
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+
+from .parse.common import CpuListError, parse_cpulist
+from .tomlfile import Locator, TomlError, build
+
+MODES = ("observe", "tune")
+GOALS = ("latency", "throughput", "balanced", "efficiency")
+CLASSES = ("nic", "nvme")
+
+
+class ConfigError(TomlError):
+    pass
+
+
+@dataclass
+class CpuSets:
+    housekeeping: str = ""
+    critical: str = ""
+    banned: str = ""
+    irq_sink: str = ""
+
+    def cpus(self, name: str) -> frozenset[int]:
+        return frozenset(parse_cpulist(getattr(self, name)))
+
+
+@dataclass
+class Limits:
+    max_changes: int = 8
+    dwell: float = 30.0
+    irq_cost_us: float = 1.5
+
+
+@dataclass
+class DeviceRule:
+    name: str = ""
+    class_: str = ""  # "class" in the file
+    goal: str = ""
+    p99_target_us: float = 0.0
+    manage: bool = True
+
+
+@dataclass
+class Config:
+    path: str = "(defaults)"
+    mode: str = "observe"
+    interval: float = 10.0
+    restore_on_exit: bool = False
+    goal: str = "balanced"
+    cpus: CpuSets = field(default_factory=CpuSets)
+    limits: Limits = field(default_factory=Limits)
+    devices: list[DeviceRule] = field(default_factory=list)
+
+    def rule(self, device: str, kind: str | None) -> DeviceRule:
+        """The rule for a device: by name first, then by class, else the defaults."""
+        for rule in self.devices:
+            if rule.name == device:
+                return rule
+        for rule in self.devices:
+            if rule.class_ and rule.class_ == kind:
+                return rule
+        return DeviceRule(name=device)
+
+    def goal_for(self, device: str, kind: str | None) -> str:
+        return self.rule(device, kind).goal or self.goal
+
+    def manages(self, device: str, kind: str | None) -> bool:
+        return self.rule(device, kind).manage
+
+
+def load_config(path: str, text: str | None = None) -> Config:
+    if text is None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: {err}") from None
+    loc = Locator(path, text, ConfigError)
+    top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device")}
+    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices"))
+    config.path = path
+    config.cpus = build(CpuSets, data.get("cpus", {}), (("cpus", None),), loc)
+    config.limits = build(Limits, data.get("limits", {}), (("limits", None),), loc)
+    devices = data.get("device", [])
+    if not isinstance(devices, list):
+        raise loc.error((), "device", "expected [[device]] tables")
+    for i, table in enumerate(devices):
+        if isinstance(table, dict) and "class" in table:
+            table = {("class_" if k == "class" else k): v for k, v in table.items()}
+        config.devices.append(build(DeviceRule, table, (("device", i),), loc))
+    _check(config, loc)
+    return config
+
+
+def _check(config: Config, loc: Locator) -> None:
+    if config.mode not in MODES:
+        raise loc.error((), "mode", f"expected one of {', '.join(MODES)}, got {config.mode!r}")
+    if config.goal not in GOALS:
+        raise loc.error((), "goal", f"expected one of {', '.join(GOALS)}, got {config.goal!r}")
+    if not 0.5 <= config.interval <= 3600:
+        raise loc.error((), "interval", f"expected 0.5..3600 seconds, got {config.interval:g}")
+    for name in ("housekeeping", "critical", "banned", "irq_sink"):
+        try:
+            config.cpus.cpus(name)
+        except CpuListError as err:
+            raise loc.error((("cpus", None),), name, str(err)) from None
+    if config.limits.max_changes < 1:
+        raise loc.error((("limits", None),), "max_changes", "at least one change per pass, or use mode = observe")
+    for i, rule in enumerate(config.devices):
+        where = (("device", i),)
+        if bool(rule.name) == bool(rule.class_):
+            raise loc.error(where, "name", "give exactly one of name (a device) or class (nic, nvme)")
+        if rule.class_ and rule.class_ not in CLASSES:
+            raise loc.error(where, "class", f"expected one of {', '.join(CLASSES)}")
+        if rule.goal and rule.goal not in GOALS:
+            raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {rule.goal!r}")

@@ -1,0 +1,85 @@
+"""TOML files with errors that name the file, the line and the key.
+
+tomllib gives values, not positions; a `Locator` finds `key =` inside its table (nested
+arrays of tables included), and `build` fills a dataclass from a table, refusing unknown
+keys, wrong types and negative numbers. Used by scenario files and the agent's config.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import fields
+
+
+class TomlError(ValueError):
+    """A file that cannot be used; the message is `FILE:LINE: key: what is wrong`."""
+
+
+Where = tuple[tuple[str, int | None], ...]  # the tables down to a value: (("phase", 2), ("load", 0))
+
+
+class Locator:
+    """Line numbers for keys: tomllib gives values only, so find `key =` inside its table."""
+
+    def __init__(self, path: str, text: str, error: type[TomlError] = TomlError) -> None:
+        self.path, self.lines, self.error_type = path, text.splitlines(), error
+
+    def _header(self, dotted: str, array: bool) -> re.Pattern:
+        name = r"\s*\.\s*".join(re.escape(part) for part in dotted.split("."))
+        return re.compile(rf"^\s*\[\[\s*{name}\s*\]\]" if array else rf"^\s*\[\s*{name}\s*\]")
+
+    def line(self, where: Where, key: str | None) -> int:
+        start, end, dotted = 0, len(self.lines), ""
+        for table, index in where:
+            dotted = f"{dotted}.{table}" if dotted else table
+            header, seen, found = self._header(dotted, index is not None), -1, None
+            for n in range(start, end):
+                if header.match(self.lines[n]):
+                    seen += 1
+                    if index is None or seen == index:
+                        found = n
+                        break
+            if found is None:
+                return start + 1 if start else 0
+            start, end = found, self._table_end(found, dotted)
+        if key is None:
+            return start + 1
+        for n in range(start + 1 if where else 0, end):  # top-level keys may be on the first line
+            if re.match(r"^\s*\[", self.lines[n]):
+                break  # the table's own keys come before any sub-table
+            if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[n]):
+                return n + 1
+        return start + 1
+
+    def _table_end(self, start: int, dotted: str) -> int:
+        """Where a table's region ends: the next header that is not one of its sub-tables."""
+        for n in range(start + 1, len(self.lines)):
+            match = re.match(r"^\s*\[\[?\s*([^\]]+?)\s*\]", self.lines[n])
+            if match and not re.sub(r"\s", "", match.group(1)).startswith(dotted + "."):
+                return n
+        return len(self.lines)
+
+    def error(self, where: Where, key: str | None, message: str) -> TomlError:
+        """The error to raise, of the caller's type, located at the key (or its table)."""
+        name = ".".join(f"{t}[{i}]" if i is not None else t for t, i in where)
+        name = (f"{name}.{key}" if name else key) if key else name
+        return self.error_type(f"{self.path}:{self.line(where, key)}: {name}: {message}")
+
+
+def build(cls, data: object, where: Where, loc: Locator, skip: tuple[str, ...] = ()):
+    if not isinstance(data, dict):
+        raise loc.error(where, None, "expected a table")
+    known = {f.name: f for f in fields(cls) if f.name not in skip}
+    obj = cls()
+    for key, value in data.items():
+        if key not in known:
+            raise loc.error(where, key, f"unknown key (expected one of: {', '.join(known)})")
+        default = getattr(obj, key)
+        wanted = type(default)
+        ok = isinstance(value, wanted) or (wanted is float and isinstance(value, int) and not isinstance(value, bool))
+        if not ok or (wanted in (int, float) and isinstance(value, bool)):
+            raise loc.error(where, key, f"expected {wanted.__name__}, got {value!r}")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < 0:
+            raise loc.error(where, key, f"must not be negative, got {value}")
+        setattr(obj, key, float(value) if wanted is float else value)
+    return obj

@@ -1,0 +1,212 @@
+"""`irqtune run`: observe on this host writes nothing; tune on a simulated host applies, rolls back, restores;
+the systemd notify protocol against a real datagram socket; SIGTERM, SIGHUP, SIGKILL and the lock."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from irqtune.act.journal import Journal
+from irqtune.agent.loop import Agent, Decision
+from irqtune.cli import main
+from irqtune.config import Config, Limits
+from irqtune.sim.host import SimHost
+from irqtune.sim.kernel import SimulatedKernel
+from irqtune.sim.scenario import load_scenario
+from irqtune.state import boot_id
+
+EXE = [sys.executable, "-m", "irqtune"]
+
+SCENARIO = """
+[host]
+cpus = 4
+
+[[nic]]
+name = "eth1"
+queues = 2
+rx_usecs = 64
+rx_frames = 256
+
+[[phase]]
+seconds = 60
+nic = "eth1"
+rate_pps = 1200000
+"""
+
+
+def read(root: str, rel: str) -> str:
+    return Path(root, rel).read_text().strip()
+
+
+def usecs(root: str) -> int:
+    return json.loads(read(root, "sys/class/net/eth1/irqtune-sim/ethtool.json"))["coalesce"]["rx_usecs"]
+
+
+def invoke(*args: str):
+    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def affinities() -> dict[str, str]:
+    out = {}
+    for irq in os.listdir("/proc/irq"):
+        if irq.isdigit():
+            try:
+                with open(f"/proc/irq/{irq}/smp_affinity_list") as f:
+                    out[irq] = f.read()
+            except OSError:
+                pass
+    return out
+
+
+def test_observe_on_this_host_recommends_and_writes_nothing(tmp_path):
+    before = affinities()
+    code, out, err = invoke("--state-dir", str(tmp_path), "run", "--passes", "3", "--interval", "0.5", "--json")
+    assert code == 0, err
+    reports = [json.loads(line) for line in out.splitlines()]
+    assert [r["pass"] for r in reports] == [1, 2, 3]
+    assert all(d["outcome"] == "recommended" for r in reports for d in r["decisions"])
+    assert affinities() == before
+    assert not (tmp_path / "journal.json").exists() or json.loads((tmp_path / "journal.json").read_text()).get(
+        "entries", []) == []  # fmt: skip
+
+
+@pytest.fixture
+def sim(tmp_path) -> SimHost:
+    return SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=2)
+
+
+def step_in_background(sim: SimHost, stop_after: float) -> subprocess.Popen:
+    """Keep the simulated host moving (1 s of simulated time every 0.2 s) while an agent runs on it."""
+    code = ("import sys, time\nfrom irqtune.sim.host import SimHost\nfrom irqtune.sim.scenario import load_scenario\n"
+            f"sim = SimHost(load_scenario('s.toml', {SCENARIO!r}), {sim.root!r}, seed=2)\n"
+            f"end = time.time() + {stop_after}\n"
+            "while time.time() < end:\n    sim.step(1.0, sim.sc.phases[0]); time.sleep(0.2)\n")  # fmt: skip
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+def test_tune_on_a_simulated_host_then_sigterm_restores(sim, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('mode = "tune"\ninterval = 0.5\nrestore_on_exit = true\n[limits]\ndwell = 0\n')
+    mover = step_in_background(sim, 8)
+    state = tmp_path / "state"
+    agent = subprocess.Popen([*EXE, "--root", sim.root, "--state-dir", str(state), "run", "--config", str(config)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        deadline = time.time() + 20
+        while time.time() < deadline and usecs(sim.root) == 64:
+            time.sleep(0.2)
+        assert usecs(sim.root) != 64  # it tuned: 600k pps per queue
+        agent.send_signal(signal.SIGTERM)
+        out, err = agent.communicate(timeout=20)
+    finally:
+        agent.kill()
+        mover.kill()
+    assert agent.returncode == 0, err
+    assert "applied" in out and "restore:" in err
+    assert usecs(sim.root) == 64  # put back on exit
+
+
+def test_sigkill_then_restore_leaves_every_knob_at_its_original(sim, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('mode = "tune"\ninterval = 0.5\n[limits]\ndwell = 0\n')
+    mover = step_in_background(sim, 6)
+    state = tmp_path / "state"
+    ethtool = "sys/class/net/eth1/irqtune-sim/ethtool.json"
+    original = read(sim.root, ethtool)
+    affinity = {i: read(sim.root, f"proc/irq/{i}/smp_affinity_list") for i in (100, 101)}
+    agent = subprocess.Popen([*EXE, "--root", sim.root, "--state-dir", str(state), "run", "--config", str(config)],
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(3)
+        agent.kill()  # SIGKILL: no cleanup at all
+        agent.wait(timeout=10)
+    finally:
+        mover.kill()
+        mover.wait()
+    now = {i: read(sim.root, f"proc/irq/{i}/smp_affinity_list") for i in (100, 101)}
+    changed = read(sim.root, ethtool) != original or now != affinity
+    assert changed  # the kill came after at least one change
+    code, out, err = invoke("--root", sim.root, "--state-dir", str(state), "restore")
+    assert code == 0, out + err
+    assert json.loads(read(sim.root, ethtool)) == json.loads(original)
+    assert {i: read(sim.root, f"proc/irq/{i}/smp_affinity_list") for i in (100, 101)} == affinity
+
+
+def test_a_change_that_hurts_is_rolled_back(sim, tmp_path):
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "state")
+    journal = Journal.open(state, boot_id(host))
+    agent = Agent(host, Config(mode="tune", limits=Limits(dwell=0)), state, clock=lambda: sim.clock, journal=journal)
+    try:
+        sim.step(1.0, sim.sc.phases[0])
+        agent.run_pass()  # baseline: placement decided, no rates yet
+        for _ in range(2):
+            sim.step(1.0, sim.sc.phases[0])
+            agent.run_pass()
+        moved = sim.effective_cpu(sim.irqs[1])
+        bad = Decision("irq/101/affinity", str(moved), str(sim.effective_cpu(sim.irqs[0])), "test: both queues on one "
+                       "CPU, 1.2 Mpps where it can take about 1.1", "eth1")  # fmt: skip
+        agent._apply(bad, sim.clock, agent.rates)  # the agent's own write path
+        sim.step(1.0, sim.sc.phases[0])
+        assert {q.cpu for q in sim.step(1.0, sim.sc.phases[0])} == {int(bad.target)}
+        report = agent.run_pass()
+    finally:
+        journal.close()
+    rolled = [d for d in report.rollbacks if d.knob == "irq/101/affinity"]
+    assert rolled and rolled[0].outcome == "rolled-back" and rolled[0].target == str(moved)
+    assert "drops+squeezes 0/s" in rolled[0].reason
+    sim.step(1.0, sim.sc.phases[0])
+    assert sim.effective_cpu(sim.irqs[1]) == moved
+    assert "irq/101/affinity" in agent.backoff
+
+
+def test_notify_protocol_over_a_real_socket_and_the_lock(tmp_path):
+    path = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(path)
+    listener.settimeout(15)
+    env = {**os.environ, "NOTIFY_SOCKET": path, "WATCHDOG_USEC": "1000000"}
+    state = tmp_path / "state"
+    agent = subprocess.Popen([*EXE, "--state-dir", str(state), "run", "--interval", "0.5"], env=env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        messages = []
+        while not any("READY=1" in m for m in messages):
+            messages.append(listener.recv(4096).decode())
+        second = subprocess.run([*EXE, "--state-dir", str(state), "run", "--passes", "1"], capture_output=True,
+                                text=True, timeout=30)  # fmt: skip
+        assert second.returncode == 1 and "another irqtune run holds" in second.stderr
+        agent.send_signal(signal.SIGHUP)
+        while not any("RELOADING=1" in m for m in messages):
+            messages.append(listener.recv(4096).decode())
+        pings = sum("WATCHDOG=1" in m for m in messages)
+        while sum("WATCHDOG=1" in m for m in messages) < pings + 2:
+            messages.append(listener.recv(4096).decode())
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(timeout=15)
+        while not any("STOPPING=1" in m for m in messages):
+            messages.append(listener.recv(4096).decode())
+    finally:
+        agent.kill()
+        listener.close()
+    assert agent.returncode == 0
+    ready = next(m for m in messages if "READY=1" in m)
+    assert "STATUS=pass 1 (observe)" in ready and f"MAINPID={agent.pid}" in ready
+    assert any(m.startswith("STATUS=pass 2") for m in messages)
+
+
+def test_run_refuses_a_bad_config_with_its_line(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('mode = "tune"\n[limits]\ndwel = 3\n')
+    code, _, err = invoke("--state-dir", str(tmp_path / "s"), "run", "--config", str(config), "--passes", "1")
+    assert code == 1 and "c.toml:3: limits.dwel: unknown key" in err

@@ -1,0 +1,66 @@
+"""The agent's config: defaults, rules by name and class, and errors that name the file, line and key."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from irqtune.config import ConfigError, load_config
+
+CONFIG = """mode = "tune"
+interval = 5
+goal = "balanced"
+
+[cpus]
+critical = "6-7"
+irq_sink = "0"
+
+[limits]
+max_changes = 4
+dwell = 20
+
+[[device]]
+name = "eth1"
+goal = "latency"
+p99_target_us = 50
+
+[[device]]
+class = "nvme"
+manage = false
+"""
+
+
+def test_a_full_config_and_its_rules():
+    config = load_config("c.toml", CONFIG)
+    assert (config.mode, config.interval, config.limits.max_changes, config.limits.dwell) == ("tune", 5, 4, 20)
+    assert config.cpus.cpus("critical") == {6, 7} and config.cpus.cpus("irq_sink") == {0}
+    assert config.goal_for("eth1", "nic") == "latency" and config.rule("eth1", "nic").p99_target_us == 50
+    assert config.goal_for("eth0", "nic") == "balanced" and config.manages("eth0", "nic")
+    assert not config.manages("nvme0", "nvme")
+
+
+def test_an_empty_file_is_the_defaults():
+    config = load_config("empty.toml", "")
+    assert config.mode == "observe" and config.devices == [] and config.limits.max_changes == 8
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ('mode = "tune"', 'mode = "auto"', "c.toml:1: mode: expected one of observe, tune"),
+        ("interval = 5", "interval = 0", "c.toml:2: interval: expected 0.5..3600 seconds"),
+        ('critical = "6-7"', 'critical = "7-6"', "c.toml:6: cpus.critical:"),
+        ("dwell = 20", "dwel = 20", "c.toml:11: limits.dwel: unknown key"),
+        ("dwell = 20", "dwell = -1", "c.toml:11: limits.dwell: must not be negative"),
+        ('goal = "latency"', 'goal = "fast"', "c.toml:15: device[0].goal: expected one of"),
+        ('class = "nvme"', 'class = "gpu"', "c.toml:19: device[1].class: expected one of nic, nvme"),
+        ('name = "eth1"', 'name = "eth1"\nclass = "nic"', "c.toml:14: device[0].name: give exactly one"),
+        ("max_changes = 4", 'max_changes = "4"', "c.toml:10: limits.max_changes: expected int"),
+    ],
+)
+def test_errors_name_the_key_and_line(old, new, message):
+    text = CONFIG.replace(old, new, 1)
+    assert text != CONFIG
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("c.toml", text)
