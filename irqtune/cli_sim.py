@@ -44,7 +44,10 @@ Exit status:
 
 def register(main: click.Group) -> None:
     @main.command(epilog=EXIT_HELP)
-    @click.argument("scenario")
+    @click.argument("scenarios", nargs=-1, metavar="SCENARIO")
+    @click.option("--score", is_flag=True, help="The scorecard: run the SCENARIOs (default: the whole library) "
+                  "under defaults, dim, aim, oracle-static, oracle and irqtune, and print p99, CPU, interrupts/s, "
+                  "drops and the normalised score (1 = dynamic oracle, 0 = defaults).")  # fmt: skip
     @click.option("--policy", default="defaults", show_default=True, metavar="POLICY", help=POLICY_HELP)
     @click.option("--seed", type=int, default=1, show_default=True, help="Seed for arrivals and counter noise: "
                   "same seed, same result.")  # fmt: skip
@@ -60,9 +63,11 @@ def register(main: click.Group) -> None:
     @click.option("--progress/--no-progress", default=None, help="One line per simulated second on stderr "
                   "(default: when stderr is a terminal).")  # fmt: skip
     @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
-    def simulate(scenario: str, policy: str, seed: int, duration: str | None, speed: str, tree: str | None,
-                 output: str | None, progress: bool | None, as_json: bool) -> None:  # fmt: skip
+    def simulate(scenarios: tuple[str, ...], score: bool, policy: str, seed: int, duration: str | None, speed: str,
+                 tree: str | None, output: str | None, progress: bool | None, as_json: bool) -> None:  # fmt: skip
         """Run SCENARIO (a TOML file, or a library name) on simulated hardware and time.
+
+        With --score, run the scorecard instead (see --score).
 
         The simulated host's /proc and /sys are rendered under --tree in the kernel's formats
         and step through the scenario's phases on a simulated clock, one control interval
@@ -75,6 +80,12 @@ def register(main: click.Group) -> None:
         \b
         Library (irqtune/sim/scenarios):
         """
+        if score:
+            _scorecard(scenarios, seed, _duration(duration) if duration else None, output, as_json)
+            return
+        if len(scenarios) != 1:
+            raise click.UsageError("give one SCENARIO (or --score for several)")
+        scenario = scenarios[0]
         from .sim.objective import scenario_cost
         from .sim.policy import PolicyError, make_policy
         from .sim.run import run_scenario, to_json
@@ -132,6 +143,34 @@ def register(main: click.Group) -> None:
     from .sim.scenario import library
 
     simulate.help += "\n        " + ", ".join(library()) + "."
+
+
+def _scorecard(names: tuple[str, ...], seed: int, duration: float | None, output: str | None, as_json: bool) -> None:
+    from .sim.scenario import ScenarioError, library, resolve
+    from .sim.score import scorecard
+
+    try:
+        for name in names:
+            resolve(name)
+    except ScenarioError as err:
+        raise click.ClickException(str(err)) from None
+    show = sys.stderr.isatty()
+
+    def progress(cell) -> None:
+        if show:
+            click.echo(f"{cell.scenario} / {cell.policy}: J {cell.cost:,.1f}", err=True)
+
+    cells = scorecard(list(names) or sorted(library()), seed=seed, duration=duration, progress=progress)
+    data = {"schema": 1, "seed": seed, "cells": [c.__dict__ for c in cells]}
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+    if as_json:
+        click.echo(json.dumps(data, indent=1))
+        return
+    rows = [(c.scenario, c.policy, _us(c.p99_us), f"{c.cpu:.2f}", f"{c.irq_rate:,.0f}", f"{c.dropped_pps:,.0f}",
+             f"{c.cost:,.1f}", f"{c.score:.2f}") for c in cells]  # fmt: skip
+    click.echo("\n".join(table(("SCENARIO", "POLICY", "P99-us", "CPU", "IRQ/s", "DROPS/s", "J", "SCORE"), rows)))
 
 
 def _pace(speed: str) -> float | None:

@@ -56,6 +56,7 @@ class Limits:
     max_changes: int = 8
     dwell: float = 30.0
     irq_cost_us: float = 1.5
+    service_us: float = 0.8
 
 
 @dataclass

@@ -52,3 +52,16 @@ def test_higher_load_never_asks_for_a_smaller_window(goal):
         for rate in (1e3, 1e4, 1e5, 3e5, 1e6)
     ]
     assert windows == sorted(windows) and not math.isnan(sum(windows))
+
+
+def test_moderation_defers_at_high_rates_and_not_at_low_ones():
+    from irqtune.decide.moderation import Moderation, choose, predict
+
+    busy = choose(200_000, Moderation(8, 32), "balanced", 0.8, 1.5)
+    assert busy is not None and busy.setting.defer > 0 and busy.setting.gro_flush_us > 0
+    quiet = choose(5_000, Moderation(8, 32), "balanced", 0.8, 1.5)
+    assert quiet is not None and quiet.setting == Moderation(0, 1)  # no window, no deferral at a trickle
+    assert choose(5_000, Moderation(0, 1), "balanced", 0.8, 1.5) is None  # already there: nothing to do
+    assert choose(200_000, Moderation(8, 32), "balanced", 0.8, 1.5, deferral=False).setting.defer == 0
+    latency, overhead = predict(200_000, busy.setting, 0.8, 1.5)
+    assert overhead < predict(200_000, Moderation(8, 32), 0.8, 1.5)[1] and latency < 30

@@ -113,3 +113,15 @@ def test_what_a_policy_changed_is_journaled_and_restore_undoes_it(tmp_path):
     assert (tree / "sys/class/net/eth0/gro_flush_timeout").read_text().strip() == "0"
     coalesce = json.loads((tree / "sys/class/net/eth0/irqtune-sim/ethtool.json").read_text())["coalesce"]
     assert (coalesce["rx_usecs"], coalesce["rx_max_frames"]) == (8, 128)
+
+
+def test_scorecard_normalises_to_defaults_and_the_oracle():
+    from irqtune.sim.score import POLICIES as SCORED
+    from irqtune.sim.score import scorecard
+
+    cells = scorecard(["load-step", "idle-server"], duration=6)
+    assert len(cells) == 2 * len(SCORED)
+    by = {(c.scenario, c.policy): c for c in cells}
+    assert by[("load-step", "defaults")].score == 0 and by[("load-step", "oracle")].score == 1
+    assert by[("load-step", "dim")].score < 0  # DIM's drift costs more than it saves
+    assert all(c.cost >= by[(c.scenario, "oracle")].cost * 0.97 for c in cells)

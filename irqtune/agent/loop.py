@@ -19,7 +19,8 @@ from ..act.engine import APPLIED, change, prepare
 from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
 from ..config import Config
-from ..decide.coalesce import QueueLoad, propose
+from ..decide.coalesce import QueueLoad
+from ..decide.moderation import Moderation, choose
 from ..decide.placement import placement_inputs, placement_plan
 from ..findings import Measurements, find_all
 from ..host import Host
@@ -104,7 +105,7 @@ class Agent:
             report.rollbacks = self._verify(rates, now)
         proposals = [] if self.placed else self._placement()
         if rates is not None:
-            proposals += self._coalescing(rates)
+            proposals += self._moderation(rates)
         budget = self.config.limits.max_changes
         for decision in proposals:
             held = self._held(decision.knob, now)
@@ -133,35 +134,65 @@ class Agent:
         plan, _ = placement_plan(self.host, self.state_dir, **self._rule_args())
         return [Decision(c.knob, c.current, c.target, c.reason, c.device) for c in plan.changes]
 
-    def _coalescing(self, rates: Rates) -> list[Decision]:
+    def _moderation(self, rates: Rates) -> list[Decision]:
+        """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py)."""
         out, inventory = [], self.inventory
         for device in inventory.devices:
             if device.kind != "nic" or not self.config.manages(device.name, "nic"):
                 continue
-            current = self._coalesce_now(device.name)
+            current = self._moderation_now(device.name)
             if current is None:
                 continue
             loads = queue_loads(device, inventory, rates)
-            goal = self.config.goal_for(device.name, "nic")
-            proposal = propose(loads, current, goal, self.config.limits.irq_cost_us)
-            if proposal is None:
+            busiest = max(loads, key=lambda q: q.packets, default=None)
+            if busiest is None or busiest.packets <= 0:
                 continue
-            base = f"net/{device.name}/coalesce"
-            out.append(Decision(f"{base}/rx-usecs", str(current[0]), str(proposal.rx_usecs), proposal.reason,
-                                device.name))  # fmt: skip
-            if proposal.rx_frames != current[1]:
-                out.append(Decision(f"{base}/rx-max-frames", str(current[1]), str(proposal.rx_frames),
-                                    "goes with rx-usecs", device.name))  # fmt: skip
+            service = self._service_estimate(rates, busiest)
+            choice = choose(busiest.packets, current["setting"], self.config.goal_for(device.name, "nic"), service,
+                            self.config.limits.irq_cost_us, deferral=current["deferral"])  # fmt: skip
+            if choice is None:
+                continue
+            new, old = choice.setting, current["setting"]
+            if current["adaptive"]:
+                why = "a fixed setting is chosen instead of the driver's adaptive one"
+                out.append(Decision(f"net/{device.name}/coalesce/use-adaptive-rx", "1", "0", why, device.name))
+            for knob, before, after in (
+                (f"net/{device.name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs),
+                (f"net/{device.name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames),
+                (f"net/{device.name}/napi-defer-hard-irqs", old.defer, new.defer),
+                (f"net/{device.name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000),
+            ):
+                if before != after:
+                    out.append(Decision(knob, str(before), str(after), choice.reason, device.name))
         return out
 
-    def _coalesce_now(self, device: str) -> tuple[int, int] | None:
-        try:
-            usecs = make_knob(self.host, f"net/{device}/coalesce/rx-usecs").read()
-            frames = make_knob(self.host, f"net/{device}/coalesce/rx-max-frames").read()
-        except Exception as err:
-            log.debug("%s: coalescing not readable: %s", device, err)
+    def _moderation_now(self, device: str) -> dict | None:
+        """The device's coalescing and deferral now; None when coalescing cannot be read (no netlink, no driver)."""
+        values = {}
+        for name, knob in (("usecs", "coalesce/rx-usecs"), ("frames", "coalesce/rx-max-frames"),
+                           ("adaptive", "coalesce/use-adaptive-rx"), ("defer", "napi-defer-hard-irqs"),
+                           ("gro", "gro-flush-timeout")):  # fmt: skip
+            try:
+                values[name] = int(make_knob(self.host, f"net/{device}/{knob}").read())
+            except Exception as err:
+                log.debug("%s: %s not readable: %s", device, knob, err)
+        if "usecs" not in values or "frames" not in values:
             return None
-        return int(usecs), int(frames)
+        setting = Moderation(values["usecs"], values["frames"], values.get("defer", 0), values.get("gro", 0) // 1000)
+        return {"setting": setting, "adaptive": bool(values.get("adaptive")),
+                "deferral": "defer" in values and "gro" in values}  # fmt: skip
+
+    def _service_estimate(self, rates: Rates, busiest: QueueLoad) -> float:
+        """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs; the config's
+        default when that CPU did too little to tell (under 1 % in IRQ and softirq context)."""
+        cpu = busiest.cpu
+        processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0
+        busy = rates.softirq_time.get(cpu, 0.0) + rates.irq_time.get(cpu, 0.0)
+        if processed <= 0 or busy < 0.01:
+            return self.config.limits.service_us
+        irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
+        estimate = (busy - irqs * self.config.limits.irq_cost_us * 1e-6) / processed * 1e6
+        return min(50.0, max(0.1, estimate))
 
     # -- check -------------------------------------------------------------------
     def _held(self, knob: str, now: float) -> str | None:
@@ -233,12 +264,18 @@ def device_health(rates: Rates | None, irqs: list[int]) -> float:
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
-    """Per queue IRQ of a NIC: its interrupt rate, and the packets processed on its CPU, shared among
-    the queue IRQs served there (what a host without per-queue counters can tell)."""
+    """Per queue IRQ of a NIC: its interrupt rate, and the packets processed on its CPU (the effective
+    affinity; where interrupts went, if that is unknown), shared among the queue IRQs served there —
+    what a host without per-queue counters can tell. With deferral on, a queue may take no interrupts
+    at all and still process every packet on its CPU."""
     serving: dict[int, int] = {}
     for q in device.irqs:
+        info = inventory.irqs.get(q.irq)
+        effective = info.affinity.effective if info and info.affinity else None
         row = rates.interrupts.get(str(q.irq))
-        if row and row.per_cpu:
+        if effective:
+            serving[q.irq] = effective[0]
+        elif row and row.total > 0:
             serving[q.irq] = max(row.per_cpu, key=row.per_cpu.get)
     sharing: dict[int, int] = {}
     for cpu in serving.values():
@@ -248,5 +285,6 @@ def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
         row = rates.interrupts.get(str(q.irq))
         cpu = serving.get(q.irq)
         processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0
-        out.append(QueueLoad(processed / sharing[cpu] if cpu is not None else 0.0, row.total if row else 0.0))
+        out.append(QueueLoad(processed / sharing[cpu] if cpu is not None else 0.0, row.total if row else 0.0,
+                             cpu))  # fmt: skip
     return out

@@ -21,6 +21,7 @@ FRAMES = 128  # a frame cap well above a window's worth at the rates where windo
 class QueueLoad:
     packets: float  # per second, measured
     interrupts: float  # per second, measured
+    cpu: int | None = None  # where the queue is served
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class QueueStep:
     timer_polls: float = 0.0
     squeezes: float = 0.0
     setting: tuple[int, int] = (0, 0)  # rx-usecs, rx-frames in force (the adaptive one's last)
+    overhead: float = 0.0  # CPU beyond the packets' own processing: interrupts, timer polls, spinning
 
 
 @dataclass
@@ -195,7 +196,7 @@ class SimHost:
         for i, q in enumerate(out):
             if demand[q.cpu] > 1.0:  # the CPU is saturated: share it, no re-arm, drops
                 share = q.cpu_used / demand[q.cpu]
-                q = out[i] = replace(q, irq_rate=0.0, cpu_used=share, latency=math.inf,
+                q = out[i] = replace(q, irq_rate=0.0, cpu_used=share, latency=math.inf, overhead=0.0,
                                      delivered=q.delivered * min(1.0, 1.0 / demand[q.cpu]))  # fmt: skip
             irqs = self._noisy(q.irq_rate * seconds)
             entries[(q.device, q.queue)].counts[q.cpu] += irqs
@@ -265,9 +266,11 @@ class SimHost:
                 self.adaptive.pop(key, None)  # adaptive-rx off: the driver forgets its state
                 setting = (settings.usecs, settings.frames)
                 rate, r = evaluate(*setting)
+            delivered = min(rate, r.delivered)
+            overhead = max(0.0, r.cpu - delivered * self.service_time(nic, entry))
             out.append(QueueStep(nic.name, entry.queue, self.effective_cpu(entry), rate, r.irq_rate, r.cpu,
-                                 r.mean_latency, min(rate, r.delivered), r.timer_polls, r.squeeze_rate,
-                                 setting))  # fmt: skip
+                                 r.mean_latency, delivered, r.timer_polls, r.squeeze_rate, setting,
+                                 overhead))  # fmt: skip
         return out
 
     def _nvme_step(self, nvme: NvmeSpec, load: LoadSpec | None) -> list[NvmeStep]:

@@ -308,7 +308,8 @@ def _busy_excess(lam: float, s: float, x: float, n0: int, per_run: float, handof
     k, prev, last = start, -1, (0.0, 0.0)
     while True:
         z = lam * (x + k * s)
-        p = math.exp(lx - z + (k - 1) * math.log(z) - math.lgamma(k + 1)) if z > 0 else float(k == 0)
+        # a probability: an exponent above 0 is rounding far in the tail (ρ near 1), never a real mass above 1
+        p = math.exp(min(0.0, lx - z + (k - 1) * math.log(z) - math.lgamma(k + 1))) if z > 0 else float(k == 0)
         total = n0 + k
         g = (math.ceil(total / per_run) - 1) if k <= near else total / per_run - 0.5
         terms = (g * p, max(0, total - handoff) * p)

@@ -1,7 +1,10 @@
 """The objective every policy is scored on (physics.md §10.1), in one place.
 
 J = mean latency (µs) + W_CPU × CPUs spent on interrupt handling + DROP_US × fraction dropped,
-summed over devices. W_CPU is the latency one would give to save a whole core: 100 µs/core
+summed over devices. Interrupt handling means the overhead: hard IRQs, deferral timer polls,
+busy-poll spinning, NVMe completion handling; not the packets' own processing, which a
+closed-loop load would otherwise "save" by being slowed down. W_CPU is the latency one would
+give to save a whole core: 100 µs/core
 puts the optimum on the vendors' 8-16 µs coalescing defaults (physics.md §3.3); a dropped
 packet costs as much as a millisecond of latency.
 """
@@ -25,10 +28,14 @@ def cost(latency_s: float, cpus: float, offered: float, delivered: float, w_cpu:
 
 
 def scenario_cost(phases: list, w_cpu: float = W_CPU_US) -> float:
-    """J per second of a whole run (`run.PhaseResult`s): phases weighted by their length, NVMe included."""
+    """J per second of a whole run (`run.PhaseResult`s): summed over devices, phases weighted by their length."""
     total = seconds = 0.0
     for p in phases:
-        j = cost(p.mean_latency_us * 1e-6, p.cpu, p.offered_pps, p.delivered_pps, w_cpu) if p.offered_pps else 0.0
+        j = 0.0
+        for nic in p.nics.values():  # per device, as the oracle prices them
+            if nic["offered_pps"]:
+                j += cost(nic["mean_latency_us"] * 1e-6, nic["overhead_cpu"], nic["offered_pps"], nic["delivered_pps"],
+                          w_cpu)  # fmt: skip
         for dev in p.nvme.values():
             j += cost(dev["mean_latency_us"] * 1e-6, dev["cpu"], dev["iops"], dev["iops"], w_cpu)
         total, seconds = total + p.seconds * j, seconds + p.seconds

@@ -58,11 +58,21 @@ def nic_cost(sim: SimHost, nic: NicSpec, phase: PhaseSpec, setting: NicSetting) 
             "irq_suspend_timeout": setting.suspend_us * 1000}  # fmt: skip
     settings = NicSettings(setting.usecs, setting.frames, False, {e.irq: napi for e in entries},
                            {"netdev_budget": 300, "netdev_budget_usecs": 2000, "busy_read": 0})  # fmt: skip
-    offered = delivered = cpus = weighted = 0.0
+    per_queue, demand = [], {}
     for entry in entries:
         rate, r = sim.queue_evaluator(nic, entry, load, settings)(setting.usecs, setting.frames)
-        offered, delivered, cpus = offered + rate, delivered + min(rate, r.delivered), cpus + r.cpu
-        weighted += min(rate, r.delivered) * r.mean_latency
+        cpu = sim.effective_cpu(entry)
+        demand[cpu] = demand.get(cpu, 0.0) + r.cpu
+        per_queue.append((cpu, rate, r, sim.service_time(nic, entry)))
+    offered = delivered = cpus = weighted = 0.0
+    for cpu, rate, r, service in per_queue:
+        got = min(rate, r.delivered)
+        if demand[cpu] > 1.0:  # queues sharing a saturated CPU, as the host steps them: no bound on latency
+            got, latency, overhead = got / demand[cpu], float("inf"), 0.0
+        else:
+            latency, overhead = r.mean_latency, max(0.0, r.cpu - got * service)
+        offered, delivered, cpus = offered + rate, delivered + got, cpus + overhead
+        weighted += got * latency
     return cost(weighted / delivered if delivered else 0.0, cpus, offered, delivered)
 
 

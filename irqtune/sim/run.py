@@ -47,7 +47,8 @@ class PhaseResult:
     delivered_pps: float
     dropped_pps: float
     irq_rate: float
-    cpu: float  # CPUs used by interrupt handling (sum over NIC queues)
+    cpu: float  # CPUs used by packet processing in softirq and interrupt handling (sum over NIC queues)
+    overhead_cpu: float  # the part of cpu spent on interrupts, timer polls and spinning, not on packets
     mean_latency_us: float  # packet-weighted over queues
     p50_us: float  # event simulation, sampled every interval, pooled
     p99_us: float
@@ -122,6 +123,7 @@ def _phase_result(host, phase, index, steps, nvme_steps, latencies, nvme_lat) ->
         dropped_pps=max(0.0, offered - delivered),
         irq_rate=sum(dt * q.irq_rate for dt, q in queues) / total,
         cpu=sum(dt * q.cpu_used for dt, q in queues) / total,
+        overhead_cpu=sum(dt * q.overhead for dt, q in queues) / total,
         mean_latency_us=mean * 1e6,
         p50_us=p50,
         p99_us=p99,
@@ -140,7 +142,8 @@ def _per_nic(queues: list[tuple[float, QueueStep]], name: str, total: float) -> 
     latency = sum(dt * q.delivered * q.latency for dt, q in mine if q.delivered) / delivered if delivered else 0.0
     return {"offered_pps": sum(dt * q.rate for dt, q in mine) / total, "delivered_pps": delivered / total,
             "irq_rate": sum(dt * q.irq_rate for dt, q in mine) / total, "cpu": sum(dt * q.cpu_used for dt, q in mine)
-            / total, "mean_latency_us": latency * 1e6}  # fmt: skip
+            / total, "overhead_cpu": sum(dt * q.overhead for dt, q in mine) / total,
+            "mean_latency_us": latency * 1e6}  # fmt: skip
 
 
 def _nic_settings(host: SimHost, nic) -> dict:

@@ -1,0 +1,76 @@
+"""Choose a NIC's interrupt moderation (coalescing and NAPI deferral) by predicting each candidate.
+
+For the measured packet rate of the device's busiest queue, the queueing model of
+physics.md §9 (`sim/model.py`: coalescing window, interrupt cost, NAPI, deferral timer
+polls) predicts mean latency and CPU for a handful of candidates; the one with the lowest
+latency + W * CPU wins, W being the goal's price of a core (latency 20 µs, balanced 100,
+throughput/efficiency 500). The current setting is kept unless the winner is better by
+more than HYSTERESIS, so noise does not rewrite the NIC. Per-packet and per-interrupt costs
+are estimated from the host (softirq time per packet) or taken from the config.
+Pure: measurements in, a proposal with its reason out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ..sim.model import Napi, nic_queue
+from .coalesce import GOAL_WEIGHT_US, target_window
+
+HYSTERESIS = 0.05  # relative gain needed to change
+CANDIDATES = [  # rx-usecs, rx-frames, napi_defer_hard_irqs, gro_flush_timeout µs
+    (0, 1, 0, 0), (8, 32, 0, 0), (16, 64, 0, 0), (32, 128, 0, 0), (64, 128, 0, 0),
+    (0, 1, 10, 20), (0, 1, 100, 20), (0, 1, 100, 50),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Moderation:
+    rx_usecs: int
+    rx_frames: int
+    defer: int = 0
+    gro_flush_us: int = 0
+
+
+@dataclass(frozen=True)
+class Choice:
+    setting: Moderation
+    predicted_latency_us: float
+    predicted_cpu: float
+    reason: str
+
+
+def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
+            flavour: str = "timer-from-first") -> tuple[float, float]:  # fmt: skip
+    """(mean latency µs, CPU spent on interrupts and polls) of one queue at `rate` packets/s under `setting`."""
+    napi = Napi(defer=setting.defer, gro_flush=setting.gro_flush_us * 1e-6) if setting.defer else None
+    r = nic_queue(rate, service_us * 1e-6, irq_cost_us * 1e-6, setting.rx_usecs * 1e-6, setting.rx_frames, flavour,
+                  napi=napi)  # fmt: skip
+    if r.overloaded:
+        return math.inf, 1.0
+    return r.mean_latency * 1e6, max(0.0, r.cpu - rate * service_us * 1e-6)  # the overhead: not the packets' own
+
+
+def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
+           deferral: bool = True, flavour: str = "timer-from-first") -> Choice | None:  # fmt: skip
+    """The candidate to move to, or None to keep `current`."""
+    weight = GOAL_WEIGHT_US[goal]
+    window = target_window(rate, weight, irq_cost_us)
+    candidates = {Moderation(*c) for c in CANDIDATES if deferral or not c[2]}
+    candidates |= {Moderation(window, 128 if window else 1), current}
+
+    def cost(setting: Moderation) -> tuple[float, float, float]:
+        latency, cpu = predict(rate, setting, service_us, irq_cost_us, flavour)
+        return latency + weight * cpu, latency, cpu
+
+    scored = {s: cost(s) for s in candidates}
+    best = min(scored, key=lambda s: (scored[s][0], s.defer, s.rx_usecs))
+    now, new = scored[current][0], scored[best][0]
+    if best == current or (math.isfinite(now) and now - new <= HYSTERESIS * now):
+        return None
+    _, latency, cpu = scored[best]
+    reason = (f"busiest queue {rate:,.0f} pkt/s: predicted {latency:.1f} µs and {cpu:.2f} CPU, against "
+              f"{scored[current][1]:.1f} µs and {scored[current][2]:.2f} now ({goal}: {weight:g} µs per core; "
+              f"{service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)")  # fmt: skip
+    return Choice(best, latency, cpu, reason)
