@@ -149,7 +149,8 @@ class Agent:
                 continue
             service = self._service_estimate(rates, busiest)
             choice = choose(busiest.packets, current["setting"], self.config.goal_for(device.name, "nic"), service,
-                            self.config.limits.irq_cost_us, deferral=current["deferral"])  # fmt: skip
+                            self.config.limits.irq_cost_us, deferral=current["deferral"],
+                            queues=sum(q.packets > 0 for q in loads))  # fmt: skip
             if choice is None:
                 continue
             new, old = choice.setting, current["setting"]
@@ -206,7 +207,8 @@ class Agent:
         return None
 
     # -- act ---------------------------------------------------------------------
-    def _apply(self, decision: Decision, now: float, rates: Rates | None) -> None:
+    def _apply(self, decision: Decision, now: float, rates: Rates | None, verify: bool = True) -> None:
+        """Write through the engine and journal; `verify`: check its effect next pass (not for rollbacks)."""
         try:
             knob = make_knob(self.host, decision.knob)
             prepare(knob, self.host, self.state_dir)
@@ -223,7 +225,8 @@ class Agent:
         if len(self.flips[decision.knob]) >= 3:
             self.frozen[decision.knob] = f"changed 3 times within {2 * self.config.limits.dwell:g} s"
         self.last_change[decision.knob] = now
-        self.pending.append(_Applied(decision, now, device_health(rates, self._irqs(decision.device))))
+        if verify:
+            self.pending.append(_Applied(decision, now, device_health(rates, self._irqs(decision.device))))
 
     def _irqs(self, device: str | None) -> list[int]:
         found = self.inventory.device(device) if device and self.inventory else None
@@ -232,20 +235,18 @@ class Agent:
     # -- verify ------------------------------------------------------------------
     def _verify(self, rates: Rates, now: float) -> list[Decision]:
         """Each change applied last pass: if its device's drops/squeezes rose beyond noise, undo it."""
-        undone = []
-        for applied in self.pending:
+        undone, pending, self.pending = [], self.pending, []
+        for applied in pending:
             d = applied.decision
             after = device_health(rates, self._irqs(d.device))
             if after <= max(NOISE_FLOOR, applied.health * (1 + NOISE)):
                 continue
             back = Decision(d.knob, d.target, d.current, f"rolled back: drops+squeezes {applied.health:,.0f}/s -> "
                             f"{after:,.0f}/s after {d.knob} {d.current} -> {d.target}", d.device)  # fmt: skip
-            self._apply(back, now, None)
+            self._apply(back, now, None, verify=False)
             back.outcome = "rolled-back" if back.outcome == APPLIED else back.outcome
             self.backoff[d.knob] = BACKOFF_PASSES
-            self.pending = [p for p in self.pending if p.decision.knob != d.knob]
             undone.append(back)
-        self.pending = []
         return undone
 
 

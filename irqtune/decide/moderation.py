@@ -53,8 +53,9 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
 
 
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
-           deferral: bool = True, flavour: str = "timer-from-first") -> Choice | None:  # fmt: skip
-    """The candidate to move to, or None to keep `current`."""
+           deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1) -> Choice | None:  # fmt: skip
+    """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
+    once per queue (`queues` alike queues) while latency is per packet."""
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
     candidates = {Moderation(*c) for c in CANDIDATES if deferral or not c[2]}
@@ -62,7 +63,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
 
     def cost(setting: Moderation) -> tuple[float, float, float]:
         latency, cpu = predict(rate, setting, service_us, irq_cost_us, flavour)
-        return latency + weight * cpu, latency, cpu
+        return latency + weight * cpu * queues, latency, cpu * queues
 
     scored = {s: cost(s) for s in candidates}
     best = min(scored, key=lambda s: (scored[s][0], s.defer, s.rx_usecs))
@@ -70,7 +71,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     if best == current or (math.isfinite(now) and now - new <= HYSTERESIS * now):
         return None
     _, latency, cpu = scored[best]
-    reason = (f"busiest queue {rate:,.0f} pkt/s: predicted {latency:.1f} µs and {cpu:.2f} CPU, against "
+    reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s: predicted {latency:.1f} µs and {cpu:.2f} CPU, against "
               f"{scored[current][1]:.1f} µs and {scored[current][2]:.2f} now ({goal}: {weight:g} µs per core; "
               f"{service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)")  # fmt: skip
     return Choice(best, latency, cpu, reason)

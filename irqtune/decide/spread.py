@@ -2,8 +2,10 @@
 
 The rss-ladder idea (netutils-linux): queue i of a NIC goes to the i-th CPU of the
 NIC's NUMA node (its `local_cpulist`), skipping isolated and banned CPUs; with more
-queues than CPUs the list wraps and the plan says so. Managed IRQs and excluded
-devices are left alone, with a note. Pure: measurements in, a plan out.
+queues than CPUs the list wraps and the plan says so. A second NIC starts on the CPUs
+that hold the fewest queues so far, so two NICs' queue 0 do not share a CPU while another
+idles. Managed IRQs and excluded devices are left alone, with a note. Pure: measurements
+in, a plan out.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
         for c in topology.housekeeping
         if c not in rules.banned_cpus and (rules.allow_isolated or c not in rules.isolated_cpus)
     ]
+    taken: dict[int, int] = {}  # CPU -> queues given to it so far, over all NICs
     for device in inventory.devices:
         if device.kind != "nic":
             continue
@@ -40,6 +43,7 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
         if not cpus:
             plan.notes.append(f"{device.name}: no CPU left after bans and isolation; left as it is")
             continue
+        cpus = sorted(cpus, key=lambda c: (taken.get(c, 0), cpus.index(c)))
         where = f"node {device.numa_node}" if device.numa_node is not None else "no NUMA locality"
         span = format_cpulist(cpus)
         numbers = sorted({q.queue for q in queues})
@@ -54,7 +58,9 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
             if info.managed == "yes":
                 plan.notes.append(f"IRQ {q.irq} ({device.name} {q.role} {q.queue}): kernel-managed, left as it is")
                 continue
-            target = format_cpulist([cpus[numbers.index(q.queue) % len(cpus)]])
+            cpu = cpus[numbers.index(q.queue) % len(cpus)]
+            taken[cpu] = taken.get(cpu, 0) + 1
+            target = format_cpulist([cpu])
             current = format_cpulist(info.affinity.requested)
             if target == current:
                 continue
