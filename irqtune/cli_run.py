@@ -13,6 +13,7 @@ import click
 
 from .act import engine
 from .act.journal import Journal, JournalError
+from .agent.events import LinkWatcher
 from .agent.loop import Agent, PassReport
 from .agent.notify import Notifier
 from .config import MODES, Config, ConfigError, load_config
@@ -34,6 +35,7 @@ Exit status:
 class _Signals:
     def __init__(self) -> None:
         self.stop = self.reload = False
+        self.events: list[str] = []
 
     def install(self) -> None:
         signal.signal(signal.SIGTERM, self._stop)
@@ -104,6 +106,9 @@ def register(main: click.Group, ctx_type) -> None:
         knob holds for `dwell` seconds, a knob that flips three times is frozen, and a change
         after which the device's drops or time_squeeze rose is rolled back.
 
+        A link going up or down, a device appearing or leaving (rtnetlink) or a CPU going on-
+        or offline starts a pass at once, with placement again.
+
         \b
         Under systemd (Type=notify): READY=1 after the first pass, STATUS= after each,
         WATCHDOG=1 from the loop. SIGHUP reloads the config; SIGTERM stops (and restores
@@ -123,9 +128,19 @@ def register(main: click.Group, ctx_type) -> None:
         signals, notifier = _Signals(), Notifier()
         signals.install()
         agent = Agent(obj.host, config, obj.state_dir, clock=time.monotonic, journal=journal)
+        watcher = LinkWatcher() if obj.host.root == "/" else None
+        online = None
         done = 0
         try:
             while not signals.stop:
+                cpus = obj.host.text("sys", "devices", "system", "cpu", "online")
+                if online is not None and cpus != online:
+                    signals.events.append(f"CPUs online {online.strip()} -> {(cpus or '?').strip()}")
+                online = cpus
+                if signals.events:  # links flapped, devices or CPUs came or went: place again now
+                    click.echo(f"irqtune: event: {'; '.join(signals.events)}", err=True)
+                    signals.events.clear()
+                    agent.placed = False
                 report = agent.run_pass()
                 done += 1
                 line = _summary(report, config.mode)
@@ -144,7 +159,7 @@ def register(main: click.Group, ctx_type) -> None:
                 notifier.ping()
                 if passes and done >= passes:
                     break
-                _sleep(config.interval, signals, notifier)
+                _sleep(config.interval, signals, notifier, watcher)
                 if signals.reload:
                     signals.reload = False
                     notifier.send("RELOADING=1")
@@ -156,6 +171,8 @@ def register(main: click.Group, ctx_type) -> None:
                     notifier.send("READY=1")
         finally:
             notifier.send("STOPPING=1")
+            if watcher:
+                watcher.close()
             if journal is not None:
                 if config.restore_on_exit:
                     for result in engine.restore(obj.host, journal, obj.state_dir):
@@ -164,8 +181,9 @@ def register(main: click.Group, ctx_type) -> None:
             os.close(lock)
 
 
-def _sleep(seconds: float, signals: _Signals, notifier: Notifier) -> None:
-    """Sleep in short slices: signals are seen promptly and the watchdog is pinged at half its period."""
+def _sleep(seconds: float, signals: _Signals, notifier: Notifier, watcher: LinkWatcher | None = None) -> None:
+    """Sleep in short slices: signals and link events end it promptly; the watchdog is pinged at half its
+    period."""
     end = time.monotonic() + seconds
     ping_every = notifier.watchdog / 2 if notifier.watchdog else None
     next_ping = time.monotonic() + ping_every if ping_every else None
@@ -176,4 +194,9 @@ def _sleep(seconds: float, signals: _Signals, notifier: Notifier) -> None:
         if next_ping and now >= next_ping:
             notifier.ping()
             next_ping = now + ping_every
-        time.sleep(min(0.2, end - now))
+        if watcher and watcher.wait(min(0.2, end - now)):
+            signals.events += watcher.drain()
+            if signals.events:
+                return
+        elif not watcher or watcher.fileno() is None:
+            time.sleep(min(0.2, end - now))

@@ -9,11 +9,14 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import require
+from netns import can_make_namespaces, veth_pair
 
 from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent, Decision
@@ -210,3 +213,29 @@ def test_run_refuses_a_bad_config_with_its_line(tmp_path):
     config.write_text('mode = "tune"\n[limits]\ndwel = 3\n')
     code, _, err = invoke("--state-dir", str(tmp_path / "s"), "run", "--config", str(config), "--passes", "1")
     assert code == 1 and "c.toml:3: limits.dwel: unknown key" in err
+
+
+def test_a_link_flap_starts_a_pass_at_once(tmp_path):
+    """In a throwaway namespace: the agent sleeps 60 s between passes, but a link going down wakes it."""
+    require(can_make_namespaces() is None, can_make_namespaces() or "")
+    with veth_pair() as pair:
+        agent = subprocess.Popen(["ip", "netns", "exec", pair.receiver_ns, *EXE, "--state-dir", str(tmp_path), "run",
+                                  "--interval", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 text=True)  # fmt: skip
+        try:
+            errors: list[str] = []
+            threading.Thread(target=lambda: errors.extend(agent.stderr), daemon=True).start()
+            assert agent.stdout.readline().startswith("pass 1 (observe)")
+            time.sleep(1.0)  # events from the namespace's setup, if any, are handled by now
+            start = time.monotonic()
+            subprocess.run(["ip", "-n", pair.receiver_ns, "link", "set", pair.receiver, "down"], check=True)
+            while f"'{pair.receiver}' down" not in "".join(errors) and time.monotonic() - start < 15:
+                time.sleep(0.1)
+            took = time.monotonic() - start
+            passes = agent.stdout.readline()  # the pass the event started
+            agent.send_signal(signal.SIGTERM)
+            agent.wait(timeout=15)
+        finally:
+            agent.kill()
+    assert any(f"event: '{pair.receiver}' down" in line for line in errors) and took < 15  # not the 60 s interval
+    assert passes.startswith("pass ") and agent.returncode == 0
