@@ -84,8 +84,10 @@ def test_tlb_shootdowns_and_function_call_ipis_match_proc():
     received = tlb.get("remote_shootdown", {}).get("count", 0)
     assert received > 100
     # flush_tlb_func() counts a received shootdown (the TLB row) before it may return early without
-    # reaching the tracepoint (the CPU already left that mm): the probe may miss a few, never add any.
-    assert between(received, int(window.proc["TLB"] * 0.99), window.proc_outer["TLB"]), (received, window.proc)
+    # reaching the tracepoint (the CPU already left that mm): the probe may miss some, never add any. How
+    # many depends on what else runs: under 1 % on an idle machine, 5.7 % measured with another test run
+    # competing for the 2 CPUs (more switches away from the mm).
+    assert between(received, int(window.proc["TLB"] * 0.9), window.proc_outer["TLB"]), (received, window.proc)
     assert tlb["remote_send_ipi"]["count"] > 100
     assert any("python" in comm for comm in window.results["tlb"].data["senders"])
     ipi = window.results["ipi"].data
