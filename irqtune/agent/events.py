@@ -27,7 +27,7 @@ class LinkWatcher:
             sock = IPRoute()
             sock.bind(groups=RTMGRP_LINK)
             self.sock = sock
-        except Exception as err:
+        except (ImportError, OSError) as err:  # no pyroute2, or no rtnetlink here: periodic passes only
             log.info("link events unavailable (%s): periodic passes only", err)
 
     def fileno(self) -> int | None:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from ..act.engine import APPLIED, change, prepare
 from ..act.journal import Journal
-from ..act.knobs import KnobError, make_knob
+from ..act.knobs import KnobError, Unsupported, make_knob
 from ..config import Config
 from ..decide.coalesce import QueueLoad
 from ..decide.moderation import Moderation, choose
@@ -175,7 +175,7 @@ class Agent:
                            ("gro", "gro-flush-timeout")):  # fmt: skip
             try:
                 values[name] = int(make_knob(self.host, f"net/{device}/{knob}").read())
-            except Exception as err:
+            except (KnobError, Unsupported, OSError, ValueError) as err:  # a knob this device or kernel lacks
                 log.debug("%s: %s not readable: %s", device, knob, err)
         if "usecs" not in values or "frames" not in values:
             return None

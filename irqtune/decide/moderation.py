@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 
 from ..sim.model import Napi, nic_queue
-from .coalesce import GOAL_WEIGHT_US, target_window
+from .coalesce import FRAMES, GOAL_WEIGHT_US, target_window
 
 HYSTERESIS = 0.05  # relative gain needed to change
 CANDIDATES = [  # rx-usecs, rx-frames, napi_defer_hard_irqs, gro_flush_timeout µs
@@ -59,7 +59,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
     candidates = {Moderation(*c) for c in CANDIDATES if deferral or not c[2]}
-    candidates |= {Moderation(window, 128 if window else 1), current}
+    candidates |= {Moderation(window, FRAMES if window else 1), current}
 
     def cost(setting: Moderation) -> tuple[float, float, float]:
         latency, cpu = predict(rate, setting, service_us, irq_cost_us, flavour)
