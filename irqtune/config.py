@@ -25,11 +25,10 @@ manage = true                 # false: leave it alone
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field
 
 from .parse.common import CpuListError, parse_cpulist
-from .tomlfile import Locator, TomlError, build
+from .tomlfile import Locator, TomlError, build, read_toml
 
 MODES = ("observe", "tune")
 GOALS = ("latency", "throughput", "balanced", "efficiency")
@@ -97,17 +96,7 @@ class Config:
 
 
 def load_config(path: str, text: str | None = None) -> Config:
-    if text is None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as err:
-            raise ConfigError(f"{path}: cannot read: {err.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: {err}") from None
-    loc = Locator(path, text, ConfigError)
+    data, loc = read_toml(path, text, ConfigError)
     top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device")}
     config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices"))
     config.path = path

@@ -8,6 +8,7 @@ keys, wrong types and negative numbers. Used by scenario files and the agent's c
 from __future__ import annotations
 
 import re
+import tomllib
 from dataclasses import fields
 
 
@@ -83,3 +84,20 @@ def build(cls, data: object, where: Where, loc: Locator, skip: tuple[str, ...] =
             raise loc.error(where, key, f"must not be negative, got {value}")
         setattr(obj, key, float(value) if wanted is float else value)
     return obj
+
+
+def read_toml(path: str, text: str | None, error: type[TomlError]) -> tuple[dict, Locator]:
+    """The file's tables and a locator for its keys; an unreadable file or bad TOML raises `error`."""
+    if text is None:
+        try:
+            with open(path, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as err:
+            raise error(f"{path}: cannot read: {err.strerror}") from None
+        except UnicodeDecodeError:
+            raise error(f"{path}: not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise error(f"{path}: {err}") from None
+    return data, Locator(path, text, error)

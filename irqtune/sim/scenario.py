@@ -23,11 +23,10 @@ queue or CPU that does not exist.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field, fields
 
 from ..parse.common import CpuListError, parse_cpulist
-from ..tomlfile import Locator, TomlError, Where, build
+from ..tomlfile import Locator, TomlError, Where, build, read_toml
 
 FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
 ADAPTIVE = ("dim", "aim")
@@ -185,17 +184,7 @@ def _phase(data: object, i: int, loc: Locator) -> PhaseSpec:
 
 
 def load_scenario(path: str, text: str | None = None) -> Scenario:
-    if text is None:
-        try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
-        except OSError as err:
-            raise ScenarioError(f"{path}: cannot read: {err.strerror}") from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise ScenarioError(f"{path}: {err}") from None
-    loc = Locator(path, text, ScenarioError)
+    data, loc = read_toml(path, text, ScenarioError)
     for key in data:
         if key not in ("host", "nic", "nvme", "phase"):
             line = loc.line(((key, None),), None) or loc.line(((key, 0),), None)
