@@ -7,20 +7,22 @@ goal = "balanced"             # default goal: latency | throughput | balanced | 
 
 [cpus]                        # CPU lists ("0-3,8"); empty = derived from the host
 housekeeping = ""             # where IRQs may go (default: every CPU not isolated/critical)
-critical = ""                 # latency-critical CPUs: no IRQ is ever moved onto them
+critical = ""                 # latency-critical CPUs: no IRQ is moved onto them (but a device's own cpus)
 banned = ""                   # no IRQ is moved onto these either
 irq_sink = ""                 # where a storming low-criticality device is sent
 
 [limits]
 max_changes = 8               # per pass
 dwell = 30                    # seconds a knob holds before it may change again
-irq_cost_us = 1.5             # CPU per interrupt, for the coalescing rule (physics.md §3.3)
+irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (physics.md §3.3)
+service_us = 0.8              # CPU per packet when the host is too idle to measure it
 
 [[device]]                    # per device (name) or per class ("nic", "nvme")
 name = "eth1"
 goal = "latency"
 p99_target_us = 50
 manage = true                 # false: leave it alone
+cpus = "6-7"                  # its queue IRQs go here, even onto critical or isolated CPUs
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class DeviceRule:
     goal: str = ""
     p99_target_us: float = 0.0
     manage: bool = True
+    cpus: str = ""  # where its queue IRQs go, isolated or critical CPUs included (it feeds the work there)
 
 
 @dataclass
@@ -93,6 +96,10 @@ class Config:
 
     def manages(self, device: str, kind: str | None) -> bool:
         return self.rule(device, kind).manage
+
+    def device_cpus(self) -> dict[str, frozenset[int]]:
+        """Devices (by name) whose queue IRQs the config puts on given CPUs."""
+        return {r.name: frozenset(parse_cpulist(r.cpus)) for r in self.devices if r.name and r.cpus}
 
 
 def load_config(path: str, text: str | None = None) -> Config:
@@ -133,5 +140,9 @@ def _check(config: Config, loc: Locator) -> None:
             raise loc.error(where, "name", "give exactly one of name (a device) or class (nic, nvme)")
         if rule.class_ and rule.class_ not in CLASSES:
             raise loc.error(where, "class", f"expected one of {', '.join(CLASSES)}")
+        try:
+            parse_cpulist(rule.cpus)
+        except CpuListError as err:
+            raise loc.error(where, "cpus", str(err)) from None
         if rule.goal and rule.goal not in GOALS:
             raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {rule.goal!r}")

@@ -64,3 +64,10 @@ def test_errors_name_the_key_and_line(old, new, message):
     assert text != CONFIG
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("c.toml", text)
+
+
+def test_device_cpus():
+    config = load_config("c.toml", CONFIG.replace("p99_target_us = 50", 'p99_target_us = 50\ncpus = "6-7"'))
+    assert config.device_cpus() == {"eth1": {6, 7}}
+    with pytest.raises(ConfigError, match=re.escape("c.toml:17: device[0].cpus:")):
+        load_config("c.toml", CONFIG.replace("p99_target_us = 50", 'p99_target_us = 50\ncpus = "7-x"'))

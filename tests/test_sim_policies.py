@@ -125,3 +125,19 @@ def test_scorecard_normalises_to_defaults_and_the_oracle():
     assert by[("load-step", "defaults")].score == 0 and by[("load-step", "oracle")].score == 1
     assert by[("load-step", "dim")].score < 0  # DIM's drift costs more than it saves
     assert all(c.cost >= by[(c.scenario, "oracle")].cost * 0.97 for c in cells)
+
+
+def test_mixed_criticality_the_critical_nic_stays_put_and_does_not_feel_the_storm(tmp_path):
+    """irqtune keeps the critical NIC's IRQs on its isolated CPUs (config cpus), moves the noisy NIC's
+    IRQs off them, and the critical NIC's latency and interrupt load do not change when the other storms."""
+    tree = tmp_path / "t"
+    results, _, changes = run_scenario(load_scenario(library()["mixed-criticality"]), str(tree),
+                                       policy=make_policy("irqtune"))  # fmt: skip
+    assert not any(c.split()[1].startswith(("irq/100/", "irq/101/")) for c in changes)  # eth0's queue IRQs
+    calm, storm = (r.nics for r in results)
+    assert storm["eth1"]["offered_pps"] > 4 * calm["eth1"]["offered_pps"]
+    assert storm["eth0"]["mean_latency_us"] == pytest.approx(calm["eth0"]["mean_latency_us"], rel=0.02)
+    assert storm["eth0"]["irq_rate"] == pytest.approx(calm["eth0"]["irq_rate"], rel=0.05)
+    rows = json.loads(invoke("--root", str(tree), "snapshot", "--json")[1])["interrupts"]["rows"]
+    on_critical = {irq for irq, row in rows.items() if irq.isdigit() and {"6", "7"} & set(row["counts"])}
+    assert on_critical == {"100", "101"}  # nothing but the critical NIC's own queues there

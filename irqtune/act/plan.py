@@ -37,6 +37,8 @@ class Rules:
     excluded_devices: frozenset[str] = frozenset()
     managed_irqs: frozenset[int] = frozenset()
     irq_devices: dict[int, str] = field(default_factory=dict)  # IRQ -> device it serves (from the inventory)
+    device_cpus: dict[str, frozenset[int]] = field(default_factory=dict)  # configured CPUs of a device's IRQs:
+    # there, isolated or banned CPUs are allowed (the device feeds the critical application on them)
 
 
 @dataclass
@@ -110,6 +112,7 @@ def check(plan: Plan, rules: Rules) -> Plan:
             except CpuListError as err:
                 plan.violations.append(f"{kid.canonical}: {err}")
                 continue
+            cpus -= rules.device_cpus.get(device, frozenset()) if device else frozenset()
             if cpus & rules.banned_cpus:
                 plan.violations.append(f"{kid.canonical}: CPU {format_cpulist(cpus & rules.banned_cpus)} is banned")
             if cpus & rules.isolated_cpus and not rules.allow_isolated:

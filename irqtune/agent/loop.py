@@ -109,7 +109,9 @@ class Agent:
         budget = self.config.limits.max_changes
         for decision in proposals:
             held = self._held(decision.knob, now)
-            if held:
+            if decision.outcome == "refused":
+                pass
+            elif held:
                 decision.outcome, decision.note = "held", held
             elif budget <= 0:
                 decision.outcome, decision.note = "held", "max_changes reached this pass"
@@ -127,12 +129,19 @@ class Agent:
     def _rule_args(self) -> dict:
         unmanaged = frozenset(rule.name for rule in self.config.devices if rule.name and not rule.manage)
         banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical")
-        return {"banned": banned, "exclude": unmanaged}
+        return {"banned": banned, "exclude": unmanaged, "device_cpus": self.config.device_cpus()}
 
     def _placement(self) -> list[Decision]:
         self.placed = True
         plan, _ = placement_plan(self.host, self.state_dir, **self._rule_args())
-        return [Decision(c.knob, c.current, c.target, c.reason, c.device) for c in plan.changes]
+        decisions = []
+        for c in plan.changes:
+            broken = [v for v in plan.violations if v.startswith(c.knob + ":")]
+            decision = Decision(c.knob, c.current, c.target, c.reason, c.device)
+            if broken:  # never applied: the checks are the last word
+                decision.outcome, decision.note = "refused", "; ".join(broken)
+            decisions.append(decision)
+        return decisions
 
     def _moderation(self, rates: Rates) -> list[Decision]:
         """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py)."""

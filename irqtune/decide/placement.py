@@ -16,7 +16,8 @@ from .spread import spread_nic_queues
 
 
 def placement_inputs(host: Host, state_dir: str, banned: frozenset[int] = frozenset(), allow_isolated: bool = False,
-                     exclude: frozenset[str] = frozenset()) -> tuple[Inventory, Topology, Rules]:  # fmt: skip
+                     exclude: frozenset[str] = frozenset(), device_cpus: dict[str, frozenset[int]] | None = None,
+                     ) -> tuple[Inventory, Topology, Rules]:  # fmt: skip
     snap = take_snapshot(host)
     topology = read_topology(host, fallback_online=snap.cpus)
     learned = load_learned_managed(state_dir, boot_id(host))
@@ -28,6 +29,7 @@ def placement_inputs(host: Host, state_dir: str, banned: frozenset[int] = frozen
         excluded_devices=exclude,
         managed_irqs=frozenset(i for i, info in inventory.irqs.items() if info.managed == "yes"),
         irq_devices={i: info.device for i, info in inventory.irqs.items() if info.device},
+        device_cpus=device_cpus or {},
     )
     return inventory, topology, rules
 

@@ -40,11 +40,14 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
             continue
         local = set(device.local_cpus or topology.online)
         cpus = [c for c in usable_base if c in local] or usable_base
+        pinned = sorted(c for c in rules.device_cpus.get(device.name, ()) if c in topology.online)
+        cpus = pinned or cpus  # configured for this device: its CPUs, isolated or not
         if not cpus:
             plan.notes.append(f"{device.name}: no CPU left after bans and isolation; left as it is")
             continue
         cpus = sorted(cpus, key=lambda c: (taken.get(c, 0), cpus.index(c)))
-        where = f"node {device.numa_node}" if device.numa_node is not None else "no NUMA locality"
+        where = "configured" if pinned else (f"node {device.numa_node}" if device.numa_node is not None
+                                             else "no NUMA locality")  # fmt: skip
         span = format_cpulist(cpus)
         numbers = sorted({q.queue for q in queues})
         if len(numbers) > len(cpus):
@@ -68,7 +71,8 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
             plan.changes.append(
                 Change(
                     knob=f"irq/{q.irq}/affinity", current=current, target=target, device=device.name, irq=q.irq,
-                    reason=f"spread {device.name} queue {q.queue} over its local CPUs ({where}: {span})",
+                    reason=f"spread {device.name} queue {q.queue} over its {'' if pinned else 'local '}CPUs "
+                           f"({where}: {span})",
                     evidence=f"requested {current}, effective {effective or '?'}",
                 )
             )  # fmt: skip

@@ -26,7 +26,7 @@ from ..act.engine import change, prepare
 from ..act.journal import Journal
 from ..act.knobs import make_knob
 from ..agent.loop import Agent
-from ..config import Config, Limits
+from ..config import Config, DeviceRule, Limits
 from ..state import boot_id
 from .host import SimHost
 from .kernel import SimulatedKernel
@@ -167,6 +167,9 @@ class Irqtune(Policy):
         self.agent: Agent | None = None
 
     def start(self, ctl: Control) -> None:
+        for nic in ctl.sim.sc.nics:  # what the operator would write for the NIC that feeds the critical work
+            if nic.critical:
+                self.config.devices.append(DeviceRule(name=nic.name, goal="latency", cpus=nic.cpus))
         self.agent = Agent(ctl.host, self.config, ctl.state_dir, clock=lambda: ctl.sim.clock, journal=ctl.journal)
 
     def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:

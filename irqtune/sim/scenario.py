@@ -4,7 +4,8 @@
     [[nic]]       name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
                   rx_usecs, rx_frames, usecs_quantum, adaptive_rx (bool), adaptive (dim | aim),
                   ring, napi (false: interrupt per packet), cpus (initial IRQ affinity, queues
-                  round-robin), irq_cost_us, service_us,
+                  round-robin), critical (the agent's config keeps it on those CPUs with a latency
+                  goal), irq_cost_us, service_us,
                   packet_bytes
     [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU)
     [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs),
@@ -81,6 +82,7 @@ class NicSpec:
     ring: int = 1024
     napi: bool = True  # false: the pre-NAPI path, one interrupt per packet (receive livelock, physics.md §3.2)
     cpus: str = ""  # where the driver points its queue IRQs at start, one CPU each in turn ("" = every CPU)
+    critical: bool = False  # feeds the latency-critical work on `cpus`: the operator's agent config pins it there
     irq_cost_us: float = 1.5
     service_us: float = 0.8
     packet_bytes: int = 64
@@ -224,6 +226,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
         if not 64 <= nic.ring <= 65536:
             raise loc.error(where, "ring", f"expected 64..65536 descriptors, got {nic.ring}")
         _check_cpus(loc, where, "cpus", _cpulist(loc, where, "cpus", nic.cpus), sc.host.cpus)
+        if nic.critical and not nic.cpus:
+            raise loc.error(where, "critical", "a critical NIC needs cpus, the CPUs of the work it feeds")
         if nic.service_us <= 0:
             raise loc.error(where, "service_us", "a packet needs some CPU: expected a positive time")
     for i, nvme in enumerate(sc.nvmes):
