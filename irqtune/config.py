@@ -17,6 +17,9 @@ dwell = 30                    # seconds a knob holds before it may change again
 irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (physics.md §3.3)
 service_us = 0.8              # CPU per packet when the host is too idle to measure it
 
+[bounds]                      # the agent never sets a matching knob outside [min, max]
+"net/*/coalesce/rx-usecs" = [0, 64]
+
 [[device]]                    # per device (name) or per class ("nic", "nvme")
 name = "eth1"
 goal = "latency"
@@ -27,6 +30,7 @@ cpus = "6-7"                  # its queue IRQs go here, even onto critical or is
 
 from __future__ import annotations
 
+import fnmatch
 from dataclasses import dataclass, field
 
 from .parse.common import CpuListError, parse_cpulist
@@ -80,6 +84,11 @@ class Config:
     cpus: CpuSets = field(default_factory=CpuSets)
     limits: Limits = field(default_factory=Limits)
     devices: list[DeviceRule] = field(default_factory=list)
+    bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # knob pattern (fnmatch) -> [min, max]
+
+    def bound(self, knob: str) -> tuple[int, int] | None:
+        """The bounds of a knob: the first pattern that matches its canonical id."""
+        return next((b for pattern, b in self.bounds.items() if fnmatch.fnmatchcase(knob, pattern)), None)
 
     def rule(self, device: str, kind: str | None) -> DeviceRule:
         """The rule for a device: by name first, then by class, else the defaults."""
@@ -104,8 +113,8 @@ class Config:
 
 def load_config(path: str, text: str | None = None) -> Config:
     data, loc = read_toml(path, text, ConfigError)
-    top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device")}
-    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices"))
+    top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device", "bounds")}
+    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds"))
     config.path = path
     config.cpus = build(CpuSets, data.get("cpus", {}), (("cpus", None),), loc)
     config.limits = build(Limits, data.get("limits", {}), (("limits", None),), loc)
@@ -116,8 +125,24 @@ def load_config(path: str, text: str | None = None) -> Config:
         if isinstance(table, dict) and "class" in table:
             table = {("class_" if k == "class" else k): v for k, v in table.items()}
         config.devices.append(build(DeviceRule, table, (("device", i),), loc))
+    config.bounds = _bounds(data.get("bounds", {}), loc)
     _check(config, loc)
     return config
+
+
+def _bounds(table: object, loc: Locator) -> dict[str, tuple[int, int]]:
+    """[bounds] "KNOB-PATTERN" = [MIN, MAX]: the agent never sets a matching knob outside them."""
+    where = (("bounds", None),)
+    if not isinstance(table, dict):
+        raise loc.error((), "bounds", 'expected a table of "KNOB" = [MIN, MAX]')
+    out = {}
+    for pattern, value in table.items():
+        ok = (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
+              and v >= 0 for v in value) and value[0] <= value[1])  # fmt: skip
+        if not ok:
+            raise loc.error(where, pattern, f"expected [MIN, MAX], whole numbers, MIN <= MAX; got {value!r}")
+        out[pattern] = (value[0], value[1])
+    return out
 
 
 def _check(config: Config, loc: Locator) -> None:

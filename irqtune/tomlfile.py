@@ -48,7 +48,7 @@ class Locator:
         for n in range(start + 1 if where else 0, end):  # top-level keys may be on the first line
             if re.match(r"^\s*\[", self.lines[n]):
                 break  # the table's own keys come before any sub-table
-            if re.match(rf"^\s*{re.escape(key)}\s*=", self.lines[n]):
+            if re.match(rf"""^\s*(?:{re.escape(key)}|"{re.escape(key)}"|'{re.escape(key)}')\s*=""", self.lines[n]):
                 return n + 1
         return start + 1
 

@@ -71,3 +71,24 @@ def test_device_cpus():
     assert config.device_cpus() == {"eth1": {6, 7}}
     with pytest.raises(ConfigError, match=re.escape("c.toml:17: device[0].cpus:")):
         load_config("c.toml", CONFIG.replace("p99_target_us = 50", 'p99_target_us = 50\ncpus = "7-x"'))
+
+
+def test_bounds_patterns_and_their_errors():
+    text = CONFIG + '\n[bounds]\n"net/*/coalesce/rx-usecs" = [0, 64]\n"net/eth1/gro-flush-timeout" = [0, 50000]\n'
+    config = load_config("c.toml", text)
+    assert config.bound("net/eth3/coalesce/rx-usecs") == (0, 64)
+    assert config.bound("net/eth1/gro-flush-timeout") == (0, 50000) and config.bound("irq/5/affinity") is None
+    with pytest.raises(ConfigError, match=re.escape("c.toml:23: bounds.net/*/coalesce/rx-usecs: expected [MIN, MAX]")):
+        load_config("c.toml", text.replace("[0, 64]", "[64, 0]"))
+
+
+def test_the_agent_holds_decisions_to_the_bounds(tmp_path):
+    from irqtune.agent.loop import Agent, Decision
+    from irqtune.host import Host
+
+    config = load_config("c.toml", '[bounds]\n"net/*/coalesce/rx-usecs" = [4, 64]\n')
+    agent = Agent(Host(str(tmp_path)), config, str(tmp_path), clock=lambda: 0.0)
+    held = agent._bounded(Decision("net/eth1/coalesce/rx-usecs", "8", "256", "model"))
+    assert held.target == "64" and "held to the config's bounds 4..64" in held.reason
+    assert agent._bounded(Decision("net/eth1/coalesce/rx-usecs", "4", "0", "model")) is None  # clamped to current
+    assert agent._bounded(Decision("net/eth1/gro-flush-timeout", "0", "20000", "model")).target == "20000"

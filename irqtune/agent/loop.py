@@ -107,6 +107,7 @@ class Agent:
         if rates is not None:
             proposals += self._moderation(rates)
         budget = self.config.limits.max_changes
+        proposals = [d for d in (self._bounded(p) for p in proposals) if d is not None]
         for decision in proposals:
             held = self._held(decision.knob, now)
             if decision.outcome == "refused":
@@ -205,6 +206,20 @@ class Agent:
         return min(50.0, max(0.1, estimate))
 
     # -- check -------------------------------------------------------------------
+    def _bounded(self, decision: Decision) -> Decision | None:
+        """The decision with its target clamped into the config's bounds; None if that leaves nothing to do."""
+        bound = self.config.bound(decision.knob)
+        if bound is None or not decision.target.isdigit():
+            return decision
+        low, high = bound
+        target = min(high, max(low, int(decision.target)))
+        if str(target) == decision.current:
+            return None
+        if str(target) != decision.target:
+            decision.reason += f" (wanted {decision.target}, held to the config's bounds {low}..{high})"
+            decision.target = str(target)
+        return decision
+
     def _held(self, knob: str, now: float) -> str | None:
         if knob in self.frozen:
             return f"frozen: {self.frozen[knob]}"
