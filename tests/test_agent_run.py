@@ -21,7 +21,7 @@ from netns import can_make_namespaces, veth_pair
 from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent, Decision
 from irqtune.cli import main
-from irqtune.config import Config, Limits
+from irqtune.config import Config, Limits, load_config
 from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.scenario import load_scenario
@@ -239,3 +239,47 @@ def test_a_link_flap_starts_a_pass_at_once(tmp_path):
             agent.kill()
     assert any(f"event: '{pair.receiver}' down" in line for line in errors) and took < 15  # not the 60 s interval
     assert passes.startswith("pass ") and agent.returncode == 0
+
+
+STORM = """
+[host]
+cpus = 4
+
+[[nic]]
+name = "eth2"
+queues = 1
+cpus = "1"
+napi = false
+
+[[phase]]
+seconds = 60
+nic = "eth2"
+rate_pps = 300000
+"""
+
+
+def test_storm_guard_sends_a_storming_irq_to_the_sink(tmp_path):
+    """A NIC without NAPI takes an interrupt per packet (300k/s, above the storm threshold): with an
+    irq_sink configured, the agent moves it there; with the device pinned by the config, it does not."""
+    for pinned in (False, True):
+        sim = SimHost(load_scenario("s.toml", STORM), str(tmp_path / f"tree{pinned}"), seed=2)
+        host = SimulatedKernel.for_root(sim.root)
+        state = str(tmp_path / f"state{pinned}")
+        text = '[cpus]\nirq_sink = "3"\n' + ('[[device]]\nname = "eth2"\ncpus = "1"\n' if pinned else "")
+        config = load_config("c.toml", text)
+        config.mode, config.limits.dwell = "tune", 0
+        journal = Journal.open(state, boot_id(host))
+        agent = Agent(host, config, state, clock=lambda sim=sim: sim.clock, journal=journal)
+        try:
+            for _ in range(3):
+                sim.step(1.0, sim.sc.phases[0])
+                report = agent.run_pass()
+        finally:
+            journal.close()
+        sim.step(1.0, sim.sc.phases[0])
+        moved = [d for d in report.decisions if d.reason.startswith("storm guard")]
+        assert any(f["code"] == "irq-storm" for f in report.findings)
+        if pinned:
+            assert sim.effective_cpu(sim.irqs[0]) == 1 and not moved
+        else:
+            assert sim.effective_cpu(sim.irqs[0]) == 3

@@ -26,6 +26,7 @@ from ..findings import Measurements, find_all
 from ..host import Host
 from ..measure.rates import Rates, compute_rates
 from ..measure.snapshot import Snapshot, take_snapshot
+from ..parse.common import format_cpulist
 
 log = logging.getLogger("irqtune.agent")
 
@@ -100,11 +101,13 @@ class Agent:
         self.rates = rates
         inventory, topology, _ = placement_inputs(self.host, self.state_dir, **self._rule_args())
         self.inventory = inventory
-        report.findings = [f.to_json() for f in find_all(Measurements(topology, inventory, rates))]
+        findings = find_all(Measurements(topology, inventory, rates))
+        report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now)
         proposals = [] if self.placed else self._placement()
         if rates is not None:
+            proposals += self._storm_guard(findings)
             proposals += self._moderation(rates)
         budget = self.config.limits.max_changes
         proposals = [d for d in (self._bounded(p) for p in proposals) if d is not None]
@@ -143,6 +146,26 @@ class Agent:
                 decision.outcome, decision.note = "refused", "; ".join(broken)
             decisions.append(decision)
         return decisions
+
+    def _storm_guard(self, findings) -> list[Decision]:
+        """An interrupt storm on a device that is not pinned by the config: send its IRQ to the irq_sink
+        CPUs, away from everything that matters, before it delays a critical CPU."""
+        sink = self.config.cpus.cpus("irq_sink")
+        if not sink:
+            return []
+        pinned, out = self.config.device_cpus(), []
+        for f in findings:
+            info = self.inventory.irqs.get(f.irq) if f.code == "irq-storm" and f.irq is not None else None
+            if info is None or info.managed == "yes" or not info.affinity or info.affinity.requested is None:
+                continue
+            device = info.device
+            if device in pinned or (device and not self.config.manages(device, info.kind)):
+                continue
+            current, target = format_cpulist(info.affinity.requested), format_cpulist(sorted(sink))
+            if current != target:
+                out.append(Decision(f"irq/{f.irq}/affinity", current, target,
+                                    f"storm guard: {f.message}; to the irq_sink CPUs", device))  # fmt: skip
+        return out
 
     def _moderation(self, rates: Rates) -> list[Decision]:
         """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py)."""
