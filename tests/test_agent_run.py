@@ -66,7 +66,7 @@ def affinities() -> dict[str, str]:
             try:
                 with open(f"/proc/irq/{irq}/smp_affinity_list") as f:
                     out[irq] = f.read()
-            except OSError:
+            except OSError:  # the IRQ went away during the read: nothing to compare
                 pass
     return out
 

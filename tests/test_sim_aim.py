@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from irqtune.sim import aim
 from irqtune.sim.aim import (
     IGB_4K_ITR,
     IGB_20K_ITR,
@@ -20,7 +19,6 @@ from irqtune.sim.aim import (
 from irqtune.sim.model import nic_queue
 
 S, H = 0.8e-6, 1.5e-6  # physics.md §9.3's per-packet and per-interrupt costs
-needs_min_gap = pytest.mark.skipif(not aim.MIN_GAP, reason='model.py has no "min-gap" flavour yet (being added)')
 
 
 def test_register_units_are_quarter_microseconds():
@@ -118,14 +116,12 @@ def test_settles(rate, nbytes, setting, usecs):
     assert sum(1 for u in tail if u == usecs) >= 0.9 * len(tail)
 
 
-@needs_min_gap
 @pytest.mark.parametrize(("rate", "nbytes", "setting", "usecs"), [c for c in SETTLE if c[0] >= 50e3])
 def test_settled_interval_caps_the_interrupt_rate(rate, nbytes, setting, usecs):
     irq_rate = nic_queue(rate, S, H, usecs * 1e-6, 0, "min-gap").irq_rate
     assert 0.8 * 1e6 / usecs <= irq_rate <= 1e6 / usecs * 1.001  # loaded: close to the cap, never above it
 
 
-@needs_min_gap
 def test_light_load_is_not_delayed_under_min_gap():
     light = nic_queue(10e3, S, H, 49e-6, 0, "min-gap")
     assert light.irq_rate >= 0.75 * 10e3  # most packets find the gap expired and interrupt at once

@@ -47,7 +47,8 @@ class LinkWatcher:
         while self.sock and self.wait(0):
             try:
                 messages = self.sock.get()
-            except OSError:
+            except OSError as err:  # the socket failed: report what was read; the periodic pass goes on
+                log.info("link events: %s", err)
                 break
             for msg in messages:
                 name = str(msg.get_attr("IFLA_IFNAME") or "?")[:15]

@@ -24,20 +24,6 @@ IGB_START_ITR, IGB_4K_ITR, IGB_20K_ITR, IGB_70K_ITR = 648, 980, 196, 56
 lowest_latency, low_latency, bulk_latency = 0, 1, 2
 
 
-def _min_gap_modelled() -> bool:
-    """FALLBACK until model.py has the "min-gap" flavour (being added in parallel). nic_queue treats an unknown
-    flavour as timer-from-first (or may reject it), so ask a question the two must answer differently (λU = 1)."""
-    args = (1e4, 1e-6, 1e-6, 100e-6, 0)
-    try:
-        return nic_queue(*args, "min-gap") != nic_queue(*args, "timer-from-first")
-    except ValueError:
-        return False
-
-
-MIN_GAP = _min_gap_modelled()
-FLAVOUR = "min-gap" if MIN_GAP else "timer-from-first"  # timer-from-first with frames 0 over-delays light load
-
-
 def igb_update_itr(itrval: int, packets: int, nbytes: int) -> int:
     """igb_update_itr: a ring container's next class from one interrupt's work. Each test is the C one, in
     its order, with C's unsigned integer division; the quoted comments are the kernel's."""
@@ -117,7 +103,7 @@ def run_aim(
     written = aim.usecs  # programmed at open
     for _ in range(intervals):
         gap, written = written, aim.usecs  # igb_msix_ring -> igb_write_itr, then NAPI runs
-        result = nic_queue(rate, service, irq_cost, gap * 1e-6, 0, FLAVOUR)
+        result = nic_queue(rate, service, irq_cost, gap * 1e-6, 0, "min-gap")
         if result.irq_rate > 0:  # overloaded: NAPI never completes, so igb_set_itr never runs
             packets = 1 + poisson(rng, rate / result.irq_rate - 1)
             aim.update(packets, packets * packet_bytes)

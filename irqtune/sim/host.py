@@ -120,7 +120,7 @@ class SimHost:
             text = self.tree.read(f"proc/irq/{entry.irq}/smp_affinity_list") or ""
             try:  # the lowest CPU of the list, without expanding ranges (64-CPU masks, every queue, every step)
                 starts = [int(part.split("-", 1)[0]) for part in text.strip().split(",") if part]
-            except ValueError:
+            except ValueError:  # not a CPU list: the kernel would have refused it; deliver to the first CPU
                 starts = []
             online = sorted(c for c in starts if c in self._online)
             cpu = self._effective[entry.irq] = online[0] if online else self.cpus[0]
@@ -129,7 +129,7 @@ class SimHost:
     def _json(self, rel: str) -> dict:
         try:
             return json.loads(self.tree.read(rel) or "{}")
-        except ValueError:
+        except ValueError:  # a state file broken by hand: the device runs on its scenario defaults
             return {}
 
     def nic_settings(self, nic: NicSpec) -> NicSettings:
@@ -144,10 +144,6 @@ class SimHost:
             sysctl[name] = int(text) if text.isdigit() else 0
         return NicSettings(usecs, coalesce.get("rx_max_frames", nic.rx_frames), bool(coalesce.get("use_adaptive_rx")),
                            {v["irq"]: v for v in napis.values()}, sysctl)  # fmt: skip
-
-    def coalescing(self, nic: NicSpec) -> tuple[int, int]:
-        settings = self.nic_settings(nic)
-        return settings.usecs, settings.frames
 
     def napi_for(self, settings: NicSettings, irq: int, load: LoadSpec | None) -> Napi:
         values = settings.napi.get(irq, {})

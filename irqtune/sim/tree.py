@@ -77,7 +77,7 @@ class Tree:
         try:
             with open(os.path.join(self.root, rel), encoding="ascii") as f:
                 return f.read()
-        except (OSError, UnicodeDecodeError):
+        except (OSError, UnicodeDecodeError):  # absent or not text: the caller falls back to its default
             return None
 
     def link(self, rel: str, target: str) -> None:
