@@ -66,3 +66,16 @@ def real_linux() -> bool:
 @pytest.fixture
 def real_host_required() -> None:
     require(real_linux(), "needs a real Linux /proc")
+
+
+def lifeline_devices() -> list[str]:
+    """This machine's lifelines as irqtune's inventory names them (eth0's virtio function and the vsock device):
+    found from sysfs, never by IRQ number, so a test's config can tell the agent to leave them alone."""
+    names = []
+    eth0 = Path("/sys/class/net/eth0/device")
+    if eth0.exists():
+        names.append(eth0.resolve().name)
+    vsock = Path("/sys/bus/virtio/drivers/vmw_vsock_virtio_transport")
+    if vsock.is_dir():
+        names += sorted(p.name for p in vsock.iterdir() if p.name.startswith("virtio"))
+    return names

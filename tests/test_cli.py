@@ -72,7 +72,7 @@ def test_snapshot_reproduces_node_exporter_series(tmp_path):
     processed = re.findall(r'^node_softnet_processed_total\{cpu="(\d+)"\} (\S+)$', prom, re.M)
     rows = {str(r["cpu"]): r for r in snap["softnet"]["rows"]}
     assert [rows[cpu]["processed"] for cpu, _ in processed] == [float(v) for _, v in processed]
-    assert set(snap["unavailable"]) == {"/proc/stat", "/proc/irq"}
+    assert set(snap["unavailable"]) == {"/proc/stat", "/proc/irq", "/proc/net/dev", "/proc/net/netstat"}
 
 
 def test_snapshot_offline_cpus_keep_their_ids(tmp_path):
@@ -100,7 +100,13 @@ def test_snapshot_root_with_some_files_says_what_is_missing(tmp_path):
     code, snap, _ = run("--root", str(root), "snapshot", "--json")
     assert code == EXIT_OK
     assert snap["interrupts"] is None
-    assert set(snap["unavailable"]) == {"/proc/interrupts", "/proc/net/softnet_stat", "/proc/stat"}
+    assert set(snap["unavailable"]) == {
+        "/proc/interrupts",
+        "/proc/net/softnet_stat",
+        "/proc/stat",
+        "/proc/net/dev",
+        "/proc/net/netstat",
+    }
     assert snap["softirqs"]["vectors"]["TIMER"] == {"0": 2776180, "1": 247490}
 
 

@@ -115,7 +115,7 @@ def _journal_napi_dependents(knob: Knob, journal: Journal, target: str) -> None:
     try:
         with netdev_client(knob.host, knob.id) as client:
             napis = client.napis(int(ifindex or "-1"))
-    except (ImportError, Unsupported, *NapiKnob._errors(), OSError, ValueError) as err:  # nothing per NAPI to lose
+    except (ImportError, Unsupported, *NapiKnob.errors(), OSError, ValueError) as err:  # nothing per NAPI to lose
         log.debug("%s: per-NAPI values not journaled: %s", knob.id, err)
         return
     setting = DEVICE_WIDE_NAPI[kid.name]

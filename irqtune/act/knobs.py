@@ -198,7 +198,7 @@ class EthtoolKnob(Knob):
         return Ethtool()
 
     @staticmethod
-    def _errors() -> tuple[type[Exception], ...]:
+    def errors() -> tuple[type[Exception], ...]:
         from ..nl.ethtool import EthtoolError
         from ..sim.ethtool import SimEthtoolError
 
@@ -209,7 +209,7 @@ class EthtoolKnob(Knob):
         with self._client() as client:
             try:
                 values = client.get_coalesce(dev) if kind == "coalesce" else client.get_channels(dev)
-            except self._errors() as err:
+            except self.errors() as err:
                 raise Unsupported(f"{self.id}: {err}") from None
         if field_name not in values:
             raise Unsupported(f"{self.id}: driver of {dev} does not report {kind} {field_name}")
@@ -223,7 +223,7 @@ class EthtoolKnob(Knob):
                     client.set_coalesce(dev, {field_name: int(value)})
                 else:
                     client.set_channels(dev, {field_name: int(value)})
-            except self._errors() as err:
+            except self.errors() as err:
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:
@@ -243,7 +243,7 @@ class EthtoolKnob(Knob):
         try:
             with self._client() as client:
                 values = client.get_channels(self.parts[2])
-        except (*self._errors(), Unsupported, OSError):
+        except (*self.errors(), Unsupported, OSError):
             return None
         return values.get(self.meta["field"].replace("_count", "_max"))
 
@@ -276,7 +276,7 @@ class NapiKnob(Knob):
         return netdev_client(self.host, self.id)
 
     @staticmethod
-    def _errors() -> tuple[type[Exception], ...]:
+    def errors() -> tuple[type[Exception], ...]:
         from ..nl.netdev import NetdevError
         from ..sim.netdev import SimNetdevError
 
@@ -289,7 +289,7 @@ class NapiKnob(Knob):
         with self._client() as client:
             try:
                 values = client.napi(self.meta["napi"])
-            except self._errors() as err:
+            except self.errors() as err:
                 raise Unsupported(f"{self.id}: {err}") from None
         if str(values.get("ifindex")) != ifindex.strip():
             raise Unsupported(f"{self.id}: NAPI {self.meta['napi']} does not belong to {self.meta['dev']}")
@@ -305,7 +305,7 @@ class NapiKnob(Knob):
         with self._client() as client:
             try:
                 client.set_napi(self.meta["napi"], {self.meta["field"]: int(value)})
-            except self._errors() as err:
+            except self.errors() as err:
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:

@@ -5,7 +5,8 @@ from `decide/coalesce.py`, findings from `findings.py`. What it adds is the safe
 them: at most `max_changes` per pass, a knob holds for `dwell` seconds before it may change
 again, a knob that flips back and forth is frozen, and a change after which the device got
 worse (more drops or time_squeeze on its CPUs, beyond noise) is rolled back and that knob
-backs off. In `observe` mode every decision is a recommendation and nothing is written.
+backs off (a change is on probation for PROBATION_PASSES passes). In `observe` mode every decision
+is a recommendation and nothing is written.
 The clock is injected, so the same loop runs on a real host and on a simulated one.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 
 from ..act.engine import APPLIED, change, prepare
 from ..act.journal import Journal
-from ..act.knobs import KnobError, Unsupported, make_knob
+from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide.coalesce import QueueLoad
 from ..decide.moderation import Moderation, choose
@@ -33,6 +34,7 @@ log = logging.getLogger("irqtune.agent")
 NOISE = 0.10  # relative change of a health counter that counts as real
 NOISE_FLOOR = 50.0  # per second: below this, drops and squeezes are noise
 BACKOFF_PASSES = 10  # a rolled-back knob is left alone this many passes
+PROBATION_PASSES = 3  # a change is checked against its device's health before it for this many passes
 
 
 @dataclass
@@ -68,6 +70,7 @@ class _Applied:
     decision: Decision
     at: float
     health: float  # drops + squeezes per second on the device's CPUs before the change
+    checked: int = 0  # passes that found the device healthy since
 
 
 class Agent:
@@ -168,40 +171,68 @@ class Agent:
         return out
 
     def _moderation(self, rates: Rates) -> list[Decision]:
-        """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py)."""
-        out, inventory = [], self.inventory
-        for device in inventory.devices:
-            if device.kind != "nic" or not self.config.manages(device.name, "nic"):
-                continue
-            current = self._moderation_now(device.name)
+        """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py).
+        Devices without IRQs of their own whose receive path is NAPI (veth with GRO, a NIC behind
+        another interrupt) get deferral only, sized from their /proc/net/dev packet rate."""
+        out = []
+        for name, loads in self._moderated(rates):
+            current = self._moderation_now(name)
             if current is None:
                 continue
-            loads = queue_loads(device, inventory, rates)
             busiest = max(loads, key=lambda q: q.packets, default=None)
             if busiest is None or busiest.packets <= 0:
                 continue
             service = self._service_estimate(rates, busiest)
-            choice = choose(busiest.packets, current["setting"], self.config.goal_for(device.name, "nic"), service,
+            choice = choose(busiest.packets, current["setting"], self.config.goal_for(name, "nic"), service,
                             self.config.limits.irq_cost_us, deferral=current["deferral"],
-                            queues=sum(q.packets > 0 for q in loads))  # fmt: skip
+                            queues=sum(q.packets > 0 for q in loads), coalescing=current["coalescing"])  # fmt: skip
             if choice is None:
                 continue
             new, old = choice.setting, current["setting"]
             if current["adaptive"]:
                 why = "a fixed setting is chosen instead of the driver's adaptive one"
-                out.append(Decision(f"net/{device.name}/coalesce/use-adaptive-rx", "1", "0", why, device.name))
-            for knob, before, after in (
-                (f"net/{device.name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs),
-                (f"net/{device.name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames),
-                (f"net/{device.name}/napi-defer-hard-irqs", old.defer, new.defer),
-                (f"net/{device.name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000),
-            ):
-                if before != after:
-                    out.append(Decision(knob, str(before), str(after), choice.reason, device.name))
+                out.append(Decision(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
+            knobs = [(f"net/{name}/napi-defer-hard-irqs", old.defer, new.defer),
+                     (f"net/{name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000)]  # fmt: skip
+            if current["coalescing"]:
+                knobs = [(f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs),
+                         (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames), *knobs]  # fmt: skip
+            out += [Decision(knob, str(before), str(after), choice.reason, name)
+                    for knob, before, after in knobs if before != after]  # fmt: skip
         return out
 
+    def _moderated(self, rates: Rates) -> list[tuple[str, list[QueueLoad]]]:
+        """(device, per-queue loads) for every managed NIC with queue IRQs, then every other managed interface
+        that has NAPI instances and received packets (its NAPIs share its /proc/net/dev rate evenly)."""
+        inventory, found = self.inventory, []
+        for device in inventory.devices:
+            if device.kind == "nic" and self.config.manages(device.name, "nic"):
+                found.append((device.name, queue_loads(device, inventory, rates)))
+        known = {d.name for d in inventory.devices}
+        for name, counters in sorted(rates.netdev.items()):
+            packets = counters.get("rx_packets", 0.0)
+            if name in known or name == "lo" or packets <= 0 or not self.config.manages(name, "nic"):
+                continue
+            napis = self._napi_count(name)
+            if napis:
+                found.append((name, [QueueLoad(packets / napis, 0.0, None)] * napis))
+        return found
+
+    def _napi_count(self, device: str) -> int:
+        """NAPI instances of an interface (netdev netlink, 6.9+); 0 when it has none or the kernel cannot say."""
+        ifindex = self.host.text("sys", "class", "net", device, "ifindex")
+        if ifindex is None or not ifindex.strip().isdigit():
+            return 0
+        try:
+            with netdev_client(self.host, f"net/{device}") as client:
+                return len(client.napis(int(ifindex)))
+        except (Unsupported, OSError, *NapiKnob.errors()) as err:  # no netdev family here: not a NAPI device to us
+            log.debug("%s: NAPI instances not listed: %s", device, err)
+            return 0
+
     def _moderation_now(self, device: str) -> dict | None:
-        """The device's coalescing and deferral now; None when coalescing cannot be read (no netlink, no driver)."""
+        """The device's coalescing and deferral now; None when neither can be read. `coalescing` False: only
+        deferral can be set (no ethtool coalescing: veth, or a driver without it)."""
         values = {}
         for name, knob in (("usecs", "coalesce/rx-usecs"), ("frames", "coalesce/rx-max-frames"),
                            ("adaptive", "coalesce/use-adaptive-rx"), ("defer", "napi-defer-hard-irqs"),
@@ -210,11 +241,14 @@ class Agent:
                 values[name] = int(make_knob(self.host, f"net/{device}/{knob}").read())
             except (KnobError, Unsupported, OSError, ValueError) as err:  # a knob this device or kernel lacks
                 log.debug("%s: %s not readable: %s", device, knob, err)
-        if "usecs" not in values or "frames" not in values:
+        coalescing = "usecs" in values and "frames" in values
+        deferral = "defer" in values and "gro" in values
+        if not coalescing and not deferral:
             return None
-        setting = Moderation(values["usecs"], values["frames"], values.get("defer", 0), values.get("gro", 0) // 1000)
-        return {"setting": setting, "adaptive": bool(values.get("adaptive")),
-                "deferral": "defer" in values and "gro" in values}  # fmt: skip
+        setting = Moderation(values.get("usecs", 0), values.get("frames", 1), values.get("defer", 0),
+                             values.get("gro", 0) // 1000)  # fmt: skip
+        return {"setting": setting, "adaptive": bool(values.get("adaptive")), "deferral": deferral,
+                "coalescing": coalescing}  # fmt: skip
 
     def _service_estimate(self, rates: Rates, busiest: QueueLoad) -> float:
         """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs; the config's
@@ -272,8 +306,11 @@ class Agent:
         if len(self.flips[decision.knob]) >= 3:
             self.frozen[decision.knob] = f"changed 3 times within {2 * self.config.limits.dwell:g} s"
         self.last_change[decision.knob] = now
+        self.pending = [p for p in self.pending if p.decision.knob != decision.knob]  # superseded
         if verify:
-            self.pending.append(_Applied(decision, now, device_health(rates, self._irqs(decision.device))))
+            self.pending.append(
+                _Applied(decision, now, device_health(rates, self._irqs(decision.device), decision.device))
+            )
 
     def _irqs(self, device: str | None) -> list[int]:
         found = self.inventory.device(device) if device and self.inventory else None
@@ -281,12 +318,23 @@ class Agent:
 
     # -- verify ------------------------------------------------------------------
     def _verify(self, rates: Rates, now: float) -> list[Decision]:
-        """Each change applied last pass: if its device's drops/squeezes rose beyond noise, undo it."""
+        """Each change on probation (applied within the last PROBATION_PASSES passes): if its device's drops or
+        squeezes rose beyond noise, undo the device's latest changes (one pass's batch; older ones stay on
+        probation) and back off those knobs; a change that stays healthy is kept."""
         undone, pending, self.pending = [], self.pending, []
+        latest: dict[str | None, float] = {}
+        for applied in pending:
+            latest[applied.decision.device] = max(applied.at, latest.get(applied.decision.device, applied.at))
         for applied in pending:
             d = applied.decision
-            after = device_health(rates, self._irqs(d.device))
+            after = device_health(rates, self._irqs(d.device), d.device)
             if after <= max(NOISE_FLOOR, applied.health * (1 + NOISE)):
+                applied.checked += 1
+                if applied.checked < PROBATION_PASSES:
+                    self.pending.append(applied)
+                continue
+            if applied.at < latest[d.device]:  # a later change on this device is the likelier cause
+                self.pending.append(applied)
                 continue
             back = Decision(d.knob, d.target, d.current, f"rolled back: drops+squeezes {applied.health:,.0f}/s -> "
                             f"{after:,.0f}/s after {d.knob} {d.current} -> {d.target}", d.device)  # fmt: skip
@@ -297,8 +345,9 @@ class Agent:
         return undone
 
 
-def device_health(rates: Rates | None, irqs: list[int]) -> float:
-    """Drops + time_squeeze per second on the CPUs serving these IRQs (every CPU if none is known)."""
+def device_health(rates: Rates | None, irqs: list[int], device: str | None = None) -> float:
+    """Drops + time_squeeze per second on the CPUs serving these IRQs (every CPU if none is known), plus the
+    device's own receive drops (ring overflows: /proc/net/dev `drop` and `fifo`)."""
     if rates is None:
         return 0.0
     serving = set()
@@ -307,8 +356,10 @@ def device_health(rates: Rates | None, irqs: list[int]) -> float:
         if row:
             serving |= {c for c, r in row.per_cpu.items() if r > 0}
     cpus = serving or set(rates.softnet)
-    return sum(rates.softnet[c].get("dropped", 0.0) + rates.softnet[c].get("time_squeeze", 0.0)
-               for c in cpus if c in rates.softnet)  # fmt: skip
+    own = rates.netdev.get(device, {}) if device else {}
+    return own.get("rx_drop", 0.0) + own.get("rx_fifo", 0.0) + sum(
+        rates.softnet[c].get("dropped", 0.0) + rates.softnet[c].get("time_squeeze", 0.0)
+        for c in cpus if c in rates.softnet)  # fmt: skip
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:

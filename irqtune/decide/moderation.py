@@ -53,13 +53,17 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
 
 
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
-           deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1) -> Choice | None:  # fmt: skip
+           deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
+           coalescing: bool = True) -> Choice | None:  # fmt: skip
     """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
-    once per queue (`queues` alike queues) while latency is per packet."""
+    once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
+    device cannot do that, so only candidates without it are weighed."""
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
-    candidates = {Moderation(*c) for c in CANDIDATES if deferral or not c[2]}
-    candidates |= {Moderation(window, FRAMES if window else 1), current}
+    candidates = {Moderation(*c) for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))}
+    if coalescing:
+        candidates.add(Moderation(window, FRAMES if window else 1))
+    candidates.add(current)
 
     def cost(setting: Moderation) -> tuple[float, float, float]:
         latency, cpu = predict(rate, setting, service_us, irq_cost_us, flavour)

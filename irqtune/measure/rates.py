@@ -44,6 +44,8 @@ class Rates:
     softnet: dict[int, dict[str, float]] = field(default_factory=dict)
     irq_time: dict[int, float] = field(default_factory=dict)  # fraction of a CPU in hard-IRQ context
     softirq_time: dict[int, float] = field(default_factory=dict)
+    netdev: dict[str, dict[str, float]] = field(default_factory=dict)  # interface -> /proc/net/dev field -> per s
+    busy_poll_rx: float | None = None  # packets/s taken by busy-polling sockets (TcpExt BusyPollRxPackets)
     appeared: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
     cpus_added: list[int] = field(default_factory=list)
@@ -89,6 +91,14 @@ def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
             for cpu, seconds in theirs_new.items():
                 if cpu in theirs_old:
                     mine[cpu] = max(0.0, seconds - theirs_old[cpu]) / interval
+    if before.netdev and after.netdev:
+        for name, counts in after.netdev.devices.items():
+            old = before.netdev.devices.get(name)
+            if old is not None:  # 64-bit: a decrease is a reset (the interface was recreated), not a wrap
+                rates.netdev[name] = {k: (v - old[k] if v >= old[k] else v) / interval for k, v in counts.items()}
+    if before.busy_poll_rx_packets is not None and after.busy_poll_rx_packets is not None:
+        old_count, new_count = before.busy_poll_rx_packets, after.busy_poll_rx_packets
+        rates.busy_poll_rx = (new_count - old_count if new_count >= old_count else new_count) / interval
     return rates
 
 

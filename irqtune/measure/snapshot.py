@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..host import Host, PathEscape
 from ..parse.common import CpuListError, Problem, parse_cpulist, parse_cpumask
 from ..parse.interrupts import InterruptTable, parse_interrupts
+from ..parse.netdev import NetdevTable, parse_netdev, parse_netstat
 from ..parse.softirqs import SoftirqTable, parse_softirqs
 from ..parse.softnet import SoftnetRow, SoftnetTable, parse_softnet
 from ..parse.stat import ProcStat, parse_stat
@@ -39,6 +40,8 @@ class Snapshot:
     softirqs: SoftirqTable | None = None
     softnet: SoftnetTable | None = None
     stat: ProcStat | None = None
+    netdev: NetdevTable | None = None  # this network namespace's interfaces
+    busy_poll_rx_packets: int | None = None  # TcpExt BusyPollRxPackets: packets taken by busy-polling sockets
     affinity: dict[int, IrqAffinity] = field(default_factory=dict)
     online: list[int] | None = None  # from /sys, when present
     unavailable: dict[str, str] = field(default_factory=dict)  # file -> why
@@ -92,6 +95,15 @@ def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
     if text is not None:
         snap.stat = parse_stat(text)
         snap.problems.extend(snap.stat.problems)
+    text = _read(host, snap, "proc", "net", "dev")
+    if text is not None:
+        snap.netdev = parse_netdev(text)
+        snap.problems.extend(snap.netdev.problems)
+    text = _read(host, snap, "proc", "net", "netstat")
+    if text is not None:
+        sections, problems = parse_netstat(text)
+        snap.busy_poll_rx_packets = sections.get("TcpExt", {}).get("BusyPollRxPackets")
+        snap.problems.extend(problems)
     if with_affinity and snap.interrupts is not None:
         read_affinities(host, snap)
     return snap
@@ -194,4 +206,8 @@ def to_json(snap: Snapshot) -> dict:
             "irq_seconds": {str(c): v for c, v in snap.stat.irq_seconds.items()},
             "softirq_seconds": {str(c): v for c, v in snap.stat.softirq_seconds.items()},
         }
+    if snap.netdev:
+        out["netdev"] = snap.netdev.devices
+    if snap.busy_poll_rx_packets is not None:
+        out["busy_poll_rx_packets"] = snap.busy_poll_rx_packets
     return out

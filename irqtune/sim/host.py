@@ -189,6 +189,7 @@ class SimHost:
             self.counters.res[cpu] += self._noisy(phase.resched_ipis * seconds)
         entries = {(e.device, e.queue): e for e in self.irqs}
         c, busy = self.counters, [0.0] * len(self.cpus)
+        nics = {nic.name: nic for nic in self.sc.nics}
         for i, q in enumerate(out):
             if demand[q.cpu] > 1.0:  # the CPU is saturated: share it, no re-arm, drops
                 share = q.cpu_used / demand[q.cpu]
@@ -200,8 +201,14 @@ class SimHost:
             c.softirqs["NET_RX"][q.cpu] += max(irqs + polls, int(q.delivered * seconds / 300))
             c.softirqs["HRTIMER"][q.cpu] += polls
             c.softnet[q.cpu][0] += int(q.delivered * seconds)
-            c.softnet[q.cpu][1] += int((q.rate - q.delivered) * seconds)  # dropped at the ring (shown here)
             c.softnet[q.cpu][2] += self._noisy(q.squeezes * seconds)
+            dev = c.netdev.setdefault(q.device, [0, 0, 0])
+            dev[0] += int(q.delivered * seconds)
+            dev[1] += int(q.delivered * seconds) * nics[q.device].packet_bytes
+            dev[2] += int((q.rate - q.delivered) * seconds)  # ring overflow: rx_missed_errors, in /proc/net/dev drop
+            load = phase.load_for(q.device)
+            if load is not None and load.app_busy_poll:
+                c.busy_poll_rx += int(q.delivered * seconds)
             busy[q.cpu] += min(q.cpu_used, 1.0)
         for q in self.last_nvme:
             entries[(q.device, q.queue)].counts[q.cpu] += self._noisy(q.irq_rate * seconds)

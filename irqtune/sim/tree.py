@@ -51,6 +51,8 @@ class Counters:
     softirqs: dict[str, list[int]] = field(default_factory=dict)
     softnet: list[list[int]] = field(default_factory=list)  # processed, dropped, time_squeeze
     ticks: list[list[int]] = field(default_factory=list)  # irq, softirq (USER_HZ)
+    netdev: dict[str, list[int]] = field(default_factory=dict)  # NIC -> rx packets, rx bytes, rx drop (ring)
+    busy_poll_rx: int = 0  # packets taken by busy-polling applications (TcpExt BusyPollRxPackets)
 
     def __post_init__(self) -> None:
         from ..parse.softirqs import VECTORS
@@ -184,6 +186,13 @@ class Tree:
             + f"{cpu:08x} 00000000 00000000\n"
             for cpu, (p, d, t) in zip(cpus, c.softnet)
         ))  # fmt: skip
+        lines = ["Inter-|   Receive                                                |  Transmit",
+                 " face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo "
+                 "colls carrier compressed"]  # fmt: skip
+        lines += [f"{name:>6}: {b:8d} {p:7d}    0 {d:4d}    0     0          0         0        0       0    0    0"
+                  "    0     0       0          0" for name, (p, b, d) in c.netdev.items()]  # fmt: skip
+        self.write("proc/net/dev", "\n".join(lines) + "\n")
+        self.write("proc/net/netstat", f"TcpExt: BusyPollRxPackets\nTcpExt: {c.busy_poll_rx}\n")
         stat = [f"cpu{cpu} 0 0 0 0 0 {irq} {sirq} 0 0 0" for cpu, (irq, sirq) in zip(cpus, c.ticks)]
         self.write("proc/stat", "\n".join(stat) + "\n")
         for e in irqs:
