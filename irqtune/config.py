@@ -26,6 +26,9 @@ goal = "latency"
 p99_target_us = 50
 manage = true                 # false: leave it alone
 cpus = "6-7"                  # its queue IRQs go here, even onto critical or isolated CPUs
+colocate = "memcached"        # put its queue IRQs next to this process's pinned threads (same core, else L3)
+colocate_move = "irq"         # irq | threads (leave the IRQs, recommend pinning the threads next to them)
+steer = true                  # RPS/XPS masks that match the IRQ placement (scaling.rst)
 """
 
 from __future__ import annotations
@@ -72,6 +75,9 @@ class DeviceRule:
     p99_target_us: float = 0.0
     manage: bool = True
     cpus: str = ""  # where its queue IRQs go, isolated or critical CPUs included (it feeds the work there)
+    colocate: str = ""  # a process (comm) whose pinned threads consume this device's packets
+    colocate_move: str = "irq"  # irq: its IRQs go next to the threads | threads: recommend pinning the threads
+    steer: bool = False  # set RPS/XPS masks to match where the queue IRQs are placed
 
 
 @dataclass
@@ -105,6 +111,13 @@ class Config:
 
     def manages(self, device: str, kind: str | None) -> bool:
         return self.rule(device, kind).manage
+
+    def colocations(self) -> dict[str, tuple[str, str]]:
+        """Device -> (process name, what moves) for devices tied to a process."""
+        return {r.name: (r.colocate, r.colocate_move) for r in self.devices if r.name and r.colocate and r.manage}
+
+    def steered(self) -> frozenset[str]:
+        return frozenset(r.name for r in self.devices if r.name and r.steer and r.manage)
 
     def device_cpus(self) -> dict[str, frozenset[int]]:
         """Devices (by name) whose queue IRQs the config puts on given CPUs."""
@@ -169,5 +182,9 @@ def _check(config: Config, loc: Locator) -> None:
             parse_cpulist(rule.cpus)
         except CpuListError as err:
             raise loc.error(where, "cpus", str(err)) from None
+        if rule.colocate_move not in ("irq", "threads"):
+            raise loc.error(where, "colocate_move", f"expected irq or threads, got {rule.colocate_move!r}")
+        if (rule.colocate or rule.steer) and not rule.name:
+            raise loc.error(where, "colocate" if rule.colocate else "steer", "needs a device name, not a class")
         if rule.goal and rule.goal not in GOALS:
             raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {rule.goal!r}")

@@ -285,3 +285,31 @@ def test_storm_guard_sends_a_storming_irq_to_the_sink(tmp_path):
             assert sim.effective_cpu(sim.irqs[0]) == 1 and not moved
         else:
             assert sim.effective_cpu(sim.irqs[0]) == 3
+
+
+def test_colocation_and_steering_from_the_config(sim, tmp_path):
+    """A process pinned to CPU 3 (a fake /proc entry in the simulated tree): the agent puts eth1's queue IRQs
+    on CPU 3, XPS to CPU 3 and RPS to the CPUs that take no queue IRQ, all through the journal."""
+    from test_decide_colocate import fake_task
+
+    for tid in (4242, 4243):
+        fake_task(Path(sim.root) / "proc", 4242, tid, "memcached", 3, "3")
+    config = load_config("c.toml", 'mode = "tune"\n[[device]]\nname = "eth1"\ncolocate = "memcached"\nsteer = true\n')
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "state")
+    journal = Journal.open(state, boot_id(host))
+    try:
+        sim.step(1.0, sim.sc.phases[0])
+        report = Agent(host, config, state, clock=lambda: sim.clock, journal=journal).run_pass()
+    finally:
+        journal.close()
+    applied = {d.knob: d.target for d in report.decisions if d.outcome == "applied"}
+    assert applied["irq/100/affinity"] == applied["irq/101/affinity"] == "3"
+    assert applied["net/eth1/tx-0/xps-cpus"] == applied["net/eth1/tx-1/xps-cpus"] == "3"
+    assert applied["net/eth1/rx-0/rps-cpus"] == "0-2"
+    assert read(sim.root, "sys/class/net/eth1/queues/tx-1/xps_cpus") == "8"
+    assert all("memcached" in d.reason for d in report.decisions if d.knob.startswith("irq/"))
+    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore")
+    assert code == 0, out + err
+    assert read(sim.root, "proc/irq/100/smp_affinity_list") == "0-3"
+    assert read(sim.root, "sys/class/net/eth1/queues/rx-0/rps_cpus") in ("0", "00")

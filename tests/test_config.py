@@ -92,3 +92,13 @@ def test_the_agent_holds_decisions_to_the_bounds(tmp_path):
     assert held.target == "64" and "held to the config's bounds 4..64" in held.reason
     assert agent._bounded(Decision("net/eth1/coalesce/rx-usecs", "4", "0", "model")) is None  # clamped to current
     assert agent._bounded(Decision("net/eth1/gro-flush-timeout", "0", "20000", "model")).target == "20000"
+
+
+def test_colocate_and_steer_need_a_device_name_and_a_known_move():
+    good = load_config("c.toml", '[[device]]\nname = "eth1"\ncolocate = "memcached"\ncolocate_move = "threads"\n'
+                       "steer = true\n")  # fmt: skip
+    assert good.colocations() == {"eth1": ("memcached", "threads")} and good.steered() == {"eth1"}
+    with pytest.raises(ConfigError, match=r"c.toml:4: device\[0\].colocate_move: expected irq or threads"):
+        load_config("c.toml", '[[device]]\nname = "eth1"\ncolocate = "x"\ncolocate_move = "both"\n')
+    with pytest.raises(ConfigError, match="needs a device name"):
+        load_config("c.toml", '[[device]]\nclass = "nic"\nsteer = true\n')

@@ -140,7 +140,8 @@ class Agent:
 
     def _placement(self) -> list[Decision]:
         self.placed = True
-        plan, _ = placement_plan(self.host, self.state_dir, **self._rule_args())
+        plan, _ = placement_plan(self.host, self.state_dir, colocate=self.config.colocations(),
+                                 steer=self.config.steered(), **self._rule_args())  # fmt: skip
         decisions = []
         for c in plan.changes:
             broken = [v for v in plan.violations if v.startswith(c.knob + ":")]
