@@ -20,6 +20,7 @@ from ..act.engine import APPLIED, change, prepare
 from ..act.journal import Journal
 from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
+from ..decide import napi as napi_policy
 from ..decide.coalesce import QueueLoad
 from ..decide.moderation import Moderation, choose
 from ..decide.placement import placement_inputs, placement_plan
@@ -111,7 +112,12 @@ class Agent:
         proposals = [] if self.placed else self._placement()
         if rates is not None:
             proposals += self._storm_guard(findings)
-            proposals += self._moderation(rates)
+            moderated = self._moderated(rates)
+            polled, suspend = self._suspension(rates, [name for name, _ in moderated])
+            proposals += suspend
+            proposals += self._moderation(rates, [(name, loads) for name, loads in moderated if name not in polled])
+            proposals += self._budget(rates)
+            report.findings += [f.to_json() for f in self._napi_advice(rates)]
         budget = self.config.limits.max_changes
         proposals = [d for d in (self._bounded(p) for p in proposals) if d is not None]
         for decision in proposals:
@@ -171,12 +177,12 @@ class Agent:
                                     f"storm guard: {f.message}; to the irq_sink CPUs", device))  # fmt: skip
         return out
 
-    def _moderation(self, rates: Rates) -> list[Decision]:
+    def _moderation(self, rates: Rates, moderated: list[tuple[str, list[QueueLoad]]]) -> list[Decision]:
         """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py).
         Devices without IRQs of their own whose receive path is NAPI (veth with GRO, a NIC behind
         another interrupt) get deferral only, sized from their /proc/net/dev packet rate."""
         out = []
-        for name, loads in self._moderated(rates):
+        for name, loads in moderated:
             current = self._moderation_now(name)
             if current is None:
                 continue
@@ -219,17 +225,68 @@ class Agent:
                 found.append((name, [QueueLoad(packets / napis, 0.0, None)] * napis))
         return found
 
-    def _napi_count(self, device: str) -> int:
-        """NAPI instances of an interface (netdev netlink, 6.9+); 0 when it has none or the kernel cannot say."""
+    def _napis(self, device: str) -> list[dict[str, int]]:
+        """The interface's NAPI instances (netdev netlink, 6.9+); none when it has none or the kernel cannot say."""
         ifindex = self.host.text("sys", "class", "net", device, "ifindex")
         if ifindex is None or not ifindex.strip().isdigit():
-            return 0
+            return []
         try:
             with netdev_client(self.host, f"net/{device}") as client:
-                return len(client.napis(int(ifindex)))
+                return client.napis(int(ifindex))
         except (Unsupported, OSError, *NapiKnob.errors()) as err:  # no netdev family here: not a NAPI device to us
             log.debug("%s: NAPI instances not listed: %s", device, err)
-            return 0
+            return []
+
+    def _napi_count(self, device: str) -> int:
+        return len(self._napis(device))
+
+    def _suspension(self, rates: Rates, devices: list[str]) -> tuple[set[str], list[Decision]]:
+        """Devices a busy-polling application serves (their deferral is the suspension's, not moderation's),
+        and the decisions that set IRQ suspension up on them (decide/napi.py)."""
+        share = napi_policy.busy_polling(rates, devices)
+        if share is None:
+            return set(), []
+        polled, out = set(), []
+        for device in devices:
+            if rates.netdev.get(device, {}).get("rx_packets", 0.0) <= 0:
+                continue
+            napis = {n["id"]: n["irq_suspend_timeout"] for n in self._napis(device) if "irq_suspend_timeout" in n}
+            current = self._moderation_now(device)
+            if not napis or current is None or not current["deferral"]:
+                log.debug("%s: no per-NAPI irq-suspend-timeout (kernel before 6.13?)", device)
+                continue
+            polled.add(device)
+            setting = current["setting"]
+            out += [
+                Decision(p.knob, p.current, p.target, p.reason, p.device)
+                for p in napi_policy.suspension(device, share, setting.defer, setting.gro_flush_us * 1000, napis)
+            ]
+        return polled, out
+
+    def _budget(self, rates: Rates) -> list[Decision]:
+        values = []
+        for name in ("netdev_budget", "netdev_budget_usecs"):
+            try:
+                values.append(int(make_knob(self.host, f"sysctl/net.core.{name}").read()))
+            except (KnobError, Unsupported, OSError, ValueError) as err:
+                log.debug("%s not readable: %s", name, err)
+                return []
+        return [Decision(p.knob, p.current, p.target, p.reason) for p in napi_policy.budget(rates, *values)]
+
+    def _napi_advice(self, rates: Rates) -> list:
+        out = []
+        for device in self.inventory.devices:
+            if device.kind != "nic" or not self.config.manages(device.name, "nic"):
+                continue
+            cpus = {c for q in device.irqs if (row := rates.interrupts.get(str(q.irq)))
+                    for c, r in row.per_cpu.items() if r > 0}  # fmt: skip
+            try:
+                threaded = make_knob(self.host, f"net/{device.name}/threaded").read().strip() not in ("", "0")
+            except (KnobError, Unsupported, OSError) as err:
+                log.debug("%s: threaded not readable: %s", device.name, err)
+                continue
+            out += napi_policy.threaded_advice(rates, device.name, cpus, threaded)
+        return out
 
     def _moderation_now(self, device: str) -> dict | None:
         """The device's coalescing and deferral now; None when neither can be read. `coalescing` False: only
