@@ -201,10 +201,10 @@ CHECKS: tuple[Callable[[Measurements, Thresholds], Iterator[Finding]], ...] = (
     check_remapping,
 )
 
-_ORDER = {"critical": 0, "warning": 1, "info": 2}
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}  # how findings are sorted
 
 
 def find_all(m: Measurements, thresholds: Thresholds | None = None) -> list[Finding]:
     t = thresholds or Thresholds()
     found = [f for check in CHECKS for f in check(m, t)]
-    return sorted(found, key=lambda f: _ORDER[f.severity])
+    return sorted(found, key=lambda f: SEVERITY_ORDER[f.severity])

@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from .bcc import BccInfo, find_bcc
+from .decide.advice import advise, supersede
 from .findings import Finding, Measurements, find_all
 from .host import Host
 from .measure.inventory import Inventory, build_inventory
+from .measure.nvme import read_nvme
 from .measure.rates import Rates, compute_rates
 from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology, read_topology
@@ -45,7 +47,7 @@ class Collected:
         return self.after.problems + self.topology.problems + refused
 
 
-STATUS_PROBES = ["hardirq", "ipi", "tlb"]
+STATUS_PROBES = ["hardirq", "ipi", "tlb", "block"]
 
 
 def collect(
@@ -57,7 +59,7 @@ def collect(
 ) -> Collected:
     """All the I/O of `status`: two readings `interval` apart (one when 0), topology, inventory.
 
-    `probe`: also run the hardirq, ipi and tlb eBPF probes over the window; None = when they can run.
+    `probe`: also run the hardirq, ipi, tlb and block eBPF probes over the window; None = when they can run.
     """
     probe_reason = ebpf_unavailable_reason(host) if interval > 0 and probe is not False else "no window"
     session = None
@@ -84,7 +86,16 @@ def collect(
     topology = read_topology(host, fallback_online=after.cpus)
     learned = load_learned_managed(state_dir, boot_id(host))
     inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
-    findings = find_all(Measurements(topology, inventory, rates))
+    measured = Measurements(topology, inventory, rates)
+    advice = advise(
+        measured,
+        {n: {"status": r.status, "data": r.data} for n, r in probes.items()} | {"duration": interval}
+        if probes
+        else None,
+        read_nvme(host),
+        cpu_idle=rates.idle_time if rates else None,
+    )
+    findings = supersede(find_all(measured), advice)
     return Collected(
         host, before, after, rates, topology, inventory, findings, find_bcc(), _host_info(host), probes, probe_reason
     )

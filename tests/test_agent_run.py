@@ -313,3 +313,18 @@ def test_colocation_and_steering_from_the_config(sim, tmp_path):
     assert code == 0, out + err
     assert read(sim.root, "proc/irq/100/smp_affinity_list") == "0-3"
     assert read(sim.root, "sys/class/net/eth1/queues/rx-0/rps_cpus") in ("0", "00")
+
+
+def test_each_pass_carries_advice_from_proc_rates(tmp_path):
+    """TLB shootdowns hitting isolated CPUs (simulated, no probes): the agent's findings carry the advice."""
+    spec = load_scenario("t.toml", (Path(__file__).parents[1] / "irqtune/sim/scenarios/tlb-storm.toml").read_text()
+                         .replace("cpus = 8\n", 'cpus = 8\nisolated = "6-7"\n', 1))  # fmt: skip
+    sim = SimHost(spec, str(tmp_path / "tree"), seed=1)
+    host = SimulatedKernel.for_root(sim.root)
+    agent = Agent(host, Config(), str(tmp_path / "state"), clock=lambda: sim.clock)
+    for _ in range(2):
+        sim.step(1.0, spec.phases[1])
+        report = agent.run_pass()
+    hits = [f for f in report.findings if f["code"] == "tlb-on-isolated"]
+    assert {f["cpu"] for f in hits} == {6, 7} and all("Advice" in f["message"] for f in hits)
+    assert not report.decisions or all(d.outcome == "recommended" for d in report.decisions)  # observe

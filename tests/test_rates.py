@@ -95,12 +95,13 @@ def test_softirq_and_stat_time():
         0, softirqs=table(head, "      NET_RX:   10   20"), stat="cpu0 1 2 3 4 5 100 200 0\ncpu1 1 2 3 4 5 0 0 0\n"
     )
     b = snap(
-        2, softirqs=table(head, "      NET_RX:   30   20"), stat="cpu0 1 2 3 4 5 150 240 0\ncpu1 1 2 3 4 5 0 0 0\n"
+        2, softirqs=table(head, "      NET_RX:   30   20"), stat="cpu0 1 2 3 44 25 150 240 0\ncpu1 1 2 3 4 5 0 0 0\n"
     )
     rates = compute_rates(a, b)
     assert rates.softirqs["NET_RX"] == {0: 10.0, 1: 0.0}
     assert rates.irq_time[0] == pytest.approx(0.25)  # 50 ticks of 10 ms in 2 s
     assert rates.softirq_time[0] == pytest.approx(0.2)
+    assert rates.idle_time == {0: pytest.approx(0.3), 1: 0.0}  # idle + iowait: 40 + 20 ticks in 2 s
 
 
 def test_snapshots_out_of_order_are_refused():

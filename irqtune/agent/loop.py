@@ -21,11 +21,13 @@ from ..act.journal import Journal
 from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide import napi as napi_policy
+from ..decide.advice import advise, supersede
 from ..decide.coalesce import QueueLoad
 from ..decide.moderation import Moderation, choose
 from ..decide.placement import placement_inputs, placement_plan
 from ..findings import Measurements, find_all
 from ..host import Host
+from ..measure.nvme import read_nvme
 from ..measure.rates import Rates, compute_rates
 from ..measure.snapshot import Snapshot, take_snapshot
 from ..parse.common import format_cpulist
@@ -105,7 +107,10 @@ class Agent:
         self.rates = rates
         inventory, topology, _ = placement_inputs(self.host, self.state_dir, **self._rule_args())
         self.inventory = inventory
-        findings = find_all(Measurements(topology, inventory, rates))
+        measured = Measurements(topology, inventory, rates)
+        findings = find_all(measured)
+        if rates is not None:  # advice (NVMe polling, TLB/IPI on isolated CPUs) from /proc rates; no probes here
+            findings = supersede(findings, advise(measured, None, read_nvme(self.host), cpu_idle=rates.idle_time))
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now)

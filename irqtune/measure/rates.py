@@ -44,6 +44,7 @@ class Rates:
     softnet: dict[int, dict[str, float]] = field(default_factory=dict)
     irq_time: dict[int, float] = field(default_factory=dict)  # fraction of a CPU in hard-IRQ context
     softirq_time: dict[int, float] = field(default_factory=dict)
+    idle_time: dict[int, float] = field(default_factory=dict)  # fraction of a CPU idle (incl. iowait)
     netdev: dict[str, dict[str, float]] = field(default_factory=dict)  # interface -> /proc/net/dev field -> per s
     busy_poll_rx: float | None = None  # packets/s taken by busy-polling sockets (TcpExt BusyPollRxPackets)
     appeared: list[str] = field(default_factory=list)
@@ -87,6 +88,7 @@ def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
         for mine, theirs_old, theirs_new in (
             (rates.irq_time, before.stat.irq_seconds, after.stat.irq_seconds),
             (rates.softirq_time, before.stat.softirq_seconds, after.stat.softirq_seconds),
+            (rates.idle_time, before.stat.idle_seconds, after.stat.idle_seconds),
         ):
             for cpu, seconds in theirs_new.items():
                 if cpu in theirs_old:

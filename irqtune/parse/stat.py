@@ -1,7 +1,7 @@
 """Parser for the interrupt-related lines of /proc/stat.
 
-`cpuN` lines give time spent in hard-IRQ (6th field) and softirq (7th field) context,
-in USER_HZ ticks; `intr` starts with the total of all interrupts since boot; `softirq`
+`cpuN` lines give time spent idle (4th and 5th fields: idle, iowait), in hard-IRQ (6th) and
+softirq (7th) context, in USER_HZ ticks; `intr` starts with the total of all interrupts since boot; `softirq`
 starts with the total softirqs, then one count per vector.
 """
 
@@ -18,6 +18,7 @@ USER_HZ = 100  # sysconf(_SC_CLK_TCK): 100 on every architecture Linux still shi
 class ProcStat:
     irq_seconds: dict[int, float] = field(default_factory=dict)  # per CPU
     softirq_seconds: dict[int, float] = field(default_factory=dict)
+    idle_seconds: dict[int, float] = field(default_factory=dict)  # idle + iowait
     intr_total: int | None = None
     softirq_total: int | None = None
     problems: list[Problem] = field(default_factory=list)
@@ -35,6 +36,7 @@ def parse_stat(text: str, source: str = "/proc/stat") -> ProcStat:
             cpu = int(name[3:])
             stat.irq_seconds[cpu] = int(fields[5]) / USER_HZ
             stat.softirq_seconds[cpu] = int(fields[6]) / USER_HZ
+            stat.idle_seconds[cpu] = (int(fields[3]) + int(fields[4])) / USER_HZ
         elif name in ("intr", "softirq"):
             first = rest.split(None, 1)[:1]
             if not first or not is_count(first[0]):
