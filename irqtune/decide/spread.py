@@ -1,11 +1,18 @@
-"""Policy "spread": each NIC's queue IRQs, one per CPU in turn, over the NIC-local housekeeping CPUs.
+"""Policy "spread": each NIC's queue IRQs, one per core in turn, over the NIC-local housekeeping CPUs.
 
 The rss-ladder idea (netutils-linux): queue i of a NIC goes to the i-th CPU of the
-NIC's NUMA node (its `local_cpulist`), skipping isolated and banned CPUs; with more
-queues than CPUs the list wraps and the plan says so. A second NIC starts on the CPUs
-that hold the fewest queues so far, so two NICs' queue 0 do not share a CPU while another
-idles. Managed IRQs and excluded devices are left alone, with a note. Pure: measurements
-in, a plan out.
+NIC's NUMA node (its `local_cpulist`), skipping isolated and banned CPUs; one CPU of every
+core comes first and SMT siblings last (siblings share the core's caches and execution
+units: two busy queues there do not get two cores' worth, scaling.rst). With more queues
+than CPUs the list wraps and the plan says so. A second NIC starts on the CPUs that hold
+the fewest queues so far, so two NICs' queue 0 do not share a CPU while another idles.
+
+Vector space: an x86 CPU has 256 interrupt vectors and about VECTOR_BUDGET of them for
+devices; a CPU that already serves that many IRQs (effective affinity) is skipped, so a
+write does not fail with ENOSPC (irqbalance #303, #355). Managed IRQs cannot be moved: the
+plan says which boot parameters keep them off isolated CPUs instead (isolcpus=managed_irq,
+irqaffinity= for the rest). Excluded devices are left alone, with a note. Pure:
+measurements in, a plan out.
 """
 
 from __future__ import annotations
@@ -16,6 +23,33 @@ from ..measure.topology import Topology
 from ..parse.common import format_cpulist
 
 QUEUE_ROLES = ("rxtx", "rx", "tx")
+VECTOR_BUDGET = 200  # x86: 256 vectors, 32 exceptions, the rest system vectors and reserve (arch/x86 irq_vectors.h)
+
+
+def cores_first(cpus: list[int], topology: Topology) -> list[int]:
+    """`cpus` with the first CPU of every core before the SMT siblings, order otherwise kept."""
+    sibling_rank = {cpu: group.index(cpu) for group in topology.smt_groups for cpu in group}
+    return sorted(cpus, key=lambda c: sibling_rank.get(c, 0))
+
+
+def vectors_in_use(inventory: Inventory) -> dict[int, int]:
+    """IRQs each CPU serves now (single-CPU effective affinity: the vector is allocated there)."""
+    used: dict[int, int] = {}
+    for info in inventory.irqs.values():
+        effective = info.affinity.effective if info.affinity else None
+        if effective and len(effective) == 1:
+            used[effective[0]] = used.get(effective[0], 0) + 1
+    return used
+
+
+def managed_advice(topology: Topology) -> str:
+    """What to boot with so managed IRQs stay off isolated CPUs (they cannot be moved at run time)."""
+    isolated = sorted(topology.isolated_any)
+    if not isolated:
+        return "kernel-managed (spread by the kernel per CPU), left as it is"
+    housekeeping = format_cpulist(topology.housekeeping)
+    return (f"kernel-managed, left as it is; to keep it off isolated CPUs boot with isolcpus=managed_irq,"
+            f"{format_cpulist(isolated)} (and irqaffinity={housekeeping} for the rest)")  # fmt: skip
 
 
 def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) -> Plan:
@@ -25,7 +59,13 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
         for c in topology.housekeeping
         if c not in rules.banned_cpus and (rules.allow_isolated or c not in rules.isolated_cpus)
     ]
+    usable_base = cores_first(usable_base, topology)
     taken: dict[int, int] = {}  # CPU -> queues given to it so far, over all NICs
+    vectors = vectors_in_use(inventory)
+    full = sorted(c for c in usable_base if vectors.get(c, 0) >= VECTOR_BUDGET)
+    if full:
+        plan.notes.append(f"CPU {format_cpulist(full)}: {VECTOR_BUDGET}+ IRQs already (vector space), not used")
+        usable_base = [c for c in usable_base if c not in full]
     for device in inventory.devices:
         if device.kind != "nic":
             continue
@@ -59,7 +99,7 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
             if info is None or info.affinity is None or info.affinity.requested is None:
                 continue
             if info.managed == "yes":
-                plan.notes.append(f"IRQ {q.irq} ({device.name} {q.role} {q.queue}): kernel-managed, left as it is")
+                plan.notes.append(f"IRQ {q.irq} ({device.name} {q.role} {q.queue}): {managed_advice(topology)}")
                 continue
             cpu = cpus[numbers.index(q.queue) % len(cpus)]
             taken[cpu] = taken.get(cpu, 0) + 1
