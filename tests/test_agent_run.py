@@ -328,3 +328,35 @@ def test_each_pass_carries_advice_from_proc_rates(tmp_path):
     hits = [f for f in report.findings if f["code"] == "tlb-on-isolated"]
     assert {f["cpu"] for f in hits} == {6, 7} and all("Advice" in f["message"] for f in hits)
     assert not report.decisions or all(d.outcome == "recommended" for d in report.decisions)  # observe
+
+
+NAPI_STORM = STORM.replace("napi = false", "napi = true\nrx_usecs = 0\nrx_frames = 1")
+
+
+def test_storm_guard_raises_coalescing_unless_the_goal_is_latency(tmp_path):
+    """A NAPI NIC at rx-usecs 0 storms at 300k packets/s: the guard raises its coalescing and the storm ends;
+    a device whose goal is latency keeps its setting (it is not low-criticality)."""
+    for goal in ("balanced", "latency"):
+        sim = SimHost(load_scenario("s.toml", NAPI_STORM), str(tmp_path / goal), seed=2)
+        host = SimulatedKernel.for_root(sim.root)
+        state = str(tmp_path / f"state-{goal}")
+        config = load_config("c.toml", f'mode = "tune"\n[[device]]\nname = "eth2"\ngoal = "{goal}"\n')
+        journal = Journal.open(state, boot_id(host))
+        agent = Agent(host, config, state, clock=lambda sim=sim: sim.clock, journal=journal)
+        reports = []
+        try:
+            for _ in range(4):
+                queues = sim.step(1.0, sim.sc.phases[0])
+                reports.append(agent.run_pass())
+        finally:
+            journal.close()
+        stormed = any(f["code"] == "irq-storm" for f in reports[1].findings)
+        raised = [d for r in reports for d in r.decisions if d.reason.startswith("storm guard") and
+                  d.knob.endswith("rx-usecs")]  # fmt: skip
+        assert stormed, reports[1].findings
+        if goal == "latency":
+            assert not raised
+        else:
+            assert raised[0].target == "64" and raised[0].outcome == "applied"
+            assert sum(q.irq_rate for q in queues) < 100_000  # the storm is over
+            assert not any(f["code"] == "irq-storm" for f in reports[-1].findings)

@@ -22,7 +22,7 @@ from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_clie
 from ..config import Config
 from ..decide import napi as napi_policy
 from ..decide.advice import advise, supersede
-from ..decide.coalesce import QueueLoad
+from ..decide.coalesce import FRAMES, QueueLoad
 from ..decide.moderation import Moderation, choose
 from ..decide.placement import placement_inputs, placement_plan
 from ..findings import Measurements, find_all
@@ -37,6 +37,7 @@ log = logging.getLogger("irqtune.agent")
 NOISE = 0.10  # relative change of a health counter that counts as real
 NOISE_FLOOR = 50.0  # per second: below this, drops and squeezes are noise
 BACKOFF_PASSES = 10  # a rolled-back knob is left alone this many passes
+STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue)
 PROBATION_PASSES = 3  # a change is checked against its device's health before it for this many passes
 
 
@@ -91,6 +92,7 @@ class Agent:
         self.placed = False
         self.inventory = None
         self.rates: Rates | None = None
+        self.storming: set[str] = set()  # devices the storm guard handles this pass
 
     @property
     def tuning(self) -> bool:
@@ -120,7 +122,8 @@ class Agent:
             moderated = self._moderated(rates)
             polled, suspend = self._suspension(rates, [name for name, _ in moderated])
             proposals += suspend
-            proposals += self._moderation(rates, [(name, loads) for name, loads in moderated if name not in polled])
+            proposals += self._moderation(rates, [(name, loads) for name, loads in moderated
+                                                  if name not in polled and name not in self.storming])  # fmt: skip
             proposals += self._budget(rates)
             report.findings += [f.to_json() for f in self._napi_advice(rates)]
         budget = self.config.limits.max_changes
@@ -163,23 +166,47 @@ class Agent:
         return decisions
 
     def _storm_guard(self, findings) -> list[Decision]:
-        """An interrupt storm on a device that is not pinned by the config: send its IRQ to the irq_sink
-        CPUs, away from everything that matters, before it delays a critical CPU."""
-        sink = self.config.cpus.cpus("irq_sink")
-        if not sink:
-            return []
-        pinned, out = self.config.device_cpus(), []
+        """An interrupt storm on a device that is not pinned by the config: send its IRQ to the irq_sink CPUs,
+        away from everything that matters, and (unless its goal is latency) raise its NIC's coalescing to
+        STORM_RX_USECS, before it delays a critical CPU. Moderation leaves a storming device alone this pass."""
+        sink, pinned, out = self.config.cpus.cpus("irq_sink"), self.config.device_cpus(), []
+        self.storming = set()
         for f in findings:
             info = self.inventory.irqs.get(f.irq) if f.code == "irq-storm" and f.irq is not None else None
-            if info is None or info.managed == "yes" or not info.affinity or info.affinity.requested is None:
+            if info is None:
                 continue
             device = info.device
             if device in pinned or (device and not self.config.manages(device, info.kind)):
+                continue
+            if (
+                device
+                and info.kind == "nic"
+                and device not in self.storming
+                and self.config.goal_for(device, "nic") != "latency"
+            ):
+                self.storming.add(device)
+                out += self._storm_coalescing(device, f.message)
+            if not sink or info.managed == "yes" or not info.affinity or info.affinity.requested is None:
                 continue
             current, target = format_cpulist(info.affinity.requested), format_cpulist(sorted(sink))
             if current != target:
                 out.append(Decision(f"irq/{f.irq}/affinity", current, target,
                                     f"storm guard: {f.message}; to the irq_sink CPUs", device))  # fmt: skip
+        return out
+
+    def _storm_coalescing(self, device: str, why: str) -> list[Decision]:
+        """rx-usecs up to STORM_RX_USECS and rx-max-frames up to FRAMES (a frame limit of 1 would still
+        interrupt per packet); nothing for a device without coalescing (the sink must do)."""
+        out = []
+        for knob, floor in (("rx-usecs", STORM_RX_USECS), ("rx-max-frames", FRAMES)):
+            knob = f"net/{device}/coalesce/{knob}"
+            try:
+                current = int(make_knob(self.host, knob).read())
+            except (KnobError, Unsupported, OSError, ValueError) as err:
+                log.debug("%s: %s", knob, err)
+                return []
+            if current < floor:
+                out.append(Decision(knob, str(current), str(floor), f"storm guard: {why}; coalescing up", device))
         return out
 
     def _moderation(self, rates: Rates, moderated: list[tuple[str, list[QueueLoad]]]) -> list[Decision]:
