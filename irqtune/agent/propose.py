@@ -1,0 +1,273 @@
+"""What the agent proposes each pass, from measurements and the config: the storm guard, IRQ suspension for
+busy-polling applications, coalescing and deferral (decide/moderation.py), the NAPI budget (decide/napi.py),
+and advice that is reported, not applied. It reads current knob values through the knob layer and writes
+nothing; the loop (loop.py) checks, applies and verifies what it proposes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
+from ..config import Config
+from ..decide import napi as napi_policy
+from ..decide.coalesce import FRAMES, QueueLoad
+from ..decide.moderation import Moderation, choose
+from ..findings import Finding
+from ..host import Host
+from ..measure.inventory import Inventory
+from ..measure.rates import Rates
+from ..parse.common import format_cpulist
+
+log = logging.getLogger("irqtune.agent")
+
+STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue)
+
+
+@dataclass
+class Decision:
+    knob: str
+    current: str
+    target: str
+    reason: str
+    device: str | None = None
+    outcome: str = "recommended"  # recommended, applied, unchanged, refused, held, rolled-back, ...
+    note: str = ""  # what the engine or the checks said
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+class Proposer:
+    """Proposals for one pass; `storming` holds the devices the storm guard handled in the last one."""
+
+    def __init__(self, host: Host) -> None:
+        self.host = host
+        self.storming: set[str] = set()
+
+    def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
+                ) -> tuple[list[Decision], list[Finding]]:  # fmt: skip
+        """(decisions to check and maybe apply, advice findings to report)."""
+        out = self._storm_guard(config, inventory, findings)
+        moderated = self._moderated(config, inventory, rates)
+        polled, suspend = self._suspension(rates, [name for name, _ in moderated])
+        out += suspend
+        out += self._moderation(config, rates, [(name, loads) for name, loads in moderated
+                                                if name not in polled and name not in self.storming])  # fmt: skip
+        out += self._budget(rates)
+        return out, self._napi_advice(config, inventory, rates)
+
+    def _storm_guard(self, config: Config, inventory, findings) -> list[Decision]:
+        """An interrupt storm on a device that is not pinned by the config: send its IRQ to the irq_sink CPUs,
+        away from everything that matters, and (unless its goal is latency) raise its NIC's coalescing to
+        STORM_RX_USECS, before it delays a critical CPU. Moderation leaves a storming device alone this pass."""
+        sink, pinned, out = config.cpus.cpus("irq_sink"), config.device_cpus(), []
+        self.storming = set()
+        for f in findings:
+            info = inventory.irqs.get(f.irq) if f.code == "irq-storm" and f.irq is not None else None
+            if info is None:
+                continue
+            device = info.device
+            if device in pinned or (device and not config.manages(device, info.kind)):
+                continue
+            if (
+                device
+                and info.kind == "nic"
+                and device not in self.storming
+                and config.goal_for(device, "nic") != "latency"
+            ):
+                self.storming.add(device)
+                out += self._storm_coalescing(device, f.message)
+            if not sink or info.managed == "yes" or not info.affinity or info.affinity.requested is None:
+                continue
+            current, target = format_cpulist(info.affinity.requested), format_cpulist(sorted(sink))
+            if current != target:
+                out.append(Decision(f"irq/{f.irq}/affinity", current, target,
+                                    f"storm guard: {f.message}; to the irq_sink CPUs", device))  # fmt: skip
+        return out
+
+    def _storm_coalescing(self, device: str, why: str) -> list[Decision]:
+        """rx-usecs up to STORM_RX_USECS and rx-max-frames up to FRAMES (a frame limit of 1 would still
+        interrupt per packet); nothing for a device without coalescing (the sink must do)."""
+        out = []
+        for knob, floor in (("rx-usecs", STORM_RX_USECS), ("rx-max-frames", FRAMES)):
+            knob = f"net/{device}/coalesce/{knob}"
+            try:
+                current = int(make_knob(self.host, knob).read())
+            except (KnobError, Unsupported, OSError, ValueError) as err:
+                log.debug("%s: %s", knob, err)
+                return []
+            if current < floor:
+                out.append(Decision(knob, str(current), str(floor), f"storm guard: {why}; coalescing up", device))
+        return out
+
+    def _moderation(self, config: Config, rates: Rates, moderated: list[tuple[str, list[QueueLoad]]]) -> list[Decision]:
+        """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py).
+        Devices without IRQs of their own whose receive path is NAPI (veth with GRO, a NIC behind
+        another interrupt) get deferral only, sized from their /proc/net/dev packet rate."""
+        out = []
+        for name, loads in moderated:
+            current = self._moderation_now(name)
+            if current is None:
+                continue
+            busiest = max(loads, key=lambda q: q.packets, default=None)
+            if busiest is None or busiest.packets <= 0:
+                continue
+            service = self._service_estimate(config, rates, busiest)
+            choice = choose(busiest.packets, current["setting"], config.goal_for(name, "nic"), service,
+                            config.limits.irq_cost_us, deferral=current["deferral"],
+                            queues=sum(q.packets > 0 for q in loads), coalescing=current["coalescing"])  # fmt: skip
+            if choice is None:
+                continue
+            new, old = choice.setting, current["setting"]
+            if current["adaptive"]:
+                why = "a fixed setting is chosen instead of the driver's adaptive one"
+                out.append(Decision(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
+            knobs = [(f"net/{name}/napi-defer-hard-irqs", old.defer, new.defer),
+                     (f"net/{name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000)]  # fmt: skip
+            if current["coalescing"]:
+                knobs = [(f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs),
+                         (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames), *knobs]  # fmt: skip
+            out += [Decision(knob, str(before), str(after), choice.reason, name)
+                    for knob, before, after in knobs if before != after]  # fmt: skip
+        return out
+
+    def _moderated(self, config: Config, inventory, rates: Rates) -> list[tuple[str, list[QueueLoad]]]:
+        """(device, per-queue loads) for every managed NIC with queue IRQs, then every other managed interface
+        that has NAPI instances and received packets (its NAPIs share its /proc/net/dev rate evenly)."""
+        found = []
+        for device in inventory.devices:
+            if device.kind == "nic" and config.manages(device.name, "nic"):
+                found.append((device.name, queue_loads(device, inventory, rates)))
+        known = {d.name for d in inventory.devices}
+        for name, counters in sorted(rates.netdev.items()):
+            packets = counters.get("rx_packets", 0.0)
+            if name in known or name == "lo" or packets <= 0 or not config.manages(name, "nic"):
+                continue
+            napis = self._napi_count(name)
+            if napis:
+                found.append((name, [QueueLoad(packets / napis, 0.0, None)] * napis))
+        return found
+
+    def _napis(self, device: str) -> list[dict[str, int]]:
+        """The interface's NAPI instances (netdev netlink, 6.9+); none when it has none or the kernel cannot say."""
+        ifindex = self.host.text("sys", "class", "net", device, "ifindex")
+        if ifindex is None or not ifindex.strip().isdigit():
+            return []
+        try:
+            with netdev_client(self.host, f"net/{device}") as client:
+                return client.napis(int(ifindex))
+        except (Unsupported, OSError, *NapiKnob.errors()) as err:  # no netdev family here: not a NAPI device to us
+            log.debug("%s: NAPI instances not listed: %s", device, err)
+            return []
+
+    def _napi_count(self, device: str) -> int:
+        return len(self._napis(device))
+
+    def _suspension(self, rates: Rates, devices: list[str]) -> tuple[set[str], list[Decision]]:
+        """Devices a busy-polling application serves (their deferral is the suspension's, not moderation's),
+        and the decisions that set IRQ suspension up on them (decide/napi.py)."""
+        share = napi_policy.busy_polling(rates, devices)
+        if share is None:
+            return set(), []
+        polled, out = set(), []
+        for device in devices:
+            if rates.netdev.get(device, {}).get("rx_packets", 0.0) <= 0:
+                continue
+            napis = {n["id"]: n["irq_suspend_timeout"] for n in self._napis(device) if "irq_suspend_timeout" in n}
+            current = self._moderation_now(device)
+            if not napis or current is None or not current["deferral"]:
+                log.debug("%s: no per-NAPI irq-suspend-timeout (kernel before 6.13?)", device)
+                continue
+            polled.add(device)
+            setting = current["setting"]
+            out += [
+                Decision(p.knob, p.current, p.target, p.reason, p.device)
+                for p in napi_policy.suspension(device, share, setting.defer, setting.gro_flush_us * 1000, napis)
+            ]
+        return polled, out
+
+    def _budget(self, rates: Rates) -> list[Decision]:
+        values = []
+        for name in ("netdev_budget", "netdev_budget_usecs"):
+            try:
+                values.append(int(make_knob(self.host, f"sysctl/net.core.{name}").read()))
+            except (KnobError, Unsupported, OSError, ValueError) as err:
+                log.debug("%s not readable: %s", name, err)
+                return []
+        return [Decision(p.knob, p.current, p.target, p.reason) for p in napi_policy.budget(rates, *values)]
+
+    def _napi_advice(self, config: Config, inventory, rates: Rates) -> list[Finding]:
+        out = []
+        for device in inventory.devices:
+            if device.kind != "nic" or not config.manages(device.name, "nic"):
+                continue
+            cpus = {c for q in device.irqs if (row := rates.interrupts.get(str(q.irq)))
+                    for c, r in row.per_cpu.items() if r > 0}  # fmt: skip
+            try:
+                threaded = make_knob(self.host, f"net/{device.name}/threaded").read().strip() not in ("", "0")
+            except (KnobError, Unsupported, OSError) as err:
+                log.debug("%s: threaded not readable: %s", device.name, err)
+                continue
+            out += napi_policy.threaded_advice(rates, device.name, cpus, threaded)
+        return out
+
+    def _moderation_now(self, device: str) -> dict | None:
+        """The device's coalescing and deferral now; None when neither can be read. `coalescing` False: only
+        deferral can be set (no ethtool coalescing: veth, or a driver without it)."""
+        values = {}
+        for name, knob in (("usecs", "coalesce/rx-usecs"), ("frames", "coalesce/rx-max-frames"),
+                           ("adaptive", "coalesce/use-adaptive-rx"), ("defer", "napi-defer-hard-irqs"),
+                           ("gro", "gro-flush-timeout")):  # fmt: skip
+            try:
+                values[name] = int(make_knob(self.host, f"net/{device}/{knob}").read())
+            except (KnobError, Unsupported, OSError, ValueError) as err:  # a knob this device or kernel lacks
+                log.debug("%s: %s not readable: %s", device, knob, err)
+        coalescing = "usecs" in values and "frames" in values
+        deferral = "defer" in values and "gro" in values
+        if not coalescing and not deferral:
+            return None
+        setting = Moderation(values.get("usecs", 0), values.get("frames", 1), values.get("defer", 0),
+                             values.get("gro", 0) // 1000)  # fmt: skip
+        return {"setting": setting, "adaptive": bool(values.get("adaptive")), "deferral": deferral,
+                "coalescing": coalescing}  # fmt: skip
+
+    def _service_estimate(self, config: Config, rates: Rates, busiest: QueueLoad) -> float:
+        """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs; the config's
+        default when that CPU did too little to tell (under 1 % in IRQ and softirq context)."""
+        cpu = busiest.cpu
+        processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0
+        busy = rates.softirq_time.get(cpu, 0.0) + rates.irq_time.get(cpu, 0.0)
+        if processed <= 0 or busy < 0.01:
+            return config.limits.service_us
+        irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
+        estimate = (busy - irqs * config.limits.irq_cost_us * 1e-6) / processed * 1e6
+        return min(50.0, max(0.1, estimate))
+
+
+def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
+    """Per queue IRQ of a NIC: its interrupt rate, and the packets processed on its CPU (the effective
+    affinity; where interrupts went, if that is unknown), shared among the queue IRQs served there —
+    what a host without per-queue counters can tell. With deferral on, a queue may take no interrupts
+    at all and still process every packet on its CPU."""
+    serving: dict[int, int] = {}
+    for q in device.irqs:
+        info = inventory.irqs.get(q.irq)
+        effective = info.affinity.effective if info and info.affinity else None
+        row = rates.interrupts.get(str(q.irq))
+        if effective:
+            serving[q.irq] = effective[0]
+        elif row and row.total > 0:
+            serving[q.irq] = max(row.per_cpu, key=row.per_cpu.get)
+    sharing: dict[int, int] = {}
+    for cpu in serving.values():
+        sharing[cpu] = sharing.get(cpu, 0) + 1
+    out = []
+    for q in device.irqs:
+        row = rates.interrupts.get(str(q.irq))
+        cpu = serving.get(q.irq)
+        processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0
+        out.append(QueueLoad(processed / sharing[cpu] if cpu is not None else 0.0, row.total if row else 0.0,
+                             cpu))  # fmt: skip
+    return out
