@@ -37,6 +37,8 @@ class Interval:
     cpu: float
     mean_latency_us: float
     settings: dict[str, str]
+    overhead_cpu: float = 0.0  # as PhaseResult.overhead_cpu: what the objective prices, per interval
+    p99_us: float = 0.0  # of this interval's event-simulation sample alone (a few hundred packets: noisy)
 
 
 @dataclass
@@ -58,6 +60,8 @@ class PhaseResult:
     settings: dict  # per NIC at the end of the phase
     nics: dict = field(default_factory=dict)  # device -> offered, delivered, interrupts, CPU, mean latency
     nvme: dict = field(default_factory=dict)  # device -> mode, iops, latency, CPU, interrupts
+    rho_max: float = 0.0  # the busiest IRQ CPU's offered load (ρ, may exceed 1): the health goal's scope
+    time_squeeze_cpu_max: float = 0.0  # per second on the CPU that squeezes most (the goal is per CPU)
 
 
 def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0, policy: Policy | None = None,
@@ -79,42 +83,44 @@ def _run(scenario, host, ctl, policy, seed, step, on_interval):
     for index, phase in enumerate(scenario.phases):
         intervals = max(1, math.ceil(phase.seconds / step - 1e-9))
         sample = max(MIN_SAMPLE, SAMPLE_PACKETS // intervals)
-        steps, nvme_steps, latencies, nvme_lat, elapsed = [], [], [], {}, 0.0
+        steps, nvme_steps, nic_lat, nvme_lat, elapsed = [], [], {}, {}, 0.0
         while elapsed < phase.seconds - 1e-9:
             dt = min(step, phase.seconds - elapsed)
             policy.interval(ctl, index, phase, elapsed == 0.0)
             queues = host.step(dt, phase)
             steps.append((dt, queues))
             nvme_steps.append((dt, host.last_nvme))
-            latencies += _sample_nic(host, phase, queues, sample, rng)
+            fresh = _sample_nic(host, phase, queues, sample, rng)
+            for name, values in fresh.items():
+                nic_lat.setdefault(name, []).extend(values)
             for name, values in _sample_nvme(host, phase, host.last_nvme, sample // 4, rng).items():
                 nvme_lat.setdefault(name, []).extend(values)
             elapsed += dt
-            record = _interval(host, phase, dt, queues)
+            record = _interval(host, phase, dt, queues, _percentiles([x for v in fresh.values() for x in v])[1])
             trace.append(record)
             if on_interval:
                 on_interval(record)
-        results.append(_phase_result(host, phase, index, steps, nvme_steps, latencies, nvme_lat))
+        results.append(_phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat))
     return results, trace, ctl.changes
 
 
-def _interval(host: SimHost, phase: PhaseSpec, dt: float, queues: list[QueueStep]) -> Interval:
+def _interval(host: SimHost, phase: PhaseSpec, dt: float, queues: list[QueueStep], p99_us: float) -> Interval:
     delivered = sum(q.delivered for q in queues)
     latency = sum(q.delivered * q.latency for q in queues if q.delivered) / delivered if delivered else 0.0
     settings = {q.device: f"{q.setting[0]}us/{q.setting[1]}" for q in queues if q.queue == 0}
     return Interval(host.clock, phase.name, sum(q.rate for q in queues), delivered,
                     sum(q.irq_rate for q in queues), sum(q.cpu_used for q in queues), latency * 1e6,
-                    settings)  # fmt: skip
+                    settings, sum(q.overhead for q in queues), p99_us)  # fmt: skip
 
 
-def _phase_result(host, phase, index, steps, nvme_steps, latencies, nvme_lat) -> PhaseResult:
+def _phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat) -> PhaseResult:
     total = sum(dt for dt, _ in steps)
     queues = [(dt, q) for dt, qs in steps for q in qs]
     offered = sum(dt * q.rate for dt, q in queues) / total
     delivered = sum(dt * q.delivered for dt, q in queues) / total
     weight = sum(dt * q.delivered for dt, q in queues if q.delivered)
     mean = sum(dt * q.delivered * q.latency for dt, q in queues if q.delivered) / weight if weight else 0.0
-    p50, p99, p999 = _percentiles(latencies)
+    p50, p99, p999 = _percentiles([x for values in nic_lat.values() for x in values])
     return PhaseResult(
         name=phase.name or f"phase{index}",
         seconds=total,
@@ -131,19 +137,38 @@ def _phase_result(host, phase, index, steps, nvme_steps, latencies, nvme_lat) ->
         time_squeeze=sum(dt * q.squeezes for dt, q in queues) / total,
         timer_polls=sum(dt * q.timer_polls for dt, q in queues) / total,
         settings={nic.name: _nic_settings(host, nic) for nic in host.sc.nics},
-        nics={nic.name: _per_nic(queues, nic.name, total) for nic in host.sc.nics},
+        nics={nic.name: _per_nic(queues, nic.name, total, nic_lat.get(nic.name, [])) for nic in host.sc.nics},
         nvme=_nvme_result(host, nvme_steps, total, nvme_lat),
+        **_per_cpu(host, phase, queues, total),
     )
 
 
-def _per_nic(queues: list[tuple[float, QueueStep]], name: str, total: float) -> dict:
+def _per_cpu(host: SimHost, phase: PhaseSpec, queues: list[tuple[float, QueueStep]], total: float) -> dict:
+    """The busiest CPU's ρ and the worst CPU's time_squeeze rate: the health goal is per CPU, at ρ < 0.8.
+    ρ prices the offered packets at what each delivered one cost its CPU, interrupts included (a saturated
+    queue's exceeds 1; without NAPI the interrupts are most of it; spinning counts, so judge a run
+    that does not busy-poll); a bursty load at its burst rate, since
+    a burst is what the ring and the softirq budget must absorb."""
+    rho: dict[int, float] = {}
+    squeeze: dict[int, float] = {}
+    queue_count = {nic.name: nic.queues for nic in host.sc.nics}
+    for dt, q in queues:
+        load = phase.load_for(q.device)
+        rate = load.burst_pps / queue_count[q.device] if load and load.arrivals == "bursty" else q.rate
+        rho[q.cpu] = rho.get(q.cpu, 0.0) + dt * (q.cpu_used * rate / q.delivered if q.delivered else float(rate > 0))
+        squeeze[q.cpu] = squeeze.get(q.cpu, 0.0) + dt * q.squeezes
+    return {"rho_max": max(rho.values(), default=0.0) / total,
+            "time_squeeze_cpu_max": max(squeeze.values(), default=0.0) / total}  # fmt: skip
+
+
+def _per_nic(queues: list[tuple[float, QueueStep]], name: str, total: float, samples: list[float]) -> dict:
     mine = [(dt, q) for dt, q in queues if q.device == name]
     delivered = sum(dt * q.delivered for dt, q in mine)
     latency = sum(dt * q.delivered * q.latency for dt, q in mine if q.delivered) / delivered if delivered else 0.0
     return {"offered_pps": sum(dt * q.rate for dt, q in mine) / total, "delivered_pps": delivered / total,
             "irq_rate": sum(dt * q.irq_rate for dt, q in mine) / total, "cpu": sum(dt * q.cpu_used for dt, q in mine)
             / total, "overhead_cpu": sum(dt * q.overhead for dt, q in mine) / total,
-            "mean_latency_us": latency * 1e6}  # fmt: skip
+            "mean_latency_us": latency * 1e6, "p99_us": _percentiles(samples)[1]}  # fmt: skip
 
 
 def _nic_settings(host: SimHost, nic) -> dict:
@@ -173,9 +198,9 @@ def _nvme_result(host: SimHost, nvme_steps, total: float, latencies: dict[str, l
     return out
 
 
-def _sample_nic(host: SimHost, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng) -> list[float]:
+def _sample_nic(host: SimHost, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng) -> dict[str, list]:
     """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation."""
-    out = []
+    out: dict[str, list[float]] = {}
     for nic in host.sc.nics:
         load = phase.load_for(nic.name)
         mine = [q for q in queues if q.device == nic.name and q.rate > 0]
@@ -183,7 +208,7 @@ def _sample_nic(host: SimHost, phase: PhaseSpec, queues: list[QueueStep], packet
             continue
         q = max(mine, key=lambda q: q.rate)
         if not math.isfinite(q.latency):
-            out += [math.inf] * packets
+            out[nic.name] = [math.inf] * packets
             continue
         entry = next(e for e in host.irqs if e.device == nic.name and e.queue == q.queue)
         settings = host.nic_settings(nic)
@@ -196,7 +221,7 @@ def _sample_nic(host: SimHost, phase: PhaseSpec, queues: list[QueueStep], packet
         result = simulate_queue(q.rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6, q.setting[0] * 1e-6,
                                 q.setting[1], packets=packets, seed=rng.getrandbits(32), flavour=flavour,
                                 napi=napi, arrivals=arrivals, ring=nic.ring, samples=True)  # fmt: skip
-        out += result.samples
+        out[nic.name] = list(result.samples)
     return out
 
 

@@ -6,20 +6,56 @@ drops/s and the objective J (`objective.py`); the normalised score is
 0 = no better than the driver defaults, below 0 = worse than leaving the host alone.
 Where the defaults are already optimal (J_defaults ≈ J_oracle) the score is 1 if the policy
 is within 1 % of them, else how much worse, relative to J_defaults.
+
+The goals of physics.md §10.4 are checked on the runs themselves (`Run`), by pure functions that
+each return one `Check` per scenario phase with its numbers:
+- `score_goals`: normalised score >= SCORE_GOAL everywhere, ahead of DIM wherever anything can be gained.
+- `poll_goal`: closed-loop request/response phases: p99 within POLL_P99 of always-poll's at <= POLL_CPU
+  of its interrupt-handling CPU (`overhead_cpu`, which counts always-poll's spinning).
+- `steady_goal`: open-loop phases (load constant within a phase): once settled (after SETTLE intervals),
+  no interval's p99 more than LATENCY_TOL above the level the controller settled at (the median of the
+  first third of the settled intervals), that level counted as at least the dynamic oracle's: a
+  controller at the oracle's p99 may not drift past 1.15× it; one that chose a cheaper, slower setting
+  (same J) is held to where it settled. p99 is taken relative to the oracle's in the same interval:
+  the same seed draws the same arrivals under every policy, so the ratio cancels the sampling noise
+  of a few hundred packets per interval and what is left is drift.
+- `recovery_goal`: after each change of offered load (and through a bursty phase), at most
+  RECOVERY_INTERVALS intervals with J above (1 + COST_TOL) × the oracle's J in the same interval, and
+  none after them. J (the scorecard's objective, per interval from the closed form) rather than p99,
+  because it is noise-free per interval and prices the CPU a too-eager setting spends.
+- `health_goal`: in every phase whose busiest CPU is at ρ < RHO_HEALTHY: no drops and time_squeeze < 1/s
+  on every CPU. ρ (`PhaseResult.rho_max`) prices the offered packets at what each cost its CPU, interrupts
+  included, bursty loads at their burst rate, and is taken from the oracle's run: the driver's placement,
+  so a controller cannot leave the goal's scope by crowding queues onto fewer CPUs.
+- `critical_goal`: a critical NIC's p99 and interrupt rate unchanged across phases (a neighbour storms).
 """
 
 from __future__ import annotations
 
+import math
+import statistics
 import tempfile
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-from .objective import scenario_cost
+from .objective import cost, scenario_cost
 from .policy import make_policy
-from .run import run_scenario
-from .scenario import library, load_scenario
+from .run import Interval, PhaseResult, run_scenario
+from .scenario import Scenario, library, load_scenario
 
 POLICIES = ("defaults", "dim", "aim", "oracle-static", "oracle", "irqtune")
 FLAT = 0.01  # relative: defaults this close to the oracle leave nothing to gain
+SCORE_GOAL = 0.85
+POLL_P99 = 1.15  # p99 at most this times always-poll's ...
+POLL_CPU = 1 / 3  # ... at most this share of its CPU (physics.md §10.4, from suspend20 vs fullbusy)
+SETTLE = 3  # control intervals a controller gets after a change before it is held to a goal
+LATENCY_TOL = 0.15  # relative p99 allowance over the oracle's, and the largest rise over a steady phase
+RECOVERY_INTERVALS = 3
+COST_TOL = 0.15  # relative J allowance over the oracle's for "back within the goal"
+RHO_HEALTHY = 0.8
+SQUEEZE_PER_CPU = 1.0  # time_squeeze per second
+DROP_FLOOR = 1.0  # packets/s: below one a second is the closed form's rounding, not a drop
+IRQ_TOL = 0.05  # a critical NIC's interrupt rate: "unchanged" within the counters' noise
 
 
 @dataclass
@@ -34,44 +70,251 @@ class Cell:
     score: float = 0.0
 
 
-def score_run(name: str, policy: str, seed: int, duration: float | None) -> Cell:
-    spec = load_scenario(library().get(name, name))
+@dataclass
+class Run:
+    """One scenario under one policy: the phase results and interval trace the goals are judged on."""
+
+    scenario: str
+    policy: str
+    results: list[PhaseResult]
+    trace: list[Interval]
+    arrivals: list[set[str]] = field(default_factory=list)  # per phase: its NIC loads' arrival kinds
+    critical: list[str] = field(default_factory=list)  # NICs that feed latency-critical work
+
+
+@dataclass
+class Check:
+    """One goal on one scenario phase: whether it holds, and the numbers that say so."""
+
+    goal: str
+    scenario: str
+    phase: str
+    ok: bool
+    numbers: str
+    required: bool = True  # False: reported for comparison (a baseline), not part of PASS
+
+
+def shorten(spec: Scenario, duration: float | None) -> Scenario:
     if duration:
         scale = duration / spec.seconds
         for phase in spec.phases:
             phase.seconds = max(1.0, round(phase.seconds * scale))
+    return spec
+
+
+def run_policy(name: str, policy: str, seed: int = 1, duration: float | None = None) -> Run:
+    spec = shorten(load_scenario(library().get(name, name)), duration)
+    nics = {nic.name for nic in spec.nics}
     with tempfile.TemporaryDirectory(prefix="irqtune-score-") as tree:
-        results, _, _ = run_scenario(spec, tree, seed=seed, policy=make_policy(policy))
+        results, trace, _ = run_scenario(spec, tree, seed=seed, policy=make_policy(policy))
+    arrivals = [{load.arrivals for load in phase.loads if load.device in nics} for phase in spec.phases]
+    return Run(name, policy, results, trace, arrivals, [nic.name for nic in spec.nics if nic.critical])
+
+
+def cell(run: Run) -> Cell:
+    results = run.results
     seconds = sum(r.seconds for r in results)
     p99 = max([r.p99_us for r in results if r.offered_pps] + [v["p99_us"] for r in results for v in r.nvme.values()],
               default=0.0)  # fmt: skip
     cpu = sum(r.seconds * (r.overhead_cpu + sum(v["cpu"] for v in r.nvme.values())) for r in results) / seconds
     irqs = sum(r.seconds * (r.irq_rate + sum(v["irq_rate"] for v in r.nvme.values())) for r in results) / seconds
     drops = sum(r.seconds * r.dropped_pps for r in results) / seconds
-    return Cell(name, policy, scenario_cost(results), p99, cpu, irqs, drops)
+    return Cell(run.scenario, run.policy, scenario_cost(results), p99, cpu, irqs, drops)
+
+
+def score_run(name: str, policy: str, seed: int, duration: float | None) -> Cell:
+    return cell(run_policy(name, policy, seed, duration))
 
 
 def normalise(cells: list[Cell]) -> None:
     by_scenario: dict[str, dict[str, Cell]] = {}
-    for cell in cells:
-        by_scenario.setdefault(cell.scenario, {})[cell.policy] = cell
+    for c in cells:
+        by_scenario.setdefault(c.scenario, {})[c.policy] = c
     for row in by_scenario.values():
         default, oracle = row["defaults"].cost, row["oracle"].cost
         gain = default - oracle
-        for cell in row.values():
+        for c in row.values():
             if gain > FLAT * default:
-                cell.score = (default - cell.cost) / gain
+                c.score = (default - c.cost) / gain
             else:
-                cell.score = 1.0 if cell.cost <= default * (1 + FLAT) else 1.0 - (cell.cost - default) / default
+                c.score = 1.0 if c.cost <= default * (1 + FLAT) else 1.0 - (c.cost - default) / default
 
 
 def scorecard(names: list[str] | None = None, policies: tuple[str, ...] = POLICIES, seed: int = 1,
-              duration: float | None = None, progress=None) -> list[Cell]:  # fmt: skip
+              duration: float | None = None, progress=None,
+              on_run: Callable[[Run], None] | None = None) -> list[Cell]:  # fmt: skip
+    """Every scenario under every policy, normalised; `on_run` sees each run whole (for the goals)."""
     cells = []
     for name in names or sorted(library()):
         for policy in policies:
-            cells.append(score_run(name, policy, seed, duration))
+            run = run_policy(name, policy, seed, duration)
+            if on_run:
+                on_run(run)
+            cells.append(cell(run))
             if progress:
                 progress(cells[-1])
     normalise(cells)
     return cells
+
+
+# -- the goals (physics.md §10.4) -----------------------------------------------------------
+
+
+def score_goals(cells: list[Cell], policy: str = "irqtune") -> list[Check]:
+    """Normalised score >= SCORE_GOAL, and ahead of DIM unless every policy ties (nothing to gain)."""
+    by: dict[str, dict[str, float]] = {}
+    for c in cells:
+        by.setdefault(c.scenario, {})[c.policy] = c.score
+    out = []
+    for scenario, scores in by.items():
+        mine = scores[policy]
+        out.append(Check("score", scenario, "", mine >= SCORE_GOAL, f"score {mine:.2f} (goal >= {SCORE_GOAL})"))
+        if "dim" in scores and not all(abs(v - 1.0) < 1e-9 for v in scores.values()):
+            out.append(Check("ahead-of-dim", scenario, "", mine > scores["dim"],
+                             f"score {mine:.2f} vs DIM {scores['dim']:.2f}"))  # fmt: skip
+    return out
+
+
+def phase_intervals(run: Run) -> list[list[Interval]]:
+    """The trace cut into phases, by the simulated time at the end of each interval."""
+    out: list[list[Interval]] = [[] for _ in run.results]
+    end, bounds = 0.0, []
+    for r in run.results:
+        end += r.seconds
+        bounds.append(end + 1e-9)
+    for record in run.trace:
+        out[next((i for i, b in enumerate(bounds) if record.t <= b), len(bounds) - 1)].append(record)
+    return out
+
+
+def poll_goal(run: Run, poll: Run) -> list[Check]:
+    """Closed-loop phases: p99 <= POLL_P99 × always-poll's, interrupt-handling CPU <= POLL_CPU × its."""
+    out = []
+    for i, (mine, ref) in enumerate(zip(run.results, poll.results)):
+        if "closed-loop" not in run.arrivals[i]:
+            continue
+        p99, cpu = _ratio(mine.p99_us, ref.p99_us), _ratio(mine.overhead_cpu, ref.overhead_cpu)
+        out.append(Check("poll", run.scenario, mine.name, p99 <= POLL_P99 and cpu <= POLL_CPU,
+                         f"{run.policy} p99 {mine.p99_us:.1f} µs vs {poll.policy} {ref.p99_us:.1f} µs = {p99:.2f}× "
+                         f"(goal <= {POLL_P99:.2f}×); CPU {mine.overhead_cpu:.3f} vs {ref.overhead_cpu:.3f} cores "
+                         f"= {cpu:.2f}× (goal <= {POLL_CPU:.2f}×); mean {mine.mean_latency_us:.1f} vs "
+                         f"{ref.mean_latency_us:.1f} µs; {_setting(mine)}"))  # fmt: skip
+    return out
+
+
+def steady_goal(run: Run, oracle: Run, required: bool = True) -> list[Check]:
+    """Open-loop phases: once settled, no interval's p99 (relative to the oracle's in the same interval) more
+    than LATENCY_TOL above the settled level, itself at least the oracle's."""
+    out = []
+    for i, (mine, ref) in enumerate(zip(phase_intervals(run), phase_intervals(oracle))):
+        if not _open_loop(run, i) or not math.isfinite(oracle.results[i].p99_us):
+            continue  # no open-loop NIC load, or overloaded: no latency goal to hold
+        pairs = list(zip(mine, ref))[SETTLE:]
+        if not pairs:
+            continue
+        ratios = [_ratio(a.p99_us, b.p99_us) for a, b in pairs]
+        level = max(1.0, statistics.median(ratios[: max(1, len(ratios) // 3)]))
+        worst, p99s = max(ratios), [a.p99_us for a, _ in pairs]
+        out.append(Check("steady", run.scenario, run.results[i].name, worst <= (1 + LATENCY_TOL) * level,
+                         f"{run.policy} settled p99 {min(p99s):.1f}-{max(p99s):.1f} µs over {len(pairs)} intervals "
+                         f"(oracle {oracle.results[i].p99_us:.1f}); settled at {level:.2f}× the oracle's, worst "
+                         f"interval {worst:.2f}× (goal <= {(1 + LATENCY_TOL) * level:.2f}×); {_walk(mine)}",
+                         required))  # fmt: skip
+    return out
+
+
+def recovery_goal(run: Run, oracle: Run) -> list[Check]:
+    """After each change of offered load (and through a bursty phase): J back within COST_TOL of the oracle's
+    within RECOVERY_INTERVALS intervals, and staying there."""
+    out = []
+    for i, (mine, ref) in enumerate(zip(phase_intervals(run), phase_intervals(oracle))):
+        if not _load_changes(run, i) or not mine:
+            continue
+        costs, refs = [_interval_cost(a) for a in mine], [_interval_cost(b) for b in ref]
+        missed = [k for k, (c, r) in enumerate(zip(costs, refs)) if c > (1 + COST_TOL) * r]
+        late = missed[-1] + 1 if missed else 0
+        shown = ", ".join(f"{c:.0f}" for c in costs[: RECOVERY_INTERVALS + 2])
+        out.append(Check("recovery", run.scenario, run.results[i].name, late <= RECOVERY_INTERVALS,
+                         f"{run.policy} J per interval {shown}{', …' if len(costs) > 5 else ''} vs oracle "
+                         f"{statistics.median(refs):.1f} (goal <= {1 + COST_TOL:.2f}×); out of goal until interval "
+                         f"{late} of {len(costs)} (goal <= {RECOVERY_INTERVALS}); worst {max(costs):.0f}"))  # fmt: skip
+    return out
+
+
+def health_goal(run: Run, scope: Run) -> list[Check]:
+    """Phases at ρ < RHO_HEALTHY (as `scope`, a run that leaves placement alone, sees them): no drops and
+    time_squeeze < SQUEEZE_PER_CPU per second on every CPU."""
+    out = []
+    for mine, ref in zip(run.results, scope.results):
+        if not mine.offered_pps or ref.rho_max >= RHO_HEALTHY:
+            continue
+        ok = mine.dropped_pps < DROP_FLOOR and mine.time_squeeze_cpu_max < SQUEEZE_PER_CPU
+        out.append(Check("health", run.scenario, mine.name, ok,
+                         f"{run.policy} ρ {ref.rho_max:.2f} as the driver placed the queues ({mine.rho_max:.2f} as "
+                         f"{run.policy} did); drops {mine.dropped_pps:,.0f}/s; time_squeeze "
+                         f"{mine.time_squeeze_cpu_max:.2f}/s on the worst CPU (goal: 0 drops, "
+                         f"< {SQUEEZE_PER_CPU:g}/s)"))  # fmt: skip
+    return out
+
+
+def critical_goal(run: Run) -> list[Check]:
+    """A critical NIC's p99 (within LATENCY_TOL) and interrupt rate (within IRQ_TOL) as in its first phase."""
+    out = []
+    for nic in run.critical:
+        phases = [(r.name, r.nics[nic]) for r in run.results if r.nics.get(nic, {}).get("offered_pps")]
+        if len(phases) < 2:
+            continue
+        first_name, first = phases[0]
+        for name, later in phases[1:]:
+            p99, irq = _ratio(later["p99_us"], first["p99_us"]), _ratio(later["irq_rate"], first["irq_rate"])
+            ok = abs(p99 - 1) <= LATENCY_TOL and abs(irq - 1) <= IRQ_TOL
+            out.append(Check("critical", run.scenario, name, ok,
+                             f"{run.policy} {nic} p99 {later['p99_us']:.1f} µs vs {first['p99_us']:.1f} in "
+                             f"{first_name} ({p99 - 1:+.0%}, goal ±{LATENCY_TOL:.0%}); IRQs {later['irq_rate']:,.0f}/s "
+                             f"vs {first['irq_rate']:,.0f} ({irq - 1:+.0%}, goal ±{IRQ_TOL:.0%})"))  # fmt: skip
+    return out
+
+
+def _ratio(value: float, reference: float) -> float:
+    if reference > 0:
+        return value / reference
+    return 1.0 if value <= 0 else math.inf
+
+
+def _open_loop(run: Run, index: int) -> bool:
+    kinds = run.arrivals[index]
+    return bool(kinds) and "closed-loop" not in kinds
+
+
+def _load_changes(run: Run, index: int) -> bool:
+    """The phase starts with a different offered NIC load than the one before it, or is bursty."""
+    if "bursty" in run.arrivals[index]:
+        return True
+    if index == 0 or not run.arrivals[index]:
+        return False
+    before, now = run.results[index - 1].offered_pps, run.results[index].offered_pps
+    return abs(now - before) > 0.05 * max(before, now)
+
+
+def _interval_cost(record: Interval) -> float:
+    return cost(record.mean_latency_us * 1e-6, record.overhead_cpu, record.offered_pps, record.delivered_pps)
+
+
+def _walk(intervals: list[Interval]) -> str:
+    """The coalescing in force over the phase, each distinct one once (DIM's drift and flapping show here)."""
+    seen = dict.fromkeys(", ".join(f"{k} {v}" for k, v in sorted(i.settings.items())) for i in intervals)
+    return "coalescing " + " | ".join(seen)
+
+
+def _setting(result: PhaseResult) -> str:
+    parts = []
+    for nic, s in result.settings.items():
+        text = f"{s['rx_usecs']}us/{s['rx_frames']}"
+        if s["defer_hard_irqs"]:
+            text += f" defer {s['defer_hard_irqs']}/{s['gro_flush_timeout'] // 1000}us"
+        if s["irq_suspend_timeout"]:
+            text += f" suspend {s['irq_suspend_timeout'] // 1_000_000}ms"
+        if s["busy_read"]:
+            text += f" busy_read {s['busy_read']}us"
+        parts.append(f"{nic} {text}")
+    return "settings " + ", ".join(parts)
