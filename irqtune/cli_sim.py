@@ -86,7 +86,7 @@ def register(main: click.Group) -> None:
         if len(scenarios) != 1:
             raise click.UsageError("give one SCENARIO (or --score for several)")
         scenario = scenarios[0]
-        from .sim.objective import scenario_cost
+        from .sim.objective import nic_weights, scenario_cost
         from .sim.policy import PolicyError, make_policy
         from .sim.run import run_scenario, to_json
         from .sim.scenario import ScenarioError, load_scenario, resolve
@@ -130,8 +130,9 @@ def register(main: click.Group) -> None:
                  f"{r.time_squeeze:,.0f}") for r in results]  # fmt: skip
         header = ("PHASE", "SECONDS", "OFFERED/s", "DELIVERED/s", "IRQ/s", "CPU", "MEAN-us", "P99-us", "P99.9-us",
                   "DROPPED/s", "SQUEEZE/s")  # fmt: skip
-        click.echo(f"policy {chosen.name}, seed {seed}, objective {scenario_cost(results):,.1f} "
-                   "(mean µs + 100 µs per CPU + drops; lower is better)")  # fmt: skip
+        objective = scenario_cost(results, weights=nic_weights(spec))
+        click.echo(f"policy {chosen.name}, seed {seed}, objective {objective:,.1f} (mean µs + each NIC goal's "
+                   "price of a CPU, 100 µs when balanced, + drops; lower is better)")  # fmt: skip
         if spec.nics:
             click.echo("\n".join(table(header, rows)))
         nvme = [(r.name, dev, v["mode"], f"{v['iops']:,.0f}", _us(v["mean_latency_us"]), _us(v["p99_us"]),

@@ -1,12 +1,16 @@
-"""NAPI policies: budget on squeeze with drops, IRQ suspension for busy-polling applications, threaded advice;
-and the agent setting suspension up on a simulated memcached host (per NAPI, through the journal)."""
+"""NAPI policies: budget on squeeze with drops, busy polling detected, IRQ suspension chosen where the model
+says it pays, threaded advice; and the agent setting suspension up on a simulated memcached host (per NAPI,
+through the journal) but not on a kernel without per-NAPI suspension."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent
-from irqtune.config import Config
+from irqtune.config import Config, DeviceRule
 from irqtune.decide import napi
+from irqtune.decide.moderation import SUSPEND_US, Moderation, choose
 from irqtune.measure.rates import Rates
 from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
@@ -40,12 +44,17 @@ def test_busy_polling_needs_a_real_share_of_the_packets():
     assert napi.busy_polling(rates(rx=0, polled=5_000), ["eth1"]) is None
 
 
-def test_suspension_sets_deferral_and_every_napi():
-    proposals = napi.suspension("eth1", 0.9, 0, 0, {8193: 0, 8194: napi.SUSPEND_NS})
-    targets = {p.knob: p.target for p in proposals}
-    assert targets == {"net/eth1/napi-defer-hard-irqs": "100", "net/eth1/gro-flush-timeout": "20000",
-                       "napi/eth1/8193/irq-suspend-timeout": "20000000"}  # fmt: skip
-    assert napi.suspension("eth1", 0.9, 100, 20_000, {8193: napi.SUSPEND_NS}) == []  # already set up
+def test_suspension_is_chosen_only_where_the_model_says_it_pays():
+    now = Moderation(0, 1)
+    busy = choose(180_000, now, "latency", 4.0, 1.5, busy_polled=True, suspension=True, queues=8)
+    assert busy is not None and busy.setting.suspend_us == SUSPEND_US and busy.setting.defer > 0
+    assert "busy-polling application" in busy.reason
+    light = choose(24_000, now, "latency", 4.0, 1.5, busy_polled=True, suspension=True, queues=8)
+    assert light is None or light.setting.suspend_us == 0  # a mostly idle application sleeps: IRQs must wake it
+    unpolled = choose(180_000, now, "latency", 4.0, 1.5, busy_polled=False, suspension=True, queues=8)
+    assert unpolled is None or unpolled.setting.suspend_us == 0  # suspension does nothing without the app
+    old_kernel = choose(180_000, now, "latency", 4.0, 1.5, busy_polled=True, suspension=False, queues=8)
+    assert old_kernel is None or old_kernel.setting.suspend_us == 0
 
 
 def test_threaded_advice_when_softirq_starves_a_squeezed_cpu():
@@ -56,25 +65,33 @@ def test_threaded_advice_when_softirq_starves_a_squeezed_cpu():
     assert napi.threaded_advice(rates(squeeze=20, softirq=0.3), "eth1", {0}, threaded=False) == []
 
 
-def test_agent_sets_up_suspension_for_a_busy_polling_memcached(tmp_path):
-    spec = load_scenario(library()["memcached-low"])
+def agent_run(tmp_path, text: str, passes: int = 4):
+    spec = load_scenario("m.toml", text)
     sim = SimHost(spec, str(tmp_path / "tree"), seed=1)
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
-    agent = Agent(host, Config(mode="tune"), state, clock=lambda: sim.clock, journal=journal)
+    config = Config(mode="tune")
+    config.devices.append(DeviceRule(name=spec.nics[0].name, goal="latency"))
+    agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
+    reports = []
     try:
-        for _ in range(3):
+        for _ in range(passes):
             sim.step(1.0, spec.phases[0])
-            report = agent.run_pass()
-            if any(d.knob.endswith("irq-suspend-timeout") for d in report.decisions):
-                break
+            reports.append(agent.run_pass())
     finally:
         journal.close()
-    applied = [d for d in report.decisions if d.outcome == "applied"]
-    assert any("busy polling" in d.reason for d in applied), report.decisions
-    nic = spec.nics[0].name
+    return host, [d for r in reports for d in r.decisions]
+
+
+def test_agent_sets_up_suspension_for_a_busy_polling_memcached(tmp_path):
+    text = Path(library()["memcached-high"]).read_text()
+    host, decisions = agent_run(tmp_path / "new", text)
+    suspended = [d for d in decisions if d.knob.endswith("irq-suspend-timeout") and d.outcome == "applied"]
+    assert len(suspended) == 8  # 4 in the pass that chose it (max_changes), the rest in the next
+    assert "busy-polling application" in suspended[0].reason and "on every NAPI" in suspended[-1].reason
     with SimNetdev(host, "6.18") as client:
-        values = [n for n in client.napis() if n["irq_suspend_timeout"]]
-    assert values and all(n["irq_suspend_timeout"] == napi.SUSPEND_NS and n["defer_hard_irqs"] == 100 for n in values)
-    assert not any(d.knob == f"net/{nic}/coalesce/rx-usecs" for d in report.decisions)  # suspension owns it
+        values = client.napis()
+    assert all(n["irq_suspend_timeout"] == SUSPEND_US * 1000 and n["defer_hard_irqs"] > 0 for n in values)
+    _, older = agent_run(tmp_path / "old", text.replace("cpus = 16", 'cpus = 16\nkernel = "6.12"', 1))
+    assert not any("irq-suspend-timeout" in d.knob for d in older)  # per-NAPI suspension is 6.13

@@ -36,6 +36,7 @@ NOISE = 0.10  # relative change of a health counter that counts as real
 NOISE_FLOOR = 50.0  # per second: below this, drops and squeezes are noise
 BACKOFF_PASSES = 10  # a rolled-back knob is left alone this many passes
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue)
+LOAD_CHANGE = 0.25  # relative rise of the offered load that voids a before/after comparison
 PROBATION_PASSES = 3  # a change is checked against its device's health before it for this many passes
 
 
@@ -58,6 +59,7 @@ class _Applied:
     decision: Decision
     at: float
     health: float  # drops + squeezes per second on the device's CPUs before the change
+    offered: float  # packets per second offered to the device then (delivered + dropped)
     checked: int = 0  # passes that found the device healthy since
 
 
@@ -191,7 +193,12 @@ class Agent:
         self.pending = [p for p in self.pending if p.decision.knob != decision.knob]  # superseded
         if verify:
             self.pending.append(
-                _Applied(decision, now, device_health(rates, self._irqs(decision.device), decision.device))
+                _Applied(
+                    decision,
+                    now,
+                    device_health(rates, self._irqs(decision.device), decision.device),
+                    device_load(rates, self._irqs(decision.device), decision.device),
+                )
             )
 
     def _irqs(self, device: str | None) -> list[int]:
@@ -202,7 +209,9 @@ class Agent:
     def _verify(self, rates: Rates, now: float) -> list[Decision]:
         """Each change on probation (applied within the last PROBATION_PASSES passes): if its device's drops or
         squeezes rose beyond noise, undo the device's latest changes (one pass's batch; older ones stay on
-        probation) and back off those knobs; a change that stays healthy is kept."""
+        probation) and back off those knobs; a change that stays healthy is kept. When the offered load rose
+        by more than LOAD_CHANGE meanwhile, the comparison says nothing about the change: its baseline is
+        taken again (a burst's drops are not the change's)."""
         undone, pending, self.pending = [], self.pending, []
         latest: dict[str | None, float] = {}
         for applied in pending:
@@ -210,6 +219,11 @@ class Agent:
         for applied in pending:
             d = applied.decision
             after = device_health(rates, self._irqs(d.device), d.device)
+            offered = device_load(rates, self._irqs(d.device), d.device)
+            if offered > applied.offered * (1 + LOAD_CHANGE) + NOISE_FLOOR:
+                applied.health, applied.offered = after, offered
+                self.pending.append(applied)
+                continue
             if after <= max(NOISE_FLOOR, applied.health * (1 + NOISE)):
                 applied.checked += 1
                 if applied.checked < PROBATION_PASSES:
@@ -227,17 +241,34 @@ class Agent:
         return undone
 
 
-def device_health(rates: Rates | None, irqs: list[int], device: str | None = None) -> float:
-    """Drops + time_squeeze per second on the CPUs serving these IRQs (every CPU if none is known), plus the
-    device's own receive drops (ring overflows: /proc/net/dev `drop` and `fifo`)."""
-    if rates is None:
-        return 0.0
+def serving_cpus(rates: Rates, irqs: list[int]) -> set[int]:
+    """CPUs that took these IRQs in the window; every CPU with softnet counters if none is known."""
     serving = set()
     for irq in irqs:
         row = rates.interrupts.get(str(irq))
         if row:
             serving |= {c for c, r in row.per_cpu.items() if r > 0}
-    cpus = serving or set(rates.softnet)
+    return serving or set(rates.softnet)
+
+
+def device_load(rates: Rates | None, irqs: list[int], device: str | None = None) -> float:
+    """Packets per second offered to the device: its /proc/net/dev received + dropped, else what the CPUs
+    serving its IRQs processed and dropped."""
+    if rates is None:
+        return 0.0
+    own = rates.netdev.get(device) if device else None
+    if own is not None:
+        return own.get("rx_packets", 0.0) + own.get("rx_drop", 0.0) + own.get("rx_fifo", 0.0)
+    return sum(rates.softnet[c].get("processed", 0.0) + rates.softnet[c].get("dropped", 0.0)
+               for c in serving_cpus(rates, irqs) if c in rates.softnet)  # fmt: skip
+
+
+def device_health(rates: Rates | None, irqs: list[int], device: str | None = None) -> float:
+    """Drops + time_squeeze per second on the CPUs serving these IRQs (every CPU if none is known), plus the
+    device's own receive drops (ring overflows: /proc/net/dev `drop` and `fifo`)."""
+    if rates is None:
+        return 0.0
+    cpus = serving_cpus(rates, irqs)
     own = rates.netdev.get(device, {}) if device else {}
     return own.get("rx_drop", 0.0) + own.get("rx_fifo", 0.0) + sum(
         rates.softnet[c].get("dropped", 0.0) + rates.softnet[c].get("time_squeeze", 0.0)

@@ -1,5 +1,5 @@
-"""What the agent proposes each pass, from measurements and the config: the storm guard, IRQ suspension for
-busy-polling applications, coalescing and deferral (decide/moderation.py), the NAPI budget (decide/napi.py),
+"""What the agent proposes each pass, from measurements and the config: the storm guard, coalescing, deferral
+and IRQ suspension for busy-polled queues (decide/moderation.py), the NAPI budget (decide/napi.py),
 and advice that is reported, not applied. It reads current knob values through the knob layer and writes
 nothing; the loop (loop.py) checks, applies and verifies what it proposes.
 """
@@ -7,7 +7,7 @@ nothing; the loop (loop.py) checks, applies and verifies what it proposes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
@@ -50,11 +50,10 @@ class Proposer:
                 ) -> tuple[list[Decision], list[Finding]]:  # fmt: skip
         """(decisions to check and maybe apply, advice findings to report)."""
         out = self._storm_guard(config, inventory, findings)
-        moderated = self._moderated(config, inventory, rates)
-        polled, suspend = self._suspension(rates, [name for name, _ in moderated])
-        out += suspend
-        out += self._moderation(config, rates, [(name, loads) for name, loads in moderated
-                                                if name not in polled and name not in self.storming])  # fmt: skip
+        moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
+                     if name not in self.storming]  # fmt: skip
+        polled = napi_policy.busy_polling(rates, [name for name, _ in moderated])
+        out += self._moderation(config, rates, moderated, polled)
         out += self._budget(rates)
         return out, self._napi_advice(config, inventory, rates)
 
@@ -102,25 +101,33 @@ class Proposer:
                 out.append(Decision(knob, str(current), str(floor), f"storm guard: {why}; coalescing up", device))
         return out
 
-    def _moderation(self, config: Config, rates: Rates, moderated: list[tuple[str, list[QueueLoad]]]) -> list[Decision]:
-        """Per managed NIC: coalescing and NAPI deferral chosen by predicting candidates (decide/moderation.py).
-        Devices without IRQs of their own whose receive path is NAPI (veth with GRO, a NIC behind
-        another interrupt) get deferral only, sized from their /proc/net/dev packet rate."""
+    def _moderation(self, config: Config, rates: Rates, moderated: list[tuple[str, list[QueueLoad]]],
+                    polled: float | None) -> list[Decision]:  # fmt: skip
+        """Per managed NIC: coalescing, NAPI deferral and (for busy-polled queues, 6.13+) IRQ suspension chosen
+        by predicting candidates (decide/moderation.py). Devices without IRQs of their own whose receive path
+        is NAPI (veth with GRO) get deferral only, sized from their /proc/net/dev packet rate. `polled`: the
+        share of received packets busy polling took, when an application polls."""
         out = []
         for name, loads in moderated:
             current = self._moderation_now(name)
-            if current is None:
-                continue
             busiest = max(loads, key=lambda q: q.packets, default=None)
-            if busiest is None or busiest.packets <= 0:
+            if current is None or busiest is None or busiest.packets <= 0:
                 continue
-            service = self._service_estimate(config, rates, busiest)
-            choice = choose(busiest.packets, current["setting"], config.goal_for(name, "nic"), service,
-                            config.limits.irq_cost_us, deferral=current["deferral"],
-                            queues=sum(q.packets > 0 for q in loads), coalescing=current["coalescing"])  # fmt: skip
-            if choice is None:
+            suspend = self._suspend_now(name) if polled else {}
+            setting = current["setting"]
+            if suspend:  # a setting partly applied (max_changes) counts as chosen; the rest follows below
+                setting = replace(setting, suspend_us=max(suspend.values()) // 1000)
+            choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
+                            self._service_estimate(config, rates, busiest), config.limits.irq_cost_us,
+                            deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
+                            coalescing=current["coalescing"], busy_polled=polled is not None,
+                            suspension=bool(suspend))  # fmt: skip
+            if choice is None:  # kept: only NAPIs that do not have the device's setting yet
+                out += [Decision(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
+                                 "the device's IRQ suspension, on every NAPI", name)
+                        for napi_id, now in sorted(suspend.items()) if now != setting.suspend_us * 1000]  # fmt: skip
                 continue
-            new, old = choice.setting, current["setting"]
+            new, old = choice.setting, setting
             if current["adaptive"]:
                 why = "a fixed setting is chosen instead of the driver's adaptive one"
                 out.append(Decision(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
@@ -129,9 +136,15 @@ class Proposer:
             if current["coalescing"]:
                 knobs = [(f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs),
                          (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames), *knobs]  # fmt: skip
+            knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
+                      for napi_id, now in sorted(suspend.items())]  # fmt: skip
             out += [Decision(knob, str(before), str(after), choice.reason, name)
                     for knob, before, after in knobs if before != after]  # fmt: skip
         return out
+
+    def _suspend_now(self, device: str) -> dict[int, int]:
+        """NAPI id -> irq-suspend-timeout (ns) now; empty where the kernel has no per-NAPI suspension."""
+        return {n["id"]: n["irq_suspend_timeout"] for n in self._napis(device) if "irq_suspend_timeout" in n}
 
     def _moderated(self, config: Config, inventory, rates: Rates) -> list[tuple[str, list[QueueLoad]]]:
         """(device, per-queue loads) for every managed NIC with queue IRQs, then every other managed interface
@@ -164,29 +177,6 @@ class Proposer:
 
     def _napi_count(self, device: str) -> int:
         return len(self._napis(device))
-
-    def _suspension(self, rates: Rates, devices: list[str]) -> tuple[set[str], list[Decision]]:
-        """Devices a busy-polling application serves (their deferral is the suspension's, not moderation's),
-        and the decisions that set IRQ suspension up on them (decide/napi.py)."""
-        share = napi_policy.busy_polling(rates, devices)
-        if share is None:
-            return set(), []
-        polled, out = set(), []
-        for device in devices:
-            if rates.netdev.get(device, {}).get("rx_packets", 0.0) <= 0:
-                continue
-            napis = {n["id"]: n["irq_suspend_timeout"] for n in self._napis(device) if "irq_suspend_timeout" in n}
-            current = self._moderation_now(device)
-            if not napis or current is None or not current["deferral"]:
-                log.debug("%s: no per-NAPI irq-suspend-timeout (kernel before 6.13?)", device)
-                continue
-            polled.add(device)
-            setting = current["setting"]
-            out += [
-                Decision(p.knob, p.current, p.target, p.reason, p.device)
-                for p in napi_policy.suspension(device, share, setting.defer, setting.gro_flush_us * 1000, napis)
-            ]
-        return polled, out
 
     def _budget(self, rates: Rates) -> list[Decision]:
         values = []

@@ -6,7 +6,11 @@ polls) predicts mean latency and CPU for a handful of candidates; the one with t
 latency + W * CPU wins, W being the goal's price of a core (latency 20 µs, balanced 100,
 throughput/efficiency 500). The current setting is kept unless the winner is better by
 more than HYSTERESIS, so noise does not rewrite the NIC. Per-packet and per-interrupt costs
-are estimated from the host (softirq time per packet) or taken from the config.
+are estimated from the host (softirq time per packet) or taken from the config. When a
+busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
+predicted with that application polling, and IRQ suspension (irq-suspend-timeout 20 ms with
+deferral as its safety net, physics.md §2.7) is one more candidate where the kernel has it:
+suspension is chosen only where the model says it pays.
 Pure: measurements in, a proposal with its reason out.
 """
 
@@ -23,6 +27,8 @@ CANDIDATES = [  # rx-usecs, rx-frames, napi_defer_hard_irqs, gro_flush_timeout �
     (0, 1, 0, 0), (8, 32, 0, 0), (16, 64, 0, 0), (32, 128, 0, 0), (64, 128, 0, 0),
     (0, 1, 10, 20), (0, 1, 100, 20), (0, 1, 100, 50),
 ]  # fmt: skip
+SUSPEND_US = 20_000  # irq-suspend-timeout of the suspension candidates: an application batch (§2.7)
+SUSPENSION = [(0, 1, 100, 10), (0, 1, 100, 20), (8, 32, 100, 20)]  # with suspension: deferral as the safety net
 
 
 @dataclass(frozen=True)
@@ -31,6 +37,7 @@ class Moderation:
     rx_frames: int
     defer: int = 0
     gro_flush_us: int = 0
+    suspend_us: int = 0  # irq-suspend-timeout; acts only while a busy-polling application is served
 
 
 @dataclass(frozen=True)
@@ -42,9 +49,13 @@ class Choice:
 
 
 def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
-            flavour: str = "timer-from-first") -> tuple[float, float]:  # fmt: skip
-    """(mean latency µs, CPU spent on interrupts and polls) of one queue at `rate` packets/s under `setting`."""
-    napi = Napi(defer=setting.defer, gro_flush=setting.gro_flush_us * 1e-6) if setting.defer else None
+            flavour: str = "timer-from-first", busy_polled: bool = False) -> tuple[float, float]:  # fmt: skip
+    """(mean latency µs, CPU spent on interrupts, polls and spinning) of one queue at `rate` packets/s under
+    `setting`; `busy_polled`: the consumer is an epoll application with prefer_busy_poll."""
+    napi = None
+    if setting.defer or busy_polled:
+        napi = Napi(defer=setting.defer, gro_flush=setting.gro_flush_us * 1e-6, suspend=setting.suspend_us * 1e-6,
+                    app_busy_poll=busy_polled)  # fmt: skip
     r = nic_queue(rate, service_us * 1e-6, irq_cost_us * 1e-6, setting.rx_usecs * 1e-6, setting.rx_frames, flavour,
                   napi=napi)  # fmt: skip
     if r.overloaded:
@@ -54,28 +65,33 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
 
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
-           coalescing: bool = True) -> Choice | None:  # fmt: skip
+           coalescing: bool = True, busy_polled: bool = False, suspension: bool = False) -> Choice | None:  # fmt: skip
     """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
-    device cannot do that, so only candidates without it are weighed."""
+    device cannot do that, so only candidates without it are weighed. `busy_polled`: an application polls
+    the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+)."""
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
-    candidates = {Moderation(*c) for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))}
+    usable = [c for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))]
+    candidates = {Moderation(*c) for c in usable}
     if coalescing:
         candidates.add(Moderation(window, FRAMES if window else 1))
+    if busy_polled and suspension and deferral:
+        candidates |= {Moderation(*c, SUSPEND_US) for c in SUSPENSION if coalescing or c[:2] == (0, 1)}
     candidates.add(current)
 
     def cost(setting: Moderation) -> tuple[float, float, float]:
-        latency, cpu = predict(rate, setting, service_us, irq_cost_us, flavour)
+        latency, cpu = predict(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
         return latency + weight * cpu * queues, latency, cpu * queues
 
     scored = {s: cost(s) for s in candidates}
-    best = min(scored, key=lambda s: (scored[s][0], s.defer, s.rx_usecs))
+    best = min(scored, key=lambda s: (scored[s][0], s.suspend_us, s.defer, s.rx_usecs))
     now, new = scored[current][0], scored[best][0]
     if best == current or (math.isfinite(now) and now - new <= HYSTERESIS * now):
         return None
     _, latency, cpu = scored[best]
-    reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s: predicted {latency:.1f} µs and {cpu:.2f} CPU, against "
-              f"{scored[current][1]:.1f} µs and {scored[current][2]:.2f} now ({goal}: {weight:g} µs per core; "
+    polled = "; a busy-polling application takes them" if busy_polled else ""
+    reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {latency:.1f} µs and {cpu:.2f} CPU, "
+              f"against {scored[current][1]:.1f} µs and {scored[current][2]:.2f} now ({goal}: {weight:g} µs per core; "
               f"{service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)")  # fmt: skip
     return Choice(best, latency, cpu, reason)

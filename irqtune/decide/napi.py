@@ -1,5 +1,5 @@
-"""NAPI policies: the budget when polls run out of it, IRQ suspension for busy-polling applications,
-threaded NAPI when softirq time starves the CPU.
+"""NAPI policies: the budget when polls run out of it, whether a busy-polling application takes the
+packets, threaded NAPI when softirq time starves the CPU.
 
 Budget (Documentation/admin-guide/sysctl/net.rst; physics.md §2): `time_squeeze` counts the
 net_rx_action rounds that stopped with work left, because `netdev_budget` packets or
@@ -8,13 +8,12 @@ ksoftirqd); squeezes *with* drops mean the backlog or the rings overflowed while
 back. Then both limits are doubled, up to BUDGET_MAX packets and BUDGET_USECS_MAX µs, one step
 per pass; the loop's probation rolls the step back if the device gets worse.
 
-IRQ suspension (6.13, physics.md §2.7, Karsten & Damato): when sockets take a real share of the
-received packets by busy polling (TcpExt BusyPollRxPackets against the interfaces' rx_packets),
-an epoll application with prefer_busy_poll is polling; every NIC that receives then gets
-napi_defer_hard_irqs 100, gro_flush_timeout 20 µs ("as small as possible, but large enough that a
-single request is likely not interfered with") and, per NAPI, irq-suspend-timeout 20 ms ("large
-enough to cover an application batch"): interrupts stay off while the application polls, and the
-deferral timer is the safety net when it stops. Deferral must be on for suspension to do anything.
+Busy polling (6.13 IRQ suspension, physics.md §2.7, Karsten & Damato): when sockets take a real
+share of the received packets by busy polling (TcpExt BusyPollRxPackets against the interfaces'
+rx_packets), an epoll application with prefer_busy_poll is polling. `busy_polling` says so; the
+moderation chooser (decide/moderation.py) then predicts every candidate with that application
+polling and weighs IRQ suspension (irq-suspend-timeout 20 ms, deferral as its safety net) among
+them, so suspension is set only where the model says it pays.
 
 Threaded NAPI (advice only): a CPU serving a NIC's IRQs that spends over half its time in softirq
 while NAPI is squeezed hands packet work to ksoftirqd, where it competes with applications at
@@ -37,9 +36,6 @@ BUDGET_MAX = 2400  # packets per net_rx_action round (default 300)
 BUDGET_USECS_MAX = 8000  # µs per round (default 2000)
 BUSY_POLL_SHARE = 0.2  # of received packets taken by busy polling: an application polls
 BUSY_POLL_MIN_PPS = 1000.0  # below this, busy polling is too rare to plan around
-SUSPEND_NS = 20_000_000  # irq-suspend-timeout, 20 ms
-SUSPEND_DEFER = 100  # napi_defer_hard_irqs with suspension
-SUSPEND_GRO_NS = 20_000  # gro_flush_timeout with suspension, 20 µs
 SOFTIRQ_STARVING = 0.5  # share of a CPU in softirq that leaves applications too little
 
 
@@ -84,23 +80,6 @@ def busy_polling(rates: Rates, devices: list[str]) -> float | None:
         return None
     share = min(1.0, polled / received)
     return share if share >= BUSY_POLL_SHARE else None
-
-
-def suspension(device: str, share: float, defer: int, gro_ns: int, napis: dict[int, int]) -> list[Proposal]:
-    """Deferral and per-NAPI irq-suspend-timeout for a NIC whose packets a busy-polling application takes
-    (`napis`: NAPI id -> its irq-suspend-timeout now)."""
-    why = (f"{share:.0%} of received packets are taken by busy polling: suspend the IRQs while the application "
-           "polls (irq-suspend-timeout 20 ms, deferral 100 x 20 µs as the safety net)")  # fmt: skip
-    out = []
-    if defer < SUSPEND_DEFER:
-        out.append(Proposal(f"net/{device}/napi-defer-hard-irqs", str(defer), str(SUSPEND_DEFER), why, device))
-    if gro_ns != SUSPEND_GRO_NS:
-        out.append(Proposal(f"net/{device}/gro-flush-timeout", str(gro_ns), str(SUSPEND_GRO_NS), why, device))
-    for napi_id, now in sorted(napis.items()):
-        if now != SUSPEND_NS:
-            out.append(Proposal(f"napi/{device}/{napi_id}/irq-suspend-timeout", str(now), str(SUSPEND_NS), why,
-                                device))  # fmt: skip
-    return out
 
 
 def threaded_advice(rates: Rates, device: str, cpus: set[int], threaded: bool) -> list[Finding]:

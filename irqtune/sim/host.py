@@ -95,6 +95,7 @@ class SimHost:
         for entry in self.irqs:
             entry.counts = [0] * len(self.cpus)
         self.counters = Counters(len(self.cpus))
+        self.counters.netdev = {nic.name: [0, 0, 0] for nic in self.sc.nics}  # listed from boot, as on a host
         self.adaptive: dict[tuple[str, int], AdaptiveQueue] = {}
         self.clock = 0.0
         self._online, self._effective = set(self.cpus), {}

@@ -4,8 +4,9 @@ J = mean latency (µs) + W_CPU × CPUs spent on interrupt handling + DROP_US × 
 summed over devices. Interrupt handling means the overhead: hard IRQs, deferral timer polls,
 busy-poll spinning, NVMe completion handling; not the packets' own processing, which a
 closed-loop load would otherwise "save" by being slowed down. W_CPU is the latency one would
-give to save a whole core: 100 µs/core
-puts the optimum on the vendors' 8-16 µs coalescing defaults (physics.md §3.3); a dropped
+give to save a whole core: 100 µs/core (the balanced goal's price)
+puts the optimum on the vendors' 8-16 µs coalescing defaults (physics.md §3.3); a NIC whose operator
+declares another goal is priced at that goal's rate (decide/coalesce.GOAL_WEIGHT_US); a dropped
 packet costs as much as a millisecond of latency.
 """
 
@@ -27,15 +28,23 @@ def cost(latency_s: float, cpus: float, offered: float, delivered: float, w_cpu:
     return min(latency_us, UNBOUNDED_US) + w_cpu * cpus + DROP_US * dropped
 
 
-def scenario_cost(phases: list, w_cpu: float = W_CPU_US) -> float:
-    """J per second of a whole run (`run.PhaseResult`s): summed over devices, phases weighted by their length."""
+def nic_weights(spec) -> dict[str, float]:
+    """Each NIC's price of a core: its goal's (`scenario.NicSpec.effective_goal`)."""
+    from ..decide.coalesce import GOAL_WEIGHT_US
+
+    return {nic.name: GOAL_WEIGHT_US[nic.effective_goal] for nic in spec.nics}
+
+
+def scenario_cost(phases: list, w_cpu: float = W_CPU_US, weights: dict[str, float] | None = None) -> float:
+    """J per second of a whole run (`run.PhaseResult`s): summed over devices, phases weighted by their length;
+    `weights`: a NIC's own price of a core (its goal's), where it has one."""
     total = seconds = 0.0
     for p in phases:
         j = 0.0
-        for nic in p.nics.values():  # per device, as the oracle prices them
+        for name, nic in p.nics.items():  # per device, as the oracle prices them
             if nic["offered_pps"]:
                 j += cost(nic["mean_latency_us"] * 1e-6, nic["overhead_cpu"], nic["offered_pps"], nic["delivered_pps"],
-                          w_cpu)  # fmt: skip
+                          (weights or {}).get(name, w_cpu))  # fmt: skip
         for dev in p.nvme.values():
             j += cost(dev["mean_latency_us"] * 1e-6, dev["cpu"], dev["iops"], dev["iops"], w_cpu)
         total, seconds = total + p.seconds * j, seconds + p.seconds

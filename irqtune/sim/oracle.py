@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..decide.coalesce import GOAL_WEIGHT_US
 from .host import NicSettings, SimHost
 from .kernel import kernel_at_least
 from .nvme import nvme_queue
@@ -73,7 +74,8 @@ def nic_cost(sim: SimHost, nic: NicSpec, phase: PhaseSpec, setting: NicSetting) 
             latency, overhead = r.mean_latency, max(0.0, r.cpu - got * service)
         offered, delivered, cpus = offered + rate, delivered + got, cpus + overhead
         weighted += got * latency
-    return cost(weighted / delivered if delivered else 0.0, cpus, offered, delivered)
+    return cost(weighted / delivered if delivered else 0.0, cpus, offered, delivered,
+                GOAL_WEIGHT_US[nic.effective_goal])  # fmt: skip
 
 
 def nvme_cost(sim: SimHost, nvme: NvmeSpec, phase: PhaseSpec, mode: str) -> float:

@@ -167,9 +167,10 @@ class Irqtune(Policy):
         self.agent: Agent | None = None
 
     def start(self, ctl: Control) -> None:
-        for nic in ctl.sim.sc.nics:  # what the operator would write for the NIC that feeds the critical work
-            if nic.critical:
-                self.config.devices.append(DeviceRule(name=nic.name, goal="latency", cpus=nic.cpus))
+        for nic in ctl.sim.sc.nics:  # what the operator would write: a NIC's goal, the critical one's CPUs
+            if nic.critical or nic.goal:
+                self.config.devices.append(DeviceRule(name=nic.name, goal=nic.effective_goal,
+                                                      cpus=nic.cpus if nic.critical else ""))  # fmt: skip
         self.agent = Agent(ctl.host, self.config, ctl.state_dir, clock=lambda: ctl.sim.clock, journal=ctl.journal)
 
     def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:

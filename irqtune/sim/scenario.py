@@ -5,8 +5,8 @@
                   rx_usecs, rx_frames, usecs_quantum, adaptive_rx (bool), adaptive (dim | aim),
                   ring, napi (false: interrupt per packet), cpus (initial IRQ affinity, queues
                   round-robin), critical (the agent's config keeps it on those CPUs with a latency
-                  goal), irq_cost_us, service_us,
-                  packet_bytes
+                  goal), goal (the operator's: latency | balanced | throughput | efficiency; the agent's
+                  config and the objective's price of a core), irq_cost_us, service_us, packet_bytes
     [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU)
     [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs),
                   resched_ipis (per s per CPU), ipi_cpus;
@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
+from ..decide.coalesce import GOAL_WEIGHT_US
 from ..parse.common import CpuListError, parse_cpulist
 from ..tomlfile import Locator, TomlError, Where, build, read_toml
 
@@ -83,9 +84,15 @@ class NicSpec:
     napi: bool = True  # false: the pre-NAPI path, one interrupt per packet (receive livelock, physics.md §3.2)
     cpus: str = ""  # where the driver points its queue IRQs at start, one CPU each in turn ("" = every CPU)
     critical: bool = False  # feeds the latency-critical work on `cpus`: the operator's agent config pins it there
+    goal: str = ""  # the operator's goal for it (latency, balanced, ...): the agent's config and the objective's
+    # price of a core; "" = latency when critical, else balanced
     irq_cost_us: float = 1.5
     service_us: float = 0.8
     packet_bytes: int = 64
+
+    @property
+    def effective_goal(self) -> str:
+        return self.goal or ("latency" if self.critical else "balanced")
 
     @property
     def algorithm(self) -> str:
@@ -228,6 +235,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
         _check_cpus(loc, where, "cpus", _cpulist(loc, where, "cpus", nic.cpus), sc.host.cpus)
         if nic.critical and not nic.cpus:
             raise loc.error(where, "critical", "a critical NIC needs cpus, the CPUs of the work it feeds")
+        if nic.goal and nic.goal not in GOAL_WEIGHT_US:
+            raise loc.error(where, "goal", f"expected one of {', '.join(GOAL_WEIGHT_US)}")
         if nic.service_us <= 0:
             raise loc.error(where, "service_us", "a packet needs some CPU: expected a positive time")
     for i, nvme in enumerate(sc.nvmes):

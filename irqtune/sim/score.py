@@ -11,7 +11,13 @@ The goals of physics.md §10.4 are checked on the runs themselves (`Run`), by pu
 each return one `Check` per scenario phase with its numbers:
 - `score_goals`: normalised score >= SCORE_GOAL everywhere, ahead of DIM wherever anything can be gained.
 - `poll_goal`: closed-loop request/response phases: p99 within POLL_P99 of always-poll's at <= POLL_CPU
-  of its interrupt-handling CPU (`overhead_cpu`, which counts always-poll's spinning).
+  of its interrupt-handling CPU (`overhead_cpu`, which counts always-poll's spinning). The 15 % comes
+  from end-to-end request latency (Karsten & Damato's mutilate runs: fullbusy p99 133 µs, suspend20
+  153 µs, physics.md §2.7), which includes the network and the client; the simulator measures the
+  host's part only, where the whole difference between polling and an interrupt (one interrupt and a
+  wake-up, ~1.5 µs) is more than 15 % of an 8 µs p99. So p99 is compared end to end: host p99 plus
+  NETWORK_RTT_US, the rest of that testbed's round trip (fullbusy mean 46 µs end to end with about
+  4 µs of host time per query). The host-side ratio is printed beside it.
 - `steady_goal`: open-loop phases (load constant within a phase): once settled (after SETTLE intervals),
   no interval's p99 more than LATENCY_TOL above the level the controller settled at (the median of the
   first third of the settled intervals), that level counted as at least the dynamic oracle's: a
@@ -38,7 +44,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .objective import cost, scenario_cost
+from .objective import cost, nic_weights, scenario_cost
 from .policy import make_policy
 from .run import Interval, PhaseResult, run_scenario
 from .scenario import Scenario, library, load_scenario
@@ -48,6 +54,7 @@ FLAT = 0.01  # relative: defaults this close to the oracle leave nothing to gain
 SCORE_GOAL = 0.85
 POLL_P99 = 1.15  # p99 at most this times always-poll's ...
 POLL_CPU = 1 / 3  # ... at most this share of its CPU (physics.md §10.4, from suspend20 vs fullbusy)
+NETWORK_RTT_US = 40.0  # the end-to-end request latency outside the host: physics.md §2.7's testbed, 46 - ~4 µs
 SETTLE = 3  # control intervals a controller gets after a change before it is held to a goal
 LATENCY_TOL = 0.15  # relative p99 allowance over the oracle's, and the largest rise over a steady phase
 RECOVERY_INTERVALS = 3
@@ -80,6 +87,7 @@ class Run:
     trace: list[Interval]
     arrivals: list[set[str]] = field(default_factory=list)  # per phase: its NIC loads' arrival kinds
     critical: list[str] = field(default_factory=list)  # NICs that feed latency-critical work
+    weights: dict[str, float] = field(default_factory=dict)  # NIC -> its goal's price of a core (objective)
 
 
 @dataclass
@@ -108,7 +116,9 @@ def run_policy(name: str, policy: str, seed: int = 1, duration: float | None = N
     with tempfile.TemporaryDirectory(prefix="irqtune-score-") as tree:
         results, trace, _ = run_scenario(spec, tree, seed=seed, policy=make_policy(policy))
     arrivals = [{load.arrivals for load in phase.loads if load.device in nics} for phase in spec.phases]
-    return Run(name, policy, results, trace, arrivals, [nic.name for nic in spec.nics if nic.critical])
+    return Run(
+        name, policy, results, trace, arrivals, [nic.name for nic in spec.nics if nic.critical], nic_weights(spec)
+    )
 
 
 def cell(run: Run) -> Cell:
@@ -119,7 +129,7 @@ def cell(run: Run) -> Cell:
     cpu = sum(r.seconds * (r.overhead_cpu + sum(v["cpu"] for v in r.nvme.values())) for r in results) / seconds
     irqs = sum(r.seconds * (r.irq_rate + sum(v["irq_rate"] for v in r.nvme.values())) for r in results) / seconds
     drops = sum(r.seconds * r.dropped_pps for r in results) / seconds
-    return Cell(run.scenario, run.policy, scenario_cost(results), p99, cpu, irqs, drops)
+    return Cell(run.scenario, run.policy, scenario_cost(results, weights=run.weights), p99, cpu, irqs, drops)
 
 
 def score_run(name: str, policy: str, seed: int, duration: float | None) -> Cell:
@@ -188,15 +198,18 @@ def phase_intervals(run: Run) -> list[list[Interval]]:
 
 
 def poll_goal(run: Run, poll: Run) -> list[Check]:
-    """Closed-loop phases: p99 <= POLL_P99 × always-poll's, interrupt-handling CPU <= POLL_CPU × its."""
+    """Closed-loop phases: end-to-end p99 (host p99 + NETWORK_RTT_US) <= POLL_P99 × always-poll's,
+    interrupt-handling CPU <= POLL_CPU × its."""
     out = []
     for i, (mine, ref) in enumerate(zip(run.results, poll.results)):
         if "closed-loop" not in run.arrivals[i]:
             continue
-        p99, cpu = _ratio(mine.p99_us, ref.p99_us), _ratio(mine.overhead_cpu, ref.overhead_cpu)
+        host, cpu = _ratio(mine.p99_us, ref.p99_us), _ratio(mine.overhead_cpu, ref.overhead_cpu)
+        p99 = _ratio(mine.p99_us + NETWORK_RTT_US, ref.p99_us + NETWORK_RTT_US)
         out.append(Check("poll", run.scenario, mine.name, p99 <= POLL_P99 and cpu <= POLL_CPU,
-                         f"{run.policy} p99 {mine.p99_us:.1f} µs vs {poll.policy} {ref.p99_us:.1f} µs = {p99:.2f}× "
-                         f"(goal <= {POLL_P99:.2f}×); CPU {mine.overhead_cpu:.3f} vs {ref.overhead_cpu:.3f} cores "
+                         f"{run.policy} p99 {mine.p99_us:.1f} µs vs {poll.policy} {ref.p99_us:.1f} µs = {host:.2f}× "
+                         f"host-side, {p99:.2f}× end to end with {NETWORK_RTT_US:g} µs of network (goal <= "
+                         f"{POLL_P99:.2f}×); CPU {mine.overhead_cpu:.3f} vs {ref.overhead_cpu:.3f} cores "
                          f"= {cpu:.2f}× (goal <= {POLL_CPU:.2f}×); mean {mine.mean_latency_us:.1f} vs "
                          f"{ref.mean_latency_us:.1f} µs; {_setting(mine)}"))  # fmt: skip
     return out
