@@ -16,6 +16,7 @@ from .act.journal import Journal, JournalError
 from .act.knobs import KNOB_FORMS, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from .act.owners import rivals
 from .act.plan import PlanError, load_plan
+from .config import ConfigError, load_config
 from .decide.placement import placement_plan
 from .measure.topology import read_topology
 from .parse.common import CpuListError, parse_cpulist
@@ -100,14 +101,27 @@ def register(main: click.Group, ctx_type) -> None:
     @main.command(epilog=ACT_EXIT_HELP)
     @click.option("-n", "--dry-run", is_flag=True, help="Say what would be restored; write nothing.")
     @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+    @click.option("--only-if-config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
+                  help="Restore only when the agent configuration FILE says restore_on_exit = true (the service's "
+                       "ExecStopPost after a crash or a watchdog abort); otherwise keep the journal and exit 0. A "
+                       "FILE that cannot be read or has an error restores nothing and exits 1.")  # fmt: skip
     @pass_obj
-    def restore(obj, dry_run: bool, as_json: bool) -> None:
+    def restore(obj, dry_run: bool, as_json: bool, config_file: str | None) -> None:
         """Put every knob irqtune changed back to its original value, from the journal.
 
         Works after a crash at any point: the original is journaled (fsynced) before
         each first write. Entries from an earlier boot are stale and dropped: /proc
         and /sys settings do not survive a reboot.
         """
+        if config_file is not None:
+            try:
+                config = load_config(config_file)
+            except (ConfigError, OSError) as err:
+                raise click.ClickException(f"{err}; nothing restored") from None
+            if not config.restore_on_exit:
+                click.echo(f"irqtune: restore_on_exit is off in {config_file}: journal kept (irqtune restore puts "
+                           "it back)", err=True)  # fmt: skip
+                return
         with _journal(obj) as journal:
             results = engine.restore(obj.host, journal, obj.state_dir, dry_run=dry_run)
         _emit(results, as_json)

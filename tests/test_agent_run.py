@@ -360,3 +360,23 @@ def test_storm_guard_raises_coalescing_unless_the_goal_is_latency(tmp_path):
             assert raised[0].target == "64" and raised[0].outcome == "applied"
             assert sum(q.irq_rate for q in queues) < 100_000  # the storm is over
             assert not any(f["code"] == "irq-storm" for f in reports[-1].findings)
+
+
+def test_restore_only_if_the_config_says_so(sim, tmp_path):
+    """The service's ExecStopPost: `restore --only-if-config FILE` restores when FILE has restore_on_exit = true,
+    keeps the journal when false, and restores nothing (exit 1) when FILE is broken."""
+    state = str(tmp_path / "state")
+    original = read(sim.root, "proc/irq/100/smp_affinity_list")
+    code, out, err = invoke("--root", sim.root, "--state-dir", state, "set", "irq/100/affinity", "1")
+    assert code == 0, out + err
+    keep, restore, broken = tmp_path / "keep.toml", tmp_path / "restore.toml", tmp_path / "broken.toml"
+    keep.write_text("restore_on_exit = false\n")
+    restore.write_text("restore_on_exit = true\n")
+    broken.write_text("restore_on_exit = maybe\n")
+    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(keep))
+    assert code == 0 and "journal kept" in err and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
+    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(broken))
+    assert code == 1 and "broken.toml" in err and "line 1" in err and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
+    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(restore))
+    assert code == 0, out + err
+    assert read(sim.root, "proc/irq/100/smp_affinity_list") == original
