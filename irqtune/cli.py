@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import click
 
-from . import __version__, cli_act, cli_run, cli_sim, cli_top
+from . import __version__, cli_act, cli_export, cli_run, cli_sim, cli_top
 from .host import Host, PathEscape
 from .measure.nvme import read_nvme
 from .measure.snapshot import take_snapshot, to_json
@@ -239,6 +239,7 @@ cli_act.register(main, Ctx)
 cli_act.register_plan(main, Ctx)
 cli_sim.register(main)
 cli_run.register(main, Ctx)
+cli_export.register(main, Ctx)
 cli_top.register(main)
 
 

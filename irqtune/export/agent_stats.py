@@ -1,0 +1,96 @@
+"""What the agent (`irqtune run`) tells the exporter: a plain dataclass it updates after each pass.
+
+The agent owns one `AgentStats`, passes it to `IrqtuneCollector(..., agent=stats)`
+and updates it from its loop; each scrape copies the fields (dict copies are atomic
+under the GIL), so no lock is needed as long as one thread writes. Exported as:
+
+    irqtune_agent_passes_total                          passes done
+    irqtune_agent_loop_duration_seconds                 how long the last pass took
+    irqtune_agent_changes_total{outcome,knob_kind}      decisions by outcome (applied, rolled_back,
+                                                        refused, held, ...) and knob kind
+    irqtune_agent_journal_entries                       knobs irqtune changed and can restore
+    irqtune_knob_value{knob,knob_kind,device,setting}   current value of every knob the agent read
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ..act.knobs import KnobError, parse_knob_id
+from .labels import label
+
+
+@dataclass
+class AgentStats:
+    passes: int = 0
+    last_loop_duration_seconds: float | None = None
+    changes: dict[tuple[str, str], int] = field(default_factory=dict)  # (outcome, knob kind) -> count
+    journal_entries: int | None = None
+    knob_values: dict[str, float] = field(default_factory=dict)  # knob id (irq/41/affinity) -> number
+
+    def record_pass(self, duration_seconds: float) -> None:
+        self.passes += 1
+        self.last_loop_duration_seconds = duration_seconds
+
+    def record_change(self, outcome: str, knob: str, count: int = 1) -> None:
+        """Count a decision; `knob` is a knob id (its kind is looked up) or already a kind."""
+        key = (outcome, knob_kind(knob))
+        self.changes[key] = self.changes.get(key, 0) + count
+
+
+def knob_kind(knob: str) -> str:
+    """The kind of a knob id (`net/eth0/coalesce/rx-usecs` -> coalesce); a bare kind is returned as is."""
+    if "/" not in knob:
+        return knob
+    try:
+        return parse_knob_id(knob).kind
+    except KnobError:
+        return "other"
+
+
+def _knob_labels(knob: str) -> tuple[str, str, str, str]:
+    try:
+        kid = parse_knob_id(knob)
+    except KnobError:
+        return label(knob), "other", "", ""
+    device = kid.device or (str(kid.irq) if kid.irq is not None else "")
+    setting = kid.name + (f"@{kid.number}" if kid.number is not None else "")
+    return label(kid.canonical), kid.kind, label(device), label(setting)
+
+
+def agent_families(stats: AgentStats) -> Iterator[Metric]:
+    passes = CounterMetricFamily("irqtune_agent_passes", "Passes the irqtune agent has done since it started.")
+    passes.add_metric([], stats.passes)
+    yield passes
+    if stats.last_loop_duration_seconds is not None:
+        yield GaugeMetricFamily(
+            "irqtune_agent_loop_duration_seconds",
+            "How long the agent's last pass took (measure, decide, act).",
+            value=stats.last_loop_duration_seconds,
+        )
+    changes = CounterMetricFamily(
+        "irqtune_agent_changes",
+        "Agent decisions by outcome (applied, rolled_back, refused, held, ...) and knob kind.",
+        labels=["outcome", "knob_kind"],
+    )
+    for (outcome, kind), count in sorted(dict(stats.changes).items()):
+        changes.add_metric([label(outcome), label(kind)], count)
+    yield changes
+    if stats.journal_entries is not None:
+        yield GaugeMetricFamily(
+            "irqtune_agent_journal_entries",
+            "Knobs in the journal: changed by irqtune, restorable with irqtune restore.",
+            value=stats.journal_entries,
+        )
+    values = GaugeMetricFamily(
+        "irqtune_knob_value",
+        "Current value of a knob as the agent last read it (affinity: number of CPUs; device is the IRQ for "
+        "irq knobs; setting names the sysctl, file, attribute or NAPI setting@id).",
+        labels=["knob", "knob_kind", "device", "setting"],
+    )
+    for knob, value in sorted(dict(stats.knob_values).items()):
+        values.add_metric(list(_knob_labels(knob)), value)
+    yield values
