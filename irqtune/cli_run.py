@@ -17,6 +17,17 @@ from .agent.events import LinkWatcher
 from .agent.loop import Agent, PassReport
 from .agent.notify import Notifier
 from .config import MODES, Config, ConfigError, load_config
+from .export import (
+    AgentStats,
+    AuthFileError,
+    BasicAuth,
+    ExportOptions,
+    Filters,
+    IrqtuneCollector,
+    TlsConfig,
+    make_registry,
+    serve,
+)
 from .state import boot_id
 
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
@@ -92,9 +103,12 @@ def register(main: click.Group, ctx_type) -> None:
     @click.option("--passes", type=click.IntRange(0), default=0, show_default=True,
                   help="Stop after this many passes (0: run until SIGTERM).")  # fmt: skip
     @click.option("--json", "as_json", is_flag=True, help="One JSON object per pass on stdout.")
+    @click.option("--listen", metavar="ADDR:PORT", help="Serve Prometheus metrics here (overrides [exporter] listen; "
+                  "e.g. 127.0.0.1:9731): what `irqtune export` serves, plus the agent's passes, changes by "
+                  "outcome, journal entries and knob values.")  # fmt: skip
     @pass_obj
     def run(obj, config_path: str | None, mode: str | None, interval: float | None, passes: int,
-            as_json: bool) -> None:  # fmt: skip
+            as_json: bool, listen: str | None) -> None:  # fmt: skip
         """Run the agent: measure, decide, act, check, every INTERVAL seconds.
 
         Each pass takes a snapshot (the same one `status` uses), reports findings, and decides:
@@ -109,6 +123,11 @@ def register(main: click.Group, ctx_type) -> None:
         A link going up or down, a device appearing or leaving (rtnetlink) or a CPU going on-
         or offline starts a pass at once, with placement again.
 
+        With --listen (or [exporter] listen) it serves Prometheus metrics: everything
+        `irqtune export` serves plus irqtune_agent_* (passes, loop duration, changes by
+        outcome and knob kind, journal entries) and irqtune_knob_value. The exporter's
+        settings take effect at start; SIGHUP does not change them.
+
         \b
         Under systemd (Type=notify): READY=1 after the first pass, STATUS= after each,
         WATCHDOG=1 from the loop. SIGHUP reloads the config; SIGTERM stops (and restores
@@ -118,6 +137,8 @@ def register(main: click.Group, ctx_type) -> None:
             config = _load(config_path, mode, interval)
         except ConfigError as err:
             raise click.ClickException(str(err)) from None
+        if listen:
+            config.exporter.listen = listen
         lock = _lock(obj.state_dir)
         journal = None
         if config.mode == "tune":
@@ -128,6 +149,14 @@ def register(main: click.Group, ctx_type) -> None:
         signals, notifier = _Signals(), Notifier()
         signals.install()
         agent = Agent(obj.host, config, obj.state_dir, clock=time.monotonic, journal=journal)
+        stats, server = AgentStats(), None
+        if config.exporter.listen:
+            try:
+                server = start_exporter(obj.host, config.exporter, stats)
+            except (OSError, ValueError, AuthFileError) as err:
+                os.close(lock)
+                raise click.ClickException(f"cannot serve metrics on {config.exporter.listen}: {err}") from None
+            click.echo(f"irqtune: serving metrics on {server.url}", err=True)
         watcher = LinkWatcher() if obj.host.root == "/" else None
         online = None
         done = 0
@@ -141,8 +170,10 @@ def register(main: click.Group, ctx_type) -> None:
                     click.echo(f"irqtune: event: {'; '.join(signals.events)}", err=True)
                     signals.events.clear()
                     agent.placed = False
+                started = time.monotonic()
                 report = agent.run_pass()
                 done += 1
+                record(stats, report, agent, journal, time.monotonic() - started)
                 line = _summary(report, config.mode)
                 if as_json:
                     click.echo(json.dumps(report.to_json()))
@@ -171,6 +202,8 @@ def register(main: click.Group, ctx_type) -> None:
                     notifier.send("READY=1")
         finally:
             notifier.send("STOPPING=1")
+            if server is not None:
+                server.close()
             if watcher:
                 watcher.close()
             if journal is not None:
@@ -179,6 +212,24 @@ def register(main: click.Group, ctx_type) -> None:
                         click.echo(f"restore: {result}", err=True)
                 journal.close()
             os.close(lock)
+
+
+def start_exporter(host, exporter, stats: AgentStats):
+    """The agent's metrics server (`irqtune export`'s collector with the agent's stats)."""
+    auth = BasicAuth.from_file(exporter.basic_auth_file) if exporter.basic_auth_file else None
+    tls = TlsConfig(exporter.tls_cert, exporter.tls_key or exporter.tls_cert) if exporter.tls_cert else None
+    options = ExportOptions(per_cpu=exporter.per_cpu, filters=Filters.parse((), ()), max_series=exporter.max_series)
+    collector = IrqtuneCollector(host, options, agent=stats)
+    return serve(make_registry(collector), exporter.listen, tls=tls, auth=auth)
+
+
+def record(stats: AgentStats, report: PassReport, agent: Agent, journal: Journal | None, seconds: float) -> None:
+    """What the exporter shows about the agent, after each pass (the loop is the only writer)."""
+    stats.record_pass(seconds)
+    for d in (*report.decisions, *report.rollbacks):
+        stats.record_change(d.outcome.replace("-", "_"), d.knob)
+    stats.journal_entries = len(journal.entries) if journal is not None else None
+    stats.knob_values = dict(agent.proposer.seen)
 
 
 def _sleep(seconds: float, signals: _Signals, notifier: Notifier, watcher: LinkWatcher | None = None) -> None:

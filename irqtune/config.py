@@ -17,6 +17,14 @@ dwell = 30                    # seconds a knob holds before it may change again
 irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (physics.md §3.3)
 service_us = 0.8              # CPU per packet when the host is too idle to measure it
 
+[exporter]                    # Prometheus metrics served by the agent (docs/metrics.md); off when listen = ""
+listen = ""                   # e.g. "127.0.0.1:9731" (0.0.0.0 exposes it: use TLS and basic auth)
+tls_cert = ""                 # PEM certificate (and key, unless tls_key) to serve HTTPS
+tls_key = ""
+basic_auth_file = ""          # USER:HASH lines, as for irqtune export --basic-auth-file
+per_cpu = false               # also per-IRQ per-CPU series
+max_series = 5000             # the series budget
+
 [bounds]                      # the agent never sets a matching knob outside [min, max]
 "net/*/coalesce/rx-usecs" = [0, 64]
 
@@ -68,6 +76,16 @@ class Limits:
 
 
 @dataclass
+class Exporter:
+    listen: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    basic_auth_file: str = ""
+    per_cpu: bool = False
+    max_series: int = 5000
+
+
+@dataclass
 class DeviceRule:
     name: str = ""
     class_: str = ""  # "class" in the file
@@ -89,6 +107,7 @@ class Config:
     goal: str = "balanced"
     cpus: CpuSets = field(default_factory=CpuSets)
     limits: Limits = field(default_factory=Limits)
+    exporter: Exporter = field(default_factory=Exporter)
     devices: list[DeviceRule] = field(default_factory=list)
     bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # knob pattern (fnmatch) -> [min, max]
 
@@ -126,11 +145,12 @@ class Config:
 
 def load_config(path: str, text: str | None = None) -> Config:
     data, loc = read_toml(path, text, ConfigError)
-    top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device", "bounds")}
-    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds"))
+    top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device", "bounds", "exporter")}
+    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds", "exporter"))
     config.path = path
     config.cpus = build(CpuSets, data.get("cpus", {}), (("cpus", None),), loc)
     config.limits = build(Limits, data.get("limits", {}), (("limits", None),), loc)
+    config.exporter = build(Exporter, data.get("exporter", {}), (("exporter", None),), loc)
     devices = data.get("device", [])
     if not isinstance(devices, list):
         raise loc.error((), "device", "expected [[device]] tables")
@@ -172,6 +192,15 @@ def _check(config: Config, loc: Locator) -> None:
             raise loc.error((("cpus", None),), name, str(err)) from None
     if config.limits.max_changes < 1:
         raise loc.error((("limits", None),), "max_changes", "at least one change per pass, or use mode = observe")
+    if config.exporter.listen:
+        from .export.server import parse_listen
+
+        try:
+            parse_listen(config.exporter.listen)
+        except ValueError as err:
+            raise loc.error((("exporter", None),), "listen", str(err)) from None
+    if config.exporter.max_series < 0:
+        raise loc.error((("exporter", None),), "max_series", "expected 0 (no budget) or more")
     for i, rule in enumerate(config.devices):
         where = (("device", i),)
         if bool(rule.name) == bool(rule.class_):

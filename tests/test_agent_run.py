@@ -376,7 +376,50 @@ def test_restore_only_if_the_config_says_so(sim, tmp_path):
     code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(keep))
     assert code == 0 and "journal kept" in err and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
     code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(broken))
-    assert code == 1 and "broken.toml" in err and "line 1" in err and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
+    assert (
+        code == 1
+        and "broken.toml" in err
+        and "line 1" in err
+        and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
+    )
     code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(restore))
     assert code == 0, out + err
     assert read(sim.root, "proc/irq/100/smp_affinity_list") == original
+
+
+def test_the_agent_serves_its_metrics(sim, tmp_path):
+    """`irqtune run --listen`: the exporter's metrics plus the agent's own, on a simulated host in tune mode."""
+    from urllib.request import urlopen
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    config = tmp_path / "c.toml"
+    config.write_text('mode = "tune"\ninterval = 0.5\n[limits]\ndwell = 0\n')
+    mover = step_in_background(sim, 8)
+    agent = subprocess.Popen([*EXE, "--root", sim.root, "--state-dir", str(tmp_path / "state"), "run", "--config",
+                              str(config), "--listen", "127.0.0.1:0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    try:
+        url = agent.stderr.readline().strip().rsplit(" ", 1)[-1]
+        assert url.startswith("http://127.0.0.1:"), url
+        deadline, samples = time.time() + 20, {}
+        while time.time() < deadline:
+            text = urlopen(url, timeout=5).read().decode()
+            samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+                       for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
+            applied = [v for (name, labels), v in samples.items()
+                       if name == "irqtune_agent_changes_total" and ("outcome", "applied") in labels]  # fmt: skip
+            if applied and samples.get(("irqtune_agent_journal_entries", ())):
+                break
+            time.sleep(0.5)
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=20)
+    finally:
+        agent.kill()
+        mover.kill()
+    assert samples[("irqtune_agent_passes_total", ())] >= 1
+    assert sum(applied) >= 1 and samples[("irqtune_agent_journal_entries", ())] >= 1
+    knobs = {dict(labels)["knob"]: v for (name, labels), v in samples.items() if name == "irqtune_knob_value"}
+    assert "net/eth1/coalesce/rx-usecs" in knobs
+    assert any(name == "irqtune_interrupts_total" for name, _ in samples)  # what irqtune export serves too
+    assert agent.returncode == 0

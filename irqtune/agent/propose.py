@@ -45,6 +45,7 @@ class Proposer:
     def __init__(self, host: Host) -> None:
         self.host = host
         self.storming: set[str] = set()
+        self.seen: dict[str, int] = {}  # knob id -> value as last read
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 ) -> tuple[list[Decision], list[Finding]]:  # fmt: skip
@@ -178,11 +179,17 @@ class Proposer:
     def _napi_count(self, device: str) -> int:
         return len(self._napis(device))
 
+    def _read(self, knob: str) -> int:
+        """A knob's current value as a number, remembered in `seen` (what the exporter shows as knob values)."""
+        value = int(make_knob(self.host, knob).read())
+        self.seen[knob] = value
+        return value
+
     def _budget(self, rates: Rates) -> list[Decision]:
         values = []
         for name in ("netdev_budget", "netdev_budget_usecs"):
             try:
-                values.append(int(make_knob(self.host, f"sysctl/net.core.{name}").read()))
+                values.append(self._read(f"sysctl/net.core.{name}"))
             except (KnobError, Unsupported, OSError, ValueError) as err:
                 log.debug("%s not readable: %s", name, err)
                 return []
@@ -211,7 +218,7 @@ class Proposer:
                            ("adaptive", "coalesce/use-adaptive-rx"), ("defer", "napi-defer-hard-irqs"),
                            ("gro", "gro-flush-timeout")):  # fmt: skip
             try:
-                values[name] = int(make_knob(self.host, f"net/{device}/{knob}").read())
+                values[name] = self._read(f"net/{device}/{knob}")
             except (KnobError, Unsupported, OSError, ValueError) as err:  # a knob this device or kernel lacks
                 log.debug("%s: %s not readable: %s", device, knob, err)
         coalescing = "usecs" in values and "frames" in values
