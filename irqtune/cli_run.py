@@ -195,9 +195,12 @@ def register(main: click.Group, ctx_type) -> None:
                     signals.reload = False
                     notifier.send("RELOADING=1")
                     try:
-                        agent.config = _load(config_path, mode, interval)
-                        click.echo(f"irqtune: reloaded {agent.config.path}", err=True)
-                    except ConfigError as err:
+                        reloaded = _load(config_path, mode, interval)
+                        if reloaded.mode == "tune" and journal is None:  # observe -> tune: writes need the journal
+                            journal = agent.journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
+                        agent.config = config = reloaded
+                        click.echo(f"irqtune: reloaded {agent.config.path} ({config.mode} mode)", err=True)
+                    except (ConfigError, JournalError) as err:
                         click.echo(f"irqtune: reload refused, keeping the running config: {err}", err=True)
                     notifier.send("READY=1")
         finally:

@@ -409,7 +409,8 @@ def test_the_agent_serves_its_metrics(sim, tmp_path):
                        for f in text_string_to_metric_families(text) for s in f.samples}  # fmt: skip
             applied = [v for (name, labels), v in samples.items()
                        if name == "irqtune_agent_changes_total" and ("outcome", "applied") in labels]  # fmt: skip
-            if applied and samples.get(("irqtune_agent_journal_entries", ())):
+            knobs = {dict(labels)["knob"]: v for (name, labels), v in samples.items() if name == "irqtune_knob_value"}
+            if applied and samples.get(("irqtune_agent_journal_entries", ())) and knobs:
                 break
             time.sleep(0.5)
         agent.send_signal(signal.SIGTERM)
@@ -419,7 +420,38 @@ def test_the_agent_serves_its_metrics(sim, tmp_path):
         mover.kill()
     assert samples[("irqtune_agent_passes_total", ())] >= 1
     assert sum(applied) >= 1 and samples[("irqtune_agent_journal_entries", ())] >= 1
-    knobs = {dict(labels)["knob"]: v for (name, labels), v in samples.items() if name == "irqtune_knob_value"}
     assert "net/eth1/coalesce/rx-usecs" in knobs
     assert any(name == "irqtune_interrupts_total" for name, _ in samples)  # what irqtune export serves too
     assert agent.returncode == 0
+
+
+def test_sighup_from_observe_to_tune_starts_tuning(sim, tmp_path):
+    """An operator flips mode = "tune" and reloads: the agent opens the journal and applies from then on."""
+    config = tmp_path / "c.toml"
+    config.write_text('mode = "observe"\ninterval = 0.5\n[limits]\ndwell = 0\n')
+    mover = step_in_background(sim, 10)
+    state = tmp_path / "state"
+    agent = subprocess.Popen([*EXE, "--root", sim.root, "--state-dir", str(state), "run", "--config", str(config)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    lines: list[str] = []
+    try:
+        for line in agent.stdout:
+            lines.append(line)
+            if line.startswith("pass 2 "):
+                break
+        assert not (state / "journal.json").exists()
+        config.write_text(config.read_text().replace("observe", "tune"))
+        agent.send_signal(signal.SIGHUP)
+        deadline = time.time() + 15
+        for line in agent.stdout:
+            lines.append(line)
+            if line.lstrip().startswith("applied:") or time.time() > deadline:
+                break
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=20)
+    finally:
+        agent.kill()
+        mover.kill()
+    assert "(tune mode)" in err
+    assert any(line.lstrip().startswith("applied:") for line in lines), "".join(lines[-5:])
+    assert json.loads((state / "journal.json").read_text())["entries"]
