@@ -273,7 +273,7 @@ def test_storm_guard_sends_a_storming_irq_to_the_sink(tmp_path):
         journal = Journal.open(state, boot_id(host))
         agent = Agent(host, config, state, clock=lambda sim=sim: sim.clock, journal=journal)
         try:
-            for _ in range(3):
+            for _ in range(4):
                 sim.step(1.0, sim.sc.phases[0])
                 report = agent.run_pass()
         finally:
@@ -455,3 +455,29 @@ def test_sighup_from_observe_to_tune_starts_tuning(sim, tmp_path):
     assert "(tune mode)" in err
     assert any(line.lstrip().startswith("applied:") for line in lines), "".join(lines[-5:])
     assert json.loads((state / "journal.json").read_text())["entries"]
+
+
+def test_a_value_the_driver_rounds_is_not_written_again(tmp_path):
+    """A device that keeps rx-usecs in steps of 50 µs (as ENA is seen to) reads back 50 for 32: the agent
+    remembers that, and when it wants 32 again it leaves the knob alone instead of rewriting it every pass."""
+    sim = SimHost(load_scenario("s.toml", SCENARIO.replace("rx_frames = 256", "rx_frames = 256\nusecs_quantum = 50")),
+                  str(tmp_path / "tree"), seed=2)  # fmt: skip
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "state")
+    journal = Journal.open(state, boot_id(host))
+    config = Config(mode="tune", limits=Limits(dwell=0))
+    agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
+    agent.placed = True
+    want = [Decision("net/eth1/coalesce/rx-usecs", "", "32", "test: 32 µs", "eth1")]
+    agent.proposer.propose = lambda *args: ([Decision(d.knob, usecs(sim.root).__str__(), d.target, d.reason, d.device)
+                                             for d in want], [])  # fmt: skip
+    try:
+        outcomes = []
+        for _ in range(4):
+            sim.step(1.0, sim.sc.phases[0])
+            outcomes.append([(d.outcome, d.note) for d in agent.run_pass().decisions])
+    finally:
+        journal.close()
+    assert outcomes[0] == [] and outcomes[1][0][0] == "failed", outcomes  # pass 1 has no rates yet
+    assert usecs(sim.root) == 50  # written once: the device rounded 32 to 50
+    assert outcomes[2:] == [[("unchanged", "the driver rounds 32 to 50")]] * 2

@@ -54,3 +54,10 @@ def test_moderation_defers_at_high_rates_and_not_at_low_ones():
     assert without is not None and without.setting.defer == 0 and without.setting.rx_usecs > 0
     latency, overhead = predict(200_000, busy.setting, 0.8, 1.5)
     assert overhead < predict(200_000, Moderation(8, 32), 0.8, 1.5)[1] and latency < 30
+
+
+def test_driver_semantics_of_rx_usecs():
+    from irqtune.decide.coalesce import driver_flavour
+
+    assert driver_flavour("ice") == driver_flavour("igb") == "min-gap"  # Intel ITR: a minimum gap
+    assert driver_flavour("mlx5_core") == driver_flavour(None) == driver_flavour("weird\x1b") == "timer-from-first"

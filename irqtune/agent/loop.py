@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..act.engine import APPLIED, change, prepare
+from ..act.engine import APPLIED, FAILED, change, prepare
 from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
 from ..config import Config
@@ -75,6 +75,7 @@ class Agent:
         self.frozen: dict[str, str] = {}  # knob -> why
         self.backoff: dict[str, int] = {}  # knob -> passes left
         self.pending: list[_Applied] = []
+        self.rounded: dict[tuple[str, str], str] = {}  # (knob, target) -> what the driver read back instead
         self.placed = False
         self.inventory = None
         self.rates: Rates | None = None
@@ -111,8 +112,11 @@ class Agent:
         proposals = [d for d in (self._bounded(p) for p in proposals) if d is not None]
         for decision in proposals:
             held = self._held(decision.knob, now)
+            rounded = self.rounded.get((decision.knob, decision.target))
             if decision.outcome == "refused":
                 pass
+            elif rounded == decision.current:  # the driver cannot do better than what it has
+                decision.outcome, decision.note = "unchanged", f"the driver rounds {decision.target} to {rounded}"
             elif held:
                 decision.outcome, decision.note = "held", held
             elif budget <= 0:
@@ -182,6 +186,8 @@ class Agent:
             decision.outcome, decision.note = "refused", str(err)
             return
         decision.outcome, decision.note = result.outcome, result.message
+        if result.outcome == FAILED and result.after is not None:  # quantised: remember, do not try again
+            self.rounded[(decision.knob, decision.target)] = result.after
         if result.outcome != APPLIED:
             return
         log.info("%s: %s -> %s: %s", decision.knob, decision.current, decision.target, decision.reason)

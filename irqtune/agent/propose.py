@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide import napi as napi_policy
-from ..decide.coalesce import FRAMES, QueueLoad
+from ..decide.coalesce import FRAMES, QueueLoad, driver_flavour
 from ..decide.moderation import Moderation, choose
 from ..findings import Finding
 from ..host import Host
@@ -54,7 +54,7 @@ class Proposer:
         moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
                      if name not in self.storming]  # fmt: skip
         polled = napi_policy.busy_polling(rates, [name for name, _ in moderated])
-        out += self._moderation(config, rates, moderated, polled)
+        out += self._moderation(config, inventory, rates, moderated, polled)
         out += self._budget(rates)
         return out, self._napi_advice(config, inventory, rates)
 
@@ -102,13 +102,13 @@ class Proposer:
                 out.append(Decision(knob, str(current), str(floor), f"storm guard: {why}; coalescing up", device))
         return out
 
-    def _moderation(self, config: Config, rates: Rates, moderated: list[tuple[str, list[QueueLoad]]],
-                    polled: float | None) -> list[Decision]:  # fmt: skip
+    def _moderation(self, config: Config, inventory: Inventory, rates: Rates,
+                    moderated: list[tuple[str, list[QueueLoad]]], polled: float | None) -> list[Decision]:  # fmt: skip
         """Per managed NIC: coalescing, NAPI deferral and (for busy-polled queues, 6.13+) IRQ suspension chosen
         by predicting candidates (decide/moderation.py). Devices without IRQs of their own whose receive path
         is NAPI (veth with GRO) get deferral only, sized from their /proc/net/dev packet rate. `polled`: the
         share of received packets busy polling took, when an application polls."""
-        out = []
+        out, drivers = [], {d.name: d.driver for d in inventory.devices}
         for name, loads in moderated:
             current = self._moderation_now(name)
             busiest = max(loads, key=lambda q: q.packets, default=None)
@@ -122,7 +122,7 @@ class Proposer:
                             self._service_estimate(config, rates, busiest), config.limits.irq_cost_us,
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
-                            suspension=bool(suspend))  # fmt: skip
+                            suspension=bool(suspend), flavour=driver_flavour(drivers.get(name)))  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Decision(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)

@@ -15,6 +15,20 @@ GOAL_WEIGHT_US = {"latency": 20.0, "balanced": 100.0, "throughput": 500.0, "effi
 WINDOWS = (0, 2, 4, 8, 16, 32, 64, 128, 256)
 FRAMES = 128  # a frame cap well above a window's worth at the rates where windows pay
 
+# What rx-usecs means to a driver (physics.md §1, §3): Intel's ITR is a minimum gap between interrupts
+# (rx-frames ignored); mlx5 (EQE mode, its default without the rx_cqe_moder flag), ENA and most others
+# start the window at the first packet. A driver not listed is taken as timer-from-first.
+DRIVER_FLAVOUR = {
+    "ice": "min-gap", "i40e": "min-gap", "iavf": "min-gap", "igb": "min-gap", "igc": "min-gap",
+    "ixgbe": "min-gap", "ixgbevf": "min-gap", "e1000e": "min-gap", "idpf": "min-gap",
+    "mlx5_core": "timer-from-first", "mlx4_en": "timer-from-first", "ena": "timer-from-first",
+    "bnxt_en": "timer-from-first", "virtio_net": "timer-from-first",
+}  # fmt: skip
+
+
+def driver_flavour(driver: str | None) -> str:
+    return DRIVER_FLAVOUR.get(driver or "", "timer-from-first")
+
 
 @dataclass(frozen=True)
 class QueueLoad:

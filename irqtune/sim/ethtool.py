@@ -23,8 +23,10 @@ class SimEthtoolError(RuntimeError):
         self.errno = code
 
 
-def default_state(queues: int, rx_usecs: int, rx_frames: int) -> dict:
+def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int = 1) -> dict:
+    """`usecs_quantum` > 1: the device keeps rx-usecs in steps of it and reports the rounded value (ENA-like)."""
     return {
+        "rx_usecs_quantum": usecs_quantum,
         "coalesce": {"rx_usecs": rx_usecs, "rx_max_frames": rx_frames, "tx_usecs": 16, "tx_max_frames": 32,
                      "use_adaptive_rx": 0, "use_adaptive_tx": 0},
         "coalesce_max": {"rx_usecs": 8192, "rx_max_frames": 4096, "tx_usecs": 8192, "tx_max_frames": 4096,
@@ -68,7 +70,8 @@ class SimEthtool:
                 raise SimEthtoolError(f"{dev}: coalesce {name} not supported by this driver", errno.EOPNOTSUPP)
             if not 0 <= value <= state["coalesce_max"].get(name, (1 << 32) - 1):
                 raise SimEthtoolError(f"{dev}: coalesce {name}={value} out of range", errno.EINVAL)
-            state["coalesce"][name] = value
+            quantum = state.get("rx_usecs_quantum", 1) if name == "rx_usecs" else 1
+            state["coalesce"][name] = round(value / quantum) * quantum
         self._save(dev, state)
 
     def get_channels(self, dev: str) -> dict[str, int]:
