@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from irqtune.act.knobs import make_knob
 from irqtune.act.plan import Change, Plan, Rules, check
@@ -313,8 +314,7 @@ time.sleep(120)
 
 
 def test_find_a_real_pinned_process_by_name():
-    if 1 not in os.sched_getaffinity(0):
-        pytest.skip("needs CPU 1")
+    require(1 in os.sched_getaffinity(0), "needs CPU 1 (this test pins a child process there)")
     name = f"itq-colo-{os.getpid() % 100000}"
     child = subprocess.Popen([sys.executable, "-c", CHILD, name], stdout=subprocess.PIPE, text=True)
     try:
