@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, require
 
-from irqtune.config import Config, CpuSets, DeviceRule, Limits, load_config
+from irqtune.config import Config, CpuSets, DeviceRule, Exporter, Limits, load_config
 
 UNIT = REPO / "systemd" / "irqtune.service"
 CONFIG = REPO / "systemd" / "irqtune.toml"
@@ -153,8 +153,9 @@ def test_default_config_examples_load() -> None:
 
 def test_default_config_names_every_key() -> None:
     text = CONFIG.read_text()
-    keys = [f.name for cls in (Config, CpuSets, Limits, DeviceRule) for f in dataclasses.fields(cls)]
-    keys = ["class" if k == "class_" else k for k in keys if k not in ("path", "cpus", "limits", "devices", "bounds")]
+    keys = [f.name for cls in (Config, CpuSets, Limits, Exporter, DeviceRule) for f in dataclasses.fields(cls)]
+    tables = ("path", "cpus", "limits", "exporter", "devices", "bounds")
+    keys = ["class" if k == "class_" else k for k in keys if k not in tables]
     missing = [k for k in keys if not re.search(rf"(?m)^#?{k} = ", text)]
     assert not missing, f"{CONFIG.name} does not show {missing}"
     for table in ("[cpus]", "[limits]", "[bounds]", "[[device]]"):
