@@ -232,6 +232,8 @@ def record(stats: AgentStats, report: PassReport, agent: Agent, journal: Journal
     for d in (*report.decisions, *report.rollbacks):
         stats.record_change(d.outcome.replace("-", "_"), d.knob)
     stats.journal_entries = len(journal.entries) if journal is not None else None
+    if journal is not None:
+        stats.drifted_knobs = sum(r.outcome == engine.DRIFTED for r in engine.verify(agent.host, journal))
     stats.knob_values = dict(agent.proposer.seen)
 
 

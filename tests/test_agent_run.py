@@ -420,6 +420,7 @@ def test_the_agent_serves_its_metrics(sim, tmp_path):
         mover.kill()
     assert samples[("irqtune_agent_passes_total", ())] >= 1
     assert sum(applied) >= 1 and samples[("irqtune_agent_journal_entries", ())] >= 1
+    assert samples[("irqtune_agent_drifted_knobs", ())] == 0  # nothing else touched what it wrote
     assert "net/eth1/coalesce/rx-usecs" in knobs
     assert any(name == "irqtune_interrupts_total" for name, _ in samples)  # what irqtune export serves too
     assert agent.returncode == 0
@@ -481,3 +482,27 @@ def test_a_value_the_driver_rounds_is_not_written_again(tmp_path):
     assert outcomes[0] == [] and outcomes[1][0][0] == "failed", outcomes  # pass 1 has no rates yet
     assert usecs(sim.root) == 50  # written once: the device rounded 32 to 50
     assert outcomes[2:] == [[("unchanged", "the driver rounds 32 to 50")]] * 2
+
+
+def test_drift_is_counted_for_the_exporter(sim, tmp_path):
+    """A knob the agent set and something else changed since counts in irqtune_agent_drifted_knobs."""
+    from irqtune.cli_run import record
+    from irqtune.export import AgentStats
+
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "state")
+    journal = Journal.open(state, boot_id(host))
+    agent = Agent(host, Config(mode="tune"), state, clock=lambda: sim.clock, journal=journal)
+    stats = AgentStats()
+    try:
+        sim.step(1.0, sim.sc.phases[0])
+        report = agent.run_pass()  # placement: eth1's queue IRQs spread
+        record(stats, report, agent, journal, 0.1)
+        assert stats.journal_entries >= 1 and stats.drifted_knobs == 0
+        changed = next(iter(journal.entries))
+        irq = changed.split("/")[1]
+        Path(sim.root, f"proc/irq/{irq}/smp_affinity_list").write_text("0-3\n")  # irqbalance, say
+        record(stats, report, agent, journal, 0.1)
+    finally:
+        journal.close()
+    assert stats.drifted_knobs == 1

@@ -468,3 +468,20 @@ def test_a_failing_scrape_still_answers_with_up_0(tmp_path, monkeypatch, caplog)
 def test_parse_listen(listen, expected):
     assert parse_listen(listen) == expected
     assert is_loopback(expected[0]) == (expected[0] != "0.0.0.0")
+
+
+def test_isolated_cpus_are_exported_for_the_isolation_alerts(tmp_path):
+    """irqtune_cpu_isolated{cpu,kind} has a series for each isolated CPU only (the alerts join on it)."""
+    from irqtune.sim.host import SimHost
+    from irqtune.sim.scenario import library, load_scenario
+
+    text = Path(library()["tlb-storm"]).read_text().replace("cpus = 8\n", 'cpus = 8\nisolated = "6-7"\n', 1)
+    spec = load_scenario("t.toml", text)
+    sim = SimHost(spec, str(tmp_path / "tree"), seed=1)
+    sim.step(1.0, spec.phases[0])
+    collector = IrqtuneCollector(Host(sim.root))
+    samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
+               for f in collector.collect() for s in f.samples if s.name == "irqtune_cpu_isolated"}  # fmt: skip
+    cpus = {dict(labels)["cpu"] for _, labels in samples}
+    assert cpus == {"6", "7"} and set(samples.values()) == {1.0}  # the simulated host isolates them as the kernel
+    assert ("irqtune_cpu_isolated", (("cpu", "6"), ("kind", "isolated"))) in samples  # shows: sysfs and isolcpus=

@@ -9,6 +9,7 @@ under the GIL), so no lock is needed as long as one thread writes. Exported as:
     irqtune_agent_changes_total{outcome,knob_kind}      decisions by outcome (applied, rolled_back,
                                                         refused, held, ...) and knob kind
     irqtune_agent_journal_entries                       knobs irqtune changed and can restore
+    irqtune_agent_drifted_knobs                         journaled knobs that no longer hold what irqtune wrote
     irqtune_knob_value{knob,knob_kind,device,setting}   current value of every knob the agent read
 """
 
@@ -29,6 +30,7 @@ class AgentStats:
     last_loop_duration_seconds: float | None = None
     changes: dict[tuple[str, str], int] = field(default_factory=dict)  # (outcome, knob kind) -> count
     journal_entries: int | None = None
+    drifted_knobs: int | None = None  # journaled knobs something else changed since (irqtune verify's drift)
     knob_values: dict[str, float] = field(default_factory=dict)  # knob id (irq/41/affinity) -> number
 
     def record_pass(self, duration_seconds: float) -> None:
@@ -84,6 +86,13 @@ def agent_families(stats: AgentStats) -> Iterator[Metric]:
             "irqtune_agent_journal_entries",
             "Knobs in the journal: changed by irqtune, restorable with irqtune restore.",
             value=stats.journal_entries,
+        )
+    if stats.drifted_knobs is not None:
+        yield GaugeMetricFamily(
+            "irqtune_agent_drifted_knobs",
+            "Journaled knobs that no longer hold the value irqtune wrote (something else changed them; irqtune "
+            "verify names them), checked every pass.",
+            value=stats.drifted_knobs,
         )
     values = GaugeMetricFamily(
         "irqtune_knob_value",

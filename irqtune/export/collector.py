@@ -27,6 +27,7 @@ from .. import __version__
 from ..host import Host
 from ..measure.inventory import Inventory, build_inventory
 from ..measure.snapshot import Snapshot, take_snapshot
+from ..measure.topology import Topology, read_topology
 from ..probe.base import Histogram
 from ..probe.runner import ProbeResult
 from .agent_stats import AgentStats, agent_families
@@ -71,6 +72,7 @@ class IrqtuneCollector:
         self._inventory: Inventory | None = None
         self._inventory_key: tuple | None = None
         self._inventory_at = 0.0
+        self._topo: tuple[tuple[int, ...], float, Topology] | None = None  # online CPUs, when read, topology
         self._last_drop_shape: tuple = ()
         self._last_up = 1
         self._last_error = ""
@@ -108,7 +110,7 @@ class IrqtuneCollector:
 
         results: dict[str, ProbeResult] = self.probes.read() if self.probes else {}
         hists, unhandled = hardirq_data(results)
-        fixed: list[Metric] = [*netdev_families(snap, self.options.filters)]
+        fixed: list[Metric] = [*netdev_families(snap, self.options.filters), isolation_family(self._topology(snap))]
         if self.probes:
             fixed += probe_families(self.probes, results)
         if self.agent:
@@ -135,6 +137,14 @@ class IrqtuneCollector:
             log.warning("nothing to measure: %s", ", ".join(f"{p} {w}" for p, w in snap.unavailable.items()))
         self._last_up = up
         return families, plan, up, len(snap.problems)
+
+    def _topology(self, snap: Snapshot) -> Topology:
+        """The CPU topology, read again only when the online CPUs change or INVENTORY_TTL passed (reading it
+        touches a few files per CPU)."""
+        now, online = time.monotonic(), tuple(snap.cpus)
+        if self._topo is None or self._topo[0] != online or now - self._topo[1] > INVENTORY_TTL:
+            self._topo = (online, now, read_topology(self.host, fallback_online=snap.cpus))
+        return self._topo[2]
 
     def _inventory_for(self, snap: Snapshot) -> Inventory | None:
         table = snap.interrupts
@@ -212,6 +222,18 @@ def _hardirq_families(
             none.add_metric(counter.labels, unhandled[counter.irq])
     yield duration
     yield none
+
+
+def isolation_family(topology: Topology) -> Metric:
+    """irqtune_cpu_isolated{cpu,kind}: 1 for each CPU isolated by `kind` (isolated, nohz_full, isolcpus); no
+    series for the others, so `... and on (cpu) irqtune_cpu_isolated` keeps only isolated CPUs."""
+    family = GaugeMetricFamily("irqtune_cpu_isolated", "1 for a CPU isolated from the scheduler or the tick, "
+                               "by kind: isolated (sysfs), nohz_full, isolcpus.", labels=["cpu", "kind"])  # fmt: skip
+    for kind, cpus in (("isolated", topology.isolated), ("nohz_full", topology.nohz_full),
+                       ("isolcpus", topology.isolcpus)):  # fmt: skip
+        for cpu in sorted(set(cpus)):
+            family.add_metric([str(cpu), kind], 1)
+    return family
 
 
 def _build_info() -> Metric:
