@@ -119,8 +119,9 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
 )  # fmt: skip
 @click.option(
     "--probe/--no-probe", default=None,
-    help="Also run the hardirq, ipi, tlb and block eBPF probes over the window (handler latency, IPI and TLB "
-    "sources, block completion latency for NVMe advice). Default: when they can run (root, bcc, --root /).",
+    help="Also run the hardirq, ipi, tlb, block and timer eBPF probes over the window (handler latency, IPI and TLB "
+    "sources, block completion latency for NVMe advice, who keeps a nohz_full tick). Default: when they can run "
+    "(root, bcc, --root /).",
 )  # fmt: skip
 @click.pass_obj
 def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str, probe: bool | None) -> None:

@@ -47,7 +47,7 @@ class Collected:
         return self.after.problems + self.topology.problems + refused
 
 
-STATUS_PROBES = ["hardirq", "ipi", "tlb", "block"]
+STATUS_PROBES = ["hardirq", "ipi", "tlb", "block", "timer"]
 
 
 def collect(
@@ -59,7 +59,7 @@ def collect(
 ) -> Collected:
     """All the I/O of `status`: two readings `interval` apart (one when 0), topology, inventory.
 
-    `probe`: also run the hardirq, ipi, tlb and block eBPF probes over the window; None = when they can run.
+    `probe`: also run the hardirq, ipi, tlb, block and timer eBPF probes over the window; None = when they can run.
     """
     probe_reason = ebpf_unavailable_reason(host) if interval > 0 and probe is not False else "no window"
     session = None
