@@ -1,4 +1,4 @@
-"""Advice rules (decide/advice.py): NVMe polling and placement, and what disturbs isolated CPUs.
+"""Advice rules (decide/advice/): NVMe polling and placement, and what disturbs isolated CPUs.
 
 Constructed measurements for each rule, then real /proc/interrupts fixtures and the simulator's
 NVMe scenario trees read through the same measurement code as a real host.

@@ -2,7 +2,7 @@
 
 The loop holds no policy of its own: placement comes from `decide/placement.py`, the rest of
 the proposals (storm guard, moderation, NAPI) from `propose.py`, findings and advice from
-`findings.py` and `decide/advice.py`. What it adds is the safety around
+`findings.py` and `decide/advice/`. What it adds is the safety around
 them: at most `max_changes` per pass, a knob holds for `dwell` seconds before it may change
 again, a knob that flips back and forth is frozen, and a change after which the device got
 worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is rolled back and that knob
