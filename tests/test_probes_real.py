@@ -170,7 +170,11 @@ def test_probe_command_json_under_workloads():
     irqs, unhandled = probes["hardirq"]["data"]["irqs"], probes["hardirq"]["data"]["unhandled"]
     inner, outer = out["proc"]["interrupts"], out["proc_outer"]["interrupts"]
     seen = {i: h["count"] + unhandled.get(i, 0) for i, h in irqs.items()}
-    assert seen and all(between(n, inner.get(i, 0), outer.get(i, 0)) for i, n in seen.items()), (seen, inner, outer)
+    # All seven probes run here: an interrupt that arrives while another probe's program runs on that CPU is
+    # not traced (the kernel's bpf_prog_active recursion guard for tracepoint programs), so a busy IRQ may come
+    # out a little under the inner /proc delta (14 of 3,305 once, with other tests competing for both CPUs).
+    assert seen and all(between(n, int(inner.get(i, 0) * 0.98), outer.get(i, 0)) for i, n in seen.items()), (
+        seen, inner, outer)  # fmt: skip
     assert all(h["buckets"] and h["sum_seconds"] > 0 for h in irqs.values())
     assert probes["softirq"]["data"]["vectors"]["BLOCK"]["run"]["count"] > 0
     assert sum(s["targets"] for s in probes["ipi"]["data"]["sends"]) > 0
