@@ -170,9 +170,10 @@ def test_probe_command_json_under_workloads():
     irqs, unhandled = probes["hardirq"]["data"]["irqs"], probes["hardirq"]["data"]["unhandled"]
     inner, outer = out["proc"]["interrupts"], out["proc_outer"]["interrupts"]
     seen = {i: h["count"] + unhandled.get(i, 0) for i, h in irqs.items()}
-    # All seven probes run here: an interrupt that arrives while another probe's program runs on that CPU is
-    # not traced (the kernel's bpf_prog_active recursion guard for tracepoint programs), so a busy IRQ may come
-    # out a little under the inner /proc delta (14 of 3,305 once, with other tests competing for both CPUs).
+    # All seven probes run here. Once, with other test runs saturating both CPUs, the disk's request IRQ came
+    # out 14 of 3,305 under the inner /proc delta; the cause is not established (the handler probe is a raw
+    # tracepoint pair and per-CPU), so a shortfall up to 2 % is allowed here and the idle-host checks above
+    # keep the exact bounds.
     assert seen and all(between(n, int(inner.get(i, 0) * 0.98), outer.get(i, 0)) for i, n in seen.items()), (
         seen, inner, outer)  # fmt: skip
     assert all(h["buckets"] and h["sum_seconds"] > 0 for h in irqs.values())
