@@ -3,9 +3,9 @@
 Kubernetes: every kustomization (base, overlays, cluster) is rendered here in Python, for exactly the kustomize
 features deploy/kubernetes uses (anything else is refused, never guessed), checked against `kubectl kustomize`
 where kubectl exists, and validated offline against the Kubernetes OpenAPI schemas bundled in kubernetes-validate,
-strict (unknown fields are errors). The PodMonitor is a Prometheus Operator CRD those schemas lack: it is checked
-against a schema written here from the operator's CRD. Then the rules no schema holds: node selection, configs,
-security context, references.
+strict (unknown fields are errors). The PodMonitor and the PrometheusRule are Prometheus Operator CRDs those schemas
+lack: each is checked, as strictly, against a schema written from the operator's CRD (the PrometheusRule's lives in
+test_prometheus_rules.py). Then the rules no schema holds: node selection, configs, security context, references.
 
 Ansible: site.yml passes --syntax-check; the role runs against this host in --check --diff mode (once per mode, in
 one run) and the host is the same afterwards; its template renders configs irqtune's own loader accepts.
@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, require
+from test_prometheus_rules import PROMETHEUSRULE, PROMETHEUSRULE_SCHEMA, RULES
 
 from irqtune.config import load_config
 
@@ -56,7 +57,7 @@ def _kubernetes_validate():
 
 KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "namespace", "nameSuffix", "labels", "configMapGenerator",
                         "patches", "images"}  # fmt: skip
-KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "DaemonSet", "PodMonitor"}
+KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "DaemonSet", "PodMonitor", "PrometheusRule"}
 # Strategic merge: lists merged by key (as in the Kubernetes API's patchMergeKey); any other list is replaced.
 MERGE_KEYS = {"containers": "name", "initContainers": "name", "volumes": "name", "volumeMounts": "mountPath",
               "env": "name", "ports": "containerPort", "tolerations": None}  # fmt: skip
@@ -241,8 +242,16 @@ def test_every_object_validates_against_the_kubernetes_schemas(rendered, name):
     checked = 0
     for obj in rendered[name]:
         if obj["apiVersion"] == "monitoring.coreos.com/v1":
-            with pytest.raises(kv.utils.SchemaNotFoundError):  # a CRD: checked by the next test instead
+            with pytest.raises(kv.utils.SchemaNotFoundError):  # a CRD: the operator's schema instead
                 kv.validate(obj, versions[-1], strict=True)
+            import jsonschema  # kubernetes-validate's dependency
+
+            assert obj["kind"] in CRD_SCHEMAS, f"{name}: no schema for {obj['kind']}"
+            try:
+                jsonschema.validate(obj, CRD_SCHEMAS[obj["kind"]])
+            except jsonschema.ValidationError as err:
+                where = ".".join(str(p) for p in err.path)
+                pytest.fail(f"{name}: {obj['kind']}/{obj['metadata']['name']} at {where}: {err.message} (CRD)")
             continue
         for version in versions:
             try:
@@ -338,6 +347,9 @@ PODMONITOR_SCHEMA = {
     },
 }
 
+# Every Prometheus Operator kind deploy/kubernetes renders, with its schema (strict: unknown fields are errors).
+CRD_SCHEMAS = {"PodMonitor": PODMONITOR_SCHEMA, "PrometheusRule": PROMETHEUSRULE_SCHEMA}
+
 
 def _seconds(duration: str) -> float:
     units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
@@ -372,6 +384,25 @@ def test_the_podmonitor_fits_the_operators_schema_and_scrapes_every_overlays_pod
         source = relabel["sourceLabels"][0]
         if source.startswith("__meta_kubernetes_pod_label_"):  # a pod label: some overlay must set it
             assert source.removeprefix("__meta_kubernetes_pod_label_") in pod_labels, source
+
+
+def test_the_prometheusrule_is_the_rules_file_in_the_irqtune_namespace(rendered):
+    """What `kubectl apply -k deploy/kubernetes/cluster` sends: the file as it is (kustomize adds nothing), whose
+    groups are deploy/prometheus/irqtune.rules.yml's, in the namespace the agents run in; the operator's schema
+    refuses a misspelt field (the API server would prune it without a word)."""
+    import jsonschema  # kubernetes-validate's dependency
+
+    yaml = _yaml()
+    _kubernetes_validate()
+    rule = _one(rendered["cluster"], "PrometheusRule")
+    assert rule == yaml.safe_load(PROMETHEUSRULE.read_text())
+    assert rule["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"]
+    assert rule["metadata"]["namespace"] == _one(rendered["cluster"], "Namespace")["metadata"]["name"]
+    jsonschema.validate(rule, PROMETHEUSRULE_SCHEMA)
+    broken = copy.deepcopy(rule)
+    broken["spec"]["groups"][1]["rules"][0]["annotation"] = {"summary": "misspelt"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(broken, PROMETHEUSRULE_SCHEMA)
 
 
 # -- Kubernetes: what no schema says ---------------------------------------------------------------------------------

@@ -7,7 +7,8 @@
   the dashboard's queries also parse (promtool, with Grafana's variables filled in);
 * the dashboard: JSON, the datasource and instance variables, a datasource and targets on every panel;
 * the Prometheus Operator's copy, deploy/kubernetes/cluster/prometheusrule.yaml: its spec.groups are the rules
-  file's groups, and it fits a schema written from the operator's CRD;
+  file's groups, and it fits a schema written from the operator's CRD (PROMETHEUSRULE_SCHEMA; tests/test_deploy.py
+  applies it to the object `kubectl kustomize deploy/kubernetes/cluster` renders too);
 * end to end: `irqtune export --once` on this host has every metric family the rules and the dashboard use,
   except those that need --probes or the agent (listed here, and checked to be absent).
 
@@ -34,7 +35,8 @@ DASHBOARD = PROM / "grafana" / "irqtune-dashboard.json"
 PROMETHEUSRULE = REPO / "deploy" / "kubernetes" / "cluster" / "prometheusrule.yaml"
 METRICS_DOC = REPO / "docs" / "metrics.md"
 
-ALERTS = {"IrqtuneInterruptStorm", "IrqtuneTimeSqueezeWithDrops", "IrqtuneAgentDown", "IrqtuneDriftDetected",
+ALERTS = {"IrqtuneInterruptStorm", "IrqtuneTimeSqueezeWithDrops", "IrqtuneIrqOnIsolatedCpu",
+          "IrqtuneTlbShootdownsOnIsolatedCpu", "IrqtuneAgentDown", "IrqtuneDriftDetected",
           "IrqtuneExporterSeriesDropped"}  # fmt: skip
 SEVERITIES = {"critical", "warning", "info"}
 
@@ -46,7 +48,9 @@ NOT_IN_PLAIN_EXPORT = {
     "irqtune_agent_changes_total": "the agent (irqtune run)",
     "irqtune_agent_loop_duration_seconds": "the agent (irqtune run)",
     "irqtune_agent_journal_entries": "the agent (irqtune run) in tune mode",
+    "irqtune_agent_drifted_knobs": "the agent (irqtune run) in tune mode",
     "irqtune_knob_value": "the agent (irqtune run)",
+    "irqtune_irq_cpu_interrupts_total": "--per-cpu (named in IrqtuneIrqOnIsolatedCpu's description)",
     "irqtune_hardirq_handler_duration_seconds_bucket": "--probes",
     "irqtune_block_completion_latency_seconds_bucket": "--probes",
 }
@@ -388,8 +392,8 @@ PROMETHEUSRULE_SCHEMA = {
 PROMETHEUSRULE_HEADER = """\
 # The Prometheus Operator's copy of deploy/prometheus/irqtune.rules.yml: spec.groups are that file's groups
 # (tests/test_prometheus_rules.py checks it; `python tests/test_prometheus_rules.py` rewrites this file from it).
-# Not in kustomization.yaml: apply it on its own, `kubectl apply -f deploy/kubernetes/cluster/prometheusrule.yaml`,
-# after the namespace. Needs the operator's CRDs.
+# In cluster/kustomization.yaml (`kubectl apply -k deploy/kubernetes/cluster`), with the namespace and the
+# PodMonitor. Needs the operator's CRDs.
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
@@ -443,6 +447,8 @@ def test_irqtune_export_has_the_families_the_rules_and_dashboard_use():
     assert out.returncode == 0, out.stderr
     exported = {re.split(r"[{ ]", line, maxsplit=1)[0] for line in out.stdout.splitlines()
                 if line and not line.startswith("#")}  # fmt: skip
+    # A family without samples (irqtune_cpu_isolated on a host with no isolated CPU) is exported all the same.
+    exported |= set(re.findall(r"^# TYPE (\w+) ", out.stdout, re.M))
     assert "irqtune_up" in exported
     doc = _rules()
     exprs = {**rule_exprs(doc), **dashboard_exprs(json.loads(DASHBOARD.read_text()))}
