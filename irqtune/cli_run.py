@@ -111,14 +111,19 @@ def register(main: click.Group, ctx_type) -> None:
             as_json: bool, listen: str | None) -> None:  # fmt: skip
         """Run the agent: measure, decide, act, check, every INTERVAL seconds.
 
-        Each pass takes a snapshot (the same one `status` uses), reports findings, and decides:
-        NIC queue IRQs spread over local housekeeping CPUs (once, and never onto critical or
-        banned CPUs), then RX coalescing per NIC from the measured packet and interrupt rates
-        toward the device's goal. In observe mode (the default) decisions are printed as
+        Each pass takes a snapshot (the same one `status` uses), reports findings and advice
+        (NVMe polling, TLB shootdowns and IPIs on isolated CPUs, threaded NAPI), and decides:
+        NIC queue IRQs one per core over local housekeeping CPUs (once, never onto critical or
+        banned CPUs; next to a configured process's threads; RPS/XPS to match); per NIC,
+        coalescing, NAPI deferral and, for busy-polled queues, IRQ suspension, predicted from the
+        measured packet rate and per-packet cost toward the device's goal; netdev_budget when
+        NAPI is squeezed with drops; a storming low-criticality IRQ to the irq_sink CPUs with its
+        coalescing raised. In observe mode (the default) decisions are printed as
         recommendations and nothing is written. In tune mode they go through the journal (so
-        `irqtune restore` undoes them, after a crash too), at most max_changes per pass; a
-        knob holds for `dwell` seconds, a knob that flips three times is frozen, and a change
-        after which the device's drops or time_squeeze rose is rolled back.
+        `irqtune restore` undoes them, after a crash too), at most max_changes per pass, within
+        [bounds]; a knob holds for `dwell` seconds, a knob that flips three times is frozen, and
+        a change after which the device's drops or time_squeeze rose (within three passes) is
+        rolled back and that knob backs off.
 
         A link going up or down, a device appearing or leaving (rtnetlink) or a CPU going on-
         or offline starts a pass at once, with placement again.
