@@ -130,7 +130,7 @@ def register(main: click.Group, ctx_type) -> None:
 
         With --listen (or [exporter] listen) it serves Prometheus metrics: everything
         `irqtune export` serves plus irqtune_agent_* (passes, loop duration, changes by
-        outcome and knob kind, journal entries) and irqtune_knob_value. The exporter's
+        outcome and knob kind, journal entries, drifted knobs) and irqtune_knob_value. The exporter's
         settings take effect at start; SIGHUP does not change them.
 
         \b
