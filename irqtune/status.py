@@ -22,7 +22,7 @@ from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology, read_topology
 from .parse.common import Problem, format_cpulist
 from .parse.interrupts import InterruptTable
-from .probe.runner import EbpfUnavailable, ProbeResult, ProbeSession, ebpf_unavailable_reason
+from .probe.runner import EbpfUnavailable, ProbeResult, ProbeSession, ebpf_unavailable_reason, jsonable
 from .state import boot_id, load_learned_managed
 
 
@@ -87,18 +87,17 @@ def collect(
     learned = load_learned_managed(state_dir, boot_id(host))
     inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
     measured = Measurements(topology, inventory, rates)
-    advice = advise(
-        measured,
-        {n: {"status": r.status, "data": r.data} for n, r in probes.items()} | {"duration": interval}
-        if probes
-        else None,
-        read_nvme(host),
-        cpu_idle=rates.idle_time if rates else None,
-    )
+    advice = advise(measured, probe_document(probes, interval), read_nvme(host),
+                    cpu_idle=rates.idle_time if rates else None)  # fmt: skip
     findings = supersede(find_all(measured), advice)
     return Collected(
         host, before, after, rates, topology, inventory, findings, find_bcc(), _host_info(host), probes, probe_reason
     )
+
+
+def probe_document(probes: dict[str, ProbeResult], window: float) -> dict | None:
+    """The probes' results as advice reads them: the JSON of `irqtune probe --json` (histograms as dicts)."""
+    return {"probes": {n: jsonable(r) for n, r in probes.items()}, "duration": window} if probes else None
 
 
 def _round(value: float) -> float:

@@ -464,3 +464,17 @@ def test_simulated_nvme_queue_on_isolated_cpus(tmp_path):
     irq = next(info.irq for info in m.inventory.irqs.values() if info.device == "nvme0" and info.queue == 4)
     assert len(placement) == 1 and f"IRQ {irq} (queue 4) on CPU 6" in placement[0].message
     assert "only isolated CPUs" in placement[0].message
+
+
+def test_advice_reads_the_probe_runners_own_results():
+    """`status` hands advice the runner's ProbeResults, whose histograms are objects, through probe_document."""
+    from irqtune.probe.base import Histogram
+    from irqtune.probe.runner import ProbeResult
+    from irqtune.status import probe_document
+
+    latency = Histogram()
+    latency.add(100_000, int(100_000 * 11e-6 * 1e9), 40_000, [0] * 13 + [100_000])
+    data = {"devices": {"nvme0n1": {"dev": "259:0", "latency": latency, "remote_completions": 0,
+                                    "queues": {f"hctx{q}": latency for q in range(4)}}}}  # fmt: skip
+    found = advise(nvme_measurements(50_000), probe_document({"block": ProbeResult("block", "ok", data=data)}, 2.0))
+    assert [f.code for f in polling(found)] == ["nvme-poll-would-pay"]
