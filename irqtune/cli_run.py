@@ -204,6 +204,7 @@ def register(main: click.Group, ctx_type) -> None:
                         if reloaded.mode == "tune" and journal is None:  # observe -> tune: writes need the journal
                             journal = agent.journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
                         agent.config = config = reloaded
+                        agent.placed = False  # the rules or the mode may have changed: place again
                         click.echo(f"irqtune: reloaded {agent.config.path} ({config.mode} mode)", err=True)
                     except (ConfigError, JournalError) as err:
                         click.echo(f"irqtune: reload refused, keeping the running config: {err}", err=True)

@@ -506,3 +506,21 @@ def test_drift_is_counted_for_the_exporter(sim, tmp_path):
     finally:
         journal.close()
     assert stats.drifted_knobs == 1
+
+
+def test_placement_held_by_max_changes_is_finished_in_later_passes(sim, tmp_path):
+    """Two queue IRQs to place with max_changes = 1: one per pass, until both are where the plan wants them."""
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "state")
+    journal = Journal.open(state, boot_id(host))
+    agent = Agent(host, Config(mode="tune", limits=Limits(max_changes=1, dwell=0)), state, clock=lambda: sim.clock,
+                  journal=journal)  # fmt: skip
+    placed = []
+    try:
+        for _ in range(3):
+            sim.step(1.0, sim.sc.phases[0])
+            report = agent.run_pass()
+            placed += [d.knob for d in report.decisions if d.knob.startswith("irq/") and d.outcome == "applied"]
+    finally:
+        journal.close()
+    assert sorted(placed) == ["irq/100/affinity", "irq/101/affinity"] and agent.placed

@@ -103,7 +103,8 @@ class Agent:
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now)
-        proposals = [] if self.placed else self._placement()
+        placement = [] if self.placed else self._placement()
+        proposals = list(placement)
         if rates is not None:
             proposed, advice = self.proposer.propose(self.config, inventory, rates, findings)
             proposals += proposed
@@ -125,6 +126,8 @@ class Agent:
                 self._apply(decision, now, rates)
                 budget -= decision.outcome == APPLIED
             report.decisions.append(decision)
+        if self.tuning and any(d.outcome == "held" for d in placement):
+            self.placed = False  # max_changes or dwell held some of it: place again next pass
         for knob in list(self.backoff):
             self.backoff[knob] -= 1
             if self.backoff[knob] <= 0:
