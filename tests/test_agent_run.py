@@ -479,7 +479,7 @@ def test_a_value_the_driver_rounds_is_not_written_again(tmp_path):
             outcomes.append([(d.outcome, d.note) for d in agent.run_pass().decisions])
     finally:
         journal.close()
-    assert outcomes[0] == [] and outcomes[1][0][0] == "failed", outcomes  # pass 1 has no rates yet
+    assert outcomes[0] == [] and outcomes[1] == [("applied", "the device holds 50 for 32")], outcomes  # no rates yet
     assert usecs(sim.root) == 50  # written once: the device rounded 32 to 50
     assert outcomes[2:] == [[("unchanged", "the driver rounds 32 to 50")]] * 2
 

@@ -82,7 +82,7 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
         _write_with_retries(knob, target)
     except OSError as err:
         outcome, message = knob.classify(err)
-        after = _read_quietly(knob)
+        after = read_quietly(knob)
         if after == before and new_entry:
             journal.forget(knob.id)  # nothing changed: nothing to restore
         elif after is not None:
@@ -91,7 +91,7 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
             _learn_managed(knob, err, state_dir)
         log.warning("%s: %s", knob.id, message)
         return Result(knob.id, outcome, before, target, after, message)
-    after = _read_quietly(knob)
+    after = read_quietly(knob)
     if after != target:
         if after is not None:
             journal.note_written(knob.id, after)
@@ -140,7 +140,7 @@ def _write_with_retries(knob: Knob, value: str) -> None:
             time.sleep(delay)
 
 
-def _read_quietly(knob: Knob) -> str | None:
+def read_quietly(knob: Knob) -> str | None:
     try:
         return knob.read()
     except (Unsupported, OSError):
@@ -207,7 +207,7 @@ def _restore_one(host: Host, entry, dry_run: bool) -> Result:
     except OSError as err:
         outcome, message = knob.classify(err)
         return Result(entry.knob, outcome, current, original, current, f"{message}; entry kept")
-    after = _read_quietly(knob)
+    after = read_quietly(knob)
     if after != original:
         return Result(entry.knob, FAILED, current, original, after, "read back differs; entry kept")
     return Result(entry.knob, RESTORED, current, original, after)

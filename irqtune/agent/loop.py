@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..act.engine import APPLIED, FAILED, change, prepare
+from ..act.engine import APPLIED, FAILED, change, prepare, read_quietly
 from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
 from ..config import Config
@@ -189,9 +189,13 @@ class Agent:
             decision.outcome, decision.note = "refused", str(err)
             return
         decision.outcome, decision.note = result.outcome, result.message
-        if result.outcome == FAILED and result.after is not None:  # quantised: remember, do not try again
-            self.rounded[(decision.knob, decision.target)] = result.after
-        if result.outcome != APPLIED:
+        if result.outcome == FAILED and result.after not in (None, result.before):
+            # the host changed, to another value than asked: the driver rounded it (when a second read agrees),
+            # or something else wrote meanwhile. Either way it counts as a change of this knob, checked as one.
+            if read_quietly(knob) == result.after:
+                self.rounded[(decision.knob, decision.target)] = result.after
+            decision.outcome, decision.note = APPLIED, f"the device holds {result.after} for {decision.target}"
+        if decision.outcome != APPLIED:
             return
         log.info("%s: %s -> %s: %s", decision.knob, decision.current, decision.target, decision.reason)
         flips = [t for t in self.flips.get(decision.knob, []) if now - t < 2 * self.config.limits.dwell]
