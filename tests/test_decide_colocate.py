@@ -327,3 +327,12 @@ def test_find_a_real_pinned_process_by_name():
     finally:
         child.kill()
         child.wait(timeout=10)
+
+
+def test_with_isolcpus_an_ordinary_thread_is_not_pinned():
+    """isolcpus=6-7: an ordinary thread's mask is the housekeeping set 0-5, which is not a pinning."""
+    inv, topo, rules = world(nic(), isolated=(6, 7))
+    plan = colocate_plan(inv, topo, rules, {"eth0": threads((0, 1, 2, 3, 4, 5))})
+    assert not plan.changes and any("recommend" in n for n in plan.notes)
+    pinned = colocate_plan(inv, topo, rules, {"eth0": threads((2,), (2,))})
+    assert set(targets(pinned).values()) <= {"2", "3"}  # same core as the pinned threads

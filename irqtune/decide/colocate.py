@@ -130,12 +130,15 @@ def placed_cpus(inventory: Inventory, plan: Plan | None = None) -> dict[int, int
 # -- co-location -----------------------------------------------------------------------------------------
 
 
-def pinned_cpus(threads: list[ThreadPlacement], online: list[int]) -> list[int]:
-    """The CPUs of the pinned threads (allowed on fewer than all online CPUs), most threads first."""
+def pinned_cpus(threads: list[ThreadPlacement], online: list[int], default: list[int] | None = None) -> list[int]:
+    """The CPUs of the pinned threads, most threads first. A thread allowed on every CPU a task gets by
+    default (the housekeeping CPUs when some are isolated, else all online ones) is not pinned: with
+    isolcpus= every ordinary thread's mask is the housekeeping set."""
     weight: dict[int, float] = {}
+    usual = set(default or online) & set(online)
     for t in threads:
         cpus = [c for c in t.allowed if c in online]
-        if not cpus or len(cpus) >= len(online):
+        if not cpus or usual <= set(cpus):
             continue
         for c in cpus:
             weight[c] = weight.get(c, 0.0) + 1.0 / len(cpus)
@@ -203,7 +206,7 @@ def _skip_reason(device: Device | None, name: str, rules: Rules, threads: list[T
 def _colocate_device(plan: Plan, decided: set[str], inventory: Inventory, topology: Topology, rules: Rules,
                      device: Device, threads: list[ThreadPlacement], placed: Mapping[int, int]) -> None:  # fmt: skip
     """IRQ changes that follow the pinned threads of one device's process."""
-    app = pinned_cpus(threads, topology.online)
+    app = pinned_cpus(threads, topology.online, topology.housekeeping)
     if not app:
         span = format_cpulist(sorted({c for t in threads for c in t.allowed}))
         why = f"its threads may run on any of CPU {span or '?'}, so its IRQs cannot follow them"
