@@ -24,11 +24,14 @@ def row(name: str, rx_packets: int, rx_drop: int = 0, tx_drop: int = 0) -> str:
 
 
 def test_parses_every_column_and_names_a_bad_line():
-    table = parse_netdev(HEADER + row("eth0", 12, 3, 4) + "garbage line\n" + row("veth-a.1", 18446744073709551615))
+    odd = row("bad", 1).replace(" 1 ", " ² ", 1)  # str.isdigit() says yes, int() says no
+    table = parse_netdev(
+        HEADER + row("eth0", 12, 3, 4) + "garbage line\n" + row("veth-a.1", 18446744073709551615) + odd
+    )
     assert table.devices["eth0"]["rx_packets"] == 12 and table.devices["eth0"]["rx_drop"] == 3
     assert table.devices["eth0"]["tx_drop"] == 4
     assert table.devices["veth-a.1"]["rx_packets"] == (1 << 64) - 1  # 64-bit counters
-    assert [(p.line, "NAME:" in p.message) for p in table.problems] == [(4, True)]
+    assert [(p.line, "NAME:" in p.message) for p in table.problems] == [(4, True), (6, True)]
 
 
 def test_the_real_file_parses_without_problems():
@@ -39,10 +42,10 @@ def test_the_real_file_parses_without_problems():
 
 
 def test_netstat_busy_poll_counter_and_a_misaligned_pair():
-    text = "TcpExt: A BusyPollRxPackets\nTcpExt: 1 42\nIpExt: X Y\nIpExt: 1\n"
+    text = "TcpExt: A BusyPollRxPackets\nTcpExt: 1 42\nIpExt: X Y\nIpExt: 1\nMptcpExt: Z\nMptcpExt: ²\n"
     sections, problems = parse_netstat(text)
     assert sections["TcpExt"]["BusyPollRxPackets"] == 42
-    assert "IpExt" not in sections and problems[0].line == 3
+    assert "IpExt" not in sections and [p.line for p in problems] == [3, 5]
     real, real_problems = parse_netstat(Path("/proc/net/netstat").read_text())
     assert not real_problems and "TcpExt" in real
 

@@ -18,7 +18,7 @@ from ..findings import Finding
 from ..host import Host
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
-from ..parse.common import format_cpulist
+from ..parse.common import format_cpulist, is_count
 
 log = logging.getLogger("irqtune.agent")
 
@@ -167,7 +167,7 @@ class Proposer:
     def _napis(self, device: str) -> list[dict[str, int]]:
         """The interface's NAPI instances (netdev netlink, 6.9+); none when it has none or the kernel cannot say."""
         ifindex = self.host.text("sys", "class", "net", device, "ifindex")
-        if ifindex is None or not ifindex.strip().isdigit():
+        if ifindex is None or not is_count(ifindex.strip()):
             return []
         try:
             with netdev_client(self.host, f"net/{device}") as client:

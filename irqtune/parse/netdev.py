@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import Problem
+from .common import Problem, is_count
 
 RX_FIELDS = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame", "rx_compressed", "rx_multicast")
 TX_FIELDS = ("tx_bytes", "tx_packets", "tx_errs", "tx_drop", "tx_fifo", "tx_colls", "tx_carrier", "tx_compressed")
@@ -37,7 +37,7 @@ def parse_netdev(text: str, source: str = "/proc/net/dev") -> NetdevTable:
         name, colon, rest = line.partition(":")
         name = name.strip()
         values = rest.split()
-        if not colon or not name or len(values) != len(FIELDS) or not all(v.isdigit() for v in values):
+        if not colon or not name or len(values) != len(FIELDS) or not all(map(is_count, values)):
             table.problems.append(
                 Problem(source, number, f"expected 'NAME: {len(FIELDS)} counters', got {line.strip()[:60]!r}")
             )
@@ -55,7 +55,7 @@ def parse_netstat(text: str, source: str = "/proc/net/netstat") -> tuple[dict[st
         head, _, names = lines[i].partition(":")
         head2, _, values = lines[i + 1].partition(":")
         keys, numbers = names.split(), values.split()
-        if head != head2 or len(keys) != len(numbers) or not all(n.lstrip("-").isdigit() for n in numbers):
+        if head != head2 or len(keys) != len(numbers) or not all(is_count(n.removeprefix("-")) for n in numbers):
             problems.append(Problem(source, i + 1, f"expected a header line and a value line for {head[:20]!r}"))
             continue
         sections[head] = dict(zip(keys, map(int, numbers)))

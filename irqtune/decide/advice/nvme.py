@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from ...findings import Finding, Measurements, Thresholds
 from ...measure.inventory import IrqInfo
 from ...measure.nvme import NvmeReport
-from ...parse.common import format_cpulist
+from ...parse.common import format_cpulist, is_count
 from .probes import ProbeView
 
 # -- NVMe: the break-even rule (physics.md §0, §4.3, §9.4; the simulator's defaults in sim/nvme.py) --------------
@@ -179,7 +179,7 @@ def _handler_s(dev: _NvmeDevice, view: ProbeView) -> float | None:
 
 def _poll_queues(nvme: NvmeReport | None) -> int | None:
     text = (nvme.poll_queues or "").strip() if nvme else ""
-    return int(text) if text.isdigit() else None
+    return int(text) if is_count(text) else None
 
 
 def _idle_anyway(cpus: Iterable[int], cpu_idle: Mapping[int, float] | None) -> list[int]:
