@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from .events import simulate_queue
 from .host import NvmeStep, QueueStep, SimHost
 from .nvme import simulate_nvme
+from .objective import cost, nic_weights
 from .policy import Control, Policy
 from .scenario import OPEN_LOOP_DEPTH, PhaseSpec, Scenario
 from .workload import mmpp_arrivals
@@ -39,6 +40,7 @@ class Interval:
     settings: dict[str, str]
     overhead_cpu: float = 0.0  # as PhaseResult.overhead_cpu: what the objective prices, per interval
     p99_us: float = 0.0  # of this interval's event-simulation sample alone (a few hundred packets: noisy)
+    cost: float = 0.0  # J of this interval, per NIC at its goal's price of a core, summed (objective.py)
 
 
 @dataclass
@@ -110,7 +112,18 @@ def _interval(host: SimHost, phase: PhaseSpec, dt: float, queues: list[QueueStep
     settings = {q.device: f"{q.setting[0]}us/{q.setting[1]}" for q in queues if q.queue == 0}
     return Interval(host.clock, phase.name, sum(q.rate for q in queues), delivered,
                     sum(q.irq_rate for q in queues), sum(q.cpu_used for q in queues), latency * 1e6,
-                    settings, sum(q.overhead for q in queues), p99_us)  # fmt: skip
+                    settings, sum(q.overhead for q in queues), p99_us, _interval_cost(host, queues))  # fmt: skip
+
+
+def _interval_cost(host: SimHost, queues: list[QueueStep]) -> float:
+    """The objective over one interval, device by device as the oracle prices them."""
+    total, weights = 0.0, nic_weights(host.sc)
+    for device in {q.device for q in queues}:
+        mine = [q for q in queues if q.device == device]
+        delivered = sum(q.delivered for q in mine)
+        latency = sum(q.delivered * q.latency for q in mine if q.delivered) / delivered if delivered else 0.0
+        total += cost(latency, sum(q.overhead for q in mine), sum(q.rate for q in mine), delivered, weights[device])
+    return total
 
 
 def _phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat) -> PhaseResult:

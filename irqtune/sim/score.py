@@ -310,7 +310,10 @@ def _load_changes(run: Run, index: int) -> bool:
 
 
 def _interval_cost(record: Interval) -> float:
-    return cost(record.mean_latency_us * 1e-6, record.overhead_cpu, record.offered_pps, record.delivered_pps)
+    """The interval's J as the run priced it (each NIC at its goal's price); records built without one (tests)
+    are priced as one device at the balanced price."""
+    return record.cost or cost(record.mean_latency_us * 1e-6, record.overhead_cpu, record.offered_pps,
+                               record.delivered_pps)  # fmt: skip
 
 
 def _walk(intervals: list[Interval]) -> str:
