@@ -198,6 +198,8 @@ class Agent:
         if decision.outcome != APPLIED:
             return
         log.info("%s: %s -> %s: %s", decision.knob, decision.current, decision.target, decision.reason)
+        if decision.knob in self.proposer.seen and decision.target.isdigit():
+            self.proposer.seen[decision.knob] = int(decision.target)  # what the knob holds now
         flips = [t for t in self.flips.get(decision.knob, []) if now - t < 2 * self.config.limits.dwell]
         self.flips[decision.knob] = [*flips, now]
         if len(self.flips[decision.knob]) >= 3:

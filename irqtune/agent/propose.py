@@ -50,6 +50,7 @@ class Proposer:
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 ) -> tuple[list[Decision], list[Finding]]:  # fmt: skip
         """(decisions to check and maybe apply, advice findings to report)."""
+        self.seen = {}  # this pass's readings only: a vanished interface's knobs leave the metrics
         out = self._storm_guard(config, inventory, findings)
         moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
                      if name not in self.storming]  # fmt: skip

@@ -96,8 +96,9 @@ def agent_families(stats: AgentStats) -> Iterator[Metric]:
         )
     values = GaugeMetricFamily(
         "irqtune_knob_value",
-        "Current value of a knob as the agent last read it (affinity: number of CPUs; device is the IRQ for "
-        "irq knobs; setting names the sysctl, file, attribute or NAPI setting@id).",
+        "Current value of a numeric knob the agent read or wrote this pass (coalescing, NAPI deferral, "
+        "budgets; IRQ affinity is irqtune_irq_requested_cpus); setting names the sysctl, file, attribute or "
+        "NAPI setting@id.",
         labels=["knob", "knob_kind", "device", "setting"],
     )
     for knob, value in sorted(dict(stats.knob_values).items()):
