@@ -145,23 +145,27 @@ def register(main: click.Group, ctx_type) -> None:
         if listen:
             config.exporter.listen = listen
         lock = _lock(obj.state_dir)
-        journal = None
-        if config.mode == "tune":
-            try:
-                journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
-            except JournalError as err:
-                raise click.ClickException(str(err)) from None
+        stats, server, journal = AgentStats(), None, None
+        try:
+            if config.exporter.listen:
+                try:
+                    server = start_exporter(obj.host, config.exporter, stats)
+                except (OSError, ValueError, AuthFileError) as err:
+                    raise click.ClickException(f"cannot serve metrics on {config.exporter.listen}: {err}") from None
+                click.echo(f"irqtune: serving metrics on {server.url}", err=True)
+            if config.mode == "tune":
+                try:
+                    journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
+                except JournalError as err:
+                    raise click.ClickException(str(err)) from None
+        except click.ClickException:
+            if server is not None:
+                server.close()
+            os.close(lock)
+            raise
         signals, notifier = _Signals(), Notifier()
         signals.install()
         agent = Agent(obj.host, config, obj.state_dir, clock=time.monotonic, journal=journal)
-        stats, server = AgentStats(), None
-        if config.exporter.listen:
-            try:
-                server = start_exporter(obj.host, config.exporter, stats)
-            except (OSError, ValueError, AuthFileError) as err:
-                os.close(lock)
-                raise click.ClickException(f"cannot serve metrics on {config.exporter.listen}: {err}") from None
-            click.echo(f"irqtune: serving metrics on {server.url}", err=True)
         watcher = LinkWatcher() if obj.host.root == "/" else None
         online = None
         done = 0
