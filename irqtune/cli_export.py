@@ -31,7 +31,7 @@ from .probe.runner import EbpfUnavailable
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_NO_EBPF = 0, 1, 3, 4
+EXIT_OK, EXIT_PARTIAL, EXIT_NO_EBPF = 0, 3, 4  # 1: click.ClickException
 ONCE_PROBE_WINDOW = 1.0
 
 EXPORT_EXIT = """

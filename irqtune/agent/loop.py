@@ -35,7 +35,6 @@ log = logging.getLogger("irqtune.agent")
 NOISE = 0.10  # relative change of a health counter that counts as real
 NOISE_FLOOR = 50.0  # per second: below this, drops and squeezes are noise
 BACKOFF_PASSES = 10  # a rolled-back knob is left alone this many passes
-STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue)
 LOAD_CHANGE = 0.25  # relative rise of the offered load that voids a before/after comparison
 PROBATION_PASSES = 3  # a change is checked against its device's health before it for this many passes
 

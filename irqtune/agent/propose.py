@@ -160,7 +160,7 @@ class Proposer:
             packets = counters.get("rx_packets", 0.0)
             if name in known or name == "lo" or packets <= 0 or not config.manages(name, "nic"):
                 continue
-            napis = self._napi_count(name)
+            napis = len(self._napis(name))
             if napis:
                 found.append((name, [QueueLoad(packets / napis, 0.0, None)] * napis))
         return found
@@ -176,9 +176,6 @@ class Proposer:
         except (Unsupported, OSError, *NapiKnob.errors()) as err:  # no netdev family here: not a NAPI device to us
             log.debug("%s: NAPI instances not listed: %s", device, err)
             return []
-
-    def _napi_count(self, device: str) -> int:
-        return len(self._napis(device))
 
     def _read(self, knob: str) -> int:
         """A knob's current value as a number, remembered in `seen` (what the exporter shows as knob values)."""

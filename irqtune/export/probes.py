@@ -48,6 +48,7 @@ class ProbeSource:
 
     def __init__(self, host: Host, names: tuple[str, ...] = EXPORT_PROBES) -> None:
         self.session = ProbeSession(host, names)
+        self.session.reset()  # the first probes counted while the later ones compiled: start them together
         self.started = time.time()
         self._stats_fd: int | None = None
         try:

@@ -28,6 +28,11 @@ def counter_delta(old: int, new: int, interval: float | None = None) -> int:
     return wrapped if plausible else new
 
 
+def reset_delta(old: int, new: int) -> int:
+    """Delta of a 64-bit counter: it does not wrap, so a decrease is a reset (counting from zero again)."""
+    return new - old if new >= old else new
+
+
 @dataclass(slots=True)
 class RowRate:
     key: str
@@ -96,11 +101,10 @@ def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
     if before.netdev and after.netdev:
         for name, counts in after.netdev.devices.items():
             old = before.netdev.devices.get(name)
-            if old is not None:  # 64-bit: a decrease is a reset (the interface was recreated), not a wrap
-                rates.netdev[name] = {k: (v - old[k] if v >= old[k] else v) / interval for k, v in counts.items()}
+            if old is not None:  # the interface may have been recreated meanwhile
+                rates.netdev[name] = {k: reset_delta(old[k], v) / interval for k, v in counts.items()}
     if before.busy_poll_rx_packets is not None and after.busy_poll_rx_packets is not None:
-        old_count, new_count = before.busy_poll_rx_packets, after.busy_poll_rx_packets
-        rates.busy_poll_rx = (new_count - old_count if new_count >= old_count else new_count) / interval
+        rates.busy_poll_rx = reset_delta(before.busy_poll_rx_packets, after.busy_poll_rx_packets) / interval
     return rates
 
 

@@ -132,10 +132,6 @@ def cell(run: Run) -> Cell:
     return Cell(run.scenario, run.policy, scenario_cost(results, weights=run.weights), p99, cpu, irqs, drops)
 
 
-def score_run(name: str, policy: str, seed: int, duration: float | None) -> Cell:
-    return cell(run_policy(name, policy, seed, duration))
-
-
 def normalise(cells: list[Cell]) -> None:
     by_scenario: dict[str, dict[str, Cell]] = {}
     for c in cells:
