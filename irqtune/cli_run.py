@@ -28,6 +28,7 @@ from .export import (
     make_registry,
     serve,
 )
+from .parse.common import printable
 from .state import boot_id
 
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
@@ -190,7 +191,7 @@ def register(main: click.Group, ctx_type) -> None:
                     click.echo(line)
                     for d in (*report.decisions, *report.rollbacks):
                         note = f" ({d.note})" if d.note else ""
-                        click.echo(f"  {d.outcome}: {d.knob} {d.current} -> {d.target}: {d.reason}{note}")
+                        click.echo(printable(f"  {d.outcome}: {d.knob} {d.current} -> {d.target}: {d.reason}{note}"))
                 sys.stdout.flush()
                 if done == 1:
                     notifier.ready(line)

@@ -6,7 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from .parse.common import format_cpulist
+from .parse.common import format_cpulist, printable
 
 SEVERITY_COLOURS = {"critical": "31;1", "warning": "33", "info": "36"}
 MAX_CPU_ROWS = 64
@@ -49,7 +49,7 @@ def _cell(value: object) -> str:
         return "-"
     if isinstance(value, float):
         return f"{value:,.1f}" if value < 1e6 else f"{value:,.0f}"
-    return str(value)
+    return printable(str(value))
 
 
 def _is_numeric_column(values: list[object]) -> bool:
@@ -86,7 +86,7 @@ def render_status(report: dict, style: Style) -> str:
     out += _section(style, "HANDLER LATENCY (eBPF)", _handler_latency(report))
     out += _section(style, "IPI AND TLB SOURCES (eBPF)", _ipi_tlb(report))
     findings = [
-        f"{style.paint(f['severity'].ljust(8), SEVERITY_COLOURS[f['severity']])}  {f['message']}"
+        f"{style.paint(f['severity'].ljust(8), SEVERITY_COLOURS[f['severity']])}  {printable(f['message'])}"
         for f in report["findings"]
     ]
     out += _section(style, "FINDINGS", findings or ["none"])

@@ -237,3 +237,13 @@ def test_snapshot_of_this_host_is_complete(real_host_required):
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "irqtune", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "irqtune" in result.stdout
+
+
+def test_kernel_strings_cannot_drive_the_terminal():
+    """An action name or a finding message with an escape sequence is shown escaped, never sent raw."""
+    from irqtune.parse.common import printable
+    from irqtune.render import table
+
+    assert printable("eth0-TxRx-0") == "eth0-TxRx-0"
+    assert printable("x\x1b[2Jy\n\u202e") == "x\\x1b[2Jy\\n\\u202e"
+    assert "\x1b" not in "".join(table(["ACTION"], [["evil\x1b]0;owned\x07"]]))

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 
 from ..host import Host, PathEscape
-from ..parse.common import CpuListError, is_count, parse_cpulist
+from ..parse.common import CpuListError, is_count, parse_cpulist, printable
 
 COMM_LEN = 15  # TASK_COMM_LEN - 1: the kernel truncates names to this many bytes
 _PROCESSOR = 39 - 3  # stat field 39, counted after the ")" that ends field 2 (comm)
@@ -44,7 +44,7 @@ class ThreadPlacement:
 
 def shown(name: str) -> str:
     """An untrusted name made safe to print: non-printable characters escaped, length capped."""
-    text = "".join(ch if ch.isprintable() else f"\\x{ord(ch):02x}" for ch in name[:_SHOWN_MAX])
+    text = printable(name[:_SHOWN_MAX])
     return text + ("..." if len(name) > _SHOWN_MAX else "")
 
 

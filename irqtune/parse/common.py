@@ -106,3 +106,11 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 def is_hex(token: str) -> bool:
     """A kernel %x value: ASCII hex digits only (int(x, 16) would also take "0x", "_" and signs)."""
     return bool(token) and _HEX.issuperset(token)
+
+
+def printable(text: str) -> str:
+    """A string from the kernel or a process (device, action, comm names) made safe for a terminal: every
+    non-printable character (escape sequences, newlines, bidi controls) shown as a Python escape."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

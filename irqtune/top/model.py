@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
-from ..parse.common import format_cpulist
+from ..parse.common import format_cpulist, printable
 from ..probe.base import Histogram
 
 SORTS = ("rate", "cpus", "latency", "irq", "device")
@@ -24,9 +24,7 @@ ARCH_ROWS = ("LOC", "RES", "CAL", "TLB")  # x86; ARM has IPI0..IPIn instead
 
 def clean(text: str) -> str:
     """A kernel string made safe to print: control and other non-printable characters as escapes."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return printable(text)
 
 
 @dataclass(frozen=True, slots=True)
