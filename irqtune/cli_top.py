@@ -43,9 +43,14 @@ class _Stop(Exception):
     """A stop signal: unwinds through the screen, the terminal settings and the probe session."""
 
 
-def _on_stop(signum: int, frame: object) -> None:
-    for sig in STOP_SIGNALS:  # a second signal must not cut the cleanup short
+def _hold_stops() -> None:
+    """From here on the cleanup runs to its end: a (second) stop signal must not cut it short."""
+    for sig in STOP_SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+def _on_stop(signum: int, frame: object) -> None:
+    _hold_stops()
     raise _Stop()
 
 
@@ -127,9 +132,10 @@ def register(main: click.Group) -> None:
             if not live and sys.stderr.isatty():
                 click.echo(f"irqtune: {message}...", err=True)
 
-        previous = {sig: signal.signal(sig, _on_stop) for sig in STOP_SIGNALS}
+        previous: dict = {}
         samplers: list[Sampler] = []  # the one started, for its last sample's problems
         try:
+            previous.update({sig: signal.signal(sig, _on_stop) for sig in STOP_SIGNALS})  # inside: caught below
             with ExitStack() as stack:
 
                 def start() -> Sampler:
@@ -150,6 +156,7 @@ def register(main: click.Group) -> None:
                     run_live(start, sort, delay, iterations, rows, Console(highlight=False), keys, loading)
                 else:
                     run_plain(start(), sort, delay, iterations, rows, lambda s: click.echo(s, nl=False))
+                _hold_stops()  # q or --iterations: leave the screen, restore the terminal, detach, uninterrupted
         except (_Stop, KeyboardInterrupt):
             pass
         except BrokenPipeError:  # `irqtune top | head`: the reader is gone; stop quietly
