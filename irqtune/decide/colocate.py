@@ -48,8 +48,8 @@ from ..measure.snapshot import IrqAffinity
 from ..measure.tasks import ThreadPlacement, shown
 from ..measure.topology import Topology
 from ..parse.common import CpuListError, format_cpulist, parse_cpulist
+from .spread import own_cpus, queue_irqs, usable_cpus
 
-QUEUE_ROLES = ("rxtx", "rx", "tx", "io")
 RX_ROLES = ("rxtx", "rx")
 TX_ROLES = ("rxtx", "tx")
 RECOMMEND = "recommend: "
@@ -57,20 +57,6 @@ MOVES = ("irq", "threads")
 
 
 # -- shared pieces -------------------------------------------------------------------------------------
-
-
-def usable_cpus(topology: Topology, rules: Rules) -> list[int]:
-    """Where any interrupt may go: housekeeping CPUs that are not banned (nor isolated, unless allowed)."""
-    return [
-        c
-        for c in topology.housekeeping
-        if c not in rules.banned_cpus and (rules.allow_isolated or c not in rules.isolated_cpus)
-    ]
-
-
-def own_cpus(topology: Topology, rules: Rules, device: str) -> set[int]:
-    """The CPUs the config gives a device (allowed even when isolated or banned)."""
-    return {c for c in rules.device_cpus.get(device, ()) if c in topology.online}
 
 
 def smt_siblings(topology: Topology, cpu: int) -> list[int]:
@@ -81,14 +67,6 @@ def smt_siblings(topology: Topology, cpu: int) -> list[int]:
 
 def l3_group(topology: Topology, cpu: int) -> list[int]:
     return next((g for g in topology.l3_groups if cpu in g), [])
-
-
-def queue_irqs(device: Device, roles: Iterable[str] = QUEUE_ROLES) -> list[QueueIrq]:
-    """The device's queue IRQs, ordered by queue number like spread does."""
-    return sorted(
-        (q for q in device.irqs if q.role in roles and q.queue is not None),
-        key=lambda q: (q.queue, QUEUE_ROLES.index(q.role)),
-    )
 
 
 def _single(cpus: Iterable[int] | None) -> int | None:

@@ -17,13 +17,38 @@ measurements in, a plan out.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from ..act.plan import Change, Plan, Rules
-from ..measure.inventory import Inventory
+from ..measure.inventory import Device, Inventory, QueueIrq
 from ..measure.topology import Topology
 from ..parse.common import format_cpulist
 
-QUEUE_ROLES = ("rxtx", "rx", "tx")
+QUEUE_ROLES = ("rxtx", "rx", "tx", "io")
+NIC_ROLES = ("rxtx", "rx", "tx")
 VECTOR_BUDGET = 200  # x86: 256 vectors, 32 exceptions, the rest system vectors and reserve (arch/x86 irq_vectors.h)
+
+
+def usable_cpus(topology: Topology, rules: Rules) -> list[int]:
+    """Where any interrupt may go: housekeeping CPUs that are not banned (nor isolated, unless allowed)."""
+    return [
+        c
+        for c in topology.housekeeping
+        if c not in rules.banned_cpus and (rules.allow_isolated or c not in rules.isolated_cpus)
+    ]
+
+
+def own_cpus(topology: Topology, rules: Rules, device: str) -> set[int]:
+    """The CPUs the config gives a device (allowed even when isolated or banned)."""
+    return {c for c in rules.device_cpus.get(device, ()) if c in topology.online}
+
+
+def queue_irqs(device: Device, roles: Iterable[str] = QUEUE_ROLES) -> list[QueueIrq]:
+    """The device's queue IRQs ordered by queue number, rx/tx of one queue together."""
+    return sorted(
+        (q for q in device.irqs if q.role in roles and q.queue is not None),
+        key=lambda q: (q.queue, QUEUE_ROLES.index(q.role)),
+    )
 
 
 def cores_first(cpus: list[int], topology: Topology) -> list[int]:
@@ -54,12 +79,7 @@ def managed_advice(topology: Topology) -> str:
 
 def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) -> Plan:
     plan = Plan()
-    usable_base = [
-        c
-        for c in topology.housekeeping
-        if c not in rules.banned_cpus and (rules.allow_isolated or c not in rules.isolated_cpus)
-    ]
-    usable_base = cores_first(usable_base, topology)
+    usable_base = cores_first(usable_cpus(topology, rules), topology)
     taken: dict[int, int] = {}  # CPU -> queues given to it so far, over all NICs
     vectors = vectors_in_use(inventory)
     full = sorted(c for c in usable_base if vectors.get(c, 0) >= VECTOR_BUDGET)
@@ -69,10 +89,7 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
     for device in inventory.devices:
         if device.kind != "nic":
             continue
-        queues = sorted(
-            (q for q in device.irqs if q.role in QUEUE_ROLES and q.queue is not None),
-            key=lambda q: (q.queue, QUEUE_ROLES.index(q.role)),
-        )
+        queues = queue_irqs(device, NIC_ROLES)
         if not queues:
             continue
         if device.name in rules.excluded_devices:
@@ -80,7 +97,7 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
             continue
         local = set(device.local_cpus or topology.online)
         cpus = [c for c in usable_base if c in local] or usable_base
-        pinned = sorted(c for c in rules.device_cpus.get(device.name, ()) if c in topology.online)
+        pinned = sorted(own_cpus(topology, rules, device.name))
         cpus = pinned or cpus  # configured for this device: its CPUs, isolated or not
         if not cpus:
             plan.notes.append(f"{device.name}: no CPU left after bans and isolation; left as it is")
