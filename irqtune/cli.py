@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import click
 
 from . import __version__, cli_act, cli_export, cli_run, cli_sim, cli_top
+from .cli_common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
 from .host import Host, PathEscape
 from .measure.nvme import read_nvme
 from .measure.snapshot import take_snapshot, to_json
@@ -23,13 +24,6 @@ from .render import Style, render_status, table
 from .sim.kernel import SimulatedKernel
 from .state import default_state_dir
 from .status import build_report, collect
-
-EXIT_OK = 0
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-EXIT_PARTIAL = 3
-EXIT_NO_EBPF = 4
-MAX_PROBLEM_LINES = 20
 
 EXIT_CODES_HELP = f"""
 \b
@@ -52,14 +46,6 @@ log = logging.getLogger("irqtune")
 class Ctx:
     host: Host
     state_dir: str
-
-
-def _report_problems(problems: list[Problem]) -> int:
-    for problem in problems[:MAX_PROBLEM_LINES]:
-        click.echo(f"irqtune: warning: {problem}", err=True)
-    if len(problems) > MAX_PROBLEM_LINES:
-        click.echo(f"irqtune: warning: ... and {len(problems) - MAX_PROBLEM_LINES} more problems", err=True)
-    return EXIT_PARTIAL if problems else EXIT_OK
 
 
 def _require_something(snap) -> None:
@@ -155,7 +141,7 @@ def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str, probe
         _dump(report)
     else:
         click.echo(render_status(report, Style.auto(color)), nl=False)
-    sys.exit(_report_problems(collected.problems))
+    sys.exit(report_problems(collected.problems))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
@@ -193,7 +179,7 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
         _print_snapshot_summary(snap)
     for path, why in snap.unavailable.items():
         log.info("%s unavailable: %s", path, why)
-    sys.exit(_report_problems(snap.problems))
+    sys.exit(report_problems(snap.problems))
 
 
 def _print_snapshot_summary(snap) -> None:

@@ -16,13 +16,12 @@ from .act.journal import Journal, JournalError
 from .act.knobs import KNOB_FORMS, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from .act.owners import rivals
 from .act.plan import PlanError, load_plan
+from .cli_common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from .config import ConfigError, load_config
 from .decide.placement import placement_plan
 from .measure.topology import read_topology
 from .parse.common import CpuListError, parse_cpulist
 from .state import boot_id
-
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_DRIFT = 0, 1, 3, 5
 
 ACT_EXIT_HELP = """
 \b

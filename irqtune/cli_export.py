@@ -12,6 +12,7 @@ import time
 import click
 from prometheus_client import generate_latest
 
+from .cli_common import EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL
 from .export import (
     DEFAULT_LISTEN,
     DEFAULT_MAX_SERIES,
@@ -31,7 +32,6 @@ from .probe.runner import EbpfUnavailable
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_PARTIAL, EXIT_NO_EBPF = 0, 3, 4  # 1: click.ClickException
 ONCE_PROBE_WINDOW = 1.0
 
 EXPORT_EXIT = """

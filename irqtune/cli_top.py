@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .cli_common import EXIT_NO_EBPF, report_problems
 from .host import PathEscape
 from .measure.snapshot import take_snapshot
 from .probe.runner import EbpfUnavailable, ProbeSession, ebpf_unavailable_reason
@@ -20,9 +21,6 @@ from .top.sample import PROBES, Sample, Sampler
 if TYPE_CHECKING:
     from .cli import Ctx
 
-EXIT_PARTIAL = 3
-EXIT_NO_EBPF = 4
-MAX_PROBLEM_LINES = 20
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 TOP_EXIT = """
@@ -55,12 +53,7 @@ def _on_stop(signum: int, frame: object) -> None:
 
 
 def _report(sample: Sample | None) -> int:
-    problems = list(dict.fromkeys(str(p) for p in sample.problems)) if sample else []
-    for problem in problems[:MAX_PROBLEM_LINES]:
-        click.echo(f"irqtune: warning: {problem}", err=True)
-    if len(problems) > MAX_PROBLEM_LINES:
-        click.echo(f"irqtune: warning: ... and {len(problems) - MAX_PROBLEM_LINES} more problems", err=True)
-    return EXIT_PARTIAL if problems else 0
+    return report_problems(sample.problems if sample else [])
 
 
 def register(main: click.Group) -> None:
