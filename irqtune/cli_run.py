@@ -17,17 +17,7 @@ from .agent.events import LinkWatcher
 from .agent.loop import Agent, PassReport
 from .agent.notify import Notifier
 from .config import MODES, Config, ConfigError, load_config
-from .export import (
-    AgentStats,
-    AuthFileError,
-    BasicAuth,
-    ExportOptions,
-    Filters,
-    IrqtuneCollector,
-    TlsConfig,
-    make_registry,
-    serve,
-)
+from .export import AgentStats, AuthFileError, serve_agent
 from .parse.common import printable
 from .state import boot_id
 
@@ -150,7 +140,7 @@ def register(main: click.Group, ctx_type) -> None:
         try:
             if config.exporter.listen:
                 try:
-                    server = start_exporter(obj.host, config.exporter, stats)
+                    server = serve_agent(obj.host, config.exporter, stats)
                 except (OSError, ValueError, AuthFileError) as err:
                     raise click.ClickException(f"cannot serve metrics on {config.exporter.listen}: {err}") from None
                 click.echo(f"irqtune: serving metrics on {server.url}", err=True)
@@ -226,15 +216,6 @@ def register(main: click.Group, ctx_type) -> None:
                         click.echo(f"restore: {result}", err=True)
                 journal.close()
             os.close(lock)
-
-
-def start_exporter(host, exporter, stats: AgentStats):
-    """The agent's metrics server (`irqtune export`'s collector with the agent's stats)."""
-    auth = BasicAuth.from_file(exporter.basic_auth_file) if exporter.basic_auth_file else None
-    tls = TlsConfig(exporter.tls_cert, exporter.tls_key or exporter.tls_cert) if exporter.tls_cert else None
-    options = ExportOptions(per_cpu=exporter.per_cpu, filters=Filters.parse((), ()), max_series=exporter.max_series)
-    collector = IrqtuneCollector(host, options, agent=stats)
-    return serve(make_registry(collector), exporter.listen, tls=tls, auth=auth)
 
 
 def record(stats: AgentStats, report: PassReport, agent: Agent, journal: Journal | None, seconds: float) -> None:

@@ -22,6 +22,16 @@ from .collector import IrqtuneCollector, make_registry
 from .select import DEFAULT_MAX_SERIES, ExportOptions, Filters
 from .server import DEFAULT_LISTEN, MetricsServer, TlsConfig, serve
 
+
+def serve_agent(host, exporter, stats: AgentStats) -> MetricsServer:
+    """The agent's metrics server: `irqtune export`'s collector plus the agent's stats, set up from the
+    config's [exporter] table (listen, tls_cert, tls_key, basic_auth_file, per_cpu, max_series)."""
+    auth = BasicAuth.from_file(exporter.basic_auth_file) if exporter.basic_auth_file else None
+    tls = TlsConfig(exporter.tls_cert, exporter.tls_key or exporter.tls_cert) if exporter.tls_cert else None
+    options = ExportOptions(per_cpu=exporter.per_cpu, filters=Filters.parse((), ()), max_series=exporter.max_series)
+    return serve(make_registry(IrqtuneCollector(host, options, agent=stats)), exporter.listen, tls=tls, auth=auth)
+
+
 __all__ = [
     "DEFAULT_LISTEN",
     "DEFAULT_MAX_SERIES",
@@ -35,4 +45,5 @@ __all__ = [
     "TlsConfig",
     "make_registry",
     "serve",
+    "serve_agent",
 ]
