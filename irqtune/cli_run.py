@@ -23,6 +23,7 @@ from .state import boot_id
 
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
 LOCK_FILE = "agent.lock"
+SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 
 RUN_EXIT = """
 \b
@@ -78,8 +79,22 @@ def _summary(report: PassReport, mode: str) -> str:
     applied = sum(d.outcome == engine.APPLIED for d in report.decisions)
     recommended = sum(d.outcome == "recommended" for d in report.decisions)
     warnings = sum(f["severity"] != "info" for f in report.findings)
-    return (f"pass {report.number} ({mode}): {warnings} findings, {recommended} recommended, {applied} applied, "
+    return (f"pass {report.number} ({mode}): {len(report.findings)} findings ({warnings} warnings), {recommended} "
+            f"recommended, {applied} applied, "
             f"{len(report.rollbacks)} rolled back")  # fmt: skip
+
+
+def finding_lines(report: PassReport, shown: set[tuple]) -> list[str]:
+    """One line per finding and advice, with its numbers: warnings and worse every pass (the journal shows they
+    persist), info when it first appears (`shown` remembers which did)."""
+    lines = []
+    for f in sorted(report.findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], 0), reverse=True):
+        key = (f["code"], f.get("device"), f.get("irq"), f.get("cpu"))
+        if f["severity"] == "info" and key in shown:
+            continue
+        shown.add(key)
+        lines.append(f"  {f['severity']} {f['code']}: {f['message']}")
+    return lines
 
 
 def register(main: click.Group, ctx_type) -> None:
@@ -113,11 +128,18 @@ def register(main: click.Group, ctx_type) -> None:
         recommendations and nothing is written. In tune mode they go through the journal (so
         `irqtune restore` undoes them, after a crash too), at most max_changes per pass, within
         [bounds]; a knob holds for `dwell` seconds, a knob that flips three times is frozen, and
-        a change after which the device's drops or time_squeeze rose (within three passes) is
-        rolled back and that knob backs off.
+        a change stays on probation until three full windows found its device healthy: when
+        the device's drops or time_squeeze rose after it, it is rolled back and that knob
+        backs off; when three windows could not judge it (the load rose and the loss per
+        packet with it, the traffic stopped, the device left) it is rolled back too.
+
+        In text mode each pass prints a summary line, then each finding and advice with its
+        numbers (warnings every pass, info when it first appears), then every decision. In
+        observe mode the placement it would still change is recommended on every pass.
 
         A link going up or down, a device appearing or leaving (rtnetlink) or a CPU going on-
-        or offline starts a pass at once, with placement again.
+        or offline starts a pass at once, with placement again; a change on probation is
+        judged by the next full window, never by that pass's short one.
 
         With --listen (or [exporter] listen) it serves Prometheus metrics: everything
         `irqtune export` serves plus irqtune_agent_* (passes, loop duration, changes by
@@ -160,6 +182,7 @@ def register(main: click.Group, ctx_type) -> None:
         watcher = LinkWatcher() if obj.host.root == "/" else None
         online = None
         done = 0
+        shown: set[tuple] = set()  # info findings already printed
         try:
             while not signals.stop:
                 cpus = obj.host.text("sys", "devices", "system", "cpu", "online")
@@ -179,6 +202,8 @@ def register(main: click.Group, ctx_type) -> None:
                     click.echo(json.dumps(report.to_json()))
                 else:
                     click.echo(line)
+                    for text in finding_lines(report, shown):
+                        click.echo(printable(text))
                     for d in (*report.decisions, *report.rollbacks):
                         note = f" ({d.note})" if d.note else ""
                         click.echo(printable(f"  {d.outcome}: {d.knob} {d.current} -> {d.target}: {d.reason}{note}"))

@@ -151,7 +151,9 @@ def test_a_change_that_hurts_is_rolled_back(sim, tmp_path):
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
-    agent = Agent(host, Config(mode="tune", limits=Limits(dwell=0)), state, clock=lambda: sim.clock, journal=journal)
+    agent = Agent(
+        host, Config(mode="tune", interval=1.0, limits=Limits(dwell=0)), state, clock=lambda: sim.clock, journal=journal
+    )
     try:
         sim.step(1.0, sim.sc.phases[0])
         agent.run_pass()  # baseline: placement decided, no rates yet
@@ -226,15 +228,22 @@ def test_a_link_flap_starts_a_pass_at_once(tmp_path):
                                  text=True)  # fmt: skip
         try:
             errors: list[str] = []
+            lines: list[str] = []  # stdout: each pass's summary line, then its findings and decisions indented
             threading.Thread(target=lambda: errors.extend(agent.stderr), daemon=True).start()
-            assert agent.stdout.readline().startswith("pass 1 (observe)")
+            threading.Thread(target=lambda: lines.extend(agent.stdout), daemon=True).start()
+            first = time.monotonic()
+            while not lines and time.monotonic() - first < 30:
+                time.sleep(0.1)
+            assert lines and lines[0].startswith("pass 1 (observe)"), lines
             time.sleep(1.0)  # events from the namespace's setup, if any, are handled by now
             start = time.monotonic()
             subprocess.run(["ip", "-n", pair.receiver_ns, "link", "set", pair.receiver, "down"], check=True)
             while f"'{pair.receiver}' down" not in "".join(errors) and time.monotonic() - start < 15:
                 time.sleep(0.1)
             took = time.monotonic() - start
-            passes = agent.stdout.readline()  # the pass the event started
+            while not any(line.startswith("pass 2 ") for line in lines) and time.monotonic() - start < 15:
+                time.sleep(0.1)  # the pass the event started
+            passes = next((line for line in lines if line.startswith("pass 2 ")), "")
             agent.send_signal(signal.SIGTERM)
             agent.wait(timeout=15)
         finally:
@@ -466,7 +475,7 @@ def test_a_value_the_driver_rounds_is_not_written_again(tmp_path):
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
-    config = Config(mode="tune", limits=Limits(dwell=0))
+    config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0))
     agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
     agent.placed = True
     want = [Decision("net/eth1/coalesce/rx-usecs", "", "32", "test: 32 µs", "eth1")]
@@ -492,7 +501,7 @@ def test_drift_is_counted_for_the_exporter(sim, tmp_path):
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
-    agent = Agent(host, Config(mode="tune"), state, clock=lambda: sim.clock, journal=journal)
+    agent = Agent(host, Config(mode="tune", interval=1.0), state, clock=lambda: sim.clock, journal=journal)
     stats = AgentStats()
     try:
         sim.step(1.0, sim.sc.phases[0])
@@ -513,8 +522,8 @@ def test_placement_held_by_max_changes_is_finished_in_later_passes(sim, tmp_path
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
-    agent = Agent(host, Config(mode="tune", limits=Limits(max_changes=1, dwell=0)), state, clock=lambda: sim.clock,
-                  journal=journal)  # fmt: skip
+    config = Config(mode="tune", interval=1.0, limits=Limits(max_changes=1, dwell=0))
+    agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
     placed = []
     try:
         for _ in range(3):
@@ -524,3 +533,18 @@ def test_placement_held_by_max_changes_is_finished_in_later_passes(sim, tmp_path
     finally:
         journal.close()
     assert sorted(placed) == ["irq/100/affinity", "irq/101/affinity"] and agent.placed
+
+
+def test_observe_text_prints_findings_and_recommends_every_pass(sim, tmp_path):
+    """Text mode (what the service journal keeps): each finding on its own line with its numbers, warnings every
+    pass and info once; placement is recommended on every pass while it still differs, not only on pass 1."""
+    code, out, err = invoke("--root", sim.root, "--state-dir", str(tmp_path / "state"), "run", "--passes", "3",
+                            "--interval", "0.5")  # fmt: skip
+    assert code == 0, err
+    passes = out.split("pass ")[1:]
+    assert len(passes) == 3, out
+    for text in passes:
+        assert "  warning nic-queues-one-cpu: all 2 queue IRQs of eth1" in text, text
+        assert "  recommended: irq/" in text, text  # the spread is recommended again: nothing was written
+    info = [line for line in out.splitlines() if line.startswith("  info ")]
+    assert info and len(info) == len(set(info)), info  # info once, not every pass

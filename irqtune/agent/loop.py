@@ -6,8 +6,10 @@ the proposals (storm guard, moderation, NAPI) from `propose.py`, findings and ad
 them: at most `max_changes` per pass, a knob holds for `dwell` seconds before it may change
 again, a knob that flips back and forth is frozen, and a change after which the device got
 worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is rolled back and that knob
-backs off (a change is on probation for PROBATION_PASSES passes). In `observe` mode every decision
-is a recommendation and nothing is written.
+backs off. A change stays on probation until PROBATION_PASSES full windows found the device healthy: a link
+event, a device change or a hotplug never ends it, and a change that can no longer be judged (the load rose with
+the loss, the traffic stopped, the device left) is rolled back after UNJUDGED_LIMIT passes. In `observe` mode
+every decision is a recommendation and nothing is written.
 The clock is injected, so the same loop runs on a real host and on a simulated one.
 """
 
@@ -35,8 +37,11 @@ log = logging.getLogger("irqtune.agent")
 NOISE = 0.10  # relative change of a health counter that counts as real
 NOISE_FLOOR = 50.0  # per second: below this, drops and squeezes are noise
 BACKOFF_PASSES = 10  # a rolled-back knob is left alone this many passes
-LOAD_CHANGE = 0.25  # relative rise of the offered load that voids a before/after comparison
-PROBATION_PASSES = 3  # a change is checked against its device's health before it for this many passes
+LOAD_CHANGE = 0.25  # relative change of the offered load beyond which loss is compared per packet
+LOSS_FLOOR = 0.001  # loss per offered packet below this difference is noise
+PROBATION_PASSES = 3  # a change is kept after this many healthy passes
+UNJUDGED_LIMIT = 3  # a change that this many passes could not judge is rolled back
+MIN_WINDOW = 0.5  # a window shorter than this share of the interval judges nothing (an event's early pass)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class _Applied:
     health: float  # drops + squeezes per second on the device's CPUs before the change
     offered: float  # packets per second offered to the device then (delivered + dropped)
     checked: int = 0  # passes that found the device healthy since
+    unjudged: int = 0  # passes that could not tell (the load rose with the loss, the traffic stopped)
 
 
 class Agent:
@@ -102,7 +108,8 @@ class Agent:
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now)
-        placement = [] if self.placed else self._placement()
+        # observe mode recommends what it would still change every pass; tune mode places once (then on events)
+        placement = [] if self.placed and self.tuning else self._placement()
         proposals = list(placement)
         if rates is not None:
             proposed, advice = self.proposer.propose(self.config, inventory, rates, findings)
@@ -221,11 +228,14 @@ class Agent:
 
     # -- verify ------------------------------------------------------------------
     def _verify(self, rates: Rates, now: float) -> list[Decision]:
-        """Each change on probation (applied within the last PROBATION_PASSES passes): if its device's drops or
-        squeezes rose beyond noise, undo the device's latest changes (one pass's batch; older ones stay on
-        probation) and back off those knobs; a change that stays healthy is kept. When the offered load rose
-        by more than LOAD_CHANGE meanwhile, the comparison says nothing about the change: its baseline is
-        taken again (a burst's drops are not the change's)."""
+        """Judge each change on probation by what followed it (see `judge`): kept after PROBATION_PASSES
+        healthy passes; rolled back, with the device's other latest changes, when the device got worse; rolled
+        back too when UNJUDGED_LIMIT passes could not tell (the load rose and the loss with it, the traffic
+        stopped, the device left). Only the device's latest batch is blamed: older changes wait. A window much
+        shorter than the interval (a pass started at once by a link event or a hotplug) judges nothing: the
+        probation goes on with the next full window and the baseline from before the change."""
+        if rates.interval < MIN_WINDOW * self.config.interval:
+            return []
         undone, pending, self.pending = [], self.pending, []
         latest: dict[str | None, float] = {}
         for applied in pending:
@@ -234,25 +244,69 @@ class Agent:
             d = applied.decision
             after = device_health(rates, self._irqs(d.device), d.device)
             offered = device_load(rates, self._irqs(d.device), d.device)
-            if offered > applied.offered * (1 + LOAD_CHANGE) + NOISE_FLOOR:
+            verdict, why = judge(applied.health, applied.offered, after, offered)
+            if self._gone(d.device, rates):
+                verdict, why = UNJUDGED, f"{d.device} is gone"
+            if verdict == BASELINE:
                 applied.health, applied.offered = after, offered
                 self.pending.append(applied)
                 continue
-            if after <= max(NOISE_FLOOR, applied.health * (1 + NOISE)):
+            if verdict == HEALTHY:
                 applied.checked += 1
                 if applied.checked < PROBATION_PASSES:
                     self.pending.append(applied)
                 continue
-            if applied.at < latest[d.device]:  # a later change on this device is the likelier cause
-                self.pending.append(applied)
+            if verdict == UNJUDGED:
+                applied.unjudged += 1
+            if applied.at < latest[d.device] or (verdict == UNJUDGED and applied.unjudged < UNJUDGED_LIMIT):
+                self.pending.append(applied)  # a later change on this device is the likelier cause, or wait
                 continue
-            back = Decision(d.knob, d.target, d.current, f"rolled back: drops+squeezes {applied.health:,.0f}/s -> "
-                            f"{after:,.0f}/s after {d.knob} {d.current} -> {d.target}", d.device)  # fmt: skip
+            if verdict == UNJUDGED:
+                why = f"could not be judged for {applied.unjudged} passes ({why})"
+            back = Decision(d.knob, d.target, d.current, f"rolled back: {why} after {d.knob} {d.current} -> "
+                            f"{d.target}", d.device)  # fmt: skip
             self._apply(back, now, None, verify=False)
             back.outcome = "rolled-back" if back.outcome == APPLIED else back.outcome
+            log.info("%s: %s", back.knob, back.reason)
             self.backoff[d.knob] = BACKOFF_PASSES
             undone.append(back)
         return undone
+
+    def _gone(self, device: str | None, rates: Rates) -> bool:
+        """The device a change was made for has left (no inventory entry, no counters): nothing to judge by."""
+        if not device or self.inventory is None:
+            return False
+        return self.inventory.device(device) is None and device not in rates.netdev
+
+
+HEALTHY, WORSE, UNJUDGED, BASELINE = "healthy", "worse", "unjudged", "baseline"
+
+
+def judge(health: float, offered: float, health_after: float, offered_after: float) -> tuple[str, str]:
+    """Compare a device's loss (drops + squeezes per second) and offered load (packets per second) before a
+    change with a window after it: (verdict, why). Healthy: the loss did not rise beyond noise, or the load
+    changed and the loss per offered packet did not rise. Worse: the loss rose at about the same load, or at
+    a lower one, or the load rose while fewer packets got through. Unjudged: the offered load rose by more
+    than LOAD_CHANGE and the loss per packet with it (the change or the load may be the cause), or the
+    traffic stopped (nothing to judge by). Baseline: the change was made on an idle device and the traffic
+    started: this first loaded window is what later ones are compared with."""
+    numbers = (f"drops+squeezes {health:,.0f}/s -> {health_after:,.0f}/s at {offered:,.0f} -> "
+               f"{offered_after:,.0f} packets/s offered")  # fmt: skip
+    if offered_after < NOISE_FLOOR <= offered:
+        return UNJUDGED, f"the traffic stopped: {numbers}"
+    if offered < NOISE_FLOOR <= offered_after:
+        return BASELINE, f"the traffic started: {numbers}"
+    if health_after <= max(NOISE_FLOOR, health * (1 + NOISE)):
+        return HEALTHY, numbers
+    load_changed = abs(offered_after - offered) > offered * LOAD_CHANGE + NOISE_FLOOR
+    loss, loss_after = health / max(offered, 1.0), health_after / max(offered_after, 1.0)
+    if load_changed and loss_after <= loss * (1 + NOISE) + LOSS_FLOOR:
+        return HEALTHY, numbers  # the loss moved with the load: per packet the device is no worse
+    if load_changed and offered_after > offered and offered_after - health_after < (offered - health) * (1 - NOISE):
+        return WORSE, f"more offered, less delivered: {numbers}"  # a burst delivers more, not less
+    if load_changed and offered_after > offered:
+        return UNJUDGED, f"the load rose and the loss with it: {numbers}"
+    return WORSE, numbers
 
 
 def serving_cpus(rates: Rates, irqs: list[int]) -> set[int]:
