@@ -86,7 +86,7 @@ def collect(
     topology = read_topology(host, fallback_online=after.cpus)
     learned = load_learned_managed(state_dir, boot_id(host))
     inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
-    measured = Measurements(topology, inventory, rates)
+    measured = Measurements(topology, inventory, rates, after.interrupts, after.netdev)
     advice = advise(measured, probe_document(probes, interval), read_nvme(host),
                     cpu_idle=rates.idle_time if rates else None)  # fmt: skip
     findings = supersede(find_all(measured), advice)
