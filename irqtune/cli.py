@@ -97,7 +97,15 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     "-i", "--interval", type=click.FloatRange(0, 3600), default=1.0, show_default=True,
     help="Seconds between the two readings that rates are computed from. 0: no window, show counts since boot.",
 )  # fmt: skip
-@click.option("-n", "--top", type=click.IntRange(1, 10_000), default=10, show_default=True, help="Busiest IRQs shown.")
+@click.option(
+    "-n", "--top", type=click.IntRange(1, 10_000), default=10, show_default=True,
+    help="Busiest IRQs shown (those that took interrupts), and eBPF handler-latency rows.",
+)  # fmt: skip
+@click.option(
+    "--all", "show_all", is_flag=True,
+    help="Also show the idle config/admin vectors (IRQs that took no interrupt and serve no device queue) that the "
+    "DEVICES table otherwise folds into one line. --json always has them (idle_vectors).",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON (schema 1) instead of text.")
 @click.option(
     "--color", type=click.Choice(["auto", "always", "never"]), default="auto", show_default=True,
@@ -110,17 +118,20 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     "(root, bcc, --root /).",
 )  # fmt: skip
 @click.pass_obj
-def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str, probe: bool | None) -> None:
+def status(obj: Ctx, interval: float, top: int, show_all: bool, as_json: bool, color: str, probe: bool | None) -> None:
     """One screen about interrupts on this host.
 
     \b
-    Shows: the topology and isolation summary; the busiest IRQs in the window with
-    their device and queue, rate, per-CPU spread, requested/effective affinity and
-    whether the kernel manages them; timer (LOC), rescheduling (RES), function-call
-    (CAL) and TLB-shootdown rates per CPU (IPIn rows on ARM); softirq and softnet
-    rates; every NIC, NVMe and block device with its queue IRQs; and findings such
-    as "all queue IRQs of eth0 land on CPU 0", IRQs on isolated CPUs or remote
-    NUMA nodes, interrupt storms, softnet drops and interrupt remapping being off.
+    Shows, first, a header (time, window, topology and isolation, the eBPF
+    probes that ran) and the findings and advice, most severe first: "all
+    queue IRQs of eth0 land on CPU 0", IRQs on isolated CPUs or remote NUMA
+    nodes, interrupt storms, softnet and interface rx drops, interrupt
+    remapping off. Then the busiest IRQs in the window with their device and
+    queue, rate, per-CPU spread, requested/effective affinity and whether the
+    kernel manages them; timer (LOC), rescheduling (RES), function-call (CAL)
+    and TLB-shootdown rates per CPU (IPIn rows on ARM); softirq and softnet
+    rates; every NIC, NVMe and block device with its queue IRQs (idle
+    config/admin vectors folded into one line unless --all).
 
     \b
     Managed: yes/no from debugfs (/sys/kernel/debug/irq/irqs/N) when mounted, or
@@ -140,7 +151,7 @@ def status(obj: Ctx, interval: float, top: int, as_json: bool, color: str, probe
     if as_json:
         _dump(report)
     else:
-        click.echo(render_status(report, Style.auto(color)), nl=False)
+        click.echo(render_status(report, Style.auto(color), show_all), nl=False)
     sys.exit(report_problems(collected.problems))
 
 

@@ -14,6 +14,8 @@ from .measure.inventory import Inventory, IrqInfo
 from .measure.rates import Rates
 from .measure.topology import Topology
 from .parse.common import format_cpulist
+from .parse.interrupts import InterruptTable
+from .parse.netdev import NetdevTable
 
 QUEUE_ROLES = frozenset({"rx", "tx", "rxtx", "io"})
 
@@ -36,6 +38,7 @@ class Thresholds:
     storm_per_s: float = 100_000.0  # one IRQ line above this is a storm
     nohz_tick_per_s: float = 10.0  # LOC on a nohz_full CPU above this: it still ticks
     busy_irq_per_s: float = 1.0  # below this an IRQ on an isolated CPU is noise
+    rx_drops_per_s: float = 10.0  # an interface dropping received packets this fast is a warning, below it info
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,8 @@ class Measurements:
     topology: Topology
     inventory: Inventory
     rates: Rates | None
+    interrupts: InterruptTable | None = None  # the last reading's counts since boot (evidence without /proc/irq)
+    netdev: NetdevTable | None = None  # the last reading's /proc/net/dev totals
 
 
 def _label(info: IrqInfo) -> str:
@@ -73,6 +78,32 @@ def _kernel_spread(info: IrqInfo) -> bool:
     return info.managed == "yes" or (info.kind in ("nvme", "block") and info.role == "io")
 
 
+def _landing_cpus(m: Measurements, info: IrqInfo) -> tuple[list[int], str]:
+    """Where a queue IRQ's interrupts go, and the evidence: "window" (counts in the window), "affinity" (the
+    /proc/irq files), else "counts" (per-CPU counts since boot: sosreport-style trees have no /proc/irq)."""
+    busy = [cpu for cpu, rate in _irq_rate(m, info.irq).items() if rate > 0]
+    if busy:
+        return busy, "window"
+    aff = info.affinity
+    if aff and (aff.effective or aff.requested):
+        return list(aff.effective or aff.requested or []), "affinity"
+    counts = m.interrupts.per_cpu(str(info.irq)) if m.interrupts else {}
+    return [cpu for cpu, count in counts.items() if count > 0], "counts"
+
+
+def _has_affinity_files(info: IrqInfo) -> bool:
+    aff = info.affinity
+    return aff is not None and (aff.effective is not None or aff.requested is not None)
+
+
+def _count_evidence(queues: list[IrqInfo], sources: set[str]) -> str:
+    """Say so when the placement is known from where interrupts landed, not from the affinity files."""
+    if any(_has_affinity_files(info) for info in queues):
+        return ""
+    when = "in the window" if sources == {"window"} else "since boot"
+    return f" (evidence: their /proc/interrupts counts {when}; no affinity files)"
+
+
 def check_queues_on_one_cpu(m: Measurements, t: Thresholds) -> Iterator[Finding]:
     online = len(m.topology.online)
     for device in m.inventory.devices:
@@ -80,12 +111,17 @@ def check_queues_on_one_cpu(m: Measurements, t: Thresholds) -> Iterator[Finding]
             continue
         queues = [m.inventory.irqs[q.irq] for q in device.irqs if q.role in QUEUE_ROLES and q.irq in m.inventory.irqs]
         numbers = {info.queue for info in queues}  # rx 0 and tx 0 of one queue pair belong together
-        cpus = {cpu for info in queues for cpu in _serving_cpus(m, info)}
+        landed = [_landing_cpus(m, info) for info in queues]
+        cpus = {cpu for found, _ in landed for cpu in found}
         if len(numbers) >= 2 and len(cpus) == 1:
             cpu = next(iter(cpus))
+            rate = sum(sum(_irq_rate(m, info.irq).values()) for info in queues)
+            at = f" at {rate:,.0f}/s" if m.rates is not None else ""
+            evidence = _count_evidence(queues, {source for _, source in landed})
             yield Finding(
                 "warning", "nic-queues-one-cpu",
-                f"all {len(queues)} queue IRQs of {device.name} land on CPU {cpu}", device=device.name, cpu=cpu,
+                f"all {len(queues)} queue IRQs of {device.name} land on CPU {cpu}{at}{evidence}",
+                device=device.name, cpu=cpu,
             )  # fmt: skip
 
 
@@ -176,6 +212,34 @@ def check_softnet(m: Measurements, t: Thresholds) -> Iterator[Finding]:
             )  # fmt: skip
 
 
+def _rx_dropped(counters: dict) -> float:
+    """/proc/net/dev drop (rx_dropped + rx_missed_errors: ring overflows) plus fifo (rx_fifo_errors)."""
+    return counters.get("rx_drop", 0) + counters.get("rx_fifo", 0)
+
+
+def check_rx_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    """Received packets an interface dropped: a sustained rate is a warning, a rare drop info."""
+    totals = {name: _rx_dropped(c) for name, c in (m.netdev.devices if m.netdev else {}).items()}
+    if m.rates is None:
+        for name, total in sorted(totals.items()):
+            if total > 0:
+                yield Finding(
+                    "info", "rx-drops",
+                    f"{name} dropped {total:,.0f} received packets since boot (drop+fifo; no window)",
+                    device=name,
+                )  # fmt: skip
+        return
+    for name, counters in sorted(m.rates.netdev.items()):
+        rate = _rx_dropped(counters)
+        if rate <= 0:
+            continue
+        total = f"; {totals[name]:,.0f} since boot" if name in totals else ""
+        yield Finding(
+            "warning" if rate >= t.rx_drops_per_s else "info", "rx-drops",
+            f"{name} drops {rate:,.1f} received packets/s (drop+fifo{total})", device=name,
+        )  # fmt: skip
+
+
 def check_nohz_ticks(m: Measurements, t: Thresholds) -> Iterator[Finding]:
     if m.rates is None or not m.topology.nohz_full:
         return
@@ -198,6 +262,7 @@ CHECKS: tuple[Callable[[Measurements, Thresholds], Iterator[Finding]], ...] = (
     check_remote_numa,
     check_nohz_ticks,
     check_softnet,
+    check_rx_drops,
     check_remapping,
 )
 

@@ -6,6 +6,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .findings import SEVERITY_ORDER
 from .parse.common import format_cpulist, printable
 
 SEVERITY_COLOURS = {"critical": "31;1", "warning": "33", "info": "36"}
@@ -72,24 +73,17 @@ def _queue(entry: dict) -> str:
     return f"{role} {queue}" if queue is not None else role
 
 
-def render_status(report: dict, style: Style) -> str:
-    out: list[str] = []
-    host, topo = report["host"], report["topology"]
-    window = f"window {report['interval']:.2f} s" if report["interval"] else "counts since boot (no window)"
-    out.append(style.heading(f"irqtune status  {host['hostname']}  kernel {host['kernel']}  {window}"))
-    out += _summary(report, topo)
+def render_status(report: dict, style: Style, show_all: bool = False) -> str:
+    """Header, then what needs attention (findings and advice, most severe first), then the tables."""
+    out = _header(report, style)
+    out += _section(style, "FINDINGS", _findings(report, style))
     out += _section(style, "BUSIEST IRQS", _busiest(report))
     out += _section(style, "PER CPU (events/s)", _per_cpu(report))
     out += _section(style, "SOFTIRQS (/s)", _softirqs(report))
     out += _section(style, "SOFTNET (/s)", _softnet(report))
-    out += _section(style, "DEVICES", _devices(report))
+    out += _section(style, "DEVICES", _devices(report, show_all))
     out += _section(style, "HANDLER LATENCY (eBPF)", _handler_latency(report))
     out += _section(style, "IPI AND TLB SOURCES (eBPF)", _ipi_tlb(report))
-    findings = [
-        f"{style.paint(f['severity'].ljust(8), SEVERITY_COLOURS[f['severity']])}  {printable(f['message'])}"
-        for f in report["findings"]
-    ]
-    out += _section(style, "FINDINGS", findings or ["none"])
     changes = report.get("changes") or {}
     moved = [f"{name.replace('_', ' ')}: {', '.join(map(str, items))}" for name, items in changes.items() if items]
     if moved:
@@ -97,6 +91,34 @@ def render_status(report: dict, style: Style) -> str:
     if report["unavailable"]:
         out += _section(style, "UNAVAILABLE", [f"{path}: {why}" for path, why in report["unavailable"].items()])
     return "\n".join(out) + "\n"
+
+
+def _header(report: dict, style: Style) -> list[str]:
+    host = report["host"]
+    window = f"window {report['interval']:.2f} s" if report["interval"] else "counts since boot (no window)"
+    when = f"  {report['time']}" if report.get("time") else ""
+    title = f"irqtune status  {printable(host['hostname'])}  kernel {printable(host['kernel'])}{when}  {window}"
+    return [style.heading(title), *_summary(report, report["topology"])]
+
+
+def _findings(report: dict, style: Style) -> list[str]:
+    """One line per finding, most severe first; the numbers are in the messages."""
+    ordered = sorted(report["findings"], key=lambda f: SEVERITY_ORDER.get(f["severity"], len(SEVERITY_ORDER)))
+    lines = [
+        f"{style.paint(f['severity'].ljust(8), SEVERITY_COLOURS.get(f['severity'], ''))}  {printable(f['message'])}"
+        for f in ordered
+    ]
+    return lines or ["none"]
+
+
+def _probes_ran(ebpf: dict) -> str:
+    """The eBPF probes that really ran over the window, and why the others did not."""
+    probes = ebpf.get("probes") or {}
+    ran = [name for name, p in probes.items() if p["status"] == "ok"]
+    failed = [f"{name}: {p['status']}: {p['reason']}" for name, p in probes.items() if p["status"] != "ok"]
+    if not ran:
+        return f"none ({'; '.join(failed) or ebpf.get('reason') or 'not run'})"
+    return ", ".join(ran) + (f" ({'; '.join(failed)})" if failed else "")
 
 
 def _section(style: Style, title: str, lines: list[str]) -> list[str]:
@@ -114,13 +136,12 @@ def _summary(report: dict, topo: dict) -> list[str]:
         if topo[key]
     ]  # fmt: skip
     bcc = report["bcc"]
-    ebpf = report.get("ebpf") or {}
-    probes = "ran hardirq, ipi, tlb" if ebpf.get("ran") else f"not run: {ebpf.get('reason')}"
     return [
         f"CPUs        {len(topo['online'])} online ({format_cpulist(topo['online'])}) of {len(topo['possible'])}"
         f" possible; {nodes} NUMA node{'s' if nodes > 1 else ''}; {smt}; L3 groups {l3}",
         f"isolation   {', '.join(iso_parts) or 'none'}; housekeeping {format_cpulist(topo['housekeeping']) or '-'}",
-        f"eBPF (bcc)  {'available' if bcc['available'] else 'unavailable'}: {bcc['reason']}; probes {probes}",
+        f"eBPF (bcc)  {'available' if bcc['available'] else 'unavailable'}: {printable(bcc['reason'])}",
+        f"probes      {printable(_probes_ran(report.get('ebpf') or {}))}",
         f"remapping   interrupt remapping {report['interrupt_remapping']}",
     ]
 
@@ -182,18 +203,38 @@ def _softnet(report: dict) -> list[str]:
     return table(("CPU", "PROCESSED", "DROPPED", "SQUEEZED", "RPS-RECEIVED"), rows)
 
 
-def _devices(report: dict) -> list[str]:
+def _device_row(d: dict, e: dict) -> tuple:
+    return (d["name"], d["kind"], d["driver"], d["numa_node"], d["local_cpus"], e.get("irq"), _queue(e),
+            ", ".join(e.get("actions", [])) or "-", e.get("requested"), e.get("effective"), e.get("managed"),
+            e.get("rate"))  # fmt: skip
+
+
+NO_DEVICE = {"name": "-", "kind": "-", "driver": None, "numa_node": None, "local_cpus": None}
+
+
+def _devices(report: dict, show_all: bool = False) -> list[str]:
+    """Every device with its queue IRQs; idle config/admin vectors folded into one line unless `show_all`."""
+    idle = report.get("idle_vectors") or []
+    folded = set() if show_all else {e["irq"] for e in idle}
     rows = []
     for d in report["devices"]:
-        for e in d["irqs"] or [{}]:
-            rows.append(
-                (d["name"], d["kind"], d["driver"], d["numa_node"], d["local_cpus"], e.get("irq"), _queue(e),
-                 ", ".join(e.get("actions", [])) or "-", e.get("requested"), e.get("effective"), e.get("managed"),
-                 e.get("rate"))
-            )  # fmt: skip
+        shown = [e for e in d["irqs"] if e["irq"] not in folded]
+        if shown or not d["irqs"]:
+            rows += [_device_row(d, e) for e in shown or [{}]]
+    if show_all:  # idle IRQs of no device (quiet ACPI or serial lines) appear nowhere else
+        rows += [_device_row(NO_DEVICE, e) for e in idle if e["device"] is None]
     header = ("DEVICE", "KIND", "DRIVER", "NODE", "LOCAL-CPUS", "IRQ", "QUEUE", "ACTIONS", "AFFINITY", "EFFECTIVE",
               "MANAGED", "RATE/s")  # fmt: skip
-    return table(header, rows) if rows else ["no devices found"]
+    lines = table(header, rows) if rows else ["no devices found"]
+    return lines + ([] if show_all else _folded_line(idle))
+
+
+def _folded_line(idle: list[dict]) -> list[str]:
+    """One line for what the DEVICES table left out: counted, and how to see it."""
+    owned = sum(1 for e in idle if e["device"] is not None)
+    parts = [f"{owned} idle config/admin vectors"] if owned else []
+    parts += [f"{len(idle) - owned} idle IRQs of no known device"] if len(idle) > owned else []
+    return [f"{' and '.join(parts)} not shown; --all shows them"] if parts else []
 
 
 def _handler_latency(report: dict) -> list[str]:

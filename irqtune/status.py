@@ -10,10 +10,11 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .bcc import BccInfo, find_bcc
 from .decide.advice import advise, supersede
-from .findings import Finding, Measurements, find_all
+from .findings import QUEUE_ROLES, Finding, Measurements, find_all
 from .host import Host
 from .measure.inventory import Inventory, build_inventory
 from .measure.nvme import read_nvme
@@ -61,7 +62,7 @@ def collect(
 
     `probe`: also run the hardirq, ipi, tlb, block and timer eBPF probes over the window; None = when they can run.
     """
-    probe_reason = ebpf_unavailable_reason(host) if interval > 0 and probe is not False else "no window"
+    probe_reason = _probe_reason(host, interval, probe)
     session = None
     if probe_reason is None:
         try:
@@ -86,13 +87,26 @@ def collect(
     topology = read_topology(host, fallback_online=after.cpus)
     learned = load_learned_managed(state_dir, boot_id(host))
     inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
-    measured = Measurements(topology, inventory, rates)
+    measured = Measurements(topology, inventory, rates, after.interrupts, after.netdev)
     advice = advise(measured, probe_document(probes, interval), read_nvme(host),
                     cpu_idle=rates.idle_time if rates else None)  # fmt: skip
     findings = supersede(find_all(measured), advice)
     return Collected(
         host, before, after, rates, topology, inventory, findings, find_bcc(), _host_info(host), probes, probe_reason
     )
+
+
+# What root would add, for a user who ran status without it (never "run irqtune status": they just did).
+NOT_ROOT_HINT = "run as root for hard-IRQ handler latency, IPI and TLB sources and block I/O latency"
+
+
+def _probe_reason(host: Host, interval: float, probe: bool | None) -> str | None:
+    """Why status runs no probes over its window, or None when it tries them."""
+    if probe is False:
+        return "--no-probe"
+    if interval <= 0:
+        return "no window"
+    return ebpf_unavailable_reason(host, not_root_hint=NOT_ROOT_HINT)
 
 
 def probe_document(probes: dict[str, ProbeResult], window: float) -> dict | None:
@@ -150,19 +164,33 @@ def _irq_entry(c: Collected, irq: int) -> dict:
     }
 
 
+def _activity(c: Collected, irq: int) -> float:
+    """Interrupts/s in the window, or the count since boot when there is no window."""
+    if c.rates:
+        row = c.rates.interrupts.get(str(irq))
+        return row.total if row else 0.0
+    row = c.after.interrupts.rows.get(str(irq)) if c.after.interrupts else None
+    return float(row.total or 0) if row else 0.0
+
+
+def _idle_vectors(c: Collected) -> list[dict]:
+    """IRQs that took no interrupt and serve no device queue (config, admin and control vectors, quiet ACPI
+    lines): noise at 3 a.m., so the text folds them into one line and `--all` shows them."""
+    idle = [irq for irq, info in sorted(c.inventory.irqs.items()) if info.role not in QUEUE_ROLES]
+    return [_irq_entry(c, irq) for irq in idle if _activity(c, irq) == 0]
+
+
+def _wall_clock(seconds: float) -> str:
+    """ISO 8601 with the local UTC offset, to the second: when the window ended."""
+    return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
+
+
 def build_report(c: Collected, top: int = 10) -> dict:
     """The status report as plain data; no I/O."""
     rates = c.rates
     irqs = sorted(c.inventory.irqs)
-
-    def busy_key(irq: int) -> float:
-        if rates:
-            row = rates.interrupts.get(str(irq))
-            return row.total if row else 0.0
-        row = c.after.interrupts.rows.get(str(irq)) if c.after.interrupts else None
-        return float(row.total or 0) if row else 0.0
-
-    busiest = [irq for irq in sorted(irqs, key=busy_key, reverse=True) if busy_key(irq) > 0][:top]
+    activity = {irq: _activity(c, irq) for irq in irqs}
+    busiest = [irq for irq in sorted(irqs, key=activity.__getitem__, reverse=True) if activity[irq] > 0][:top]
     named = {}
     if c.after.interrupts:
         for key, row in c.after.interrupts.rows.items():
@@ -199,6 +227,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
         )  # fmt: skip
     return {
         "schema": SCHEMA,
+        "time": _wall_clock(c.after.taken_at),
         "host": c.host_info,
         "interval": _round(rates.interval) if rates else 0,
         "changes": {
@@ -221,6 +250,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
         if rates
         else None,
         "devices": devices,
+        "idle_vectors": _idle_vectors(c),
         "ebpf": _ebpf_json(c, top),
         "findings": [f.to_json() for f in c.findings],
         "unavailable": c.after.unavailable,

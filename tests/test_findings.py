@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import fakehost
 import pytest
+from click.testing import CliRunner
+from conftest import make_root
 
-from irqtune.findings import Measurements, find_all
+from irqtune.cli import EXIT_OK, main
+from irqtune.findings import Measurements, Thresholds, check_rx_drops, find_all
 from irqtune.host import Host
-from irqtune.measure.inventory import build_inventory
-from irqtune.measure.rates import compute_rates
+from irqtune.measure.inventory import Inventory, build_inventory
+from irqtune.measure.rates import Rates, compute_rates
 from irqtune.measure.snapshot import take_snapshot
 from irqtune.measure.topology import read_topology
+from irqtune.parse.netdev import parse_netdev
 from irqtune.render import Style, render_status
 from irqtune.status import build_report, collect
 
@@ -105,3 +110,102 @@ def test_status_report_and_text_agree(root, tmp_path):
     assert "isolated 6-7, nohz_full 6-7, isolcpus 6-7, rcu_nocbs 6-7; housekeeping 0-5" in text
     coloured = render_status(report, Style(True))
     assert "\033[33m" in coloured  # warnings in yellow on a terminal
+
+
+def status_json(*args: str) -> dict:
+    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == EXIT_OK, result.output
+    return json.loads(result.stdout)
+
+
+# -- 7d: interface rx drops -----------------------------------------------------------------------------------------
+
+NETDEV = """Inter-|   Receive                                                |  Transmit
+ face |bytes packets errs drop fifo frame compressed multicast|bytes packets errs drop fifo colls carrier compressed
+    lo:  100 2 0 0 0 0 0 0 100 2 0 0 0 0 0 0
+  eth1: 9000 900 0 1200 34 0 0 0 500 5 0 0 0 0 0 0
+"""
+
+
+def drops_measurements(per_s: dict[str, float] | None) -> Measurements:
+    topology = read_topology(Host("/nonexistent"), fallback_online=[0, 1])
+    rates = None
+    if per_s is not None:
+        rates = Rates(interval=1.0, cpus=[0, 1], netdev={n: {"rx_drop": r, "rx_fifo": 0.0} for n, r in per_s.items()})
+    return Measurements(topology, Inventory(), rates, netdev=parse_netdev(NETDEV))
+
+
+def test_rx_drops_sustained_is_a_warning_rare_is_info():
+    sustained = list(check_rx_drops(drops_measurements({"eth1": 55.0, "lo": 0.0}), Thresholds()))
+    assert [(f.severity, f.device) for f in sustained] == [("warning", "eth1")]
+    assert sustained[0].message == "eth1 drops 55.0 received packets/s (drop+fifo; 1,234 since boot)"
+    rare = list(check_rx_drops(drops_measurements({"eth1": 0.5}), Thresholds()))
+    assert [(f.severity, f.code) for f in rare] == [("info", "rx-drops")] and "0.5 received packets/s" in rare[
+        0
+    ].message
+    assert list(check_rx_drops(drops_measurements({"eth1": 0.0}), Thresholds())) == []  # old drops only: quiet
+
+
+def test_rx_drops_without_a_window_report_the_total(root):
+    (root / "proc" / "net").mkdir(exist_ok=True)
+    (root / "proc" / "net" / "dev").write_text(NETDEV)
+    report = status_json("--root", str(root), "status", "--interval", "0")
+    drops = [f for f in report["findings"] if f["code"] == "rx-drops"]
+    assert drops == [{"severity": "info", "code": "rx-drops", "device": "eth1", "irq": None, "cpu": None,
+                      "message": "eth1 dropped 1,234 received packets since boot (drop+fifo; no window)"}]  # fmt: skip
+
+
+# -- 7e: all queues on one CPU from /proc/interrupts counts alone ---------------------------------------------------
+
+
+def sosreport_interrupts(counts: dict[int, list[int]]) -> str:
+    """A 4-CPU /proc/interrupts with an i40e NIC's queue IRQs (queue -> per-CPU counts), as a sosreport has it."""
+    lines = ["           CPU0       CPU1       CPU2       CPU3", "  0:   40   0   0   0   IO-APIC   2-edge      timer"]
+    for queue, row in counts.items():
+        cells = "".join(f"{n:11d}" for n in row)
+        lines.append(f" {50 + queue}:{cells}   PCI-MSI {524288 + queue}-edge      i40e-eth2-TxRx-{queue}")
+    lines.append("LOC:       100        100        100        100   Local timer interrupts")
+    return "\n".join(lines) + "\n"
+
+
+def on_cpus(cpu_of_queue: dict[int, int], count: int = 9000, extra: list[int] | None = None) -> dict[int, list[int]]:
+    return {
+        q: [(count if c == cpu else 0) + (extra or [0] * 4)[c] for c in range(4)] for q, cpu in cpu_of_queue.items()
+    }
+
+
+SPREAD = {0: 0, 1: 1, 2: 2, 3: 3}
+
+
+def test_nic_queues_on_one_cpu_found_from_counts_without_affinity_files(tmp_path):
+    root = make_root(tmp_path / "one", {"proc/interrupts": sosreport_interrupts(on_cpus(dict.fromkeys(range(4), 2)))})
+    found = [f for f in status_json("--root", str(root), "status", "-i", "0")["findings"]
+             if f["code"] == "nic-queues-one-cpu"]  # fmt: skip
+    assert [(f["device"], f["cpu"]) for f in found] == [("eth2", 2)]
+    assert found[0]["message"] == (
+        "all 4 queue IRQs of eth2 land on CPU 2 (evidence: their /proc/interrupts counts since boot; no affinity files)"
+    )
+    spread = make_root(tmp_path / "spread", {"proc/interrupts": sosreport_interrupts(on_cpus(SPREAD))})
+    report = status_json("--root", str(spread), "status", "-i", "0")
+    assert not [f for f in report["findings"] if f["code"] == "nic-queues-one-cpu"]
+
+
+def test_nic_queues_on_one_cpu_from_the_window_counts(tmp_path):
+    """Spread since boot, but in the window every queue IRQ's interrupts land on CPU 3: the window decides."""
+    make_root(tmp_path, {"proc/interrupts": sosreport_interrupts(on_cpus(SPREAD))})
+    host = Host(str(tmp_path))
+    before = take_snapshot(host)
+    (tmp_path / "proc" / "interrupts").write_text(sosreport_interrupts(on_cpus(SPREAD, extra=[0, 0, 0, 500])))
+    after = take_snapshot(host)
+    after.monotonic = before.monotonic + 1.0
+    m = Measurements(
+        read_topology(host, fallback_online=after.cpus),
+        build_inventory(host, after.interrupts, after.affinity),
+        compute_rates(before, after),
+        after.interrupts,
+    )
+    found = [f.message for f in find_all(m) if f.code == "nic-queues-one-cpu"]
+    assert found == [
+        "all 4 queue IRQs of eth2 land on CPU 3 at 2,000/s "
+        "(evidence: their /proc/interrupts counts in the window; no affinity files)"
+    ]

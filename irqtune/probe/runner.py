@@ -51,15 +51,17 @@ def tracefs_dir(host: Host) -> str | None:
     return None
 
 
-def ebpf_unavailable_reason(host: Host) -> str | None:
-    """Why no probe can run on this host, or None when they can."""
+def ebpf_unavailable_reason(
+    host: Host, not_root_hint: str = "/proc counters need none: try irqtune status"
+) -> str | None:
+    """Why no probe can run on this host, or None when they can; `not_root_hint` tells a non-root user what next."""
     if host.root != "/":
         return f"eBPF probes measure the running kernel; --root must be / (it is {host.root})"
     info = find_bcc()
     if not info.available:
         return info.reason
     if os.geteuid() != 0:
-        return "eBPF probes need root (CAP_BPF and CAP_PERFMON); /proc counters need none: try irqtune status"
+        return f"eBPF probes need root (CAP_BPF and CAP_PERFMON); {not_root_hint}"
     if tracefs_dir(host) is None:
         return "tracefs is not mounted (mount -t tracefs nodev /sys/kernel/tracing)"
     return None
