@@ -419,7 +419,7 @@ def test_the_agent_serves_its_metrics(sim, tmp_path):
             applied = [v for (name, labels), v in samples.items()
                        if name == "irqtune_agent_changes_total" and ("outcome", "applied") in labels]  # fmt: skip
             knobs = {dict(labels)["knob"]: v for (name, labels), v in samples.items() if name == "irqtune_knob_value"}
-            if applied and samples.get(("irqtune_agent_journal_entries", ())) and knobs:
+            if applied and samples.get(("irqtune_agent_journal_entries", ())) and "net/eth1/coalesce/rx-usecs" in knobs:
                 break
             time.sleep(0.5)
         agent.send_signal(signal.SIGTERM)
