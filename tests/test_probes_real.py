@@ -30,7 +30,9 @@ from irqtune.host import Host
 from irqtune.parse.interrupts import parse_interrupts
 from irqtune.probe import kstats
 from irqtune.probe.base import PROBE_NAMES
-from irqtune.probe.runner import ProbeSession, ebpf_unavailable_reason
+from irqtune.probe.runner import ProbeSession, ebpf_unavailable_reason, tracefs_dir
+from irqtune.probe.tlb import C_SOURCE as TLB_C_SOURCE
+from irqtune.probe.tlb import REASONS as TLB_REASONS
 from irqtune.probe.window import ProbeWindow, run_window
 
 SLACK = 3
@@ -116,25 +118,61 @@ def test_disk_io_hard_irqs_match_proc_and_block_latency():
     assert 0 < latency.sum_ns / latency.count < 1e9
 
 
+SHOOTDOWN_CALLSITES = ("on_each_cpu", "flush_tlb", "call_function_many")  # where x86 sends a flush IPI from
+UNTRACED_SHARE = 0.02  # receipts the kernel does not trace, as a share of the TLB delta (see below)
+
+
 def test_tlb_shootdowns_and_function_call_ipis_match_proc():
+    """Shootdowns of a two-thread workload against the TLB and CAL rows of the same window.
+
+    It failed 1 run of 3 under load because it took the first IPI send row (ranked by targets) to
+    be the shootdowns: the ranking also holds the reschedule IPIs (`wakeup_preempt`, `update_curr`)
+    the scheduler sends for whatever else runs, and under load they outnumber the shootdowns. The
+    shootdown sends are now picked by their callsite, whatever their rank.
+
+    The TLB comparison is bounded by what the kernel guarantees (arch/x86/mm/tlb.c, flush_tlb_func,
+    6.18): a received shootdown increments the TLB row first, then is traced at most once, as
+    remote_shootdown, as remote_wrong_cpu (6.13+) when the CPU already switched to another mm (more
+    often the busier the machine; the probe dropped this reason until it learned it), or not at all
+    when the CPU is lazy or on init_mm. So remote_shootdown <= TLB holds exactly. The lower bound is
+    not a guarantee: remote_shootdown + remote_wrong_cpu may fall short by the untraced receipts,
+    which the workload keeps rare (its receiving thread stays on the mm, and flushes skip lazy CPUs
+    unless page tables were freed): UNTRACED_SHARE of the delta plus the slack. CAL is exact: each
+    function-call IPI vector traces its entry and increments CAL once.
+    """
     window = probe_during(workloads.tlb_shootdowns, ["tlb", "ipi"])
     tlb = window.results["tlb"].data["reasons"]
     received = tlb.get("remote_shootdown", {}).get("count", 0)
-    assert received > 100
-    # flush_tlb_func() counts a received shootdown (the TLB row) before it may return early without
-    # reaching the tracepoint (the CPU already left that mm): the probe may miss some, never add any. How
-    # many depends on what else runs: under 1 % on an idle machine, 5.7 % measured with another test run
-    # competing for the 2 CPUs (more switches away from the mm).
-    assert between(received, int(window.proc_inner["TLB"] * 0.9), window.proc["TLB"]), (received, window.proc)
-    assert tlb["remote_send_ipi"]["count"] > 100
-    assert any("python" in comm for comm in window.results["tlb"].data["senders"])
+    wrong_cpu = tlb.get("remote_wrong_cpu", {}).get("count", 0)
+    inner, bracket = window.proc_inner["TLB"], window.proc["TLB"]
     ipi = window.results["ipi"].data
     calls = ipi["received_total"]["call_function"] + ipi["received_total"]["call_function_single"]
-    assert between(calls, window.proc_inner["CAL"], window.proc["CAL"]), (calls, window.proc)
-    top = ipi["sends"][0]  # sorted by targets: the shootdowns, sent through on_each_cpu_cond_mask()
-    assert top["targets"] > 100 and any(k in top["callsite"] for k in ("on_each_cpu", "flush_tlb", "call_function")), (
-        top
+    shootdown_ipis = sum(s["targets"] for s in ipi["sends"] if any(k in s["callsite"] for k in SHOOTDOWN_CALLSITES))
+    print(
+        f"\nTLB {inner}..{bracket}: remote_shootdown {received} (headroom {bracket - received}), "
+        f"+ remote_wrong_cpu {wrong_cpu} short of inner by {inner - received - wrong_cpu} "
+        f"(allowed {int(inner * UNTRACED_SHARE) + SLACK}); CAL {window.proc_inner['CAL']}..{window.proc['CAL']}: "
+        f"{calls}; shootdown IPIs {shootdown_ipis}, top send {ipi['sends'][0]['callsite']}"
     )
+    assert received > 100
+    assert received <= bracket + SLACK, (received, window.proc)
+    assert received + wrong_cpu >= inner * (1 - UNTRACED_SHARE) - SLACK, (received, wrong_cpu, window.proc_inner)
+    assert tlb["remote_send_ipi"]["count"] > 100
+    assert any("python" in comm for comm in window.results["tlb"].data["senders"])
+    assert between(calls, window.proc_inner["CAL"], window.proc["CAL"]), (calls, window.proc)
+    assert shootdown_ipis > 100, ipi["sends"][:5]
+
+
+def test_tlb_probe_names_every_reason_the_kernel_traces():
+    """The tracepoint's format lists the kernel's flush reasons; one the probe cannot count is lost, as
+    remote_wrong_cpu (6.13+) was, which made the TLB comparison fall short under load."""
+    tracing = tracefs_dir(HOST)
+    with open(os.path.join(tracing, "events", "tlb", "tlb_flush", "format")) as f:
+        kernel = {int(n): name for n, name in re.findall(r'\{ (\d+), "([^"]+)" \}', f.read())}
+    counted = int(re.search(r"#define NR_REASONS (\d+)", TLB_C_SOURCE).group(1))
+    assert kernel and max(kernel) < min(len(TLB_REASONS), counted), (kernel, TLB_REASONS)
+    for number, name in kernel.items():  # "remote IPI send" is remote_send_ipi: compare the words
+        assert set(name.lower().split()) >= set(TLB_REASONS[number].split("_")) - {"flush", "on"}, (number, name)
 
 
 def test_cross_cpu_wakeups_send_ipis_that_match_proc():
