@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-import signal
 import sys
 from dataclasses import dataclass
 
 import click
 
-from . import __version__, cli_act, cli_export, cli_run, cli_sim, cli_top
+from . import __version__, cli_act, cli_export, cli_probe, cli_run, cli_sim, cli_top
 from .cli_common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
 from .host import Host, PathEscape
 from .measure.nvme import read_nvme
 from .measure.snapshot import take_snapshot, to_json
 from .parse.common import Problem, format_cpulist
-from .probe.base import PROBE_NAMES
-from .probe.runner import EbpfUnavailable, jsonable
-from .probe.text import render_probes
-from .probe.window import run_window
 from .render import Style, render_status, table
 from .sim.kernel import SimulatedKernel
 from .state import default_state_dir
@@ -239,79 +234,4 @@ cli_sim.register(main)
 cli_run.register(main, Ctx)
 cli_export.register(main, Ctx)
 cli_top.register(main)
-
-
-class _Terminated(Exception):
-    """SIGTERM during a probe window: unwinds through the session so every program detaches."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise _Terminated()
-
-
-@main.command(epilog=EXIT_CODES_HELP)
-@click.option(
-    "-d", "--duration", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
-    help="Seconds to measure.",
-)  # fmt: skip
-@click.option(
-    "--only", metavar="PROBE[,PROBE...]", default=",".join(PROBE_NAMES), show_default=True,
-    help="Probes to load: " + ", ".join(PROBE_NAMES) + ".",
-)  # fmt: skip
-@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (schema 1), histograms in seconds.")
-@click.pass_obj
-def probe(obj: Ctx, duration: float, only: str, as_json: bool) -> None:
-    """Measure with eBPF: how long interrupts take and who causes them.
-
-    \b
-    Probes (tracepoints only, loaded through the system bcc, detached on exit):
-      hardirq  time in hard-IRQ handlers per IRQ, log2 histogram (IRQ_NONE excluded)
-      softirq  run time per vector and CPU, and the wait from raise to run
-      ipi      IPIs sent per callsite/callback and target CPU; x86 receive counts
-      tlb      TLB flushes per CPU by reason, pages, shootdown senders (x86)
-      napi     NAPI polls, packets, budget exhaustion per device
-      timer    local timer interrupts per CPU (x86)
-      block    block I/O completion latency per device and hardware queue
-
-    A probe the kernel cannot support is reported with the reason and the rest
-    run. The /proc/interrupts deltas of the same window are shown beside the
-    hard-IRQ counts (PROC-DELTA) and the TLB/CAL/RES rows. Needs root.
-    """
-    names = [n.strip() for n in only.split(",") if n.strip()]
-    unknown = [n for n in names if n not in PROBE_NAMES]
-    if unknown or not names:
-        raise click.BadParameter(
-            f"unknown probe {', '.join(unknown) or '(none)'}; choose from {', '.join(PROBE_NAMES)}"
-        )
-
-    def progress(message: str) -> None:
-        if sys.stderr.isatty() and not as_json:
-            click.echo(f"irqtune: {message}...", err=True)
-
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    try:
-        window = run_window(obj.host, names, duration, progress)
-    except EbpfUnavailable as err:
-        click.echo(f"irqtune: eBPF unavailable: {err}", err=True)
-        sys.exit(EXIT_NO_EBPF)
-    except _Terminated:
-        click.echo("irqtune: terminated; probes detached", err=True)
-        sys.exit(128 + signal.SIGTERM)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    if as_json:
-        _dump(
-            {
-                "schema": 1,
-                "duration": window.duration,
-                "probes": jsonable(window.results),
-                "proc": jsonable(window.proc),
-                "proc_outer": jsonable(window.proc_outer),
-            }
-        )
-    else:
-        click.echo(render_probes(window.results, window.actions, window.proc, Style.auto()), nl=False)
-    failed = [r for r in window.results.values() if r.status != "ok"]
-    for result in failed:
-        click.echo(f"irqtune: warning: probe {result.name} {result.status}: {result.reason}", err=True)
-    sys.exit(EXIT_PARTIAL if failed else EXIT_OK)
+cli_probe.register(main)

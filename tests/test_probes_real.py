@@ -2,8 +2,9 @@
 
 Needs root, bcc and tracefs: skipped with the reason on a laptop, a failure under
 CI=true. Counts are checked against the kernel's own counters over the same window:
-the maps are zeroed between two /proc readings and read between two more, so each
-probe count must lie between the inner and the outer /proc delta. The slack of 3
+/proc is read just before the maps are zeroed and just after they are read (`proc`,
+what the output shows) and once more inside that window (`proc_inner`), so each probe
+count must lie between the inner and the bracketing /proc delta. The slack of 3
 covers handlers already running when the maps were zeroed or read (an exit whose
 entry was missed, one on each CPU).
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -28,11 +30,18 @@ from irqtune.host import Host
 from irqtune.parse.interrupts import parse_interrupts
 from irqtune.probe import kstats
 from irqtune.probe.base import PROBE_NAMES
-from irqtune.probe.runner import ProbeSession, ebpf_unavailable_reason
+from irqtune.probe.runner import ProbeSession, ebpf_unavailable_reason, tracefs_dir
+from irqtune.probe.tlb import C_SOURCE as TLB_C_SOURCE
+from irqtune.probe.tlb import REASONS as TLB_REASONS
 from irqtune.probe.window import ProbeWindow, run_window
 
 SLACK = 3
 HOST = Host("/")
+# The bracketing /proc delta spans the counting window plus two /proc/interrupts readings, the map zeroing and
+# the map reading (a few ms together): a count may fall short of it by that IRQ's events in MARGIN_S, which
+# leaves room for a loaded machine's scheduling.
+MARGIN_S = 0.05
+IRQTUNE = os.path.join(os.path.dirname(sys.executable), "irqtune")
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +64,37 @@ def between(value: int, inner: int, outer: int) -> bool:
     return inner - SLACK <= value <= outer + SLACK
 
 
+def bpf_programs_of(pid: int) -> set[int]:
+    """Ids of the BPF programs a process holds (prog_id of its fds): unlike the kernel-wide list, not
+    disturbed by other BPF users of the machine."""
+    ids = set()
+    fdinfo = f"/proc/{pid}/fdinfo"
+    try:
+        fds = os.listdir(fdinfo)
+    except FileNotFoundError:
+        return ids
+    for fd in fds:
+        try:
+            with open(os.path.join(fdinfo, fd)) as f:
+                ids.update(int(line.split()[1]) for line in f if line.startswith("prog_id:"))
+        except OSError:  # closed meanwhile
+            continue
+    return ids
+
+
+def wait_detached(ids: set[int]) -> set[int]:
+    """Those of `ids` still loaded after the kernel's RCU grace period (up to 10 s)."""
+    deadline = time.monotonic() + 10
+    while ids & set(kstats.prog_ids()) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return ids & set(kstats.prog_ids())
+
+
+def short_of(proc: int, seconds: float) -> float:
+    """How far below a bracketing /proc delta of `seconds` a probe count may fall."""
+    return proc / seconds * MARGIN_S + SLACK
+
+
 def disk_directory() -> str:
     """A directory on a real block device (not tmpfs): the test checkout itself."""
     return os.path.dirname(os.path.abspath(__file__))
@@ -65,7 +105,7 @@ def test_disk_io_hard_irqs_match_proc_and_block_latency():
     assert window.results["hardirq"].status == "ok" and window.results["block"].status == "ok"
     irqs = window.results["hardirq"].data["irqs"]
     unhandled = window.results["hardirq"].data["unhandled"]  # IRQ_NONE: /proc counts these too
-    inner, outer = window.proc["interrupts"], window.proc_outer["interrupts"]
+    inner, outer = window.proc_inner["interrupts"], window.proc["interrupts"]
     assert inner, "the disk workload raised no interrupt"
     for irq in set(inner) | set(irqs):
         got = (irqs[irq].count if irq in irqs else 0) + unhandled.get(irq, 0)
@@ -78,25 +118,61 @@ def test_disk_io_hard_irqs_match_proc_and_block_latency():
     assert 0 < latency.sum_ns / latency.count < 1e9
 
 
+SHOOTDOWN_CALLSITES = ("on_each_cpu", "flush_tlb", "call_function_many")  # where x86 sends a flush IPI from
+UNTRACED_SHARE = 0.02  # receipts the kernel does not trace, as a share of the TLB delta (see below)
+
+
 def test_tlb_shootdowns_and_function_call_ipis_match_proc():
+    """Shootdowns of a two-thread workload against the TLB and CAL rows of the same window.
+
+    It failed 1 run of 3 under load because it took the first IPI send row (ranked by targets) to
+    be the shootdowns: the ranking also holds the reschedule IPIs (`wakeup_preempt`, `update_curr`)
+    the scheduler sends for whatever else runs, and under load they outnumber the shootdowns. The
+    shootdown sends are now picked by their callsite, whatever their rank.
+
+    The TLB comparison is bounded by what the kernel guarantees (arch/x86/mm/tlb.c, flush_tlb_func,
+    6.18): a received shootdown increments the TLB row first, then is traced at most once, as
+    remote_shootdown, as remote_wrong_cpu (6.13+) when the CPU already switched to another mm (more
+    often the busier the machine; the probe dropped this reason until it learned it), or not at all
+    when the CPU is lazy or on init_mm. So remote_shootdown <= TLB holds exactly. The lower bound is
+    not a guarantee: remote_shootdown + remote_wrong_cpu may fall short by the untraced receipts,
+    which the workload keeps rare (its receiving thread stays on the mm, and flushes skip lazy CPUs
+    unless page tables were freed): UNTRACED_SHARE of the delta plus the slack. CAL is exact: each
+    function-call IPI vector traces its entry and increments CAL once.
+    """
     window = probe_during(workloads.tlb_shootdowns, ["tlb", "ipi"])
     tlb = window.results["tlb"].data["reasons"]
     received = tlb.get("remote_shootdown", {}).get("count", 0)
-    assert received > 100
-    # flush_tlb_func() counts a received shootdown (the TLB row) before it may return early without
-    # reaching the tracepoint (the CPU already left that mm): the probe may miss some, never add any. How
-    # many depends on what else runs: under 1 % on an idle machine, 5.7 % measured with another test run
-    # competing for the 2 CPUs (more switches away from the mm).
-    assert between(received, int(window.proc["TLB"] * 0.9), window.proc_outer["TLB"]), (received, window.proc)
-    assert tlb["remote_send_ipi"]["count"] > 100
-    assert any("python" in comm for comm in window.results["tlb"].data["senders"])
+    wrong_cpu = tlb.get("remote_wrong_cpu", {}).get("count", 0)
+    inner, bracket = window.proc_inner["TLB"], window.proc["TLB"]
     ipi = window.results["ipi"].data
     calls = ipi["received_total"]["call_function"] + ipi["received_total"]["call_function_single"]
-    assert between(calls, window.proc["CAL"], window.proc_outer["CAL"]), (calls, window.proc)
-    top = ipi["sends"][0]  # sorted by targets: the shootdowns, sent through on_each_cpu_cond_mask()
-    assert top["targets"] > 100 and any(k in top["callsite"] for k in ("on_each_cpu", "flush_tlb", "call_function")), (
-        top
+    shootdown_ipis = sum(s["targets"] for s in ipi["sends"] if any(k in s["callsite"] for k in SHOOTDOWN_CALLSITES))
+    print(
+        f"\nTLB {inner}..{bracket}: remote_shootdown {received} (headroom {bracket - received}), "
+        f"+ remote_wrong_cpu {wrong_cpu} short of inner by {inner - received - wrong_cpu} "
+        f"(allowed {int(inner * UNTRACED_SHARE) + SLACK}); CAL {window.proc_inner['CAL']}..{window.proc['CAL']}: "
+        f"{calls}; shootdown IPIs {shootdown_ipis}, top send {ipi['sends'][0]['callsite']}"
     )
+    assert received > 100
+    assert received <= bracket + SLACK, (received, window.proc)
+    assert received + wrong_cpu >= inner * (1 - UNTRACED_SHARE) - SLACK, (received, wrong_cpu, window.proc_inner)
+    assert tlb["remote_send_ipi"]["count"] > 100
+    assert any("python" in comm for comm in window.results["tlb"].data["senders"])
+    assert between(calls, window.proc_inner["CAL"], window.proc["CAL"]), (calls, window.proc)
+    assert shootdown_ipis > 100, ipi["sends"][:5]
+
+
+def test_tlb_probe_names_every_reason_the_kernel_traces():
+    """The tracepoint's format lists the kernel's flush reasons; one the probe cannot count is lost, as
+    remote_wrong_cpu (6.13+) was, which made the TLB comparison fall short under load."""
+    tracing = tracefs_dir(HOST)
+    with open(os.path.join(tracing, "events", "tlb", "tlb_flush", "format")) as f:
+        kernel = {int(n): name for n, name in re.findall(r'\{ (\d+), "([^"]+)" \}', f.read())}
+    counted = int(re.search(r"#define NR_REASONS (\d+)", TLB_C_SOURCE).group(1))
+    assert kernel and max(kernel) < min(len(TLB_REASONS), counted), (kernel, TLB_REASONS)
+    for number, name in kernel.items():  # "remote IPI send" is remote_send_ipi: compare the words
+        assert set(name.lower().split()) >= set(TLB_REASONS[number].split("_")) - {"flush", "on"}, (number, name)
 
 
 def test_cross_cpu_wakeups_send_ipis_that_match_proc():
@@ -111,10 +187,10 @@ def test_cross_cpu_wakeups_send_ipis_that_match_proc():
     calls = ipi["received_total"]["call_function"] + ipi["received_total"]["call_function_single"]
     # reschedule_entry never sees more than RES counts; on the 6.18 VM it has seen fewer (10 of 18):
     # some RES increments do not pass the tracepoint. Not asserted equal until that is understood.
-    assert resched <= window.proc_outer["RES"] + SLACK, (resched, window.proc_outer)
-    assert between(calls, window.proc["CAL"], window.proc_outer["CAL"]), (calls, window.proc)
+    assert resched <= window.proc["RES"] + SLACK, (resched, window.proc)
+    assert between(calls, window.proc_inner["CAL"], window.proc["CAL"]), (calls, window.proc)
     ticks = sum(window.results["timer"].data["per_cpu"].values())
-    assert between(ticks, window.proc["LOC"], window.proc_outer["LOC"]), (ticks, window.proc)
+    assert between(ticks, window.proc_inner["LOC"], window.proc["LOC"]), (ticks, window.proc)
     assert "TIMER" in window.results["softirq"].data["vectors"]
 
 
@@ -168,7 +244,7 @@ def test_probe_command_json_under_workloads():
     probes = out["probes"]
     assert all(p["status"] == "ok" for p in probes.values()), {n: p["reason"] for n, p in probes.items()}
     irqs, unhandled = probes["hardirq"]["data"]["irqs"], probes["hardirq"]["data"]["unhandled"]
-    inner, outer = out["proc"]["interrupts"], out["proc_outer"]["interrupts"]
+    inner, outer = out["proc_inner"]["interrupts"], out["proc"]["interrupts"]
     seen = {i: h["count"] + unhandled.get(i, 0) for i, h in irqs.items()}
     # All seven probes run here. Once, with other test runs saturating both CPUs, the disk's request IRQ came
     # out 14 of 3,305 under the inner /proc delta; the cause is not established (the handler probe is a raw
@@ -181,6 +257,79 @@ def test_probe_command_json_under_workloads():
     assert sum(s["targets"] for s in probes["ipi"]["data"]["sends"]) > 0
     assert probes["tlb"]["data"]["reasons"]["remote_shootdown"]["count"] > 0
     assert any(d["latency"]["count"] > 0 for d in probes["block"]["data"]["devices"].values())
+
+
+def test_probe_json_compares_each_count_with_proc_over_the_same_window():
+    """`proc` brackets the probes' counting window (read just before the maps are zeroed, just after they
+    are read) and says how long it is: a busy IRQ's count never exceeds its delta and falls short of it
+    by at most that IRQ's events in MARGIN_S."""
+    stop = threading.Event()
+    worker = threading.Thread(target=workloads.disk_io, args=(disk_directory(), stop), daemon=True)
+    worker.start()
+    try:
+        result = subprocess.run(
+            [IRQTUNE, "probe", "-d", "2", "--only", "hardirq", "--json"], capture_output=True, text=True, timeout=120
+        )
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["interrupted"] is False and out["duration_asked"] == 2
+    assert 2 <= out["duration"] <= out["proc_seconds"] < out["duration"] + MARGIN_S, out
+    proc, data = out["proc"]["interrupts"], out["probes"]["hardirq"]["data"]
+    busiest = max(proc, key=proc.get)
+    seen = data["irqs"][busiest]["count"] + data["unhandled"].get(busiest, 0)
+    allowed = short_of(proc[busiest], out["proc_seconds"])
+    print(f"\nIRQ {busiest}: probe {seen}, /proc same window {proc[busiest]}, short by {proc[busiest] - seen} "
+          f"(allowed {allowed:.0f}), bracket {out['proc_seconds'] - out['duration']:.4f} s wider")  # fmt: skip
+    assert proc[busiest] > 1000 and proc[busiest] - allowed <= seen <= proc[busiest] + SLACK
+
+
+def hardirq_rows(text: str) -> dict[int, tuple[int, int]]:
+    """IRQ -> (handled + IRQ_NONE, /proc same window) from the text output's HARDIRQ table."""
+    section = text.split("HARDIRQ (ok)\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert "PROC-SAME-WINDOW" in section[0], section[0]
+    rows = {}
+    for line in section[1:]:
+        head, handled, unhandled, proc, _mean, _max, _total = line.rsplit(maxsplit=6)
+        if proc != "-":
+            rows[int(head.split()[0])] = (int(handled) + int(unhandled), int(proc))
+    return rows
+
+
+def test_ctrl_c_prints_the_shortened_window_and_detaches():
+    """SIGINT 3 s into `irqtune probe -d 30`: the counts of those 3 s beside the /proc deltas of the same
+    window, exit 130, and none of the command's BPF programs left loaded."""
+    stop = threading.Event()
+    worker = threading.Thread(target=workloads.disk_io, args=(disk_directory(), stop), daemon=True)
+    worker.start()
+    proc = subprocess.Popen(
+        [IRQTUNE, "probe", "-d", "30", "--only", "hardirq,softirq"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while len(held := bpf_programs_of(proc.pid)) < 5:  # 2 hardirq + 3 softirq programs attached
+            assert proc.poll() is None and time.monotonic() < deadline, "probes never attached"
+            time.sleep(0.1)
+        time.sleep(3)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+        stop.set()
+        worker.join(timeout=30)
+    assert proc.returncode == 130, (out, err)
+    assert "Traceback" not in err and "interrupted after" in err, err
+    window = re.match(r"window (\d+\.\d+) s \(cut short by Ctrl-C; 30 s asked\)\. .* \((\d+\.\d+) s apart\)", out)
+    assert window and 2.5 <= float(window.group(1)) < 20, out[:300]
+    rows = hardirq_rows(out)
+    irq, (seen, delta) = max(rows.items(), key=lambda kv: kv[1][1])
+    print(f"\nwindow {window.group(1)} s; IRQ {irq}: probe {seen}, /proc same window {delta}")
+    assert delta > 1000 and delta - short_of(delta, float(window.group(2))) <= seen <= delta + SLACK, (irq, seen, delta)
+    assert "SOFTIRQ (ok)" in out
+    assert held and wait_detached(held) == set(), "programs left loaded after Ctrl-C"
 
 
 def test_sigterm_detaches_every_program():

@@ -1,12 +1,18 @@
-"""`irqtune probe` as text: tables per probe, log2 histograms drawn like bcc's."""
+"""`irqtune probe` as text: tables per probe, log2 histograms drawn like bcc's.
+
+Every /proc figure beside a probe count is the delta of the same window (PROC_COLUMN):
+read just before the maps were zeroed and just after they were read.
+"""
 
 from __future__ import annotations
 
+from ..parse.common import printable
 from ..render import Style, table
 from .base import Histogram
-from .runner import ProbeResult
+from .window import ProbeWindow
 
 HIST_WIDTH = 40
+PROC_COLUMN = "PROC-SAME-WINDOW"
 
 
 def log2_histogram(hist: Histogram, unit: str = "usecs") -> list[str]:
@@ -33,13 +39,26 @@ def _mean_max(hist: Histogram) -> tuple[float, float]:
     return (hist.sum_ns / hist.count / 1000 if hist.count else 0.0, hist.max_ns / 1000)
 
 
-def render_probes(results: dict[str, ProbeResult], actions: dict[int, str], proc: dict, style: Style) -> str:
-    out: list[str] = []
-    for name, result in results.items():
+def render_probes(window: ProbeWindow, style: Style, asked: float | None = None) -> str:
+    """The window line first (its real length, also when Ctrl-C shortened it), then one section per probe."""
+    out = [window_line(window, asked)]
+    for name, result in window.results.items():
         out += ["", style.heading(f"{name.upper()} ({result.status}{': ' + result.reason if result.reason else ''})")]
         if result.status == "ok":
-            out += RENDERERS[name](result.data, actions, proc)
-    return "\n".join(out).lstrip("\n") + "\n"
+            out += RENDERERS[name](result.data, window.actions, window.proc)
+    return "\n".join(out) + "\n"
+
+
+def window_line(window: ProbeWindow, asked: float | None = None) -> str:
+    cut = f" (cut short by Ctrl-C; {asked:g} s asked)" if window.interrupted and asked else ""
+    return (
+        f"window {window.duration:.3f} s{cut}. {PROC_COLUMN}: /proc deltas read just before the maps were zeroed "
+        f"and just after they were read ({window.proc_seconds:.3f} s apart)"
+    )
+
+
+def _title(irq: int, actions: dict[int, str]) -> str:
+    return printable(actions.get(irq, "-"))
 
 
 def _hardirq(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
@@ -51,16 +70,16 @@ def _hardirq(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
          *_mean_max(h), h.sum_ns / 1000)
         for irq, h in ordered
     ]  # fmt: skip
-    header = ("IRQ", "ACTIONS", "HANDLED", "IRQ_NONE", "PROC-DELTA", "MEAN-us", "MAX-us", "TOTAL-us")
+    header = ("IRQ", "ACTIONS", "HANDLED", "IRQ_NONE", PROC_COLUMN, "MEAN-us", "MAX-us", "TOTAL-us")
     lines = table(header, rows)
     for irq, split in sorted(data.get("actions", {}).items()):
         parts = ", ".join(
-            f"{name} {a['count']} handled/{a['unhandled']} IRQ_NONE, max {a['max_seconds'] * 1e6:.1f} us"
+            f"{printable(name)} {a['count']} handled/{a['unhandled']} IRQ_NONE, max {a['max_seconds'] * 1e6:.1f} us"
             for name, a in split.items()
         )
         lines.append(f"IRQ {irq} shared: {parts}")
     for irq, hist in ordered[:3]:
-        lines += ["", f"IRQ {irq} ({actions.get(irq, '-')}) handler time", *log2_histogram(hist)]
+        lines += ["", f"IRQ {irq} ({_title(irq, actions)}) handler time", *log2_histogram(hist)]
     return lines or ["no hard interrupts handled"]
 
 
@@ -77,19 +96,31 @@ def _ipi(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
     lines = table(("CALLSITE", "CALLBACK", "SENDS", "TARGETS"), rows) if rows else ["no IPIs sent"]
     targets = ", ".join(f"{cpu}:{n}" for cpu, n in sorted(data["targets_per_cpu"].items()))
     lines.append(f"targets per CPU: {targets or '-'}")
-    for kind, total in data.get("received_total", {}).items():
-        row = {"call_function": "CAL", "reschedule": "RES"}.get(kind)
-        extra = f" (/proc {row} delta {proc.get(row)})" if row and row in proc else ""
-        lines.append(f"received {kind}: {total}{extra}")
+    received = data.get("received_total", {})
+    if received:  # x86: CAL counts both function-call vectors, RES the reschedule vector
+        calls = received.get("call_function", 0) + received.get("call_function_single", 0)
+        lines.append(
+            f"received function calls {calls} (call_function {received.get('call_function', 0)} + "
+            f"call_function_single {received.get('call_function_single', 0)}); {_proc(proc, 'CAL')}"
+        )
+        lines.append(f"received reschedules {received.get('reschedule', 0)}; {_proc(proc, 'RES')}")
     return lines
 
 
+def _proc(proc: dict, row: str) -> str:
+    return f"/proc {row} same window {proc.get(row, '-')}"
+
+
 def _tlb(data: dict, actions: dict[int, str], proc: dict) -> list[str]:
-    rows = [(reason, r["count"], r["pages"], r["full_flushes"]) for reason, r in data["reasons"].items()]
+    reasons = data["reasons"]
+    rows = [(reason, r["count"], r["pages"], r["full_flushes"]) for reason, r in reasons.items()]
     lines = table(("REASON", "FLUSHES", "PAGES", "FULL"), rows) if rows else ["no TLB flushes"]
-    if "TLB" in proc:
-        lines.append(f"/proc TLB delta {proc['TLB']} (received remote shootdowns)")
-    senders = ", ".join(f"{comm}:{n}" for comm, n in list(data["senders"].items())[:8])
+    received = reasons.get("remote_shootdown", {}).get("count", 0)
+    lines.append(
+        f"received shootdowns {received}; {_proc(proc, 'TLB')} (the TLB row also counts those that found the CPU "
+        "on another mm, traced as remote_wrong_cpu, or lazy or idle, not traced)"
+    )
+    senders = ", ".join(f"{printable(comm)}:{n}" for comm, n in list(data["senders"].items())[:8])
     return [*lines, f"shootdown senders: {senders or '-'}"]
 
 

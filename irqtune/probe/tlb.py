@@ -4,16 +4,26 @@ Raw tracepoint `tlb_flush(reason, pages)`. Reasons are the kernel's enum
 tlb_flush_reason. `remote_shootdown` is a flush received from another CPU (the
 TLB row of /proc/interrupts); `remote_send_ipi` is this CPU asking others to flush,
 and only for those is the sending task's name read (rare compared with the rest).
+
+x86 counts a received shootdown in the TLB row before flush_tlb_func() looks at it, then
+traces it as `remote_shootdown`, or as `remote_wrong_cpu` (6.13+) when the CPU had already
+switched to another mm, or not at all when the CPU is on init_mm, lazy, or on an INVLPGB
+global ASID. `remote_wrong_cpu` also fires on the sending CPU itself when it is left in
+the mm's CPU mask (not a TLB-row event). So remote_shootdown never exceeds the TLB delta
+of the same window, and falls short of it only by the wrong-CPU and untraced receipts.
+Reasons a newer kernel adds are kept, named by their number.
 """
 
 from __future__ import annotations
 
 from .base import ProbeSpec
 
-REASONS = ("task_switch", "remote_shootdown", "local_shootdown", "local_mm_shootdown", "remote_send_ipi")
+REASONS = (
+    "task_switch", "remote_shootdown", "local_shootdown", "local_mm_shootdown", "remote_send_ipi", "remote_wrong_cpu",
+)  # fmt: skip
 
 C_SOURCE = r"""
-#define NR_REASONS 5
+#define NR_REASONS 16
 #define REMOTE_SEND_IPI 4
 struct tlb_stat { u64 count; u64 pages; u64 full; };
 struct comm_key { char comm[16]; };
