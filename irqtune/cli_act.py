@@ -34,9 +34,36 @@ Exit status:
 """
 
 
-def _emit(results: list[engine.Result], as_json: bool) -> None:
+RESTORE_EXIT_HELP = """
+\b
+Exit status:
+  0  every knob restored (or already original); stale entries dropped
+  1  error: journal unreadable or locked, --only-if-config FILE unusable
+  2  usage error
+  3  some knob was refused or failed (entry kept); wins over 5
+  5  some knob drifted and was left alone (entry kept; --force restores it)
+"""
+
+
+def _restore_status(results: list[engine.Result]) -> int:
+    """3 when a knob could not be restored, else 5 when a drifted knob was left alone (verify's drift code)."""
+    done = engine.OK_OUTCOMES | {engine.STALE, engine.DRIFTED_KEPT}
+    if any(r.outcome not in done for r in results):
+        return EXIT_PARTIAL
+    kept = [r for r in results if r.outcome == engine.DRIFTED_KEPT]
+    if kept:
+        click.echo(f"irqtune: {len(kept)} drifted knob(s) left alone; irqtune restore --force puts them back too",
+                   err=True)  # fmt: skip
+        return EXIT_DRIFT
+    return EXIT_OK
+
+
+def _emit(results: list[engine.Result], as_json: bool, dry_run: bool | None = None) -> None:
     if as_json:
-        click.echo(json.dumps({"schema": 1, "results": [r.to_json() for r in results]}, indent=1))
+        document: dict = {"schema": 1, "results": [r.to_json() for r in results]}
+        if dry_run is not None:
+            document["dry_run"] = dry_run
+        click.echo(json.dumps(document, indent=1))
     else:
         for r in results:
             click.echo(str(r))
@@ -97,20 +124,27 @@ def register(main: click.Group, ctx_type) -> None:
             raise click.ClickException(str(err)) from None
         click.echo(json.dumps({"knob": knob, "value": value}) if as_json else value)
 
-    @main.command(epilog=ACT_EXIT_HELP)
+    @main.command(epilog=RESTORE_EXIT_HELP)
     @click.option("-n", "--dry-run", is_flag=True, help="Say what would be restored; write nothing.")
+    @click.option("--force", is_flag=True, help="Also put back knobs that drifted (something else changed them "
+                  "after irqtune, as verify reports); without it they are left alone, entries kept.")  # fmt: skip
     @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
     @click.option("--only-if-config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
                   help="Restore only when the agent configuration FILE says restore_on_exit = true (the service's "
                        "ExecStopPost after a crash or a watchdog abort); otherwise keep the journal and exit 0. A "
                        "FILE that cannot be read or has an error restores nothing and exits 1.")  # fmt: skip
     @pass_obj
-    def restore(obj, dry_run: bool, as_json: bool, config_file: str | None) -> None:
+    def restore(obj, dry_run: bool, force: bool, as_json: bool, config_file: str | None) -> None:
         """Put every knob irqtune changed back to its original value, from the journal.
 
         Works after a crash at any point: the original is journaled (fsynced) before
         each first write. Entries from an earlier boot are stale and dropped: /proc
         and /sys settings do not survive a reboot.
+
+        A knob that drifted (it no longer holds what irqtune wrote: an operator or
+        another tool changed it since) is left alone: one line names it, the value
+        irqtune wrote and the value found now; its entry is kept, so `restore --force`
+        can still put the original back. --dry-run and --json show the same decision.
         """
         if config_file is not None:
             try:
@@ -122,9 +156,9 @@ def register(main: click.Group, ctx_type) -> None:
                            "it back)", err=True)  # fmt: skip
                 return
         with _journal(obj) as journal:
-            results = engine.restore(obj.host, journal, obj.state_dir, dry_run=dry_run)
-        _emit(results, as_json)
-        sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES | {engine.STALE} for r in results) else EXIT_PARTIAL)
+            results = engine.restore(obj.host, journal, obj.state_dir, dry_run=dry_run, force=force)
+        _emit(results, as_json, dry_run)
+        sys.exit(_restore_status(results))
 
     @main.command(epilog=ACT_EXIT_HELP)
     @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
