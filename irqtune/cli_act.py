@@ -14,6 +14,7 @@ import click
 from .act import engine
 from .act.journal import Journal, JournalError
 from .act.knobs import KNOB_FORMS, IrqAffinityKnob, KnobError, Unsupported, make_knob
+from .act.known import cpu_problem, device_problem, known_names
 from .act.owners import rivals
 from .act.plan import PlanError, load_plan
 from .cli_common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
@@ -176,6 +177,7 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
         banned = frozenset(parse_cpulist(ban_cpus)) if ban_cpus else frozenset()
     except CpuListError as err:
         raise click.BadParameter(str(err), param_hint="--ban-cpus") from None
+    _check_names(obj.host, exclude, banned)
     decided = None
     if plan_file:
         try:
@@ -185,6 +187,19 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
     return placement_plan(
         obj.host, obj.state_dir, decided, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude)
     )
+
+
+def _check_names(host, exclude: tuple[str, ...], banned: frozenset[int]) -> None:
+    """A typo must not plan around nothing: unknown devices and CPUs are usage errors (exit 2)."""
+    if not exclude and not banned:
+        return
+    known = known_names(host)
+    problems = [p for p in (device_problem(name, known.devices) for name in dict.fromkeys(exclude)) if p]
+    if problems:
+        raise click.BadParameter("; ".join(problems), param_hint="--exclude")
+    problem = cpu_problem(banned, known.cpus)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--ban-cpus")
 
 
 _plan_options = [

@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import fakehost
@@ -112,3 +115,102 @@ def test_a_change_interrupted_before_its_read_back_is_restored_not_kept(root, tm
     code, out, _ = invoke(root, state, "restore")
     assert code == 0, out
     assert affinity(root, 100) == "0-7" and entries(state) == {}
+
+
+# -- point 3: unknown devices and CPUs are errors -------------------------------------------------------------------
+
+
+def tree_hash(root: Path) -> str:
+    return "".join(p.read_text() for p in sorted(root.rglob("smp_affinity_list")))
+
+
+@pytest.mark.parametrize("command", [("plan",), ("apply",), ("apply", "--yes")])
+def test_an_unknown_excluded_device_is_a_usage_error_naming_what_exists(root, tmp_path, command):
+    before = tree_hash(root)
+    code, out, err = invoke(root, tmp_path / "s", *command, "--exclude", "ens1f0", "--exclude", "eht0")
+    assert code == 2, out + err
+    assert "no device 'eht0'" in err and "did you mean eth0?" in err and "ens1f0" in err and "Traceback" not in err
+    assert tree_hash(root) == before and not out
+
+
+@pytest.mark.parametrize("cpus", ["16", "3,16-17"])
+def test_a_banned_cpu_this_host_lacks_is_a_usage_error(root, tmp_path, cpus):
+    code, _, err = invoke(root, tmp_path / "s", "plan", "--ban-cpus", cpus)
+    assert code == 2 and "--ban-cpus" in err and "does not exist on this host (possible CPUs: 0-15)" in err
+
+
+def test_known_names_beyond_the_nics_are_accepted(root, tmp_path):
+    """A virtio function, a block device, an interface without IRQs, a PCI address; an offline but possible CPU."""
+    args = [a for name in ("virtio1", "vda", "lo", "0000:01:00.0", "nvme0") for a in ("--exclude", name)]
+    code, out, err = invoke(root, tmp_path / "s", "plan", *args, "--ban-cpus", "15", "--json")
+    assert code == 0, err
+    assert not any(c["device"] == "nvme0" for c in json.loads(out)["changes"])
+
+
+BAD_CONFIG = """mode = "observe"
+interval = 0.5
+[cpus]
+critical = "6-7"
+banned = "3,16"
+irq_sink = "0"
+housekeeping = "0-5,20"
+[[device]]
+name = "eht0"
+cpus = "1"
+[[device]]
+class = "nic"
+[[device]]
+name = "ens1f0"
+cpus = "4-5,99"
+[[device]]
+name = "virtio2"
+manage = false
+"""
+
+
+def test_check_host_names_every_unknown_device_and_cpu_with_its_line(root):
+    from irqtune.act.known import known_names
+    from irqtune.config import check_host, load_config
+
+    problems = check_host(load_config("c.toml", BAD_CONFIG), known_names(Host(str(root))))
+    assert [p.split(" ", 1)[0] for p in problems] == ["c.toml:5:", "c.toml:7:", "c.toml:9:", "c.toml:15:"]
+    assert problems[0].startswith("c.toml:5: cpus.banned: CPU 16 does not exist")
+    assert problems[1] == "c.toml:7: cpus.housekeeping: CPU 20 does not exist on this host (possible CPUs: 0-15)"
+    assert problems[2].startswith("c.toml:9: device[0].name: no device 'eht0' on this host (did you mean eth0?")
+    assert problems[3].startswith("c.toml:15: device[2].cpus: CPU 99 does not exist")
+    good = BAD_CONFIG.replace(',16"', '"').replace(",20", "").replace("eht0", "eth0").replace(",99", "")
+    assert check_host(load_config("c.toml", good), known_names(Host(str(root)))) == []
+
+
+def test_run_refuses_a_config_naming_what_this_host_lacks(root, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text(BAD_CONFIG)
+    code, out, err = invoke(root, tmp_path / "s", "run", "--config", str(config), "--passes", "1")
+    assert code == 1 and not out
+    assert "c.toml:9: device[0].name: no device 'eht0'" in err and "c.toml:5: cpus.banned: CPU 16" in err
+
+
+def test_sighup_with_an_unknown_device_keeps_the_running_config(root, tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('interval = 0.5\n[[device]]\nname = "ens1f0"\n')
+    exe = [sys.executable, "-m", "irqtune", "--root", str(root), "--state-dir", str(tmp_path / "s")]
+    agent = subprocess.Popen([*exe, "run", "--config", str(config)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True)  # fmt: skip
+    passes = []
+    try:
+        for line in agent.stdout:
+            if line.startswith("pass "):
+                passes.append(line)
+            if len(passes) == 2:
+                config.write_text('mode = "tune"\ninterval = 0.5\n[[device]]\nname = "ens1f1"\n')
+                agent.send_signal(signal.SIGHUP)
+            if len(passes) == 5:
+                break
+        agent.send_signal(signal.SIGTERM)
+        _, err = agent.communicate(timeout=20)
+    finally:
+        agent.kill()
+    assert agent.returncode == 0, err
+    assert "reload refused, keeping the running config" in err and "device[0].name: no device 'ens1f1'" in err
+    assert all("(observe)" in line for line in passes)
+    assert not (tmp_path / "s" / "journal.json").exists()
