@@ -13,7 +13,7 @@ import click
 
 from .act import engine
 from .act.journal import Journal, JournalError
-from .act.knobs import KNOB_FORMS, IrqAffinityKnob, KnobError, Unsupported, make_knob
+from .act.knobs import KNOB_FORMS, CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from .act.known import cpu_problem, device_problem, known_names
 from .act.owners import rivals
 from .act.plan import PlanError, load_plan
@@ -21,7 +21,7 @@ from .cli_common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from .config import ConfigError, load_config
 from .decide.placement import placement_plan
 from .measure.topology import read_topology
-from .parse.common import CpuListError, parse_cpulist
+from .parse.common import CpuListError, parse_cpulist, printable
 from .state import boot_id
 
 ACT_EXIT_HELP = """
@@ -30,9 +30,28 @@ Exit status:
   0  every knob ended as asked (applied, unchanged, restored, matches)
   1  error: bad knob or value, journal unreadable or locked by another irqtune
   2  usage error
-  3  some knob was refused: kernel-managed IRQ, no free vectors, busy, unsupported
+  3  some knob was refused: kernel-managed IRQ, no free vectors, busy, or
+     unsupported here (no such device or setting: get exits 3 for it too)
   5  verify: drift found (something else changed a knob irqtune set)
 """
+
+
+GET_EXIT_HELP = """
+\b
+Exit status:
+  0  read
+  1  error: not a knob irqtune knows (see irqtune set --help)
+  2  usage error
+  3  unsupported here: no such IRQ, device, queue or file, a driver without
+     that setting, a queue without an XPS map (set exits 3 for the same)
+"""
+
+
+def _shown(knob, value: str, raw: str | None) -> str:
+    """What a person reads: an empty CPU list (a mask of 0) is "none", with the file's own text."""
+    if value or not isinstance(knob, CpuListKnob):
+        return value
+    return f"none (the file holds {raw})" if raw else "none"
 
 
 RESTORE_EXIT_HELP = """
@@ -113,17 +132,33 @@ def register(main: click.Group, ctx_type) -> None:
         _emit([result], as_json)
         sys.exit(EXIT_OK if result.outcome in engine.OK_OUTCOMES else EXIT_PARTIAL)
 
-    @main.command(epilog=ACT_EXIT_HELP)
+    @main.command(epilog=GET_EXIT_HELP)
     @click.argument("knob")
-    @click.option("--json", "as_json", is_flag=True, help="Print the value as JSON.")
+    @click.option("--json", "as_json", is_flag=True, help="Print the value as JSON: the canonical value and, for "
+                  "a file, its raw text (an empty CPU list is value \"\", raw \"0\").")  # fmt: skip
     @pass_obj
     def get(obj, knob: str, as_json: bool) -> None:
-        """Read one KNOB's current value (never writes)."""
+        """Read one KNOB's current value (never writes).
+
+        CPU lists are shown as lists (0-3,8) whatever the file holds (a hex mask); an
+        empty one as "none" with the file's text.
+        """
         try:
-            value = make_knob(obj.host, knob).read()
-        except (KnobError, Unsupported) as err:
+            k = make_knob(obj.host, knob)
+            value, raw = k.reading()
+        except KnobError as err:
             raise click.ClickException(str(err)) from None
-        click.echo(json.dumps({"knob": knob, "value": value}) if as_json else value)
+        except Unsupported as err:  # the same cause makes set report "unsupported" and exit 3
+            if as_json:
+                click.echo(
+                    json.dumps({"knob": knob, "value": None, "outcome": engine.UNSUPPORTED, "message": str(err)})
+                )
+            click.echo(f"irqtune: {printable(str(err))}", err=True)
+            sys.exit(EXIT_PARTIAL)
+        if as_json:
+            click.echo(json.dumps({"knob": k.id, "value": value, "raw": raw}))
+        else:
+            click.echo(printable(_shown(k, value, raw)))
 
     @main.command(epilog=RESTORE_EXIT_HELP)
     @click.option("-n", "--dry-run", is_flag=True, help="Say what would be restored; write nothing.")

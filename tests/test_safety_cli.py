@@ -12,6 +12,7 @@ from pathlib import Path
 import fakehost
 import pytest
 from click.testing import CliRunner
+from conftest import real_linux, require
 
 from irqtune.act import engine
 from irqtune.act.journal import Journal
@@ -214,3 +215,79 @@ def test_sighup_with_an_unknown_device_keeps_the_running_config(root, tmp_path):
     assert "reload refused, keeping the running config" in err and "device[0].name: no device 'ens1f1'" in err
     assert all("(observe)" in line for line in passes)
     assert not (tmp_path / "s" / "journal.json").exists()
+
+
+# -- point 6: get says what a value means, and agrees with set on unsupported ---------------------------------------
+
+
+def queue_file(root: Path, queue: str, name: str, text: str) -> Path:
+    path = root / "sys" / "devices" / "pci0000:00" / "0000:81:00.0" / "net" / "ens1f0" / "queues" / queue / name
+    fakehost.write(path, text)
+    return path
+
+
+def test_an_empty_rps_mask_reads_as_none_with_the_files_text(root, tmp_path):
+    queue_file(root, "rx-0", "rps_cpus", "00000000\n")
+    code, out, _ = invoke(root, tmp_path / "s", "get", "net/ens1f0/rx-0/rps-cpus")
+    assert code == 0 and out == "none (the file holds 00000000)\n"
+    code, out, _ = invoke(root, tmp_path / "s", "get", "net/ens1f0/rx-0/rps-cpus", "--json")
+    assert code == 0 and json.loads(out) == {"knob": "net/ens1f0/rx-0/rps-cpus", "value": "", "raw": "00000000"}
+    queue_file(root, "rx-0", "rps_cpus", "30\n")
+    assert invoke(root, tmp_path / "s", "get", "net/ens1f0/rx-0/rps-cpus")[1] == "4-5\n"
+
+
+def test_an_xps_read_answered_with_enoent_says_the_queue_has_no_map(root, tmp_path, monkeypatch):
+    path = queue_file(root, "tx-0", "xps_cpus", "")
+    real_read = Host.read
+
+    def enoent_for_xps(self, target: str) -> str:  # what a single-queue device's xps_cpus answers
+        if target.endswith("tx-0/xps_cpus"):
+            raise FileNotFoundError(2, "No such file or directory")
+        return real_read(self, target)
+
+    monkeypatch.setattr(Host, "read", enoent_for_xps)
+    code, out, err = invoke(root, tmp_path / "s", "get", "net/ens1f0/tx-0/xps-cpus")
+    assert code == 3 and not out and "this queue has no XPS map" in err and "does not exist" not in err
+    path.unlink()
+    code, _, err = invoke(root, tmp_path / "s", "get", "net/ens1f0/tx-0/xps-cpus")
+    assert code == 3 and "queues/tx-0/xps_cpus does not exist here" in err
+
+
+def test_get_and_set_agree_on_unsupported_coalescing(root, tmp_path):
+    code, out, err = invoke(root, tmp_path / "s", "get", "net/ens1f0/coalesce/rx-usecs")
+    assert code == 3 and "netlink knobs act on the running kernel" in err and "Traceback" not in err
+    code, out, _ = invoke(root, tmp_path / "s", "get", "net/ens1f0/coalesce/rx-usecs", "--json")
+    assert code == 3 and json.loads(out)["outcome"] == "unsupported"
+    code, out, _ = invoke(root, tmp_path / "s", "set", "net/ens1f0/coalesce/rx-usecs", "8")
+    assert code == 3 and "unsupported" in out
+    assert invoke(root, tmp_path / "s", "get", "irq/100/affinty")[0] == 1  # not a knob at all: still an error
+
+
+def test_this_hosts_eth0_reads_as_users_understand(tmp_path):
+    """Read only: eth0's rx-0 RPS mask (0 unless someone set it) and its tx-0 XPS map (none on single-queue)."""
+    queues = Path("/sys/class/net/eth0/queues")
+    require(real_linux() and (queues / "rx-0" / "rps_cpus").exists(), "no eth0 with RPS on this host")
+    code, out, _ = invoke("/", tmp_path, "get", "net/eth0/rx-0/rps-cpus")
+    raw = (queues / "rx-0" / "rps_cpus").read_text().strip()
+    assert code == 0 and out.strip() != ""
+    if raw.strip("0,") == "":
+        assert out == f"none (the file holds {raw})\n"
+    tx_queues = [q for q in queues.iterdir() if q.name.startswith("tx-")]
+    if len(tx_queues) == 1:  # a single-queue device: the kernel answers ENOENT for xps_cpus
+        code, out, err = invoke("/", tmp_path, "get", "net/eth0/tx-0/xps-cpus")
+        assert code == 3 and "this queue has no XPS map" in err
+
+
+def test_this_hosts_loopback_has_no_coalescing_for_get_or_set(tmp_path):
+    require(real_linux(), "netlink needs Linux")
+    code, _, err = invoke("/", tmp_path, "get", "net/lo/coalesce/rx-usecs")
+    assert code == 3 and "Operation not supported" in err
+    code, out, _ = invoke("/", tmp_path, "set", "--dry-run", "net/lo/coalesce/rx-usecs", "8")  # dry run: no write
+    assert code == 3 and "unsupported" in out
+
+
+def test_get_and_set_help_document_exit_status_3():
+    get_help = CliRunner().invoke(main, ["get", "--help"]).output
+    set_help = CliRunner().invoke(main, ["set", "--help"]).output
+    assert "3  unsupported here" in get_help and "set exits 3 for the same" in get_help
+    assert "get exits 3 for it too" in set_help
