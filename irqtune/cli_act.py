@@ -129,7 +129,7 @@ def register(main: click.Group, ctx_type) -> None:
                     result = engine.change(k, value, journal, obj.state_dir)
         except KnobError as err:
             raise click.ClickException(str(err)) from None
-        _emit([result], as_json)
+        _emit([result], as_json, dry_run)
         sys.exit(EXIT_OK if result.outcome in engine.OK_OUTCOMES else EXIT_PARTIAL)
 
     @main.command(epilog=GET_EXIT_HELP)
@@ -237,6 +237,11 @@ def _check_names(host, exclude: tuple[str, ...], banned: frozenset[int]) -> None
         raise click.BadParameter(problem, param_hint="--ban-cpus")
 
 
+def _plan_json(plan) -> dict:
+    """A plan as JSON, saying that nothing was written (plan, and apply without --yes)."""
+    return {**plan.to_json(), "dry_run": True}
+
+
 _plan_options = [
     click.option("--exclude", "exclude", multiple=True, metavar="DEV", help="Leave this device alone (repeatable)."),
     click.option("--ban-cpus", default="", metavar="LIST", help="CPUs no interrupt may be moved to, e.g. 0,8-15."),
@@ -266,7 +271,7 @@ def register_plan(main: click.Group, ctx_type) -> None:
         before it is shown: a plan with violations cannot be applied.
         """
         result, _ = _plan(obj, exclude, ban_cpus, allow_isolated)
-        click.echo(json.dumps(result.to_json(), indent=1) if as_json else "\n".join(result.diff()))
+        click.echo(json.dumps(_plan_json(result), indent=1) if as_json else "\n".join(result.diff()))
         sys.exit(EXIT_ERROR if result.violations else EXIT_OK)
 
     @main.command(epilog=ACT_EXIT_HELP)
@@ -291,7 +296,7 @@ def register_plan(main: click.Group, ctx_type) -> None:
                 click.echo(f"irqtune: {name} is running: {how}", err=True)
             raise click.ClickException("refusing to fight another IRQ tuner; nothing written")
         if not yes:
-            click.echo(json.dumps(result.to_json(), indent=1) if as_json else "\n".join(result.diff()))
+            click.echo(json.dumps(_plan_json(result), indent=1) if as_json else "\n".join(result.diff()))
             if not as_json:
                 click.echo("(dry run: nothing written; --yes to apply)")
             return
@@ -307,5 +312,5 @@ def register_plan(main: click.Group, ctx_type) -> None:
             for knob, target in staged:
                 engine.prepare(knob, obj.host, obj.state_dir)
                 results.append(engine.change(knob, target, journal, obj.state_dir))
-        _emit(results, as_json)
+        _emit(results, as_json, dry_run=False)
         sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) else EXIT_PARTIAL)

@@ -291,3 +291,27 @@ def test_get_and_set_help_document_exit_status_3():
     set_help = CliRunner().invoke(main, ["set", "--help"]).output
     assert "3  unsupported here" in get_help and "set exits 3 for the same" in get_help
     assert "get exits 3 for it too" in set_help
+
+
+# -- point 11 (first half): JSON says whether anything was written --------------------------------------------------
+
+
+def test_json_says_whether_it_was_a_dry_run(root, tmp_path):
+    state = tmp_path / "s"
+    before = tree_hash(root)
+    code, out, _ = invoke(root, state, "plan", "--json")
+    assert code == 0 and json.loads(out)["dry_run"] is True
+    saved = tmp_path / "plan.json"
+    saved.write_text(out)
+    code, out, _ = invoke(root, state, "apply", "--json")
+    assert code == 0 and json.loads(out)["dry_run"] is True and json.loads(out)["changes"]
+    code, out, _ = invoke(root, state, "set", "--dry-run", "--json", "irq/100/affinity", "4")
+    assert code == 0 and json.loads(out)["dry_run"] is True
+    assert tree_hash(root) == before
+    code, out, err = invoke(root, state, "apply", "--yes", "--json", "--plan", str(saved))  # the key loads back
+    assert code == 0, err
+    document = json.loads(out)
+    assert document["dry_run"] is False and all(r["outcome"] == "applied" for r in document["results"])
+    assert tree_hash(root) != before
+    code, out, _ = invoke(root, state, "set", "--json", "irq/100/affinity", "5")
+    assert code == 0 and json.loads(out)["dry_run"] is False
