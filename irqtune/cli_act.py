@@ -243,7 +243,13 @@ def _plan_json(plan) -> dict:
 
 
 _plan_options = [
-    click.option("--exclude", "exclude", multiple=True, metavar="DEV", help="Leave this device alone (repeatable)."),
+    click.option(
+        "--exclude",
+        "exclude",
+        multiple=True,
+        metavar="DEV",
+        help="Leave this device alone (repeatable; it must exist here).",
+    ),
     click.option("--ban-cpus", default="", metavar="LIST", help="CPUs no interrupt may be moved to, e.g. 0,8-15."),
     click.option("--allow-isolated", is_flag=True, help="Allow isolated and nohz_full CPUs as targets."),
     click.option("--json", "as_json", is_flag=True, help="Print the plan (and results) as JSON."),
