@@ -24,6 +24,7 @@ known; a write the kernel refuses with EIO (before 6.12) or EPERM marks them man
 from __future__ import annotations
 
 import errno
+import os
 import re
 from dataclasses import dataclass, field
 
@@ -55,6 +56,7 @@ KNOB_FORMS = (
     "net/DEV/channels/{rx,tx,other,combined}",
     "napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}",
 )
+NO_XPS_MAP = "this queue has no XPS map (the kernel answers ENOENT: XPS needs a multiqueue device)"
 _DEVICE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")  # IFNAMSIZ, and never "/" or ".."
 
 
@@ -85,12 +87,24 @@ class Knob:
             raise KnobError(str(err)) from None
 
     def read(self) -> str:
+        return self.reading()[0]
+
+    def reading(self) -> tuple[str, str | None]:
+        """(canonical value, the file's own text) read once; the text is None for knobs that are not files."""
         try:
-            return self.canonical(self.host.read(self.path).strip())
+            raw = self.host.read(self.path).strip()
         except FileNotFoundError:
-            raise Unsupported(f"{self.id}: /{self.tree}/{'/'.join(self.parts)} does not exist here") from None
+            raise Unsupported(self._absent()) from None
         except OSError as err:  # not a directory (bonding_masters), a device going away, EINVAL from a driver
             raise Unsupported(f"{self.id}: cannot read /{self.tree}/{'/'.join(self.parts)}: {err.strerror}") from None
+        return self.canonical(raw), raw
+
+    def _absent(self) -> str:
+        """Why ENOENT: no such file, or a file whose read the kernel answers with ENOENT (no XPS map)."""
+        where = f"/{self.tree}/{'/'.join(self.parts)}"
+        if not os.path.exists(self.path):
+            return f"{self.id}: {where} does not exist here"
+        return f"{self.id}: {self.meta.get('enoent') or f'the kernel answers ENOENT reading {where}: nothing set'}"
 
     def write(self, value: str) -> None:
         self.host.write(self.path, self.rendered(value))
@@ -204,6 +218,9 @@ class EthtoolKnob(Knob):
 
         return (EthtoolError, SimEthtoolError)
 
+    def reading(self) -> tuple[str, str | None]:
+        return self.read(), None
+
     def read(self) -> str:
         kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
         with self._client() as client:
@@ -294,6 +311,9 @@ class NapiKnob(Knob):
         if str(values.get("ifindex")) != ifindex.strip():
             raise Unsupported(f"{self.id}: NAPI {self.meta['napi']} does not belong to {self.meta['dev']}")
         return values
+
+    def reading(self) -> tuple[str, str | None]:
+        return self.read(), None
 
     def read(self) -> str:
         values = self._values()
@@ -405,8 +425,9 @@ def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = Fa
         return IntKnob(cid, host, "sys", ("class", "net", kid.device, file), meta={"range": (low, high)})
     if kid.kind == "queue-mask":
         file = "rps_cpus" if kid.name.startswith("rx") else "xps_cpus"
+        enoent = {"enoent": NO_XPS_MAP} if file == "xps_cpus" else {}
         return CpuListKnob(cid, host, "sys", ("class", "net", kid.device, "queues", kid.name, file),
-                           meta={**cpu_meta, "mask": True, "allow_empty": True})  # fmt: skip
+                           meta={**cpu_meta, "mask": True, "allow_empty": True, **enoent})  # fmt: skip
     if kid.kind in ("coalesce", "channels"):
         return EthtoolKnob(cid, host, "sys", ("class", "net", kid.device), meta={"kind": kid.kind, "field": kid.name})
     meta = {"dev": kid.device, "napi": kid.number, "field": kid.name.replace("-", "_")}
