@@ -99,7 +99,7 @@ def _irq_function(host: Host, dev_path: str) -> str | None:
 def _function_irqs(host: Host, function: str) -> list[int]:
     irqs = [irq for irq in map(parse_count, host.entries(function, "msi_irqs")) if irq is not None]
     if not irqs:
-        legacy = _int(host.text_under(function, "irq"))
+        legacy = parse_count(host.text_under(function, "irq") or "")  # a PCI function's INTx line: never negative
         irqs = [legacy] if legacy else []
     return sorted(irqs)
 
