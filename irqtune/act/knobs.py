@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from ..host import Host, PathEscape
 from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
-from ..parse.common import CpuListError, format_cpulist, parse_cpulist, parse_cpumask
+from ..parse.common import CpuListError, describe, format_cpulist, parse_count, parse_cpulist, parse_cpumask
 
 SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
     "netdev_budget": (1, 1 << 20),
@@ -136,9 +136,7 @@ class IntKnob(Knob):
 
     def normalize(self, value: str) -> str:
         low, high = self.meta["range"]
-        if not value.strip().isdigit() or not value.isascii():
-            raise KnobError(f"{self.id}: expected a whole number {low}..{high}, got {value!r}")
-        number = int(value)
+        number = _whole(self.id, value, f" {low}..{high}")
         if not low <= number <= high:
             raise KnobError(f"{self.id}: {number} is outside {low}..{high}")
         return str(number)
@@ -244,9 +242,7 @@ class EthtoolKnob(Knob):
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:
-        if not value.strip().isdigit() or not value.isascii():
-            raise KnobError(f"{self.id}: expected a whole number, got {value!r}")
-        number = int(value)
+        number = _whole(self.id, value)
         if number >= 1 << 32 or (self.meta["field"].startswith("use_") and number > 1):
             raise KnobError(f"{self.id}: {number} is out of range")
         if self.meta["kind"] == "channels":
@@ -329,9 +325,7 @@ class NapiKnob(Knob):
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:
-        if not value.strip().isdigit() or not value.isascii():
-            raise KnobError(f"{self.id}: expected a whole number, got {value!r}")
-        number = int(value)
+        number = _whole(self.id, value)
         high = {"threaded": 1, "defer_hard_irqs": (1 << 31) - 1}.get(self.meta["field"], (1 << 64) - 1)
         if number > high:
             raise KnobError(f"{self.id}: {number} is outside 0..{high}")
@@ -350,7 +344,15 @@ def _device(name: str, knob_id: str) -> str:
 
 
 def _number(text: str) -> int | None:
-    return int(text) if text.isdigit() and text.isascii() else None
+    return parse_count(text)
+
+
+def _whole(knob_id: str, value: str, bounds: str = "") -> int:
+    """A wanted value as a number: ASCII digits, at most 2**64-1 (int() of thousands of digits raises)."""
+    number = parse_count(value.strip())
+    if number is None:
+        raise KnobError(f"{knob_id}: expected a whole number{bounds}, got {describe(value)}")
+    return number
 
 
 NAPI_SETTINGS = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
