@@ -19,9 +19,10 @@ from conftest import require
 from netns import can_make_namespaces, veth_pair
 
 from irqtune.act.journal import Journal
-from irqtune.agent.loop import Agent, Decision
+from irqtune.agent.loop import Agent
 from irqtune.cli import main
 from irqtune.config import Config, Limits, load_config
+from irqtune.plan import Change
 from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.scenario import load_scenario
@@ -161,7 +162,7 @@ def test_a_change_that_hurts_is_rolled_back(sim, tmp_path):
             sim.step(1.0, sim.sc.phases[0])
             agent.run_pass()
         moved = sim.effective_cpu(sim.irqs[1])
-        bad = Decision("irq/101/affinity", str(moved), str(sim.effective_cpu(sim.irqs[0])), "test: both queues on one "
+        bad = Change("irq/101/affinity", str(moved), str(sim.effective_cpu(sim.irqs[0])), "test: both queues on one "
                        "CPU, 1.4 Mpps where it can take about 1.2", "eth1")  # fmt: skip
         agent._apply(bad, sim.clock, agent.rates)  # the agent's own write path
         sim.step(1.0, sim.sc.phases[0])
@@ -477,8 +478,8 @@ def test_a_value_the_driver_rounds_is_not_written_again(tmp_path):
     config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0))
     agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
     agent.placed = True
-    want = [Decision("net/eth1/coalesce/rx-usecs", "", "32", "test: 32 µs", "eth1")]
-    agent.proposer.propose = lambda *args: ([Decision(d.knob, usecs(sim.root).__str__(), d.target, d.reason, d.device)
+    want = [Change("net/eth1/coalesce/rx-usecs", "", "32", "test: 32 µs", "eth1")]
+    agent.proposer.propose = lambda *args: ([Change(d.knob, usecs(sim.root).__str__(), d.target, d.reason, d.device)
                                              for d in want], [])  # fmt: skip
     try:
         outcomes = []

@@ -10,8 +10,9 @@ from __future__ import annotations
 import pytest
 
 from irqtune.act.journal import Journal
-from irqtune.agent.loop import BASELINE, HEALTHY, UNJUDGED, UNJUDGED_LIMIT, WORSE, Agent, Decision, judge
+from irqtune.agent.loop import BASELINE, HEALTHY, UNJUDGED, UNJUDGED_LIMIT, WORSE, Agent, judge
 from irqtune.config import Config, Limits
+from irqtune.plan import Change
 from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.scenario import load_scenario
@@ -77,9 +78,9 @@ def _agent(sim: SimHost, tmp_path) -> tuple[Agent, Journal]:
     return Agent(host, config, state, clock=lambda: sim.clock, journal=journal), journal
 
 
-def _both_queues_on_one_cpu(agent: Agent, sim: SimHost) -> tuple[Decision, int]:
+def _both_queues_on_one_cpu(agent: Agent, sim: SimHost) -> tuple[Change, int]:
     moved = sim.effective_cpu(sim.irqs[1])
-    bad = Decision("irq/101/affinity", str(moved), str(sim.effective_cpu(sim.irqs[0])), "test: both queues on one "
+    bad = Change("irq/101/affinity", str(moved), str(sim.effective_cpu(sim.irqs[0])), "test: both queues on one "
                    "CPU, which takes about 1.2 Mpps", "eth1")  # fmt: skip
     agent._apply(bad, sim.clock, agent.rates)  # the agent's own write path
     return bad, moved

@@ -83,15 +83,16 @@ def test_bounds_patterns_and_their_errors():
 
 
 def test_the_agent_holds_decisions_to_the_bounds(tmp_path):
-    from irqtune.agent.loop import Agent, Decision
+    from irqtune.agent.loop import Agent
     from irqtune.host import Host
+    from irqtune.plan import Change
 
     config = load_config("c.toml", '[bounds]\n"net/*/coalesce/rx-usecs" = [4, 64]\n')
     agent = Agent(Host(str(tmp_path)), config, str(tmp_path), clock=lambda: 0.0)
-    held = agent._bounded(Decision("net/eth1/coalesce/rx-usecs", "8", "256", "model"))
+    held = agent._bounded(Change("net/eth1/coalesce/rx-usecs", "8", "256", "model"))
     assert held.target == "64" and "held to the config's bounds 4..64" in held.reason
-    assert agent._bounded(Decision("net/eth1/coalesce/rx-usecs", "4", "0", "model")) is None  # clamped to current
-    assert agent._bounded(Decision("net/eth1/gro-flush-timeout", "0", "20000", "model")).target == "20000"
+    assert agent._bounded(Change("net/eth1/coalesce/rx-usecs", "4", "0", "model")) is None  # clamped to current
+    assert agent._bounded(Change("net/eth1/gro-flush-timeout", "0", "20000", "model")).target == "20000"
 
 
 def test_colocate_and_steer_need_a_device_name_and_a_known_move():

@@ -11,13 +11,13 @@ import pytest
 from conftest import require
 
 from irqtune.act.knobs import make_knob
-from irqtune.act.plan import Change, Plan, Rules, check
 from irqtune.decide.colocate import colocate_plan, placed_cpus, steering_plan
 from irqtune.host import Host
 from irqtune.measure.inventory import Device, Inventory, IrqInfo, QueueIrq
 from irqtune.measure.snapshot import IrqAffinity
 from irqtune.measure.tasks import ThreadPlacement, find_process_threads, shown
 from irqtune.measure.topology import Topology
+from irqtune.plan import Change, Plan, Rules, check
 
 # Two nodes of two cores with two hardware threads each: node 0 = CPUs 0-3 (cores 0,1 and 2,3), node 1 = 4-7.
 

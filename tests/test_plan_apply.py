@@ -13,8 +13,8 @@ import fakehost
 from click.testing import CliRunner
 from conftest import fixture_text
 
-from irqtune.act.plan import Change, Plan, Rules, check
 from irqtune.cli import main
+from irqtune.plan import Change, Plan, Rules, check
 
 
 def invoke(root: Path, state: Path, *args: str):

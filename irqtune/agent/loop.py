@@ -30,7 +30,8 @@ from ..host import Host
 from ..measure.nvme import read_nvme
 from ..measure.rates import Rates, compute_rates
 from ..measure.snapshot import Snapshot, take_snapshot
-from .propose import Decision, Proposer
+from ..plan import Change
+from .propose import Proposer
 
 log = logging.getLogger("irqtune.agent")
 
@@ -49,8 +50,8 @@ class PassReport:
     number: int
     at: float
     findings: list[dict] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    rollbacks: list[Decision] = field(default_factory=list)
+    decisions: list[Change] = field(default_factory=list)
+    rollbacks: list[Change] = field(default_factory=list)
 
     def to_json(self) -> dict:
         return {"pass": self.number, "at": self.at, "findings": self.findings,
@@ -60,7 +61,7 @@ class PassReport:
 
 @dataclass
 class _Applied:
-    decision: Decision
+    decision: Change
     at: float
     health: float  # drops + squeezes per second on the device's CPUs before the change
     offered: float  # packets per second offered to the device then (delivered + dropped)
@@ -146,21 +147,21 @@ class Agent:
         banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical")
         return {"banned": banned, "exclude": unmanaged, "device_cpus": self.config.device_cpus()}
 
-    def _placement(self) -> list[Decision]:
+    def _placement(self) -> list[Change]:
         self.placed = True
         plan, _ = placement_plan(self.host, self.state_dir, colocate=self.config.colocations(),
                                  steer=self.config.steered(), **self._rule_args())  # fmt: skip
         decisions = []
         for c in plan.changes:
             broken = [v for v in plan.violations if v.startswith(c.knob + ":")]
-            decision = Decision(c.knob, c.current, c.target, c.reason, c.device)
+            decision = Change(c.knob, c.current, c.target, c.reason, c.device)
             if broken:  # never applied: the checks are the last word
                 decision.outcome, decision.note = "refused", "; ".join(broken)
             decisions.append(decision)
         return decisions
 
     # -- check -------------------------------------------------------------------
-    def _bounded(self, decision: Decision) -> Decision | None:
+    def _bounded(self, decision: Change) -> Change | None:
         """The decision with its target clamped into the config's bounds; None if that leaves nothing to do."""
         bound = self.config.bound(decision.knob)
         if bound is None or not decision.target.isdigit():
@@ -185,7 +186,7 @@ class Agent:
         return None
 
     # -- act ---------------------------------------------------------------------
-    def _apply(self, decision: Decision, now: float, rates: Rates | None, verify: bool = True) -> None:
+    def _apply(self, decision: Change, now: float, rates: Rates | None, verify: bool = True) -> None:
         """Write through the engine and journal; `verify`: check its effect next pass (not for rollbacks)."""
         try:
             knob = make_knob(self.host, decision.knob)
@@ -227,7 +228,7 @@ class Agent:
         return [q.irq for q in found.irqs] if found else []
 
     # -- verify ------------------------------------------------------------------
-    def _verify(self, rates: Rates, now: float) -> list[Decision]:
+    def _verify(self, rates: Rates, now: float) -> list[Change]:
         """Judge each change on probation by what followed it (see `judge`): kept after PROBATION_PASSES
         healthy passes; rolled back, with the device's other latest changes, when the device got worse; rolled
         back too when UNJUDGED_LIMIT passes could not tell (the load rose and the loss with it, the traffic
@@ -263,7 +264,7 @@ class Agent:
                 continue
             if verdict == UNJUDGED:
                 why = f"could not be judged for {applied.unjudged} passes ({why})"
-            back = Decision(d.knob, d.target, d.current, f"rolled back: {why} after {d.knob} {d.current} -> "
+            back = Change(d.knob, d.target, d.current, f"rolled back: {why} after {d.knob} {d.current} -> "
                             f"{d.target}", d.device)  # fmt: skip
             self._apply(back, now, None, verify=False)
             back.outcome = "rolled-back" if back.outcome == APPLIED else back.outcome

@@ -7,7 +7,7 @@ nothing; the loop (loop.py) checks, applies and verifies what it proposes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
@@ -19,24 +19,11 @@ from ..measure.inventory import Inventory
 from ..measure.rates import Rates
 from ..model.coalesce import FRAMES, QueueLoad, driver_flavour
 from ..parse.common import format_cpulist, is_count
+from ..plan import Change
 
 log = logging.getLogger("irqtune.agent")
 
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue)
-
-
-@dataclass
-class Decision:
-    knob: str
-    current: str
-    target: str
-    reason: str
-    device: str | None = None
-    outcome: str = "recommended"  # recommended, applied, unchanged, refused, held, rolled-back, ...
-    note: str = ""  # what the engine or the checks said
-
-    def to_json(self) -> dict:
-        return dict(self.__dict__)
 
 
 class Proposer:
@@ -48,7 +35,7 @@ class Proposer:
         self.seen: dict[str, int] = {}  # knob id -> value as last read
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
-                ) -> tuple[list[Decision], list[Finding]]:  # fmt: skip
+                ) -> tuple[list[Change], list[Finding]]:  # fmt: skip
         """(decisions to check and maybe apply, advice findings to report)."""
         self.seen = {}  # this pass's readings only: a vanished interface's knobs leave the metrics
         out = self._storm_guard(config, inventory, findings)
@@ -59,7 +46,7 @@ class Proposer:
         out += self._budget(rates)
         return out, self._napi_advice(config, inventory, rates)
 
-    def _storm_guard(self, config: Config, inventory, findings) -> list[Decision]:
+    def _storm_guard(self, config: Config, inventory, findings) -> list[Change]:
         """An interrupt storm on a device that is not pinned by the config: send its IRQ to the irq_sink CPUs,
         away from everything that matters, and (unless its goal is latency) raise its NIC's coalescing to
         STORM_RX_USECS, before it delays a critical CPU. Moderation leaves a storming device alone this pass."""
@@ -84,11 +71,11 @@ class Proposer:
                 continue
             current, target = format_cpulist(info.affinity.requested), format_cpulist(sorted(sink))
             if current != target:
-                out.append(Decision(f"irq/{f.irq}/affinity", current, target,
+                out.append(Change(f"irq/{f.irq}/affinity", current, target,
                                     f"storm guard: {f.message}; to the irq_sink CPUs", device))  # fmt: skip
         return out
 
-    def _storm_coalescing(self, device: str, why: str) -> list[Decision]:
+    def _storm_coalescing(self, device: str, why: str) -> list[Change]:
         """rx-usecs up to STORM_RX_USECS and rx-max-frames up to FRAMES (a frame limit of 1 would still
         interrupt per packet); nothing for a device without coalescing (the sink must do)."""
         out = []
@@ -100,11 +87,11 @@ class Proposer:
                 log.debug("%s: %s", knob, err)
                 return []
             if current < floor:
-                out.append(Decision(knob, str(current), str(floor), f"storm guard: {why}; coalescing up", device))
+                out.append(Change(knob, str(current), str(floor), f"storm guard: {why}; coalescing up", device))
         return out
 
     def _moderation(self, config: Config, inventory: Inventory, rates: Rates,
-                    moderated: list[tuple[str, list[QueueLoad]]], polled: float | None) -> list[Decision]:  # fmt: skip
+                    moderated: list[tuple[str, list[QueueLoad]]], polled: float | None) -> list[Change]:  # fmt: skip
         """Per managed NIC: coalescing, NAPI deferral and (for busy-polled queues, 6.13+) IRQ suspension chosen
         by predicting candidates (decide/moderation.py). Devices without IRQs of their own whose receive path
         is NAPI (veth with GRO) get deferral only, sized from their /proc/net/dev packet rate. `polled`: the
@@ -125,14 +112,14 @@ class Proposer:
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=driver_flavour(drivers.get(name)))  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
-                out += [Decision(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
+                out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
                         for napi_id, now in sorted(suspend.items()) if now != setting.suspend_us * 1000]  # fmt: skip
                 continue
             new, old = choice.setting, setting
             if current["adaptive"]:
                 why = "a fixed setting is chosen instead of the driver's adaptive one"
-                out.append(Decision(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
+                out.append(Change(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
             knobs = [(f"net/{name}/napi-defer-hard-irqs", old.defer, new.defer),
                      (f"net/{name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000)]  # fmt: skip
             if current["coalescing"]:
@@ -140,7 +127,7 @@ class Proposer:
                          (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames), *knobs]  # fmt: skip
             knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
                       for napi_id, now in sorted(suspend.items())]  # fmt: skip
-            out += [Decision(knob, str(before), str(after), choice.reason, name)
+            out += [Change(knob, str(before), str(after), choice.reason, name)
                     for knob, before, after in knobs if before != after]  # fmt: skip
         return out
 
@@ -183,7 +170,7 @@ class Proposer:
         self.seen[knob] = value
         return value
 
-    def _budget(self, rates: Rates) -> list[Decision]:
+    def _budget(self, rates: Rates) -> list[Change]:
         values = []
         for name in ("netdev_budget", "netdev_budget_usecs"):
             try:
@@ -191,7 +178,7 @@ class Proposer:
             except (KnobError, Unsupported, OSError, ValueError) as err:
                 log.debug("%s not readable: %s", name, err)
                 return []
-        return [Decision(p.knob, p.current, p.target, p.reason) for p in napi_policy.budget(rates, *values)]
+        return [Change(p.knob, p.current, p.target, p.reason) for p in napi_policy.budget(rates, *values)]
 
     def _napi_advice(self, config: Config, inventory, rates: Rates) -> list[Finding]:
         out = []

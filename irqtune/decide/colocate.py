@@ -41,13 +41,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from ..act.knobs import KnobError, parse_knob_id
-from ..act.plan import Change, Plan, Rules
 from ..measure.inventory import Device, Inventory, QueueIrq
 from ..measure.snapshot import IrqAffinity
 from ..measure.tasks import ThreadPlacement, shown
 from ..measure.topology import Topology
 from ..parse.common import CpuListError, format_cpulist, parse_cpulist
+from ..plan import Change, KnobError, Plan, Rules, parse_knob_id
 from .spread import own_cpus, queue_irqs, usable_cpus
 
 RX_ROLES = ("rxtx", "rx")

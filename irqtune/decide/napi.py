@@ -26,10 +26,9 @@ Pure: rates and current values in, proposals with reasons out.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from ..findings import Finding
 from ..measure.rates import Rates
+from ..plan import Change
 
 SQUEEZE_PER_S = 1.0  # physics.md §10.4: time_squeeze below 1/s per CPU is healthy
 BUDGET_MAX = 2400  # packets per net_rx_action round (default 300)
@@ -37,15 +36,6 @@ BUDGET_USECS_MAX = 8000  # µs per round (default 2000)
 BUSY_POLL_SHARE = 0.2  # of received packets taken by busy polling: an application polls
 BUSY_POLL_MIN_PPS = 1000.0  # below this, busy polling is too rare to plan around
 SOFTIRQ_STARVING = 0.5  # share of a CPU in softirq that leaves applications too little
-
-
-@dataclass(frozen=True)
-class Proposal:
-    knob: str
-    current: str
-    target: str
-    reason: str
-    device: str | None = None
 
 
 def squeezed_with_drops(rates: Rates) -> tuple[float, float]:
@@ -56,7 +46,7 @@ def squeezed_with_drops(rates: Rates) -> tuple[float, float]:
     return squeeze, drops
 
 
-def budget(rates: Rates, current: int, current_usecs: int) -> list[Proposal]:
+def budget(rates: Rates, current: int, current_usecs: int) -> list[Change]:
     """Double netdev_budget and netdev_budget_usecs when NAPI is squeezed and packets are dropped."""
     squeeze, drops = squeezed_with_drops(rates)
     if squeeze < SQUEEZE_PER_S or drops <= 0:
@@ -65,10 +55,10 @@ def budget(rates: Rates, current: int, current_usecs: int) -> list[Proposal]:
     out = []
     if current < BUDGET_MAX:
         target = min(BUDGET_MAX, current * 2)
-        out.append(Proposal("sysctl/net.core.netdev_budget", str(current), str(target), why))
+        out.append(Change("sysctl/net.core.netdev_budget", str(current), str(target), why))
     if current_usecs < BUDGET_USECS_MAX:
         target = min(BUDGET_USECS_MAX, current_usecs * 2)
-        out.append(Proposal("sysctl/net.core.netdev_budget_usecs", str(current_usecs), str(target), why))
+        out.append(Change("sysctl/net.core.netdev_budget_usecs", str(current_usecs), str(target), why))
     return out
 
 

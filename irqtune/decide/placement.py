@@ -9,13 +9,13 @@ from __future__ import annotations
 import logging
 
 from ..act.knobs import KnobError, Unsupported, make_knob
-from ..act.plan import Plan, Rules, check
 from ..host import Host
 from ..measure.inventory import Inventory, build_inventory
 from ..measure.snapshot import take_snapshot
 from ..measure.tasks import find_process_threads
 from ..measure.topology import Topology, read_topology
 from ..parse.interrupts import InterruptTable
+from ..plan import Plan, Rules, check
 from ..state import boot_id, load_learned_managed
 from .colocate import colocate_plan, placed_cpus, steering_plan
 from .spread import spread_nic_queues

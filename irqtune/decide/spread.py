@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from ..act.plan import Change, Plan, Rules
 from ..measure.inventory import Device, Inventory, QueueIrq
 from ..measure.topology import Topology
 from ..parse.common import format_cpulist
+from ..plan import Change, Plan, Rules
 
 QUEUE_ROLES = ("rxtx", "rx", "tx", "io")
 NIC_ROLES = ("rxtx", "rx", "tx")

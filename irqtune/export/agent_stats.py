@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from ..act.knobs import KnobError, parse_knob_id
+from ..plan import KnobError, parse_knob_id
 from .labels import label
 
 

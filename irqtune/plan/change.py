@@ -3,28 +3,39 @@
 A plain value between decide and act: printable as a diff and as JSON, and checked
 against the invariants (no IRQ on isolated or banned CPUs unless allowed, never a
 managed IRQ, never an excluded device) before `apply` writes a byte.
+
+`Change` is one knob change all the way through: proposed by decide, checked, then applied, held,
+refused or recommended by the agent (`outcome`, `note`), and rolled back.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 from ..parse.common import CpuListError, format_cpulist, parse_cpulist
-from .knobs import KnobError, parse_knob_id
+from .knob_id import KnobError, parse_knob_id
 
 SCHEMA = 1
 
 
-@dataclass(frozen=True)
+PLAN_FIELDS = ("knob", "current", "target", "reason", "evidence", "device", "irq")  # a saved plan's keys
+
+
+@dataclass
 class Change:
     knob: str
     current: str
     target: str
     reason: str
-    evidence: str = ""  # the measurement that led to it
     device: str | None = None
     irq: int | None = None
+    evidence: str = ""  # the measurement that led to it
+    outcome: str = "recommended"  # what became of it: recommended, applied, unchanged, refused, held, rolled-back
+    note: str = ""  # what the engine or the checks said
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
 
 
 @dataclass(frozen=True, eq=False)
@@ -50,7 +61,7 @@ class Plan:
     def to_json(self) -> dict:
         return {
             "schema": SCHEMA,
-            "changes": [asdict(c) for c in self.changes],
+            "changes": [{k: getattr(c, k) for k in PLAN_FIELDS} for c in self.changes],
             "notes": self.notes,
             "violations": self.violations,
         }
@@ -85,7 +96,7 @@ def load_plan(path: str) -> Plan:
             raise PlanError(f"{path}: change {i} needs string 'knob' and 'target'")
         plan.changes.append(
             Change(c["knob"], str(c.get("current", "")), c["target"], str(c.get("reason", "from a saved plan")),
-                   str(c.get("evidence", "")))
+                   evidence=str(c.get("evidence", "")))
         )  # fmt: skip
     return plan
 
