@@ -8,6 +8,10 @@ the kernel (device names, IRQ numbers) are untrusted, so a part may never be emp
 inside `<root>/proc` or `<root>/sys`. Only regular files are read, so a FIFO planted
 under a fake root cannot hang a command.
 
+Netlink (ethtool coalescing and channels, netdev napi-set) goes through `host.ethtool()` and
+`host.netdev()`: the running kernel's clients for `/`, none for another root, and the simulated
+driver's for a simulated kernel (which overrides them), so the knob layer never asks which it has.
+
 Readers that tolerate absence (`text`, `entries`, `has`) return None/empty for a
 missing file and for a refused path; refusals are logged once and kept in
 `refused`, so commands can report them as problems instead of failing.
@@ -32,6 +36,10 @@ def _check_part(part: str) -> str:
     if not isinstance(part, str) or part in ("", ".", "..") or "/" in part or "\0" in part:
         raise PathEscape(f"refused path component {part!r}")
     return part
+
+
+class NoNetlink(RuntimeError):
+    """This host has no netlink to talk to (a fixture tree under --root): netlink knobs do not exist here."""
 
 
 @dataclass
@@ -144,3 +152,22 @@ class Host:
         fd = os.open(self._contained(path), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
         with os.fdopen(fd, "w", encoding="ascii") as f:
             f.write(text)
+
+    # -- netlink backends ----------------------------------------------------
+    def ethtool(self):
+        """An ethtool netlink client (a context manager with get/set_coalesce and get/set_channels)."""
+        self._netlink_here()
+        from .nl.ethtool import Ethtool  # imports pyroute2 (~0.1 s) only when a netlink knob is used
+
+        return Ethtool()
+
+    def netdev(self):
+        """A netdev netlink client (a context manager with napis, napi and set_napi)."""
+        self._netlink_here()
+        from .nl.netdev import Netdev
+
+        return Netdev()
+
+    def _netlink_here(self) -> None:
+        if self.root != "/":
+            raise NoNetlink(f"netlink knobs act on the running kernel, not on --root {self.root}")

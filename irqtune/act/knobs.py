@@ -27,7 +27,8 @@ import errno
 import os
 from dataclasses import dataclass, field
 
-from ..host import Host, PathEscape
+from ..host import Host, NoNetlink, PathEscape
+from ..nl.errors import NetlinkRequestError
 from ..parse.common import CpuListError, describe, format_cpulist, parse_count, parse_cpulist, parse_cpumask
 from ..plan.knob_id import NETDEV_FILES, SYSCTLS, KnobError, parse_knob_id
 
@@ -168,23 +169,15 @@ class EthtoolKnob(Knob):
     """One ethtool netlink attribute: `meta['kind']` coalesce or channels, `meta['field']` its name."""
 
     def _client(self):
-        """Netlink on the running kernel; on a simulated root, the simulated driver (same methods)."""
-        if self.host.root != "/":
-            from ..sim.ethtool import SimEthtool, available
-
-            if available(self.host, self.parts[2]):
-                return SimEthtool(self.host)
-            raise Unsupported(f"{self.id}: netlink knobs act on the running kernel, not on --root {self.host.root}")
-        from ..nl.ethtool import Ethtool  # imports pyroute2 (~0.1 s) only when a netlink knob is used
-
-        return Ethtool()
+        """The host's ethtool netlink (the running kernel's, or a simulated driver's: same methods)."""
+        try:
+            return self.host.ethtool()
+        except NoNetlink as err:
+            raise Unsupported(f"{self.id}: {err}") from None
 
     @staticmethod
     def errors() -> tuple[type[Exception], ...]:
-        from ..nl.ethtool import EthtoolError
-        from ..sim.ethtool import SimEthtoolError
-
-        return (EthtoolError, SimEthtoolError)
+        return (NetlinkRequestError,)
 
     def reading(self) -> tuple[str, str | None]:
         return self.read(), None
@@ -239,17 +232,11 @@ class EthtoolKnob(Knob):
 
 
 def netdev_client(host: Host, knob_id: str):
-    """Netdev netlink on the running kernel; on a simulated root, the simulated kernel's family (same methods)."""
-    if host.root != "/":
-        from ..sim.kernel import SimulatedKernel
-        from ..sim.netdev import SimNetdev
-
-        if isinstance(host, SimulatedKernel):
-            return SimNetdev(host, host.rules.get("kernel", "6.18"))
-        raise Unsupported(f"{knob_id}: netlink knobs act on the running kernel, not on --root {host.root}")
-    from ..nl.netdev import Netdev
-
-    return Netdev()
+    """The host's netdev netlink (the running kernel's, or a simulated kernel's: same methods)."""
+    try:
+        return host.netdev()
+    except NoNetlink as err:
+        raise Unsupported(f"{knob_id}: {err}") from None
 
 
 class NapiKnob(Knob):
@@ -260,10 +247,7 @@ class NapiKnob(Knob):
 
     @staticmethod
     def errors() -> tuple[type[Exception], ...]:
-        from ..nl.netdev import NetdevError
-        from ..sim.netdev import SimNetdevError
-
-        return (NetdevError, SimNetdevError)
+        return (NetlinkRequestError,)
 
     def _values(self) -> dict[str, int]:
         ifindex = self.host.text("sys", "class", "net", self.meta["dev"], "ifindex")

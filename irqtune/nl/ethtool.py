@@ -13,6 +13,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 from pyroute2.netlink.generic.ethtool import ethtoolheader
 
+from .errors import NetlinkRequestError
 from .fields import CHANNELS_FIELDS, CHANNELS_SETTABLE, COALESCE_FIELDS, COALESCE_SETTABLE
 
 FAMILY = "ethtool"
@@ -37,12 +38,8 @@ class channels_msg(genlmsg):
     ethtoolheader = ethtoolheader
 
 
-class EthtoolError(RuntimeError):
+class EthtoolError(NetlinkRequestError):
     """A refused request; `errno` is the kernel's, the message includes its extended ACK."""
-
-    def __init__(self, message: str, errno: int) -> None:
-        super().__init__(message)
-        self.errno = errno
 
 
 def build(kind: str, command: str, ifname: str, values: dict[str, int] | None = None) -> genlmsg:

@@ -15,6 +15,8 @@ from pyroute2.netlink import NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST, genlmsg
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.generic import GenericNetlinkSocket
 
+from .errors import NetlinkRequestError
+
 FAMILY = "netdev"
 VERSION = 1
 QUEUE_GET, NAPI_GET, NAPI_SET = 10, 11, 14
@@ -40,10 +42,8 @@ class queue_msg(genlmsg):
     nla_map = _map("NETDEV_A_QUEUE", ("id", "ifindex", "type", "napi_id"), "uint32")
 
 
-class NetdevError(RuntimeError):
-    def __init__(self, message: str, errno: int) -> None:
-        super().__init__(message)
-        self.errno = errno
+class NetdevError(NetlinkRequestError):
+    """A refused request; `errno` is the kernel's."""
 
 
 def uint_value(raw: bytes) -> int:

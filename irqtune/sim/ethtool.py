@@ -12,15 +12,14 @@ import errno
 import json
 
 from ..host import Host
+from ..nl.errors import NetlinkRequestError
 from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
 
 STATE_FILE = ("irqtune-sim", "ethtool.json")
 
 
-class SimEthtoolError(RuntimeError):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.errno = code
+class SimEthtoolError(NetlinkRequestError):
+    """What the simulated driver refuses, as the kernel's ethtool netlink would."""
 
 
 def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int = 1) -> dict:

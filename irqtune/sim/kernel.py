@@ -53,6 +53,18 @@ class SimulatedKernel(Host):
         with open(path, encoding="utf-8") as f:
             return cls(root, rules=json.load(f))
 
+    def ethtool(self):
+        """The simulated driver's ethtool (each NIC's state file in the tree)."""
+        from .ethtool import SimEthtool
+
+        return SimEthtool(self)
+
+    def netdev(self):
+        """The simulated kernel's netdev family (napi-get/napi-set as of the simulated kernel version)."""
+        from .netdev import SimNetdev
+
+        return SimNetdev(self, self.rules.get("kernel", "6.18"))
+
     def write(self, path: str, text: str) -> None:
         shown = self.display(os.path.realpath(path))
         match = _AFFINITY.match(shown)

@@ -13,6 +13,7 @@ import errno
 import json
 
 from ..host import Host
+from ..nl.errors import NetlinkRequestError
 from .kernel import kernel_at_least
 
 STATE_FILE = ("irqtune-sim", "napi.json")
@@ -20,10 +21,8 @@ SETTABLE = ("defer_hard_irqs", "gro_flush_timeout", "irq_suspend_timeout", "thre
 SYSFS = {"gro_flush_timeout": "gro_flush_timeout", "napi_defer_hard_irqs": "defer_hard_irqs"}
 
 
-class SimNetdevError(RuntimeError):
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.errno = code
+class SimNetdevError(NetlinkRequestError):
+    """What the simulated kernel refuses, as netdev netlink would."""
 
 
 def napi_state(ifindex: int, irq: int) -> dict[str, int]:
