@@ -154,7 +154,7 @@ def test_default_config_examples_load() -> None:
 def test_default_config_names_every_key() -> None:
     text = CONFIG.read_text()
     keys = [f.name for cls in (Config, CpuSets, Limits, Exporter, DeviceRule) for f in dataclasses.fields(cls)]
-    tables = ("path", "cpus", "limits", "exporter", "devices", "bounds")
+    tables = ("path", "cpus", "limits", "exporter", "devices", "bounds", "locator")  # not keys
     keys = ["class" if k == "class_" else k for k in keys if k not in tables]
     missing = [k for k in keys if not re.search(rf"(?m)^#?{k} = ", text)]
     assert not missing, f"{CONFIG.name} does not show {missing}"
