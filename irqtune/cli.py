@@ -15,10 +15,11 @@ from .host import Host, PathEscape
 from .measure.nvme import read_nvme
 from .measure.snapshot import take_snapshot, to_json
 from .parse.common import Problem, format_cpulist
-from .render import Style, render_status, table
+from .render import render_status
 from .sim.kernel import SimulatedKernel
 from .state import default_state_dir
 from .status import build_report, collect
+from .table import Style, table
 
 EXIT_CODES_HELP = f"""
 \b

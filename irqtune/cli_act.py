@@ -14,11 +14,11 @@ import click
 from .act import engine
 from .act.journal import Journal, JournalError
 from .act.knobs import CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
-from .act.known import cpu_problem, device_problem, known_names
 from .act.owners import rivals
 from .cli_common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from .config import ConfigError, load_config
 from .decide.placement import placement_plan
+from .measure.known import cpu_problem, device_problem, known_names
 from .measure.topology import read_topology
 from .parse.common import CpuListError, parse_cpulist, printable
 from .plan import KNOB_FORMS, PlanError, load_plan

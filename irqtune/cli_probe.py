@@ -14,7 +14,7 @@ from .probe.base import PROBE_NAMES
 from .probe.runner import EbpfUnavailable, jsonable
 from .probe.text import render_probes
 from .probe.window import ProbeWindow, run_window
-from .render import Style
+from .table import Style
 
 if TYPE_CHECKING:
     from .cli import Ctx

@@ -13,13 +13,13 @@ import click
 
 from .act import engine
 from .act.journal import Journal, JournalError
-from .act.known import known_names
 from .agent.events import LinkWatcher
 from .agent.loop import Agent, PassReport
 from .agent.notify import Notifier
 from .config import MODES, Config, ConfigError, check_host, load_config
 from .export import AgentStats, AuthFileError, serve_agent
 from .host import Host
+from .measure.known import known_names
 from .parse.common import printable
 from .state import boot_id
 

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import click
 
-from .render import table
+from .table import table
 
 POLICY_HELP = (
     "How the simulated NICs and NVMe devices are tuned: defaults (the driver's), static:SPEC "

@@ -44,7 +44,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
-from .act.known import KnownNames, cpu_problem, device_problem
+from .measure.known import KnownNames, cpu_problem, device_problem
 from .parse.common import CpuListError, parse_cpulist
 from .tomlfile import Locator, TomlError, Where, build, read_toml
 
@@ -55,6 +55,21 @@ CLASSES = ("nic", "nvme")
 
 class ConfigError(TomlError):
     pass
+
+
+DEFAULT_LISTEN = "127.0.0.1:9731"  # the exporter's: loopback unless the operator says otherwise
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """`ADDR:PORT`, `[V6ADDR]:PORT` or `:PORT` (all addresses, like Go's exporters) -> (addr, port)."""
+    host, colon, port_text = listen.rpartition(":")
+    if not colon or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ValueError(f"expected ADDR:PORT (e.g. {DEFAULT_LISTEN} or [::1]:9731), got {listen!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        raise ValueError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
+    return host or "0.0.0.0", int(port_text)
 
 
 @dataclass
@@ -195,8 +210,6 @@ def _check(config: Config, loc: Locator) -> None:
     if config.limits.max_changes < 1:
         raise loc.error((("limits", None),), "max_changes", "at least one change per pass, or use mode = observe")
     if config.exporter.listen:
-        from .export.server import parse_listen
-
         try:
             parse_listen(config.exporter.listen)
         except ValueError as err:

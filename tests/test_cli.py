@@ -242,7 +242,7 @@ def test_module_entry_point():
 def test_kernel_strings_cannot_drive_the_terminal():
     """An action name or a finding message with an escape sequence is shown escaped, never sent raw."""
     from irqtune.parse.common import printable
-    from irqtune.render import table
+    from irqtune.table import table
 
     assert printable("eth0-TxRx-0") == "eth0-TxRx-0"
     assert printable("x\x1b[2Jy\n\u202e") == "x\\x1b[2Jy\\n\\u202e"

@@ -19,8 +19,9 @@ from irqtune.measure.rates import Rates, compute_rates
 from irqtune.measure.snapshot import take_snapshot
 from irqtune.measure.topology import read_topology
 from irqtune.parse.netdev import parse_netdev
-from irqtune.render import Style, render_status
+from irqtune.render import render_status
 from irqtune.status import build_report, collect
+from irqtune.table import Style
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from irqtune.probe.base import PROBE_NAMES, Histogram, map_names
 from irqtune.probe.runner import SPECS, ProbeResult
 from irqtune.probe.text import render_probes
 from irqtune.probe.window import ProbeWindow
-from irqtune.render import Style
+from irqtune.table import Style
 
 CTX = {"max_cpus": 8, "cpu_words": 1, "max_irq": 256, "x86_vectors": True}
 

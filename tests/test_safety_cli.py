@@ -170,8 +170,8 @@ manage = false
 
 
 def test_check_host_names_every_unknown_device_and_cpu_with_its_line(root):
-    from irqtune.act.known import known_names
     from irqtune.config import check_host, load_config
+    from irqtune.measure.known import known_names
 
     problems = check_host(load_config("c.toml", BAD_CONFIG), known_names(Host(str(root))))
     assert [p.split(" ", 1)[0] for p in problems] == ["c.toml:5:", "c.toml:7:", "c.toml:9:", "c.toml:15:"]

@@ -22,8 +22,9 @@ from irqtune.bcc import find_bcc
 from irqtune.cli import EXIT_OK, main
 from irqtune.host import Host
 from irqtune.probe.runner import ebpf_unavailable_reason
-from irqtune.render import Style, render_status
+from irqtune.render import render_status
 from irqtune.status import build_report, collect
+from irqtune.table import Style
 
 ISO_8601 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
 SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}

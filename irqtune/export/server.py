@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from prometheus_client import make_wsgi_app, start_http_server
 from prometheus_client.registry import Collector, CollectorRegistry
 
+from ..config import DEFAULT_LISTEN, parse_listen
 from .auth import BasicAuth
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LISTEN = "127.0.0.1:9731"
 REQUEST_TIMEOUT = 30.0  # seconds a connection may take to send its request
 
 
@@ -45,18 +45,6 @@ class _Empty:
 
     def collect(self) -> list:
         return []
-
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """`ADDR:PORT`, `[V6ADDR]:PORT` or `:PORT` (all addresses, like Go's exporters) -> (addr, port)."""
-    host, colon, port_text = listen.rpartition(":")
-    if not colon or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected ADDR:PORT (e.g. {DEFAULT_LISTEN} or [::1]:9731), got {listen!r}")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    elif ":" in host:
-        raise ValueError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
-    return host or "0.0.0.0", int(port_text)
 
 
 def is_loopback(addr: str) -> bool:

@@ -7,7 +7,7 @@ read just before the maps were zeroed and just after they were read.
 from __future__ import annotations
 
 from ..parse.common import printable
-from ..render import Style, table
+from ..table import Style, table
 from .base import Histogram
 from .window import ProbeWindow
 

@@ -13,7 +13,7 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ..render import table
+from ..table import table
 from .model import SORT_KEYS, CpuRow, IrqRow, arch_keys, clean, cpu_rows, irq_rows
 from .sample import Banner, Sample
 

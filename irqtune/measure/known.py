@@ -13,11 +13,11 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 
 from ..host import Host
-from ..measure.inventory import build_inventory
-from ..measure.snapshot import take_snapshot
-from ..measure.topology import read_topology
 from ..parse.common import format_cpulist, printable
 from ..parse.interrupts import InterruptTable
+from .inventory import build_inventory
+from .snapshot import take_snapshot
+from .topology import read_topology
 
 SHOWN_NAMES = 12  # a host with hundreds of block devices: name the closest, then a few, then a count
 SYSFS_NAME_DIRS = (("class", "net"), ("class", "nvme"), ("block",), ("bus", "virtio", "devices"),
