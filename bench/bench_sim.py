@@ -20,8 +20,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from irqtune.model.queue import Napi, nic_queue
 from irqtune.sim.host import SimHost, _queue
-from irqtune.sim.model import Napi, nic_queue
 from irqtune.sim.policy import make_policy
 from irqtune.sim.run import run_scenario
 from irqtune.sim.scenario import library, load_scenario

@@ -13,11 +13,13 @@ import click
 
 from .act import engine
 from .act.journal import Journal, JournalError
+from .act.known import known_names
 from .agent.events import LinkWatcher
 from .agent.loop import Agent, PassReport
 from .agent.notify import Notifier
-from .config import MODES, Config, ConfigError, load_config
+from .config import MODES, Config, ConfigError, check_host, load_config
 from .export import AgentStats, AuthFileError, serve_agent
+from .host import Host
 from .parse.common import printable
 from .state import boot_id
 
@@ -52,10 +54,14 @@ class _Signals:
         self.reload = True
 
 
-def _load(path: str | None, mode: str | None, interval: float | None) -> Config:
+def _load(path: str | None, mode: str | None, interval: float | None, host: Host) -> Config:
+    """The config, checked against this host: a device or CPU it lacks (a typo) is refused, not ignored."""
     if path is None and os.path.exists(DEFAULT_CONFIG):
         path = DEFAULT_CONFIG
     config = load_config(path) if path else Config()
+    problems = check_host(config, known_names(host))
+    if problems:
+        raise ConfigError("\n".join(problems))
     if mode:
         config.mode = mode
     if interval:
@@ -152,7 +158,7 @@ def register(main: click.Group, ctx_type) -> None:
         what this agent changed when restore_on_exit is set).
         """
         try:
-            config = _load(config_path, mode, interval)
+            config = _load(config_path, mode, interval, obj.host)
         except ConfigError as err:
             raise click.ClickException(str(err)) from None
         if listen:
@@ -220,7 +226,7 @@ def register(main: click.Group, ctx_type) -> None:
                     signals.reload = False
                     notifier.send("RELOADING=1")
                     try:
-                        reloaded = _load(config_path, mode, interval)
+                        reloaded = _load(config_path, mode, interval, obj.host)
                         if reloaded.mode == "tune" and journal is None:  # observe -> tune: writes need the journal
                             journal = agent.journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
                         agent.config = config = reloaded

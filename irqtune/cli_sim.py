@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 
@@ -39,7 +44,46 @@ Exit status:
   0  the scenario ran
   1  the scenario file has an error (FILE:LINE: key: what), or the policy is unknown
   2  usage error (unknown option, bad --duration or --speed)
+  143  stopped by SIGTERM (the temporary tree removed)
 """
+
+
+class _Terminated(Exception):
+    """SIGTERM: raised so that the temporary tree is removed on the way out (the default action would not)."""
+
+
+def _on_sigterm(signum, frame) -> None:
+    raise _Terminated()
+
+
+@contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """While a simulation runs, SIGTERM unwinds through the cleanup and exits 128 + SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        yield
+    except _Terminated:
+        click.echo("irqtune: terminated", err=True)
+        sys.exit(128 + signal.SIGTERM)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def _sim_tree(tree: str | None) -> Iterator[str]:
+    """Where the simulated host is rendered: `--tree` is kept; a temporary tree is removed on every exit
+    (done, an error, Ctrl-C, SIGTERM), else each run leaves its /proc and /sys behind in /tmp."""
+    if tree:
+        yield tree
+        return
+    directory = tempfile.mkdtemp(prefix="irqtune-sim-")
+    try:
+        yield directory
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 def register(main: click.Group) -> None:
@@ -57,7 +101,8 @@ def register(main: click.Group) -> None:
                   help="max: as fast as possible; N: N simulated seconds per wall-clock second (watch it with "
                   "irqtune --root TREE status).")  # fmt: skip
     @click.option("--tree", type=click.Path(file_okay=False), help="Where to render the simulated /proc and /sys "
-                  "(point irqtune --root at it). Default: a temporary directory.")  # fmt: skip
+                  "(point irqtune --root at it). Default: a temporary directory, removed when the run ends "
+                  "(also on an error, Ctrl-C or SIGTERM).")  # fmt: skip
     @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the full result (JSON, with "
                   "every interval and every change) to this file.")  # fmt: skip
     @click.option("--progress/--no-progress", default=None, help="One line per simulated second on stderr "
@@ -115,13 +160,12 @@ def register(main: click.Group) -> None:
                            f"irq {record.irq_rate:10,.0f}/s  cpu {record.cpu:5.2f}  mean "
                            f"{record.mean_latency_us:9.1f} us  {settings}", err=True)  # fmt: skip
 
-        directory = tree or tempfile.mkdtemp(prefix="irqtune-sim-")
-        results, trace, changes = run_scenario(spec, directory, seed=seed, policy=chosen, on_interval=on_interval,
-                                               state_dir=os.path.join(directory, ".irqtune-state"))  # fmt: skip
-        full = {**to_json(results, seed, chosen.name, trace, changes), "scenario": spec.path, "tree": directory}
+        with _sigterm_unwinds(), _sim_tree(tree) as directory:
+            results, trace, changes = run_scenario(spec, directory, seed=seed, policy=chosen, on_interval=on_interval,
+                                                   state_dir=os.path.join(directory, ".irqtune-state"))  # fmt: skip
+        full = {**to_json(results, seed, chosen.name, trace, changes), "scenario": spec.path, "tree": tree}
         if output:
-            with open(output, "w", encoding="utf-8") as f:
-                json.dump(full, f, indent=1)
+            _write_json(output, full)
         if as_json:
             click.echo(json.dumps({k: v for k, v in full.items() if k != "intervals"}, indent=1))
             return
@@ -139,7 +183,7 @@ def register(main: click.Group) -> None:
                  f"{v['cpu']:.2f}", f"{v['irq_rate']:,.0f}") for r in results for dev, v in r.nvme.items()]  # fmt: skip
         if nvme:
             click.echo("\n".join(table(("PHASE", "NVME", "MODE", "IOPS", "MEAN-us", "P99-us", "CPU", "IRQ/s"), nvme)))
-        click.echo(f"changes: {len(changes)}; tree: {directory}")
+        click.echo(f"changes: {len(changes)}; tree: {tree or 'removed (keep one with --tree DIR)'}")
 
     from .sim.scenario import library
 
@@ -147,12 +191,12 @@ def register(main: click.Group) -> None:
 
 
 def _scorecard(names: tuple[str, ...], seed: int, duration: float | None, output: str | None, as_json: bool) -> None:
-    from .sim.scenario import ScenarioError, library, resolve
+    from .sim.scenario import ScenarioError, library, load_scenario, resolve
     from .sim.score import scorecard
 
     try:
         for name in names:
-            resolve(name)
+            load_scenario(resolve(name))  # every file checked before the first of many runs
     except ScenarioError as err:
         raise click.ClickException(str(err)) from None
     show = sys.stderr.isatty()
@@ -161,17 +205,28 @@ def _scorecard(names: tuple[str, ...], seed: int, duration: float | None, output
         if show:
             click.echo(f"{cell.scenario} / {cell.policy}: J {cell.cost:,.1f}", err=True)
 
-    cells = scorecard(list(names) or sorted(library()), seed=seed, duration=duration, progress=progress)
+    try:
+        with _sigterm_unwinds():
+            cells = scorecard(list(names) or sorted(library()), seed=seed, duration=duration, progress=progress)
+    except ScenarioError as err:  # a file changed under the runs
+        raise click.ClickException(str(err)) from None
     data = {"schema": 1, "seed": seed, "cells": [c.__dict__ for c in cells]}
     if output:
-        with open(output, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=1)
+        _write_json(output, data)
     if as_json:
         click.echo(json.dumps(data, indent=1))
         return
     rows = [(c.scenario, c.policy, _us(c.p99_us), f"{c.cpu:.2f}", f"{c.irq_rate:,.0f}", f"{c.dropped_pps:,.0f}",
              f"{c.cost:,.1f}", f"{c.score:.2f}") for c in cells]  # fmt: skip
     click.echo("\n".join(table(("SCENARIO", "POLICY", "P99-us", "CPU", "IRQ/s", "DROPS/s", "J", "SCORE"), rows)))
+
+
+def _write_json(path: str, data: dict) -> None:
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1)
+    except OSError as err:
+        raise click.ClickException(f"{path}: cannot write: {err.strerror or err}") from None
 
 
 def _pace(speed: str) -> float | None:

@@ -44,8 +44,9 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, field
 
+from .act.known import KnownNames, cpu_problem, device_problem
 from .parse.common import CpuListError, parse_cpulist
-from .tomlfile import Locator, TomlError, build, read_toml
+from .tomlfile import Locator, TomlError, Where, build, read_toml
 
 MODES = ("observe", "tune")
 GOALS = ("latency", "throughput", "balanced", "efficiency")
@@ -110,6 +111,7 @@ class Config:
     exporter: Exporter = field(default_factory=Exporter)
     devices: list[DeviceRule] = field(default_factory=list)
     bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # knob pattern (fnmatch) -> [min, max]
+    locator: Locator | None = field(default=None, repr=False, compare=False)  # lines of the keys, for check_host
 
     def bound(self, knob: str) -> tuple[int, int] | None:
         """The bounds of a knob: the first pattern that matches its canonical id."""
@@ -146,8 +148,8 @@ class Config:
 def load_config(path: str, text: str | None = None) -> Config:
     data, loc = read_toml(path, text, ConfigError)
     top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device", "bounds", "exporter")}
-    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds", "exporter"))
-    config.path = path
+    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds", "exporter", "locator"))
+    config.path, config.locator = path, loc
     config.cpus = build(CpuSets, data.get("cpus", {}), (("cpus", None),), loc)
     config.limits = build(Limits, data.get("limits", {}), (("limits", None),), loc)
     config.exporter = build(Exporter, data.get("exporter", {}), (("exporter", None),), loc)
@@ -217,3 +219,32 @@ def _check(config: Config, loc: Locator) -> None:
             raise loc.error(where, "colocate" if rule.colocate else "steer", "needs a device name, not a class")
         if rule.goal and rule.goal not in GOALS:
             raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {rule.goal!r}")
+
+
+def check_host(config: Config, known: KnownNames) -> list[str]:
+    """Every device and CPU the config names that this host lacks, as `FILE:LINE: key: what`, in file order.
+
+    Separate from load_config: a config is checked against the host where the agent starts or reloads,
+    while `restore --only-if-config` must read it whatever the host has become.
+    """
+    problems: list[tuple[int, str]] = []
+    for name in ("housekeeping", "critical", "banned", "irq_sink"):
+        problem = cpu_problem(config.cpus.cpus(name), known.cpus)
+        if problem:
+            problems.append(_located(config, (("cpus", None),), name, problem))
+    for i, rule in enumerate(config.devices):
+        where = (("device", i),)
+        problem = device_problem(rule.name, known.devices) if rule.name else None
+        if problem:
+            problems.append(_located(config, where, "name", problem))
+        problem = cpu_problem(parse_cpulist(rule.cpus), known.cpus)
+        if problem:
+            problems.append(_located(config, where, "cpus", problem))
+    return [message for _, message in sorted(problems)]
+
+
+def _located(config: Config, where: Where, key: str, message: str) -> tuple[int, str]:
+    """(line, `FILE:LINE: key: message`); line 0 for a config built in code, not read from a file."""
+    if config.locator is None:
+        return 0, f"{config.path}: {key}: {message}"
+    return config.locator.line(where, key), str(config.locator.error(where, key, message))

@@ -23,7 +23,7 @@ class Locator:
     """Line numbers for keys: tomllib gives values only, so find `key =` inside its table."""
 
     def __init__(self, path: str, text: str, error: type[TomlError] = TomlError) -> None:
-        self.path, self.lines, self.error_type = path, text.splitlines(), error
+        self.path, self.lines, self.error_type = path, text.split("\n"), error  # TOML ends lines at \n only
 
     def _header(self, dotted: str, array: bool) -> re.Pattern:
         name = r"\s*\.\s*".join(re.escape(part) for part in dotted.split("."))
@@ -99,5 +99,34 @@ def read_toml(path: str, text: str | None, error: type[TomlError]) -> tuple[dict
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise error(f"{path}: {err}") from None
+        raise error(syntax_error(path, text, err)) from None
+    except ValueError:  # int() refused a number of thousands of digits: tomllib lets that through
+        raise error(f"{path}:{_line_of(text, _HUGE_NUMBER)}: a number with thousands of digits") from None
+    except RecursionError:
+        raise error(f"{path}:{_line_of(text, _DEEP)}: arrays or inline tables nested too deeply") from None
     return data, Locator(path, text, error)
+
+
+_AT = re.compile(r"\s*\(at (?:line ([0-9]+), column ([0-9]+)|end of document)\)\s*\Z")
+_HUGE_NUMBER = re.compile(r"[0-9_]{4000,}")
+_DEEP = re.compile(r"(?:[\[{]\s*){100,}")
+
+
+def syntax_error(path: str, text: str, err: tomllib.TOMLDecodeError) -> str:
+    """`FILE:LINE:COLUMN: what`, like a compiler, from tomllib's `what (at line 7, column 10)`: Python 3.14
+    has lineno/colno attributes; 3.11 only the message, and `(at end of document)` for an unfinished file."""
+    message = str(err)
+    at = _AT.search(message)
+    what = getattr(err, "msg", None) or (message[: at.start()] if at else message)
+    line, column = getattr(err, "lineno", None), getattr(err, "colno", None)
+    if (line is None or column is None) and at and at.group(1):
+        line, column = int(at.group(1)), int(at.group(2))
+    if line is None or column is None:  # at the end of the document, or a message without a place
+        line, column = text.count("\n") + 1, len(text) - text.rfind("\n")
+    return f"{path}:{line}:{column}: {what}"
+
+
+def _line_of(text: str, pattern: re.Pattern) -> int:
+    """The line where `pattern` first matches (1 when it does not)."""
+    found = pattern.search(text)
+    return text.count("\n", 0, found.start()) + 1 if found else 1

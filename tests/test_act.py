@@ -56,7 +56,9 @@ def test_set_verify_restore_on_a_fake_tree(root, tmp_path):
     (root / "proc" / "irq" / "100" / "smp_affinity_list").write_text("0-3\n")  # irqbalance moved it
     code, out, _ = invoke(root, state, "verify")
     assert code == 5 and "drifted" in out and "irqtune wrote 4-5" in out
-    code, out, _ = invoke(root, state, "restore")
+    code, out, _ = invoke(root, state, "restore")  # drifted: left alone (tests/test_safety_cli.py)
+    assert code == 5 and affinity(root, 100) == "0-3"
+    code, out, _ = invoke(root, state, "restore", "--force")
     assert code == 0 and "restored" in out
     assert affinity(root, 100) == "0-7"
     assert json.loads((state / "journal.json").read_text())["entries"] == {}

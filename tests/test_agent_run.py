@@ -387,8 +387,7 @@ def test_restore_only_if_the_config_says_so(sim, tmp_path):
     code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(broken))
     assert (
         code == 1
-        and "broken.toml" in err
-        and "line 1" in err
+        and "broken.toml:1:19: Invalid value" in err
         and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
     )
     code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(restore))

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from irqtune.decide.coalesce import target_window
-from irqtune.sim.model import nic_queue
+from irqtune.model.coalesce import target_window
+from irqtune.model.queue import nic_queue
 
 
 def test_no_window_below_the_threshold_and_sqrt_rule_above():
@@ -57,7 +57,7 @@ def test_moderation_defers_at_high_rates_and_not_at_low_ones():
 
 
 def test_driver_semantics_of_rx_usecs():
-    from irqtune.decide.coalesce import driver_flavour
+    from irqtune.model.coalesce import driver_flavour
 
     assert driver_flavour("ice") == driver_flavour("igb") == "min-gap"  # Intel ITR: a minimum gap
     assert driver_flavour("mlx5_core") == driver_flavour(None) == driver_flavour("weird\x1b") == "timer-from-first"

@@ -299,7 +299,7 @@ def test_softnet_sysstat_root3_rows_mapped_onto_online_cpus() -> None:
     assert [r.cpu for r in guessed.rows] == list(range(7))
     mismatched = parse_softnet(text, online=list(range(9)))
     assert mismatched.cpu_source == "row"
-    assert [p.line for p in mismatched.problems] == [0]
+    assert [p.line for p in mismatched.problems] == [1]  # whole-file problems too read FILE:LINE
 
 
 @pytest.mark.parametrize("online", [None, [0, 1, 2, 3, 4, 5, 6, 7]], ids=["no-online", "wrong-online"])

@@ -114,7 +114,7 @@ def joined(lines, newline_at_end=True):
 
 
 def check_problems(problems, text):
-    nlines = len(text.splitlines())
+    nlines = max(1, len(text.splitlines()))  # an empty file is reported at line 1
     for p in problems:
         assert 0 <= p.line <= nlines, p
         assert p.file == SRC and p.message.strip() and str(p).startswith(SRC), p

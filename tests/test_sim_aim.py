@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from irqtune.model.queue import nic_queue
 from irqtune.sim.aim import (
     IGB_4K_ITR,
     IGB_20K_ITR,
@@ -16,7 +17,6 @@ from irqtune.sim.aim import (
     lowest_latency,
     run_aim,
 )
-from irqtune.sim.model import nic_queue
 
 S, H = 0.8e-6, 1.5e-6  # docs/physics.md §9.3's per-packet and per-interrupt costs
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from irqtune.model.queue import nic_queue
 from irqtune.sim.dim import BETTER, SAME, WORSE, Dim, Stats, calc_stats, compare, run_dim_open_loop, significant
-from irqtune.sim.model import nic_queue
 
 
 def test_significance_is_more_than_ten_percent_in_integers():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from irqtune.model.queue import nic_queue
 from irqtune.sim.events import simulate_queue
-from irqtune.sim.model import nic_queue
 
 S, H = 0.8e-6, 1.5e-6  # per-packet softirq cost and per-interrupt cost used in docs/physics.md §9.3
 

@@ -15,9 +15,9 @@ import time
 
 import pytest
 
+from irqtune.model.napi import napi_queue
+from irqtune.model.queue import Napi, QueueResult, nic_queue
 from irqtune.sim.events import poisson_arrivals, simulate_queue
-from irqtune.sim.model import Napi, QueueResult, nic_queue
-from irqtune.sim.napi import napi_queue
 
 S, H = 0.8e-6, 1.5e-6  # small UDP packets, docs/physics.md §9.3
 RATES = (20e3, 100e3, 300e3, 600e3)

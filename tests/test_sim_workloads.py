@@ -9,8 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from irqtune.cli import main
+from irqtune.model.queue import nic_queue
 from irqtune.sim.host import SimHost
-from irqtune.sim.model import nic_queue
 from irqtune.sim.run import run_scenario
 from irqtune.sim.scenario import library, load_scenario
 from irqtune.sim.workload import closed_loop, interrupt_per_packet, queue_load

@@ -25,6 +25,7 @@ log = logging.getLogger("irqtune.act")
 APPLIED, UNCHANGED, WOULD_CHANGE = "applied", "unchanged", "would change"
 MANAGED, REFUSED, TRANSIENT, UNSUPPORTED, FAILED = "managed", "refused", "transient", "unsupported", "failed"
 RESTORED, MATCHES, DRIFTED, STALE = "restored", "matches", "drifted", "stale"
+DRIFTED_KEPT = "drifted-kept"  # restore left it alone: something else changed it after irqtune (entry kept)
 OK_OUTCOMES = frozenset({APPLIED, UNCHANGED, WOULD_CHANGE, RESTORED, MATCHES})
 
 
@@ -36,11 +37,14 @@ class Result:
     target: str | None = None
     after: str | None = None
     message: str = ""
+    written: str | None = None  # drifted-kept: the value irqtune wrote (before: the value found now)
 
     def to_json(self) -> dict:
         return asdict(self)
 
     def __str__(self) -> str:
+        if self.outcome == DRIFTED_KEPT:  # no arrow: nothing was or will be written
+            return f"{self.knob}: {self.outcome}: {self.message}"
         before = "-" if self.before is None else self.before
         change = f"{before} -> {self.target}" if self.target is not None else before
         tail = f" ({self.message})" if self.message else ""
@@ -76,7 +80,7 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
     if dry_run or journal is None:
         return Result(knob.id, WOULD_CHANGE, before, target, before)
     context = {"actions": list(knob.meta.get("actions", ()))} if isinstance(knob, IrqAffinityKnob) else {}
-    _journal_napi_dependents(knob, journal, target)
+    dependents = _journal_napi_dependents(knob, journal, target)
     new_entry = journal.record_intent(knob.id, before, target, context)
     try:
         _write_with_retries(knob, target)
@@ -92,9 +96,9 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
         log.warning("%s: %s", knob.id, message)
         return Result(knob.id, outcome, before, target, after, message)
     after = read_quietly(knob)
+    if after is not None:  # confirmed: a different value from now on is drift
+        journal.confirm({knob.id: after, **({dep: target for dep in dependents} if after == target else {})})
     if after != target:
-        if after is not None:
-            journal.note_written(knob.id, after)
         return Result(knob.id, FAILED, before, target, after, "read back a different value")
     log.info("%s: %s -> %s", knob.id, before, target)
     return Result(knob.id, APPLIED, before, target, after, _effective_note(knob))
@@ -105,24 +109,27 @@ DEVICE_WIDE_NAPI = {"gro-flush-timeout": "gro-flush-timeout", "napi-defer-hard-i
                     "threaded": "threaded"}  # fmt: skip
 
 
-def _journal_napi_dependents(knob: Knob, journal: Journal, target: str) -> None:
+def _journal_napi_dependents(knob: Knob, journal: Journal, target: str) -> list[str]:
     """A device-wide NAPI write resets every NAPI's own value: journal those first, so restore
-    (newest first: the device, then each NAPI) gives every NAPI back its own original."""
+    (newest first: the device, then each NAPI) gives every NAPI back its own original. Returns their ids."""
     kid = parse_knob_id(knob.id)
     if kid.kind != "netdev" or kid.name not in DEVICE_WIDE_NAPI:
-        return
+        return []
     ifindex = knob.host.text("sys", "class", "net", kid.device, "ifindex")
     try:
         with netdev_client(knob.host, knob.id) as client:
             napis = client.napis(int(ifindex or "-1"))
     except (ImportError, Unsupported, *NapiKnob.errors(), OSError, ValueError) as err:  # nothing per NAPI to lose
         log.debug("%s: per-NAPI values not journaled: %s", knob.id, err)
-        return
+        return []
     setting = DEVICE_WIDE_NAPI[kid.name]
     field = setting.replace("-", "_")
+    dependents = []
     for napi in napis:
         if field in napi and str(napi[field]) != target:
-            journal.record_intent(f"napi/{kid.device}/{napi['id']}/{setting}", str(napi[field]), target)
+            dependents.append(f"napi/{kid.device}/{napi['id']}/{setting}")
+            journal.record_intent(dependents[-1], str(napi[field]), target)
+    return dependents
 
 
 TRANSIENT_RETRIES = (0.05, 0.2, 0.5)  # seconds to wait before each retry of an EBUSY/EAGAIN write
@@ -160,28 +167,46 @@ def _learn_managed(knob: IrqAffinityKnob, err: OSError, state_dir: str) -> None:
     log.warning("IRQ %d is kernel-managed (write refused with %s); remembered in %s", irq, name, state_dir)
 
 
-def restore(host: Host, journal: Journal, state_dir: str, dry_run: bool = False) -> list[Result]:
+def restore(host: Host, journal: Journal, state_dir: str, dry_run: bool = False, force: bool = False) -> list[Result]:
     """Put every journaled knob back to its original, newest change first.
 
     Entries of an earlier boot are dropped (the settings did not survive the reboot); an IRQ
-    whose action names changed now belongs to another device and is not written.
+    whose action names changed now belongs to another device and is not written. A knob that
+    drifted (something else changed it after irqtune, as `verify` reports) is left alone with
+    its entry kept, unless `force`: an operator's later change must not be clobbered at 3 a.m.
     """
     results = []
     for entry in journal.stale():
         results.append(Result(entry.knob, STALE, message=f"from boot {entry.boot_id[:8]}: not restored after reboot"))
         if not dry_run:
             journal.forget(entry.knob)
+    drifted = {} if force else _drifted(host, journal)  # read before any write: restoring one knob may move others
     for entry in journal.newest_first():
         if entry.boot_id != journal.boot_id:
             continue
-        result = _restore_one(host, entry, dry_run)
+        result = _restore_one(host, entry, dry_run, drifted)
         results.append(result)
         if not dry_run and (result.outcome == RESTORED or result.outcome == STALE):
             journal.forget(entry.knob)
     return results
 
 
-def _restore_one(host: Host, entry, dry_run: bool) -> Result:
+def _drifted(host: Host, journal: Journal) -> dict[str, str]:
+    """Knob -> the value found now, for every knob of this boot that no longer holds what irqtune wrote.
+
+    A pending entry (irqtune died between journaling and reading back) is not drift: irqtune's own
+    change may be what is half done there, and restore exists to undo exactly that."""
+    return {r.knob: r.after or "" for r in verify(host, journal)
+            if r.outcome == DRIFTED and not journal.entries[r.knob].pending}  # fmt: skip
+
+
+def _kept(entry, found: str, original: str) -> Result:
+    message = (f"irqtune wrote {entry.written or 'none'}, found {found or 'none'} now (something else changed it): "
+               f"left alone, entry kept; restore --force puts back {original or 'none'}")  # fmt: skip
+    return Result(entry.knob, DRIFTED_KEPT, found, original, found, message, written=entry.written)
+
+
+def _restore_one(host: Host, entry, dry_run: bool, drifted: dict[str, str]) -> Result:
     try:
         knob = make_knob(host, entry.knob)
         knob.meta.update(allow_isolated=True, allow_empty=True, online=[])  # the original is what it was
@@ -200,6 +225,8 @@ def _restore_one(host: Host, entry, dry_run: bool) -> Result:
         return Result(entry.knob, UNSUPPORTED, message=f"{err}; entry kept")
     if current == original:
         return Result(entry.knob, RESTORED, current, original, current, "already original")
+    if entry.knob in drifted:
+        return _kept(entry, drifted[entry.knob], original)
     if dry_run:
         return Result(entry.knob, WOULD_CHANGE, current, original, current)
     try:
@@ -227,5 +254,7 @@ def verify(host: Host, journal: Journal) -> list[Result]:
             continue
         outcome = MATCHES if current == entry.written else DRIFTED
         message = "" if outcome == MATCHES else f"irqtune wrote {entry.written}; something else changed it"
+        if outcome == DRIFTED and entry.pending:
+            message = f"irqtune's write of {entry.written} was never read back (interrupted?); restore undoes it"
         results.append(Result(entry.knob, outcome, current, entry.written, current, message))
     return results

@@ -36,11 +36,13 @@ class Entry:
     last_changed: float = 0.0
     boot_id: str = ""
     context: dict = field(default_factory=dict)  # e.g. an IRQ's action names: restore checks it is the same IRQ
+    pending: bool = False  # `written` is an intent not yet read back (irqtune may have died mid-change): no drift
 
     def to_json(self) -> dict:
         return {
             "original": self.original, "written": self.written, "first_changed": self.first_changed,
             "last_changed": self.last_changed, "boot_id": self.boot_id, "context": self.context,
+            "pending": self.pending,
         }  # fmt: skip
 
 
@@ -106,7 +108,7 @@ class Journal:
                 self.entries[knob] = Entry(
                     knob, e["original"], e["written"], float(e.get("first_changed", 0)),
                     float(e.get("last_changed", 0)), str(e.get("boot_id", "")),
-                    context if isinstance(context, dict) else {},
+                    context if isinstance(context, dict) else {}, e.get("pending") is True,
                 )  # fmt: skip
             except (AttributeError, TypeError, ValueError) as err:
                 raise JournalError(f"{self.path}: entry {knob!r} is damaged ({err}); fix or move the journal") from None
@@ -124,17 +126,24 @@ class Journal:
         entry = self.entries.get(knob)
         new = entry is None or entry.boot_id != self.boot_id
         if new:
-            self.entries[knob] = Entry(knob, original, target, now, now, self.boot_id, dict(context or {}))
+            self.entries[knob] = Entry(knob, original, target, now, now, self.boot_id, dict(context or {}), True)
         else:
-            entry.written, entry.last_changed = target, now
+            entry.written, entry.last_changed, entry.pending = target, now, True
         self.save()
         return new
 
     def note_written(self, knob: str, value: str) -> None:
-        """After a refused or partial write: what the knob really holds now (what verify expects)."""
-        entry = self.entries.get(knob)
-        if entry is not None and entry.written != value:
-            entry.written = value
+        """After a write, refused or not: what the knob really holds now (what verify expects)."""
+        self.confirm({knob: value})
+
+    def confirm(self, values: dict[str, str]) -> None:
+        """Knob -> value read back after irqtune's write: from now on a different value is drift."""
+        changed = False
+        for knob, value in values.items():
+            entry = self.entries.get(knob)
+            if entry is not None and (entry.written != value or entry.pending):
+                entry.written, entry.pending, changed = value, False, True
+        if changed:
             self.save()
 
     def newest_first(self) -> list[Entry]:

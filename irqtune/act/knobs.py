@@ -24,12 +24,13 @@ known; a write the kernel refuses with EIO (before 6.12) or EPERM marks them man
 from __future__ import annotations
 
 import errno
+import os
 import re
 from dataclasses import dataclass, field
 
 from ..host import Host, PathEscape
 from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
-from ..parse.common import CpuListError, format_cpulist, parse_cpulist, parse_cpumask
+from ..parse.common import CpuListError, describe, format_cpulist, parse_count, parse_cpulist, parse_cpumask
 
 SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
     "netdev_budget": (1, 1 << 20),
@@ -55,6 +56,7 @@ KNOB_FORMS = (
     "net/DEV/channels/{rx,tx,other,combined}",
     "napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}",
 )
+NO_XPS_MAP = "this queue has no XPS map (the kernel answers ENOENT: XPS needs a multiqueue device)"
 _DEVICE = re.compile(r"[A-Za-z0-9_.:@-]{1,15}\Z")  # IFNAMSIZ, and never "/" or ".."
 
 
@@ -85,12 +87,24 @@ class Knob:
             raise KnobError(str(err)) from None
 
     def read(self) -> str:
+        return self.reading()[0]
+
+    def reading(self) -> tuple[str, str | None]:
+        """(canonical value, the file's own text) read once; the text is None for knobs that are not files."""
         try:
-            return self.canonical(self.host.read(self.path).strip())
+            raw = self.host.read(self.path).strip()
         except FileNotFoundError:
-            raise Unsupported(f"{self.id}: /{self.tree}/{'/'.join(self.parts)} does not exist here") from None
+            raise Unsupported(self._absent()) from None
         except OSError as err:  # not a directory (bonding_masters), a device going away, EINVAL from a driver
             raise Unsupported(f"{self.id}: cannot read /{self.tree}/{'/'.join(self.parts)}: {err.strerror}") from None
+        return self.canonical(raw), raw
+
+    def _absent(self) -> str:
+        """Why ENOENT: no such file, or a file whose read the kernel answers with ENOENT (no XPS map)."""
+        where = f"/{self.tree}/{'/'.join(self.parts)}"
+        if not os.path.exists(self.path):
+            return f"{self.id}: {where} does not exist here"
+        return f"{self.id}: {self.meta.get('enoent') or f'the kernel answers ENOENT reading {where}: nothing set'}"
 
     def write(self, value: str) -> None:
         self.host.write(self.path, self.rendered(value))
@@ -122,9 +136,7 @@ class IntKnob(Knob):
 
     def normalize(self, value: str) -> str:
         low, high = self.meta["range"]
-        if not value.strip().isdigit() or not value.isascii():
-            raise KnobError(f"{self.id}: expected a whole number {low}..{high}, got {value!r}")
-        number = int(value)
+        number = _whole(self.id, value, f" {low}..{high}")
         if not low <= number <= high:
             raise KnobError(f"{self.id}: {number} is outside {low}..{high}")
         return str(number)
@@ -204,6 +216,9 @@ class EthtoolKnob(Knob):
 
         return (EthtoolError, SimEthtoolError)
 
+    def reading(self) -> tuple[str, str | None]:
+        return self.read(), None
+
     def read(self) -> str:
         kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
         with self._client() as client:
@@ -227,9 +242,7 @@ class EthtoolKnob(Knob):
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:
-        if not value.strip().isdigit() or not value.isascii():
-            raise KnobError(f"{self.id}: expected a whole number, got {value!r}")
-        number = int(value)
+        number = _whole(self.id, value)
         if number >= 1 << 32 or (self.meta["field"].startswith("use_") and number > 1):
             raise KnobError(f"{self.id}: {number} is out of range")
         if self.meta["kind"] == "channels":
@@ -295,6 +308,9 @@ class NapiKnob(Knob):
             raise Unsupported(f"{self.id}: NAPI {self.meta['napi']} does not belong to {self.meta['dev']}")
         return values
 
+    def reading(self) -> tuple[str, str | None]:
+        return self.read(), None
+
     def read(self) -> str:
         values = self._values()
         if self.meta["field"] not in values:
@@ -309,9 +325,7 @@ class NapiKnob(Knob):
                 raise OSError(err.errno, str(err)) from None
 
     def normalize(self, value: str) -> str:
-        if not value.strip().isdigit() or not value.isascii():
-            raise KnobError(f"{self.id}: expected a whole number, got {value!r}")
-        number = int(value)
+        number = _whole(self.id, value)
         high = {"threaded": 1, "defer_hard_irqs": (1 << 31) - 1}.get(self.meta["field"], (1 << 64) - 1)
         if number > high:
             raise KnobError(f"{self.id}: {number} is outside 0..{high}")
@@ -330,7 +344,15 @@ def _device(name: str, knob_id: str) -> str:
 
 
 def _number(text: str) -> int | None:
-    return int(text) if text.isdigit() and text.isascii() else None
+    return parse_count(text)
+
+
+def _whole(knob_id: str, value: str, bounds: str = "") -> int:
+    """A wanted value as a number: ASCII digits, at most 2**64-1 (int() of thousands of digits raises)."""
+    number = parse_count(value.strip())
+    if number is None:
+        raise KnobError(f"{knob_id}: expected a whole number{bounds}, got {describe(value)}")
+    return number
 
 
 NAPI_SETTINGS = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
@@ -405,8 +427,9 @@ def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = Fa
         return IntKnob(cid, host, "sys", ("class", "net", kid.device, file), meta={"range": (low, high)})
     if kid.kind == "queue-mask":
         file = "rps_cpus" if kid.name.startswith("rx") else "xps_cpus"
+        enoent = {"enoent": NO_XPS_MAP} if file == "xps_cpus" else {}
         return CpuListKnob(cid, host, "sys", ("class", "net", kid.device, "queues", kid.name, file),
-                           meta={**cpu_meta, "mask": True, "allow_empty": True})  # fmt: skip
+                           meta={**cpu_meta, "mask": True, "allow_empty": True, **enoent})  # fmt: skip
     if kid.kind in ("coalesce", "channels"):
         return EthtoolKnob(cid, host, "sys", ("class", "net", kid.device), meta={"kind": kid.kind, "field": kid.name})
     meta = {"dev": kid.device, "napi": kid.number, "field": kid.name.replace("-", "_")}

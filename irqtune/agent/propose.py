@@ -12,12 +12,12 @@ from dataclasses import dataclass, replace
 from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide import napi as napi_policy
-from ..decide.coalesce import FRAMES, QueueLoad, driver_flavour
 from ..decide.moderation import Moderation, choose
 from ..findings import Finding
 from ..host import Host
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
+from ..model.coalesce import FRAMES, QueueLoad, driver_flavour
 from ..parse.common import format_cpulist, is_count
 
 log = logging.getLogger("irqtune.agent")

@@ -1,7 +1,7 @@
 """Choose a NIC's interrupt moderation (coalescing and NAPI deferral) by predicting each candidate.
 
 For the measured packet rate of the device's busiest queue, the queueing model of
-docs/physics.md §9 (`sim/model.py`: coalescing window, interrupt cost, NAPI, deferral timer
+docs/physics.md §9 (`model/queue.py`: coalescing window, interrupt cost, NAPI, deferral timer
 polls) predicts mean latency and CPU for a handful of candidates; the one with the lowest
 latency + W * CPU wins, W being the goal's price of a core (latency 20 µs, balanced 100,
 throughput/efficiency 500). The current setting is kept unless the winner is better by
@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ..sim.model import Napi, nic_queue
-from .coalesce import FRAMES, GOAL_WEIGHT_US, target_window
+from ..model.coalesce import FRAMES, GOAL_WEIGHT_US, target_window
+from ..model.queue import Napi, nic_queue
 
 HYSTERESIS = 0.05  # relative gain needed to change
 CANDIDATES = [  # rx-usecs, rx-frames, napi_defer_hard_irqs, gro_flush_timeout µs

@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass, field
 
 from ..host import Host, PathEscape
-from ..parse.common import CpuListError, parse_cpulist
+from ..parse.common import CpuListError, parse_count, parse_cpulist, parse_signed
 from ..parse.interrupts import InterruptTable
 from .queues import classify_action
 from .snapshot import IrqAffinity
@@ -71,7 +71,7 @@ class Inventory:
 
 
 def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.lstrip("-").isdigit() else None
+    return parse_signed(text) if text is not None else None
 
 
 _MAX_HOPS = 8  # block devices sit a few levels below their HBA: sda -> target -> host -> PCI function
@@ -97,9 +97,9 @@ def _irq_function(host: Host, dev_path: str) -> str | None:
 
 
 def _function_irqs(host: Host, function: str) -> list[int]:
-    irqs = [int(n) for n in host.entries(function, "msi_irqs") if n.isdigit() and n.isascii()]
+    irqs = [irq for irq in map(parse_count, host.entries(function, "msi_irqs")) if irq is not None]
     if not irqs:
-        legacy = _int(host.text_under(function, "irq"))
+        legacy = parse_count(host.text_under(function, "irq") or "")  # a PCI function's INTx line: never negative
         irqs = [legacy] if legacy else []
     return sorted(irqs)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from ..host import Host
-from ..parse.common import CpuListError, parse_cpulist
+from ..parse.common import CpuListError, parse_count, parse_cpulist
 
 RUNTIME_NOTES = (
     "nvme.poll_queues and nvme.write_queues are read when a controller is probed: changing them needs a "
@@ -58,11 +58,13 @@ def read_nvme(host: Host) -> NvmeReport:
         if ctrl.namespaces:
             disk = ctrl.namespaces[0]
             for hctx in host.entries(host.sys(), "block", disk, "mq"):
+                number = parse_count(hctx)
                 try:
-                    ctrl.queue_cpus[int(hctx)] = parse_cpulist(
-                        host.text("sys", "block", disk, "mq", hctx, "cpu_list") or ""
-                    )
-                except (CpuListError, ValueError):
+                    if number is not None:
+                        ctrl.queue_cpus[number] = parse_cpulist(
+                            host.text("sys", "block", disk, "mq", hctx, "cpu_list") or ""
+                        )
+                except CpuListError:
                     continue
             ctrl.hw_queues = len(ctrl.queue_cpus)
             ctrl.io_poll = host.text("sys", "block", disk, "queue", "io_poll")

@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from ..parse.common import parse_count
+
 
 @dataclass(frozen=True, slots=True)
 class QueueName:
@@ -46,7 +48,7 @@ def classify_action(name: str) -> QueueName | None:
         if not m:
             continue
         groups = m.groupdict()
-        queue = int(groups["q"]) if groups.get("q") is not None else None
+        queue = parse_count(groups["q"]) if groups.get("q") is not None else None  # \d takes any script
         if role == "virtio":
             role = _VIRTIO_ROLES.get(groups["role"], "other")
         elif role == "dir":

@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..host import Host, PathEscape
-from ..parse.common import CpuListError, Problem, parse_cpulist, parse_cpumask
+from ..parse.common import CpuListError, Problem, describe, parse_cpulist, parse_cpumask, parse_signed
 from ..parse.interrupts import InterruptTable, parse_interrupts
 from ..parse.netdev import NetdevTable, parse_netdev, parse_netstat
 from ..parse.softirqs import SoftirqTable, parse_softirqs
@@ -135,11 +135,20 @@ def read_affinities(host: Host, snap: Snapshot) -> None:
                 setattr(aff, attr, parse(value))
             except CpuListError as err:
                 snap.problems.append(Problem(f"/proc/irq/{irq}/{name}", 1, str(err)))
-        node = host.text("proc", "irq", irq, "node")
-        if node is not None and node.lstrip("-").isdigit():
-            aff.node = int(node)
+        aff.node = _irq_node(host, snap, irq)
         if aff != IrqAffinity():
             snap.affinity[irq] = aff
+
+
+def _irq_node(host: Host, snap: Snapshot, irq: int) -> int | None:
+    """/proc/irq/N/node: the NUMA node of the IRQ's descriptor (-1: none); anything else is a problem."""
+    text = host.text("proc", "irq", irq, "node")
+    if text is None:
+        return None
+    node = parse_signed(text)
+    if node is None:
+        snap.problems.append(Problem(f"/proc/irq/{irq}/node", 1, f"expected a NUMA node number, got {describe(text)}"))
+    return node
 
 
 # -- JSON ------------------------------------------------------------------

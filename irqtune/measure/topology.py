@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..host import Host
-from ..parse.common import CpuListError, Problem, parse_cpulist
+from ..parse.common import CpuListError, Problem, parse_count, parse_cpulist
 
 CPU_FLAGS = ("isolcpus", "nohz_full", "rcu_nocbs", "irqaffinity")
 ISOLCPUS_FLAGS = frozenset({"nohz", "domain", "managed_irq"})
@@ -67,9 +67,10 @@ def _l3_index(host: Host, cpu: int) -> str | None:
     """The cache index directory with the highest level (index3 on x86; not always 3 elsewhere)."""
     best: tuple[int, str] | None = None
     for index in host.entries(host.sys(), "devices", "system", "cpu", f"cpu{cpu}", "cache"):
-        level = host.text("sys", "devices", "system", "cpu", f"cpu{cpu}", "cache", index, "level")
-        if index.startswith("index") and level and level.isdigit() and (best is None or int(level) > best[0]):
-            best = (int(level), index)
+        text = host.text("sys", "devices", "system", "cpu", f"cpu{cpu}", "cache", index, "level")
+        level = parse_count(text) if text and index.startswith("index") else None
+        if level is not None and (best is None or level > best[0]):
+            best = (level, index)
     return best[1] if best else None
 
 
@@ -102,10 +103,11 @@ def read_topology(host: Host, fallback_online: list[int] | None = None) -> Topol
     topo.online = online
     topo.possible = _cpulist(host, topo, "devices", "system", "cpu", "possible") or list(online)
     for entry in host.entries(host.sys(), "devices", "system", "node"):
-        if entry.startswith("node") and entry[4:].isdigit():
+        node = parse_count(entry[4:]) if entry.startswith("node") else None
+        if node is not None:
             cpus = _cpulist(host, topo, "devices", "system", "node", entry, "cpulist")
             if cpus is not None:
-                topo.nodes[int(entry[4:])] = cpus
+                topo.nodes[node] = cpus
     topo.smt_groups = [g for g in _groups(host, topo, online, "topology", "thread_siblings_list") if len(g) > 1]
     index = _l3_index(host, online[0]) if online else None
     if index:

@@ -47,24 +47,27 @@ def parse_cpulist(text: str, last: int | None = None) -> list[int]:
         part = part.strip()
         if not part:
             continue
-        rng, _, group = part.partition(":")
-        lo_s, dash, hi_s = rng.partition("-")
-        numbers = [lo_s, *([hi_s] if dash else []), *group.replace("/", " ").split()]
-        if not all(map(is_count, numbers)) or (group and group.count("/") != 1):
-            raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}")
-        try:
-            lo = int(lo_s)
-            hi = int(hi_s) if dash else lo
-            used, size = (int(x) for x in group.split("/")) if group else (1, 1)
-        except ValueError:
-            raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}") from None
-        if lo < 0 or hi < lo or used < 1 or size < used:
-            raise CpuListError(f"expected a CPU list such as 0-3,8, got {text!r}")
-        if hi >= MAX_CPU_ID:
-            raise CpuListError(f"CPU {hi} in {text!r} is beyond any real host (max {MAX_CPU_ID - 1})")
+        lo, hi, used, size = _cpulist_part(part, text)
         for start in range(lo, hi + 1, size):
             cpus.update(c for c in range(start, min(start + used, hi + 1)))
     return sorted(cpus)
+
+
+def _cpulist_part(part: str, text: str) -> tuple[int, int, int, int]:
+    """One part of a cpulist (`3`, `0-7`, `0-15:2/4`) -> (first, last, used, group size)."""
+    rng, _, group = part.partition(":")
+    lo_s, dash, hi_s = rng.partition("-")
+    numbers = [lo_s, *([hi_s] if dash else []), *group.replace("/", " ").split()]
+    if not all(map(is_count, numbers)) or (group and group.count("/") != 1):
+        raise CpuListError(f"expected a CPU list such as 0-3,8, got {describe(text)}")
+    lo = int(lo_s)
+    hi = int(hi_s) if dash else lo
+    used, size = (int(x) for x in group.split("/")) if group else (1, 1)
+    if hi < lo or used < 1 or size < used:
+        raise CpuListError(f"expected a CPU list such as 0-3,8, got {describe(text)}")
+    if hi >= MAX_CPU_ID:
+        raise CpuListError(f"CPU {hi} in {describe(text)} is beyond any real host (max {MAX_CPU_ID - 1})")
+    return lo, hi, used, size
 
 
 def parse_cpumask(text: str) -> list[int]:
@@ -73,12 +76,12 @@ def parse_cpumask(text: str) -> list[int]:
     if not digits:
         return []
     if not is_hex(digits):
-        raise CpuListError(f"expected a hex CPU mask such as ff,00000001, got {text!r}")
-    try:
-        value = int(digits, 16)
-    except ValueError:
-        raise CpuListError(f"expected a hex CPU mask such as ff,00000001, got {text!r}") from None
-    return [bit for bit in range(value.bit_length()) if value >> bit & 1]
+        raise CpuListError(f"expected a hex CPU mask such as ff,00000001, got {describe(text.strip())}")
+    significant = digits.lstrip("0")
+    if len(significant) * 4 > MAX_CPU_ID:
+        raise CpuListError(f"a CPU mask of {len(significant):,} hex digits is beyond any real host")
+    bits = bin(int(significant or "0", 16))[:1:-1]  # lowest bit first; no shifting of a big int per bit
+    return [cpu for cpu, bit in enumerate(bits) if bit == "1"]
 
 
 def format_cpulist(cpus: list[int] | set[int] | tuple[int, ...]) -> str:
@@ -95,9 +98,44 @@ def format_cpulist(cpus: list[int] | set[int] | tuple[int, ...]) -> str:
     return ",".join(out)
 
 
-def is_count(token: str) -> bool:
-    """A kernel %u counter: ASCII digits only (no sign, no underscores)."""
-    return token.isdigit() and token.isascii()
+MAX_COUNT = (1 << 64) - 1  # kernel counters are at most 64-bit (%llu)
+COUNT_DIGITS = len(str(MAX_COUNT))  # 20
+_MAX_TEXT = str(MAX_COUNT)
+_MAX_BYTES = _MAX_TEXT.encode()
+
+
+def is_count(token: str | bytes) -> bool:
+    """A kernel %u/%llu value: ASCII digits only (no sign, underscores or other scripts' digits), at most
+    2**64-1, so that int() never meets the thousands of digits it refuses (or takes seconds over)."""
+    size = len(token)
+    if size > COUNT_DIGITS or not token.isdigit() or not token.isascii():
+        return False
+    return size < COUNT_DIGITS or token <= (_MAX_TEXT if isinstance(token, str) else _MAX_BYTES)
+
+
+def parse_count(token: str | bytes) -> int | None:
+    """`token` as an int when it is a kernel count (is_count), else None: the one way kernel text becomes
+    a number."""
+    return int(token) if is_count(token) else None
+
+
+def parse_signed(token: str) -> int | None:
+    """A kernel %d/%lld value such as numa_node's -1: an optional '-', then a count."""
+    value = parse_count(token.removeprefix("-"))
+    return None if value is None else -value if token.startswith("-") else value
+
+
+def too_big(token: str | bytes) -> bool:
+    """ASCII digits, but more than a 64-bit counter holds: worth its own message, not 'expected a count'."""
+    return token.isdigit() and token.isascii() and not is_count(token)
+
+
+def describe(token: str | bytes, limit: int = 40) -> str:
+    """A token from kernel text for a problem message: quoted and cut short; an oversized number by its size."""
+    if too_big(token):
+        return f"a {len(token):,}-digit number"
+    text = token.decode("utf-8", "replace") if isinstance(token, bytes) else token
+    return repr(text[:limit]) + ("..." if len(text) > limit else "")
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
@@ -106,6 +144,12 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 def is_hex(token: str) -> bool:
     """A kernel %x value: ASCII hex digits only (int(x, 16) would also take "0x", "_" and signs)."""
     return bool(token) and _HEX.issuperset(token)
+
+
+def kernel_lines(text: str) -> list[str]:
+    """The file's lines as the kernel ends them, at "\n" only: str.splitlines() also breaks at \f, \x1c,
+    \x85 or U+2028 inside a line, and every FILE:LINE after one would then point at the wrong line."""
+    return text.removesuffix("\n").split("\n") if text else []
 
 
 def printable(text: str) -> str:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from operator import add
 
-from .common import Problem, is_count
+from .common import COUNT_DIGITS, MAX_COUNT, MAX_CPU_ID, Problem, describe, is_count, too_big
 
 _HWIRQ = re.compile(r"(\d+)(?:-(\S+))?\Z")
 _TOKEN = re.compile(r"\S+")
@@ -81,7 +81,7 @@ class InterruptTable:
 def parse_header(line: str) -> list[int] | None:
     ids: list[int] = []
     for token in line.split():
-        if not token.startswith("CPU") or not is_count(token[3:]):
+        if not token.startswith("CPU") or not is_count(token[3:]) or int(token[3:]) >= MAX_CPU_ID:
             return None
         ids.append(int(token[3:]))
     return ids or None
@@ -101,7 +101,7 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
     if cpus is None or start is None:
         table = InterruptTable(cpus=[])
         what = "empty file" if start is None else "expected a header of CPU columns (CPU0 CPU1 ...)"
-        table.problems.append(Problem(source, start or 0, what))
+        table.problems.append(Problem(source, start or 1, what))
         return table
 
     table = InterruptTable(cpus=cpus)
@@ -125,10 +125,10 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
                 continue
             tokens = [b"", *rest.split(None, ncpu)]
         if key in rows:
-            table.problems.append(Problem(source, number, f"duplicate row {key!r}; first one kept"))
+            table.problems.append(Problem(source, number, f"duplicate row {describe(key)}; first one kept"))
             continue
         if key[:1].isdigit() and (not is_count(key) or str(int(key)) != key):
-            table.problems.append(Problem(source, number, f"expected an IRQ number, got {key!r}; row skipped"))
+            table.problems.append(Problem(source, number, f"expected an IRQ number, got {describe(key)}; row skipped"))
             continue
         fast = None if key in SINGLE_VALUE_ROWS else _fast_row(key, number, line, body, tokens, ncpu, zero_row)
         row = fast or _slow_row(key, number, line[body:], ncpu, table, source)
@@ -137,8 +137,9 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
         if key.isdigit():
             if _describe_numbered(row):
                 ambiguous.append(row)
-        else:
-            _describe_named(row)
+        elif oversized := _describe_named(row):
+            table.problems.append(Problem(source, number, _oversized(key, oversized)))
+            continue
         rows[key] = row
     _settle_ambiguous(ambiguous, rows)
     return table
@@ -165,9 +166,11 @@ def _fast_row(
         return InterruptRow(key, number, zero_row, 0, tail)
     if nonzero > _DENSE:
         counts_raw = tokens[1:]
-        if not b"".join(counts_raw).isdigit():
+        if not b"".join(counts_raw).isdigit() or max(map(len, counts_raw)) > COUNT_DIGITS:
             return None
         counts = tuple(map(int, counts_raw))
+        if max(counts) > MAX_COUNT:
+            return None
         return InterruptRow(key, number, counts, sum(counts), tail)
     found = _sparse_counts(line, body, len(line) - len(raw_tail), tokens, nonzero)
     return InterruptRow(key, number, found[0], found[1], tail) if found else None
@@ -188,7 +191,7 @@ def _sparse_counts(
         if index >= len(tokens):
             return None
         token = tokens[index]
-        if not (token.isdigit() and stripped.startswith(token)):
+        if not (is_count(token) and stripped.startswith(token)):
             return None
         counts[index - 1] = value = int(token)
         total += value
@@ -205,8 +208,11 @@ def _slow_row(key: str, number: int, rest: bytes, ncpu: int, table: InterruptTab
     """Rows with fewer counts than CPUs: single-value (ERR), none (FIQ), or malformed."""
     tokens = rest.split()
     found = 0
-    while found < len(tokens) and tokens[found].isdigit():
+    while found < len(tokens) and is_count(tokens[found]):
         found += 1
+    if found < len(tokens) and too_big(tokens[found]):
+        table.problems.append(Problem(source, number, _oversized(key, tokens[found])))
+        return None
     tail_parts = rest.split(None, found)
     tail = _text(tail_parts[found].rstrip()) if len(tail_parts) > found else ""
     numbered = key.isdigit()
@@ -219,24 +225,31 @@ def _slow_row(key: str, number: int, rest: bytes, ncpu: int, table: InterruptTab
         return InterruptRow(key, number, None, int(tokens[0]), tail)
     if found == ncpu and key in SINGLE_VALUE_ROWS:  # never printed per CPU: not this kernel's format
         found = 1
-    detail = f" before {_text(tokens[found])!r}" if found < len(tokens) else ""
-    table.problems.append(
-        Problem(source, number, f"row {key!r}: expected {ncpu} per-CPU counts, found {found}{detail}; row skipped")
-    )
+    detail = f" before {describe(tokens[found])}" if found < len(tokens) else ""
+    what = f"row {describe(key)}: expected {ncpu} per-CPU counts, found {found}{detail}; row skipped"
+    table.problems.append(Problem(source, number, what))
     return None
 
 
-def _describe_named(row: InterruptRow) -> None:
-    """Named rows: peel counts for CPUs beyond the header off the description."""
+def _oversized(key: str, token: str | bytes) -> str:
+    return f"row {describe(key)}: {describe(token)} is beyond a 64-bit counter (2**64-1); row skipped"
+
+
+def _describe_named(row: InterruptRow) -> str | None:
+    """Named rows: peel counts for CPUs beyond the header off the description. Returns the first token
+    after them when it is a number too big for a counter: the row is then bad input, not a description."""
     text = row.description
     if text[:1].isdigit():
         tokens = text.split()
         extra = 0
         while extra < len(tokens) and is_count(tokens[extra]):
             extra += 1
+        if extra < len(tokens) and too_big(tokens[extra]):
+            return tokens[extra]
         row.extra_counts = tuple(int(t) for t in tokens[:extra])
         rest = text.split(None, extra)
         row.description = rest[extra] if len(rest) > extra else ""
+    return None
 
 
 def _describe_numbered(row: InterruptRow) -> bool:

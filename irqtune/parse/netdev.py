@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import Problem, is_count
+from .common import Problem, is_count, kernel_lines
 
 RX_FIELDS = ("rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame", "rx_compressed", "rx_multicast")
 TX_FIELDS = ("tx_bytes", "tx_packets", "tx_errs", "tx_drop", "tx_fifo", "tx_colls", "tx_carrier", "tx_compressed")
@@ -31,7 +31,7 @@ class NetdevTable:
 
 def parse_netdev(text: str, source: str = "/proc/net/dev") -> NetdevTable:
     table = NetdevTable()
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(kernel_lines(text), 1):
         if number <= 2 or not line.strip():
             continue  # the two header lines
         name, colon, rest = line.partition(":")
@@ -50,7 +50,7 @@ def parse_netstat(text: str, source: str = "/proc/net/netstat") -> tuple[dict[st
     """Section -> counter -> value; a header/value pair that does not line up is one problem."""
     sections: dict[str, dict[str, int]] = {}
     problems: list[Problem] = []
-    lines = text.splitlines()
+    lines = kernel_lines(text)
     for i in range(0, len(lines) - 1, 2):
         head, _, names = lines[i].partition(":")
         head2, _, values = lines[i + 1].partition(":")

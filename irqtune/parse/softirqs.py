@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import Problem, is_count
+from .common import Problem, describe, is_count, kernel_lines
 from .interrupts import parse_header
 
 VECTORS = ("HI", "TIMER", "NET_TX", "NET_RX", "BLOCK", "IRQ_POLL", "TASKLET", "SCHED", "HRTIMER", "RCU")
@@ -27,13 +27,13 @@ class SoftirqTable:
 
 
 def parse_softirqs(text: str, source: str = "/proc/softirqs") -> SoftirqTable:
-    lines = text.splitlines()
+    lines = kernel_lines(text)
     header_at = next((i for i, line in enumerate(lines) if line.strip()), None)
     cpus = parse_header(lines[header_at]) if header_at is not None else None
     if cpus is None:
         table = SoftirqTable(cpus=[])
         what = "empty file" if header_at is None else "expected a header of CPU columns (CPU0 CPU1 ...)"
-        table.problems.append(Problem(source, 0 if header_at is None else header_at + 1, what))
+        table.problems.append(Problem(source, 1 if header_at is None else header_at + 1, what))
         return table
     table = SoftirqTable(cpus=cpus)
     for number, line in enumerate(lines[header_at + 1 :], header_at + 2):
@@ -46,7 +46,11 @@ def parse_softirqs(text: str, source: str = "/proc/softirqs") -> SoftirqTable:
             table.problems.append(Problem(source, number, "expected 'VECTOR: counts ...'"))
         elif len(tokens) != len(cpus) or not all(map(is_count, tokens)):
             table.problems.append(
-                Problem(source, number, f"vector {name!r}: expected {len(cpus)} counts, got {' '.join(tokens)[:60]!r}")
+                Problem(
+                    source,
+                    number,
+                    f"vector {describe(name)}: expected {len(cpus)} counts, got {describe(' '.join(tokens), 60)}",
+                )
             )
         else:
             table.vectors[RENAMED.get(name, name)] = [int(t) for t in tokens]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import Problem, is_hex
+from .common import Problem, is_hex, kernel_lines
 
 MIN_COLUMNS = 9
 
@@ -49,7 +49,7 @@ def parse_softnet(text: str, online: list[int] | None = None, source: str = "/pr
     """`online` (the online CPU ids) maps rows that lack the index column onto CPUs."""
     table = SoftnetTable()
     parsed: list[list[int]] = []
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(kernel_lines(text), 1):
         tokens = line.split()
         if not tokens:
             continue
@@ -72,7 +72,7 @@ def parse_softnet(text: str, online: list[int] | None = None, source: str = "/pr
             if parsed and online is not None:
                 table.problems.append(
                     Problem(
-                        source, 0, f"{len(parsed)} rows for {len(online)} online CPUs; CPU ids taken from row order"
+                        source, 1, f"{len(parsed)} rows for {len(online)} online CPUs; CPU ids taken from row order"
                     )
                 )
     for row_number, values in enumerate(parsed):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .common import Problem, is_count
+from .common import Problem, describe, is_count, kernel_lines, parse_count
 
 USER_HZ = 100  # sysconf(_SC_CLK_TCK): 100 on every architecture Linux still ships but alpha (1024)
 
@@ -26,14 +26,14 @@ class ProcStat:
 
 def parse_stat(text: str, source: str = "/proc/stat") -> ProcStat:
     stat = ProcStat()
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(kernel_lines(text), 1):
         name, _, rest = line.partition(" ")
-        if name.startswith("cpu") and name[3:].isdigit():
+        if name.startswith("cpu") and name[3:4].isdigit():
             fields = rest.split()
-            if len(fields) < 7 or not all(map(is_count, fields[:7])):
-                stat.problems.append(Problem(source, number, f"{name}: expected at least 7 tick counts"))
+            cpu = parse_count(name[3:])
+            if cpu is None or len(fields) < 7 or not all(map(is_count, fields[:7])):
+                stat.problems.append(Problem(source, number, f"{describe(name)}: expected at least 7 tick counts"))
                 continue
-            cpu = int(name[3:])
             stat.irq_seconds[cpu] = int(fields[5]) / USER_HZ
             stat.softirq_seconds[cpu] = int(fields[6]) / USER_HZ
             stat.idle_seconds[cpu] = (int(fields[3]) + int(fields[4])) / USER_HZ

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..bcc import find_bcc, load_bcc
 from ..host import Host
-from ..parse.common import CpuListError, parse_cpulist
+from ..parse.common import CpuListError, parse_count, parse_cpulist
 from ..parse.interrupts import parse_interrupts
 from . import block, hardirq, ipi, napi, softirq, timer, tlb
 from .base import PROBE_NAMES, Histogram, ProbeSpec, map_names
@@ -75,7 +75,7 @@ def probe_context(host: Host) -> dict[str, Any]:
     except CpuListError:  # unreadable possible-CPU list: size the maps for this process's view instead
         cpus = list(range(os.cpu_count() or 1))
     max_cpus = max(cpus) + 1
-    irq_dirs = [int(n) for n in host.entries(host.proc(), "irq") if n.isdigit()]
+    irq_dirs = [irq for irq in map(parse_count, host.entries(host.proc(), "irq")) if irq is not None]
     max_irq = 256
     while max_irq <= max(irq_dirs, default=0) + 64:
         max_irq *= 2
@@ -94,10 +94,12 @@ def probe_context(host: Host) -> dict[str, Any]:
         if dev:
             names[dev] = disk
         for hctx in host.entries(host.sys(), "block", disk, "mq"):
+            number = parse_count(hctx)
             try:
                 for cpu in parse_cpulist(host.text("sys", "block", disk, "mq", hctx, "cpu_list") or ""):
-                    queues.setdefault(disk, {})[cpu] = int(hctx)
-            except (CpuListError, ValueError):
+                    if number is not None:
+                        queues.setdefault(disk, {})[cpu] = number
+            except CpuListError:
                 continue
     return {
         "max_cpus": max_cpus, "cpu_words": (max_cpus + 63) // 64, "max_irq": max_irq, "x86_vectors": x86_vectors,

@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from ..model.queue import QueueResult
 from .dim import NEVENTS, Dim, calc_stats
 from .draws import poisson
-from .model import QueueResult
 from .workload import mix
 
 MAX_DECISIONS = 400

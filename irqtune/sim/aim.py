@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import random
 
+from ..model.queue import nic_queue
 from .draws import poisson
-from .model import nic_queue
 
 # igb.h: "#define IGB_START_ITR 648 /* ~6000 ints/sec */", "#define IGB_4K_ITR 980", "#define IGB_20K_ITR 196",
 # "#define IGB_70K_ITR 56". Units of 0.25 µs: igb_set_coalesce stores "adapter->rx_itr_setting =

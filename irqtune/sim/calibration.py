@@ -11,9 +11,9 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from ..model.queue import Napi, nic_queue
 from .adaptive import AdaptiveQueue
 from .dim import PROFILES, run_dim_open_loop
-from .model import Napi, nic_queue
 from .nvme import MEDIA, nvme_queue
 from .workload import closed_loop
 

@@ -11,7 +11,7 @@ import math
 import random
 from dataclasses import dataclass
 
-from .model import nic_queue
+from ..model.queue import nic_queue
 
 NEVENTS = 64
 PROFILES = {  # RX (usecs, frames)

@@ -26,7 +26,7 @@ from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, replace
 
-from .model import KSOFTIRQD_DELAY, Napi, softirq_limits
+from ..model.queue import KSOFTIRQD_DELAY, Napi, softirq_limits
 
 
 @dataclass(frozen=True)

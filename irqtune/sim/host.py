@@ -17,10 +17,10 @@ import random
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
+from ..model.queue import Napi, QueueResult, nic_queue
 from ..parse.common import parse_cpulist
 from .adaptive import AdaptiveQueue
 from .kernel import write_rules
-from .model import Napi, QueueResult, nic_queue
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
 from .tree import IRQ_BASE, NAPI_ID_BASE, Counters, SimIrq, Tree

@@ -30,7 +30,7 @@ def cost(latency_s: float, cpus: float, offered: float, delivered: float, w_cpu:
 
 def nic_weights(spec) -> dict[str, float]:
     """Each NIC's price of a core: its goal's (`scenario.NicSpec.effective_goal`)."""
-    from ..decide.coalesce import GOAL_WEIGHT_US
+    from ..model.coalesce import GOAL_WEIGHT_US
 
     return {nic.name: GOAL_WEIGHT_US[nic.effective_goal] for nic in spec.nics}
 

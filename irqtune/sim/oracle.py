@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..decide.coalesce import GOAL_WEIGHT_US
+from ..model.coalesce import GOAL_WEIGHT_US
 from .host import NicSettings, SimHost
 from .kernel import kernel_at_least
 from .nvme import nvme_queue

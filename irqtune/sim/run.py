@@ -11,8 +11,8 @@ Results are reproducible for a given seed.
 from __future__ import annotations
 
 import math
+import os
 import random
-import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -71,7 +71,7 @@ def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0
                  ) -> tuple[list[PhaseResult], list[Interval], list[str]]:  # fmt: skip
     """Results per phase, the per-interval trace, and the changes the policy made."""
     host = SimHost(scenario, tree, seed=seed)
-    ctl = Control(host, state_dir or tempfile.mkdtemp(prefix="irqtune-sim-state-"))
+    ctl = Control(host, state_dir or os.path.join(tree, ".irqtune-state"))  # in the tree: removed with it
     try:
         return _run(scenario, host, ctl, policy or Policy(), seed, step, on_interval)
     finally:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-from ..decide.coalesce import GOAL_WEIGHT_US
+from ..model.coalesce import GOAL_WEIGHT_US
 from ..parse.common import CpuListError, parse_cpulist
 from ..tomlfile import Locator, TomlError, Where, build, read_toml
 

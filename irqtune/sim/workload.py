@@ -17,7 +17,7 @@ import math
 from collections.abc import Callable
 from dataclasses import fields, replace
 
-from .model import QueueResult
+from ..model.queue import QueueResult
 from .scenario import LoadSpec
 
 Evaluate = Callable[[float], QueueResult]  # arrival rate -> the queue's closed-form result

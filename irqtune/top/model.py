@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
-from ..parse.common import format_cpulist, printable
+from ..parse.common import format_cpulist, is_count, printable
 from ..probe.base import Histogram
 
 SORTS = ("rate", "cpus", "latency", "irq", "device")
@@ -141,7 +141,7 @@ def arch_keys(rates: Rates) -> list[str]:
     """The per-CPU architecture rows to show: LOC/RES/CAL/TLB on x86, IPI0..IPIn on ARM."""
     keys = [k for k in ARCH_ROWS if k in rates.interrupts and rates.interrupts[k].per_cpu]
     if not keys:
-        ipis = [k for k in rates.interrupts if k.startswith("IPI") and k[3:].isdigit()]
+        ipis = [k for k in rates.interrupts if k.startswith("IPI") and is_count(k[3:])]
         keys = sorted(ipis, key=lambda k: int(k[3:]))
     return keys
 

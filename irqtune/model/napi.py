@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import accumulate
 
-from .model import KSOFTIRQD_DELAY, Napi, QueueResult, _poisson_pmf_terms, _restart_window, _window, softirq_limits
+from .queue import KSOFTIRQD_DELAY, Napi, QueueResult, _poisson_pmf_terms, _restart_window, _window, softirq_limits
 
 Pmf = list[tuple[int, float]]  # (packets found at pickup, probability)
 
