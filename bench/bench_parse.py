@@ -28,12 +28,8 @@ from irqtune.measure.rates import compute_rates
 from irqtune.measure.snapshot import take_snapshot
 from irqtune.parse.interrupts import parse_interrupts
 
+FIXTURES = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "procfs"  # origins in SOURCES.md there
 FIXTURE = "interrupts-pcp-x86_64-1152cpu-i40e-lpfc.txt.bz2"
-
-
-def fixtures_dir() -> Path:
-    default = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "procfs"
-    return Path(os.environ.get("IRQTUNE_FIXTURES", default))
 
 
 def timed(fn) -> float:
@@ -43,7 +39,7 @@ def timed(fn) -> float:
 
 
 def bench_big_parse(repeat: int) -> tuple[float, float]:
-    data = bz2.decompress((fixtures_dir() / FIXTURE).read_bytes())
+    data = bz2.decompress((FIXTURES / FIXTURE).read_bytes())
     table = parse_interrupts(data)
     assert len(table.cpus) == 1152 and len(table.rows) == 1056 and not table.problems
     floor, parse = [], []

@@ -1,4 +1,4 @@
-"""Benchmark: the issue-6 scorecard goals (physics.md §10.4), over the whole scenario library.
+"""Benchmark: the issue-6 scorecard goals (docs/physics.md §10.4), over the whole scenario library.
 
 Run:  .venv/bin/python bench/scorecard.py [--seed N]
 

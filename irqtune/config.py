@@ -14,7 +14,7 @@ irq_sink = ""                 # where a storming low-criticality device is sent
 [limits]
 max_changes = 8               # per pass
 dwell = 30                    # seconds a knob holds before it may change again
-irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (physics.md §3.3)
+irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (docs/physics.md §3.3)
 service_us = 0.8              # CPU per packet when the host is too idle to measure it
 
 [exporter]                    # Prometheus metrics served by the agent (docs/metrics.md); off when listen = ""

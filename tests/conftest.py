@@ -1,7 +1,9 @@
 """Shared test helpers: the procfs fixtures, fake host roots, and needs-the-real-thing skips.
 
-Tests that need root, bcc, a network namespace or the shared fixtures skip with a
-reason on a laptop and FAIL under CI (CI=true), where the real thing must be there.
+The /proc fixtures live in tests/fixtures/procfs (their origins in SOURCES.md there); a missing
+or empty folder is an error, never an empty set of tests. Tests that need root, bcc or a network
+namespace skip with a reason on a laptop and FAIL under CI (CI=true), where the real thing must
+be there.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = Path(os.environ.get("IRQTUNE_FIXTURES", REPO.parent / "shared" / "fixtures" / "procfs"))
+FIXTURES = REPO / "tests" / "fixtures" / "procfs"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -28,7 +30,6 @@ def require(condition: bool, reason: str) -> None:
 
 
 def fixture_path(name: str) -> Path:
-    require(FIXTURES.is_dir(), f"shared fixtures not found at {FIXTURES} (set IRQTUNE_FIXTURES)")
     path = FIXTURES / name
     assert path.exists(), f"fixture {name} missing from {FIXTURES}"
     return path
@@ -43,9 +44,12 @@ def fixture_text(name: str) -> str:
 
 
 def fixture_names(prefix: str) -> list[str]:
-    if not FIXTURES.is_dir():
-        return []
-    return sorted(p.name for p in FIXTURES.iterdir() if p.name.startswith(prefix))
+    """The fixtures whose names start with `prefix`; fails (at collection) when there are none, so a
+    missing folder or a mistyped prefix can never turn into an empty parameter set."""
+    assert FIXTURES.is_dir(), f"fixture folder {FIXTURES} is missing"
+    names = sorted(p.name for p in FIXTURES.iterdir() if p.name.startswith(prefix))
+    assert names, f"no fixtures named {prefix}* in {FIXTURES}"
+    return names
 
 
 def make_root(base: Path, files: dict[str, str]) -> Path:

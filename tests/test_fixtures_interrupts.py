@@ -1,4 +1,4 @@
-"""parse_interrupts against the shared /proc/interrupts fixtures.
+"""parse_interrupts against the /proc/interrupts fixtures in tests/fixtures/procfs.
 
 Two kinds of checks: the values upstream projects assert for these files (quoted from
 SOURCES.md as literals), and a cross-check of every fixture against the "Derived:" line
@@ -12,7 +12,7 @@ import re
 from functools import cache
 
 import pytest
-from conftest import FIXTURES, fixture_names, fixture_text, require
+from conftest import FIXTURES, fixture_names, fixture_text
 
 from irqtune.parse.interrupts import InterruptTable, parse_interrupts
 
@@ -21,9 +21,7 @@ PREFIX = "interrupts-"
 
 
 def _sections() -> dict[str, str]:
-    """SOURCES.md `### \\`name\\`` heading -> body text (empty when the fixtures are absent)."""
-    if not SOURCES.is_file():
-        return {}
+    """SOURCES.md `### \\`name\\`` heading -> body text (read at collection: a missing file fails loudly)."""
     text = SOURCES.read_text(encoding="utf-8")
     found = re.finditer(r"^### `([^`]+)`\n(.*?)(?=^##|\Z)", text, re.M | re.S)
     return {m.group(1): m.group(2) for m in found}
@@ -46,7 +44,6 @@ def row(name: str, key: str):
 
 
 def test_sources_lists_every_interrupts_fixture() -> None:
-    require(SOURCES.is_file(), f"SOURCES.md not found in {FIXTURES}")
     declared = re.search(r"^## /proc/interrupts samples \((\d+)\)", SOURCES.read_text(encoding="utf-8"), re.M)
     assert declared, "SOURCES.md has no '## /proc/interrupts samples (N)' heading"
     assert len(LISTED) == int(declared.group(1))
@@ -328,7 +325,6 @@ def test_derived_cross_check(fixture_name: str) -> None:
 
 
 def test_derived_cross_check_covers_every_fixture() -> None:
-    require(SOURCES.is_file(), f"SOURCES.md not found in {FIXTURES}")
     assert ALL_NAMES, "no interrupts-* fixtures found"
     missing = [name for name in ALL_NAMES if "- Derived: " not in SECTIONS.get(name, "")]
     assert missing == []

@@ -1,4 +1,4 @@
-"""parse_softirqs and parse_softnet against the shared procfs fixtures.
+"""parse_softirqs and parse_softnet against the procfs fixtures in tests/fixtures/procfs.
 
 Upstream assertions are quoted from SOURCES.md (and node_exporter's expected .prom output) as
 literals; every fixture is also cross-checked against its SOURCES.md "Derived:" line, read at
@@ -11,7 +11,7 @@ import re
 from functools import cache
 
 import pytest
-from conftest import FIXTURES, fixture_names, fixture_text, require
+from conftest import FIXTURES, fixture_names, fixture_text
 
 from irqtune.parse.softirqs import SoftirqTable, parse_softirqs
 from irqtune.parse.softnet import SoftnetTable, parse_softnet
@@ -21,8 +21,7 @@ PROM = FIXTURES / "expected-node_exporter-e2e-interrupts-softnet-softirqs.prom"
 
 
 def _sections() -> dict[str, str]:
-    if not SOURCES.is_file():
-        return {}
+    """SOURCES.md `### \\`name\\`` heading -> body text (read at collection: a missing file fails loudly)."""
     text = SOURCES.read_text(encoding="utf-8")
     return {m.group(1): m.group(2) for m in re.finditer(r"^### `([^`]+)`\n(.*?)(?=^##|\Z)", text, re.M | re.S)}
 
@@ -49,7 +48,7 @@ def number(text: str, pattern: str, name: str) -> int:
 
 
 def prom(family: str) -> list[tuple[dict[str, str], int]]:
-    require(PROM.is_file(), f"{PROM} not found")
+    assert PROM.is_file(), f"{PROM} not found"
     out = []
     for m in re.finditer(rf"^{family}\{{(.*)\}} (\S+)$", PROM.read_text(encoding="utf-8"), re.M):
         value = float(m.group(2))
@@ -71,7 +70,6 @@ def softnet(name: str) -> SoftnetTable:
 
 @pytest.mark.parametrize("prefix", ["softirqs-", "softnet_stat-"])
 def test_sources_lists_every_fixture(prefix: str) -> None:
-    require(SOURCES.is_file(), f"SOURCES.md not found in {FIXTURES}")
     heading = {"softirqs-": "/proc/softirqs", "softnet_stat-": "/proc/net/softnet_stat"}[prefix]
     declared = re.search(rf"^## {re.escape(heading)} samples \((\d+)\)", SOURCES.read_text(encoding="utf-8"), re.M)
     assert declared
@@ -342,7 +340,6 @@ def _broken(text: str) -> bool:
 
 
 def test_softnet_only_procfs_broken_is_expected_broken() -> None:
-    require(SOURCES.is_file(), f"SOURCES.md not found in {FIXTURES}")
     assert [n for n in names("softnet_stat-") if _broken(derived_line(n))] == [BROKEN]
 
 

@@ -18,7 +18,7 @@ from irqtune.sim.aim import (
     run_aim,
 )
 
-S, H = 0.8e-6, 1.5e-6  # physics.md §9.3's per-packet and per-interrupt costs
+S, H = 0.8e-6, 1.5e-6  # docs/physics.md §9.3's per-packet and per-interrupt costs
 
 
 def test_register_units_are_quarter_microseconds():

@@ -1,4 +1,4 @@
-"""The model against published figures (physics.md §1.8, §2.7, §4.3); the table is in docs/simulator.md."""
+"""The model against published figures (docs/physics.md §1.8, §2.7, §4.3); the table is in docs/simulator.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The net_dim port: the decision rules, and DIM's known drift under open-loop load (physics.md §1.8)."""
+"""The net_dim port: the decision rules, and DIM's known drift under open-loop load (docs/physics.md §1.8)."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ def test_walks_right_parks_on_the_edge_and_turns_on_worse():
 def test_open_loop_traffic_drifts_to_maximum_moderation(rate):
     trace = run_dim_open_loop(rate, 0.8e-6, 1.5e-6, decisions=400, seed=1)
     at_edge = sum(1 for ix in trace if ix == 4)
-    assert at_edge >= 0.8 * len(trace)  # physics.md §1.8-2: parks at EQE 256 us under open-loop Poisson load
+    assert at_edge >= 0.8 * len(trace)  # docs/physics.md §1.8-2: parks at EQE 256 us under open-loop Poisson load
     edge = nic_queue(rate, 0.8e-6, 1.5e-6, 256e-6, 256).mean_latency
     best = nic_queue(rate, 0.8e-6, 1.5e-6, 1e-6, 256).mean_latency
     assert edge > 100e-6 and best < 5e-6  # the price: 130-150 us instead of a few

@@ -1,4 +1,4 @@
-"""The closed-form NIC queue model against an independent event simulation and physics.md §9.3."""
+"""The closed-form NIC queue model against an independent event simulation and docs/physics.md §9.3."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from irqtune.model.queue import nic_queue
 from irqtune.sim.events import simulate_queue
 
-S, H = 0.8e-6, 1.5e-6  # per-packet softirq cost and per-interrupt cost used in physics.md §9.3
+S, H = 0.8e-6, 1.5e-6  # per-packet softirq cost and per-interrupt cost used in docs/physics.md §9.3
 
 GRID = [
     (rate, usecs, frames)
@@ -25,7 +25,7 @@ def test_closed_form_matches_event_simulation(rate, usecs, frames):
     assert model.mean_latency == pytest.approx(sim.mean_latency, rel=0.05)
 
 
-# physics.md §9.3: (rate, rx-usecs, rx-frames) -> irq/s (model), mean latency µs (event sim), CPU (model)
+# docs/physics.md §9.3: (rate, rx-usecs, rx-frames) -> irq/s (model), mean latency µs (event sim), CPU (model)
 PUBLISHED = [
     (20e3, 0, 1, 19_107, 2.28, 0.045),
     (100e3, 8e-6, 32, 47_179, 8.02, 0.151),

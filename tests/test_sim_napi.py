@@ -1,5 +1,5 @@
 """NAPI knobs and Intel's min-gap ITR: the closed form (napi.py) against the event simulation, and the
-directions that physics.md §2.6-2.7 and §9.2 report (deferral, busy polling, IRQ suspension, budget).
+directions that docs/physics.md §2.6-2.7 and §9.2 report (deferral, busy polling, IRQ suspension, budget).
 
 Where the closed form is exact (min-gap alone; deferral, busy poll and suspension with the timer
 flavours) rates and CPU must agree within 2 % and the mean latency within 5 %, up to the event
@@ -19,7 +19,7 @@ from irqtune.model.napi import napi_queue
 from irqtune.model.queue import Napi, QueueResult, nic_queue
 from irqtune.sim.events import poisson_arrivals, simulate_queue
 
-S, H = 0.8e-6, 1.5e-6  # small UDP packets, physics.md §9.3
+S, H = 0.8e-6, 1.5e-6  # small UDP packets, docs/physics.md §9.3
 RATES = (20e3, 100e3, 300e3, 600e3)
 
 
@@ -147,7 +147,7 @@ def test_knobs_that_do_nothing_alone():
     assert defer != base
 
 
-# -- directions (physics.md §2.6-2.7, §9.2) ------------------------------------------------------------
+# -- directions (docs/physics.md §2.6-2.7, §9.2) ------------------------------------------------------------
 
 
 def test_deferral_cuts_interrupts_and_cpu_at_high_load():
@@ -158,7 +158,7 @@ def test_deferral_cuts_interrupts_and_cpu_at_high_load():
     assert defer.mean_latency > base.mean_latency  # the price: up to G of waiting
 
 
-MEMCACHED = 25e3, 4e-6  # 200K qps over 8 queues, ~4 µs per query with the app (physics.md §2.7, §9.1)
+MEMCACHED = 25e3, 4e-6  # 200K qps over 8 queues, ~4 µs per query with the app (docs/physics.md §2.7, §9.1)
 
 
 def test_gro_flush_adds_half_its_length_the_karsten_cross_check():

@@ -1,4 +1,4 @@
-"""The NVMe closed form against its independent event simulation, and against physics.md §4.2-4.3 / §9.4."""
+"""The NVMe closed form against its independent event simulation, and against docs/physics.md §4.2-4.3 / §9.4."""
 
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def test_results_are_reproducible_with_a_seed(tmp_path, policy):
 
 
 def test_dim_drifts_where_the_oracle_does_not(tmp_path):
-    """Open-loop steady load: DIM walks to maximum moderation and pays in latency (physics.md §1.8-2)."""
+    """Open-loop steady load: DIM walks to maximum moderation and pays in latency (docs/physics.md §1.8-2)."""
     scenario = shortened("steady-rx", 10)
     dim, trace, _ = run_scenario(scenario, str(tmp_path / "dim"), policy=make_policy("dim"))
     oracle, _, _ = run_scenario(shortened("steady-rx", 10), str(tmp_path / "o"), policy=make_policy("oracle"))

@@ -1,4 +1,4 @@
-"""The scorecard's goal checks (physics.md §10.4, `irqtune/sim/score.py`): each on small constructed runs,
+"""The scorecard's goal checks (docs/physics.md §10.4, `irqtune/sim/score.py`): each on small constructed runs,
 once where it holds and once where it does not, and once on a short real run of load-step."""
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Choose a NIC's interrupt moderation (coalescing and NAPI deferral) by predicting each candidate.
 
 For the measured packet rate of the device's busiest queue, the queueing model of
-physics.md §9 (`model/queue.py`: coalescing window, interrupt cost, NAPI, deferral timer
+docs/physics.md §9 (`model/queue.py`: coalescing window, interrupt cost, NAPI, deferral timer
 polls) predicts mean latency and CPU for a handful of candidates; the one with the lowest
 latency + W * CPU wins, W being the goal's price of a core (latency 20 µs, balanced 100,
 throughput/efficiency 500). The current setting is kept unless the winner is better by
@@ -9,7 +9,7 @@ more than HYSTERESIS, so noise does not rewrite the NIC. Per-packet and per-inte
 are estimated from the host (softirq time per packet) or taken from the config. When a
 busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
 predicted with that application polling, and IRQ suspension (irq-suspend-timeout 20 ms with
-deferral as its safety net, physics.md §2.7) is one more candidate where the kernel has it:
+deferral as its safety net, docs/physics.md §2.7) is one more candidate where the kernel has it:
 suspension is chosen only where the model says it pays.
 Pure: measurements in, a proposal with its reason out.
 """

@@ -1,14 +1,14 @@
 """NAPI policies: the budget when polls run out of it, whether a busy-polling application takes the
 packets, threaded NAPI when softirq time starves the CPU.
 
-Budget (Documentation/admin-guide/sysctl/net.rst; physics.md §2): `time_squeeze` counts the
+Budget (Documentation/admin-guide/sysctl/net.rst; docs/physics.md §2): `time_squeeze` counts the
 net_rx_action rounds that stopped with work left, because `netdev_budget` packets or
 `netdev_budget_usecs` ran out. Squeezes alone are fine (the rest runs in the next round or in
 ksoftirqd); squeezes *with* drops mean the backlog or the rings overflowed while NAPI was held
 back. Then both limits are doubled, up to BUDGET_MAX packets and BUDGET_USECS_MAX µs, one step
 per pass; the loop's probation rolls the step back if the device gets worse.
 
-Busy polling (6.13 IRQ suspension, physics.md §2.7, Karsten & Damato): when sockets take a real
+Busy polling (6.13 IRQ suspension, docs/physics.md §2.7, Karsten & Damato): when sockets take a real
 share of the received packets by busy polling (TcpExt BusyPollRxPackets against the interfaces'
 rx_packets), an epoll application with prefer_busy_poll is polling. `busy_polling` says so; the
 moderation chooser (decide/moderation.py) then predicts every candidate with that application
@@ -30,7 +30,7 @@ from ..findings import Finding
 from ..measure.rates import Rates
 from ..plan import Change
 
-SQUEEZE_PER_S = 1.0  # physics.md §10.4: time_squeeze below 1/s per CPU is healthy
+SQUEEZE_PER_S = 1.0  # docs/physics.md §10.4: time_squeeze below 1/s per CPU is healthy
 BUDGET_MAX = 2400  # packets per net_rx_action round (default 300)
 BUDGET_USECS_MAX = 8000  # µs per round (default 2000)
 BUSY_POLL_SHARE = 0.2  # of received packets taken by busy polling: an application polls

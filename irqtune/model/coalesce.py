@@ -1,4 +1,4 @@
-"""The square-root rule for RX coalescing (physics.md §3.3), and what a queue's load looks like.
+"""The square-root rule for RX coalescing (docs/physics.md §3.3), and what a queue's load looks like.
 
 Trading mean latency against CPU at W µs per core, with h the CPU one interrupt costs,
 coalescing does not pay below λ* = 1/√(W·h) packets/s per queue, and above it the best
@@ -15,7 +15,7 @@ GOAL_WEIGHT_US = {"latency": 20.0, "balanced": 100.0, "throughput": 500.0, "effi
 WINDOWS = (0, 2, 4, 8, 16, 32, 64, 128, 256)
 FRAMES = 128  # a frame cap well above a window's worth at the rates where windows pay
 
-# What rx-usecs means to a driver (physics.md §1, §3): Intel's ITR is a minimum gap between interrupts
+# What rx-usecs means to a driver (docs/physics.md §1.6, §3): Intel's ITR is a minimum gap between interrupts
 # (rx-frames ignored); mlx5 (EQE mode, its default without the rx_cqe_moder flag), ENA and most others
 # start the window at the first packet. A driver not listed is taken as timer-from-first.
 DRIVER_FLAVOUR = {

@@ -1,4 +1,4 @@
-"""Closed form of one NIC RX queue with the NAPI knobs (physics.md §2.1-2.7, §9.2) and Intel's min-gap ITR.
+"""Closed form of one NIC RX queue with the NAPI knobs (docs/physics.md §2.1-2.7, §9.2) and Intel's min-gap ITR.
 
 The end of a poll that found packets (the ring just ran empty, time e) is a regeneration point:
 what follows depends only on the next arrivals (Poisson). The first packet arrives Y ~ Exp(λ) later

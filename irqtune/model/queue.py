@@ -1,4 +1,4 @@
-"""Closed form of one NIC RX queue: coalescing window, hard IRQ, exhaustive NAPI (physics.md §9.2).
+"""Closed form of one NIC RX queue: coalescing window, hard IRQ, exhaustive NAPI (docs/physics.md §9.2).
 
 One cycle: the IRQ is armed and idle; the first packet opens the coalescing window Δ
 (TIMER_FROM_FIRST, as mlx5's EQE mode: fire at min(U after the first packet, the F-th
@@ -42,7 +42,7 @@ class QueueResult:
 
 @dataclass(frozen=True)
 class Napi:
-    """The NAPI knobs of one queue (physics.md §2.1-2.7). The defaults are the kernel's: no deferral."""
+    """The NAPI knobs of one queue (docs/physics.md §2.1-2.7). The defaults are the kernel's: no deferral."""
 
     defer: int = 0  # napi_defer_hard_irqs
     gro_flush: float = 0.0  # gro_flush_timeout, seconds

@@ -1,4 +1,4 @@
-"""The model against published figures (physics.md §1.7-1.8, §2.7, §4.3): rows for the docs and the tests.
+"""The model against published figures (docs/physics.md §1.7-1.8, §2.7, §4.3): rows for the docs and the tests.
 
 Each row: what was measured, what the model gives for the same setup, and the comparison
 the tests check (direction, and size where the setup can be matched). Run
@@ -17,7 +17,7 @@ from .dim import PROFILES, run_dim_open_loop
 from .nvme import MEDIA, nvme_queue
 from .workload import closed_loop
 
-# Karsten & Damato, memcached 200K qps over 8 queues (physics.md §2.7): per queue 25k queries/s,
+# Karsten & Damato, memcached 200K qps over 8 queues (docs/physics.md §2.7): per queue 25k queries/s,
 # open loop (mutilate); s = 3 µs of softirq+stack per query, h = 1.5 µs per interrupt (§9.1).
 KD_RATE, KD_SERVICE, KD_IRQ = 25_000.0, 3e-6, 1.5e-6
 KD_MEASURED = {  # avg latency µs, CPU % (host), from the v7 cover letter table

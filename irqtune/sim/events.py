@@ -1,4 +1,4 @@
-"""An event simulation of one NIC RX queue, independent of the closed form (physics.md §9.3).
+"""An event simulation of one NIC RX queue, independent of the closed form (docs/physics.md §9.3).
 
 Packet by packet: Poisson arrivals (or explicit ones, e.g. bursty MMPP); the IRQ, when armed,
 fires at min(first packet + U, arrival of the F-th packet) (timer-from-first), U after the

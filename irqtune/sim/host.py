@@ -26,8 +26,8 @@ from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, S
 from .tree import IRQ_BASE, NAPI_ID_BASE, Counters, SimIrq, Tree
 from .workload import interrupt_per_packet, queue_load
 
-CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (physics.md §7.2)
-TLB_RECEIVE_COST = 1.5e-6  # seconds of a CPU per received shootdown IPI (physics.md §5: 1-3 µs round trip)
+CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (docs/physics.md §7.2)
+TLB_RECEIVE_COST = 1.5e-6  # seconds of a CPU per received shootdown IPI (docs/physics.md §5: 1-3 µs round trip)
 COMPLETION_MODES = ("irq", "poll", "hybrid")
 
 
@@ -225,7 +225,7 @@ class SimHost:
         return out
 
     def _noisy(self, expected: float) -> int:
-        """Counters carry ±2 % multiplicative noise (physics.md §9.5), seeded."""
+        """Counters carry ±2 % multiplicative noise (docs/physics.md §9.5), seeded."""
         return int(expected * (1.0 + self.rng.uniform(-0.02, 0.02))) if expected > 0 else 0
 
     def queue_evaluator(self, nic: NicSpec, entry: SimIrq, load: LoadSpec | None, settings: NicSettings,

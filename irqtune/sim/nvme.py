@@ -1,4 +1,4 @@
-"""One NVMe queue pair and the core that owns it: interrupts vs polling (physics.md §4, §9.4).
+"""One NVMe queue pair and the core that owns it: interrupts vs polling (docs/physics.md §4, §9.4).
 
 Device: a command waits for the controller's start gate (at most max_iops starts per second, a gap
 g = 1/max_iops), then takes D ~ lognormal(mean, cv) in parallel with all others: an M/G/∞ device

@@ -1,11 +1,11 @@
-"""The objective every policy is scored on (physics.md §10.1), in one place.
+"""The objective every policy is scored on (docs/physics.md §10.1), in one place.
 
 J = mean latency (µs) + W_CPU × CPUs spent on interrupt handling + DROP_US × fraction dropped,
 summed over devices. Interrupt handling means the overhead: hard IRQs, deferral timer polls,
 busy-poll spinning, NVMe completion handling; not the packets' own processing, which a
 closed-loop load would otherwise "save" by being slowed down. W_CPU is the latency one would
 give to save a whole core: 100 µs/core (the balanced goal's price)
-puts the optimum on the vendors' 8-16 µs coalescing defaults (physics.md §3.3); a NIC whose operator
+puts the optimum on the vendors' 8-16 µs coalescing defaults (docs/physics.md §3.3); a NIC whose operator
 declares another goal is priced at that goal's rate (decide/coalesce.GOAL_WEIGHT_US); a dropped
 packet costs as much as a millisecond of latency.
 """

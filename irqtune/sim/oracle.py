@@ -1,4 +1,4 @@
-"""The oracle (physics.md §10.2): the best static setting by grid search, and the dynamic oracle by DP.
+"""The oracle (docs/physics.md §10.2): the best static setting by grid search, and the dynamic oracle by DP.
 
 For every device and phase the closed form prices each setting of a grid with the
 objective; devices are independent in the model, so each is optimised on its own.
@@ -39,7 +39,7 @@ class NicSetting:
 
 COALESCE = [(0, 1)] + [(u, f) for u in (2, 4, 8, 16, 32, 64, 128, 256) for f in (0, 8, 32, 128)]
 DEFERRAL = [(0, 0), (2, 20), (10, 20), (100, 10), (100, 20), (100, 50), (100, 200)]
-SUSPEND_US = 20_000  # Karsten & Damato's suspend20 setting (physics.md §2.7)
+SUSPEND_US = 20_000  # Karsten & Damato's suspend20 setting (docs/physics.md §2.7)
 
 
 def nic_grid(kernel: str, busy_polling_app: bool) -> list[NicSetting]:

@@ -39,7 +39,7 @@ NAMED_STATIC = {
     "latency": "rx-usecs=0,rx-frames=1",
     "throughput": "rx-usecs=64,rx-frames=64",
     "dumazet": "defer=10,gro-flush=20",  # 6f8b12d661d0's example
-    "suspend20": "defer=100,gro-flush=20,suspend=20000",  # Karsten & Damato (physics.md §2.7)
+    "suspend20": "defer=100,gro-flush=20,suspend=20000",  # Karsten & Damato (docs/physics.md §2.7)
 }
 POLICIES = ("defaults", "static:SPEC", "dim", "aim", "always-poll", "oracle", "oracle-static", "irqtune")
 ALWAYS_POLL_US = 1_000_000  # busy_read long enough that a reader never sleeps

@@ -81,7 +81,7 @@ class NicSpec:
     adaptive_rx: bool = False  # the driver's default; which algorithm runs is `adaptive`
     adaptive: str = ""  # "" = the flavour's usual one: aim for min-gap (Intel), dim otherwise
     ring: int = 1024
-    napi: bool = True  # false: the pre-NAPI path, one interrupt per packet (receive livelock, physics.md §3.2)
+    napi: bool = True  # false: the pre-NAPI path, one interrupt per packet (receive livelock, docs/physics.md §3.2)
     cpus: str = ""  # where the driver points its queue IRQs at start, one CPU each in turn ("" = every CPU)
     critical: bool = False  # feeds the latency-critical work on `cpus`: the operator's agent config pins it there
     goal: str = ""  # the operator's goal for it (latency, balanced, ...): the agent's config and the objective's

@@ -1,4 +1,4 @@
-"""The scorecard (physics.md §10.3): every scenario under the baselines, the oracles and irqtune.
+"""The scorecard (docs/physics.md §10.3): every scenario under the baselines, the oracles and irqtune.
 
 For each scenario and policy: worst-phase p99, mean CPU on interrupt handling, interrupts/s,
 drops/s and the objective J (`objective.py`); the normalised score is
@@ -7,13 +7,13 @@ drops/s and the objective J (`objective.py`); the normalised score is
 Where the defaults are already optimal (J_defaults ≈ J_oracle) the score is 1 if the policy
 is within 1 % of them, else how much worse, relative to J_defaults.
 
-The goals of physics.md §10.4 are checked on the runs themselves (`Run`), by pure functions that
+The goals of docs/physics.md §10.4 are checked on the runs themselves (`Run`), by pure functions that
 each return one `Check` per scenario phase with its numbers:
 - `score_goals`: normalised score >= SCORE_GOAL everywhere, ahead of DIM wherever anything can be gained.
 - `poll_goal`: closed-loop request/response phases: p99 within POLL_P99 of always-poll's at <= POLL_CPU
   of its interrupt-handling CPU (`overhead_cpu`, which counts always-poll's spinning). The 15 % comes
   from end-to-end request latency (Karsten & Damato's mutilate runs: fullbusy p99 133 µs, suspend20
-  153 µs, physics.md §2.7), which includes the network and the client; the simulator measures the
+  153 µs, docs/physics.md §2.7), which includes the network and the client; the simulator measures the
   host's part only, where the whole difference between polling and an interrupt (one interrupt and a
   wake-up, ~1.5 µs) is more than 15 % of an 8 µs p99. So p99 is compared end to end: host p99 plus
   NETWORK_RTT_US, the rest of that testbed's round trip (fullbusy mean 46 µs end to end with about
@@ -53,8 +53,8 @@ POLICIES = ("defaults", "dim", "aim", "oracle-static", "oracle", "irqtune")
 FLAT = 0.01  # relative: defaults this close to the oracle leave nothing to gain
 SCORE_GOAL = 0.85
 POLL_P99 = 1.15  # p99 at most this times always-poll's ...
-POLL_CPU = 1 / 3  # ... at most this share of its CPU (physics.md §10.4, from suspend20 vs fullbusy)
-NETWORK_RTT_US = 40.0  # the end-to-end request latency outside the host: physics.md §2.7's testbed, 46 - ~4 µs
+POLL_CPU = 1 / 3  # ... at most this share of its CPU (docs/physics.md §10.4, from suspend20 vs fullbusy)
+NETWORK_RTT_US = 40.0  # the end-to-end request latency outside the host: docs/physics.md §2.7's testbed, 46 - ~4 µs
 SETTLE = 3  # control intervals a controller gets after a change before it is held to a goal
 LATENCY_TOL = 0.15  # relative p99 allowance over the oracle's, and the largest rise over a steady phase
 RECOVERY_INTERVALS = 3
@@ -163,7 +163,7 @@ def scorecard(names: list[str] | None = None, policies: tuple[str, ...] = POLICI
     return cells
 
 
-# -- the goals (physics.md §10.4) -----------------------------------------------------------
+# -- the goals (docs/physics.md §10.4) -----------------------------------------------------------
 
 
 def score_goals(cells: list[Cell], policy: str = "irqtune") -> list[Check]:

@@ -18,7 +18,7 @@ from .netdev import napi_state
 
 IRQ_BASE = 100
 NAPI_ID_BASE = 8193  # the kernel's first NAPI id (MIN_NAPI_ID)
-SYSCTLS = {  # net.core defaults (physics.md §0)
+SYSCTLS = {  # net.core defaults (docs/physics.md §0)
     "netdev_budget": "300",
     "netdev_budget_usecs": "2000",
     "dev_weight": "64",

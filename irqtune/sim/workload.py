@@ -106,7 +106,7 @@ def mmpp_arrivals(rate: float, burst: float, burst_s: float, every_s: float, pac
 
 
 def interrupt_per_packet(rate: float, service: float, irq_cost: float) -> QueueResult:
-    """A receive path without NAPI (Mogul & Ramakrishnan, physics.md §3.2): every packet interrupts, and
+    """A receive path without NAPI (Mogul & Ramakrishnan, docs/physics.md §3.2): every packet interrupts, and
     its input half (h + s/2) runs at interrupt priority, above the other half (s/2, protocol and delivery).
     Delivery peaks at 1/(h + s), then falls as input starves delivery, to nothing at 1/(h + s/2): livelock."""
     if rate <= 0:

@@ -1,4 +1,4 @@
-"""Isolated and nohz_full CPUs (physics §5, §6; isolated = sysfs isolated, nohz_full or isolcpus)
+"""Isolated and nohz_full CPUs (docs/physics.md §5, §6; isolated = sysfs isolated, nohz_full or isolcpus)
 * `tlb-on-isolated`: TLB shootdowns received >= 1/s (/proc/interrupts TLB; any
   sustained rate is jitter there, §5). The sending task comes from the tlb
   probe (comm of `remote_send_ipi` flushes over all CPUs, as the probe does not
@@ -34,13 +34,13 @@ from ...findings import Finding, Measurements, Thresholds
 from ...parse.common import format_cpulist
 from .probes import ProbeView
 
-# -- isolated CPUs (physics.md §5, §6) ----------------------------------------------------------------------------
+# -- isolated CPUs (docs/physics.md §5, §6) ----------------------------------------------------------------------------
 TLB_ON_ISOLATED_PER_S = 1.0  # any sustained shootdown rate on an isolated CPU is jitter (§5)
 IPI_ON_ISOLATED_PER_S = 1.0  # likewise function-call and rescheduling IPIs
 TLB_CHURN_PER_S = 1000.0  # elsewhere, > ~1k/s per CPU sustained points at mapping churn (§5)
 TOP_SOURCES = 3  # senders named per finding
 
-# Kernel threads that send TLB shootdowns, and what to do about each (physics §5).
+# Kernel threads that send TLB shootdowns, and what to do about each (docs/physics.md §5).
 TLB_SENDER_ADVICE = (
     ("khugepaged", "THP collapse: echo never > /sys/kernel/mm/transparent_hugepage/enabled (or madvise), "
                    "or khugepaged/defrag=0"),

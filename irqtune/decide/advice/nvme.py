@@ -1,4 +1,4 @@
-"""NVMe: would polling pay? (physics.md §4.3, §9.4, §10.4; needs the block probe)
+"""NVMe: would polling pay? (docs/physics.md §4.3, §9.4, §10.4; needs the block probe)
     Polling removes the interrupt path from every I/O: the IRQ and its handler
     (t_irq, the hardirq probe's mean for the controller's queue IRQs, else 1.5 µs),
     the wake-up of the waiting thread (t_wake 3 µs) and the C-state exit of an idle
@@ -6,8 +6,8 @@
     completion latency L the block probe measures (issue to completion, which holds
     the device time and the IRQ) plus t_wake, so polling saves the share
     S / (L + t_wake):
-      * >= 20 %  `nvme-poll-would-pay` (Optane/XL-Flash class, L <= ~29 µs; physics
-        §4.3: 20-50 % lower latency). Advice: nvme.poll_queues=N (module parameter,
+      * >= 20 %  `nvme-poll-would-pay` (Optane/XL-Flash class, L <= ~29 µs;
+        docs/physics.md §4.3: 20-50 % lower latency). Advice: nvme.poll_queues=N (module parameter,
         read when the controller is probed: modprobe.d or the kernel command line,
         then a controller reset or reboot) and io_uring IORING_SETUP_IOPOLL in the
         application; IORING_SETUP_HYBRID_IOPOLL (6.13+) keeps most of the gain at
@@ -27,7 +27,7 @@
     device's own IOPS cap (a closed loop deeper than the device can serve) polling
     gains nothing, while queueing only lowers the share here gradually.
 
-NVMe placement: `nvme-managed-on-isolated` (physics §6, §7.4)
+NVMe placement: `nvme-managed-on-isolated` (docs/physics.md §6, §7.4)
     NVMe queue IRQs are kernel-managed (one vector per queue, spread over the CPUs,
     affinity writes refused with EIO/EPERM). When one is served on an isolated CPU
     (a rate >= 1/s there, else its effective affinity): boot with
@@ -51,7 +51,7 @@ from ...measure.nvme import NvmeReport
 from ...parse.common import format_cpulist, is_count
 from .probes import ProbeView
 
-# -- NVMe: the break-even rule (physics.md §0, §4.3, §9.4; the simulator's defaults in sim/nvme.py) --------------
+# -- NVMe: the break-even rule (docs/physics.md §0, §4.3, §9.4; the simulator's defaults in sim/nvme.py) --------------
 IRQ_HANDLER_S = 1.5e-6  # t_irq + handler ≈ 1-2 µs (§9.4), used when the hardirq probe has no timing
 WAKE_S = 3e-6  # t_wake ≈ 2-5 µs: waking the thread that waits for the completion (§9.4)
 CSTATE_EXIT_S = 2e-6  # SKX C1 exit (intel_idle skx_cstates, §0); the simulator scenarios' default
