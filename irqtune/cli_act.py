@@ -17,8 +17,9 @@ from .act.knobs import CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, mak
 from .act.owners import rivals
 from .cli_common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 from .config import ConfigError, load_config
-from .decide.placement import placement_plan
+from .decide.placement import placement_plan, placement_rules
 from .measure.known import cpu_problem, device_problem, known_names
+from .measure.reading import read_host
 from .measure.topology import read_topology
 from .parse.common import CpuListError, parse_cpulist, printable
 from .plan import KNOB_FORMS, PlanError, load_plan
@@ -219,9 +220,9 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
             decided = load_plan(plan_file)
         except PlanError as err:
             raise click.ClickException(str(err)) from None
-    return placement_plan(
-        obj.host, obj.state_dir, decided, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude)
-    )
+    reading = read_host(obj.host, obj.state_dir)
+    rules = placement_rules(reading, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude))
+    return placement_plan(reading, rules, decided), reading.topology
 
 
 def _check_names(host, exclude: tuple[str, ...], banned: frozenset[int]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 from ..host import Host
 from ..measure.inventory import managed_state
-from ..parse.interrupts import parse_interrupts
+from ..parse.interrupts import InterruptTable, parse_interrupts
 from ..state import boot_id, load_learned_managed, remember_managed
 from .journal import Journal
 from .knobs import IrqAffinityKnob, Knob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client, parse_knob_id
@@ -51,17 +51,20 @@ class Result:
         return f"{self.knob}: {self.outcome}: {change}{tail}"
 
 
-def _irq_actions(host: Host, irq: int) -> tuple[str, ...]:
-    raw = host.text("proc", "interrupts")
-    row = parse_interrupts(raw).rows.get(str(irq)) if raw else None
+def _irq_actions(host: Host, irq: int, interrupts: InterruptTable | None = None) -> tuple[str, ...]:
+    if interrupts is None:
+        raw = host.text("proc", "interrupts")
+        interrupts = parse_interrupts(raw) if raw else None
+    row = interrupts.rows.get(str(irq)) if interrupts else None
     return row.actions if row else ()
 
 
-def prepare(knob: Knob, host: Host, state_dir: str) -> None:
-    """What is known before writing: is this IRQ kernel-managed (debugfs, or learned earlier)?"""
+def prepare(knob: Knob, host: Host, state_dir: str, interrupts: InterruptTable | None = None) -> None:
+    """What is known before writing: is this IRQ kernel-managed (debugfs, or learned earlier)? `interrupts`: the
+    caller's reading of /proc/interrupts this pass (read again when not given)."""
     if isinstance(knob, IrqAffinityKnob):
         irq = int(knob.parts[1])
-        actions = _irq_actions(host, irq)
+        actions = _irq_actions(host, irq, interrupts)
         knob.meta["irq"], knob.meta["actions"] = irq, actions
         knob.managed, _ = managed_state(host, irq, load_learned_managed(state_dir, boot_id(host)), actions)
 

@@ -24,12 +24,13 @@ from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
 from ..config import Config
 from ..decide.advice import advise, supersede
-from ..decide.placement import placement_inputs, placement_plan
+from ..decide.placement import placement_plan, placement_rules
 from ..findings import Measurements, find_all
 from ..host import Host
 from ..measure.nvme import read_nvme
-from ..measure.rates import Rates, compute_rates
-from ..measure.snapshot import Snapshot, take_snapshot
+from ..measure.rates import Rates
+from ..measure.reading import Reading, read_host, read_queue_masks, read_threads
+from ..measure.snapshot import Snapshot
 from ..plan import Change
 from .propose import Proposer
 
@@ -84,6 +85,7 @@ class Agent:
         self.rounded: dict[tuple[str, str], str] = {}  # (knob, target) -> what the driver read back instead
         self.placed = False
         self.inventory = None
+        self.reading: Reading | None = None  # this pass's
         self.rates: Rates | None = None
         self.proposer = Proposer(host)
 
@@ -95,14 +97,11 @@ class Agent:
         now = self.clock()
         self.passes += 1
         report = PassReport(self.passes, now)
-        snap = take_snapshot(self.host)
-        snap.monotonic = now
-        before, self.before = self.before, snap
-        rates = compute_rates(before, snap) if before and now > before.monotonic else None
-        self.rates = rates
-        inventory, topology, _ = placement_inputs(self.host, self.state_dir, **self._rule_args())
-        self.inventory = inventory
-        measured = Measurements(topology, inventory, rates)
+        reading = read_host(self.host, self.state_dir, before=self.before, monotonic=now)  # /proc once a pass
+        self.reading, self.before = reading, reading.snapshot
+        rates, inventory = reading.rates, reading.inventory
+        self.rates, self.inventory = rates, inventory
+        measured = Measurements(reading.topology, inventory, rates)
         findings = find_all(measured)
         if rates is not None:  # advice (NVMe polling, TLB/IPI on isolated CPUs) from /proc rates; no probes here
             findings = supersede(findings, advise(measured, None, read_nvme(self.host), cpu_idle=rates.idle_time))
@@ -110,7 +109,7 @@ class Agent:
         if rates is not None:
             report.rollbacks = self._verify(rates, now)
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
-        placement = [] if self.placed and self.tuning else self._placement()
+        placement = [] if self.placed and self.tuning else self._placement(reading)
         proposals = list(placement)
         if rates is not None:
             proposed, advice = self.proposer.propose(self.config, inventory, rates, findings)
@@ -147,18 +146,17 @@ class Agent:
         banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical")
         return {"banned": banned, "exclude": unmanaged, "device_cpus": self.config.device_cpus()}
 
-    def _placement(self) -> list[Change]:
+    def _placement(self, reading: Reading) -> list[Change]:
         self.placed = True
-        plan, _ = placement_plan(self.host, self.state_dir, colocate=self.config.colocations(),
-                                 steer=self.config.steered(), **self._rule_args())  # fmt: skip
-        decisions = []
-        for c in plan.changes:
-            broken = [v for v in plan.violations if v.startswith(c.knob + ":")]
-            decision = Change(c.knob, c.current, c.target, c.reason, c.device)
+        steered = self.config.steered()
+        plan = placement_plan(reading, placement_rules(reading, **self._rule_args()),
+                              threads=read_threads(self.host, self.config.colocations()),
+                              queue_masks=read_queue_masks(self.host, steered) if steered else None)  # fmt: skip
+        for proposed in plan.changes:
+            broken = [v for v in plan.violations if v.startswith(proposed.knob + ":")]
             if broken:  # never applied: the checks are the last word
-                decision.outcome, decision.note = "refused", "; ".join(broken)
-            decisions.append(decision)
-        return decisions
+                proposed.outcome, proposed.note = "refused", "; ".join(broken)
+        return plan.changes
 
     # -- check -------------------------------------------------------------------
     def _bounded(self, decision: Change) -> Change | None:
@@ -190,7 +188,7 @@ class Agent:
         """Write through the engine and journal; `verify`: check its effect next pass (not for rollbacks)."""
         try:
             knob = make_knob(self.host, decision.knob)
-            prepare(knob, self.host, self.state_dir)
+            prepare(knob, self.host, self.state_dir, self.reading.interrupts if self.reading else None)
             result = change(knob, decision.target, self.journal, self.state_dir)
         except KnobError as err:
             decision.outcome, decision.note = "refused", str(err)

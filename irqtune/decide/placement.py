@@ -1,78 +1,51 @@
-"""Measure what placement needs (snapshot, topology, inventory, rules) and decide a checked placement plan:
-the spread, co-location with a configured process (decide/colocate.py) and RPS/XPS to match.
+"""Decide a checked placement plan from one Reading: the spread, co-location with a configured process
+(decide/colocate.py) and RPS/XPS to match. Pure: what it needs beyond the Reading (the process's threads,
+the current RPS/XPS masks) is read by the caller (`measure/reading.py`) and passed in.
 
-Shared by `irqtune plan/apply` and the simulator's irqtune policy, so both decide the same way.
+Shared by `irqtune plan/apply` and the agent (and so the simulator's irqtune policy): both decide the same way.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Mapping
 
-from ..act.knobs import KnobError, Unsupported, make_knob
-from ..host import Host
-from ..measure.inventory import Inventory, build_inventory
-from ..measure.snapshot import take_snapshot
-from ..measure.tasks import find_process_threads
-from ..measure.topology import Topology, read_topology
-from ..parse.interrupts import InterruptTable
+from ..measure.reading import Reading
+from ..measure.tasks import ThreadPlacement
 from ..plan import Plan, Rules, check
-from ..state import boot_id, load_learned_managed
 from .colocate import colocate_plan, placed_cpus, steering_plan
 from .spread import spread_nic_queues
 
-log = logging.getLogger(__name__)
 
-
-def placement_inputs(host: Host, state_dir: str, banned: frozenset[int] = frozenset(), allow_isolated: bool = False,
-                     exclude: frozenset[str] = frozenset(), device_cpus: dict[str, frozenset[int]] | None = None,
-                     ) -> tuple[Inventory, Topology, Rules]:  # fmt: skip
-    snap = take_snapshot(host)
-    topology = read_topology(host, fallback_online=snap.cpus)
-    learned = load_learned_managed(state_dir, boot_id(host))
-    inventory = build_inventory(host, snap.interrupts or InterruptTable(cpus=[]), snap.affinity, learned)
-    rules = Rules(
+def placement_rules(reading: Reading, banned: frozenset[int] = frozenset(), allow_isolated: bool = False,
+                    exclude: frozenset[str] = frozenset(), device_cpus: dict[str, frozenset[int]] | None = None,
+                    ) -> Rules:  # fmt: skip
+    """What a placement must never do on this host: the caller's bans and exclusions, plus what the reading
+    says (isolated CPUs, kernel-managed IRQs, which device each IRQ serves)."""
+    inventory = reading.inventory
+    return Rules(
         banned_cpus=banned,
-        isolated_cpus=frozenset(topology.isolated_any),
+        isolated_cpus=frozenset(reading.topology.isolated_any),
         allow_isolated=allow_isolated,
         excluded_devices=exclude,
         managed_irqs=frozenset(i for i, info in inventory.irqs.items() if info.managed == "yes"),
         irq_devices={i: info.device for i, info in inventory.irqs.items() if info.device},
         device_cpus=device_cpus or {},
     )
-    return inventory, topology, rules
 
 
-def placement_plan(host: Host, state_dir: str, plan: Plan | None = None,
-                   colocate: dict[str, tuple[str, str]] | None = None, steer: frozenset[str] = frozenset(),
-                   **rules) -> tuple[Plan, Topology]:  # fmt: skip
+def placement_plan(reading: Reading, rules: Rules, plan: Plan | None = None,
+                   threads: Mapping[str, tuple[list[ThreadPlacement], str]] | None = None,
+                   queue_masks: Mapping[str, str] | None = None) -> Plan:  # fmt: skip
     """The spread plan (or `plan`, e.g. loaded from a file), with the IRQs of devices tied to a process
-    (`colocate`: device -> (process name, "irq" or "threads")) next to its threads and RPS/XPS of the
-    `steer` devices matched to the result; checked against the rules."""
-    inventory, topology, checked_rules = placement_inputs(host, state_dir, **rules)
-    decided = plan if plan is not None else spread_nic_queues(inventory, topology, checked_rules)
+    (`threads`: device -> (its threads, "irq" or "threads")) next to those threads and the RPS/XPS masks in
+    `queue_masks` (knob id -> current CPU list) matched to the result; checked against the rules."""
+    inventory, topology = reading.inventory, reading.topology
+    decided = plan if plan is not None else spread_nic_queues(inventory, topology, rules)
     for move in ("irq", "threads"):
-        placements = {dev: find_process_threads(host, name) for dev, (name, how) in (colocate or {}).items()
-                      if how == move}  # fmt: skip
+        placements = {dev: found for dev, (found, how) in (threads or {}).items() if how == move}
         if placements:
-            decided = colocate_plan(inventory, topology, checked_rules, placements, base=decided, move=move)
-    if steer:
-        queues = _steering_knobs(host, steer)
-        steering = steering_plan(inventory, topology, checked_rules, placed_cpus(inventory, decided), queues)
+            decided = colocate_plan(inventory, topology, rules, placements, base=decided, move=move)
+    if queue_masks:
+        steering = steering_plan(inventory, topology, rules, placed_cpus(inventory, decided), dict(queue_masks))
         decided = Plan(decided.changes + steering.changes, decided.notes + steering.notes, decided.violations)
-    return check(decided, checked_rules), topology
-
-
-def _steering_knobs(host: Host, devices: frozenset[str]) -> dict[str, str]:
-    """Current value of every rps-cpus/xps-cpus knob of these devices (canonical id -> CPU list)."""
-    out = {}
-    for device in sorted(devices):
-        for queue in host.entries(host.sys(), "class", "net", device, "queues"):
-            kind = "rps-cpus" if queue.startswith("rx-") else "xps-cpus" if queue.startswith("tx-") else None
-            if kind is None:
-                continue
-            try:
-                knob = make_knob(host, f"net/{device}/{queue}/{kind}")
-                out[knob.id] = knob.read()
-            except (KnobError, Unsupported, OSError) as err:  # no XPS without multiqueue TX, a vanished queue
-                log.debug("%s/%s: %s", device, queue, err)
-    return out
+    return check(decided, rules)

@@ -1,0 +1,69 @@
+"""One look at the host: the snapshot, the rates since the last one, topology, inventory and what irqtune
+learned (managed IRQs), taken once per pass or command and handed to everything that reports or decides.
+
+Reading /proc once per pass keeps the numbers consistent (every finding, proposal and check sees the same
+counts) and the agent cheap; decide/ takes a Reading and does no I/O of its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..host import Host
+from ..parse.common import CpuListError, format_cpulist, parse_cpumask
+from ..parse.interrupts import InterruptTable
+from ..state import boot_id, load_learned_managed
+from .inventory import Inventory, build_inventory
+from .rates import Rates, compute_rates
+from .snapshot import Snapshot, take_snapshot
+from .tasks import ThreadPlacement, find_process_threads
+from .topology import Topology, read_topology
+
+
+@dataclass
+class Reading:
+    snapshot: Snapshot
+    topology: Topology
+    inventory: Inventory
+    rates: Rates | None = None  # None on the first reading: nothing to compare with
+    learned: dict[int, dict] = field(default_factory=dict)  # IRQ -> what a refused write taught (this boot)
+
+    @property
+    def interrupts(self) -> InterruptTable:
+        return self.snapshot.interrupts or InterruptTable(cpus=[])
+
+
+def read_host(host: Host, state_dir: str | None = None, before: Snapshot | None = None, with_affinity: bool = True,
+              monotonic: float | None = None) -> Reading:  # fmt: skip
+    """Read everything once. `before`: the previous reading's snapshot, for rates; `monotonic`: the caller's
+    clock (the agent's is injected, so a simulated host keeps simulated time)."""
+    snap = take_snapshot(host, with_affinity=with_affinity)
+    if monotonic is not None:
+        snap.monotonic = monotonic
+    rates = compute_rates(before, snap) if before is not None and snap.monotonic > before.monotonic else None
+    topology = read_topology(host, fallback_online=snap.cpus)
+    learned = load_learned_managed(state_dir, boot_id(host)) if state_dir else {}
+    inventory = build_inventory(host, snap.interrupts or InterruptTable(cpus=[]), snap.affinity, learned)
+    return Reading(snap, topology, inventory, rates, learned)
+
+
+def read_threads(host: Host, colocate: dict[str, tuple[str, str]]) -> dict[str, tuple[list[ThreadPlacement], str]]:
+    """For co-location: device -> (the configured process's threads, "irq" or "threads")."""
+    return {device: (find_process_threads(host, name), how) for device, (name, how) in colocate.items()}
+
+
+def read_queue_masks(host: Host, devices: frozenset[str]) -> dict[str, str]:
+    """For steering: the RPS/XPS mask of every queue of these devices, as knob id -> CPU list ("" for none).
+    A queue whose mask cannot be read (no XPS map without multiqueue TX, a vanished queue) is left out."""
+    out = {}
+    for device in sorted(devices):
+        for queue in host.entries(host.sys(), "class", "net", device, "queues"):
+            kind = "rps" if queue.startswith("rx-") else "xps" if queue.startswith("tx-") else None
+            text = host.text("sys", "class", "net", device, "queues", queue, f"{kind}_cpus") if kind else None
+            if text is None:
+                continue
+            try:
+                out[f"net/{device}/{queue}/{kind}-cpus"] = format_cpulist(parse_cpumask(text.strip()))
+            except CpuListError:
+                continue
+    return out
