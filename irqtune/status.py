@@ -16,15 +16,14 @@ from .bcc import BccInfo, find_bcc
 from .decide.advice import advise, supersede
 from .findings import QUEUE_ROLES, Finding, Measurements, find_all
 from .host import Host
-from .measure.inventory import Inventory, build_inventory
+from .measure.inventory import Inventory
 from .measure.nvme import read_nvme
-from .measure.rates import Rates, compute_rates
+from .measure.rates import Rates
+from .measure.reading import read_host
 from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
-from .measure.topology import Topology, read_topology
+from .measure.topology import Topology
 from .parse.common import Problem, format_cpulist
-from .parse.interrupts import InterruptTable
 from .probe.runner import EbpfUnavailable, ProbeResult, ProbeSession, ebpf_unavailable_reason, jsonable
-from .state import boot_id, load_learned_managed
 
 
 @dataclass(slots=True)
@@ -71,22 +70,20 @@ def collect(
         except EbpfUnavailable as err:
             probe_reason = str(err)
     try:
-        before = take_snapshot(host, with_affinity=interval <= 0)  # affinity is read once, from the last reading
         if interval > 0:
+            before = take_snapshot(host, with_affinity=False)  # affinity is read once, from the last reading
             if progress:
                 progress(f"measuring for {interval:g} s")
             time.sleep(interval)
-            after = take_snapshot(host)
-            rates = compute_rates(before, after)
+            reading = read_host(host, state_dir, before=before)
         else:
-            after, rates = before, None
+            reading = read_host(host, state_dir)
+            before = reading.snapshot
         probes = session.read() if session else {}
     finally:
         if session:
             session.close()
-    topology = read_topology(host, fallback_online=after.cpus)
-    learned = load_learned_managed(state_dir, boot_id(host))
-    inventory = build_inventory(host, after.interrupts or InterruptTable(cpus=[]), after.affinity, learned)
+    after, rates, topology, inventory = reading.snapshot, reading.rates, reading.topology, reading.inventory
     measured = Measurements(topology, inventory, rates, after.interrupts, after.netdev)
     advice = advise(measured, probe_document(probes, interval), read_nvme(host),
                     cpu_idle=rates.idle_time if rates else None)  # fmt: skip
