@@ -31,7 +31,6 @@ max_series = 5000             # the series budget
 [[device]]                    # per device (name) or per class ("nic", "nvme")
 name = "eth1"
 goal = "latency"
-p99_target_us = 50
 manage = true                 # false: leave it alone
 cpus = "6-7"                  # its queue IRQs go here, even onto critical or isolated CPUs
 colocate = "memcached"        # put its queue IRQs next to this process's pinned threads (same core, else L3)
@@ -106,7 +105,6 @@ class DeviceRule:
     name: str = ""
     class_: str = ""  # "class" in the file
     goal: str = ""
-    p99_target_us: float = 0.0
     manage: bool = True
     cpus: str = ""  # where its queue IRQs go, isolated or critical CPUs included (it feeds the work there)
     colocate: str = ""  # a process (comm) whose pinned threads consume this device's packets

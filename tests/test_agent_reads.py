@@ -81,3 +81,20 @@ def test_a_tune_pass_that_places_and_writes_reads_proc_interrupts_once(count_rea
     finally:
         journal.close()
     assert any(k.startswith("irq/") for k in applied), applied  # the pass did write affinity (prepare ran)
+
+
+def test_config_housekeeping_confines_placement(tmp_path):
+    """[cpus] housekeeping = "2-3": the agent places the NIC's queue IRQs on CPUs 2-3 only (the others are as good
+    as banned for IRQs); without it the spread uses all four."""
+    sim = SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=3)
+    host = SimulatedKernel.for_root(sim.root)
+    targets = {}
+    for housekeeping in ("", "2-3"):
+        config = Config(interval=1.0)
+        config.cpus.housekeeping = housekeeping
+        agent = Agent(host, config, str(tmp_path / f"state{housekeeping}"), clock=lambda: sim.clock)
+        sim.step(1.0, sim.sc.phases[0])
+        report = agent.run_pass()
+        targets[housekeeping] = {d.target for d in report.decisions if d.knob.startswith("irq/")}
+    assert targets[""] == {"0", "1", "2", "3"}, targets
+    assert targets["2-3"] == {"2", "3"}, targets

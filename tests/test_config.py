@@ -23,7 +23,6 @@ dwell = 20
 [[device]]
 name = "eth1"
 goal = "latency"
-p99_target_us = 50
 
 [[device]]
 class = "nvme"
@@ -35,7 +34,7 @@ def test_a_full_config_and_its_rules():
     config = load_config("c.toml", CONFIG)
     assert (config.mode, config.interval, config.limits.max_changes, config.limits.dwell) == ("tune", 5, 4, 20)
     assert config.cpus.cpus("critical") == {6, 7} and config.cpus.cpus("irq_sink") == {0}
-    assert config.goal_for("eth1", "nic") == "latency" and config.rule("eth1", "nic").p99_target_us == 50
+    assert config.goal_for("eth1", "nic") == "latency"
     assert config.goal_for("eth0", "nic") == "balanced" and config.manages("eth0", "nic")
     assert not config.manages("nvme0", "nvme")
 
@@ -54,7 +53,7 @@ def test_an_empty_file_is_the_defaults():
         ("dwell = 20", "dwel = 20", "c.toml:11: limits.dwel: unknown key"),
         ("dwell = 20", "dwell = -1", "c.toml:11: limits.dwell: must not be negative"),
         ('goal = "latency"', 'goal = "fast"', "c.toml:15: device[0].goal: expected one of"),
-        ('class = "nvme"', 'class = "gpu"', "c.toml:19: device[1].class: expected one of nic, nvme"),
+        ('class = "nvme"', 'class = "gpu"', "c.toml:18: device[1].class: expected one of nic, nvme"),
         ('name = "eth1"', 'name = "eth1"\nclass = "nic"', "c.toml:14: device[0].name: give exactly one"),
         ("max_changes = 4", 'max_changes = "4"', "c.toml:10: limits.max_changes: expected int"),
     ],
@@ -67,10 +66,10 @@ def test_errors_name_the_key_and_line(old, new, message):
 
 
 def test_device_cpus():
-    config = load_config("c.toml", CONFIG.replace("p99_target_us = 50", 'p99_target_us = 50\ncpus = "6-7"'))
+    config = load_config("c.toml", CONFIG.replace('goal = "latency"', 'goal = "latency"\ncpus = "6-7"', 1))
     assert config.device_cpus() == {"eth1": {6, 7}}
-    with pytest.raises(ConfigError, match=re.escape("c.toml:17: device[0].cpus:")):
-        load_config("c.toml", CONFIG.replace("p99_target_us = 50", 'p99_target_us = 50\ncpus = "7-x"'))
+    with pytest.raises(ConfigError, match=re.escape("c.toml:16: device[0].cpus:")):
+        load_config("c.toml", CONFIG.replace('goal = "latency"', 'goal = "latency"\ncpus = "7-x"', 1))
 
 
 def test_bounds_patterns_and_their_errors():
@@ -78,7 +77,7 @@ def test_bounds_patterns_and_their_errors():
     config = load_config("c.toml", text)
     assert config.bound("net/eth3/coalesce/rx-usecs") == (0, 64)
     assert config.bound("net/eth1/gro-flush-timeout") == (0, 50000) and config.bound("irq/5/affinity") is None
-    with pytest.raises(ConfigError, match=re.escape("c.toml:23: bounds.net/*/coalesce/rx-usecs: expected [MIN, MAX]")):
+    with pytest.raises(ConfigError, match=re.escape("c.toml:22: bounds.net/*/coalesce/rx-usecs: expected [MIN, MAX]")):
         load_config("c.toml", text.replace("[0, 64]", "[64, 0]"))
 
 

@@ -141,15 +141,20 @@ class Agent:
         return report
 
     # -- decide ------------------------------------------------------------------
-    def _rule_args(self) -> dict:
+    def _rule_args(self, reading: Reading) -> dict:
+        """Placement rules from the config: banned and critical CPUs, and with [cpus] housekeeping every online
+        CPU outside it, take no IRQ (a device's own configured cpus excepted); unmanaged devices are left alone."""
         unmanaged = frozenset(rule.name for rule in self.config.devices if rule.name and not rule.manage)
         banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical")
-        return {"banned": banned, "exclude": unmanaged, "device_cpus": self.config.device_cpus()}
+        housekeeping = self.config.cpus.cpus("housekeeping")
+        if housekeeping:
+            banned |= {cpu for cpu in reading.topology.online if cpu not in housekeeping}
+        return {"banned": frozenset(banned), "exclude": unmanaged, "device_cpus": self.config.device_cpus()}
 
     def _placement(self, reading: Reading) -> list[Change]:
         self.placed = True
         steered = self.config.steered()
-        plan = placement_plan(reading, placement_rules(reading, **self._rule_args()),
+        plan = placement_plan(reading, placement_rules(reading, **self._rule_args(reading)),
                               threads=read_threads(self.host, self.config.colocations()),
                               queue_masks=read_queue_masks(self.host, steered) if steered else None)  # fmt: skip
         for proposed in plan.changes:

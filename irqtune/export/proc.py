@@ -83,7 +83,6 @@ class Counters:
     arch: dict[str, Extended] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
     cpu_totals: dict[int, int] = field(default_factory=dict)
-    softirq_cpus: list[int] = field(default_factory=list)
     softirqs: dict[str, Extended] = field(default_factory=dict)
     softnet: dict[str, Extended] = field(default_factory=dict)
 
@@ -113,7 +112,6 @@ def extend(snap: Snapshot, ext: Extenders, inventory: Inventory | None, filters:
         offsets = ext.interrupts.cpu_offsets()
         out.cpu_totals = {cpu: n + offsets.get(cpu, 0) for cpu, n in totals.items()}
     if snap.softirqs is not None:
-        out.softirq_cpus = list(snap.softirqs.cpus)
         for vector, counts in snap.softirqs.vectors.items():
             out.softirqs[vector.lower()] = ext.softirqs.row(vector, snap.softirqs.cpus, counts)
         ext.softirqs.end()

@@ -19,7 +19,7 @@ from .errors import NetlinkRequestError
 
 FAMILY = "netdev"
 VERSION = 1
-QUEUE_GET, NAPI_GET, NAPI_SET = 10, 11, 14
+NAPI_GET, NAPI_SET = 11, 14
 NAPI_FIELDS = ("ifindex", "id", "irq", "pid", "defer_hard_irqs", "gro_flush_timeout", "irq_suspend_timeout", "threaded")
 NAPI_SETTABLE = frozenset({"defer_hard_irqs", "gro_flush_timeout", "irq_suspend_timeout", "threaded"})
 _UINT = frozenset({"gro_flush_timeout", "irq_suspend_timeout"})
@@ -36,10 +36,6 @@ class napi_reply(genlmsg):
 
 class napi_request(genlmsg):
     nla_map = _map("NETDEV_A_NAPI", NAPI_FIELDS, "uint64")
-
-
-class queue_msg(genlmsg):
-    nla_map = _map("NETDEV_A_QUEUE", ("id", "ifindex", "type", "napi_id"), "uint32")
 
 
 class NetdevError(NetlinkRequestError):
