@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from irqtune.model.queue import Napi, nic_queue
-from irqtune.sim.host import SimHost, _queue
+from irqtune.sim.machine import SimMachine, _queue
 from irqtune.sim.policy import make_policy
 from irqtune.sim.run import run_scenario
 from irqtune.sim.scenario import library, load_scenario
@@ -46,7 +46,7 @@ rate_pps = 25000000
 
 def step_times(scenario, clear: bool) -> list[float]:
     with tempfile.TemporaryDirectory() as tree:
-        host = SimHost(scenario, tree, seed=1)
+        host = SimMachine(scenario, tree, seed=1)
         times = []
         for _ in range(20):
             if clear:

@@ -17,7 +17,7 @@ from .measure.snapshot import take_snapshot, to_json
 from .parse.common import Problem, format_cpulist
 from .render import render_status
 from .sim.kernel import SimulatedKernel
-from .state import default_state_dir
+from .statedir import default_state_dir
 from .status import build_report, collect
 from .table import Style, table
 

@@ -23,7 +23,7 @@ from .measure.reading import read_host
 from .measure.topology import read_topology
 from .parse.common import CpuListError, parse_cpulist, printable
 from .plan import KNOB_FORMS, PlanError, load_plan
-from .state import boot_id
+from .statedir import boot_id
 
 ACT_EXIT_HELP = """
 \b

@@ -21,7 +21,7 @@ from .export import AgentStats, AuthFileError, serve_agent
 from .host import Host
 from .measure.known import known_names
 from .parse.common import printable
-from .state import boot_id
+from .statedir import boot_id
 
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
 LOCK_FILE = "agent.lock"

@@ -10,10 +10,10 @@ from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent
 from irqtune.config import Config, DeviceRule, Limits
 from irqtune.host import Host
-from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import load_scenario
-from irqtune.state import boot_id
+from irqtune.statedir import boot_id
 
 SCENARIO = """
 [host]
@@ -64,7 +64,7 @@ def test_an_observe_pass_on_this_host_reads_proc_interrupts_once(count_reads, tm
 
 def test_a_tune_pass_that_places_and_writes_reads_proc_interrupts_once(count_reads, tmp_path):
     """Placement, coalescing and the affinity writes' managed check (engine.prepare) all in one pass."""
-    sim = SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=3)
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=3)
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
@@ -86,7 +86,7 @@ def test_a_tune_pass_that_places_and_writes_reads_proc_interrupts_once(count_rea
 def test_config_housekeeping_confines_placement(tmp_path):
     """[cpus] housekeeping = "2-3": the agent places the NIC's queue IRQs on CPUs 2-3 only (the others are as good
     as banned for IRQs); without it the spread uses all four."""
-    sim = SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=3)
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=3)
     host = SimulatedKernel.for_root(sim.root)
     targets = {}
     for housekeeping in ("", "2-3"):

@@ -23,10 +23,10 @@ from irqtune.agent.loop import Agent
 from irqtune.cli import main
 from irqtune.config import Config, Limits, load_config
 from irqtune.plan import Change
-from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import load_scenario
-from irqtune.state import boot_id
+from irqtune.statedir import boot_id
 
 EXE = [sys.executable, "-m", "irqtune"]
 
@@ -85,14 +85,15 @@ def test_observe_on_this_host_recommends_and_writes_nothing(tmp_path):
 
 
 @pytest.fixture
-def sim(tmp_path) -> SimHost:
-    return SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=2)
+def sim(tmp_path) -> SimMachine:
+    return SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=2)
 
 
-def step_in_background(sim: SimHost, stop_after: float) -> subprocess.Popen:
+def step_in_background(sim: SimMachine, stop_after: float) -> subprocess.Popen:
     """Keep the simulated host moving (1 s of simulated time every 0.2 s) while an agent runs on it."""
-    code = ("import sys, time\nfrom irqtune.sim.host import SimHost\nfrom irqtune.sim.scenario import load_scenario\n"
-            f"sim = SimHost(load_scenario('s.toml', {SCENARIO!r}), {sim.root!r}, seed=2)\n"
+    code = ("import sys, time\nfrom irqtune.sim.machine import SimMachine\n"
+            "from irqtune.sim.scenario import load_scenario\n"
+            f"sim = SimMachine(load_scenario('s.toml', {SCENARIO!r}), {sim.root!r}, seed=2)\n"
             f"end = time.time() + {stop_after}\n"
             "while time.time() < end:\n    sim.step(1.0, sim.sc.phases[0]); time.sleep(0.2)\n")  # fmt: skip
     return subprocess.Popen([sys.executable, "-c", code])
@@ -274,7 +275,7 @@ def test_storm_guard_sends_a_storming_irq_to_the_sink(tmp_path):
     """A NIC without NAPI takes an interrupt per packet (300k/s, above the storm threshold): with an
     irq_sink configured, the agent moves it there; with the device pinned by the config, it does not."""
     for pinned in (False, True):
-        sim = SimHost(load_scenario("s.toml", STORM), str(tmp_path / f"tree{pinned}"), seed=2)
+        sim = SimMachine(load_scenario("s.toml", STORM), str(tmp_path / f"tree{pinned}"), seed=2)
         host = SimulatedKernel.for_root(sim.root)
         state = str(tmp_path / f"state{pinned}")
         text = '[cpus]\nirq_sink = "3"\n' + ('[[device]]\nname = "eth2"\ncpus = "1"\n' if pinned else "")
@@ -329,7 +330,7 @@ def test_each_pass_carries_advice_from_proc_rates(tmp_path):
     """TLB shootdowns hitting isolated CPUs (simulated, no probes): the agent's findings carry the advice."""
     spec = load_scenario("t.toml", (Path(__file__).parents[1] / "irqtune/sim/scenarios/tlb-storm.toml").read_text()
                          .replace("cpus = 8\n", 'cpus = 8\nisolated = "6-7"\n', 1))  # fmt: skip
-    sim = SimHost(spec, str(tmp_path / "tree"), seed=1)
+    sim = SimMachine(spec, str(tmp_path / "tree"), seed=1)
     host = SimulatedKernel.for_root(sim.root)
     agent = Agent(host, Config(), str(tmp_path / "state"), clock=lambda: sim.clock)
     for _ in range(2):
@@ -347,7 +348,7 @@ def test_storm_guard_raises_coalescing_unless_the_goal_is_latency(tmp_path):
     """A NAPI NIC at rx-usecs 0 storms at 300k packets/s: the guard raises its coalescing and the storm ends;
     a device whose goal is latency keeps its setting (it is not low-criticality)."""
     for goal in ("balanced", "latency"):
-        sim = SimHost(load_scenario("s.toml", NAPI_STORM), str(tmp_path / goal), seed=2)
+        sim = SimMachine(load_scenario("s.toml", NAPI_STORM), str(tmp_path / goal), seed=2)
         host = SimulatedKernel.for_root(sim.root)
         state = str(tmp_path / f"state-{goal}")
         config = load_config("c.toml", f'mode = "tune"\n[[device]]\nname = "eth2"\ngoal = "{goal}"\n')
@@ -470,8 +471,8 @@ def test_sighup_from_observe_to_tune_starts_tuning(sim, tmp_path):
 def test_a_value_the_driver_rounds_is_not_written_again(tmp_path):
     """A device that keeps rx-usecs in steps of 50 µs (as ENA is seen to) reads back 50 for 32: the agent
     remembers that, and when it wants 32 again it leaves the knob alone instead of rewriting it every pass."""
-    sim = SimHost(load_scenario("s.toml", SCENARIO.replace("rx_frames = 256", "rx_frames = 256\nusecs_quantum = 50")),
-                  str(tmp_path / "tree"), seed=2)  # fmt: skip
+    scenario = load_scenario("s.toml", SCENARIO.replace("rx_frames = 256", "rx_frames = 256\nusecs_quantum = 50"))
+    sim = SimMachine(scenario, str(tmp_path / "tree"), seed=2)
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))

@@ -13,10 +13,10 @@ from irqtune.act.journal import Journal
 from irqtune.agent.loop import BASELINE, HEALTHY, UNJUDGED, UNJUDGED_LIMIT, WORSE, Agent, judge
 from irqtune.config import Config, Limits
 from irqtune.plan import Change
-from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import load_scenario
-from irqtune.state import boot_id
+from irqtune.statedir import boot_id
 
 
 @pytest.mark.parametrize(
@@ -66,11 +66,11 @@ rate_pps = 1600000
 
 
 @pytest.fixture
-def sim(tmp_path) -> SimHost:
-    return SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=2)
+def sim(tmp_path) -> SimMachine:
+    return SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=2)
 
 
-def _agent(sim: SimHost, tmp_path) -> tuple[Agent, Journal]:
+def _agent(sim: SimMachine, tmp_path) -> tuple[Agent, Journal]:
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
@@ -78,7 +78,7 @@ def _agent(sim: SimHost, tmp_path) -> tuple[Agent, Journal]:
     return Agent(host, config, state, clock=lambda: sim.clock, journal=journal), journal
 
 
-def _both_queues_on_one_cpu(agent: Agent, sim: SimHost) -> tuple[Change, int]:
+def _both_queues_on_one_cpu(agent: Agent, sim: SimMachine) -> tuple[Change, int]:
     moved = sim.effective_cpu(sim.irqs[1])
     bad = Change("irq/101/affinity", str(moved), str(sim.effective_cpu(sim.irqs[0])), "test: both queues on one "
                    "CPU, which takes about 1.2 Mpps", "eth1")  # fmt: skip

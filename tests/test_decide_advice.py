@@ -31,7 +31,7 @@ from irqtune.measure.nvme import NvmeController, NvmeReport, read_nvme
 from irqtune.measure.rates import Rates, RowRate, compute_rates
 from irqtune.measure.snapshot import IrqAffinity, take_snapshot
 from irqtune.measure.topology import Topology, read_topology
-from irqtune.sim.host import SimHost
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.nvme import MEDIA, nvme_queue
 from irqtune.sim.scenario import library, load_scenario
 
@@ -416,7 +416,7 @@ def simulated(tmp_path: Path, scenario: str, phase: str, isolated: str | None = 
     text = Path(library()[scenario]).read_text()
     if isolated:
         text = text.replace("cpus = 8", f'cpus = 8\nisolated = "{isolated}"')
-    sim = SimHost(load_scenario(f"{scenario}.toml", text), str(tmp_path / "tree"), seed=3)
+    sim = SimMachine(load_scenario(f"{scenario}.toml", text), str(tmp_path / "tree"), seed=3)
     host = Host(sim.root)
     before = take_snapshot(host)
     sim.step(1.0, next(p for p in sim.sc.phases if p.name == phase))

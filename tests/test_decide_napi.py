@@ -12,11 +12,11 @@ from irqtune.config import Config, DeviceRule
 from irqtune.decide import napi
 from irqtune.decide.moderation import SUSPEND_US, Moderation, choose
 from irqtune.measure.rates import Rates
-from irqtune.sim.host import SimHost
 from irqtune.sim.kernel import SimulatedKernel
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.netdev import SimNetdev
 from irqtune.sim.scenario import library, load_scenario
-from irqtune.state import boot_id
+from irqtune.statedir import boot_id
 
 
 def rates(squeeze: float = 0.0, dropped: float = 0.0, rx_drop: float = 0.0, rx: float = 0.0, polled: float = 0.0,
@@ -67,7 +67,7 @@ def test_threaded_advice_when_softirq_starves_a_squeezed_cpu():
 
 def agent_run(tmp_path, text: str, passes: int = 4):
     spec = load_scenario("m.toml", text)
-    sim = SimHost(spec, str(tmp_path / "tree"), seed=1)
+    sim = SimMachine(spec, str(tmp_path / "tree"), seed=1)
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))

@@ -472,12 +472,12 @@ def test_parse_listen(listen, expected):
 
 def test_isolated_cpus_are_exported_for_the_isolation_alerts(tmp_path):
     """irqtune_cpu_isolated{cpu,kind} has a series for each isolated CPU only (the alerts join on it)."""
-    from irqtune.sim.host import SimHost
+    from irqtune.sim.machine import SimMachine
     from irqtune.sim.scenario import library, load_scenario
 
     text = Path(library()["tlb-storm"]).read_text().replace("cpus = 8\n", 'cpus = 8\nisolated = "6-7"\n', 1)
     spec = load_scenario("t.toml", text)
-    sim = SimHost(spec, str(tmp_path / "tree"), seed=1)
+    sim = SimMachine(spec, str(tmp_path / "tree"), seed=1)
     sim.step(1.0, spec.phases[0])
     collector = IrqtuneCollector(Host(sim.root))
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from irqtune.cli import main
-from irqtune.sim.host import SimHost
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import ScenarioError, library, load_scenario
 
 SCENARIO = """
@@ -42,8 +42,8 @@ def invoke(*args: str):
 
 
 @pytest.fixture
-def sim(tmp_path) -> SimHost:
-    return SimHost(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
+def sim(tmp_path) -> SimMachine:
+    return SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
 
 
 def test_tree_reads_like_a_real_host(sim):
@@ -127,7 +127,7 @@ def test_coalescing_through_the_knob_reaches_the_simulated_driver(sim, tmp_path)
 
 @pytest.mark.parametrize(("kernel", "errno_name"), [("6.18", "EPERM"), ("6.6", "EIO")])
 def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kernel, errno_name):
-    sim = SimHost(load_scenario("s.toml", SCENARIO.replace("[host]", f'[host]\nkernel = "{kernel}"')),
+    sim = SimMachine(load_scenario("s.toml", SCENARIO.replace("[host]", f'[host]\nkernel = "{kernel}"')),
                   str(tmp_path / "tree"))  # fmt: skip
     irq = next(e.irq for e in sim.irqs if e.device == "nvme0" and e.queue == 1)
     state = str(tmp_path / "s")
@@ -142,7 +142,7 @@ def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kern
 
 def test_overload_drops_what_the_cpus_cannot_process_and_spreading_helps(tmp_path):
     scenario = load_scenario(library()["receive-overload"])
-    sim = SimHost(scenario, str(tmp_path / "tree"))
+    sim = SimMachine(scenario, str(tmp_path / "tree"))
     phase = scenario.phases[0]
     before = sim.step(1.0, phase)  # both queues on CPU 0: one CPU at 1 us per packet
     assert sum(q.delivered for q in before) == pytest.approx(1_000_000) and all(q.irq_rate == 0 for q in before)

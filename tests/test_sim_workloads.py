@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from irqtune.cli import main
 from irqtune.model.queue import nic_queue
-from irqtune.sim.host import SimHost
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.run import run_scenario
 from irqtune.sim.scenario import library, load_scenario
 from irqtune.sim.workload import closed_loop, interrupt_per_packet, queue_load
@@ -57,7 +57,7 @@ def test_bursts_above_capacity_fill_the_ring_and_drop_the_rest():
 
 def test_tlb_storm_shows_on_the_process_cpus_only(tmp_path):
     scenario = load_scenario(library()["tlb-storm"])
-    sim = SimHost(scenario, str(tmp_path / "t"))
+    sim = SimMachine(scenario, str(tmp_path / "t"))
     sim.step(1.0, scenario.phases[0])
     quiet = json.loads(invoke("--root", sim.root, "snapshot", "--json")[1])["interrupts"]["rows"]
     sim.step(1.0, scenario.phases[1])
@@ -74,7 +74,7 @@ def test_tlb_storm_shows_on_the_process_cpus_only(tmp_path):
 
 def test_nvme_completion_mode_changes_the_model(tmp_path):
     scenario = load_scenario(library()["nvme-optane"])
-    sim = SimHost(scenario, str(tmp_path / "t"))
+    sim = SimMachine(scenario, str(tmp_path / "t"))
     sim.step(1.0, scenario.phases[0])
     irq = sim.last_nvme
     sim.tree.write("sys/block/nvme0n1/irqtune-sim/completion", "poll\n")
@@ -93,7 +93,7 @@ def test_nvme_completion_mode_changes_the_model(tmp_path):
 def test_napi_set_on_a_simulated_root_follows_the_kernel_version(tmp_path, kernel, code, text):
     scenario = load_scenario(library()["memcached-low"])
     scenario.host.kernel = kernel
-    sim = SimHost(scenario, str(tmp_path / "t"))
+    sim = SimMachine(scenario, str(tmp_path / "t"))
     napi_id = sim.napi_id(sim.irqs[0])
     knob = f"napi/eth0/{napi_id}/irq-suspend-timeout"
     got, out, err = invoke("--root", sim.root, "--state-dir", str(tmp_path / "s"), "set", knob, "20000000")

@@ -11,7 +11,7 @@ from irqtune.host import Host
 from irqtune.measure.inventory import build_inventory
 from irqtune.measure.snapshot import take_snapshot
 from irqtune.measure.topology import Topology, parse_cmdline, read_topology
-from irqtune.state import load_learned_managed, remember_managed
+from irqtune.statedir import load_learned_managed, remember_managed
 
 
 @pytest.fixture

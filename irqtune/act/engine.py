@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 from ..host import Host
 from ..measure.inventory import managed_state
 from ..parse.interrupts import InterruptTable, parse_interrupts
-from ..state import boot_id, load_learned_managed, remember_managed
+from ..statedir import boot_id, load_learned_managed, remember_managed
 from .journal import Journal
 from .knobs import IrqAffinityKnob, Knob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client, parse_knob_id
 

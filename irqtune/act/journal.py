@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from ..state import write_json_atomically
+from ..statedir import write_json_atomically
 
 SCHEMA = 1
 JOURNAL_FILE = "journal.json"

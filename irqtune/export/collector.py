@@ -35,7 +35,7 @@ from .histograms import SERIES_PER_HISTOGRAM, prometheus_histogram
 from .probes import ProbeReader, hardirq_data, probe_families
 from .proc import (
     IRQ_LABELS,
-    Counters,
+    ExportedCounters,
     Extenders,
     arch_families,
     extend,
@@ -45,7 +45,7 @@ from .proc import (
     per_cpu_sizes,
     softirq_families,
 )
-from .select import DROP_FAMILIES, PER_CPU_FAMILIES, ExportOptions, IrqItem, Plan, plan_budget
+from .select import DROP_FAMILIES, PER_CPU_FAMILIES, ExportOptions, IrqItem, SeriesPlan, plan_budget
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ class IrqtuneCollector:
             return families + health
 
     # -- one scrape ------------------------------------------------------------
-    def _scrape(self) -> tuple[list[Metric], Plan, int, int]:
+    def _scrape(self) -> tuple[list[Metric], SeriesPlan, int, int]:
         snap = take_snapshot(self.host, with_affinity=True)
         interval = snap.monotonic - self._last_scrape if self._last_scrape is not None else None
         self._last_scrape = snap.monotonic
@@ -157,7 +157,7 @@ class IrqtuneCollector:
             self._inventory_key, self._inventory_at = key, now
         return self._inventory
 
-    def _log_drops(self, plan: Plan, counters: Counters) -> None:
+    def _log_drops(self, plan: SeriesPlan, counters: ExportedCounters) -> None:
         """Log when what the budget leaves out changes (which families, how many IRQs), not every scrape."""
         summed = [f for f in PER_CPU_FAMILIES if not plan.cpu_detail.get(f, True)]
         irqs = len(counters.irqs) - len(plan.kept)
@@ -197,7 +197,7 @@ def _hist_series(irq: int, hists: dict[int, Histogram], unhandled: dict[int, int
 
 
 def _hardirq_families(
-    counters: Counters, kept: set[int], hists: dict[int, Histogram], unhandled: dict[int, int]
+    counters: ExportedCounters, kept: set[int], hists: dict[int, Histogram], unhandled: dict[int, int]
 ) -> Iterator[Metric]:
     if not hists and not unhandled:
         return
@@ -242,7 +242,7 @@ def _build_info() -> Metric:
     return info
 
 
-def _health(up: int, duration: float, problems: int, plan: Plan | None, series: int) -> list[Metric]:
+def _health(up: int, duration: float, problems: int, plan: SeriesPlan | None, series: int) -> list[Metric]:
     out: list[Metric] = [
         GaugeMetricFamily("irqtune_up", "1 when /proc/interrupts could be read in this scrape, else 0.", value=up),
         GaugeMetricFamily("irqtune_scrape_duration_seconds", "How long this scrape took.", value=duration),

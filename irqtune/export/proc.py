@@ -75,7 +75,7 @@ class IrqCounter:
 
 
 @dataclass(slots=True)
-class Counters:
+class ExportedCounters:
     """The snapshot's counters, extended to 64 bits."""
 
     cpus: list[int] = field(default_factory=list)
@@ -87,12 +87,12 @@ class Counters:
     softnet: dict[str, Extended] = field(default_factory=dict)
 
 
-def extend(snap: Snapshot, ext: Extenders, inventory: Inventory | None, filters: Filters) -> Counters:
+def extend(snap: Snapshot, ext: Extenders, inventory: Inventory | None, filters: Filters) -> ExportedCounters:
     """Read every counter of `snap` through the extenders (all rows, filtered or not, keep their state).
 
     A source that could not be read in this scrape keeps its state (nothing is retired).
     """
-    out = Counters()
+    out = ExportedCounters()
     table = snap.interrupts
     if table is not None:
         out.cpus = list(table.cpus)
@@ -137,7 +137,7 @@ def _irq_counter(row: InterruptRow, extended: Extended, snap: Snapshot, inventor
     return counter
 
 
-def per_cpu_sizes(counters: Counters) -> dict[str, tuple[int, int]]:
+def per_cpu_sizes(counters: ExportedCounters) -> dict[str, tuple[int, int]]:
     """Family -> (series with a cpu label, series summed over CPUs), for the budget."""
     sizes = {}
     if counters.cpu_totals:
@@ -158,7 +158,7 @@ def irq_series(counter: IrqCounter) -> tuple[int, int]:
     return 1 + (counter.requested is not None) + (counter.effective is not None), cells
 
 
-def arch_families(counters: Counters, detail: dict[str, bool]) -> Iterator[Metric]:
+def arch_families(counters: ExportedCounters, detail: dict[str, bool]) -> Iterator[Metric]:
     cpu_detail = detail.get("cpu_interrupts", True)
     per_cpu = CounterMetricFamily(
         "irqtune_cpu_interrupts",
@@ -198,7 +198,7 @@ def _cpu_family(name: str, doc: str, key_label: str, rows: dict[str, Extended], 
     return family
 
 
-def softirq_families(counters: Counters, detail: dict[str, bool]) -> Iterator[Metric]:
+def softirq_families(counters: ExportedCounters, detail: dict[str, bool]) -> Iterator[Metric]:
     yield _cpu_family(
         "irqtune_softirqs", "Softirqs raised-and-run per vector (/proc/softirqs; hi, timer, net_tx, net_rx, block, "
         "irq_poll, tasklet, sched, hrtimer, rcu).", "vector", counters.softirqs, detail.get("softirqs", True),
@@ -218,7 +218,7 @@ def softirq_families(counters: Counters, detail: dict[str, bool]) -> Iterator[Me
         yield family
 
 
-def interrupt_families(counters: Counters, kept: set[int], kept_cpu: set[int] | None) -> Iterator[Metric]:
+def interrupt_families(counters: ExportedCounters, kept: set[int], kept_cpu: set[int] | None) -> Iterator[Metric]:
     """Per-IRQ families; `kept_cpu` None: no per-CPU breakdown family at all (no --per-cpu)."""
     family = CounterMetricFamily("irqtune_interrupts", "Interrupts per numbered IRQ (/proc/interrupts), summed "
                                  "over CPUs.", labels=IRQ_LABELS)  # fmt: skip

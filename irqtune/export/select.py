@@ -113,7 +113,7 @@ class IrqItem:
 
 
 @dataclass(slots=True)
-class Plan:
+class SeriesPlan:
     """What this scrape exports: per-CPU detail by family and the IRQs kept."""
 
     cpu_detail: dict[str, bool]
@@ -122,7 +122,7 @@ class Plan:
     dropped: dict[str, int]  # family -> series not exported because of the budget
 
 
-def plan_budget(max_series: int, fixed: int, per_cpu: dict[str, tuple[int, int]], irqs: list[IrqItem]) -> Plan:
+def plan_budget(max_series: int, fixed: int, per_cpu: dict[str, tuple[int, int]], irqs: list[IrqItem]) -> SeriesPlan:
     """Decide the scrape's shape.
 
     fixed: series always exported; per_cpu: family -> (series per CPU, series summed over CPUs);
@@ -132,7 +132,7 @@ def plan_budget(max_series: int, fixed: int, per_cpu: dict[str, tuple[int, int]]
     dropped = dict.fromkeys(DROP_FAMILIES, 0)
     if max_series <= 0:
         every = {item.irq for item in irqs}
-        return Plan(detail, every, {item.irq for item in irqs if item.cpu_series}, dropped)
+        return SeriesPlan(detail, every, {item.irq for item in irqs if item.cpu_series}, dropped)
     share = int(max_series * PER_CPU_SHARE)
     used = 0
     for name in PER_CPU_FAMILIES:
@@ -163,4 +163,4 @@ def plan_budget(max_series: int, fixed: int, per_cpu: dict[str, tuple[int, int]]
             room -= item.cpu_series
         else:
             dropped["per_irq_cpu"] += item.cpu_series
-    return Plan(detail, kept, kept_cpu, dropped)
+    return SeriesPlan(detail, kept, kept_cpu, dropped)

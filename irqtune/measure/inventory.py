@@ -6,7 +6,7 @@ function of a virtio device, `/sys/class/nvme`, `/sys/block`, every PCI function
 queue number, and stand in for sysfs on roots that have no /sys (fixtures).
 
 Managed IRQs (affinity chosen by the kernel, writes refused) are known from debugfs
-when it is mounted, else from what the write path learned (`state.py`), else "unknown":
+when it is mounted, else from what the write path learned (`statedir.py`), else "unknown":
 read-only commands never probe by writing.
 """
 

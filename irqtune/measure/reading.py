@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from ..host import Host
 from ..parse.common import CpuListError, format_cpulist, parse_cpumask
 from ..parse.interrupts import InterruptTable
-from ..state import boot_id, load_learned_managed
+from ..statedir import boot_id, load_learned_managed
 from .inventory import Inventory, build_inventory
 from .rates import Rates, compute_rates
 from .snapshot import Snapshot, take_snapshot

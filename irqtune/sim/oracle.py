@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..model.coalesce import GOAL_WEIGHT_US
-from .host import NicSettings, SimHost
 from .kernel import kernel_at_least
+from .machine import NicSettings, SimMachine
 from .nvme import nvme_queue
 from .objective import cost
 from .scenario import OPEN_LOOP_DEPTH, NicSpec, NvmeSpec, PhaseSpec
@@ -49,7 +49,7 @@ def nic_grid(kernel: str, busy_polling_app: bool) -> list[NicSetting]:
     return grid
 
 
-def nic_cost(sim: SimHost, nic: NicSpec, phase: PhaseSpec, setting: NicSetting) -> float:
+def nic_cost(sim: SimMachine, nic: NicSpec, phase: PhaseSpec, setting: NicSetting) -> float:
     """The objective for one NIC in one phase at one setting (closed form, no adaptive-rx)."""
     load = phase.load_for(nic.name)
     if load is None:
@@ -78,7 +78,7 @@ def nic_cost(sim: SimHost, nic: NicSpec, phase: PhaseSpec, setting: NicSetting) 
                 GOAL_WEIGHT_US[nic.effective_goal])  # fmt: skip
 
 
-def nvme_cost(sim: SimHost, nvme: NvmeSpec, phase: PhaseSpec, mode: str) -> float:
+def nvme_cost(sim: SimMachine, nvme: NvmeSpec, phase: PhaseSpec, mode: str) -> float:
     load = phase.load_for(nvme.name)
     if load is None:
         return 0.0
@@ -118,7 +118,7 @@ class OraclePlan:
     phases: list[dict[str, NicSetting | str]]
 
 
-def plan(sim: SimHost, dynamic: bool) -> OraclePlan:
+def plan(sim: SimMachine, dynamic: bool) -> OraclePlan:
     phases = sim.sc.phases
     seconds = [p.seconds for p in phases]
     chosen: list[dict[str, NicSetting | str]] = [{} for _ in phases]

@@ -27,9 +27,9 @@ from ..act.journal import Journal
 from ..act.knobs import make_knob
 from ..agent.loop import Agent
 from ..config import Config, DeviceRule, Limits
-from ..state import boot_id
-from .host import SimHost
+from ..statedir import boot_id
 from .kernel import SimulatedKernel
+from .machine import SimMachine
 from .oracle import NicSetting, plan
 from .scenario import PhaseSpec
 
@@ -52,7 +52,7 @@ class PolicyError(ValueError):
 class Control:
     """What a policy may do to the simulated host: change knobs through the engine and journal."""
 
-    def __init__(self, sim: SimHost, state_dir: str) -> None:
+    def __init__(self, sim: SimMachine, state_dir: str) -> None:
         self.sim, self.state_dir = sim, state_dir
         self.host = SimulatedKernel.for_root(sim.root)
         self.journal = Journal.open(state_dir, boot_id(self.host))

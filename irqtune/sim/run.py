@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .events import simulate_queue
-from .host import NvmeStep, QueueStep, SimHost
+from .machine import NvmeStep, QueueStep, SimMachine
 from .nvme import simulate_nvme
 from .objective import cost, nic_weights
 from .policy import Control, Policy
@@ -70,7 +70,7 @@ def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0
                  state_dir: str | None = None, on_interval: Callable[[Interval], None] | None = None,
                  ) -> tuple[list[PhaseResult], list[Interval], list[str]]:  # fmt: skip
     """Results per phase, the per-interval trace, and the changes the policy made."""
-    host = SimHost(scenario, tree, seed=seed)
+    host = SimMachine(scenario, tree, seed=seed)
     ctl = Control(host, state_dir or os.path.join(tree, ".irqtune-state"))  # in the tree: removed with it
     try:
         return _run(scenario, host, ctl, policy or Policy(), seed, step, on_interval)
@@ -106,7 +106,7 @@ def _run(scenario, host, ctl, policy, seed, step, on_interval):
     return results, trace, ctl.changes
 
 
-def _interval(host: SimHost, phase: PhaseSpec, dt: float, queues: list[QueueStep], p99_us: float) -> Interval:
+def _interval(host: SimMachine, phase: PhaseSpec, dt: float, queues: list[QueueStep], p99_us: float) -> Interval:
     delivered = sum(q.delivered for q in queues)
     latency = sum(q.delivered * q.latency for q in queues if q.delivered) / delivered if delivered else 0.0
     settings = {q.device: f"{q.setting[0]}us/{q.setting[1]}" for q in queues if q.queue == 0}
@@ -115,7 +115,7 @@ def _interval(host: SimHost, phase: PhaseSpec, dt: float, queues: list[QueueStep
                     settings, sum(q.overhead for q in queues), p99_us, _interval_cost(host, queues))  # fmt: skip
 
 
-def _interval_cost(host: SimHost, queues: list[QueueStep]) -> float:
+def _interval_cost(host: SimMachine, queues: list[QueueStep]) -> float:
     """The objective over one interval, device by device as the oracle prices them."""
     total, weights = 0.0, nic_weights(host.sc)
     for device in {q.device for q in queues}:
@@ -156,7 +156,7 @@ def _phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat) -> P
     )
 
 
-def _per_cpu(host: SimHost, phase: PhaseSpec, queues: list[tuple[float, QueueStep]], total: float) -> dict:
+def _per_cpu(host: SimMachine, phase: PhaseSpec, queues: list[tuple[float, QueueStep]], total: float) -> dict:
     """The busiest CPU's ρ and the worst CPU's time_squeeze rate: the health goal is per CPU, at ρ < 0.8.
     ρ prices the offered packets at what each delivered one cost its CPU, interrupts included (a saturated
     queue's exceeds 1; without NAPI the interrupts are most of it; spinning counts, so judge a run
@@ -184,7 +184,7 @@ def _per_nic(queues: list[tuple[float, QueueStep]], name: str, total: float, sam
             "mean_latency_us": latency * 1e6, "p99_us": _percentiles(samples)[1]}  # fmt: skip
 
 
-def _nic_settings(host: SimHost, nic) -> dict:
+def _nic_settings(host: SimMachine, nic) -> dict:
     s = host.nic_settings(nic)
     napi = next(iter(s.napi.values()), {})
     return {"rx_usecs": s.usecs, "rx_frames": s.frames, "adaptive_rx": s.adaptive,
@@ -192,7 +192,7 @@ def _nic_settings(host: SimHost, nic) -> dict:
             "irq_suspend_timeout": napi.get("irq_suspend_timeout", 0), "busy_read": s.sysctl["busy_read"]}  # fmt: skip
 
 
-def _nvme_result(host: SimHost, nvme_steps, total: float, latencies: dict[str, list[float]]) -> dict:
+def _nvme_result(host: SimMachine, nvme_steps, total: float, latencies: dict[str, list[float]]) -> dict:
     out = {}
     for nvme in host.sc.nvmes:
         rows = [(dt, q) for dt, qs in nvme_steps for q in qs if q.device == nvme.name]
@@ -211,7 +211,7 @@ def _nvme_result(host: SimHost, nvme_steps, total: float, latencies: dict[str, l
     return out
 
 
-def _sample_nic(host: SimHost, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng) -> dict[str, list]:
+def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng) -> dict[str, list]:
     """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation."""
     out: dict[str, list[float]] = {}
     for nic in host.sc.nics:
@@ -238,7 +238,7 @@ def _sample_nic(host: SimHost, phase: PhaseSpec, queues: list[QueueStep], packet
     return out
 
 
-def _sample_nvme(host: SimHost, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng) -> dict[str, list[float]]:
+def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng) -> dict[str, list[float]]:
     out = {}
     for nvme in host.sc.nvmes:
         load = phase.load_for(nvme.name)

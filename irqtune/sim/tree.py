@@ -40,7 +40,7 @@ class SimIrq:
 
 
 @dataclass
-class Counters:
+class KernelCounters:
     """Everything the kernel counts per CPU, as the tree shows it."""
 
     ncpu: int
@@ -90,7 +90,7 @@ class Tree:
 
     # -- once ------------------------------------------------------------------
     def static(self, sim) -> None:
-        """Topology, devices and knobs at their defaults; `sim` is the SimHost."""
+        """Topology, devices and knobs at their defaults; `sim` is the SimMachine."""
         sc, every = sim.sc, format_cpulist(sim.cpus)
         self.write("proc/sys/kernel/random/boot_id", str(uuid.UUID(int=sim.rng.getrandbits(128))) + "\n")
         self.write("proc/sys/kernel/hostname", "simulated\n")
@@ -163,7 +163,7 @@ class Tree:
         self.link(f"sys/bus/pci/devices/{bdf}", f"../../../devices/pci0000:00/{bdf}")
 
     # -- every step --------------------------------------------------------------
-    def counters(self, cpus: list[int], irqs: list[SimIrq], c: Counters, effective: dict[int, int]) -> None:
+    def counters(self, cpus: list[int], irqs: list[SimIrq], c: KernelCounters, effective: dict[int, int]) -> None:
         header = " " * 11 + "".join(f"CPU{cpu:<8d}" for cpu in cpus)
         rows = [header]
         for e in irqs:

@@ -23,7 +23,7 @@ from .adaptive import AdaptiveQueue
 from .kernel import write_rules
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
-from .tree import IRQ_BASE, NAPI_ID_BASE, Counters, SimIrq, Tree
+from .tree import IRQ_BASE, NAPI_ID_BASE, KernelCounters, SimIrq, Tree
 from .workload import interrupt_per_packet, queue_load
 
 CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (docs/physics.md §7.2)
@@ -76,7 +76,7 @@ def _queue(rate, service, irq_cost, usecs, frames, flavour, napi) -> QueueResult
     return nic_queue(rate, service, irq_cost, usecs, frames, flavour, napi=napi)
 
 
-class SimHost:
+class SimMachine:
     def __init__(self, scenario: Scenario, root: str, seed: int = 1) -> None:
         self.sc, self.root, self.rng = scenario, root, random.Random(seed)
         self.cpus = scenario.cpus
@@ -94,7 +94,7 @@ class SimHost:
                 irq += 1
         for entry in self.irqs:
             entry.counts = [0] * len(self.cpus)
-        self.counters = Counters(len(self.cpus))
+        self.counters = KernelCounters(len(self.cpus))
         self.counters.netdev = {nic.name: [0, 0, 0] for nic in self.sc.nics}  # listed from boot, as on a host
         self.adaptive: dict[tuple[str, int], AdaptiveQueue] = {}
         self.clock = 0.0
@@ -225,7 +225,7 @@ class SimHost:
         return out
 
     def _noisy(self, expected: float) -> int:
-        """Counters carry ±2 % multiplicative noise (docs/physics.md §9.5), seeded."""
+        """KernelCounters carry ±2 % multiplicative noise (docs/physics.md §9.5), seeded."""
         return int(expected * (1.0 + self.rng.uniform(-0.02, 0.02))) if expected > 0 else 0
 
     def queue_evaluator(self, nic: NicSpec, entry: SimIrq, load: LoadSpec | None, settings: NicSettings,
