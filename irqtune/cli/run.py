@@ -11,17 +11,17 @@ import time
 
 import click
 
-from .act import engine
-from .act.journal import Journal, JournalError
-from .act.known import known_names
-from .agent.events import LinkWatcher
-from .agent.loop import Agent, PassReport
-from .agent.notify import Notifier
-from .config import MODES, Config, ConfigError, check_host, load_config
-from .export import AgentStats, AuthFileError, serve_agent
-from .host import Host
-from .parse.common import printable
-from .state import boot_id
+from ..act import engine
+from ..act.journal import Journal, JournalError
+from ..act.known import known_names
+from ..agent.events import LinkWatcher
+from ..agent.loop import Agent, PassReport
+from ..agent.notify import Notifier
+from ..config import MODES, Config, ConfigError, check_host, load_config
+from ..export import AgentStats, AuthFileError, serve_agent
+from ..host import Host
+from ..parse.common import printable
+from ..state import boot_id
 
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
 LOCK_FILE = "agent.lock"

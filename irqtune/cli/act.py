@@ -11,18 +11,18 @@ import sys
 
 import click
 
-from .act import engine
-from .act.journal import Journal, JournalError
-from .act.knobs import KNOB_FORMS, CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
-from .act.known import cpu_problem, device_problem, known_names
-from .act.owners import rivals
-from .act.plan import PlanError, load_plan
-from .cli_common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
-from .config import ConfigError, load_config
-from .decide.placement import placement_plan
-from .measure.topology import read_topology
-from .parse.common import CpuListError, parse_cpulist, printable
-from .state import boot_id
+from ..act import engine
+from ..act.journal import Journal, JournalError
+from ..act.knobs import KNOB_FORMS, CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
+from ..act.known import cpu_problem, device_problem, known_names
+from ..act.owners import rivals
+from ..act.plan import PlanError, load_plan
+from ..config import ConfigError, load_config
+from ..decide.placement import placement_plan
+from ..measure.topology import read_topology
+from ..parse.common import CpuListError, parse_cpulist, printable
+from ..state import boot_id
+from .common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
 
 ACT_EXIT_HELP = """
 \b

@@ -12,8 +12,7 @@ import time
 import click
 from prometheus_client import generate_latest
 
-from .cli_common import EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL
-from .export import (
+from ..export import (
     DEFAULT_LISTEN,
     DEFAULT_MAX_SERIES,
     AuthFileError,
@@ -25,10 +24,11 @@ from .export import (
     make_registry,
     serve,
 )
-from .export.probes import EXPORT_PROBES, ProbeSource
-from .export.server import parse_listen
-from .measure.snapshot import take_snapshot
-from .probe.runner import EbpfUnavailable
+from ..export.probes import EXPORT_PROBES, ProbeSource
+from ..export.server import parse_listen
+from ..measure.snapshot import take_snapshot
+from ..probe.runner import EbpfUnavailable
+from .common import EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL
 
 log = logging.getLogger(__name__)
 

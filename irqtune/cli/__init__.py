@@ -9,16 +9,17 @@ from dataclasses import dataclass
 
 import click
 
-from . import __version__, cli_act, cli_export, cli_probe, cli_run, cli_sim, cli_top
-from .cli_common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
-from .host import Host, PathEscape
-from .measure.nvme import read_nvme
-from .measure.snapshot import take_snapshot, to_json
-from .parse.common import Problem, format_cpulist
-from .render import Style, render_status, table
-from .sim.kernel import SimulatedKernel
-from .state import default_state_dir
-from .status import build_report, collect
+from .. import __version__
+from ..host import Host, PathEscape
+from ..measure.nvme import read_nvme
+from ..measure.snapshot import take_snapshot, to_json
+from ..parse.common import Problem, format_cpulist
+from ..render import Style, render_status, table
+from ..sim.kernel import SimulatedKernel
+from ..state import default_state_dir
+from ..status import build_report, collect
+from . import act, export, probe, run, sim, top
+from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
 
 EXIT_CODES_HELP = f"""
 \b
@@ -228,10 +229,10 @@ def nvme(obj: Ctx, as_json: bool) -> None:
         click.echo(f"note: {note}")
 
 
-cli_act.register(main, Ctx)
-cli_act.register_plan(main, Ctx)
-cli_sim.register(main)
-cli_run.register(main, Ctx)
-cli_export.register(main, Ctx)
-cli_top.register(main)
-cli_probe.register(main)
+act.register(main, Ctx)
+act.register_plan(main, Ctx)
+sim.register(main)
+run.register(main, Ctx)
+export.register(main, Ctx)
+top.register(main)
+probe.register(main)

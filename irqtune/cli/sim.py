@@ -15,7 +15,7 @@ from contextlib import contextmanager
 
 import click
 
-from .render import table
+from ..render import table
 
 POLICY_HELP = (
     "How the simulated NICs and NVMe devices are tuned: defaults (the driver's), static:SPEC "
@@ -131,10 +131,10 @@ def register(main: click.Group) -> None:
         if len(scenarios) != 1:
             raise click.UsageError("give one SCENARIO (or --score for several)")
         scenario = scenarios[0]
-        from .sim.objective import nic_weights, scenario_cost
-        from .sim.policy import PolicyError, make_policy
-        from .sim.run import run_scenario, to_json
-        from .sim.scenario import ScenarioError, load_scenario, resolve
+        from ..sim.objective import nic_weights, scenario_cost
+        from ..sim.policy import PolicyError, make_policy
+        from ..sim.run import run_scenario, to_json
+        from ..sim.scenario import ScenarioError, load_scenario, resolve
 
         try:
             spec = load_scenario(resolve(scenario))
@@ -185,14 +185,14 @@ def register(main: click.Group) -> None:
             click.echo("\n".join(table(("PHASE", "NVME", "MODE", "IOPS", "MEAN-us", "P99-us", "CPU", "IRQ/s"), nvme)))
         click.echo(f"changes: {len(changes)}; tree: {tree or 'removed (keep one with --tree DIR)'}")
 
-    from .sim.scenario import library
+    from ..sim.scenario import library
 
     simulate.help += "\n        " + ", ".join(library()) + "."
 
 
 def _scorecard(names: tuple[str, ...], seed: int, duration: float | None, output: str | None, as_json: bool) -> None:
-    from .sim.scenario import ScenarioError, library, load_scenario, resolve
-    from .sim.score import scorecard
+    from ..sim.scenario import ScenarioError, library, load_scenario, resolve
+    from ..sim.score import scorecard
 
     try:
         for name in names:

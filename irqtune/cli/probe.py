@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .cli_common import EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL
-from .probe.base import PROBE_NAMES
-from .probe.runner import EbpfUnavailable, jsonable
-from .probe.text import render_probes
-from .probe.window import ProbeWindow, run_window
-from .render import Style
+from ..probe.base import PROBE_NAMES
+from ..probe.runner import EbpfUnavailable, jsonable
+from ..probe.text import render_probes
+from ..probe.window import ProbeWindow, run_window
+from ..render import Style
+from .common import EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL
 
 if TYPE_CHECKING:
-    from .cli import Ctx
+    from . import Ctx
 
 EXIT_INTERRUPTED = 128 + signal.SIGINT
 EXIT_TERMINATED = 128 + signal.SIGTERM

@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .cli_common import EXIT_NO_EBPF, report_problems
-from .host import PathEscape
-from .measure.snapshot import take_snapshot
-from .probe.runner import EbpfUnavailable, ProbeSession, ebpf_unavailable_reason
-from .top.model import SORTS
-from .top.sample import PROBES, Sample, Sampler
+from ..host import PathEscape
+from ..measure.snapshot import take_snapshot
+from ..probe.runner import EbpfUnavailable, ProbeSession, ebpf_unavailable_reason
+from ..top.model import SORTS
+from ..top.sample import PROBES, Sample, Sampler
+from .common import EXIT_NO_EBPF, report_problems
 
 if TYPE_CHECKING:
-    from .cli import Ctx
+    from . import Ctx
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -119,7 +119,7 @@ def register(main: click.Group) -> None:
         live = not batch and sys.stdout.isatty()
         from rich.console import Console  # rich loads with this command only
 
-        from .top.loop import Keys, run_live, run_plain
+        from ..top.loop import Keys, run_live, run_plain
 
         def progress(message: str) -> None:
             if not live and sys.stderr.isatty():
