@@ -6,12 +6,14 @@ import logging
 import signal
 import ssl
 import sys
-import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import click
 from prometheus_client import generate_latest
 
+from ..agent.signals import catch_signals
 from ..export import (
     DEFAULT_LISTEN,
     DEFAULT_MAX_SERIES,
@@ -128,53 +130,61 @@ def register(main: click.Group, ctx_type) -> None:
         if (tls_key or tls_client_ca) and not tls_cert:
             raise click.UsageError("--tls-key and --tls-client-ca need --tls-cert")
         options = ExportOptions(per_cpu=per_cpu, filters=_filters(include, exclude), max_series=max_series)
-        auth = None
-        if basic_auth_file:
-            try:
-                auth = BasicAuth.from_file(basic_auth_file)
-            except AuthFileError as err:
-                raise click.ClickException(str(err)) from None
+        try:
+            auth = BasicAuth.from_file(basic_auth_file) if basic_auth_file else None
+        except AuthFileError as err:
+            raise click.ClickException(str(err)) from None
         tls = TlsConfig(tls_cert, tls_key or tls_cert, tls_client_ca) if tls_cert else None
         problem = _nothing_to_measure(obj.host)
         if problem:
             raise click.ClickException(problem)
+        sys.exit(run_exporter(obj.host, options, listen, tls, auth, probes=probes, once=once))
 
-        stop = threading.Event()
-        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
-        source = None
+
+def run_exporter(host, options: ExportOptions, listen: str, tls: TlsConfig | None, auth: BasicAuth | None, *,
+                 probes: bool, once: bool) -> int:  # fmt: skip
+    """The exporter's life: the probes attached (when asked for), then one exposition on stdout (--once) or the
+    server until SIGTERM or SIGINT. The probes are detached and the signal handlers put back on every exit."""
+    with catch_signals(stop=(signal.SIGTERM, signal.SIGINT)) as signals, _probe_source(host, probes) as source:
+        collector = IrqtuneCollector(host, options, probes=source)
+        registry = make_registry(collector)
+        if once:
+            if source:
+                signals.wait(ONCE_PROBE_WINDOW)
+            click.echo(generate_latest(registry).decode(), nl=False)
+            return EXIT_PARTIAL if collector.last_problems else EXIT_OK
         try:
-            if probes:
-                try:
-                    source = ProbeSource(obj.host)
-                except EbpfUnavailable as err:
-                    click.echo(f"irqtune: eBPF unavailable: {err}", err=True)
-                    sys.exit(EXIT_NO_EBPF)
-                for result in source.session.results.values():
-                    if result.status != "ok":
-                        click.echo(f"irqtune: warning: probe {result.name} {result.status}: {result.reason}",
-                                   err=True)  # fmt: skip
-            collector = IrqtuneCollector(obj.host, options, probes=source)
-            registry = make_registry(collector)
-            if once:
-                if source:
-                    stop.wait(ONCE_PROBE_WINDOW)
-                click.echo(generate_latest(registry).decode(), nl=False)
-                sys.exit(EXIT_PARTIAL if collector.last_problems else EXIT_OK)
-            try:
-                server = serve(registry, listen, tls=tls, auth=auth)
-            except (OSError, ssl.SSLError) as err:
-                raise click.ClickException(f"cannot serve on {listen}: {err}") from None
-            click.echo(f"irqtune: serving metrics on {server.url}", err=True)
-            try:
-                while not stop.wait(1.0):
-                    pass
-            finally:
-                started = time.monotonic()
-                server.close()
-                log.info("server stopped in %.2f s", time.monotonic() - started)
-            click.echo("irqtune: stopped", err=True)
+            server = serve(registry, listen, tls=tls, auth=auth)
+        except (OSError, ssl.SSLError) as err:
+            raise click.ClickException(f"cannot serve on {listen}: {err}") from None
+        click.echo(f"irqtune: serving metrics on {server.url}", err=True)
+        try:
+            while not signals.wait(1.0):
+                pass
         finally:
-            if source is not None:
-                source.close()
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
+            started = time.monotonic()
+            server.close()
+            log.info("server stopped in %.2f s", time.monotonic() - started)
+        click.echo("irqtune: stopped", err=True)
+        return EXIT_OK
+
+
+@contextmanager
+def _probe_source(host, wanted: bool) -> Iterator[ProbeSource | None]:
+    """The eBPF probes for the exporter's life (exit 4 when they cannot run at all; a warning per probe that
+    could not load)."""
+    if not wanted:
+        yield None
+        return
+    try:
+        source = ProbeSource(host)
+    except EbpfUnavailable as err:
+        click.echo(f"irqtune: eBPF unavailable: {err}", err=True)
+        sys.exit(EXIT_NO_EBPF)
+    try:
+        for result in source.session.results.values():
+            if result.status != "ok":
+                click.echo(f"irqtune: warning: probe {result.name} {result.status}: {result.reason}", err=True)
+        yield source
+    finally:
+        source.close()

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..agent.signals import Stopped, catch_signals
 from ..probe.base import PROBE_NAMES
 from ..probe.runner import EbpfUnavailable, jsonable
 from ..probe.text import render_probes
@@ -39,14 +40,6 @@ Exit status:
 """
 
 
-class _Terminated(Exception):
-    """SIGTERM during a probe window: unwinds through the session so every program detaches."""
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated()
-
-
 def _parse_only(only: str) -> list[str]:
     names = [n.strip() for n in only.split(",") if n.strip()]
     unknown = [n for n in names if n not in PROBE_NAMES]
@@ -65,23 +58,18 @@ def _measure(obj: Ctx, names: list[str], duration: float, as_json: bool) -> Prob
         if sys.stderr.isatty() and not as_json:
             click.echo(f"irqtune: {message}...", err=True)
 
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        return run_window(obj.host, names, duration, progress)
+    try:  # SIGTERM raises Stopped, Ctrl-C KeyboardInterrupt: either unwinds through the session (detached)
+        with catch_signals(stop=(signal.SIGTERM,), interrupt=(signal.SIGINT,), raise_on_stop=True):
+            return run_window(obj.host, names, duration, progress)
     except EbpfUnavailable as err:
         click.echo(f"irqtune: eBPF unavailable: {err}", err=True)
         sys.exit(EXIT_NO_EBPF)
-    except _Terminated:
+    except Stopped:
         click.echo("irqtune: terminated; probes detached", err=True)
         sys.exit(EXIT_TERMINATED)
     except KeyboardInterrupt:  # while loading or reading the probes: there is no whole window to show
         click.echo("irqtune: interrupted before the window was read; probes detached", err=True)
         sys.exit(EXIT_INTERRUPTED)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def _as_json(window: ProbeWindow, asked: float) -> dict:

@@ -8,13 +8,13 @@ import shutil
 import signal
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import click
 
+from ..agent.signals import Stopped, catch_signals
 from ..render import table
 
 POLICY_HELP = (
@@ -48,28 +48,16 @@ Exit status:
 """
 
 
-class _Terminated(Exception):
-    """SIGTERM: raised so that the temporary tree is removed on the way out (the default action would not)."""
-
-
-def _on_sigterm(signum, frame) -> None:
-    raise _Terminated()
-
-
 @contextmanager
 def _sigterm_unwinds() -> Iterator[None]:
-    """While a simulation runs, SIGTERM unwinds through the cleanup and exits 128 + SIGTERM."""
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signal handlers can only be set from the main thread
-        return
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    """While a simulation runs, SIGTERM unwinds through the cleanup (the temporary tree is removed: the default
+    action would not) and exits 128 + SIGTERM."""
     try:
-        yield
-    except _Terminated:
+        with catch_signals(stop=(signal.SIGTERM,), raise_on_stop=True):
+            yield
+    except Stopped:
         click.echo("irqtune: terminated", err=True)
         sys.exit(128 + signal.SIGTERM)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @contextmanager

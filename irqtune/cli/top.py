@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from ..agent.signals import Stopped, catch_signals
 from ..host import PathEscape
 from ..measure.snapshot import take_snapshot
 from ..probe.runner import EbpfUnavailable, ProbeSession, ebpf_unavailable_reason
@@ -35,21 +36,6 @@ Exit status:
   4  --probe was given but eBPF cannot run here (no bcc, not root, tracefs not
      mounted, --root not /); the message says which
 """
-
-
-class _Stop(Exception):
-    """A stop signal: unwinds through the screen, the terminal settings and the probe session."""
-
-
-def _hold_stops() -> None:
-    """From here on the cleanup runs to its end: a (second) stop signal must not cut it short."""
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
-
-
-def _on_stop(signum: int, frame: object) -> None:
-    _hold_stops()
-    raise _Stop()
 
 
 def _report(sample: Sample | None) -> int:
@@ -117,41 +103,8 @@ def register(main: click.Group) -> None:
             click.echo(f"irqtune: eBPF unavailable: {reason}", err=True)
             sys.exit(EXIT_NO_EBPF)
         live = not batch and sys.stdout.isatty()
-        from rich.console import Console  # rich loads with this command only
-
-        from ..top.loop import Keys, run_live, run_plain
-
-        def progress(message: str) -> None:
-            if not live and sys.stderr.isatty():
-                click.echo(f"irqtune: {message}...", err=True)
-
-        previous: dict = {}
-        samplers: list[Sampler] = []  # the one started, for its last sample's problems
         try:
-            previous.update({sig: signal.signal(sig, _on_stop) for sig in STOP_SIGNALS})  # inside: caught below
-            with ExitStack() as stack:
-
-                def start() -> Sampler:
-                    """Load the probe (seconds: bcc compiles it) and take the first reading."""
-                    session, why = None, reason or ""
-                    if reason is None:
-                        progress("loading the hardirq probe")
-                        try:
-                            session = stack.enter_context(ProbeSession(host, PROBES))
-                        except EbpfUnavailable as err:
-                            why = str(err)
-                    samplers.append(Sampler(host, session, why))
-                    return samplers[-1]
-
-                if live:  # the stack undoes cbreak after the screen is left and the probe detached
-                    keys = stack.enter_context(Keys())
-                    loading = "loading the hardirq probe (eBPF)..." if reason is None else f"not measured: {reason}"
-                    run_live(start, sort, delay, iterations, rows, Console(highlight=False), keys, loading)
-                else:
-                    run_plain(start(), sort, delay, iterations, rows, lambda s: click.echo(s, nl=False))
-                _hold_stops()  # q or --iterations: leave the screen, restore the terminal, detach, uninterrupted
-        except (_Stop, KeyboardInterrupt):
-            pass
+            sample = run_top(host, reason, live, sort, delay, iterations, rows)
         except BrokenPipeError:  # `irqtune top | head`: the reader is gone; stop quietly
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             sys.exit(0)
@@ -162,7 +115,46 @@ def register(main: click.Group) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stderr.fileno())
             sys.exit(0)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-        sys.exit(_report(samplers[0].last if samplers else None))
+        sys.exit(_report(sample))
+
+
+def run_top(host, reason: str | None, live: bool, sort: str, delay: float, iterations: int | None,
+            rows: int | None) -> Sample | None:  # fmt: skip
+    """The view until q, --iterations, Ctrl-C, SIGTERM or SIGHUP; the last sample (for its problems). A stop
+    signal unwinds through the screen, the terminal settings and the probe session, and the stop signals are
+    ignored from then on (and from the end of the view on), so that the cleanup runs to its end; the previous
+    handlers are back afterwards. `reason`: why the probe cannot run (None: load it)."""
+    from rich.console import Console  # rich loads with this command only
+
+    from ..top.loop import Keys, run_live, run_plain
+
+    def progress(message: str) -> None:
+        if not live and sys.stderr.isatty():
+            click.echo(f"irqtune: {message}...", err=True)
+
+    samplers: list[Sampler] = []  # the one started, for its last sample's problems
+    try:
+        with catch_signals(stop=STOP_SIGNALS, raise_on_stop=True, hold_on_stop=True) as signals, ExitStack() as stack:
+
+            def start() -> Sampler:
+                """Load the probe (seconds: bcc compiles it) and take the first reading."""
+                session, why = None, reason or ""
+                if reason is None:
+                    progress("loading the hardirq probe")
+                    try:
+                        session = stack.enter_context(ProbeSession(host, PROBES))
+                    except EbpfUnavailable as err:
+                        why = str(err)
+                samplers.append(Sampler(host, session, why))
+                return samplers[-1]
+
+            if live:  # the stack undoes cbreak after the screen is left and the probe detached
+                keys = stack.enter_context(Keys())
+                loading = "loading the hardirq probe (eBPF)..." if reason is None else f"not measured: {reason}"
+                run_live(start, sort, delay, iterations, rows, Console(highlight=False), keys, loading)
+            else:
+                run_plain(start(), sort, delay, iterations, rows, lambda s: click.echo(s, nl=False))
+            signals.hold()  # q or --iterations: leave the screen, restore the terminal, detach, uninterrupted
+    except (Stopped, KeyboardInterrupt):
+        pass
+    return samplers[0].last if samplers else None
