@@ -1,31 +1,16 @@
-"""`irqtune run`: the agent, as a service or in a terminal."""
+"""`irqtune run`: the agent, as a service or in a terminal (the service itself: agent/service.py)."""
 
 from __future__ import annotations
 
-import fcntl
-import json
-import os
 import signal
 import sys
-import time
 
 import click
 
-from ..act import engine
-from ..act.journal import Journal, JournalError
-from ..act.known import known_names
 from ..agent.events import LinkWatcher
-from ..agent.loop import Agent, PassReport
-from ..agent.notify import Notifier
-from ..config import MODES, Config, ConfigError, check_host, load_config
-from ..export import AgentStats, AuthFileError, serve_agent
-from ..host import Host
-from ..parse.common import printable
-from ..state import boot_id
-
-DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
-LOCK_FILE = "agent.lock"
-SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
+from ..agent.service import DEFAULT_CONFIG, Service, ServiceError, load_for_host
+from ..agent.signals import catch_signals
+from ..config import MODES
 
 RUN_EXIT = """
 \b
@@ -37,70 +22,17 @@ Exit status:
 """
 
 
-class _Signals:
-    def __init__(self) -> None:
-        self.stop = self.reload = False
-        self.events: list[str] = []
+class ClickOutput:
+    """The service's lines through click (stdout, stderr), stdout flushed after each pass."""
 
-    def install(self) -> None:
-        signal.signal(signal.SIGTERM, self._stop)
-        signal.signal(signal.SIGINT, self._stop)
-        signal.signal(signal.SIGHUP, self._reload)
+    def out(self, text: str) -> None:
+        click.echo(text)
 
-    def _stop(self, signum, frame) -> None:
-        self.stop = True
+    def err(self, text: str) -> None:
+        click.echo(text, err=True)
 
-    def _reload(self, signum, frame) -> None:
-        self.reload = True
-
-
-def _load(path: str | None, mode: str | None, interval: float | None, host: Host) -> Config:
-    """The config, checked against this host: a device or CPU it lacks (a typo) is refused, not ignored."""
-    if path is None and os.path.exists(DEFAULT_CONFIG):
-        path = DEFAULT_CONFIG
-    config = load_config(path) if path else Config()
-    problems = check_host(config, known_names(host))
-    if problems:
-        raise ConfigError("\n".join(problems))
-    if mode:
-        config.mode = mode
-    if interval:
-        config.interval = interval
-    return config
-
-
-def _lock(state_dir: str) -> int:
-    """One agent per state directory (per host): an flock held for the agent's life."""
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise click.ClickException(f"another irqtune run holds {state_dir}/{LOCK_FILE}") from None
-    return fd
-
-
-def _summary(report: PassReport, mode: str) -> str:
-    applied = sum(d.outcome == engine.APPLIED for d in report.decisions)
-    recommended = sum(d.outcome == "recommended" for d in report.decisions)
-    warnings = sum(f["severity"] != "info" for f in report.findings)
-    return (f"pass {report.number} ({mode}): {len(report.findings)} findings ({warnings} warnings), {recommended} "
-            f"recommended, {applied} applied, "
-            f"{len(report.rollbacks)} rolled back")  # fmt: skip
-
-
-def finding_lines(report: PassReport, shown: set[tuple]) -> list[str]:
-    """One line per finding and advice, with its numbers: warnings and worse every pass (the journal shows they
-    persist), info when it first appears (`shown` remembers which did)."""
-    lines = []
-    for f in sorted(report.findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], 0), reverse=True):
-        key = (f["code"], f.get("device"), f.get("irq"), f.get("cpu"))
-        if f["severity"] == "info" and key in shown:
-            continue
-        shown.add(key)
-        lines.append(f"  {f['severity']} {f['code']}: {f['message']}")
-    return lines
+    def flush(self) -> None:
+        sys.stdout.flush()
 
 
 def register(main: click.Group, ctx_type) -> None:
@@ -157,125 +89,25 @@ def register(main: click.Group, ctx_type) -> None:
         WATCHDOG=1 from the loop. SIGHUP reloads the config; SIGTERM stops (and restores
         what this agent changed when restore_on_exit is set).
         """
+
+        def load():
+            config = load_for_host(config_path, mode, interval, obj.host)
+            if listen:
+                config.exporter.listen = listen
+            return config
+
+        sys.exit(run_service(obj.host, obj.state_dir, load, passes=passes, as_json=as_json))
+
+
+def run_service(host, state_dir: str, load, *, passes: int = 0, as_json: bool = False) -> int:
+    """The service with this process's signals (SIGTERM and SIGINT stop, SIGHUP reloads; the previous handlers
+    are back afterwards), systemd's notify socket, rtnetlink link events on this host (not under a fake --root),
+    and its lines through click. A service that cannot start is exit 1 with its message."""
+    with catch_signals(stop=(signal.SIGTERM, signal.SIGINT), reload=(signal.SIGHUP,)) as signals:
+        service = Service(host, load, state_dir, ClickOutput(), signals, passes=passes, as_json=as_json,
+                          watch_links=lambda: LinkWatcher() if host.root == "/" else None)  # fmt: skip
         try:
-            config = _load(config_path, mode, interval, obj.host)
-        except ConfigError as err:
+            service.run()
+        except ServiceError as err:
             raise click.ClickException(str(err)) from None
-        if listen:
-            config.exporter.listen = listen
-        lock = _lock(obj.state_dir)
-        stats, server, journal = AgentStats(), None, None
-        try:
-            if config.exporter.listen:
-                try:
-                    server = serve_agent(obj.host, config.exporter, stats)
-                except (OSError, ValueError, AuthFileError) as err:
-                    raise click.ClickException(f"cannot serve metrics on {config.exporter.listen}: {err}") from None
-                click.echo(f"irqtune: serving metrics on {server.url}", err=True)
-            if config.mode == "tune":
-                try:
-                    journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
-                except JournalError as err:
-                    raise click.ClickException(str(err)) from None
-        except click.ClickException:
-            if server is not None:
-                server.close()
-            os.close(lock)
-            raise
-        signals, notifier = _Signals(), Notifier()
-        signals.install()
-        agent = Agent(obj.host, config, obj.state_dir, clock=time.monotonic, journal=journal)
-        watcher = LinkWatcher() if obj.host.root == "/" else None
-        online = None
-        done = 0
-        shown: set[tuple] = set()  # info findings already printed
-        try:
-            while not signals.stop:
-                cpus = obj.host.text("sys", "devices", "system", "cpu", "online")
-                if online is not None and cpus != online:
-                    signals.events.append(f"CPUs online {online.strip()} -> {(cpus or '?').strip()}")
-                online = cpus
-                if signals.events:  # links flapped, devices or CPUs came or went: place again now
-                    click.echo(f"irqtune: event: {'; '.join(signals.events)}", err=True)
-                    signals.events.clear()
-                    agent.placed = False
-                started = time.monotonic()
-                report = agent.run_pass()
-                done += 1
-                record(stats, report, agent, journal, time.monotonic() - started)
-                line = _summary(report, config.mode)
-                if as_json:
-                    click.echo(json.dumps(report.to_json()))
-                else:
-                    click.echo(line)
-                    for text in finding_lines(report, shown):
-                        click.echo(printable(text))
-                    for d in (*report.decisions, *report.rollbacks):
-                        note = f" ({d.note})" if d.note else ""
-                        click.echo(printable(f"  {d.outcome}: {d.knob} {d.current} -> {d.target}: {d.reason}{note}"))
-                sys.stdout.flush()
-                if done == 1:
-                    notifier.ready(line)
-                else:
-                    notifier.status(line)
-                notifier.ping()
-                if passes and done >= passes:
-                    break
-                _sleep(config.interval, signals, notifier, watcher)
-                if signals.reload:
-                    signals.reload = False
-                    notifier.send("RELOADING=1")
-                    try:
-                        reloaded = _load(config_path, mode, interval, obj.host)
-                        if reloaded.mode == "tune" and journal is None:  # observe -> tune: writes need the journal
-                            journal = agent.journal = Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
-                        agent.config = config = reloaded
-                        agent.placed = False  # the rules or the mode may have changed: place again
-                        click.echo(f"irqtune: reloaded {agent.config.path} ({config.mode} mode)", err=True)
-                    except (ConfigError, JournalError) as err:
-                        click.echo(f"irqtune: reload refused, keeping the running config: {err}", err=True)
-                    notifier.send("READY=1")
-        finally:
-            notifier.send("STOPPING=1")
-            if server is not None:
-                server.close()
-            if watcher:
-                watcher.close()
-            if journal is not None:
-                if config.restore_on_exit:
-                    for result in engine.restore(obj.host, journal, obj.state_dir):
-                        click.echo(f"restore: {result}", err=True)
-                journal.close()
-            os.close(lock)
-
-
-def record(stats: AgentStats, report: PassReport, agent: Agent, journal: Journal | None, seconds: float) -> None:
-    """What the exporter shows about the agent, after each pass (the loop is the only writer)."""
-    stats.record_pass(seconds)
-    for d in (*report.decisions, *report.rollbacks):
-        stats.record_change(d.outcome.replace("-", "_"), d.knob)
-    stats.journal_entries = len(journal.entries) if journal is not None else None
-    if journal is not None:
-        stats.drifted_knobs = sum(r.outcome == engine.DRIFTED for r in engine.verify(agent.host, journal))
-    stats.knob_values = dict(agent.proposer.seen)
-
-
-def _sleep(seconds: float, signals: _Signals, notifier: Notifier, watcher: LinkWatcher | None = None) -> None:
-    """Sleep in short slices: signals and link events end it promptly; the watchdog is pinged at half its
-    period."""
-    end = time.monotonic() + seconds
-    ping_every = notifier.watchdog / 2 if notifier.watchdog else None
-    next_ping = time.monotonic() + ping_every if ping_every else None
-    while not signals.stop and not signals.reload:
-        now = time.monotonic()
-        if now >= end:
-            return
-        if next_ping and now >= next_ping:
-            notifier.ping()
-            next_ping = now + ping_every
-        if watcher and watcher.wait(min(0.2, end - now)):
-            signals.events += watcher.drain()
-            if signals.events:
-                return
-        elif not watcher or watcher.fileno() is None:
-            time.sleep(min(0.2, end - now))
+    return 0
