@@ -229,10 +229,6 @@ def nvme(obj: Ctx, as_json: bool) -> None:
         click.echo(f"note: {note}")
 
 
-act.register(main, Ctx)
-act.register_plan(main, Ctx)
-sim.register(main)
-run.register(main, Ctx)
-export.register(main, Ctx)
-top.register(main)
-probe.register(main)
+for _module in (act, sim, run, export, top, probe):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)

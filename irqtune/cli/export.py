@@ -72,73 +72,70 @@ def _nothing_to_measure(host) -> str | None:
     return None
 
 
-def register(main: click.Group, ctx_type) -> None:
-    pass_obj = click.make_pass_decorator(ctx_type)
+@click.command("export", epilog=EXPORT_EXIT)
+@click.option("--listen", default=DEFAULT_LISTEN, show_default=True, callback=_listen, metavar="ADDR:PORT",
+              help="Where to serve /metrics: ADDR:PORT, [IPv6]:PORT, or :PORT for every address. "
+              "0.0.0.0 (or :PORT) exposes the interrupt counters to every host that can reach this one: "
+              "use a firewall, TLS and basic auth then. Port 0 picks a free port.")  # fmt: skip
+@click.option("--per-cpu", is_flag=True, help="Also export every IRQ per CPU that served it "
+              "(irqtune_irq_cpu_interrupts_total); within the series budget.")  # fmt: skip
+@click.option("--include", multiple=True, metavar="PATTERN", help="Only these IRQs (repeatable): an IRQ "
+              "number or range (41, 40-63) or a glob on device or action name (eth*, nvme0q*). Globs also "
+              "select /proc/net/dev interfaces.")  # fmt: skip
+@click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave these IRQs (and interfaces, by glob) "
+              "out (repeatable); wins over --include.")  # fmt: skip
+@click.option("--max-series", type=click.IntRange(0), default=DEFAULT_MAX_SERIES, show_default=True,
+              help="Series budget of one scrape; 0: none. Over it, per-CPU families are summed over CPUs and "
+              "the least busy IRQs are left out (irqtune_exporter_series_dropped says how many).")  # fmt: skip
+@click.option("--probes/--no-probes", default=False, show_default=True,
+              help=f"Attach eBPF probes ({', '.join(EXPORT_PROBES)}) for the exporter's life and export "
+              "handler-time, softirq and block latency histograms, IPI, TLB and NAPI counts. Needs root and "
+              "bcc; costs a little on every interrupt, so it is off unless asked for.")  # fmt: skip
+@click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this "
+              "certificate (PEM; may hold the key too).")  # fmt: skip
+@click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="The certificate's private key "
+              "(PEM). Default: --tls-cert.")  # fmt: skip
+@click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False), help="Require client "
+              "certificates signed by this CA (mutual TLS).")  # fmt: skip
+@click.option("--basic-auth-file", type=click.Path(exists=True, dir_okay=False), help="Require HTTP basic "
+              "auth; one USER:HASH per line, HASH bcrypt ($2b$...), SHA-crypt ($5$/$6$, openssl passwd -5) "
+              "or sha256:HEX (printf %s PASS | sha256sum). Use with TLS.")  # fmt: skip
+@click.option("--once", is_flag=True, help="Print one exposition (text format) on stdout and exit; no server. "
+              f"With --probes the probes measure for {ONCE_PROBE_WINDOW:g} s first.")  # fmt: skip
+@click.pass_obj
+def export(obj, listen: str, per_cpu: bool, include: tuple[str, ...], exclude: tuple[str, ...],
+           max_series: int, probes: bool, tls_cert: str | None, tls_key: str | None,
+           tls_client_ca: str | None, basic_auth_file: str | None, once: bool) -> None:  # fmt: skip
+    """Serve irqtune's measurements to Prometheus (GET /metrics).
 
-    @main.command("export", epilog=EXPORT_EXIT)
-    @click.option("--listen", default=DEFAULT_LISTEN, show_default=True, callback=_listen, metavar="ADDR:PORT",
-                  help="Where to serve /metrics: ADDR:PORT, [IPv6]:PORT, or :PORT for every address. "
-                  "0.0.0.0 (or :PORT) exposes the interrupt counters to every host that can reach this one: "
-                  "use a firewall, TLS and basic auth then. Port 0 picks a free port.")  # fmt: skip
-    @click.option("--per-cpu", is_flag=True, help="Also export every IRQ per CPU that served it "
-                  "(irqtune_irq_cpu_interrupts_total); within the series budget.")  # fmt: skip
-    @click.option("--include", multiple=True, metavar="PATTERN", help="Only these IRQs (repeatable): an IRQ "
-                  "number or range (41, 40-63) or a glob on device or action name (eth*, nvme0q*). Globs also "
-                  "select /proc/net/dev interfaces.")  # fmt: skip
-    @click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave these IRQs (and interfaces, by glob) "
-                  "out (repeatable); wins over --include.")  # fmt: skip
-    @click.option("--max-series", type=click.IntRange(0), default=DEFAULT_MAX_SERIES, show_default=True,
-                  help="Series budget of one scrape; 0: none. Over it, per-CPU families are summed over CPUs and "
-                  "the least busy IRQs are left out (irqtune_exporter_series_dropped says how many).")  # fmt: skip
-    @click.option("--probes/--no-probes", default=False, show_default=True,
-                  help=f"Attach eBPF probes ({', '.join(EXPORT_PROBES)}) for the exporter's life and export "
-                  "handler-time, softirq and block latency histograms, IPI, TLB and NAPI counts. Needs root and "
-                  "bcc; costs a little on every interrupt, so it is off unless asked for.")  # fmt: skip
-    @click.option("--tls-cert", type=click.Path(exists=True, dir_okay=False), help="Serve HTTPS with this "
-                  "certificate (PEM; may hold the key too).")  # fmt: skip
-    @click.option("--tls-key", type=click.Path(exists=True, dir_okay=False), help="The certificate's private key "
-                  "(PEM). Default: --tls-cert.")  # fmt: skip
-    @click.option("--tls-client-ca", type=click.Path(exists=True, dir_okay=False), help="Require client "
-                  "certificates signed by this CA (mutual TLS).")  # fmt: skip
-    @click.option("--basic-auth-file", type=click.Path(exists=True, dir_okay=False), help="Require HTTP basic "
-                  "auth; one USER:HASH per line, HASH bcrypt ($2b$...), SHA-crypt ($5$/$6$, openssl passwd -5) "
-                  "or sha256:HEX (printf %s PASS | sha256sum). Use with TLS.")  # fmt: skip
-    @click.option("--once", is_flag=True, help="Print one exposition (text format) on stdout and exit; no server. "
-                  f"With --probes the probes measure for {ONCE_PROBE_WINDOW:g} s first.")  # fmt: skip
-    @pass_obj
-    def export(obj, listen: str, per_cpu: bool, include: tuple[str, ...], exclude: tuple[str, ...],
-               max_series: int, probes: bool, tls_cert: str | None, tls_key: str | None,
-               tls_client_ca: str | None, basic_auth_file: str | None, once: bool) -> None:  # fmt: skip
-        """Serve irqtune's measurements to Prometheus (GET /metrics).
+    Every scrape takes a fresh snapshot with irqtune's own /proc readers (the same
+    as `status`) and answers with: interrupts per IRQ with its device, queue, role,
+    chip and action (summed over CPUs; per CPU with --per-cpu); LOC/RES/CAL/TLB and
+    other architecture rows, softirqs and softnet per CPU; interrupts per CPU;
+    receive packets and drops per interface; each IRQ's affinity as a number of
+    CPUs; with --probes, eBPF histograms and counts. Kernel counters are 32-bit:
+    the exporter extends them to 64 bits across scrapes, so a wrap is not a reset.
+    Names, labels and cardinality rules: docs/metrics.md.
 
-        Every scrape takes a fresh snapshot with irqtune's own /proc readers (the same
-        as `status`) and answers with: interrupts per IRQ with its device, queue, role,
-        chip and action (summed over CPUs; per CPU with --per-cpu); LOC/RES/CAL/TLB and
-        other architecture rows, softirqs and softnet per CPU; interrupts per CPU;
-        receive packets and drops per interface; each IRQ's affinity as a number of
-        CPUs; with --probes, eBPF histograms and counts. Kernel counters are 32-bit:
-        the exporter extends them to 64 bits across scrapes, so a wrap is not a reset.
-        Names, labels and cardinality rules: docs/metrics.md.
-
-        \b
-        Never writes to the host. Kernel strings (action, chip, interface names) only
-        become label values. SIGTERM or SIGINT stops it (probes are detached).
-        Example scrape config:
-          - job_name: irqtune
-            static_configs: [{targets: ["127.0.0.1:9731"]}]
-        """
-        if (tls_key or tls_client_ca) and not tls_cert:
-            raise click.UsageError("--tls-key and --tls-client-ca need --tls-cert")
-        options = ExportOptions(per_cpu=per_cpu, filters=_filters(include, exclude), max_series=max_series)
-        try:
-            auth = BasicAuth.from_file(basic_auth_file) if basic_auth_file else None
-        except AuthFileError as err:
-            raise click.ClickException(str(err)) from None
-        tls = TlsConfig(tls_cert, tls_key or tls_cert, tls_client_ca) if tls_cert else None
-        problem = _nothing_to_measure(obj.host)
-        if problem:
-            raise click.ClickException(problem)
-        sys.exit(run_exporter(obj.host, options, listen, tls, auth, probes=probes, once=once))
+    \b
+    Never writes to the host. Kernel strings (action, chip, interface names) only
+    become label values. SIGTERM or SIGINT stops it (probes are detached).
+    Example scrape config:
+      - job_name: irqtune
+        static_configs: [{targets: ["127.0.0.1:9731"]}]
+    """
+    if (tls_key or tls_client_ca) and not tls_cert:
+        raise click.UsageError("--tls-key and --tls-client-ca need --tls-cert")
+    options = ExportOptions(per_cpu=per_cpu, filters=_filters(include, exclude), max_series=max_series)
+    try:
+        auth = BasicAuth.from_file(basic_auth_file) if basic_auth_file else None
+    except AuthFileError as err:
+        raise click.ClickException(str(err)) from None
+    tls = TlsConfig(tls_cert, tls_key or tls_cert, tls_client_ca) if tls_cert else None
+    problem = _nothing_to_measure(obj.host)
+    if problem:
+        raise click.ClickException(problem)
+    sys.exit(run_exporter(obj.host, options, listen, tls, auth, probes=probes, once=once))
 
 
 def run_exporter(host, options: ExportOptions, listen: str, tls: TlsConfig | None, auth: BasicAuth | None, *,
@@ -188,3 +185,6 @@ def _probe_source(host, wanted: bool) -> Iterator[ProbeSource | None]:
         yield source
     finally:
         source.close()
+
+
+COMMANDS = (export,)

@@ -97,48 +97,50 @@ def _exit_status(window: ProbeWindow) -> int:
     return EXIT_PARTIAL if failed else EXIT_OK
 
 
-def register(main: click.Group) -> None:
-    @main.command(epilog=PROBE_EXIT)
-    @click.option(
-        "-d", "--duration", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
-        help="Seconds to measure; Ctrl-C ends the window early and prints it.",
-    )  # fmt: skip
-    @click.option(
-        "--only", metavar="PROBE[,PROBE...]", default=",".join(PROBE_NAMES), show_default=True,
-        help="Probes to load: " + ", ".join(PROBE_NAMES) + ".",
-    )  # fmt: skip
-    @click.option(
-        "--json", "as_json", is_flag=True,
-        help="Print the results as JSON (schema 1), histograms in seconds: duration (the probes' counting window), "
-        "interrupted, proc (the /proc deltas of that window) and proc_seconds (their span), proc_inner (a delta "
-        "read inside the window, a lower bound).",
-    )  # fmt: skip
-    @click.pass_obj
-    def probe(obj: Ctx, duration: float, only: str, as_json: bool) -> None:
-        """Measure with eBPF: how long interrupts take and who causes them.
+@click.command(epilog=PROBE_EXIT)
+@click.option(
+    "-d", "--duration", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
+    help="Seconds to measure; Ctrl-C ends the window early and prints it.",
+)  # fmt: skip
+@click.option(
+    "--only", metavar="PROBE[,PROBE...]", default=",".join(PROBE_NAMES), show_default=True,
+    help="Probes to load: " + ", ".join(PROBE_NAMES) + ".",
+)  # fmt: skip
+@click.option(
+    "--json", "as_json", is_flag=True,
+    help="Print the results as JSON (schema 1), histograms in seconds: duration (the probes' counting window), "
+    "interrupted, proc (the /proc deltas of that window) and proc_seconds (their span), proc_inner (a delta "
+    "read inside the window, a lower bound).",
+)  # fmt: skip
+@click.pass_obj
+def probe(obj: Ctx, duration: float, only: str, as_json: bool) -> None:
+    """Measure with eBPF: how long interrupts take and who causes them.
 
-        \b
-        Probes (tracepoints only, loaded through the system bcc, detached on exit):
-          hardirq  time in hard-IRQ handlers per IRQ, log2 histogram (IRQ_NONE excluded)
-          softirq  run time per vector and CPU, and the wait from raise to run
-          ipi      IPIs sent per callsite/callback and target CPU; x86 receive counts
-          tlb      TLB flushes per CPU by reason, pages, shootdown senders (x86)
-          napi     NAPI polls, packets, budget exhaustion per device
-          timer    local timer interrupts per CPU (x86)
-          block    block I/O completion latency per device and hardware queue
+    \b
+    Probes (tracepoints only, loaded through the system bcc, detached on exit):
+      hardirq  time in hard-IRQ handlers per IRQ, log2 histogram (IRQ_NONE excluded)
+      softirq  run time per vector and CPU, and the wait from raise to run
+      ipi      IPIs sent per callsite/callback and target CPU; x86 receive counts
+      tlb      TLB flushes per CPU by reason, pages, shootdown senders (x86)
+      napi     NAPI polls, packets, budget exhaustion per device
+      timer    local timer interrupts per CPU (x86)
+      block    block I/O completion latency per device and hardware queue
 
-        \b
-        A probe the kernel cannot support is reported with the reason and the rest
-        run. Beside the hard-IRQ counts (column PROC-SAME-WINDOW) and the TLB, CAL
-        and RES counts are the /proc/interrupts deltas of the same window: read
-        just before the maps are zeroed and just after they are read, so a count
-        can fall short of its delta by those milliseconds' events, never exceed
-        it. Needs root.
-        """
-        names = _parse_only(only)
-        window = _measure(obj, names, duration, as_json)
-        if as_json:
-            click.echo(json.dumps(_as_json(window, duration), indent=1))
-        else:
-            click.echo(render_probes(window, Style.auto(), asked=duration), nl=False)
-        sys.exit(_exit_status(window))
+    \b
+    A probe the kernel cannot support is reported with the reason and the rest
+    run. Beside the hard-IRQ counts (column PROC-SAME-WINDOW) and the TLB, CAL
+    and RES counts are the /proc/interrupts deltas of the same window: read
+    just before the maps are zeroed and just after they are read, so a count
+    can fall short of its delta by those milliseconds' events, never exceed
+    it. Needs root.
+    """
+    names = _parse_only(only)
+    window = _measure(obj, names, duration, as_json)
+    if as_json:
+        click.echo(json.dumps(_as_json(window, duration), indent=1))
+    else:
+        click.echo(render_probes(window, Style.auto(), asked=duration), nl=False)
+    sys.exit(_exit_status(window))
+
+
+COMMANDS = (probe,)
