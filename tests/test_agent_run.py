@@ -496,7 +496,7 @@ def test_a_value_the_driver_rounds_is_not_written_again(tmp_path):
 
 def test_drift_is_counted_for_the_exporter(sim, tmp_path):
     """A knob the agent set and something else changed since counts in irqtune_agent_drifted_knobs."""
-    from irqtune.cli_run import record
+    from irqtune.agent.service import record
     from irqtune.export import AgentStats
 
     host = SimulatedKernel.for_root(sim.root)

@@ -30,10 +30,9 @@ LAYERS: dict[str, int] = {
 
 
 def package_of(module: str) -> str:
-    """`irqtune.decide.advice.nvme` -> `decide`; the CLI's modules (cli, cli_run, ...) are `cli`."""
+    """`irqtune.decide.advice.nvme` -> `decide`, `irqtune.status` -> `status`, `irqtune` -> `irqtune`."""
     parts = module.split(".")
-    top = parts[1] if len(parts) > 1 else "irqtune"
-    return "cli" if top.startswith("cli") else top
+    return parts[1] if len(parts) > 1 else "irqtune"
 
 
 def imports(path: Path) -> list[tuple[int, str]]:
@@ -92,5 +91,6 @@ def test_the_check_catches_an_upward_import():
     assert upward("irqtune.decide.placement", "irqtune.act.knobs") == "decide (layer 2) imports act (layer 3)"
     assert upward("irqtune.parse.common", "irqtune.cli") is not None
     assert upward("irqtune.act.engine", "irqtune.measure.inventory") is None
-    assert upward("irqtune.cli_run", "irqtune.agent.loop") is None
+    assert upward("irqtune.cli.run", "irqtune.agent.loop") is None
+    assert upward("irqtune.agent.service", "irqtune.cli.common") is not None
     assert "has no layer" in upward("irqtune.newthing", "irqtune.parse")

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from conftest import make_root
 
 from irqtune.cli import EXIT_NO_EBPF, EXIT_OK, EXIT_USAGE, main
-from irqtune.cli_probe import EXIT_INTERRUPTED
+from irqtune.cli.probe import EXIT_INTERRUPTED
 from irqtune.probe.base import PROBE_NAMES, Histogram, map_names
 from irqtune.probe.runner import SPECS, ProbeResult
 from irqtune.probe.text import render_probes
@@ -119,7 +119,7 @@ def test_text_compares_counts_with_proc_of_the_same_window():
 
 
 def test_ctrl_c_window_prints_and_exits_130(monkeypatch):
-    monkeypatch.setattr("irqtune.cli_probe.run_window", lambda *a, **k: fake_window(interrupted=True))
+    monkeypatch.setattr("irqtune.cli.probe.run_window", lambda *a, **k: fake_window(interrupted=True))
     code, out, err = invoke("probe", "-d", "10")
     assert code == EXIT_INTERRUPTED == 130
     assert out.startswith("window 3.002 s (cut short by Ctrl-C; 10 s asked). PROC-SAME-WINDOW")
@@ -134,7 +134,7 @@ def test_ctrl_c_while_loading_says_so_without_traceback(monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("irqtune.cli_probe.run_window", interrupted)
+    monkeypatch.setattr("irqtune.cli.probe.run_window", interrupted)
     code, out, err = invoke("probe", "-d", "10")
     assert code == 130 and out == "" and "interrupted before the window was read; probes detached" in err
 

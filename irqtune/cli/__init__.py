@@ -9,17 +9,18 @@ from dataclasses import dataclass
 
 import click
 
-from . import __version__, cli_act, cli_export, cli_probe, cli_run, cli_sim, cli_top
-from .cli_common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
-from .host import Host, PathEscape
-from .measure.nvme import read_nvme
-from .measure.snapshot import take_snapshot, to_json
-from .parse.common import Problem, format_cpulist
-from .render import render_status
-from .sim.kernel import SimulatedKernel
-from .statedir import default_state_dir
-from .status import build_report, collect
-from .table import Style, table
+from .. import __version__
+from ..host import Host, PathEscape
+from ..measure.nvme import read_nvme
+from ..measure.snapshot import take_snapshot, to_json
+from ..parse.common import Problem, format_cpulist
+from ..render import render_status
+from ..sim.kernel import SimulatedKernel
+from ..statedir import default_state_dir
+from ..status import build_report, collect
+from ..table import Style, table
+from . import act, export, probe, run, sim, top
+from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
 
 EXIT_CODES_HELP = f"""
 \b
@@ -229,10 +230,6 @@ def nvme(obj: Ctx, as_json: bool) -> None:
         click.echo(f"note: {note}")
 
 
-cli_act.register(main, Ctx)
-cli_act.register_plan(main, Ctx)
-cli_sim.register(main)
-cli_run.register(main, Ctx)
-cli_export.register(main, Ctx)
-cli_top.register(main)
-cli_probe.register(main)
+for _module in (act, sim, run, export, top, probe):
+    for _command in _module.COMMANDS:
+        main.add_command(_command)

@@ -1,0 +1,334 @@
+"""The commands that change the host: set, restore, verify (and get, to read one knob).
+
+All go through `act.engine` and the journal; all honour --root, so against a fake
+tree the writes land in the tree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from ..act import engine
+from ..act.journal import Journal, JournalError
+from ..act.knobs import CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
+from ..act.owners import rivals
+from ..config import ConfigError, load_config
+from ..decide.placement import placement_plan, placement_rules
+from ..measure.known import cpu_problem, device_problem, known_names
+from ..measure.reading import read_host
+from ..measure.topology import read_topology
+from ..parse.common import CpuListError, parse_cpulist, printable
+from ..plan import KNOB_FORMS, PlanError, load_plan
+from ..statedir import boot_id
+from .common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+
+ACT_EXIT_HELP = """
+\b
+Exit status:
+  0  every knob ended as asked (applied, unchanged, restored, matches)
+  1  error: bad knob or value, journal unreadable or locked by another irqtune
+  2  usage error
+  3  some knob was refused: kernel-managed IRQ, no free vectors, busy, or
+     unsupported here (no such device or setting: get exits 3 for it too)
+  5  verify: drift found (something else changed a knob irqtune set)
+"""
+
+
+GET_EXIT_HELP = """
+\b
+Exit status:
+  0  read
+  1  error: not a knob irqtune knows (see irqtune set --help)
+  2  usage error
+  3  unsupported here: no such IRQ, device, queue or file, a driver without
+     that setting, a queue without an XPS map (set exits 3 for the same)
+"""
+
+
+def _shown(knob, value: str, raw: str | None) -> str:
+    """What a person reads: an empty CPU list (a mask of 0) is "none", with the file's own text."""
+    if value or not isinstance(knob, CpuListKnob):
+        return value
+    return f"none (the file holds {raw})" if raw else "none"
+
+
+RESTORE_EXIT_HELP = """
+\b
+Exit status:
+  0  every knob restored (or already original); stale entries dropped
+  1  error: journal unreadable or locked, --only-if-config FILE unusable
+  2  usage error
+  3  some knob was refused or failed (entry kept); wins over 5
+  5  some knob drifted and was left alone (entry kept; --force restores it)
+"""
+
+
+def _restore_status(results: list[engine.Result]) -> int:
+    """3 when a knob could not be restored, else 5 when a drifted knob was left alone (verify's drift code)."""
+    done = engine.OK_OUTCOMES | {engine.STALE, engine.DRIFTED_KEPT}
+    if any(r.outcome not in done for r in results):
+        return EXIT_PARTIAL
+    kept = [r for r in results if r.outcome == engine.DRIFTED_KEPT]
+    if kept:
+        click.echo(f"irqtune: {len(kept)} drifted knob(s) left alone; irqtune restore --force puts them back too",
+                   err=True)  # fmt: skip
+        return EXIT_DRIFT
+    return EXIT_OK
+
+
+def _emit(results: list[engine.Result], as_json: bool, dry_run: bool | None = None) -> None:
+    if as_json:
+        document: dict = {"schema": 1, "results": [r.to_json() for r in results]}
+        if dry_run is not None:
+            document["dry_run"] = dry_run
+        click.echo(json.dumps(document, indent=1))
+    else:
+        for r in results:
+            click.echo(str(r))
+        if not results:
+            click.echo("nothing to do")
+
+
+def _journal(obj) -> Journal:
+    try:
+        return Journal.open(obj.state_dir, boot_id(obj.host), wait=False)
+    except JournalError as err:
+        raise click.ClickException(str(err)) from None
+
+
+SET_HELP = (
+    "Change one KNOB to VALUE through the journal (irqtune restore undoes it).\n\n"
+    "The original value is journaled before the write; the value is read back after it. A "
+    "kernel-managed IRQ is never written (a refused write teaches irqtune that it is managed).\n\n"
+    "\b\nKNOB forms:\n" + "\n".join(f"  {form}" for form in KNOB_FORMS)
+)
+
+
+@click.command("set", epilog=ACT_EXIT_HELP, help=SET_HELP)
+@click.argument("knob")
+@click.argument("value")
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would change; write nothing.")
+@click.option("--allow-isolated", is_flag=True, help="Allow IRQ affinity on isolated or nohz_full CPUs.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.pass_obj
+def set_(obj, knob: str, value: str, dry_run: bool, allow_isolated: bool, as_json: bool) -> None:
+    try:
+        result = set_knob(obj, knob, value, dry_run=dry_run, allow_isolated=allow_isolated)
+    except KnobError as err:
+        raise click.ClickException(str(err)) from None
+    _emit([result], as_json, dry_run)
+    sys.exit(EXIT_OK if result.outcome in engine.OK_OUTCOMES else EXIT_PARTIAL)
+
+
+def set_knob(obj, knob: str, value: str, *, dry_run: bool = False, allow_isolated: bool = False) -> engine.Result:
+    """One knob changed through the journal (or only compared, dry_run); a running IRQ tuner is warned about."""
+    k = make_knob(obj.host, knob, read_topology(obj.host), allow_isolated=allow_isolated)
+    engine.prepare(k, obj.host, obj.state_dir)
+    if isinstance(k, IrqAffinityKnob) and not dry_run:
+        for name in rivals(obj.host):
+            click.echo(f"irqtune: warning: {name} is running and may move IRQ {k.parts[1]} back", err=True)
+    if dry_run:
+        return engine.change(k, value, None, obj.state_dir, dry_run=True)
+    with _journal(obj) as journal:
+        return engine.change(k, value, journal, obj.state_dir)
+
+
+@click.command(epilog=GET_EXIT_HELP)
+@click.argument("knob")
+@click.option("--json", "as_json", is_flag=True, help="Print the value as JSON: the canonical value and, for "
+              "a file, its raw text (an empty CPU list is value \"\", raw \"0\").")  # fmt: skip
+@click.pass_obj
+def get(obj, knob: str, as_json: bool) -> None:
+    """Read one KNOB's current value (never writes).
+
+    CPU lists are shown as lists (0-3,8) whatever the file holds (a hex mask); an
+    empty one as "none" with the file's text.
+    """
+    try:
+        k = make_knob(obj.host, knob)
+        value, raw = k.reading()
+    except KnobError as err:
+        raise click.ClickException(str(err)) from None
+    except Unsupported as err:  # the same cause makes set report "unsupported" and exit 3
+        if as_json:
+            click.echo(json.dumps({"knob": knob, "value": None, "outcome": engine.UNSUPPORTED, "message": str(err)}))
+        click.echo(f"irqtune: {printable(str(err))}", err=True)
+        sys.exit(EXIT_PARTIAL)
+    if as_json:
+        click.echo(json.dumps({"knob": k.id, "value": value, "raw": raw}))
+    else:
+        click.echo(printable(_shown(k, value, raw)))
+
+
+@click.command(epilog=RESTORE_EXIT_HELP)
+@click.option("-n", "--dry-run", is_flag=True, help="Say what would be restored; write nothing.")
+@click.option("--force", is_flag=True, help="Also put back knobs that drifted (something else changed them "
+              "after irqtune, as verify reports); without it they are left alone, entries kept.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.option("--only-if-config", "config_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Restore only when the agent configuration FILE says restore_on_exit = true (the service's "
+                   "ExecStopPost after a crash or a watchdog abort); otherwise keep the journal and exit 0. A "
+                   "FILE that cannot be read or has an error restores nothing and exits 1.")  # fmt: skip
+@click.pass_obj
+def restore(obj, dry_run: bool, force: bool, as_json: bool, config_file: str | None) -> None:
+    """Put every knob irqtune changed back to its original value, from the journal.
+
+    Works after a crash at any point: the original is journaled (fsynced) before
+    each first write. Entries from an earlier boot are stale and dropped: /proc
+    and /sys settings do not survive a reboot.
+
+    A knob that drifted (it no longer holds what irqtune wrote: an operator or
+    another tool changed it since) is left alone: one line names it, the value
+    irqtune wrote and the value found now; its entry is kept, so `restore --force`
+    can still put the original back. --dry-run and --json show the same decision.
+    """
+    if config_file is not None:
+        try:
+            config = load_config(config_file)
+        except (ConfigError, OSError) as err:
+            raise click.ClickException(f"{err}; nothing restored") from None
+        if not config.restore_on_exit:
+            click.echo(f"irqtune: restore_on_exit is off in {config_file}: journal kept (irqtune restore puts "
+                       "it back)", err=True)  # fmt: skip
+            return
+    with _journal(obj) as journal:
+        results = engine.restore(obj.host, journal, obj.state_dir, dry_run=dry_run, force=force)
+    _emit(results, as_json, dry_run)
+    sys.exit(_restore_status(results))
+
+
+@click.command(epilog=ACT_EXIT_HELP)
+@click.option("--json", "as_json", is_flag=True, help="Print the results as JSON.")
+@click.pass_obj
+def verify(obj, as_json: bool) -> None:
+    """Report drift: knobs irqtune set that no longer hold its value (irqbalance, a link flap)."""
+    with _journal(obj) as journal:
+        results = engine.verify(obj.host, journal)
+    _emit(results, as_json)
+    sys.exit(EXIT_DRIFT if any(r.outcome == engine.DRIFTED for r in results) else EXIT_OK)
+
+
+def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, plan_file: str | None = None):
+    try:
+        banned = frozenset(parse_cpulist(ban_cpus)) if ban_cpus else frozenset()
+    except CpuListError as err:
+        raise click.BadParameter(str(err), param_hint="--ban-cpus") from None
+    _check_names(obj.host, exclude, banned)
+    decided = None
+    if plan_file:
+        try:
+            decided = load_plan(plan_file)
+        except PlanError as err:
+            raise click.ClickException(str(err)) from None
+    reading = read_host(obj.host, obj.state_dir)
+    rules = placement_rules(reading, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude))
+    return placement_plan(reading, rules, decided), reading.topology
+
+
+def _check_names(host, exclude: tuple[str, ...], banned: frozenset[int]) -> None:
+    """A typo must not plan around nothing: unknown devices and CPUs are usage errors (exit 2)."""
+    if not exclude and not banned:
+        return
+    known = known_names(host)
+    problems = [p for p in (device_problem(name, known.devices) for name in dict.fromkeys(exclude)) if p]
+    if problems:
+        raise click.BadParameter("; ".join(problems), param_hint="--exclude")
+    problem = cpu_problem(banned, known.cpus)
+    if problem:
+        raise click.BadParameter(problem, param_hint="--ban-cpus")
+
+
+def _plan_json(plan) -> dict:
+    """A plan as JSON, saying that nothing was written (plan, and apply without --yes)."""
+    return {**plan.to_json(), "dry_run": True}
+
+
+_plan_options = [
+    click.option(
+        "--exclude",
+        "exclude",
+        multiple=True,
+        metavar="DEV",
+        help="Leave this device alone (repeatable; it must exist here).",
+    ),
+    click.option("--ban-cpus", default="", metavar="LIST", help="CPUs no interrupt may be moved to, e.g. 0,8-15."),
+    click.option("--allow-isolated", is_flag=True, help="Allow isolated and nohz_full CPUs as targets."),
+    click.option("--json", "as_json", is_flag=True, help="Print the plan (and results) as JSON."),
+]
+
+
+def _with_plan_options(fn):
+    for option in reversed(_plan_options):
+        fn = option(fn)
+    return fn
+
+
+@click.command(epilog=ACT_EXIT_HELP)
+@_with_plan_options
+@click.pass_obj
+def plan(obj, exclude, ban_cpus, allow_isolated, as_json) -> None:
+    """What irqtune would change now, and why (never writes).
+
+    Policy today: spread each NIC's queue IRQs, one per CPU in turn, over the
+    NIC-local housekeeping CPUs (not isolated, not banned); kernel-managed IRQs and
+    excluded devices are left alone with a note. Checked against the invariants
+    before it is shown: a plan with violations cannot be applied.
+    """
+    result, _ = _plan(obj, exclude, ban_cpus, allow_isolated)
+    click.echo(json.dumps(_plan_json(result), indent=1) if as_json else "\n".join(result.diff()))
+    sys.exit(EXIT_ERROR if result.violations else EXIT_OK)
+
+
+@click.command(epilog=ACT_EXIT_HELP)
+@_with_plan_options
+@click.option("-y", "--yes", is_flag=True, help="Really write. Without it apply is a dry run.")
+@click.option("--take-over", is_flag=True, help="Apply even while irqbalance or TuneD runs.")
+@click.option(
+    "--plan", "plan_file", type=click.Path(exists=True, dir_okay=False),
+    help="Apply this saved plan (irqtune plan --json, possibly edited) instead of deciding now; "
+    "it is checked against the same rules.",
+)  # fmt: skip
+@click.pass_obj
+def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, plan_file) -> None:
+    """Apply the plan: a dry run unless --yes; every write journaled and read back."""
+    result, topology = _plan(obj, exclude, ban_cpus, allow_isolated, plan_file)
+    if result.violations:
+        click.echo("\n".join(result.diff()), err=True)
+        raise click.ClickException("the plan breaks the rules above; nothing written")
+    others = {} if take_over else rivals(obj.host)
+    if yes and others:
+        for name, how in others.items():
+            click.echo(f"irqtune: {name} is running: {how}", err=True)
+        raise click.ClickException("refusing to fight another IRQ tuner; nothing written")
+    if not yes:
+        click.echo(json.dumps(_plan_json(result), indent=1) if as_json else "\n".join(result.diff()))
+        if not as_json:
+            click.echo("(dry run: nothing written; --yes to apply)")
+        return
+    results = apply_plan(obj, result, topology, allow_isolated=allow_isolated)
+    _emit(results, as_json, dry_run=False)
+    sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) else EXIT_PARTIAL)
+
+
+def apply_plan(obj, plan, topology, *, allow_isolated: bool = False) -> list[engine.Result]:
+    """Every change of a checked plan through the journal, read back; every knob is built and every target
+    validated before the first write (a bad one: ClickException, nothing written)."""
+    staged = []
+    try:
+        for change in plan.changes:
+            knob = make_knob(obj.host, change.knob, topology, allow_isolated=allow_isolated)
+            staged.append((knob, knob.normalize(change.target)))
+    except KnobError as err:
+        raise click.ClickException(f"{err}; nothing written") from None
+    results = []
+    with _journal(obj) as journal:
+        for knob, target in staged:
+            engine.prepare(knob, obj.host, obj.state_dir)
+            results.append(engine.change(knob, target, journal, obj.state_dir))
+    return results
+
+
+COMMANDS = (set_, get, restore, verify, plan, apply)
