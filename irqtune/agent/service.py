@@ -27,6 +27,7 @@ from ..act import engine
 from ..act.journal import Journal, JournalError
 from ..config import Config, ConfigError, check_host, load_config
 from ..export import AgentStats, AuthFileError, serve_agent
+from ..findings import SEVERITY_ORDER
 from ..host import Host
 from ..measure.known import known_names
 from ..parse.common import printable
@@ -37,7 +38,6 @@ from .notify import Notifier
 
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
 LOCK_FILE = "agent.lock"
-SEVERITY_ORDER = {"info": 0, "warning": 1, "critical": 2}
 SLICE = 0.2  # seconds: how promptly the wait between passes sees a signal or an event
 
 
@@ -109,7 +109,7 @@ def finding_lines(report: PassReport, shown: set[tuple]) -> list[str]:
     """One line per finding and advice, with its numbers: warnings and worse every pass (the journal shows they
     persist), info when it first appears (`shown` remembers which did)."""
     lines = []
-    for f in sorted(report.findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], 0), reverse=True):
+    for f in sorted(report.findings, key=lambda f: SEVERITY_ORDER.get(f["severity"], len(SEVERITY_ORDER))):
         key = (f["code"], f.get("device"), f.get("irq"), f.get("cpu"))
         if f["severity"] == "info" and key in shown:
             continue
