@@ -6,24 +6,14 @@ import hashlib
 import json
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import fakehost
 import pytest
-from click.testing import CliRunner
-from conftest import real_linux, require
-from netns import can_make_namespaces, veth_pair
+from conftest import cli, real_linux, require
+from netns import can_make_namespaces, irqtune_in, veth_pair
 
 from irqtune.act.journal import Journal, JournalError
-from irqtune.cli import main
-
-
-def invoke(root: Path | str, state: Path, *args: str):
-    argv = ["--root", str(root), "--state-dir", str(state), *args]
-    result = CliRunner().invoke(main, argv, catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -45,20 +35,20 @@ def affinity(root: Path, irq: int) -> str:
 
 def test_set_verify_restore_on_a_fake_tree(root, tmp_path):
     state = tmp_path / "state"
-    code, out, _ = invoke(root, state, "set", "irq/100/affinity", "4-5", "--json")
+    code, out, _ = cli("set", "irq/100/affinity", "4-5", "--json", root=root, state=state)
     assert code == 0
     result = json.loads(out)["results"][0]
     assert (result["outcome"], result["before"], result["after"]) == ("applied", "0-7", "4-5")
     assert affinity(root, 100) == "4-5"
     journal = json.loads((state / "journal.json").read_text())
     assert journal["entries"]["irq/100/affinity"]["original"] == "0-7"
-    assert invoke(root, state, "verify")[0] == 0
+    assert cli("verify", root=root, state=state).exit_code == 0
     (root / "proc" / "irq" / "100" / "smp_affinity_list").write_text("0-3\n")  # irqbalance moved it
-    code, out, _ = invoke(root, state, "verify")
+    code, out, _ = cli("verify", root=root, state=state)
     assert code == 5 and "drifted" in out and "irqtune wrote 4-5" in out
-    code, out, _ = invoke(root, state, "restore")  # drifted: left alone (tests/test_safety_cli.py)
+    code, out, _ = cli("restore", root=root, state=state)  # drifted: left alone (tests/test_safety_cli.py)
     assert code == 5 and affinity(root, 100) == "0-3"
-    code, out, _ = invoke(root, state, "restore", "--force")
+    code, out, _ = cli("restore", "--force", root=root, state=state)
     assert code == 0 and "restored" in out
     assert affinity(root, 100) == "0-7"
     assert json.loads((state / "journal.json").read_text())["entries"] == {}
@@ -66,23 +56,23 @@ def test_set_verify_restore_on_a_fake_tree(root, tmp_path):
 
 def test_second_change_keeps_the_first_original(root, tmp_path):
     state = tmp_path / "state"
-    invoke(root, state, "set", "irq/101/affinity", "4")
-    invoke(root, state, "set", "irq/101/affinity", "5")
+    cli("set", "irq/101/affinity", "4", root=root, state=state)
+    cli("set", "irq/101/affinity", "5", root=root, state=state)
     assert json.loads((state / "journal.json").read_text())["entries"]["irq/101/affinity"]["original"] == "0-7"
-    invoke(root, state, "restore")
+    cli("restore", root=root, state=state)
     assert affinity(root, 101) == "0-7"
 
 
 def test_dry_run_writes_nothing(root, tmp_path):
     state = tmp_path / "state"
     before = tree_hash(root)
-    code, out, _ = invoke(root, state, "set", "--dry-run", "irq/100/affinity", "4")
+    code, out, _ = cli("set", "--dry-run", "irq/100/affinity", "4", root=root, state=state)
     assert code == 0 and "would change" in out
     assert tree_hash(root) == before and not state.exists()
 
 
 def test_managed_irq_is_never_written(root, tmp_path):
-    code, out, _ = invoke(root, tmp_path / "state", "set", "irq/121/affinity", "3")  # managed per fake debugfs
+    code, out, _ = cli("set", "irq/121/affinity", "3", root=root, state=tmp_path / "state")  # managed per fake debugfs
     assert code == 3 and "managed" in out and affinity(root, 121) == "0-7"
 
 
@@ -101,37 +91,37 @@ def test_managed_irq_is_never_written(root, tmp_path):
 )
 def test_bad_input_is_one_clear_line(root, tmp_path, knob, value, message):
     before = tree_hash(root)
-    code, _, err = invoke(root, tmp_path / "state", "set", knob, value)
+    code, _, err = cli("set", knob, value, root=root, state=tmp_path / "state")
     assert code == 1 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1
     assert tree_hash(root) == before
 
 
 def test_isolated_cpus_need_an_explicit_yes(root, tmp_path):
-    code, _, _ = invoke(root, tmp_path / "state", "set", "--allow-isolated", "irq/100/affinity", "6")
+    code, _, _ = cli("set", "--allow-isolated", "irq/100/affinity", "6", root=root, state=tmp_path / "state")
     assert code == 0 and affinity(root, 100) == "6"
 
 
 def test_masks_and_missing_knobs(root, tmp_path):
     state = tmp_path / "state"
     (root / "proc" / "irq" / "default_smp_affinity").write_text("ff\n")
-    code, out, _ = invoke(root, state, "set", "irq/default/affinity", "0-3")
+    code, out, _ = cli("set", "irq/default/affinity", "0-3", root=root, state=state)
     assert code == 0 and (root / "proc" / "irq" / "default_smp_affinity").read_text() == "f"
-    assert invoke(root, state, "get", "irq/default/affinity")[1].strip() == "0-3"
-    code, out, _ = invoke(root, state, "set", "net/eth9/threaded", "1")
+    assert cli("get", "irq/default/affinity", root=root, state=state).stdout.strip() == "0-3"
+    code, out, _ = cli("set", "net/eth9/threaded", "1", root=root, state=state)
     assert code == 3 and "unsupported" in out
 
 
 def test_journal_is_locked_and_stale_entries_are_dropped(root, tmp_path):
     state = tmp_path / "state"
     with Journal.open(str(state), "boot-1"):
-        code, _, err = invoke(root, state, "set", "irq/100/affinity", "4")
+        code, _, err = cli("set", "irq/100/affinity", "4", root=root, state=state)
         assert code == 1 and "another irqtune holds" in err
         with pytest.raises(JournalError):
             Journal.open(str(state), "boot-1", wait=False)
     with Journal.open(str(state), "an-earlier-boot") as journal:
         journal.record_intent("irq/102/affinity", "1", "5")
-    code, out, _ = invoke(root, state, "restore")
+    code, out, _ = cli("restore", root=root, state=state)
     assert code == 0 and "stale" in out and affinity(root, 102) == "0-7"
     assert json.loads((state / "journal.json").read_text())["entries"] == {}
 
@@ -144,7 +134,7 @@ def test_crash_between_journal_and_write_restores_cleanly(root, tmp_path):
     (root / "proc" / "irq" / "103" / "smp_affinity_list").write_text("5\n")
     with Journal.open(str(state), "boot-1") as journal:
         journal.record_intent("irq/103/affinity", "0-7", "5")  # crash here: written, not yet read back
-    code, out, _ = invoke(root, state, "restore")
+    code, out, _ = cli("restore", root=root, state=state)
     assert code == 0, out
     assert affinity(root, 100) == "0-7" and affinity(root, 103) == "0-7"
 
@@ -154,7 +144,7 @@ def test_unreadable_journal_stops_every_write(root, tmp_path):
     state.mkdir()
     (state / "journal.json").write_text("{not json")
     before = tree_hash(root)
-    code, _, err = invoke(root, state, "set", "irq/100/affinity", "4")
+    code, _, err = cli("set", "irq/100/affinity", "4", root=root, state=state)
     assert code == 1 and "unreadable journal" in err and tree_hash(root) == before
 
 
@@ -183,12 +173,12 @@ def test_serial_port_irq_affinity_changes_and_restores(tmp_path):
         original = f.read().strip()
     target = "0" if original != "0" else "1"
     try:
-        code, out, _ = invoke("/", tmp_path, "set", f"irq/{irq}/affinity", target, "--json")
+        code, out, _ = cli("set", f"irq/{irq}/affinity", target, "--json", root="/", state=tmp_path)
         assert code == 0, out
         assert json.loads(out)["results"][0]["outcome"] == "applied"
         with open(path) as f:
             assert f.read().strip() == target
-        code, out, _ = invoke("/", tmp_path, "restore")
+        code, out, _ = cli("restore", root="/", state=tmp_path)
         assert code == 0 and "restored" in out
         with open(path) as f:
             assert f.read().strip() == original
@@ -203,14 +193,14 @@ def test_managed_virtio_blk_irq_is_reported_and_never_changed(tmp_path):
     require(irq is not None, "no virtio-blk request IRQ on this host")
     with open(f"/proc/irq/{irq}/smp_affinity_list") as f:
         original = f.read().strip()
-    code, out, _ = invoke("/", tmp_path, "set", f"irq/{irq}/affinity", "0")
+    code, out, _ = cli("set", f"irq/{irq}/affinity", "0", root="/", state=tmp_path)
     if code == 0:  # not managed on this kernel after all: put it back and say so
-        invoke("/", tmp_path, "restore")
+        cli("restore", root="/", state=tmp_path)
         pytest.fail(f"IRQ {irq} accepted an affinity write; expected a kernel-managed virtio-blk queue")
     assert code == 3 and "managed" in out
     with open(f"/proc/irq/{irq}/smp_affinity_list") as f:
         assert f.read().strip() == original
-    code, out, _ = invoke("/", tmp_path, "status", "-i", "0", "--no-probe", "--json")
+    code, out, _ = cli("status", "-i", "0", "--no-probe", "--json", root="/", state=tmp_path)
     entry = next(e for d in json.loads(out)["devices"] for e in d["irqs"] if e["irq"] == irq)
     assert (entry["managed"], entry["managed_source"]) == ("yes", "learned")
     assert json.loads((tmp_path / "journal.json").read_text())["entries"] == {}
@@ -218,13 +208,9 @@ def test_managed_virtio_blk_irq_is_reported_and_never_changed(tmp_path):
 
 def test_napi_sysfs_knobs_in_a_namespace(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
-    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
     with veth_pair() as pair:
         ns, dev = pair.receiver_ns, pair.receiver
-
-        def irqtune(*args: str) -> subprocess.CompletedProcess:
-            argv = ["ip", "netns", "exec", ns, exe, "--state-dir", str(tmp_path), *args]
-            return subprocess.run(argv, capture_output=True, text=True, check=False)
+        irqtune = irqtune_in(ns, tmp_path)
 
         originals = {k: irqtune("get", f"net/{dev}/{k}").stdout.strip() for k in
                      ("gro-flush-timeout", "napi-defer-hard-irqs", "threaded")}  # fmt: skip

@@ -14,13 +14,11 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import require
+from conftest import cli, require
 from netns import can_make_namespaces, veth_pair
 
 from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent
-from irqtune.cli import main
 from irqtune.config import Config, Limits, load_config
 from irqtune.plan import Change
 from irqtune.sim.kernel import SimulatedKernel
@@ -55,11 +53,6 @@ def usecs(root: str) -> int:
     return json.loads(read(root, "sys/class/net/eth1/irqtune-sim/ethtool.json"))["coalesce"]["rx_usecs"]
 
 
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
 def affinities() -> dict[str, str]:
     out = {}
     for irq in os.listdir("/proc/irq"):
@@ -74,7 +67,7 @@ def affinities() -> dict[str, str]:
 
 def test_observe_on_this_host_recommends_and_writes_nothing(tmp_path):
     before = affinities()
-    code, out, err = invoke("--state-dir", str(tmp_path), "run", "--passes", "3", "--interval", "0.5", "--json")
+    code, out, err = cli("run", "--passes", "3", "--interval", "0.5", "--json", state=tmp_path)
     assert code == 0, err
     reports = [json.loads(line) for line in out.splitlines()]
     assert [r["pass"] for r in reports] == [1, 2, 3]
@@ -143,7 +136,7 @@ def test_sigkill_then_restore_leaves_every_knob_at_its_original(sim, tmp_path):
     now = {i: read(sim.root, f"proc/irq/{i}/smp_affinity_list") for i in (100, 101)}
     changed = read(sim.root, ethtool) != original or now != affinity
     assert changed  # the kill came after at least one change
-    code, out, err = invoke("--root", sim.root, "--state-dir", str(state), "restore")
+    code, out, err = cli("restore", root=sim.root, state=state)
     assert code == 0, out + err
     assert json.loads(read(sim.root, ethtool)) == json.loads(original)
     assert {i: read(sim.root, f"proc/irq/{i}/smp_affinity_list") for i in (100, 101)} == affinity
@@ -217,7 +210,7 @@ def test_notify_protocol_over_a_real_socket_and_the_lock(tmp_path):
 def test_run_refuses_a_bad_config_with_its_line(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('mode = "tune"\n[limits]\ndwel = 3\n')
-    code, _, err = invoke("--state-dir", str(tmp_path / "s"), "run", "--config", str(config), "--passes", "1")
+    code, _, err = cli("run", "--config", str(config), "--passes", "1", state=tmp_path / "s")
     assert code == 1 and "c.toml:3: limits.dwel: unknown key" in err
 
 
@@ -320,7 +313,7 @@ def test_colocation_and_steering_from_the_config(sim, tmp_path):
     assert applied["net/eth1/rx-0/rps-cpus"] == "0-2"
     assert read(sim.root, "sys/class/net/eth1/queues/tx-1/xps_cpus") == "8"
     assert all("memcached" in d.reason for d in report.decisions if d.knob.startswith("irq/"))
-    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore")
+    code, out, err = cli("restore", root=sim.root, state=state)
     assert code == 0, out + err
     assert read(sim.root, "proc/irq/100/smp_affinity_list") == "0-3"
     assert read(sim.root, "sys/class/net/eth1/queues/rx-0/rps_cpus") in ("0", "00")
@@ -378,21 +371,21 @@ def test_restore_only_if_the_config_says_so(sim, tmp_path):
     keeps the journal when false, and restores nothing (exit 1) when FILE is broken."""
     state = str(tmp_path / "state")
     original = read(sim.root, "proc/irq/100/smp_affinity_list")
-    code, out, err = invoke("--root", sim.root, "--state-dir", state, "set", "irq/100/affinity", "1")
+    code, out, err = cli("set", "irq/100/affinity", "1", root=sim.root, state=state)
     assert code == 0, out + err
     keep, restore, broken = tmp_path / "keep.toml", tmp_path / "restore.toml", tmp_path / "broken.toml"
     keep.write_text("restore_on_exit = false\n")
     restore.write_text("restore_on_exit = true\n")
     broken.write_text("restore_on_exit = maybe\n")
-    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(keep))
+    code, out, err = cli("restore", "--only-if-config", str(keep), root=sim.root, state=state)
     assert code == 0 and "journal kept" in err and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
-    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(broken))
+    code, out, err = cli("restore", "--only-if-config", str(broken), root=sim.root, state=state)
     assert (
         code == 1
         and "broken.toml:1:19: Invalid value" in err
         and read(sim.root, "proc/irq/100/smp_affinity_list") == "1"
     )
-    code, out, err = invoke("--root", sim.root, "--state-dir", state, "restore", "--only-if-config", str(restore))
+    code, out, err = cli("restore", "--only-if-config", str(restore), root=sim.root, state=state)
     assert code == 0, out + err
     assert read(sim.root, "proc/irq/100/smp_affinity_list") == original
 
@@ -539,8 +532,7 @@ def test_placement_held_by_max_changes_is_finished_in_later_passes(sim, tmp_path
 def test_observe_text_prints_findings_and_recommends_every_pass(sim, tmp_path):
     """Text mode (what the service journal keeps): each finding on its own line with its numbers, warnings every
     pass and info once; placement is recommended on every pass while it still differs, not only on pass 1."""
-    code, out, err = invoke("--root", sim.root, "--state-dir", str(tmp_path / "state"), "run", "--passes", "3",
-                            "--interval", "0.5")  # fmt: skip
+    code, out, err = cli("run", "--passes", "3", "--interval", "0.5", root=sim.root, state=tmp_path / "state")
     assert code == 0, err
     passes = out.split("pass ")[1:]
     assert len(passes) == 3, out

@@ -8,10 +8,10 @@ import time
 
 import fakehost
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 from test_rates import snap, table
 
-from irqtune.cli import EXIT_OK, EXIT_PARTIAL, main
+from irqtune.cli import EXIT_OK, EXIT_PARTIAL
 from irqtune.measure.inventory import _remapping
 from irqtune.measure.rates import compute_rates, counter_delta
 from irqtune.measure.topology import Topology, parse_cmdline
@@ -24,16 +24,11 @@ def root(tmp_path):
     return fakehost.build(tmp_path / "host")
 
 
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_damaged_state_file_is_ignored(root):
     state = root / "var" / "lib" / "irqtune"
     state.mkdir(parents=True)
     (state / "managed-irqs.json").write_text('{"boot_id":"boot-1","irqs":{"36":{"managed":true,"actions":5}}}')
-    code, out, err = invoke("--root", str(root), "status", "-i", "0", "--json")
+    code, out, err = cli("status", "-i", "0", "--json", root=root)
     assert code == EXIT_OK, err
     assert json.loads(out)["devices"]
 
@@ -41,7 +36,7 @@ def test_damaged_state_file_is_ignored(root):
 def test_irq_number_with_leading_zero_is_a_problem(root):
     path = root / "proc" / "interrupts"
     path.write_text(path.read_text().replace("  36:", " 036:"))
-    code, out, err = invoke("--root", str(root), "status", "-i", "0", "--json")
+    code, out, err = cli("status", "-i", "0", "--json", root=root)
     assert code == EXIT_PARTIAL
     assert "expected an IRQ number, got '036'" in err
     assert all(e["irq"] != 36 for e in json.loads(out)["busiest_irqs"])
@@ -58,7 +53,7 @@ def test_escaping_symlinks_become_problems(root, tmp_path):
     os.symlink(outside / "36", irq)
     os.symlink("/etc", root / "sys" / "class" / "nvme" / "nvme9")
     os.symlink(outside, root / "proc" / "sys" / "kernel" / "hostname")
-    code, out, _ = invoke("--root", str(root), "status", "-i", "0", "--json")
+    code, out, _ = cli("status", "-i", "0", "--json", root=root)
     assert code == EXIT_PARTIAL
     report = json.loads(out)
     refused = [p["message"] for p in report["problems"]]
@@ -71,7 +66,7 @@ def test_escaping_symlinks_become_problems(root, tmp_path):
 def test_huge_cpu_range_is_refused_quickly(root):
     (root / "proc" / "irq" / "36" / "smp_affinity_list").write_text("0-300000000\n")
     start = time.monotonic()
-    code, _, err = invoke("--root", str(root), "snapshot", "--json")
+    code, _, err = cli("snapshot", "--json", root=root)
     assert time.monotonic() - start < 10
     assert code == EXIT_PARTIAL and "/proc/irq/36/smp_affinity_list:1: CPU 300000000" in err
     with pytest.raises(CpuListError):
@@ -81,7 +76,7 @@ def test_huge_cpu_range_is_refused_quickly(root):
 def test_cmdline_typos_are_reported_and_n_all_understood(root):
     (root / "proc" / "cmdline").write_text("isolcpus=abc nohz_full=2-N rcu_nocbs=all\n")
     (root / "sys" / "devices" / "system" / "cpu" / "nohz_full").unlink()  # else sysfs, the kernel's word, wins
-    code, out, err = invoke("--root", str(root), "status", "-i", "0", "--json")
+    code, out, err = cli("status", "-i", "0", "--json", root=root)
     assert code == EXIT_PARTIAL and "isolcpus=" in err
     topo = json.loads(out)["topology"]
     assert topo["nohz_full"] == list(range(2, 16)) and topo["rcu_nocbs"] == list(range(16))
@@ -93,7 +88,7 @@ def test_cmdline_typos_are_reported_and_n_all_understood(root):
 def test_problems_are_reported_once_with_a_window(root):
     path = root / "proc" / "interrupts"
     path.write_text(path.read_text() + "garbage line\n")
-    code, out, err = invoke("--root", str(root), "status", "-i", "0.05", "--json")
+    code, out, err = cli("status", "-i", "0.05", "--json", root=root)
     assert code == EXIT_PARTIAL
     assert err.count("found no ':'") == 1
     assert len(json.loads(out)["problems"]) == 1
@@ -104,7 +99,7 @@ def test_fifo_under_root_does_not_hang(tmp_path):
     (tmp_path / "sys").mkdir()
     os.mkfifo(tmp_path / "proc" / "interrupts")
     (tmp_path / "proc" / "softirqs").write_text("    CPU0\n   TIMER: 5\n")
-    code, out, _ = invoke("--root", str(tmp_path), "snapshot", "--json")
+    code, out, _ = cli("snapshot", "--json", root=tmp_path)
     assert code == EXIT_OK
     assert "not a regular file" in json.loads(out)["unavailable"]["/proc/interrupts"]
 

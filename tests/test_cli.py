@@ -9,10 +9,9 @@ import subprocess
 import sys
 
 import pytest
-from click.testing import CliRunner
-from conftest import fixture_text, make_root, require
+from conftest import cli, fixture_text, make_root, require
 
-from irqtune.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, main
+from irqtune.cli import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE
 
 # PCP qa/886.out: kernel.percpu.intr (sum of every per-CPU row) for the fixture hosts.
 PCP_PERCPU_INTR = {
@@ -31,7 +30,7 @@ PCP_PERCPU_INTR = {
 
 
 def run(*args: str) -> tuple[int, dict | str, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    result = cli(*args)
     out = result.stdout
     if "--json" in args and result.exit_code in (EXIT_OK, EXIT_PARTIAL):
         out = json.loads(out)

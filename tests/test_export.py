@@ -8,14 +8,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import fixture_text, make_root, require
+from conftest import cli, fixture_text, make_root, require
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics_families
 from prometheus_client.parser import text_string_to_metric_families
 
-from irqtune.cli import main
 from irqtune.export import AgentStats, ExportOptions, Filters, IrqtuneCollector, make_registry
 from irqtune.export.histograms import BUCKET_BOUNDS, FIRST_SLOT, SERIES_PER_HISTOGRAM
 from irqtune.export.labels import MAX_LABEL, label
@@ -388,13 +386,9 @@ def test_agent_stats_are_exported(tmp_path):
 # -- the command, without a server ---------------------------------------------------------------------
 
 
-def invoke(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 def test_export_once(tmp_path):
     root = fixture_root(tmp_path, LAPTOP)
-    result = invoke("--root", str(root), "export", "--once", "--per-cpu", "--include", "40-47")
+    result = cli("export", "--once", "--per-cpu", "--include", "40-47", root=root)
     assert result.exit_code == 0, result.output
     text = result.stdout
     assert families(text)["irqtune_irq_cpu_interrupts"].type == "counter"
@@ -414,7 +408,7 @@ def test_export_once(tmp_path):
 )
 def test_export_usage_errors(tmp_path, args, code, message):
     root = fixture_root(tmp_path, LAPTOP)
-    result = CliRunner().invoke(main, ["--root", str(root), "export", "--once", *args])
+    result = cli("export", "--once", *args, root=root)
     assert result.exit_code == code
     assert message in result.output
 
@@ -422,21 +416,21 @@ def test_export_usage_errors(tmp_path, args, code, message):
 def test_export_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     empty = make_root(tmp_path / "empty", {})
-    result = CliRunner().invoke(main, ["--root", str(empty), "export", "--once"])
+    result = cli("export", "--once", root=empty)
     assert result.exit_code == 1 and "nothing to measure" in result.output
     (tmp_path / "laptop").mkdir()
     root = fixture_root(tmp_path / "laptop", LAPTOP)
     bad = tmp_path / "users"
     bad.write_text("admin:plaintext\n")
-    result = CliRunner().invoke(main, ["--root", str(root), "export", "--basic-auth-file", str(bad)])
+    result = cli("export", "--basic-auth-file", str(bad), root=root)
     assert result.exit_code == 1 and "users:1" in result.output
-    result = CliRunner().invoke(main, ["--root", str(root), "export", "--once", "--probes"])
+    result = cli("export", "--once", "--probes", root=root)
     assert result.exit_code == 4 and "--root must be /" in result.output
 
 
 def test_malformed_input_is_exit_3_with_the_rest_exported(tmp_path):
     root = make_root(tmp_path, {"proc/interrupts": "  CPU0  CPU1\n 41: 1 2 PCI-MSI 1-edge a\n 42: x y junk\n"})
-    result = CliRunner().invoke(main, ["--root", str(root), "export", "--once"])
+    result = cli("export", "--once", root=root)
     assert result.exit_code == 3
     assert samples(result.stdout, "irqtune_scrape_problems")[()] == 1
     assert len(samples(result.stdout, "irqtune_interrupts_total")) == 1

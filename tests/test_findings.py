@@ -8,10 +8,9 @@ from pathlib import Path
 
 import fakehost
 import pytest
-from click.testing import CliRunner
-from conftest import make_root
+from conftest import cli, make_root
 
-from irqtune.cli import EXIT_OK, main
+from irqtune.cli import EXIT_OK
 from irqtune.findings import Measurements, Thresholds, check_rx_drops, find_all
 from irqtune.host import Host
 from irqtune.measure.inventory import Inventory, build_inventory
@@ -114,7 +113,7 @@ def test_status_report_and_text_agree(root, tmp_path):
 
 
 def status_json(*args: str) -> dict:
-    result = CliRunner().invoke(main, [*args, "--json"], catch_exceptions=False)
+    result = cli(*args, "--json")
     assert result.exit_code == EXIT_OK, result.output
     return json.loads(result.stdout)
 

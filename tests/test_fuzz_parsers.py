@@ -12,12 +12,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from irqtune.act.knobs import KnobError, Unsupported, make_knob
-from irqtune.cli import main
 from irqtune.host import Host
 from irqtune.measure.inventory import build_inventory
 from irqtune.measure.nvme import read_nvme
@@ -251,7 +250,7 @@ def test_commands_on_a_fake_tree_print_no_traceback(files):
     with tempfile.TemporaryDirectory() as tmp:
         write_tree(Path(tmp), files)
         for args in (("snapshot", "--json"), ("status", "--no-probe", "-i", "0"), ("nvme",), ("get", "irq/5/affinity")):
-            result = CliRunner().invoke(main, ["--root", tmp, *args], catch_exceptions=False)
+            result = cli(*args, root=tmp)
             assert result.exit_code in (0, 1, 3), (args, result.stderr)
             for line in result.stderr.splitlines():
                 if line.startswith("irqtune: warning: /") and "more problems" not in line:

@@ -7,10 +7,10 @@ import time
 
 import fakehost
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 
 from irqtune.act.knobs import KnobError, make_knob
-from irqtune.cli import EXIT_ERROR, EXIT_PARTIAL, main
+from irqtune.cli import EXIT_ERROR, EXIT_PARTIAL
 from irqtune.host import Host
 from irqtune.measure.queues import classify_action
 from irqtune.measure.topology import read_topology
@@ -28,11 +28,6 @@ def root(tmp_path):
     return fakehost.build(tmp_path / "host")
 
 
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
 def add_line(root, rel: str, line: str) -> int:
     """Append a line to a file of the fake root; its 1-based line number."""
     path = root / rel
@@ -44,7 +39,7 @@ def add_line(root, rel: str, line: str) -> int:
 @pytest.mark.parametrize("command", [("snapshot", "--json"), ("status", "--no-probe", "-i", "0.2", "--json")])
 def test_a_5000_digit_err_row_is_a_problem_and_the_rest_is_read(root, command):
     line = add_line(root, "proc/interrupts", f"ERR: {DIGITS_5000}")
-    code, out, err = invoke("--root", str(root), *command)
+    code, out, err = cli(*command, root=root)
     assert code == EXIT_PARTIAL, err
     assert f"/proc/interrupts:{line}: row 'ERR': a 5,000-digit number is beyond a 64-bit counter" in err
     assert "Traceback" not in err and DIGITS_5000[:100] not in err + out
@@ -72,7 +67,7 @@ def test_any_counter_past_64_bits_is_a_problem_with_its_line(root, rel, line):
             (root / name).parent.mkdir(parents=True, exist_ok=True)
             (root / name).write_text(header)
     number = add_line(root, rel, line)
-    code, out, err = invoke("--root", str(root), "snapshot", "--json")
+    code, out, err = cli("snapshot", "--json", root=root)
     assert code == EXIT_PARTIAL and f"/{rel}:{number}: " in err and "Traceback" not in err
     assert json.loads(out)["interrupts"]["rows"]["100"]["total"] == 70000  # the rest still read
 
@@ -88,7 +83,7 @@ def test_counts_stop_at_64_bits():
 
 def test_irq_node_that_is_not_a_number_is_a_problem(root):
     (root / "proc" / "irq" / "36" / "node").write_text(f"-{DIGITS_5000}\n")
-    code, out, err = invoke("--root", str(root), "snapshot", "--json")
+    code, out, err = cli("snapshot", "--json", root=root)
     assert code == EXIT_PARTIAL and "/proc/irq/36/node:1: expected a NUMA node number" in err
     affinity = json.loads(out)["affinity"]
     assert affinity["36"]["node"] is None and affinity["100"]["node"] == 0
@@ -119,11 +114,9 @@ def test_knob_value_of_thousands_of_digits_is_refused(root, tmp_path):
     with pytest.raises(KnobError, match="a 5,000-digit number"):
         make_knob(Host(str(root)), "sysctl/net.core.netdev_budget").normalize(DIGITS_5000)
     state = str(tmp_path / "state")
-    code, out, err = invoke(
-        "--root", str(root), "--state-dir", state, "set", "sysctl/net.core.netdev_budget", DIGITS_5000
-    )
+    code, out, err = cli("set", "sysctl/net.core.netdev_budget", DIGITS_5000, root=root, state=state)
     assert code == EXIT_ERROR and "expected a whole number" in out + err and "Traceback" not in err
-    code, _, err = invoke("--root", str(root), "get", f"irq/{DIGITS_5000}/affinity")
+    code, _, err = cli("get", f"irq/{DIGITS_5000}/affinity", root=root)
     assert code == EXIT_ERROR and "Traceback" not in err
 
 

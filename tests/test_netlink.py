@@ -10,7 +10,7 @@ import sys
 
 import pytest
 from conftest import real_linux, require
-from netns import can_make_namespaces, veth_pair
+from netns import can_make_namespaces, irqtune_in, veth_pair
 
 from irqtune.nl import ethtool as nl
 
@@ -73,13 +73,9 @@ def test_coalesce_get_on_eth0_reads_only_what_the_driver_supports():
 
 def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
-    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
     with veth_pair(queues=2) as pair:
         ns, dev = pair.receiver_ns, pair.receiver
-
-        def irqtune(*args: str) -> subprocess.CompletedProcess:
-            argv = ["ip", "netns", "exec", ns, exe, "--state-dir", str(tmp_path), *args]
-            return subprocess.run(argv, capture_output=True, text=True, check=False)
+        irqtune = irqtune_in(ns, tmp_path)
 
         original = irqtune("get", f"net/{dev}/channels/rx").stdout.strip()
         assert original == "2"
@@ -98,7 +94,6 @@ def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
 
 def test_napi_settings_set_and_restore_per_instance_on_veth(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
-    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
     with veth_pair(queues=2) as pair:
         ns, dev = pair.receiver_ns, pair.receiver
         listing = subprocess.run(
@@ -111,10 +106,7 @@ def test_napi_settings_set_and_restore_per_instance_on_veth(tmp_path):
         napis = [n for n in json.loads(listing.stdout) if n["ifindex"] == ifindex]
         require(bool(napis), "veth created no NAPI instance with GRO on (kernel without veth NAPI)")
         napi = napis[0]["id"]
-
-        def irqtune(*args: str) -> subprocess.CompletedProcess:
-            argv = ["ip", "netns", "exec", ns, exe, "--state-dir", str(tmp_path), *args]
-            return subprocess.run(argv, capture_output=True, text=True, check=False)
+        irqtune = irqtune_in(ns, tmp_path)
 
         wanted = {"defer-hard-irqs": "2", "gro-flush-timeout": "200000", "irq-suspend-timeout": "20000000000",
                   "threaded": "1"}  # fmt: skip
@@ -143,7 +135,6 @@ def test_napi_set_message():
 
 def test_device_wide_napi_write_keeps_each_napis_own_value_for_restore(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
-    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
     with veth_pair(queues=2) as pair:
         ns, dev = pair.receiver_ns, pair.receiver
 
@@ -156,10 +147,10 @@ def test_device_wide_napi_write_keeps_each_napis_own_value_for_restore(tmp_path)
         require(bool(napis), "veth created no NAPI instance with GRO on")
         someone_else = f"from irqtune.nl.netdev import Netdev; Netdev().set_napi({napis[0]}, {{'defer_hard_irqs': 3}})"
         assert run(sys.executable, "-c", someone_else).returncode == 0  # set outside irqtune: not journaled
-        irqtune = [exe, "--state-dir", str(tmp_path)]
-        result = run(*irqtune, "set", f"net/{dev}/napi-defer-hard-irqs", "5")
+        irqtune = irqtune_in(ns, tmp_path)
+        result = irqtune("set", f"net/{dev}/napi-defer-hard-irqs", "5")
         assert result.returncode == 0, result.stdout + result.stderr
-        assert run(*irqtune, "get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "5"
-        assert run(*irqtune, "restore").returncode == 0
-        assert run(*irqtune, "get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "3"
-        assert run(*irqtune, "get", f"net/{dev}/napi-defer-hard-irqs").stdout.strip() == "0"
+        assert irqtune("get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "5"
+        assert irqtune("restore").returncode == 0
+        assert irqtune("get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "3"
+        assert irqtune("get", f"net/{dev}/napi-defer-hard-irqs").stdout.strip() == "0"

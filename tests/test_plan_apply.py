@@ -10,16 +10,9 @@ import time
 from pathlib import Path
 
 import fakehost
-from click.testing import CliRunner
-from conftest import fixture_text
+from conftest import cli, fixture_text
 
-from irqtune.cli import main
 from irqtune.plan import Change, Plan, Rules, check
-
-
-def invoke(root: Path, state: Path, *args: str):
-    result = CliRunner().invoke(main, ["--root", str(root), "--state-dir", str(state), *args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def nic_host(root: Path, interrupts: str, nic: str, node_cpus: dict[int, str], local: str, node: int) -> Path:
@@ -50,7 +43,7 @@ def test_plan_matches_netutils_rss_ladder(tmp_path):
     """netutils-linux's rss-ladder expected plan for eth1 on socket 1 of a 2x E5645 host."""
     root = nic_host(tmp_path / "h", fixture_text("interrupts-netutils-x86_64-12cpu-2socket-ixgbe-TxRx.txt"),
                     "eth1", {0: "0-5", 1: "6-11"}, "6-11", 1)  # fmt: skip
-    code, out, _ = invoke(root, tmp_path / "s", "plan", "--json", "--exclude", "eth0")
+    code, out, _ = cli("plan", "--json", "--exclude", "eth0", root=root, state=tmp_path / "s")
     assert code == 0
     plan = json.loads(out)
     got = {c["irq"]: c["target"] for c in plan["changes"] if c["device"] == "eth1"}
@@ -67,15 +60,15 @@ def test_dry_run_then_apply_then_restore(tmp_path):
     root = fakehost.build(tmp_path / "h")
     state = tmp_path / "s"
     before = {irq: (root / "proc" / "irq" / str(irq) / "smp_affinity_list").read_text() for irq in fakehost.IRQS}
-    code, out, _ = invoke(root, state, "apply")
+    code, out, _ = cli("apply", root=root, state=state)
     assert code == 0 and "dry run" in out
     assert all((root / "proc" / "irq" / str(i) / "smp_affinity_list").read_text() == v for i, v in before.items())
-    code, out, err = invoke(root, state, "apply", "--yes", "--json")
+    code, out, err = cli("apply", "--yes", "--json", root=root, state=state)
     assert code == 0, err
     results = json.loads(out)["results"]
     assert results and all(r["outcome"] == "applied" for r in results)
     assert (root / "proc" / "irq" / "100" / "smp_affinity_list").read_text().strip() == "4"  # ens1f0 on node 1
-    assert invoke(root, state, "restore")[0] == 0
+    assert cli("restore", root=root, state=state).exit_code == 0
     assert all((root / "proc" / "irq" / str(i) / "smp_affinity_list").read_text().strip() == v.strip()
                for i, v in before.items())  # fmt: skip
 
@@ -90,7 +83,7 @@ def test_rules_are_checked_before_writing():
 
 def test_plan_avoids_banned_and_isolated_cpus(tmp_path):
     root = fakehost.build(tmp_path / "h")
-    code, out, _ = invoke(root, tmp_path / "s", "plan", "--json", "--ban-cpus", "4")
+    code, out, _ = cli("plan", "--json", "--ban-cpus", "4", root=root, state=tmp_path / "s")
     targets = {c["target"] for c in json.loads(out)["changes"] if c["device"] == "ens1f0"}
     assert code == 0 and targets == {"5"}  # node 1 is 4-7; 4 banned, 6-7 isolated
 
@@ -98,10 +91,10 @@ def test_plan_avoids_banned_and_isolated_cpus(tmp_path):
 def test_apply_refuses_to_fight_irqbalance(tmp_path):
     root = fakehost.build(tmp_path / "h")
     fakehost.write(root / "proc" / "4242" / "comm", "irqbalance\n")
-    code, _, err = invoke(root, tmp_path / "s", "apply", "--yes")
+    code, _, err = cli("apply", "--yes", root=root, state=tmp_path / "s")
     assert code == 1 and "irqbalance is running" in err and "systemctl stop irqbalance" in err
     assert (root / "proc" / "irq" / "100" / "smp_affinity_list").read_text().strip() == "0-7"
-    assert invoke(root, tmp_path / "s", "apply", "--yes", "--take-over")[0] == 0
+    assert cli("apply", "--yes", "--take-over", root=root, state=tmp_path / "s").exit_code == 0
 
 
 def big_host(root: Path, queues: int = 64) -> Path:

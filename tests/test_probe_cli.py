@@ -7,10 +7,9 @@ import json
 import re
 
 import pytest
-from click.testing import CliRunner
-from conftest import make_root
+from conftest import cli, make_root
 
-from irqtune.cli import EXIT_NO_EBPF, EXIT_OK, EXIT_USAGE, main
+from irqtune.cli import EXIT_NO_EBPF, EXIT_OK, EXIT_USAGE
 from irqtune.cli.probe import EXIT_INTERRUPTED
 from irqtune.probe.base import PROBE_NAMES, Histogram, map_names
 from irqtune.probe.runner import SPECS, ProbeResult
@@ -21,13 +20,8 @@ from irqtune.table import Style
 CTX = {"max_cpus": 8, "cpu_words": 1, "max_irq": 256, "x86_vectors": True}
 
 
-def invoke(*args, env=None):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False, env=env)
-    return result.exit_code, result.stdout, result.stderr
-
-
 def test_no_bcc_says_why(monkeypatch, tmp_path):
-    code, _, err = invoke("probe", "-d", "0.1", env={"IRQTUNE_BCC_PATH": str(tmp_path / "none")})
+    code, _, err = cli("probe", "-d", "0.1", env={"IRQTUNE_BCC_PATH": str(tmp_path / "none")})
     assert code == EXIT_NO_EBPF
     assert "eBPF unavailable: bcc Python package not found" in err
 
@@ -35,25 +29,25 @@ def test_no_bcc_says_why(monkeypatch, tmp_path):
 def test_not_root_says_why(monkeypatch):
     monkeypatch.setattr("irqtune.probe.runner.find_bcc", lambda: __import__("irqtune.bcc").bcc.BccInfo(True, "/x", ""))
     monkeypatch.setattr("os.geteuid", lambda: 1000)
-    code, _, err = invoke("probe", "-d", "0.1")
+    code, _, err = cli("probe", "-d", "0.1")
     assert code == EXIT_NO_EBPF and "need root" in err
 
 
 def test_fake_root_is_refused(tmp_path):
     root = make_root(tmp_path, {"proc/interrupts": "  CPU0\n 1: 5 IO-APIC 1-edge i8042\n"})
-    code, _, err = invoke("--root", str(root), "probe", "-d", "0.1")
+    code, _, err = cli("probe", "-d", "0.1", root=root)
     assert code == EXIT_NO_EBPF and "running kernel" in err
 
 
 def test_status_works_without_bcc(tmp_path):
     root = make_root(tmp_path, {"proc/interrupts": "  CPU0\n 1: 5 IO-APIC 1-edge i8042\n"})
-    code, out, _ = invoke("--root", str(root), "status", "-i", "0", "--json", env={"IRQTUNE_BCC_PATH": "/nonexistent"})
+    code, out, _ = cli("status", "-i", "0", "--json", env={"IRQTUNE_BCC_PATH": "/nonexistent"}, root=root)
     assert code == EXIT_OK
     assert json.loads(out)["bcc"]["available"] is False
 
 
 def test_unknown_probe_is_a_usage_error():
-    code, _, err = invoke("probe", "--only", "hardirq,bogus")
+    code, _, err = cli("probe", "--only", "hardirq,bogus")
     assert code == EXIT_USAGE and "bogus" in err
 
 
@@ -120,11 +114,11 @@ def test_text_compares_counts_with_proc_of_the_same_window():
 
 def test_ctrl_c_window_prints_and_exits_130(monkeypatch):
     monkeypatch.setattr("irqtune.cli.probe.run_window", lambda *a, **k: fake_window(interrupted=True))
-    code, out, err = invoke("probe", "-d", "10")
+    code, out, err = cli("probe", "-d", "10")
     assert code == EXIT_INTERRUPTED == 130
     assert out.startswith("window 3.002 s (cut short by Ctrl-C; 10 s asked). PROC-SAME-WINDOW")
     assert "interrupted after 3.0 s" in err
-    code, out, _ = invoke("probe", "-d", "10", "--json")
+    code, out, _ = cli("probe", "-d", "10", "--json")
     doc = json.loads(out)
     assert code == 130 and doc["interrupted"] is True and doc["duration"] == 3.002 and doc["duration_asked"] == 10
     assert doc["proc"]["interrupts"]["36"] == 995 and doc["proc_seconds"] == 3.004 and doc["proc_inner"]["TLB"] == 30
@@ -135,7 +129,7 @@ def test_ctrl_c_while_loading_says_so_without_traceback(monkeypatch):
         raise KeyboardInterrupt
 
     monkeypatch.setattr("irqtune.cli.probe.run_window", interrupted)
-    code, out, err = invoke("probe", "-d", "10")
+    code, out, err = cli("probe", "-d", "10")
     assert code == 130 and out == "" and "interrupted before the window was read; probes detached" in err
 
 

@@ -11,18 +11,11 @@ from pathlib import Path
 
 import fakehost
 import pytest
-from click.testing import CliRunner
-from conftest import real_linux, require
+from conftest import cli, real_linux, require
 
 from irqtune.act import engine
 from irqtune.act.journal import Journal
-from irqtune.cli import main
 from irqtune.host import Host
-
-
-def invoke(root: Path | str, state: Path, *args: str):
-    result = CliRunner().invoke(main, ["--root", str(root), "--state-dir", str(state), *args], catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 @pytest.fixture
@@ -45,39 +38,39 @@ def entries(state: Path) -> dict:
 def drifted(root, tmp_path) -> Path:
     """irqtune set IRQs 100 and 101; then an operator moved 100 elsewhere."""
     state = tmp_path / "state"
-    assert invoke(root, state, "set", "irq/100/affinity", "4-5")[0] == 0
-    assert invoke(root, state, "set", "irq/101/affinity", "4")[0] == 0
+    assert cli("set", "irq/100/affinity", "4-5", root=root, state=state).exit_code == 0
+    assert cli("set", "irq/101/affinity", "4", root=root, state=state).exit_code == 0
     (root / "proc" / "irq" / "100" / "smp_affinity_list").write_text("0-3\n")
     return state
 
 
 def test_restore_leaves_a_drifted_knob_alone_and_says_so(root, drifted):
-    code, out, err = invoke(root, drifted, "restore")
+    code, out, err = cli("restore", root=root, state=drifted)
     assert code == 5, out + err
     assert affinity(root, 100) == "0-3" and affinity(root, 101) == "0-7"
     line = next(line for line in out.splitlines() if line.startswith("irq/100/affinity"))
     assert "drifted-kept" in line and "wrote 4-5" in line and "found 0-3" in line and "->" not in line
     assert "--force" in err
     assert set(entries(drifted)) == {"irq/100/affinity"}  # kept for a later restore --force
-    code, out, _ = invoke(root, drifted, "restore", "--force")
+    code, out, _ = cli("restore", "--force", root=root, state=drifted)
     assert code == 0 and "restored" in out
     assert affinity(root, 100) == "0-7" and entries(drifted) == {}
 
 
 def test_restore_dry_run_and_json_show_the_same_decision(root, drifted):
-    code, out, _ = invoke(root, drifted, "restore", "--dry-run")
+    code, out, _ = cli("restore", "--dry-run", root=root, state=drifted)
     assert code == 5 and "irq/100/affinity: drifted-kept" in out and "irq/101/affinity: would change" in out
-    code, out, _ = invoke(root, drifted, "restore", "--dry-run", "--json")
+    code, out, _ = cli("restore", "--dry-run", "--json", root=root, state=drifted)
     assert code == 5
     document = json.loads(out)
     results = {r["knob"]: r for r in document["results"]}
     kept = results["irq/100/affinity"]
     assert (kept["outcome"], kept["written"], kept["before"], kept["target"]) == ("drifted-kept", "4-5", "0-3", "0-7")
     assert document["dry_run"] is True
-    code, out, _ = invoke(root, drifted, "restore", "--dry-run", "--force")
+    code, out, _ = cli("restore", "--dry-run", "--force", root=root, state=drifted)
     assert code == 0 and "irq/100/affinity: would change" in out
     assert affinity(root, 100) == "0-3" and affinity(root, 101) == "4"  # dry runs wrote nothing
-    code, out, _ = invoke(root, drifted, "restore", "--json")
+    code, out, _ = cli("restore", "--json", root=root, state=drifted)
     assert code == 5 and json.loads(out)["dry_run"] is False
 
 
@@ -92,18 +85,18 @@ def test_the_agents_restore_leaves_drift_alone_by_default(root, drifted):
 def test_restore_only_if_config_leaves_drift_alone(root, drifted, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text("restore_on_exit = true\n")
-    code, out, _ = invoke(root, drifted, "restore", "--only-if-config", str(config))
+    code, out, _ = cli("restore", "--only-if-config", str(config), root=root, state=drifted)
     assert code == 5 and "drifted-kept" in out and affinity(root, 100) == "0-3"
 
 
 def test_a_knob_put_back_by_someone_else_is_restored_not_kept(root, drifted):
     (root / "proc" / "irq" / "100" / "smp_affinity_list").write_text("0-7\n")  # the original again
-    code, out, _ = invoke(root, drifted, "restore")
+    code, out, _ = cli("restore", root=root, state=drifted)
     assert code == 0 and "already original" in out and entries(drifted) == {}
 
 
 def test_restore_help_documents_force_and_drift():
-    result = CliRunner().invoke(main, ["restore", "--help"])
+    result = cli("restore", "--help")
     assert "--force" in result.output and "drifted" in result.output and "5  some knob drifted" in result.output
 
 
@@ -113,7 +106,7 @@ def test_a_change_interrupted_before_its_read_back_is_restored_not_kept(root, tm
     with Journal.open(str(state), "boot-1") as journal:
         journal.record_intent("irq/100/affinity", "0-7", "4")
     (root / "proc" / "irq" / "100" / "smp_affinity_list").write_text("")  # a fake tree's truncated write
-    code, out, _ = invoke(root, state, "restore")
+    code, out, _ = cli("restore", root=root, state=state)
     assert code == 0, out
     assert affinity(root, 100) == "0-7" and entries(state) == {}
 
@@ -128,7 +121,7 @@ def tree_hash(root: Path) -> str:
 @pytest.mark.parametrize("command", [("plan",), ("apply",), ("apply", "--yes")])
 def test_an_unknown_excluded_device_is_a_usage_error_naming_what_exists(root, tmp_path, command):
     before = tree_hash(root)
-    code, out, err = invoke(root, tmp_path / "s", *command, "--exclude", "ens1f0", "--exclude", "eht0")
+    code, out, err = cli(*command, "--exclude", "ens1f0", "--exclude", "eht0", root=root, state=tmp_path / "s")
     assert code == 2, out + err
     assert "no device 'eht0'" in err and "did you mean eth0?" in err and "ens1f0" in err and "Traceback" not in err
     assert tree_hash(root) == before and not out
@@ -136,14 +129,14 @@ def test_an_unknown_excluded_device_is_a_usage_error_naming_what_exists(root, tm
 
 @pytest.mark.parametrize("cpus", ["16", "3,16-17"])
 def test_a_banned_cpu_this_host_lacks_is_a_usage_error(root, tmp_path, cpus):
-    code, _, err = invoke(root, tmp_path / "s", "plan", "--ban-cpus", cpus)
+    code, _, err = cli("plan", "--ban-cpus", cpus, root=root, state=tmp_path / "s")
     assert code == 2 and "--ban-cpus" in err and "does not exist on this host (possible CPUs: 0-15)" in err
 
 
 def test_known_names_beyond_the_nics_are_accepted(root, tmp_path):
     """A virtio function, a block device, an interface without IRQs, a PCI address; an offline but possible CPU."""
     args = [a for name in ("virtio1", "vda", "lo", "0000:01:00.0", "nvme0") for a in ("--exclude", name)]
-    code, out, err = invoke(root, tmp_path / "s", "plan", *args, "--ban-cpus", "15", "--json")
+    code, out, err = cli("plan", *args, "--ban-cpus", "15", "--json", root=root, state=tmp_path / "s")
     assert code == 0, err
     assert not any(c["device"] == "nvme0" for c in json.loads(out)["changes"])
 
@@ -186,7 +179,7 @@ def test_check_host_names_every_unknown_device_and_cpu_with_its_line(root):
 def test_run_refuses_a_config_naming_what_this_host_lacks(root, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text(BAD_CONFIG)
-    code, out, err = invoke(root, tmp_path / "s", "run", "--config", str(config), "--passes", "1")
+    code, out, err = cli("run", "--config", str(config), "--passes", "1", root=root, state=tmp_path / "s")
     assert code == 1 and not out
     assert "c.toml:9: device[0].name: no device 'eht0'" in err and "c.toml:5: cpus.banned: CPU 16" in err
 
@@ -228,12 +221,12 @@ def queue_file(root: Path, queue: str, name: str, text: str) -> Path:
 
 def test_an_empty_rps_mask_reads_as_none_with_the_files_text(root, tmp_path):
     queue_file(root, "rx-0", "rps_cpus", "00000000\n")
-    code, out, _ = invoke(root, tmp_path / "s", "get", "net/ens1f0/rx-0/rps-cpus")
+    code, out, _ = cli("get", "net/ens1f0/rx-0/rps-cpus", root=root, state=tmp_path / "s")
     assert code == 0 and out == "none (the file holds 00000000)\n"
-    code, out, _ = invoke(root, tmp_path / "s", "get", "net/ens1f0/rx-0/rps-cpus", "--json")
+    code, out, _ = cli("get", "net/ens1f0/rx-0/rps-cpus", "--json", root=root, state=tmp_path / "s")
     assert code == 0 and json.loads(out) == {"knob": "net/ens1f0/rx-0/rps-cpus", "value": "", "raw": "00000000"}
     queue_file(root, "rx-0", "rps_cpus", "30\n")
-    assert invoke(root, tmp_path / "s", "get", "net/ens1f0/rx-0/rps-cpus")[1] == "4-5\n"
+    assert cli("get", "net/ens1f0/rx-0/rps-cpus", root=root, state=tmp_path / "s").stdout == "4-5\n"
 
 
 def test_an_xps_read_answered_with_enoent_says_the_queue_has_no_map(root, tmp_path, monkeypatch):
@@ -246,49 +239,53 @@ def test_an_xps_read_answered_with_enoent_says_the_queue_has_no_map(root, tmp_pa
         return real_read(self, target)
 
     monkeypatch.setattr(Host, "read", enoent_for_xps)
-    code, out, err = invoke(root, tmp_path / "s", "get", "net/ens1f0/tx-0/xps-cpus")
+    code, out, err = cli("get", "net/ens1f0/tx-0/xps-cpus", root=root, state=tmp_path / "s")
     assert code == 3 and not out and "this queue has no XPS map" in err and "does not exist" not in err
     path.unlink()
-    code, _, err = invoke(root, tmp_path / "s", "get", "net/ens1f0/tx-0/xps-cpus")
+    code, _, err = cli("get", "net/ens1f0/tx-0/xps-cpus", root=root, state=tmp_path / "s")
     assert code == 3 and "queues/tx-0/xps_cpus does not exist here" in err
 
 
 def test_get_and_set_agree_on_unsupported_coalescing(root, tmp_path):
-    code, out, err = invoke(root, tmp_path / "s", "get", "net/ens1f0/coalesce/rx-usecs")
+    code, out, err = cli("get", "net/ens1f0/coalesce/rx-usecs", root=root, state=tmp_path / "s")
     assert code == 3 and "netlink knobs act on the running kernel" in err and "Traceback" not in err
-    code, out, _ = invoke(root, tmp_path / "s", "get", "net/ens1f0/coalesce/rx-usecs", "--json")
+    code, out, _ = cli("get", "net/ens1f0/coalesce/rx-usecs", "--json", root=root, state=tmp_path / "s")
     assert code == 3 and json.loads(out)["outcome"] == "unsupported"
-    code, out, _ = invoke(root, tmp_path / "s", "set", "net/ens1f0/coalesce/rx-usecs", "8")
+    code, out, _ = cli("set", "net/ens1f0/coalesce/rx-usecs", "8", root=root, state=tmp_path / "s")
     assert code == 3 and "unsupported" in out
-    assert invoke(root, tmp_path / "s", "get", "irq/100/affinty")[0] == 1  # not a knob at all: still an error
+    assert (
+        cli("get", "irq/100/affinty", root=root, state=tmp_path / "s").exit_code == 1
+    )  # not a knob at all: still an error
 
 
 def test_this_hosts_eth0_reads_as_users_understand(tmp_path):
     """Read only: eth0's rx-0 RPS mask (0 unless someone set it) and its tx-0 XPS map (none on single-queue)."""
     queues = Path("/sys/class/net/eth0/queues")
     require(real_linux() and (queues / "rx-0" / "rps_cpus").exists(), "no eth0 with RPS on this host")
-    code, out, _ = invoke("/", tmp_path, "get", "net/eth0/rx-0/rps-cpus")
+    code, out, _ = cli("get", "net/eth0/rx-0/rps-cpus", root="/", state=tmp_path)
     raw = (queues / "rx-0" / "rps_cpus").read_text().strip()
     assert code == 0 and out.strip() != ""
     if raw.strip("0,") == "":
         assert out == f"none (the file holds {raw})\n"
     tx_queues = [q for q in queues.iterdir() if q.name.startswith("tx-")]
     if len(tx_queues) == 1:  # a single-queue device: the kernel answers ENOENT for xps_cpus
-        code, out, err = invoke("/", tmp_path, "get", "net/eth0/tx-0/xps-cpus")
+        code, out, err = cli("get", "net/eth0/tx-0/xps-cpus", root="/", state=tmp_path)
         assert code == 3 and "this queue has no XPS map" in err
 
 
 def test_this_hosts_loopback_has_no_coalescing_for_get_or_set(tmp_path):
     require(real_linux(), "netlink needs Linux")
-    code, _, err = invoke("/", tmp_path, "get", "net/lo/coalesce/rx-usecs")
+    code, _, err = cli("get", "net/lo/coalesce/rx-usecs", root="/", state=tmp_path)
     assert code == 3 and "Operation not supported" in err
-    code, out, _ = invoke("/", tmp_path, "set", "--dry-run", "net/lo/coalesce/rx-usecs", "8")  # dry run: no write
+    code, out, _ = cli(
+        "set", "--dry-run", "net/lo/coalesce/rx-usecs", "8", root="/", state=tmp_path
+    )  # dry run: no write
     assert code == 3 and "unsupported" in out
 
 
 def test_get_and_set_help_document_exit_status_3():
-    get_help = CliRunner().invoke(main, ["get", "--help"]).output
-    set_help = CliRunner().invoke(main, ["set", "--help"]).output
+    get_help = cli("get", "--help").output
+    set_help = cli("set", "--help").output
     assert "3  unsupported here" in get_help and "set exits 3 for the same" in get_help
     assert "get exits 3 for it too" in set_help
 
@@ -299,19 +296,19 @@ def test_get_and_set_help_document_exit_status_3():
 def test_json_says_whether_it_was_a_dry_run(root, tmp_path):
     state = tmp_path / "s"
     before = tree_hash(root)
-    code, out, _ = invoke(root, state, "plan", "--json")
+    code, out, _ = cli("plan", "--json", root=root, state=state)
     assert code == 0 and json.loads(out)["dry_run"] is True
     saved = tmp_path / "plan.json"
     saved.write_text(out)
-    code, out, _ = invoke(root, state, "apply", "--json")
+    code, out, _ = cli("apply", "--json", root=root, state=state)
     assert code == 0 and json.loads(out)["dry_run"] is True and json.loads(out)["changes"]
-    code, out, _ = invoke(root, state, "set", "--dry-run", "--json", "irq/100/affinity", "4")
+    code, out, _ = cli("set", "--dry-run", "--json", "irq/100/affinity", "4", root=root, state=state)
     assert code == 0 and json.loads(out)["dry_run"] is True
     assert tree_hash(root) == before
-    code, out, err = invoke(root, state, "apply", "--yes", "--json", "--plan", str(saved))  # the key loads back
+    code, out, err = cli("apply", "--yes", "--json", "--plan", str(saved), root=root, state=state)  # the key loads back
     assert code == 0, err
     document = json.loads(out)
     assert document["dry_run"] is False and all(r["outcome"] == "applied" for r in document["results"])
     assert tree_hash(root) != before
-    code, out, _ = invoke(root, state, "set", "--json", "irq/100/affinity", "5")
+    code, out, _ = cli("set", "--json", "irq/100/affinity", "5", root=root, state=state)
     assert code == 0 and json.loads(out)["dry_run"] is False

@@ -9,26 +9,20 @@ import sys
 import time
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 from test_sim_host import SCENARIO
 
-from irqtune.cli import main
 from irqtune.config import ConfigError, load_config
 from irqtune.sim.scenario import ScenarioError, load_scenario
 
 EXE = [sys.executable, "-m", "irqtune"]
 
 
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
-
-
 @pytest.mark.parametrize("score", [(), ("--score",)])
 def test_malformed_scenario_is_file_line_in_the_scorecard_too(tmp_path, score):
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO.replace("queues = 4\nnode = 1", "queus = 4\nnode = 1"))
-    code, _, err = invoke("simulate", *score, str(path), "--duration", "1s")
+    code, _, err = cli("simulate", *score, str(path), "--duration", "1s")
     assert code == 1 and f"{path}:9: nic[0].queus: unknown key" in err and "Traceback" not in err
 
 
@@ -36,7 +30,7 @@ def test_malformed_scenario_is_file_line_in_the_scorecard_too(tmp_path, score):
 def test_toml_syntax_error_is_file_line_column(tmp_path, score):
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO.replace("rate_pps = 400000", "rate_pps = 400 000"))
-    code, _, err = invoke("simulate", *score, str(path))
+    code, _, err = cli("simulate", *score, str(path))
     assert code == 1 and f"{path}:21:16: Expected newline or end of document after a statement" in err
 
 
@@ -61,7 +55,7 @@ def test_config_syntax_errors_name_line_and_column(text, where):
 def test_agent_refuses_a_config_with_a_syntax_error(tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('mode = "tune"\n[limits]\ndwell = 3 3\n')
-    code, _, err = invoke("--state-dir", str(tmp_path / "s"), "run", "--config", str(config), "--passes", "1")
+    code, _, err = cli("run", "--config", str(config), "--passes", "1", state=tmp_path / "s")
     assert code == 1 and f"{config}:3:11: Expected newline" in err
 
 
@@ -81,7 +75,7 @@ def test_simulate_leaves_nothing_in_tmp(tmp_path, args):
 
 
 def test_simulate_keeps_the_tree_it_was_given(tmp_path):
-    code, out, err = invoke("simulate", "steady-rx", "--duration", "1s", "--tree", str(tmp_path / "t"))
+    code, out, err = cli("simulate", "steady-rx", "--duration", "1s", "--tree", str(tmp_path / "t"))
     assert code == 0, err
     assert (tmp_path / "t" / "proc" / "interrupts").is_file() and f"tree: {tmp_path / 't'}" in out
 

@@ -7,9 +7,8 @@ import json
 import math
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 
-from irqtune.cli import main
 from irqtune.sim.objective import nic_weights, scenario_cost
 from irqtune.sim.policy import PolicyError, make_policy, parse_static
 from irqtune.sim.run import run_scenario
@@ -17,11 +16,6 @@ from irqtune.sim.scenario import library, load_scenario
 
 POLICIES = ["defaults", "static:latency", "static:throughput", "static:dumazet", "static:suspend20", "dim", "aim",
             "always-poll", "oracle-static", "oracle", "irqtune"]  # fmt: skip
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def shortened(name: str, seconds: float = 6.0):
@@ -79,16 +73,16 @@ def test_dim_drifts_where_the_oracle_does_not(tmp_path):
 
 def test_cli_prints_the_policy_and_refuses_unknown_ones(tmp_path):
     out_file = tmp_path / "r.json"
-    code, out, err = invoke("simulate", "nvme-optane", "--policy", "always-poll", "--duration", "3s",
-                            "--tree", str(tmp_path / "t"), "-o", str(out_file))  # fmt: skip
+    code, out, err = cli("simulate", "nvme-optane", "--policy", "always-poll", "--duration", "3s",
+                         "--tree", str(tmp_path / "t"), "-o", str(out_file))  # fmt: skip
     assert code == 0, err
     assert "policy always-poll" in out and "poll" in out and "NVME" in out
     saved = json.loads(out_file.read_text())
     assert saved["policy"] == "always-poll" and len(saved["intervals"]) == 3
     assert any("busy_read" in c for c in saved["changes"])
-    code, _, err = invoke("simulate", "steady-rx", "--policy", "magic")
+    code, _, err = cli("simulate", "steady-rx", "--policy", "magic")
     assert code == 1 and "unknown policy 'magic'" in err
-    code, _, err = invoke("simulate", "steady-rx", "--policy", "static:rx-usecs=fast")
+    code, _, err = cli("simulate", "steady-rx", "--policy", "static:rx-usecs=fast")
     assert code == 1 and "key=value" in err
     with pytest.raises(PolicyError):
         make_policy("static:bogus=1")
@@ -97,15 +91,16 @@ def test_cli_prints_the_policy_and_refuses_unknown_ones(tmp_path):
 
 def test_what_a_policy_changed_is_journaled_and_restore_undoes_it(tmp_path):
     tree = tmp_path / "t"
-    code, out, err = invoke("simulate", "memcached-low", "--policy", "static:suspend20", "--duration", "2s",
-                            "--tree", str(tree), "--json")  # fmt: skip
+    code, out, err = cli(
+        "simulate", "memcached-low", "--policy", "static:suspend20", "--duration", "2s", "--tree", str(tree), "--json"
+    )
     assert code == 0, err
     settings = json.loads(out)["phases"][0]["settings"]["eth0"]
     assert settings["irq_suspend_timeout"] == 20_000_000 and settings["defer_hard_irqs"] == 100
     state = str(tree / ".irqtune-state")
     napi = json.loads((tree / "sys/class/net/eth0/irqtune-sim/napi.json").read_text())
     assert {v["irq_suspend_timeout"] for v in napi.values()} == {20_000_000}
-    code, out, err = invoke("--root", str(tree), "--state-dir", state, "restore")
+    code, out, err = cli("restore", root=tree, state=state)
     assert code == 0, out + err
     napi = json.loads((tree / "sys/class/net/eth0/irqtune-sim/napi.json").read_text())
     assert {(v["irq_suspend_timeout"], v["defer_hard_irqs"], v["gro_flush_timeout"]) for v in napi.values()} == {
@@ -138,6 +133,6 @@ def test_mixed_criticality_the_critical_nic_stays_put_and_does_not_feel_the_stor
     assert storm["eth1"]["offered_pps"] > 4 * calm["eth1"]["offered_pps"]
     assert storm["eth0"]["mean_latency_us"] == pytest.approx(calm["eth0"]["mean_latency_us"], rel=0.02)
     assert storm["eth0"]["irq_rate"] == pytest.approx(calm["eth0"]["irq_rate"], rel=0.05)
-    rows = json.loads(invoke("--root", str(tree), "snapshot", "--json")[1])["interrupts"]["rows"]
+    rows = json.loads(cli("snapshot", "--json", root=tree).stdout)["interrupts"]["rows"]
     on_critical = {irq for irq, row in rows.items() if irq.isdigit() and {"6", "7"} & set(row["counts"])}
     assert on_critical == {"100", "101"}  # nothing but the critical NIC's own queues there

@@ -6,19 +6,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from click.testing import CliRunner
+from conftest import cli
 
-from irqtune.cli import main
 from irqtune.model.queue import nic_queue
 from irqtune.sim.machine import SimMachine
 from irqtune.sim.run import run_scenario
 from irqtune.sim.scenario import library, load_scenario
 from irqtune.sim.workload import closed_loop, interrupt_per_packet, queue_load
-
-
-def invoke(*args: str):
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
 
 
 def test_receive_livelock_without_napi_and_flat_delivery_with_it(tmp_path):
@@ -59,9 +53,9 @@ def test_tlb_storm_shows_on_the_process_cpus_only(tmp_path):
     scenario = load_scenario(library()["tlb-storm"])
     sim = SimMachine(scenario, str(tmp_path / "t"))
     sim.step(1.0, scenario.phases[0])
-    quiet = json.loads(invoke("--root", sim.root, "snapshot", "--json")[1])["interrupts"]["rows"]
+    quiet = json.loads(cli("snapshot", "--json", root=sim.root).stdout)["interrupts"]["rows"]
     sim.step(1.0, scenario.phases[1])
-    storm = json.loads(invoke("--root", sim.root, "snapshot", "--json")[1])["interrupts"]["rows"]
+    storm = json.loads(cli("snapshot", "--json", root=sim.root).stdout)["interrupts"]["rows"]
     assert sum(quiet["TLB"]["counts"].values()) == 0
     tlb = {int(c): n for c, n in storm["TLB"]["counts"].items()}
     assert set(tlb) == set(range(2, 8)) and all(
@@ -83,7 +77,7 @@ def test_nvme_completion_mode_changes_the_model(tmp_path):
     assert all(q.irq_rate > 0 for q in irq) and all(q.irq_rate == 0 for q in poll)
     assert max(q.latency for q in poll) < min(q.latency for q in irq)
     assert sum(q.cpu_used for q in poll) > sum(q.cpu_used for q in irq)
-    rows = json.loads(invoke("--root", sim.root, "snapshot", "--json")[1])["interrupts"]["rows"]
+    rows = json.loads(cli("snapshot", "--json", root=sim.root).stdout)["interrupts"]["rows"]
     nvme_rows = [r for r in rows.values() if any("nvme0q" in a for a in r.get("actions", []))]
     assert nvme_rows and sum(sum(r["counts"].values()) for r in nvme_rows) > 0  # the IRQ second is counted
 
@@ -96,10 +90,10 @@ def test_napi_set_on_a_simulated_root_follows_the_kernel_version(tmp_path, kerne
     sim = SimMachine(scenario, str(tmp_path / "t"))
     napi_id = sim.napi_id(sim.irqs[0])
     knob = f"napi/eth0/{napi_id}/irq-suspend-timeout"
-    got, out, err = invoke("--root", sim.root, "--state-dir", str(tmp_path / "s"), "set", knob, "20000000")
+    got, out, err = cli("set", knob, "20000000", root=sim.root, state=tmp_path / "s")
     assert got == code and text in out + err
     if code == 0:
         sim.step(1.0, scenario.phases[0])
         assert sim.napi_for(sim.nic_settings(scenario.nics[0]), sim.irqs[0].irq, None).suspend == pytest.approx(0.02)
-        got, out, err = invoke("--root", sim.root, "--state-dir", str(tmp_path / "s"), "restore")
-        assert got == 0 and invoke("--root", sim.root, "get", knob)[1].strip() == "0"
+        got, out, err = cli("restore", root=sim.root, state=tmp_path / "s")
+        assert got == 0 and cli("get", knob, root=sim.root).stdout.strip() == "0"

@@ -15,11 +15,10 @@ from pathlib import Path
 
 import fakehost
 import pytest
-from click.testing import CliRunner
-from conftest import REPO, fixture_text, make_root, require
+from conftest import REPO, cli, fixture_text, make_root, require
 
 from irqtune.bcc import find_bcc
-from irqtune.cli import EXIT_OK, main
+from irqtune.cli import EXIT_OK
 from irqtune.host import Host
 from irqtune.probe.runner import ebpf_unavailable_reason
 from irqtune.render import render_status
@@ -31,7 +30,7 @@ SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 def status(*args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(main, list(args), catch_exceptions=False)
+    result = cli(*args)
     return result.exit_code, result.stdout
 
 

@@ -14,11 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
-from conftest import REPO, fixture_text, make_root, real_linux, require
+from conftest import REPO, cli, fixture_text, make_root, real_linux, require
 from rich.console import Console
 
-from irqtune.cli import main
 from irqtune.host import Host
 from irqtune.measure.inventory import Inventory, IrqInfo, build_inventory
 from irqtune.measure.rates import Rates, RowRate, compute_rates
@@ -189,16 +187,12 @@ def test_rows_from_a_real_series(tmp_path):
     assert sum(c.arch["LOC"] for c in cpu_rows(rates)) == 444720655 - 444717631
 
 
-def run(*args: str):
-    return CliRunner().invoke(main, list(args), catch_exceptions=False)
-
-
 def test_plain_mode_prints_one_block_per_refresh(tmp_path):
     text = fixture_text("interrupts-procfs-x86-kvm-4cpu.txt")
     numbered = [row for row in parse_interrupts(text).rows.values() if row.irq is not None]
     root = make_root(tmp_path, {"proc/interrupts": text})
     started = time.monotonic()
-    result = run("--root", str(root), "top", "--iterations", "2", "-d", "0.2", "--sort", "irq")
+    result = cli("top", "--iterations", "2", "-d", "0.2", "--sort", "irq", root=root)
     assert result.exit_code == 0, result.output
     assert time.monotonic() - started >= 0.4  # two windows
     blocks = re.split(r"\n(?=irqtune top )", result.stdout)
@@ -219,20 +213,20 @@ def test_plain_mode_prints_one_block_per_refresh(tmp_path):
 
 def test_plain_mode_top_limits_rows(tmp_path):
     root = make_root(tmp_path, {"proc/interrupts": fixture_text("interrupts-procfs-x86-kvm-4cpu.txt")})
-    result = run("--root", str(root), "top", "-n", "1", "-d", "0.1", "--top", "3", "-s", "irq")
+    result = cli("top", "-n", "1", "-d", "0.1", "--top", "3", "-s", "irq", root=root)
     assert result.exit_code == 0
     assert re.search(r"^\(\d+ more IRQs; --top to show more\)$", result.stdout, re.M)
 
 
 def test_exit_status(tmp_path):
     root = make_root(tmp_path, {"proc/interrupts": fixture_text("interrupts-procfs-x86-kvm-4cpu.txt")})
-    forced = run("--root", str(root), "top", "-n", "1", "--probe")
+    forced = cli("top", "-n", "1", "--probe", root=root)
     assert forced.exit_code == 4 and "eBPF unavailable" in forced.stderr
     (tmp_path / "empty").mkdir()
-    empty = run("--root", str(make_root(tmp_path / "empty", {})), "top", "-n", "1")
+    empty = cli("top", "-n", "1", root=make_root(tmp_path / "empty", {}))
     assert empty.exit_code == 1 and "/proc/interrupts unavailable" in empty.stderr
-    assert run("--root", str(root), "top", "--sort", "name").exit_code == 2
-    help_text = run("top", "--help").stdout
+    assert cli("top", "--sort", "name", root=root).exit_code == 2
+    help_text = cli("top", "--help").stdout
     assert "Exit status:" in help_text and "--iterations" in help_text
 
 
