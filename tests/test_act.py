@@ -164,6 +164,7 @@ def _root_needed() -> None:
     require(real_linux() and os.geteuid() == 0, "changing host IRQ affinity needs root on Linux")
 
 
+@pytest.mark.root
 def test_serial_port_irq_affinity_changes_and_restores(tmp_path):
     _root_needed()
     irq = _irq_by_action(r"\bttyS0\b")
@@ -187,6 +188,7 @@ def test_serial_port_irq_affinity_changes_and_restores(tmp_path):
             f.write(original)
 
 
+@pytest.mark.root
 def test_managed_virtio_blk_irq_is_reported_and_never_changed(tmp_path):
     _root_needed()
     irq = _irq_by_action(r"virtio\d+-req\.\d+")
@@ -206,6 +208,9 @@ def test_managed_virtio_blk_irq_is_reported_and_never_changed(tmp_path):
     assert json.loads((tmp_path / "journal.json").read_text())["entries"] == {}
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
 def test_napi_sysfs_knobs_in_a_namespace(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
     with veth_pair() as pair:

@@ -16,8 +16,11 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from conftest import lifeline_devices, require
 from netns import can_make_namespaces, veth_pair
+
+pytestmark = [pytest.mark.slow, pytest.mark.root, pytest.mark.netns]
 
 EXE = [sys.executable, "-m", "irqtune"]
 KNOBS = ("napi_defer_hard_irqs", "gro_flush_timeout")

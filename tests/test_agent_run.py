@@ -65,6 +65,7 @@ def affinities() -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_observe_on_this_host_recommends_and_writes_nothing(tmp_path):
     before = affinities()
     code, out, err = cli("run", "--passes", "3", "--interval", "0.5", "--json", state=tmp_path)
@@ -92,6 +93,7 @@ def step_in_background(sim: SimMachine, stop_after: float) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", code])
 
 
+@pytest.mark.slow
 def test_tune_on_a_simulated_host_then_sigterm_restores(sim, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('mode = "tune"\ninterval = 0.5\nrestore_on_exit = true\n[limits]\ndwell = 0\n')
@@ -114,6 +116,7 @@ def test_tune_on_a_simulated_host_then_sigterm_restores(sim, tmp_path):
     assert usecs(sim.root) == 64  # put back on exit
 
 
+@pytest.mark.slow
 def test_sigkill_then_restore_leaves_every_knob_at_its_original(sim, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('mode = "tune"\ninterval = 0.5\n[limits]\ndwell = 0\n')
@@ -172,6 +175,7 @@ def test_a_change_that_hurts_is_rolled_back(sim, tmp_path):
     assert "irq/101/affinity" in agent.backoff
 
 
+@pytest.mark.slow
 def test_notify_protocol_over_a_real_socket_and_the_lock(tmp_path):
     path = str(tmp_path / "notify.sock")
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -214,6 +218,9 @@ def test_run_refuses_a_bad_config_with_its_line(tmp_path):
     assert code == 1 and "c.toml:3: limits.dwel: unknown key" in err
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
 def test_a_link_flap_starts_a_pass_at_once(tmp_path):
     """In a throwaway namespace: the agent sleeps 60 s between passes, but a link going down wakes it."""
     require(can_make_namespaces() is None, can_make_namespaces() or "")
@@ -390,6 +397,7 @@ def test_restore_only_if_the_config_says_so(sim, tmp_path):
     assert read(sim.root, "proc/irq/100/smp_affinity_list") == original
 
 
+@pytest.mark.slow
 def test_the_agent_serves_its_metrics(sim, tmp_path):
     """`irqtune run --listen`: the exporter's metrics plus the agent's own, on a simulated host in tune mode."""
     from urllib.request import urlopen
@@ -429,6 +437,7 @@ def test_the_agent_serves_its_metrics(sim, tmp_path):
     assert agent.returncode == 0
 
 
+@pytest.mark.slow
 def test_sighup_from_observe_to_tune_starts_tuning(sim, tmp_path):
     """An operator flips mode = "tune" and reloads: the agent opens the journal and applies from then on."""
     config = tmp_path / "c.toml"
@@ -529,6 +538,7 @@ def test_placement_held_by_max_changes_is_finished_in_later_passes(sim, tmp_path
     assert sorted(placed) == ["irq/100/affinity", "irq/101/affinity"] and agent.placed
 
 
+@pytest.mark.slow
 def test_observe_text_prints_findings_and_recommends_every_pass(sim, tmp_path):
     """Text mode (what the service journal keeps): each finding on its own line with its numbers, warnings every
     pass and info once; placement is recommended on every pass while it still differs, not only on pass 1."""

@@ -37,6 +37,7 @@ def run(*args: str) -> tuple[int, dict | str, str]:
     return result.exit_code, out, result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(PCP_PERCPU_INTR))
 def test_snapshot_reproduces_pcp_percpu_totals(tmp_path, name):
     root = make_root(tmp_path, {"proc/interrupts": fixture_text(name)})
@@ -185,6 +186,7 @@ def _host_msi_irqs(netdev: str) -> set[int]:
     return set()
 
 
+@pytest.mark.slow
 def test_status_on_this_host(real_host_required):
     result = _irqtune("status", "--json", "--interval", "0.3")
     assert result.returncode == EXIT_OK, result.stderr
@@ -219,6 +221,7 @@ def test_status_on_this_host(real_host_required):
         assert needle in text.stdout
 
 
+@pytest.mark.slow
 def test_snapshot_of_this_host_is_complete(real_host_required):
     result = _irqtune("snapshot", "--json")
     assert result.returncode == EXIT_OK, result.stderr
@@ -233,6 +236,7 @@ def test_snapshot_of_this_host_is_complete(real_host_required):
     )
 
 
+@pytest.mark.slow
 def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "irqtune", "--version"], capture_output=True, text=True, check=False)
     assert result.returncode == 0 and "irqtune" in result.stdout

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent
 from irqtune.config import Config, DeviceRule
@@ -84,6 +86,7 @@ def agent_run(tmp_path, text: str, passes: int = 4):
     return host, [d for r in reports for d in r.decisions]
 
 
+@pytest.mark.slow
 def test_agent_sets_up_suspension_for_a_busy_polling_memcached(tmp_path):
     text = Path(library()["memcached-high"]).read_text()
     host, decisions = agent_run(tmp_path / "new", text)

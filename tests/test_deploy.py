@@ -219,6 +219,7 @@ def _one(objects: list[dict], kind: str) -> dict:
 # -- Kubernetes: schemas ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_the_python_rendering_is_what_kubectl_kustomize_renders(name):
     """The renderer above is checked against the real kustomize (kubectl's), so the schema checks below look at
@@ -235,6 +236,7 @@ def test_the_python_rendering_is_what_kubectl_kustomize_renders(name):
     assert {key(o): o for o in kustomize(K8S / name)} == {key(o): o for o in theirs}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", KUSTOMIZATIONS)
 def test_every_object_validates_against_the_kubernetes_schemas(rendered, name):
     kv = _kubernetes_validate()
@@ -532,6 +534,7 @@ def _systemd_src(tmp_path: Path) -> Path:
     return src
 
 
+@pytest.mark.slow
 def test_the_playbook_passes_the_syntax_check(tmp_path):
     env = _ansible(tmp_path)
     out = subprocess.run(["ansible-playbook", "-i", str(ANSIBLE / "inventory" / "example" / "hosts.yml"),
@@ -608,6 +611,8 @@ class CallbackModule(CallbackBase):
 """
 
 
+@pytest.mark.slow
+@pytest.mark.root
 def test_the_role_applies_to_this_host_in_check_mode_and_changes_nothing(tmp_path):
     """One --check --diff run of site.yml with this host twice (local connections): once in observe, once in tune,
     so both plays run, the serial one included. Check mode only: nothing installed, written, enabled or started."""
@@ -652,6 +657,7 @@ def test_the_role_applies_to_this_host_in_check_mode_and_changes_nothing(tmp_pat
     assert result("No change was rolled back", "tuner")["status"] == "skipped"  # in --check mode: nothing ran
 
 
+@pytest.mark.slow
 def test_the_template_renders_configs_irqtune_accepts(tmp_path):
     """The example inventory's pools, each through the role's templates (written under tmp_path only), and loaded
     by irqtune's own config loader; the listen drop-in repeats the unit's command line and adds --listen."""

@@ -137,6 +137,7 @@ def test_promtool_accepts_every_family(tmp_path):
 # -- cardinality -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_1152_cpu_fixture_stays_within_the_default_budget(tmp_path):
     root = fixture_root(tmp_path, BIG)
     host = Host(str(root))

@@ -31,6 +31,8 @@ from irqtune.measure.snapshot import take_snapshot
 from irqtune.probe import kstats
 from irqtune.probe.runner import ebpf_unavailable_reason
 
+pytestmark = [pytest.mark.slow]
+
 REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 LAPTOP = {
@@ -338,6 +340,8 @@ def disk_interrupts(writes: int = 20) -> None:
         path.unlink(missing_ok=True)
 
 
+@pytest.mark.root
+@pytest.mark.bpf
 def test_probes_are_served_cumulatively_and_detached_on_sigterm():
     reason = ebpf_unavailable_reason(Host("/"))
     require(reason is None, f"eBPF probes cannot run: {reason}")

@@ -86,6 +86,7 @@ def check(problems: list[Problem], source: str, data: bytes | str) -> None:
         assert problem.file == source and 1 <= problem.line <= lines, problem
 
 
+@pytest.mark.slow
 @FUZZ
 @given(kernel_file())
 def test_interrupts_and_softirqs(data):
@@ -96,6 +97,7 @@ def test_interrupts_and_softirqs(data):
     parse_header(text.partition("\n")[0])
 
 
+@pytest.mark.slow
 @FUZZ
 @given(kernel_file(first_lines=("", "00000001 00000000 00000002")), st.none() | st.lists(st.integers(0, 64)))
 def test_softnet_stat(data, online):
@@ -104,6 +106,7 @@ def test_softnet_stat(data, online):
     assert all(0 <= v < 1 << 32 for row in table.rows for v in (row.processed, row.dropped, row.time_squeeze))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(kernel_file(first_lines=("cpu  1 2 3 4 5 6 7", "cpu0 1 2 3 4 5 6 7", "intr 5", "softirq 9 1")))
 def test_stat(data):
@@ -112,6 +115,7 @@ def test_stat(data):
     assert all(0 <= n <= MAX_COUNT for n in (stat.intr_total or 0, stat.softirq_total or 0))
 
 
+@pytest.mark.slow
 @FUZZ
 @given(kernel_file(first_lines=("Inter-|   Receive\n face |bytes", "TcpExt: A B\nTcpExt: 1 2", "")))
 def test_net_dev_and_netstat(data):
@@ -132,6 +136,7 @@ CPU_TEXT = st.one_of(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(CPU_TEXT, st.none() | st.integers(0, 5000))
 def test_cpu_lists_masks_and_cmdline(text, last):
@@ -220,6 +225,7 @@ KNOBS = ("irq/default/affinity", "irq/5/affinity", "sysctl/net.core.netdev_budge
          "net/eth0/rx-0/rps-cpus")  # fmt: skip
 
 
+@pytest.mark.slow
 @FUZZ
 @given(fake_tree())
 def test_readers_of_a_fake_tree(files):
@@ -243,6 +249,7 @@ def test_readers_of_a_fake_tree(files):
                 assert "\n" not in str(err)
 
 
+@pytest.mark.slow
 @settings(FUZZ, max_examples=15)
 @given(fake_tree())
 def test_commands_on_a_fake_tree_print_no_traceback(files):

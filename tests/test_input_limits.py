@@ -36,6 +36,7 @@ def add_line(root, rel: str, line: str) -> int:
     return text.count("\n") + 1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [("snapshot", "--json"), ("status", "--no-probe", "-i", "0.2", "--json")])
 def test_a_5000_digit_err_row_is_a_problem_and_the_rest_is_read(root, command):
     line = add_line(root, "proc/interrupts", f"ERR: {DIGITS_5000}")

@@ -10,6 +10,8 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
 PACKAGE = Path(__file__).resolve().parents[1] / "irqtune"
 
 # Lowest first. A module may import from its own layer and the layers below it.
@@ -65,6 +67,7 @@ def upward(importer: str, target: str) -> str | None:
     return None
 
 
+@pytest.mark.slow
 def test_imports_point_down_only():
     problems = []
     for path in sorted(PACKAGE.rglob("*.py")):

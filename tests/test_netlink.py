@@ -71,6 +71,9 @@ def test_coalesce_get_on_eth0_reads_only_what_the_driver_supports():
     assert channels.get("combined_count", channels.get("rx_count", 0)) >= 1
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
 def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
     with veth_pair(queues=2) as pair:
@@ -92,6 +95,9 @@ def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
         assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == original
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
 def test_napi_settings_set_and_restore_per_instance_on_veth(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
     with veth_pair(queues=2) as pair:
@@ -133,6 +139,9 @@ def test_napi_set_message():
         build_napi_set(257, {"irq": 5})
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
 def test_device_wide_napi_write_keeps_each_napis_own_value_for_restore(tmp_path):
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
     with veth_pair(queues=2) as pair:

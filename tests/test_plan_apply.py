@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import fakehost
+import pytest
 from conftest import cli, fixture_text
 
 from irqtune.plan import Change, Plan, Rules, check
@@ -108,6 +109,7 @@ def affinities(root: Path) -> dict[str, str]:
     return {p.parent.name: p.read_text().strip() for p in (root / "proc" / "irq").glob("*/smp_affinity_list")}
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_point_then_restore_gives_back_every_original(tmp_path):
     """50 runs of `apply --yes` killed with SIGKILL at random moments, each followed by restore."""
     root = big_host(tmp_path / "h")
@@ -144,6 +146,9 @@ print(json.dumps({k: make_knob(host, k).read() for k in sys.argv[1:]}))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
 def test_sigkill_during_apply_in_a_namespace_then_restore(tmp_path):
     """The same 50 kills against real sysfs knobs of a veth device with 8 queues, in a throwaway namespace."""
     from conftest import require

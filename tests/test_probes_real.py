@@ -35,6 +35,8 @@ from irqtune.probe.tlb import C_SOURCE as TLB_C_SOURCE
 from irqtune.probe.tlb import REASONS as TLB_REASONS
 from irqtune.probe.window import ProbeWindow, run_window
 
+pytestmark = [pytest.mark.root, pytest.mark.bpf]
+
 SLACK = 3
 HOST = Host("/")
 # The bracketing /proc delta spans the counting window plus two /proc/interrupts readings, the map zeroing and
@@ -100,6 +102,7 @@ def disk_directory() -> str:
     return os.path.dirname(os.path.abspath(__file__))
 
 
+@pytest.mark.slow
 def test_disk_io_hard_irqs_match_proc_and_block_latency():
     window = probe_during(lambda stop: workloads.disk_io(disk_directory(), stop), ["hardirq", "block"])
     assert window.results["hardirq"].status == "ok" and window.results["block"].status == "ok"
@@ -122,6 +125,7 @@ SHOOTDOWN_CALLSITES = ("on_each_cpu", "flush_tlb", "call_function_many")  # wher
 UNTRACED_SHARE = 0.02  # receipts the kernel does not trace, as a share of the TLB delta (see below)
 
 
+@pytest.mark.slow
 def test_tlb_shootdowns_and_function_call_ipis_match_proc():
     """Shootdowns of a two-thread workload against the TLB and CAL rows of the same window.
 
@@ -175,6 +179,7 @@ def test_tlb_probe_names_every_reason_the_kernel_traces():
         assert set(name.lower().split()) >= set(TLB_REASONS[number].split("_")) - {"flush", "on"}, (number, name)
 
 
+@pytest.mark.slow
 def test_cross_cpu_wakeups_send_ipis_that_match_proc():
     require((os.cpu_count() or 1) >= 2, "needs two CPUs")
     window = probe_during(workloads.cross_cpu_wakeups, ["ipi", "softirq", "timer"])
@@ -194,6 +199,8 @@ def test_cross_cpu_wakeups_send_ipis_that_match_proc():
     assert "TIMER" in window.results["softirq"].data["vectors"]
 
 
+@pytest.mark.slow
+@pytest.mark.netns
 def test_veth_traffic_in_a_namespace_shows_net_rx_and_napi_polls():
     require(can_make_namespaces() is None, f"{can_make_namespaces()}")
     with veth_pair() as pair:
@@ -212,6 +219,7 @@ def test_veth_traffic_in_a_namespace_shows_net_rx_and_napi_polls():
     assert sum(d["packets"] for d in devices.values()) >= sum(d["polls"] for d in devices.values()) // 2
 
 
+@pytest.mark.slow
 def test_every_probe_loads_here():
     window = run_window(HOST, list(PROBE_NAMES), 0.2)
     failed = {n: r.reason for n, r in window.results.items() if r.status == "failed"}
@@ -221,6 +229,7 @@ def test_every_probe_loads_here():
         assert not unsupported, unsupported
 
 
+@pytest.mark.slow
 def test_probe_command_json_under_workloads():
     """The acceptance run: `irqtune probe --duration 2 --json` while disk I/O and shootdowns go on."""
     stop = threading.Event()
@@ -259,6 +268,7 @@ def test_probe_command_json_under_workloads():
     assert any(d["latency"]["count"] > 0 for d in probes["block"]["data"]["devices"].values())
 
 
+@pytest.mark.slow
 def test_probe_json_compares_each_count_with_proc_over_the_same_window():
     """`proc` brackets the probes' counting window (read just before the maps are zeroed, just after they
     are read) and says how long it is: a busy IRQ's count never exceeds its delta and falls short of it
@@ -298,6 +308,7 @@ def hardirq_rows(text: str) -> dict[int, tuple[int, int]]:
     return rows
 
 
+@pytest.mark.slow
 def test_ctrl_c_prints_the_shortened_window_and_detaches():
     """SIGINT 3 s into `irqtune probe -d 30`: the counts of those 3 s beside the /proc deltas of the same
     window, exit 130, and none of the command's BPF programs left loaded."""
@@ -332,6 +343,7 @@ def test_ctrl_c_prints_the_shortened_window_and_detaches():
     assert held and wait_detached(held) == set(), "programs left loaded after Ctrl-C"
 
 
+@pytest.mark.slow
 def test_sigterm_detaches_every_program():
     before = set(kstats.prog_ids())
     exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
@@ -352,6 +364,7 @@ def test_sigterm_detaches_every_program():
     assert set(kstats.prog_ids()) - before == set(), "programs left attached after SIGTERM"
 
 
+@pytest.mark.slow
 def test_shared_line_bookkeeping_accounts_for_every_handler_run():
     """This VM has no shared line, so mark the disk's IRQ as if it had two actions: the per-action
     split must then account for every handler run of that IRQ (attribution itself needs real hardware)."""

@@ -187,6 +187,7 @@ def test_promtool_checks_the_rules():
     assert "SUCCESS" in out.stdout
 
 
+@pytest.mark.slow
 def test_promtool_unit_tests_pass():
     out = subprocess.run([_promtool(), "test", "rules", str(RULES_TEST)], capture_output=True, text=True,
                          timeout=120)  # fmt: skip
@@ -440,6 +441,7 @@ def test_the_prometheusrule_fits_the_operators_schema():
 # -- end to end ------------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_irqtune_export_has_the_families_the_rules_and_dashboard_use():
     require(real_linux(), "needs a real Linux /proc")
     out = subprocess.run([sys.executable, "-m", "irqtune", "export", "--once"], capture_output=True, text=True,

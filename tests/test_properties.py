@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import Counter
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -14,6 +15,8 @@ from irqtune.parse.interrupts import parse_interrupts
 from irqtune.parse.softirqs import RENAMED, VECTORS, parse_softirqs
 from irqtune.parse.softnet import parse_softnet
 from irqtune.parse.stat import parse_stat
+
+pytestmark = [pytest.mark.slow]
 
 PROPS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 U32 = 1 << 32

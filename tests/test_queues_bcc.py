@@ -61,6 +61,7 @@ def test_bcc_override_that_is_not_bcc(tmp_path, monkeypatch):
             load_bcc()
 
 
+@pytest.mark.bpf
 def test_system_bcc_loads():
     info = find_bcc()
     require(info.available or not (IN_CI and os.geteuid() == 0), info.reason)

@@ -184,6 +184,7 @@ def test_run_refuses_a_config_naming_what_this_host_lacks(root, tmp_path):
     assert "c.toml:9: device[0].name: no device 'eht0'" in err and "c.toml:5: cpus.banned: CPU 16" in err
 
 
+@pytest.mark.slow
 def test_sighup_with_an_unknown_device_keeps_the_running_config(root, tmp_path):
     config = tmp_path / "c.toml"
     config.write_text('interval = 0.5\n[[device]]\nname = "ens1f0"\n')

@@ -37,6 +37,7 @@ def test_dim_drifts_to_maximum_moderation_under_open_loop_load(rate):
     assert dim_parking(rate, "eqe", 0.8e-6) == 4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("clients", [1, 4])
 def test_dim_stays_low_under_closed_loop_load(clients):
     assert dim_closed_loop(clients) <= 1

@@ -67,6 +67,7 @@ def test_tuning_through_the_real_knobs_changes_the_simulation(sim, tmp_path):
     assert set(counts) == {"0", "4"}  # the first second on CPU 0, the second on CPU 4
 
 
+@pytest.mark.slow
 def test_simulate_is_reproducible_with_a_seed(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(SCENARIO)

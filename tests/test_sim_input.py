@@ -64,6 +64,7 @@ def run_simulate(tmp, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([*EXE, "simulate", *args], env=env, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [("steady-rx", "--duration", "2s"), ("--score", "idle-server", "--duration", "2s")])
 def test_simulate_leaves_nothing_in_tmp(tmp_path, args):
     tmp = tmp_path / "tmp"
@@ -80,6 +81,7 @@ def test_simulate_keeps_the_tree_it_was_given(tmp_path):
     assert (tmp_path / "t" / "proc" / "interrupts").is_file() and f"tree: {tmp_path / 't'}" in out
 
 
+@pytest.mark.slow
 def test_simulate_error_after_the_tree_is_made_removes_it(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
@@ -88,6 +90,7 @@ def test_simulate_error_after_the_tree_is_made_removes_it(tmp_path):
     assert os.listdir(tmp) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 1)])
 @pytest.mark.parametrize(
     "args", [("steady-rx", "--duration", "600s", "--speed", "1"), ("--score", "steady-rx", "--duration", "3000s")]

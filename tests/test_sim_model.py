@@ -16,6 +16,7 @@ GRID = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rate", "usecs", "frames"), GRID, ids=lambda v: f"{v:g}")
 def test_closed_form_matches_event_simulation(rate, usecs, frames):
     model = nic_queue(rate, S, H, usecs, frames)
@@ -78,6 +79,7 @@ RESTART_GRID = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rate", "usecs", "frames"), RESTART_GRID, ids=lambda v: f"{v:g}")
 def test_timer_restart_flavour_matches_event_simulation(rate, usecs, frames):
     model = nic_queue(rate, S, H, usecs, frames, "timer-restart")

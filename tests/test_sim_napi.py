@@ -45,6 +45,7 @@ def _agree(model: QueueResult, rate: float, packets: int, seed: int, *args, rel=
 MIN_GAP = [(rate, usecs) for rate in (*RATES, 900e3) for usecs in (8e-6, 32e-6, 128e-6)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rate", "usecs"), MIN_GAP, ids=lambda v: f"{v:g}")
 def test_min_gap_matches_event_simulation(rate, usecs):
     """Exact: a Markov chain on the packets found per IRQ (lumped in bins of ~√(λU)/3 when λU > 36).
@@ -66,6 +67,7 @@ MIN_GAP_NAPI = [(rate, usecs, napi) for rate in RATES for usecs in (32e-6, 100e-
                 for napi in (Napi(defer=1, gro_flush=5e-6), Napi(busy_poll=10e-6))]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rate", "usecs", "napi"), MIN_GAP_NAPI, ids=str)
 def test_min_gap_with_deferral_or_busy_poll_is_an_approximation(rate, usecs, napi):
     """Approximate: the spin/timer cycles between two IRQs are summed as 0 or an exponential (Rényi).
@@ -74,6 +76,7 @@ def test_min_gap_with_deferral_or_busy_poll_is_an_approximation(rate, usecs, nap
     _agree(model, rate, 100_000, 7, usecs, 0, flavour="min-gap", napi=napi, rel=(0.05, 0.05, 0.15))
 
 
+@pytest.mark.slow
 def test_min_gap_is_exact_when_deferral_covers_the_gap():
     napi = Napi(defer=2, gro_flush=20e-6)  # re-armed 2·(20 + 0.4) µs after the last poll: past any 32 µs gap
     for rate in RATES:
@@ -115,6 +118,7 @@ COMBINED = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rate", "usecs", "frames", "flavour", "napi"), DEFER + BUSY + SUSPEND + COMBINED, ids=str)
 def test_napi_knobs_match_event_simulation(rate, usecs, frames, flavour, napi):
     """Exact (renewal reward from the end of each poll that found packets). Measured over this grid:
@@ -212,6 +216,7 @@ BUDGET = [(1.1e6, 8e-6, 32, Napi()), (1.1e6, 64e-6, 0, Napi()), (1.0e6, 64e-6, 0
           (1.2e6, 64e-6, 0, Napi())]  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("rate", "usecs", "frames", "napi"), BUDGET, ids=str)
 def test_time_squeeze_and_ksoftirqd_match_event_simulation(rate, usecs, frames, napi):
     """Approximation: the busy-period tail is exact (Takács) but the packets found at pickup are lumped into

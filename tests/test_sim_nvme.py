@@ -15,6 +15,7 @@ C1 = 2e-6  # SKX C1 exit latency, the scenarios' default
 CLOSED_GRID = [(m, name, qd, c) for m in MODES for name in MEDIA for qd in (1, 4, 16, 32) for c in (0.0, C1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "media", "iodepth", "cstate"), CLOSED_GRID, ids=str)
 def test_closed_loop_matches_event_simulation(mode, media, iodepth, cstate):
     """2 % on IOPS, except at the knee of Optane's interrupt-driven core (QD4, C1 exit): the finite-source
@@ -32,6 +33,7 @@ RATES = {"optane": (50e3, 200e3), "nand": (20e3, 100e3)}
 OPEN_GRID = [(m, name, r, c) for m in MODES for name in MEDIA for r in RATES[name] for c in (0.0, C1)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("mode", "media", "rate", "cstate"), OPEN_GRID, ids=str)
 def test_open_loop_matches_event_simulation(mode, media, rate, cstate):
     """Priced at the rate the sample realised. The poller's CPU is P(system not empty) of an M/G/∞, which
@@ -46,6 +48,7 @@ def test_open_loop_matches_event_simulation(mode, media, rate, cstate):
     assert model.irq_rate == pytest.approx(sim.irq_rate, rel=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("load", [0.3, 0.7])
 def test_iodepth_one_caps_an_open_loop(mode, load):
@@ -58,6 +61,7 @@ def test_iodepth_one_caps_an_open_loop(mode, load):
     assert model.mean_latency > nvme_queue(mode, OPTANE, iodepth=1).mean_latency * (1 + load / 2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cstate", [0.0] + [exit_ for exit_, _ in SKX_CSTATES])
 @pytest.mark.parametrize("media", MEDIA)
 def test_qd1_is_physics_term_by_term(media, cstate):
@@ -181,6 +185,7 @@ def test_event_simulation_is_reproducible_and_gives_percentiles():
     assert qd1.p50 == pytest.approx(NAND.mean / math.sqrt(1 + NAND.cv**2) + 1.3e-6, rel=0.02)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 def test_event_simulation_is_fast(mode):
     best = math.inf

@@ -27,6 +27,7 @@ def shortened(name: str, seconds: float = 6.0):
     return scenario
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(library()))
 def test_every_scenario_runs_under_every_policy(tmp_path, name):
     costs = {}
@@ -48,6 +49,7 @@ def test_every_scenario_runs_under_every_policy(tmp_path, name):
         assert costs["oracle"] <= costs[policy] * 1.03 + 0.5, (policy, costs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["dim", "irqtune", "oracle"])
 def test_results_are_reproducible_with_a_seed(tmp_path, policy):
     def run(seed: int, where: str) -> list:
@@ -60,6 +62,7 @@ def test_results_are_reproducible_with_a_seed(tmp_path, policy):
         assert run(5, "c") != run(6, "d")
 
 
+@pytest.mark.slow
 def test_dim_drifts_where_the_oracle_does_not(tmp_path):
     """Open-loop steady load: DIM walks to maximum moderation and pays in latency (docs/physics.md §1.8-2)."""
     scenario = shortened("steady-rx", 10)
@@ -110,6 +113,7 @@ def test_what_a_policy_changed_is_journaled_and_restore_undoes_it(tmp_path):
     assert (coalesce["rx_usecs"], coalesce["rx_max_frames"]) == (8, 128)
 
 
+@pytest.mark.slow
 def test_scorecard_normalises_to_defaults_and_the_oracle():
     from irqtune.sim.score import POLICIES as SCORED
     from irqtune.sim.score import scorecard
@@ -122,6 +126,7 @@ def test_scorecard_normalises_to_defaults_and_the_oracle():
     assert all(c.cost >= by[(c.scenario, "oracle")].cost * 0.97 for c in cells)
 
 
+@pytest.mark.slow
 def test_mixed_criticality_the_critical_nic_stays_put_and_does_not_feel_the_storm(tmp_path):
     """irqtune keeps the critical NIC's IRQs on its isolated CPUs (config cpus), moves the noisy NIC's
     IRQs off them, and the critical NIC's latency and interrupt load do not change when the other storms."""

@@ -3,6 +3,8 @@ once where it holds and once where it does not, and once on a short real run of 
 
 from __future__ import annotations
 
+import pytest
+
 from irqtune.sim import score
 from irqtune.sim.run import Interval, PhaseResult
 from irqtune.sim.score import Cell, Run
@@ -127,6 +129,7 @@ def test_critical_goal_the_critical_nic_does_not_feel_the_storm():
     assert score.critical_goal(run([calm, calm], [])) == []  # no critical NIC
 
 
+@pytest.mark.slow
 def test_goals_on_a_short_real_load_step():
     """load-step in 30 s: irqtune back within the oracle's J after each step and steady in between;
     DIM misses both (it walks away from the oracle's setting under open-loop load)."""

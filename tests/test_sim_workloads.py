@@ -15,6 +15,7 @@ from irqtune.sim.scenario import library, load_scenario
 from irqtune.sim.workload import closed_loop, interrupt_per_packet, queue_load
 
 
+@pytest.mark.slow
 def test_receive_livelock_without_napi_and_flat_delivery_with_it(tmp_path):
     results, _, _ = run_scenario(load_scenario(library()["receive-livelock"]), str(tmp_path / "t"))
     legacy = [r.nics["eth0"]["delivered_pps"] for r in results]

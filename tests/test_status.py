@@ -63,6 +63,7 @@ def test_findings_come_right_after_the_header_most_severe_first(root, tmp_path):
     assert ranks == sorted(ranks) and ranks[0] == 1 and ranks[-1] == 2  # warnings, then the remapping info
 
 
+@pytest.mark.slow
 def test_findings_are_near_the_top_on_the_1152_cpu_fixture(tmp_path):
     root = make_root(
         tmp_path,
@@ -118,6 +119,7 @@ def test_idle_config_vectors_are_folded_and_all_shows_them(root):
     assert any(e["irq"] == 35 for d in report["devices"] for e in d["irqs"])  # JSON keeps every device IRQ
 
 
+@pytest.mark.slow
 def test_in_a_window_idle_queue_irqs_stay_and_idle_admin_queues_fold(root):
     report = status_json("--root", str(root), "status", "--interval", "0.1")
     assert [e["irq"] for e in report["idle_vectors"]] == [35, 37, 120]  # nvme0q0 (admin) took none either
@@ -134,6 +136,7 @@ def probes_line(text: str) -> str:
     return next(line for line in text.splitlines() if line.startswith("probes "))
 
 
+@pytest.mark.slow
 def test_header_names_the_probes_that_ran_and_why_the_others_did_not(root, tmp_path):
     report = build_report(collect(Host(str(root)), 0, str(tmp_path / "state")))
     ok = {"status": "ok", "reason": ""}
@@ -148,6 +151,9 @@ def test_header_names_the_probes_that_ran_and_why_the_others_did_not(root, tmp_p
     assert probes_line(text).startswith("probes      none (eBPF probes measure the running kernel; --root must be /")
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.bpf
 def test_header_names_the_probes_that_ran_on_this_host(real_host_required):
     require(os.geteuid() == 0, "needs root for the eBPF probes")
     require(ebpf_unavailable_reason(Host("/")) is None, f"eBPF cannot run: {ebpf_unavailable_reason(Host('/'))}")
@@ -178,6 +184,9 @@ def nobody_python() -> list[str]:
     return []
 
 
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.bpf
 def test_non_root_status_says_what_root_adds_not_to_run_status(real_host_required):
     require(os.geteuid() == 0 and shutil.which("runuser") is not None, "needs root and runuser to run as nobody")
     require(find_bcc().available, "needs bcc, so that root is what the probes lack")

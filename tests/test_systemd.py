@@ -115,6 +115,7 @@ def irqtune_accepts(argv: list[str]) -> subprocess.CompletedProcess:
                           timeout=60)  # fmt: skip
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", ["ExecStart", "ExecStopPost"])
 def test_commands_are_real_irqtune_commands(key: str) -> None:
     argv = command(key)

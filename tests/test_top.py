@@ -187,6 +187,7 @@ def test_rows_from_a_real_series(tmp_path):
     assert sum(c.arch["LOC"] for c in cpu_rows(rates)) == 444720655 - 444717631
 
 
+@pytest.mark.slow
 def test_plain_mode_prints_one_block_per_refresh(tmp_path):
     text = fixture_text("interrupts-procfs-x86-kvm-4cpu.txt")
     numbered = [row for row in parse_interrupts(text).rows.values() if row.irq is not None]
@@ -276,6 +277,7 @@ def _needs_tmux() -> None:
     require(real_linux(), "needs a real Linux /proc")
 
 
+@pytest.mark.slow
 def test_live_screen_quits_on_q():
     _needs_tmux()
     tmux = Tmux("top-q")
@@ -297,6 +299,7 @@ def test_live_screen_quits_on_q():
         tmux.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
 def test_live_screen_stops_on_signals_and_restores_the_terminal(tmp_path, how):
     _needs_tmux()
@@ -324,6 +327,7 @@ def test_live_screen_stops_on_signals_and_restores_the_terminal(tmp_path, how):
         tmux.close()
 
 
+@pytest.mark.slow
 def test_live_screen_ends_when_the_terminal_goes_away(tmp_path):
     """The shell survives the hang-up (it ignores SIGHUP), so only the closed terminal tells top to stop."""
     _needs_tmux()
