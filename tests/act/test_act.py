@@ -46,7 +46,7 @@ def test_set_verify_restore_on_a_fake_tree(root, tmp_path):
     (root / "proc" / "irq" / "100" / "smp_affinity_list").write_text("0-3\n")  # irqbalance moved it
     code, out, _ = cli("verify", root=root, state=state)
     assert code == 5 and "drifted" in out and "irqtune wrote 4-5" in out
-    code, out, _ = cli("restore", root=root, state=state)  # drifted: left alone (tests/test_safety_cli.py)
+    code, out, _ = cli("restore", root=root, state=state)  # drifted: left alone (tests/act/test_safety_cli.py)
     assert code == 5 and affinity(root, 100) == "0-3"
     code, out, _ = cli("restore", "--force", root=root, state=state)
     assert code == 0 and "restored" in out

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fakehost
 import pytest
 from conftest import require
 
@@ -257,29 +258,14 @@ def test_placed_cpus_prefers_the_plan_target_over_the_effective_affinity():
 # -- measuring thread placement --------------------------------------------------------------------------------
 
 
-def stat_line(tid: int, comm: str, cpu: int) -> str:
-    rest = ["S"] + ["0"] * 49
-    rest[36] = str(cpu)  # field 39
-    return f"{tid} ({comm}) {' '.join(rest)}\n"
-
-
-def fake_task(proc: Path, pid: int, tid: int, comm: str, cpu: int, allowed: str) -> None:
-    task = proc / str(pid) / "task" / str(tid)
-    task.mkdir(parents=True)
-    (proc / str(pid) / "comm").write_bytes(comm.encode() + b"\n")
-    (task / "comm").write_bytes(comm.encode() + b"\n")
-    (task / "stat").write_text(stat_line(tid, comm, cpu))
-    (task / "status").write_text(f"Name:\t{comm}\nCpus_allowed:\tff\nCpus_allowed_list:\t{allowed}\n")
-
-
 def test_find_process_threads_on_a_fake_tree(tmp_path: Path):
     proc = tmp_path / "proc"
     (tmp_path / "sys").mkdir()
-    fake_task(proc, 1234, 1234, "memcached", 2, "2-3")
-    fake_task(proc, 1234, 1240, "memcached", 3, "3")
-    fake_task(proc, 77, 77, "a) b 9 9", 5, "5")  # a comm with ")" and spaces must not shift stat fields
-    fake_task(proc, 88, 88, "averyveryverylo", 1, "0-1")  # the kernel keeps 15 bytes of a longer name
-    fake_task(proc, 99, 99, "other", 0, "0")
+    fakehost.task(proc, 1234, 1234, "memcached", 2, "2-3")
+    fakehost.task(proc, 1234, 1240, "memcached", 3, "3")
+    fakehost.task(proc, 77, 77, "a) b 9 9", 5, "5")  # a comm with ")" and spaces must not shift stat fields
+    fakehost.task(proc, 88, 88, "averyveryverylo", 1, "0-1")  # the kernel keeps 15 bytes of a longer name
+    fakehost.task(proc, 99, 99, "other", 0, "0")
     (proc / "self").mkdir()
     (proc / "net").mkdir()
     host = Host(str(tmp_path))
@@ -294,7 +280,7 @@ def test_find_process_threads_on_a_fake_tree(tmp_path: Path):
 
 def test_find_process_threads_skips_a_thread_that_vanished(tmp_path: Path):
     proc = tmp_path / "proc"
-    fake_task(proc, 10, 10, "app", 0, "0")
+    fakehost.task(proc, 10, 10, "app", 0, "0")
     (proc / "10" / "task" / "11").mkdir()  # listed, but its files are gone
     assert [t.tid for t in find_process_threads(Host(str(tmp_path)), "app")] == [10]
 

@@ -7,14 +7,14 @@
   the dashboard's queries also parse (promtool, with Grafana's variables filled in);
 * the dashboard: JSON, the datasource and instance variables, a datasource and targets on every panel;
 * the Prometheus Operator's copy, deploy/kubernetes/cluster/prometheusrule.yaml: its spec.groups are the rules
-  file's groups, and it fits a schema written from the operator's CRD (PROMETHEUSRULE_SCHEMA; tests/test_deploy.py
-  applies it to the object `kubectl kustomize deploy/kubernetes/cluster` renders too);
+  file's groups, and it fits a schema written from the operator's CRD (PROMETHEUSRULE_SCHEMA;
+  tests/deploy/test_deploy.py applies it to the object `kubectl kustomize deploy/kubernetes/cluster` renders too);
 * end to end: `irqtune export --once` on this host has every metric family the rules and the dashboard use,
   except those that need --probes or the agent (listed here, and checked to be absent).
 
 Needs promtool (apt-get install prometheus) and PyYAML; skips without them (fails under CI=true).
 
-`python tests/test_prometheus_rules.py` rewrites prometheusrule.yaml from the rules file.
+`python tests/deploy/test_prometheus_rules.py` rewrites prometheusrule.yaml from the rules file.
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
+
+if __name__ == "__main__":  # run as a script: conftest is one folder up
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import pytest
 from conftest import REPO, real_linux, require
@@ -392,9 +396,9 @@ PROMETHEUSRULE_SCHEMA = {
 
 PROMETHEUSRULE_HEADER = """\
 # The Prometheus Operator's copy of deploy/prometheus/irqtune.rules.yml: spec.groups are that file's groups
-# (tests/test_prometheus_rules.py checks it; `python tests/test_prometheus_rules.py` rewrites this file from it).
-# In cluster/kustomization.yaml (`kubectl apply -k deploy/kubernetes/cluster`), with the namespace and the
-# PodMonitor. Needs the operator's CRDs.
+# (tests/deploy/test_prometheus_rules.py checks it; `python tests/deploy/test_prometheus_rules.py` rewrites this
+# file from it). In cluster/kustomization.yaml (`kubectl apply -k deploy/kubernetes/cluster`), with the namespace
+# and the PodMonitor. Needs the operator's CRDs.
 apiVersion: monitoring.coreos.com/v1
 kind: PrometheusRule
 metadata:
@@ -420,7 +424,7 @@ def test_the_prometheusrule_has_the_rules_files_groups():
     rule = yaml.safe_load(PROMETHEUSRULE.read_text())
     assert rule["spec"]["groups"] == _rules()["groups"], (
         "deploy/kubernetes/cluster/prometheusrule.yaml differs from deploy/prometheus/irqtune.rules.yml: "
-        "run `python tests/test_prometheus_rules.py`"
+        "run `python tests/deploy/test_prometheus_rules.py`"
     )
     assert yaml.safe_load(prometheusrule_text()) == rule
 

@@ -2,7 +2,7 @@
 or a short window, and rolled back when it can no longer be judged.
 
 `judge` is pure and tested on numbers; the loop is tested on a simulated host (the same write path, journal and
-rates as on a real one) and, end to end on the running kernel, by tests/test_agent_netns.py.
+rates as on a real one) and, end to end on the running kernel, by tests/agent/test_agent_netns.py.
 """
 
 from __future__ import annotations

@@ -13,8 +13,9 @@ import threading
 import time
 from pathlib import Path
 
+import fakehost
 import pytest
-from conftest import cli, require
+from conftest import REPO, cli, require
 from netns import can_make_namespaces, veth_pair
 
 from irqtune.act.journal import Journal
@@ -301,10 +302,8 @@ def test_storm_guard_sends_a_storming_irq_to_the_sink(tmp_path):
 def test_colocation_and_steering_from_the_config(sim, tmp_path):
     """A process pinned to CPU 3 (a fake /proc entry in the simulated tree): the agent puts eth1's queue IRQs
     on CPU 3, XPS to CPU 3 and RPS to the CPUs that take no queue IRQ, all through the journal."""
-    from test_decide_colocate import fake_task
-
     for tid in (4242, 4243):
-        fake_task(Path(sim.root) / "proc", 4242, tid, "memcached", 3, "3")
+        fakehost.task(Path(sim.root) / "proc", 4242, tid, "memcached", 3, "3")
     config = load_config("c.toml", 'mode = "tune"\n[[device]]\nname = "eth1"\ncolocate = "memcached"\nsteer = true\n')
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
@@ -328,7 +327,7 @@ def test_colocation_and_steering_from_the_config(sim, tmp_path):
 
 def test_each_pass_carries_advice_from_proc_rates(tmp_path):
     """TLB shootdowns hitting isolated CPUs (simulated, no probes): the agent's findings carry the advice."""
-    spec = load_scenario("t.toml", (Path(__file__).parents[1] / "irqtune/sim/scenarios/tlb-storm.toml").read_text()
+    spec = load_scenario("t.toml", (REPO / "irqtune/sim/scenarios/tlb-storm.toml").read_text()
                          .replace("cpus = 8\n", 'cpus = 8\nisolated = "6-7"\n', 1))  # fmt: skip
     sim = SimMachine(spec, str(tmp_path / "tree"), seed=1)
     host = SimulatedKernel.for_root(sim.root)

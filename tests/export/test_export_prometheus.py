@@ -21,7 +21,7 @@ import warnings
 from pathlib import Path
 
 import pytest
-from conftest import fixture_text, make_root, real_linux, require
+from conftest import REPO, fixture_text, make_root, real_linux, require
 from prometheus_client.parser import text_string_to_metric_families
 
 from irqtune.export import BasicAuth, IrqtuneCollector, TlsConfig, make_registry, serve
@@ -33,7 +33,6 @@ from irqtune.probe.runner import ebpf_unavailable_reason
 
 pytestmark = [pytest.mark.slow]
 
-REPO = Path(__file__).resolve().parents[1]
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 LAPTOP = {
     "proc/interrupts": "interrupts-node_exporter-x86-laptop-4cpu-IR-legacy.txt",

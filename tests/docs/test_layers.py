@@ -11,8 +11,9 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import REPO
 
-PACKAGE = Path(__file__).resolve().parents[1] / "irqtune"
+PACKAGE = REPO / "irqtune"
 
 # Lowest first. A module may import from its own layer and the layers below it.
 LAYERS: dict[str, int] = {
