@@ -4,6 +4,10 @@ The /proc fixtures live in tests/fixtures/procfs (their origins in SOURCES.md th
 or empty folder is an error, never an empty set of tests. Tests that need root, bcc or a network
 namespace skip with a reason on a laptop and FAIL under CI (CI=true), where the real thing must
 be there.
+
+`cli(...)` runs irqtune's click entry point in-process (the one CLI helper every test uses).
+Markers (declared in pyproject.toml, applied explicitly in the test files, never by a hook here):
+slow, root, netns, bpf, vm.
 """
 
 from __future__ import annotations
@@ -11,9 +15,14 @@ from __future__ import annotations
 import bz2
 import os
 import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
+
+from irqtune.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "procfs"
@@ -83,3 +92,31 @@ def lifeline_devices() -> list[str]:
     if vsock.is_dir():
         names += sorted(p.name for p in vsock.iterdir() if p.name.startswith("virtio"))
     return names
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What an in-process irqtune command did: its exit status, stdout and stderr apart, and `output`, the two
+    interleaved as a terminal would show them. Unpacks as (exit_code, stdout, stderr)."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+    output: str
+
+    def __iter__(self) -> Iterator[int | str]:
+        return iter((self.exit_code, self.stdout, self.stderr))
+
+
+def cli(
+    *args: str,
+    root: Path | str | None = None,
+    state: Path | str | None = None,
+    env: Mapping[str, str | None] | None = None,
+    input: str | None = None,
+) -> CliResult:
+    """`irqtune [--root ROOT] [--state-dir STATE] ARGS...` in this process; an exception escapes to the test."""
+    argv = ["--root", str(root)] if root is not None else []
+    argv += ["--state-dir", str(state)] if state is not None else []
+    result = CliRunner().invoke(main, [*argv, *args], input=input, env=env, catch_exceptions=False)
+    return CliResult(result.exit_code, result.stdout, result.stderr, result.output)

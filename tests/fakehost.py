@@ -106,3 +106,19 @@ def build(root: Path, cmdline: str = "ro isolcpus=managed_irq,domain,6-7 nohz_fu
     write(sys / "kernel" / "debug" / "irq" / "irqs" / "121", "handler: handle_edge_irq\nistate: 0x00004000\n"
           "dstate: 0x3660a200\n             IRQD_AFFINITY_MANAGED\n")  # fmt: skip
     return root
+
+
+def _stat_line(tid: int, comm: str, cpu: int) -> str:
+    rest = ["S"] + ["0"] * 49
+    rest[36] = str(cpu)  # field 39
+    return f"{tid} ({comm}) {' '.join(rest)}\n"
+
+
+def task(proc: Path, pid: int, tid: int, comm: str, cpu: int, allowed: str) -> None:
+    """A thread in a fake /proc: <pid>/comm and task/<tid>/{comm,stat,status}, last on `cpu`, allowed on `allowed`."""
+    entry = proc / str(pid) / "task" / str(tid)
+    entry.mkdir(parents=True)
+    (proc / str(pid) / "comm").write_bytes(comm.encode() + b"\n")
+    (entry / "comm").write_bytes(comm.encode() + b"\n")
+    (entry / "stat").write_text(_stat_line(tid, comm, cpu))
+    (entry / "status").write_text(f"Name:\t{comm}\nCpus_allowed:\tff\nCpus_allowed_list:\t{allowed}\n")

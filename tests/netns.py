@@ -10,9 +10,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,18 @@ def can_make_namespaces() -> str | None:
         if shutil.which(tool) is None:
             return f"{tool} not installed (iproute2, ethtool)"
     return None
+
+
+def irqtune_in(ns: str, state_dir: Path | str) -> Callable[..., subprocess.CompletedProcess]:
+    """`irqtune --state-dir STATE_DIR ARGS...` in namespace `ns` (the entry point installed beside sys.executable),
+    output captured, never raising on a non-zero exit."""
+    exe = os.path.join(os.path.dirname(sys.executable), "irqtune")
+
+    def irqtune(*args: str) -> subprocess.CompletedProcess:
+        argv = ["ip", "netns", "exec", ns, exe, "--state-dir", str(state_dir), *args]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    return irqtune
 
 
 def _ip(*argv: str) -> None:

@@ -28,7 +28,7 @@ c_sub + max(D, τ + exit + t_wake) + δ. Beyond it:
   `iodepth` caps outstanding I/O: an M/G/c queue of waiting submissions (Allen–Cunneen), exact
   M/G/1 at iodepth 1; beyond capacity the result is the closed loop's, flagged saturated.
 Times in seconds. `simulate_nvme` replays the mechanism I/O by I/O: percentiles and validation.
-Agreement with it (tests/test_sim_nvme.py), exits ≤ 2 µs: 2 % on IOPS/CPU and 5 % on latency, closed
+Agreement with it (tests/sim/test_sim_nvme.py), exits ≤ 2 µs: 2 % on IOPS/CPU and 5 % on latency, closed
 loop at QD 1/4/16/32 and open loop, except: Optane IRQ at the core's knee (QD3–6) up to 3.6 % (the
 grid's QD4: 2.4 %), the poller's open-loop CPU on a busy core 2 %+ and hybrid's 4 %. Deeper exits are
 exact at QD1, in saturation and when all I/O batch (NAND C6 to QD16); where setup ≈ N·s the loop turns

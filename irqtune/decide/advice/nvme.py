@@ -56,7 +56,7 @@ IRQ_HANDLER_S = 1.5e-6  # t_irq + handler ≈ 1-2 µs (§9.4), used when the har
 WAKE_S = 3e-6  # t_wake ≈ 2-5 µs: waking the thread that waits for the completion (§9.4)
 CSTATE_EXIT_S = 2e-6  # SKX C1 exit (intel_idle skx_cstates, §0); the simulator scenarios' default
 POLL_PAYS_MIN_SHARE = 0.20  # Optane-class: polling cuts latency 20-50 % (§4.3)
-POLL_NOT_WORTH_MAX_SHARE = 0.10  # NAND-class: < 5 % at C0, 7 % with a C1 exit (§4.3; tests/test_sim_nvme.py)
+POLL_NOT_WORTH_MAX_SHARE = 0.10  # NAND-class: < 5 % at C0, 7 % with a C1 exit (§4.3; tests/sim/test_sim_nvme.py)
 IDLE_ANYWAY_MIN = 0.90  # a CPU idle this much of the time loses nothing to a poller (§10.4 "idle anyway")
 MIN_COMPLETIONS = 50  # fewer completions in the window give no verdict
 

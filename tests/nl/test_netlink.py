@@ -1,0 +1,165 @@
+"""ethtool netlink: the exact messages irqtune sends, and the real kernel's answers (eth0 read only)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import pytest
+from conftest import real_linux, require
+from netns import can_make_namespaces, irqtune_in, veth_pair
+
+from irqtune.nl import ethtool as nl
+
+NLA_F_NESTED = 1 << 15
+
+
+def attributes(msg) -> list[tuple[int, bool, bytes]]:
+    """(type, nested, payload) of every top-level attribute, parsed from the encoded bytes."""
+    msg.encode()
+    data = bytes(msg.data)
+    length = struct.unpack_from("I", data, 0)[0]
+    assert length == len(data)
+    out, offset = [], 16 + 4  # nlmsghdr + genlmsghdr
+    while offset < length:
+        nla_len, nla_type = struct.unpack_from("HH", data, offset)
+        out.append((nla_type & ~NLA_F_NESTED, bool(nla_type & NLA_F_NESTED), data[offset + 4 : offset + nla_len]))
+        offset += (nla_len + 3) & ~3
+    return out
+
+
+def test_coalesce_set_message_has_exact_attributes_and_types():
+    msg = nl.build("coalesce", "set", "eth9", {"rx_usecs": 50, "rx_max_frames": 64, "use_adaptive_rx": 1})
+    assert (msg["cmd"], msg["version"]) == (nl.COALESCE_SET, 1)
+    attrs = attributes(msg)
+    header_type, nested, header = attrs[0]
+    assert (header_type, nested) == (1, True)  # ETHTOOL_A_COALESCE_HEADER, nested
+    name_len, name_type = struct.unpack_from("HH", header, 0)
+    assert name_type == 2 and header[4:name_len].rstrip(b"\0") == b"eth9"  # ETHTOOL_A_HEADER_DEV_NAME
+    assert attrs[1:] == [
+        (2, False, struct.pack("I", 50)),  # ETHTOOL_A_COALESCE_RX_USECS, u32
+        (3, False, struct.pack("I", 64)),  # RX_MAX_FRAMES, u32
+        (11, False, struct.pack("B", 1)),  # USE_ADAPTIVE_RX (after STATS_BLOCK_USECS = 10), u8
+    ]
+
+
+def test_channels_set_and_get_messages():
+    msg = nl.build("channels", "set", "eth9", {"combined_count": 8})
+    assert msg["cmd"] == nl.CHANNELS_SET
+    assert attributes(msg)[1:] == [(9, False, struct.pack("I", 8))]  # ETHTOOL_A_CHANNELS_COMBINED_COUNT
+    get = nl.build("channels", "get", "eth9")
+    assert get["cmd"] == nl.CHANNELS_GET and len(attributes(get)) == 1
+
+
+def test_unknown_or_nested_attributes_are_refused():
+    with pytest.raises(ValueError):
+        nl.build("coalesce", "set", "eth9", {"rx_profile": 1})
+    with pytest.raises(ValueError):
+        nl.build("channels", "set", "eth9", {"bogus": 1})
+
+
+def test_coalesce_get_on_eth0_reads_only_what_the_driver_supports():
+    require(real_linux() and os.path.exists("/sys/class/net/eth0"), "needs this host's eth0")
+    with nl.Ethtool() as client:  # read only: eth0 is never written
+        coalesce = client.get_coalesce("eth0")
+        channels = client.get_channels("eth0")
+    assert coalesce and set(coalesce) <= nl.COALESCE_SETTABLE
+    assert all(isinstance(v, int) for v in coalesce.values())
+    assert channels.get("combined_count", channels.get("rx_count", 0)) >= 1
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
+def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    with veth_pair(queues=2) as pair:
+        ns, dev = pair.receiver_ns, pair.receiver
+        irqtune = irqtune_in(ns, tmp_path)
+
+        original = irqtune("get", f"net/{dev}/channels/rx").stdout.strip()
+        assert original == "2"
+        result = irqtune("set", f"net/{dev}/channels/rx", "1")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == "1"
+        too_many = irqtune("set", f"net/{dev}/channels/rx", "64")
+        assert too_many.returncode == 1 and "above the driver's maximum of 2" in too_many.stderr
+        unsupported = irqtune("set", f"net/{dev}/coalesce/rx-usecs", "50")
+        assert unsupported.returncode == 3 and "unsupported" in unsupported.stdout, unsupported.stdout
+        assert "Traceback" not in unsupported.stderr
+        restored = irqtune("restore")
+        assert restored.returncode == 0, restored.stdout + restored.stderr
+        assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == original
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
+def test_napi_settings_set_and_restore_per_instance_on_veth(tmp_path):
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    with veth_pair(queues=2) as pair:
+        ns, dev = pair.receiver_ns, pair.receiver
+        listing = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, "-c",
+             "import json; from irqtune.nl.netdev import Netdev; print(json.dumps(Netdev().napis()))"],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        ifindex = int(subprocess.run(["ip", "netns", "exec", ns, "cat", f"/sys/class/net/{dev}/ifindex"],
+                                     capture_output=True, text=True, check=True).stdout)  # fmt: skip
+        napis = [n for n in json.loads(listing.stdout) if n["ifindex"] == ifindex]
+        require(bool(napis), "veth created no NAPI instance with GRO on (kernel without veth NAPI)")
+        napi = napis[0]["id"]
+        irqtune = irqtune_in(ns, tmp_path)
+
+        wanted = {"defer-hard-irqs": "2", "gro-flush-timeout": "200000", "irq-suspend-timeout": "20000000000",
+                  "threaded": "1"}  # fmt: skip
+        originals = {k: irqtune("get", f"napi/{dev}/{napi}/{k}").stdout.strip() for k in wanted}
+        for setting, value in wanted.items():
+            result = irqtune("set", f"napi/{dev}/{napi}/{setting}", value)
+            assert result.returncode == 0, result.stdout + result.stderr
+            assert irqtune("get", f"napi/{dev}/{napi}/{setting}").stdout.strip() == value  # 8-byte NLA_UINT too
+        assert irqtune("restore").returncode == 0
+        assert {k: irqtune("get", f"napi/{dev}/{napi}/{k}").stdout.strip() for k in wanted} == originals
+
+
+def test_napi_set_message():
+    from irqtune.nl.netdev import NAPI_SET, build_napi_set
+
+    msg = build_napi_set(257, {"defer_hard_irqs": 2, "gro_flush_timeout": 200000})
+    assert msg["cmd"] == NAPI_SET
+    assert attributes(msg) == [
+        (2, False, struct.pack("I", 257)),  # NETDEV_A_NAPI_ID
+        (5, False, struct.pack("I", 2)),  # DEFER_HARD_IRQS, u32
+        (6, False, struct.pack("Q", 200000)),  # GRO_FLUSH_TIMEOUT, NLA_UINT sent as 8 bytes
+    ]
+    with pytest.raises(ValueError):
+        build_napi_set(257, {"irq": 5})
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
+def test_device_wide_napi_write_keeps_each_napis_own_value_for_restore(tmp_path):
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    with veth_pair(queues=2) as pair:
+        ns, dev = pair.receiver_ns, pair.receiver
+
+        def run(*argv: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["ip", "netns", "exec", ns, *argv], capture_output=True, text=True, check=False)
+
+        code = "import json; from irqtune.nl.netdev import Netdev; print(json.dumps(Netdev().napis()))"
+        ifindex = int(run("cat", f"/sys/class/net/{dev}/ifindex").stdout)
+        napis = [n["id"] for n in json.loads(run(sys.executable, "-c", code).stdout) if n["ifindex"] == ifindex]
+        require(bool(napis), "veth created no NAPI instance with GRO on")
+        someone_else = f"from irqtune.nl.netdev import Netdev; Netdev().set_napi({napis[0]}, {{'defer_hard_irqs': 3}})"
+        assert run(sys.executable, "-c", someone_else).returncode == 0  # set outside irqtune: not journaled
+        irqtune = irqtune_in(ns, tmp_path)
+        result = irqtune("set", f"net/{dev}/napi-defer-hard-irqs", "5")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert irqtune("get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "5"
+        assert irqtune("restore").returncode == 0
+        assert irqtune("get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "3"
+        assert irqtune("get", f"net/{dev}/napi-defer-hard-irqs").stdout.strip() == "0"

@@ -1,0 +1,152 @@
+"""The simulated host: its tree reads like a real one, and tuning it through the real knobs changes it."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from conftest import cli
+
+from irqtune.sim.machine import SimMachine
+from irqtune.sim.scenario import ScenarioError, library, load_scenario
+
+SCENARIO = """
+[host]
+cpus = 8
+nodes = ["0-3", "4-7"]
+isolated = "6-7"
+
+[[nic]]
+name = "eth1"
+queues = 4
+node = 1
+
+[[nvme]]
+name = "nvme0"
+queues = 4
+media = "optane"
+
+[[phase]]
+name = "steady"
+seconds = 3
+nic = "eth1"
+rate_pps = 400000
+"""
+
+
+@pytest.fixture
+def sim(tmp_path) -> SimMachine:
+    return SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
+
+
+def test_tree_reads_like_a_real_host(sim):
+    sim.step(1.0, sim.sc.phases[0])
+    code, out, err = cli("snapshot", "--json", root=sim.root)
+    assert code == 0, err
+    snap = json.loads(out)
+    assert snap["problems"] == [] and snap["unavailable"] == {}
+    assert snap["interrupts"]["cpus"] == list(range(8))
+    code, out, _ = cli("status", "-i", "0", "--json", root=sim.root)
+    devices = {d["name"]: d for d in json.loads(out)["devices"]}
+    assert devices["eth1"]["numa_node"] == 1 and [q["queue"] for q in devices["eth1"]["irqs"]] == [0, 1, 2, 3]
+    assert devices["nvme0"]["kind"] == "nvme" and len(devices["nvme0"]["irqs"]) == 5
+
+
+def test_tuning_through_the_real_knobs_changes_the_simulation(sim, tmp_path):
+    phase = sim.sc.phases[0]
+    before = sim.step(1.0, phase)
+    assert {q.cpu for q in before} == {0}  # every queue on CPU 0, remote from the NIC's node 1
+    code, out, err = cli("apply", "--yes", root=sim.root, state=tmp_path / "s")
+    assert code == 0, out + err
+    after = sim.step(1.0, phase)
+    assert {q.cpu for q in after} == {4, 5}
+    assert sum(q.cpu_used for q in after) < sum(q.cpu_used for q in before)  # no cross-NUMA cost any more
+    assert max(q.latency for q in after) < min(q.latency for q in before)
+    counts = json.loads(cli("snapshot", "--json", root=sim.root).stdout)["interrupts"]["rows"]["100"]["counts"]
+    assert set(counts) == {"0", "4"}  # the first second on CPU 0, the second on CPU 4
+
+
+@pytest.mark.slow
+def test_simulate_is_reproducible_with_a_seed(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO)
+    runs = [json.loads(cli("simulate", str(path), "--seed", seed, "--json", "--tree", str(tmp_path / f"t{i}")).stdout)
+            for i, seed in enumerate(("3", "3", "4"))]  # fmt: skip
+    strip = [{k: v for k, v in r.items() if k != "tree"} for r in runs]
+    assert strip[0] == strip[1] and strip[0] != strip[2]
+    phase = strip[0]["phases"][0]
+    assert phase["delivered_pps"] == pytest.approx(400000) and phase["irq_rate"] > 0 and phase["mean_latency_us"] > 0
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("queues = 4\nnode = 1", "queus = 4\nnode = 1", "s.toml:9: nic[0].queus: unknown key"),
+        ("rate_pps = 400000", "rate_pps = -1", "s.toml:21: phase[0].rate_pps: must not be negative"),
+        ('isolated = "6-7"', 'isolated = "6-12"', "s.toml:5: host.isolated: CPU 8 does not exist"),
+        ("queues = 4\nmedia", "queues = 9\nmedia", "s.toml:14: nvme[0].queues: 9 queues"),
+        ("rate_pps = 400000", 'rate_pps = 400000\narrivals = "mmpp"', "s.toml:22: phase[0].arrivals: expected one"),
+        ("node = 1", "node = 1\nring = 16", "s.toml:11: nic[0].ring: expected 64..65536 descriptors"),
+        ("node = 1", 'node = 1\ncpus = "0-8"', "s.toml:11: nic[0].cpus: CPU 8 does not exist"),
+    ],
+)
+def test_scenario_errors_name_the_key_and_line(tmp_path, old, new, message):
+    text = SCENARIO.replace(old, new)
+    assert text != SCENARIO
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        load_scenario("s.toml", text)
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    code, _, err = cli("simulate", str(path))
+    assert code == 1 and "Traceback" not in err and message.split(": ", 1)[1] in err
+
+
+def test_coalescing_through_the_knob_reaches_the_simulated_driver(sim, tmp_path):
+    phase, state = sim.sc.phases[0], str(tmp_path / "s")
+    before = sim.step(1.0, phase)
+    code, out, _ = cli("set", "net/eth1/coalesce/rx-usecs", "64", root=sim.root, state=state)
+    assert code == 0 and "applied: 8 -> 64" in out
+    code, out, _ = cli("set", "net/eth1/coalesce/rx-max-frames", "256", root=sim.root, state=state)
+    assert code == 0
+    after = sim.step(1.0, phase)
+    assert sum(q.irq_rate for q in after) < sum(q.irq_rate for q in before) / 3  # fewer, bigger batches
+    assert min(q.latency for q in after) > max(q.latency for q in before)  # paid in latency
+    code, out, _ = cli("set", "net/eth1/coalesce/rx-usecs", "99999", root=sim.root, state=state)
+    assert code == 3 and "refused" in out and "out of range" in out
+    code, _, err = cli("set", "net/eth1/channels/combined", "9", root=sim.root, state=state)
+    assert code == 1 and "above the driver's maximum of 4" in err
+    assert cli("restore", root=sim.root, state=state).exit_code == 0
+    assert cli("get", "net/eth1/coalesce/rx-usecs", root=sim.root).stdout.strip() == "8"
+
+
+@pytest.mark.parametrize(("kernel", "errno_name"), [("6.18", "EPERM"), ("6.6", "EIO")])
+def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kernel, errno_name):
+    sim = SimMachine(load_scenario("s.toml", SCENARIO.replace("[host]", f'[host]\nkernel = "{kernel}"')),
+                  str(tmp_path / "tree"))  # fmt: skip
+    irq = next(e.irq for e in sim.irqs if e.device == "nvme0" and e.queue == 1)
+    state = str(tmp_path / "s")
+    code, out, _ = cli("set", f"irq/{irq}/affinity", "5", root=sim.root, state=state)
+    assert code == 3 and f"({errno_name})" in out
+    code, out, _ = cli("status", "-i", "0", "--json", root=sim.root, state=state)
+    entry = next(e for d in json.loads(out)["devices"] for e in d["irqs"] if e["irq"] == irq)
+    assert (entry["managed"], entry["managed_source"]) == ("yes", "learned")
+    code, _, err = cli("set", "irq/100/affinity", "5", "--allow-isolated", root=sim.root, state=state)
+    assert code == 0, err
+
+
+def test_overload_drops_what_the_cpus_cannot_process_and_spreading_helps(tmp_path):
+    scenario = load_scenario(library()["receive-overload"])
+    sim = SimMachine(scenario, str(tmp_path / "tree"))
+    phase = scenario.phases[0]
+    before = sim.step(1.0, phase)  # both queues on CPU 0: one CPU at 1 us per packet
+    assert sum(q.delivered for q in before) == pytest.approx(1_000_000) and all(q.irq_rate == 0 for q in before)
+    snap = json.loads(cli("snapshot", "--json", root=sim.root).stdout)
+    nic = scenario.nics[0].name  # ring overflows are the NIC's drops (rx_missed_errors), not the backlog's
+    assert snap["netdev"][nic]["rx_drop"] == pytest.approx(1_400_000, rel=0.01)
+    assert snap["netdev"][nic]["rx_packets"] == pytest.approx(1_000_000, rel=0.01)
+    assert sum(r["dropped"] for r in snap["softnet"]["rows"]) == 0
+    code, _, err = cli("set", "irq/101/affinity", "1", root=sim.root, state=tmp_path / "s")
+    assert code == 0, err
+    after = sim.step(1.0, phase)  # one queue per CPU: each still above its 1 Mpps
+    assert sum(q.delivered for q in after) == pytest.approx(2_000_000)

@@ -1,0 +1,118 @@
+"""`irqtune simulate` and the TOML files: bad input is FILE:LINE, and no temporary tree outlives a run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import cli
+from test_sim_host import SCENARIO
+
+from irqtune.config import ConfigError, load_config
+from irqtune.sim.scenario import ScenarioError, load_scenario
+
+EXE = [sys.executable, "-m", "irqtune"]
+
+
+@pytest.mark.parametrize("score", [(), ("--score",)])
+def test_malformed_scenario_is_file_line_in_the_scorecard_too(tmp_path, score):
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO.replace("queues = 4\nnode = 1", "queus = 4\nnode = 1"))
+    code, _, err = cli("simulate", *score, str(path), "--duration", "1s")
+    assert code == 1 and f"{path}:9: nic[0].queus: unknown key" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("score", [(), ("--score",)])
+def test_toml_syntax_error_is_file_line_column(tmp_path, score):
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO.replace("rate_pps = 400000", "rate_pps = 400 000"))
+    code, _, err = cli("simulate", *score, str(path))
+    assert code == 1 and f"{path}:21:16: Expected newline or end of document after a statement" in err
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ('mode = "tune"\n[limits]\ndwell = ,\n', "c.toml:3:9: Invalid value"),
+        ('mode = "tune"\ninterval = ', "c.toml:2:12: Invalid value"),  # at the end of the document
+        ('mode = "tune"\nname = "a\n', "c.toml:2:10: Illegal character"),
+        ("\n\ninterval = " + "9" * 5000 + "\n", "c.toml:3: a number with thousands of digits"),
+        ("interval = " + "[" * 5000, "c.toml:1: arrays or inline tables nested too deeply"),
+    ],
+)
+def test_config_syntax_errors_name_line_and_column(text, where):
+    with pytest.raises(ConfigError) as caught:
+        load_config("c.toml", text)
+    assert str(caught.value).startswith(where), caught.value
+    with pytest.raises(ScenarioError, match=f"^s{where[1:]}"):
+        load_scenario("s.toml", text)
+
+
+def test_agent_refuses_a_config_with_a_syntax_error(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text('mode = "tune"\n[limits]\ndwell = 3 3\n')
+    code, _, err = cli("run", "--config", str(config), "--passes", "1", state=tmp_path / "s")
+    assert code == 1 and f"{config}:3:11: Expected newline" in err
+
+
+def run_simulate(tmp, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    return subprocess.run([*EXE, "simulate", *args], env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("args", [("steady-rx", "--duration", "2s"), ("--score", "idle-server", "--duration", "2s")])
+def test_simulate_leaves_nothing_in_tmp(tmp_path, args):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = run_simulate(tmp, *args)
+    assert result.returncode == 0, result.stderr
+    assert os.listdir(tmp) == []
+    assert "tree: removed" in result.stdout or "--score" in args
+
+
+def test_simulate_keeps_the_tree_it_was_given(tmp_path):
+    code, out, err = cli("simulate", "steady-rx", "--duration", "1s", "--tree", str(tmp_path / "t"))
+    assert code == 0, err
+    assert (tmp_path / "t" / "proc" / "interrupts").is_file() and f"tree: {tmp_path / 't'}" in out
+
+
+@pytest.mark.slow
+def test_simulate_error_after_the_tree_is_made_removes_it(tmp_path):
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    result = run_simulate(tmp, "steady-rx", "--duration", "1s", "-o", str(tmp_path / "no" / "such" / "r.json"))
+    assert result.returncode == 1 and "r.json: cannot write" in result.stderr and "Traceback" not in result.stderr
+    assert os.listdir(tmp) == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGTERM, 128 + signal.SIGTERM), (signal.SIGINT, 1)])
+@pytest.mark.parametrize(
+    "args", [("steady-rx", "--duration", "600s", "--speed", "1"), ("--score", "steady-rx", "--duration", "3000s")]
+)
+def test_simulate_stopped_by_a_signal_removes_its_tree(tmp_path, sig, code, args):
+    """Ctrl-C and SIGTERM in the middle of a run (a slow one, a long scorecard): the tree goes too."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    proc = subprocess.Popen(
+        [*EXE, "simulate", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not any((tmp / d / "proc").is_dir() for d in os.listdir(tmp)) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.listdir(tmp), "the simulation never started"
+        time.sleep(0.3)
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == code, err
+    assert "Traceback" not in err
+    assert os.listdir(tmp) == []
