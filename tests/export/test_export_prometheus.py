@@ -349,7 +349,13 @@ def test_probes_are_served_cumulatively_and_detached_on_sigterm():
     try:
         ours = set(kstats.prog_ids()) - before
         assert ours, "no BPF program attached"
-        first = get(url)[2]
+        count = "irqtune_softirq_duration_seconds_count"
+        deadline = time.monotonic() + 10  # the probes count from their start: a quiet CPU may not have run TIMER yet
+        while True:
+            first = get(url)[2]
+            if (count in first and value(first, count, vector="timer") > 0) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
         disk_interrupts()  # the probes count from their start: give the handler histogram something to count
         time.sleep(1)
         second = get(url)[2]
@@ -371,7 +377,6 @@ def test_probes_are_served_cumulatively_and_detached_on_sigterm():
             for key, values in series.items():
                 buckets = [v for le, v in values.items() if le not in ("sum", "count")]
                 assert buckets == sorted(buckets) and values["+Inf"] == values["count"], (family.name, key)
-        count = "irqtune_softirq_duration_seconds_count"
         assert 0 < value(first, count, vector="timer") <= value(second, count, vector="timer")  # cumulative
         exporter.send_signal(signal.SIGTERM)
         assert exporter.wait(timeout=30) == 0
