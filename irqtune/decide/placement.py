@@ -45,7 +45,7 @@ def placement_plan(reading: Reading, rules: Rules, plan: Plan | None = None,
         placements = {dev: found for dev, (found, how) in (threads or {}).items() if how == move}
         if placements:
             decided = colocate_plan(inventory, topology, rules, placements, base=decided, move=move)
-    if queue_masks:
+    if queue_masks is not None:  # steered devices: their masks follow the placement (none readable: notes only)
         steering = steering_plan(inventory, topology, rules, placed_cpus(inventory, decided), dict(queue_masks))
         decided = Plan(decided.changes + steering.changes, decided.notes + steering.notes, decided.violations)
     return check(decided, rules)
