@@ -7,9 +7,10 @@ them: at most `max_changes` per pass, a knob holds for `dwell` seconds before it
 again, a knob that flips back and forth is frozen, and a change after which the device got
 worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is rolled back and that knob
 backs off. A change stays on probation until PROBATION_PASSES full windows found the device healthy: a link
-event, a device change or a hotplug never ends it, and a change that can no longer be judged (the load rose with
-the loss, the traffic stopped, the device left) is rolled back after UNJUDGED_LIMIT passes. In `observe` mode
-every decision is a recommendation and nothing is written.
+event, a device change or a hotplug never ends it, a change that cannot be judged (the load rose with the loss)
+is rolled back after UNJUDGED_LIMIT passes, one whose traffic stopped waits for it, one whose device left is
+dropped unwritten, and a rollback never writes over a value something else set since. In `observe` mode every
+decision is a recommendation and nothing is written.
 The clock is injected, so the same loop runs on a real host and on a simulated one.
 """
 
@@ -19,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..act.engine import APPLIED, FAILED, change, prepare, read_quietly
+from ..act.engine import APPLIED, DRIFTED_KEPT, FAILED, change, prepare, read_quietly
 from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
 from ..config import Config
@@ -234,10 +235,13 @@ class Agent:
     def _verify(self, rates: Rates, now: float) -> list[Change]:
         """Judge each change on probation by what followed it (see `judge`): kept after PROBATION_PASSES
         healthy passes; rolled back, with the device's other latest changes, when the device got worse; rolled
-        back too when UNJUDGED_LIMIT passes could not tell (the load rose and the loss with it, the traffic
-        stopped, the device left). Only the device's latest batch is blamed: older changes wait. A window much
-        shorter than the interval (a pass started at once by a link event or a hotplug) judges nothing: the
-        probation goes on with the next full window and the baseline from before the change."""
+        back too when UNJUDGED_LIMIT passes could not tell (the load rose and the loss with it). Only the
+        device's latest batch is blamed: older changes wait. While the traffic has stopped the change waits
+        for it to come back. A window much shorter than the interval (a pass started at once by a link event or
+        a hotplug) judges nothing: the probation goes on with the next full window and the baseline from before
+        the change. Nothing is written over a value something else set since (drift is the operator's), and
+        nothing is written for a device that left (its IRQ number or name may be another's now: `restore`
+        checks that, the journal keeps the original)."""
         if rates.interval < MIN_WINDOW * self.config.interval:
             return []
         undone, pending, self.pending = [], self.pending, []
@@ -246,35 +250,58 @@ class Agent:
             latest[applied.decision.device] = max(applied.at, latest.get(applied.decision.device, applied.at))
         for applied in pending:
             d = applied.decision
+            if self._gone(d.device, rates):
+                undone.append(self._left_alone(d, "dropped", f"{d.device} is gone: nothing to judge it by, nothing "
+                                               "written (irqtune restore still has the original)"))  # fmt: skip
+                continue
             after = device_health(rates, self._irqs(d.device), d.device)
             offered = device_load(rates, self._irqs(d.device), d.device)
             verdict, why = judge(applied.health, applied.offered, after, offered)
-            if self._gone(d.device, rates):
-                verdict, why = UNJUDGED, f"{d.device} is gone"
             if verdict == BASELINE:
                 applied.health, applied.offered = after, offered
-                self.pending.append(applied)
-                continue
-            if verdict == HEALTHY:
+            elif verdict == HEALTHY:
                 applied.checked += 1
-                if applied.checked < PROBATION_PASSES:
-                    self.pending.append(applied)
-                continue
-            if verdict == UNJUDGED:
+                if applied.checked >= PROBATION_PASSES:
+                    continue  # kept
+            elif verdict == UNJUDGED:
                 applied.unjudged += 1
-            if applied.at < latest[d.device] or (verdict == UNJUDGED and applied.unjudged < UNJUDGED_LIMIT):
-                self.pending.append(applied)  # a later change on this device is the likelier cause, or wait
+            if (
+                verdict in (BASELINE, HEALTHY, IDLE)
+                or applied.at < latest[d.device]
+                or (verdict == UNJUDGED and applied.unjudged < UNJUDGED_LIMIT)
+            ):
+                self.pending.append(applied)  # on probation still; a later change on the device is the likelier cause
                 continue
             if verdict == UNJUDGED:
                 why = f"could not be judged for {applied.unjudged} passes ({why})"
-            back = Change(d.knob, d.target, d.current, f"rolled back: {why} after {d.knob} {d.current} -> "
-                            f"{d.target}", d.device)  # fmt: skip
-            self._apply(back, now, None, verify=False)
-            back.outcome = "rolled-back" if back.outcome == APPLIED else back.outcome
-            log.info("%s: %s", back.knob, back.reason)
-            self.backoff[d.knob] = BACKOFF_PASSES
-            undone.append(back)
+            undone.append(self._roll_back(d, why, now))
         return undone
+
+    def _roll_back(self, d: Change, why: str, now: float) -> Change:
+        """Put the knob back to what it held before `d`, unless something else changed it since."""
+        holding = self._read(d.knob)
+        if holding is not None and holding not in (d.target, self.rounded.get((d.knob, d.target))):
+            return self._left_alone(d, DRIFTED_KEPT, f"{why}; but it holds {holding} now, not {d.target}: "
+                                    "something else changed it, left alone")  # fmt: skip
+        back = Change(d.knob, d.target, d.current, f"rolled back: {why} after {d.knob} {d.current} -> {d.target}",
+                      d.device)  # fmt: skip
+        self._apply(back, now, None, verify=False)
+        back.outcome = "rolled-back" if back.outcome == APPLIED else back.outcome
+        log.info("%s: %s", back.knob, back.reason)
+        self.backoff[d.knob] = BACKOFF_PASSES
+        if d.knob.startswith("irq/") or d.knob.endswith(("/rps-cpus", "/xps-cpus")):
+            self.placed = False  # placement is proposed again (held while the knob backs off)
+        return back
+
+    def _left_alone(self, d: Change, outcome: str, why: str) -> Change:
+        log.info("%s: %s", d.knob, why)
+        return Change(d.knob, d.target, d.current, why, d.device, outcome=outcome)
+
+    def _read(self, knob_id: str) -> str | None:
+        try:
+            return read_quietly(make_knob(self.host, knob_id))
+        except KnobError:
+            return None
 
     def _gone(self, device: str | None, rates: Rates) -> bool:
         """The device a change was made for has left (no inventory entry, no counters): nothing to judge by."""
@@ -283,7 +310,7 @@ class Agent:
         return self.inventory.device(device) is None and device not in rates.netdev
 
 
-HEALTHY, WORSE, UNJUDGED, BASELINE = "healthy", "worse", "unjudged", "baseline"
+HEALTHY, WORSE, UNJUDGED, BASELINE, IDLE = "healthy", "worse", "unjudged", "baseline", "idle"
 
 
 def judge(health: float, offered: float, health_after: float, offered_after: float) -> tuple[str, str]:
@@ -291,13 +318,13 @@ def judge(health: float, offered: float, health_after: float, offered_after: flo
     change with a window after it: (verdict, why). Healthy: the loss did not rise beyond noise, or the load
     changed and the loss per offered packet did not rise. Worse: the loss rose at about the same load, or at
     a lower one, or the load rose while fewer packets got through. Unjudged: the offered load rose by more
-    than LOAD_CHANGE and the loss per packet with it (the change or the load may be the cause), or the
-    traffic stopped (nothing to judge by). Baseline: the change was made on an idle device and the traffic
-    started: this first loaded window is what later ones are compared with."""
+    than LOAD_CHANGE and the loss per packet with it (the change or the load may be the cause). Idle: the
+    traffic stopped (nothing to judge by: the change waits for it). Baseline: the change was made on an idle
+    device and the traffic started: this first loaded window is what later ones are compared with."""
     numbers = (f"drops+squeezes {health:,.0f}/s -> {health_after:,.0f}/s at {offered:,.0f} -> "
                f"{offered_after:,.0f} packets/s offered")  # fmt: skip
     if offered_after < NOISE_FLOOR <= offered:
-        return UNJUDGED, f"the traffic stopped: {numbers}"
+        return IDLE, f"the traffic stopped: {numbers}"
     if offered < NOISE_FLOOR <= offered_after:
         return BASELINE, f"the traffic started: {numbers}"
     if health_after <= max(NOISE_FLOOR, health * (1 + NOISE)):

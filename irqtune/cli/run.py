@@ -66,7 +66,9 @@ def run(obj, config_path: str | None, mode: str | None, interval: float | None, 
     a change stays on probation until three full windows found its device healthy: when
     the device's drops or time_squeeze rose after it, it is rolled back and that knob
     backs off; when three windows could not judge it (the load rose and the loss per
-    packet with it, the traffic stopped, the device left) it is rolled back too.
+    packet with it) it is rolled back too; while the traffic has stopped it waits. A
+    rollback never writes over a value something else set since (drifted-kept), and a
+    change whose device left is dropped unwritten (restore still has the original).
 
     In text mode each pass prints a summary line, then each finding and advice with its
     numbers (warnings every pass, info when it first appears), then every decision. In

@@ -7,10 +7,12 @@ rates as on a real one) and, end to end on the running kernel, by tests/agent/te
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from irqtune.act.journal import Journal
-from irqtune.agent.loop import BASELINE, HEALTHY, UNJUDGED, UNJUDGED_LIMIT, WORSE, Agent, judge
+from irqtune.agent.loop import BASELINE, HEALTHY, IDLE, UNJUDGED, UNJUDGED_LIMIT, WORSE, Agent, judge
 from irqtune.config import Config, Limits
 from irqtune.plan import Change
 from irqtune.sim.kernel import SimulatedKernel
@@ -30,7 +32,7 @@ from irqtune.statedir import boot_id
         ((1_000, 300_000), (2_000, 600_000), HEALTHY),  # the loss doubled with the load: per packet no worse
         ((0, 275_000), (698_000, 698_000), WORSE),  # more offered, nothing delivered (the namespace test's case)
         ((0, 1_000_000), (400_000, 1_600_000), UNJUDGED),  # more offered, more delivered, more lost: load or change?
-        ((0, 400_000), (0, 0), UNJUDGED),  # the traffic stopped: nothing to judge by
+        ((0, 400_000), (0, 0), IDLE),  # the traffic stopped: nothing to judge by, the change waits
         ((0, 0), (0, 0), HEALTHY),  # idle before and after
         ((0, 0), (400_000, 2_400_000), BASELINE),  # changed while idle: the first loaded window is the baseline
     ],
@@ -133,12 +135,13 @@ def test_an_early_pass_after_an_event_judges_nothing(sim, tmp_path):
     assert early.rollbacks == []
     assert pending == [(bad.knob, 0, 0, 0.0)], pending
     assert [d.knob for d in full.rollbacks] == [bad.knob], full.to_json()
+    assert not agent.placed  # a rolled-back placement is proposed again (held while the knob backs off)
     assert "drops+squeezes 0/s" in full.rollbacks[0].reason
 
 
-def test_a_change_on_a_device_that_left_is_rolled_back_when_it_cannot_be_judged(sim, tmp_path):
-    """The device disappears (unplugged, renamed) while its change is on probation: nothing can judge it any more,
-    so after UNJUDGED_LIMIT passes it is rolled back (here the IRQ is still there, so the write succeeds)."""
+def test_a_change_on_a_device_that_left_is_dropped_not_written(sim, tmp_path):
+    """The device disappears (unplugged, renamed) while its change is on probation: nothing can judge it, and its
+    IRQ number or name may be another device's now, so nothing is written; the journal keeps the original."""
     steady, _ = sim.sc.phases
     agent, journal = _agent(sim, tmp_path)
     try:
@@ -147,13 +150,52 @@ def test_a_change_on_a_device_that_left_is_rolled_back_when_it_cannot_be_judged(
             agent.run_pass()
         bad, _ = _both_queues_on_one_cpu(agent, sim)
         bad.device = "eth9"  # a device this host does not have: as if eth1 had left
-        agent.pending[-1].decision.device = "eth9"
-        reports = []
-        for _ in range(UNJUDGED_LIMIT):
-            sim.step(1.0, steady)
+        sim.step(1.0, steady)
+        report = agent.run_pass()
+    finally:
+        journal.close()
+    (dropped,) = [d for d in report.rollbacks if d.knob == bad.knob]
+    assert dropped.outcome == "dropped" and "eth9 is gone" in dropped.reason, dropped
+    assert bad not in [p.decision for p in agent.pending]
+    sim.step(1.0, steady)
+    assert sim.effective_cpu(sim.irqs[1]) == int(bad.target)  # not written back
+
+
+def test_a_quiet_period_rolls_nothing_back(sim, tmp_path):
+    """Traffic stops for many passes after the agent's changes: they wait (before, three idle passes rolled every
+    one back, the IRQ spread included, and placement was never proposed again)."""
+    steady, _ = sim.sc.phases
+    quiet = replace(steady, loads=[replace(steady.loads[0], rate_pps=0.0)])
+    agent, journal = _agent(sim, tmp_path)
+    reports = []
+    try:
+        for phase in [steady] * 2 + [quiet] * (UNJUDGED_LIMIT + 3) + [steady] * 3:
+            sim.step(1.0, phase)
             reports.append(agent.run_pass())
     finally:
         journal.close()
-    assert [r.rollbacks for r in reports[:-1]] == [[]] * (UNJUDGED_LIMIT - 1)
-    (back,) = reports[-1].rollbacks
-    assert back.knob == bad.knob and back.outcome == "rolled-back" and "eth9 is gone" in back.reason
+    applied = [d.knob for r in reports[:2] for d in r.decisions if d.outcome == "applied"]
+    assert any(k.startswith("irq/") for k in applied), applied
+    assert [d.knob for r in reports for d in r.rollbacks] == [], [r.to_json()["rollbacks"] for r in reports]
+
+
+def test_a_rollback_leaves_a_value_something_else_set_alone(sim, tmp_path):
+    """The operator changed the knob after irqtune did: the rollback does not write over it (drift is theirs)."""
+    _, more = sim.sc.phases
+    agent, journal = _agent(sim, tmp_path)
+    try:
+        for _ in range(3):
+            sim.step(1.0, more)
+            agent.run_pass()
+        bad, _ = _both_queues_on_one_cpu(agent, sim)
+        sim.step(1.0, more)
+        affinity = sim.root + f"/proc/irq/{sim.irqs[1].irq}/smp_affinity_list"
+        with open(affinity, "w") as f:
+            f.write("0,3")  # someone else, after irqtune
+        report = agent.run_pass()
+    finally:
+        journal.close()
+    (kept,) = [d for d in report.rollbacks if d.knob == bad.knob]
+    assert kept.outcome == "drifted-kept" and "holds 0,3" in kept.reason, kept
+    with open(affinity) as f:
+        assert f.read().strip() == "0,3"
