@@ -96,11 +96,13 @@ def change(knob: Knob, value: str, journal: Journal | None, state_dir: str, dry_
             journal.note_written(knob.id, after)
         if outcome == MANAGED and isinstance(knob, IrqAffinityKnob):
             _learn_managed(knob, err, state_dir)
+        _confirm_dependents(knob.host, journal, dependents)
         log.warning("%s: %s", knob.id, message)
         return Result(knob.id, outcome, before, target, after, message)
     after = read_quietly(knob)
     if after is not None:  # confirmed: a different value from now on is drift
-        journal.confirm({knob.id: after, **({dep: target for dep in dependents} if after == target else {})})
+        journal.confirm({knob.id: after})
+    _confirm_dependents(knob.host, journal, dependents, target if after == target else None)
     if after != target:
         return Result(knob.id, FAILED, before, target, after, "read back a different value")
     log.info("%s: %s -> %s", knob.id, before, target)
@@ -133,6 +135,23 @@ def _journal_napi_dependents(knob: Knob, journal: Journal, target: str) -> list[
             dependents.append(f"napi/{kid.device}/{napi['id']}/{setting}")
             journal.record_intent(dependents[-1], str(napi[field]), target)
     return dependents
+
+
+def _confirm_dependents(host: Host, journal: Journal, dependents: list[str], target: str | None = None) -> None:
+    """What each NAPI holds after a device-wide write: `target` when the device read it back, else read per NAPI
+    (a write refused or read back differently must not leave their entries pending, taken for a crash forever)."""
+    if target is not None:
+        journal.confirm(dict.fromkeys(dependents, target))
+        return
+    held = {}
+    for dep in dependents:
+        try:
+            value = read_quietly(make_knob(host, dep))
+        except KnobError:
+            value = None
+        if value is not None:
+            held[dep] = value
+    journal.confirm(held)
 
 
 TRANSIENT_RETRIES = (0.05, 0.2, 0.5)  # seconds to wait before each retry of an EBUSY/EAGAIN write
