@@ -143,15 +143,8 @@ def _confirm_dependents(host: Host, journal: Journal, dependents: list[str], tar
     if target is not None:
         journal.confirm(dict.fromkeys(dependents, target))
         return
-    held = {}
-    for dep in dependents:
-        try:
-            value = read_quietly(make_knob(host, dep))
-        except KnobError:
-            value = None
-        if value is not None:
-            held[dep] = value
-    journal.confirm(held)
+    held = {dep: read_knob(host, dep) for dep in dependents}
+    journal.confirm({dep: value for dep, value in held.items() if value is not None})
 
 
 TRANSIENT_RETRIES = (0.05, 0.2, 0.5)  # seconds to wait before each retry of an EBUSY/EAGAIN write
@@ -173,6 +166,14 @@ def read_quietly(knob: Knob) -> str | None:
     try:
         return knob.read()
     except (Unsupported, OSError):
+        return None
+
+
+def read_knob(host: Host, knob_id: str) -> str | None:
+    """The value a knob id holds now, or None when it cannot be read (unknown id, gone, unsupported)."""
+    try:
+        return read_quietly(make_knob(host, knob_id))
+    except KnobError:
         return None
 
 

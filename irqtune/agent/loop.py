@@ -20,7 +20,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..act.engine import APPLIED, DRIFTED_KEPT, FAILED, change, prepare, read_quietly
+from ..act.engine import APPLIED, DRIFTED_KEPT, FAILED, change, prepare, read_knob, read_quietly
 from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
 from ..config import Config
@@ -279,7 +279,7 @@ class Agent:
 
     def _roll_back(self, d: Change, why: str, now: float) -> Change:
         """Put the knob back to what it held before `d`, unless something else changed it since."""
-        holding = self._read(d.knob)
+        holding = read_knob(self.host, d.knob)
         if holding is not None and holding not in (d.target, self.rounded.get((d.knob, d.target))):
             return self._left_alone(d, DRIFTED_KEPT, f"{why}; but it holds {holding} now, not {d.target}: "
                                     "something else changed it, left alone")  # fmt: skip
@@ -296,12 +296,6 @@ class Agent:
     def _left_alone(self, d: Change, outcome: str, why: str) -> Change:
         log.info("%s: %s", d.knob, why)
         return Change(d.knob, d.target, d.current, why, d.device, outcome=outcome)
-
-    def _read(self, knob_id: str) -> str | None:
-        try:
-            return read_quietly(make_knob(self.host, knob_id))
-        except KnobError:
-            return None
 
     def _gone(self, device: str | None, rates: Rates) -> bool:
         """The device a change was made for has left (no inventory entry, no counters): nothing to judge by."""

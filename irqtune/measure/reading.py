@@ -7,6 +7,7 @@ counts) and the agent cheap; decide/ takes a Reading and does no I/O of its own.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from ..host import Host
@@ -18,6 +19,8 @@ from .rates import Rates, compute_rates
 from .snapshot import Snapshot, take_snapshot
 from .tasks import ThreadPlacement, find_process_threads
 from .topology import Topology, read_topology
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,6 +67,6 @@ def read_queue_masks(host: Host, devices: frozenset[str]) -> dict[str, str]:
                 continue
             try:
                 out[f"net/{device}/{queue}/{kind}-cpus"] = format_cpulist(parse_cpumask(text.strip()))
-            except CpuListError:
-                continue
+            except CpuListError as err:  # not a mask: that queue's steering is not planned
+                log.debug("%s/%s %s_cpus: %s", device, queue, kind, err)
     return out
