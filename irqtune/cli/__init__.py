@@ -11,7 +11,7 @@ import click
 
 from .. import __version__
 from ..host import Host, PathEscape
-from ..measure.nvme import read_nvme
+from ..measure.nvme import read_nvme_queues
 from ..measure.snapshot import take_snapshot, to_json
 from ..parse.common import Problem, format_cpulist
 from ..render import render_status
@@ -214,20 +214,31 @@ def _print_snapshot_summary(snap) -> None:
 @click.pass_obj
 def nvme(obj: Ctx, as_json: bool) -> None:
     """NVMe: poll queues, hardware queues per controller, and what can change at run time."""
-    report = read_nvme(obj.host)
+    report = read_nvme_queues(obj.host)
     if as_json:
         _dump(report.to_json())
         return
     click.echo(f"nvme.poll_queues {report.poll_queues or '-'}  nvme.write_queues {report.write_queues or '-'}")
     for c in report.controllers:
-        maps = "; ".join(f"hctx{q}: {format_cpulist(cpus)}" for q, cpus in sorted(c.queue_cpus.items()))
+        maps = "; ".join(f"hctx{q}: {format_cpulist(cpus)}{_served(c, q)}" for q, cpus in sorted(c.queue_cpus.items()))
         namespaces = ", ".join(c.namespaces) or "-"
         click.echo(f"{c.name}: namespaces {namespaces}; {c.hw_queues} hardware queues ({maps or '-'});")
-        click.echo(f"  io_poll {c.io_poll or '-'}, io_poll_delay {c.io_poll_delay or '-'}")
+        click.echo(
+            f"  io_poll {c.io_poll or '-'}, io_poll_delay {c.io_poll_delay or '-'}"
+            + (f"; admin queue IRQ {c.admin_irq}" if c.admin_irq is not None else "")
+            + (f"; polled: {', '.join(f'hctx{q}' for q in c.poll_queues)}" if c.poll_queues else "")
+        )
     if not report.controllers:
         click.echo("no NVMe controllers")
     for note in report.notes:
         click.echo(f"note: {note}")
+
+
+def _served(ctrl, hctx: int) -> str:
+    if hctx not in ctrl.queue_irqs:
+        return ""
+    irq = ctrl.queue_irqs[hctx]
+    return " poll" if irq is None else f" IRQ {irq}"
 
 
 for _module in (act, sim, run, export, top, probe):

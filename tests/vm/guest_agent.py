@@ -1,0 +1,131 @@
+"""In the guest: the agent in tune mode on the receiving e1000e under UDP load. It applies a moderation
+setting and compares the interrupt rate it measures afterwards with the rate it predicted; it never writes
+one of e1000e's adaptive-mode values as a delay; a change that makes the device worse is rolled back; and
+after a SIGKILL mid-run, `irqtune restore` leaves `ethtool -c` and every smp_affinity_list as they were."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+from conftest import cli
+from guest import affinities, agent_in_child, ethtool_rx_usecs, follow, stop, udp_load
+
+pytestmark = pytest.mark.vm
+
+INTERVAL = 3  # seconds: a pass costs about a second of CPU under TCG
+
+
+def _config(tmp_path: Path, wire, extra: str = "", name: str = "irqtune.toml") -> str:
+    """Tune mode for the receiver only; every other device of the guest is left alone."""
+    _, out, _ = cli("status", "--no-probe", "--json", "-i", "0")
+    others = [d["name"] for d in json.loads(out)["devices"] if d["name"] != wire.receiver]
+    left_alone = "".join(f'[[device]]\nname = "{n}"\nmanage = false\n\n' for n in others)
+    path = tmp_path / name
+    path.write_text(f'mode = "tune"\ninterval = {INTERVAL}\n\n[limits]\ndwell = {INTERVAL}\n\n{extra}'
+                    f'[[device]]\nname = "{wire.receiver}"\ngoal = "throughput"\n\n{left_alone}')  # fmt: skip
+    return str(path)
+
+
+def _passes(out: str) -> list[dict]:
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def test_agent_applies_moderation_and_checks_its_prediction(wire, tmp_path, record):
+    before = ethtool_rx_usecs(wire.receiver)
+    state = tmp_path / "state"
+    try:
+        with udp_load(wire):
+            code, out, err = cli("run", "--config", _config(tmp_path, wire), "--passes", "5", "--json", state=state)
+        assert code == 0, err[-3000:]
+        passes = _passes(out)
+        decisions = [d for p in passes for d in p["decisions"]]
+        usecs = [d for d in decisions if d["knob"] == f"net/{wire.receiver}/coalesce/rx-usecs"]
+        assert any(d["outcome"] == "applied" for d in usecs), decisions
+        for d in usecs:  # e1000e: 1..4 are adaptive modes and 5..9 invalid, never a delay
+            assert not 1 <= int(d["target"]) <= 9, d
+        checks = [c for p in passes for c in p.get("checks", [])]
+        assert checks, "no prediction was compared with a measurement"
+        check = checks[0]
+        assert check["measured_irq_rate"] > 0 and check["predicted_irq_rate"] >= 0, check
+        applied = next(d for d in usecs if d["outcome"] == "applied")
+        record(f"{os.uname().release} agent prediction", {"change": f"{applied['current']} -> {applied['target']}",
+                                                          "reason": applied["reason"], **check})  # fmt: skip
+    finally:
+        assert cli("restore", state=state).exit_code in (0, 5)
+    assert ethtool_rx_usecs(wire.receiver) == before
+
+
+def _journal_entries(state: Path) -> dict:
+    try:
+        return json.loads((state / "journal.json").read_text()).get("entries", {})
+    except (OSError, ValueError):
+        return {}
+
+
+def test_a_change_followed_by_loss_is_rolled_back(wire, tmp_path, record):
+    """Once the agent applied its change, loss appears on the device: the test steers the receiver's packets
+    (RPS) to another CPU whose backlog holds one packet, so the kernel drops most of them (counted in the
+    device's rx_dropped and softnet's dropped). At the same offered load the device is worse after the change
+    than before it: the agent must roll its change back on the real driver, and ethtool must show it."""
+    usecs = ethtool_rx_usecs(wire.receiver)
+    rps = Path(f"/sys/class/net/{wire.receiver}/queues/rx-0/rps_cpus")
+    backlog = Path("/proc/sys/net/core/netdev_max_backlog")
+    rps_before, backlog_before = rps.read_text().strip(), backlog.read_text().strip()
+    state, output = tmp_path / "state", tmp_path / "passes.jsonl"
+    applied, rollbacks = None, []
+    with udp_load(wire):
+        pid = agent_in_child(state, _config(tmp_path, wire), output, passes=14)
+        try:
+            for report in follow(output, timeout=240):
+                mine = [d for d in report["decisions"] if d["device"] == wire.receiver and d["outcome"] == "applied"]
+                if applied is None and mine:
+                    applied = mine
+                    rps.write_text("4\n")  # CPU 2 (any CPU: RPS enqueues to a backlog, even the local one)
+                    backlog.write_text("1\n")
+                rollbacks += report["rollbacks"]
+                if rollbacks:
+                    break
+        finally:
+            stop(pid)
+            rps.write_text(rps_before + "\n")
+            backlog.write_text(backlog_before + "\n")
+    try:
+        assert applied, "the agent applied nothing"
+        assert rollbacks, f"nothing rolled back after {applied}"
+        undone = {d["knob"]: d for d in rollbacks}
+        knob = f"net/{wire.receiver}/coalesce/rx-usecs"
+        assert knob in undone and undone[knob]["outcome"] == "rolled-back", rollbacks
+        assert ethtool_rx_usecs(wire.receiver) == usecs
+        changes = [f"{d['knob']} {d['current']} -> {d['target']}" for d in applied]
+        record(f"{os.uname().release} rollback", {"applied": changes, "why": undone[knob]["reason"]})
+    finally:
+        assert cli("restore", state=state).exit_code in (0, 5)
+    assert ethtool_rx_usecs(wire.receiver) == usecs
+
+
+def test_sigkill_mid_run_then_restore_leaves_every_original(wire, tmp_path):
+    """The agent runs in a forked child, is killed with SIGKILL once its journal holds a change, and
+    `irqtune restore` puts everything back."""
+    usecs, placed = ethtool_rx_usecs(wire.receiver), affinities()
+    state, output = tmp_path / "state", tmp_path / "passes.jsonl"
+    with udp_load(wire):
+        pid = agent_in_child(state, _config(tmp_path, wire), output)
+        try:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and not _journal_entries(state):
+                time.sleep(0.2)
+            time.sleep(INTERVAL / 2)  # into the next pass: maybe mid-write
+        finally:
+            stop(pid, signal.SIGKILL)
+    changed = _journal_entries(state)
+    assert changed, "the agent changed nothing before it was killed"
+    code, out, err = cli("restore", state=state)
+    assert code == 0, out + err
+    assert ethtool_rx_usecs(wire.receiver) == usecs
+    assert affinities() == placed
+    assert not _journal_entries(state)
