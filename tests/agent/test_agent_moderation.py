@@ -89,6 +89,27 @@ def test_e1000e_in_its_adaptive_mode_gets_a_delay_it_takes(tmp_path):
     assert all(d.knob == "net/eth1/coalesce/rx-usecs" for d in decisions), [d.knob for d in decisions]
 
 
+def test_a_moderation_change_is_checked_against_the_measured_interrupt_rate(tmp_path):
+    """rx-usecs 64 at 20k packets/s over two queues: moderation turns coalescing off and predicts the busiest
+    queue's interrupt rate; the first window after the change reports it next to the measured rate, once."""
+    sim = _sim(tmp_path)
+    reports = _run(sim, tmp_path, 4)
+    applied = [(i, d) for i, r in enumerate(reports) for d in r.decisions if d.predicted and d.outcome == "applied"]
+    assert len(applied) == 1, [d.to_json() for r in reports for d in r.decisions]
+    index, change = applied[0]
+    assert change.knob == "net/eth1/coalesce/rx-usecs" and set(change.predicted) == {"irq_rate", "latency_us", "cpu"}
+    checks = [c for r in reports for c in r.checks]
+    assert len(checks) == 1 and reports[index + 1].checks == checks, [r.checks for r in reports]
+    check = checks[0]
+    assert check["knob"] == change.knob and check["device"] == "eth1"
+    predicted, measured = check["predicted_irq_rate"], check["measured_irq_rate"]
+    assert predicted == change.predicted["irq_rate"] > 1_000 and measured > 1_000
+    assert check["error"] == round((measured - predicted) / predicted, 4)
+    assert abs(check["error"]) < 0.2  # the simulator runs the same model: the prediction holds
+    assert reports[index + 1].to_json()["checks"] == checks
+    assert json.dumps(reports[index].to_json())  # the prediction on the decision is plain JSON
+
+
 def test_a_saved_plan_leaves_the_prediction_out_and_reads_back(tmp_path):
     """The prediction is the agent's, not a plan's: `irqtune plan --json` keeps PLAN_FIELDS only, so a saved plan
     reads back as before."""
