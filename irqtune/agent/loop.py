@@ -9,8 +9,9 @@ worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noi
 backs off. A change stays on probation until PROBATION_PASSES full windows found the device healthy: a link
 event, a device change or a hotplug never ends it, a change that cannot be judged (the load rose with the loss)
 is rolled back after UNJUDGED_LIMIT passes, one whose traffic stopped waits for it, one whose device left is
-dropped unwritten, and a rollback never writes over a value something else set since. In `observe` mode every
-decision is a recommendation and nothing is written.
+dropped unwritten, and a rollback never writes over a value something else set since. A change that carries the
+model's prediction (moderation) is compared with what the first window that judges it measured (`checks`). In
+`observe` mode every decision is a recommendation and nothing is written.
 The clock is injected, so the same loop runs on a real host and on a simulated one.
 """
 
@@ -54,11 +55,12 @@ class PassReport:
     findings: list[dict] = field(default_factory=list)
     decisions: list[Change] = field(default_factory=list)
     rollbacks: list[Change] = field(default_factory=list)
+    checks: list[dict] = field(default_factory=list)  # predictions against measurements (see `prediction_check`)
 
     def to_json(self) -> dict:
         return {"pass": self.number, "at": self.at, "findings": self.findings,
                 "decisions": [d.to_json() for d in self.decisions],
-                "rollbacks": [d.to_json() for d in self.rollbacks]}  # fmt: skip
+                "rollbacks": [d.to_json() for d in self.rollbacks], "checks": self.checks}  # fmt: skip
 
 
 @dataclass
@@ -69,6 +71,7 @@ class _Applied:
     offered: float  # packets per second offered to the device then (delivered + dropped)
     checked: int = 0  # passes that found the device healthy since
     unjudged: int = 0  # passes that could not tell (the load rose with the loss, the traffic stopped)
+    compared: bool = False  # its prediction was compared with a measurement (once)
 
 
 class Agent:
@@ -108,7 +111,7 @@ class Agent:
             findings = supersede(findings, advise(measured, None, read_nvme(self.host), cpu_idle=rates.idle_time))
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
-            report.rollbacks = self._verify(rates, now)
+            report.rollbacks = self._verify(rates, now, report.checks)
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
         placement = [] if self.placed and self.tuning else self._placement(reading)
         proposals = list(placement)
@@ -231,8 +234,15 @@ class Agent:
         found = self.inventory.device(device) if device and self.inventory else None
         return [q.irq for q in found.irqs] if found else []
 
+    def _queue_irqs(self, device: str | None) -> list[int]:
+        """The device's IRQs that carry received packets; all of its IRQs where none is named so."""
+        found = self.inventory.device(device) if device and self.inventory else None
+        if found is None:
+            return []
+        return [q.irq for q in found.irqs if q.role in ("rx", "rxtx")] or [q.irq for q in found.irqs]
+
     # -- verify ------------------------------------------------------------------
-    def _verify(self, rates: Rates, now: float) -> list[Change]:
+    def _verify(self, rates: Rates, now: float, checks: list[dict] | None = None) -> list[Change]:
         """Judge each change on probation by what followed it (see `judge`): kept after PROBATION_PASSES
         healthy passes; rolled back, with the device's other latest changes, when the device got worse; rolled
         back too when UNJUDGED_LIMIT passes could not tell (the load rose and the loss with it). Only the
@@ -241,7 +251,8 @@ class Agent:
         a hotplug) judges nothing: the probation goes on with the next full window and the baseline from before
         the change. Nothing is written over a value something else set since (drift is the operator's), and
         nothing is written for a device that left (its IRQ number or name may be another's now: `restore`
-        checks that, the journal keeps the original)."""
+        checks that, the journal keeps the original). The first window that judges a change with a prediction
+        adds its comparison to `checks`."""
         if rates.interval < MIN_WINDOW * self.config.interval:
             return []
         undone, pending, self.pending = [], self.pending, []
@@ -257,6 +268,11 @@ class Agent:
             after = device_health(rates, self._irqs(d.device), d.device)
             offered = device_load(rates, self._irqs(d.device), d.device)
             verdict, why = judge(applied.health, applied.offered, after, offered)
+            if d.predicted and not applied.compared and verdict not in (BASELINE, IDLE):
+                applied.compared = True
+                check = prediction_check(d, rates, self._queue_irqs(d.device))
+                if check is not None and checks is not None:
+                    checks.append(check)
             if verdict == BASELINE:
                 applied.health, applied.offered = after, offered
             elif verdict == HEALTHY:
@@ -332,6 +348,22 @@ def judge(health: float, offered: float, health_after: float, offered_after: flo
     if load_changed and offered_after > offered:
         return UNJUDGED, f"the load rose and the loss with it: {numbers}"
     return WORSE, numbers
+
+
+def prediction_check(d: Change, rates: Rates, irqs: list[int]) -> dict | None:
+    """The model's interrupt rate for the busiest queue against the measured one: the busiest of `irqs` in the
+    window. None where no IRQ of the device was counted (nothing to compare with). The error is relative,
+    (measured - predicted) / predicted; where under one interrupt a second was predicted (deferral), 0 if under
+    one was measured, else None (no ratio to take)."""
+    measured = [rates.interrupts[str(irq)].total for irq in irqs if str(irq) in rates.interrupts]
+    if not measured or not d.predicted:
+        return None
+    predicted, got = float(d.predicted.get("irq_rate", 0.0)), max(measured)
+    error: float | None = (got - predicted) / predicted if predicted >= 1.0 else (0.0 if got < 1.0 else None)
+    shown = f"{error * 100:+.0f}" if error is not None else "n/a"
+    log.info("%s: predicted %.0f interrupts/s per queue, measured %.0f (error %s %%)", d.knob, predicted, got, shown)
+    return {"knob": d.knob, "device": d.device, "predicted_irq_rate": round(predicted, 1),
+            "measured_irq_rate": round(got, 1), "error": round(error, 4) if error is not None else None}  # fmt: skip
 
 
 def serving_cpus(rates: Rates, irqs: list[int]) -> set[int]:

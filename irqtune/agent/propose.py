@@ -17,13 +17,14 @@ from ..findings import Finding
 from ..host import Host
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
-from ..model.coalesce import FRAMES, QueueLoad, driver_flavour
+from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, writable_usecs
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
 
 log = logging.getLogger("irqtune.agent")
 
-STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue)
+STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue),
+# as the driver takes it as a delay (model/coalesce.py writable_usecs)
 
 
 class Proposer:
@@ -51,6 +52,7 @@ class Proposer:
         away from everything that matters, and (unless its goal is latency) raise its NIC's coalescing to
         STORM_RX_USECS, before it delays a critical CPU. Moderation leaves a storming device alone this pass."""
         sink, pinned, out = config.cpus.cpus("irq_sink"), config.device_cpus(), []
+        drivers = {d.name: d.driver for d in inventory.devices}
         self.storming = set()
         for f in findings:
             info = inventory.irqs.get(f.irq) if f.code == "irq-storm" and f.irq is not None else None
@@ -66,7 +68,7 @@ class Proposer:
                 and config.goal_for(device, "nic") != "latency"
             ):
                 self.storming.add(device)
-                out += self._storm_coalescing(device, f.message)
+                out += self._storm_coalescing(device, f.message, drivers.get(device))
             if not sink or info.managed == "yes" or not info.affinity or info.affinity.requested is None:
                 continue
             current, target = format_cpulist(info.affinity.requested), format_cpulist(sorted(sink))
@@ -75,17 +77,20 @@ class Proposer:
                                     f"storm guard: {f.message}; to the irq_sink CPUs", device))  # fmt: skip
         return out
 
-    def _storm_coalescing(self, device: str, why: str) -> list[Change]:
+    def _storm_coalescing(self, device: str, why: str, driver: str | None = None) -> list[Change]:
         """rx-usecs up to STORM_RX_USECS and rx-max-frames up to FRAMES (a frame limit of 1 would still
-        interrupt per packet); nothing for a device without coalescing (the sink must do)."""
+        interrupt per packet); nothing for a device without rx-usecs (the sink must do). A driver that does not
+        report rx-max-frames (Intel's ITR drivers: only rx-usecs is theirs) gets rx-usecs alone."""
         out = []
-        for knob, floor in (("rx-usecs", STORM_RX_USECS), ("rx-max-frames", FRAMES)):
+        for knob, floor in (("rx-usecs", writable_usecs(driver, STORM_RX_USECS)), ("rx-max-frames", FRAMES)):
             knob = f"net/{device}/coalesce/{knob}"
             try:
                 current = int(make_knob(self.host, knob).read())
             except (KnobError, Unsupported, OSError, ValueError) as err:
                 log.debug("%s: %s", knob, err)
-                return []
+                if knob.endswith("rx-usecs"):
+                    return []
+                continue
             if current < floor:
                 out.append(Change(knob, str(current), str(floor), f"storm guard: {why}; coalescing up", device))
         return out
@@ -110,7 +115,8 @@ class Proposer:
                             self._service_estimate(config, rates, busiest), config.limits.irq_cost_us,
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
-                            suspension=bool(suspend), flavour=driver_flavour(drivers.get(name)))  # fmt: skip
+                            suspension=bool(suspend), flavour=driver_flavour(drivers.get(name)),
+                            driver=drivers.get(name))  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
@@ -122,13 +128,19 @@ class Proposer:
                 out.append(Change(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
             knobs = [(f"net/{name}/napi-defer-hard-irqs", old.defer, new.defer),
                      (f"net/{name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000)]  # fmt: skip
+            if current["frames"]:
+                knobs.insert(0, (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames))
             if current["coalescing"]:
-                knobs = [(f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs),
-                         (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames), *knobs]  # fmt: skip
+                knobs.insert(0, (f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs))
             knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
                       for napi_id, now in sorted(suspend.items())]  # fmt: skip
-            out += [Change(knob, str(before), str(after), choice.reason, name)
-                    for knob, before, after in knobs if before != after]  # fmt: skip
+            batch = [Change(knob, str(before), str(after), choice.reason, name)
+                     for knob, before, after in knobs if before != after]  # fmt: skip
+            if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
+                batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
+                                      "latency_us": round(choice.predicted_latency_us, 2),
+                                      "cpu": round(choice.predicted_cpu, 4)}  # fmt: skip
+            out += batch
         return out
 
     def _suspend_now(self, device: str) -> dict[int, int]:
@@ -197,7 +209,9 @@ class Proposer:
 
     def _moderation_now(self, device: str) -> dict | None:
         """The device's coalescing and deferral now; None when neither can be read. `coalescing` False: only
-        deferral can be set (no ethtool coalescing: veth, or a driver without it)."""
+        deferral can be set (no ethtool coalescing: veth, or a driver without it). `frames` False: the driver
+        has rx-usecs but does not report rx-max-frames (ethtool leaves out a zero it does not support: e1000e,
+        igb, ixgbe, ice), so that is not written and its window has no frame limit."""
         values = {}
         for name, knob in (("usecs", "coalesce/rx-usecs"), ("frames", "coalesce/rx-max-frames"),
                            ("adaptive", "coalesce/use-adaptive-rx"), ("defer", "napi-defer-hard-irqs"),
@@ -206,14 +220,14 @@ class Proposer:
                 values[name] = self._read(f"net/{device}/{knob}")
             except (KnobError, Unsupported, OSError, ValueError) as err:  # a knob this device or kernel lacks
                 log.debug("%s: %s not readable: %s", device, knob, err)
-        coalescing = "usecs" in values and "frames" in values
+        coalescing = "usecs" in values
         deferral = "defer" in values and "gro" in values
         if not coalescing and not deferral:
             return None
-        setting = Moderation(values.get("usecs", 0), values.get("frames", 1), values.get("defer", 0),
-                             values.get("gro", 0) // 1000)  # fmt: skip
+        setting = Moderation(values.get("usecs", 0), values.get("frames", 0 if coalescing else 1),
+                             values.get("defer", 0), values.get("gro", 0) // 1000)  # fmt: skip
         return {"setting": setting, "adaptive": bool(values.get("adaptive")), "deferral": deferral,
-                "coalescing": coalescing}  # fmt: skip
+                "coalescing": coalescing, "frames": coalescing and "frames" in values}  # fmt: skip
 
     def _service_estimate(self, config: Config, rates: Rates, busiest: QueueLoad) -> float:
         """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs; the config's

@@ -10,16 +10,18 @@ are estimated from the host (softirq time per packet) or taken from the config. 
 busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
 predicted with that application polling, and IRQ suspension (irq-suspend-timeout 20 ms with
 deferral as its safety net, docs/physics.md §2.7) is one more candidate where the kernel has it:
-suspension is chosen only where the model says it pays.
+suspension is chosen only where the model says it pays. Where the driver gives small rx-usecs values
+another meaning (Intel's adaptive ITR modes, values it refuses: model/coalesce.py `DRIVER_USECS`), every
+candidate's rx-usecs is one it takes as a delay, and a current adaptive mode is not predicted at all.
 Pure: measurements in, a proposal with its reason out.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from ..model.coalesce import FRAMES, GOAL_WEIGHT_US, target_window
+from ..model.coalesce import FRAMES, GOAL_WEIGHT_US, rx_usecs_mode, target_window, writable_usecs
 from ..model.queue import Napi, nic_queue
 
 HYSTERESIS = 0.05  # relative gain needed to change
@@ -44,14 +46,22 @@ class Moderation:
 class Choice:
     setting: Moderation
     predicted_latency_us: float
-    predicted_cpu: float
+    predicted_cpu: float  # all `queues` together
     reason: str
+    predicted_irq_rate: float = 0.0  # interrupts/s of the busiest queue: what the agent compares with the measured
 
 
-def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
-            flavour: str = "timer-from-first", busy_polled: bool = False) -> tuple[float, float]:  # fmt: skip
-    """(mean latency µs, CPU spent on interrupts, polls and spinning) of one queue at `rate` packets/s under
-    `setting`; `busy_polled`: the consumer is an epoll application with prefer_busy_poll."""
+@dataclass(frozen=True)
+class Forecast:
+    latency_us: float  # mean, per packet
+    cpu: float  # interrupts, polls and spinning: the overhead, not the packets' own processing
+    irq_rate: float  # interrupts per second on the queue
+
+
+def forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
+             flavour: str = "timer-from-first", busy_polled: bool = False) -> Forecast:  # fmt: skip
+    """One queue at `rate` packets/s under `setting`, by one run of the model; `busy_polled`: the consumer is
+    an epoll application with prefer_busy_poll."""
     napi = None
     if setting.defer or busy_polled:
         napi = Napi(defer=setting.defer, gro_flush=setting.gro_flush_us * 1e-6, suspend=setting.suspend_us * 1e-6,
@@ -59,17 +69,27 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
     r = nic_queue(rate, service_us * 1e-6, irq_cost_us * 1e-6, setting.rx_usecs * 1e-6, setting.rx_frames, flavour,
                   napi=napi)  # fmt: skip
     if r.overloaded:
-        return math.inf, 1.0
-    return r.mean_latency * 1e6, max(0.0, r.cpu - rate * service_us * 1e-6)  # the overhead: not the packets' own
+        return Forecast(math.inf, 1.0, r.irq_rate)
+    return Forecast(r.mean_latency * 1e6, max(0.0, r.cpu - rate * service_us * 1e-6), r.irq_rate)
+
+
+def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
+            flavour: str = "timer-from-first", busy_polled: bool = False) -> tuple[float, float]:  # fmt: skip
+    """(mean latency µs, CPU overhead) of one queue: `forecast` without the interrupt rate."""
+    f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
+    return f.latency_us, f.cpu
 
 
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
-           coalescing: bool = True, busy_polled: bool = False, suspension: bool = False) -> Choice | None:  # fmt: skip
+           coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
+           driver: str | None = None) -> Choice | None:  # fmt: skip
     """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
     device cannot do that, so only candidates without it are weighed. `busy_polled`: an application polls
-    the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+)."""
+    the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
+    (model/coalesce.py): candidates only take values it reads as a delay, and a current adaptive mode, which
+    the model cannot predict, is left for the best candidate (the agent's verification judges the change)."""
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
     usable = [c for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))]
@@ -78,20 +98,28 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
         candidates.add(Moderation(window, FRAMES if window else 1))
     if busy_polled and suspension and deferral:
         candidates |= {Moderation(*c, SUSPEND_US) for c in SUSPENSION if coalescing or c[:2] == (0, 1)}
-    candidates.add(current)
+    candidates = {replace(c, rx_usecs=writable_usecs(driver, c.rx_usecs)) for c in candidates}
+    mode = rx_usecs_mode(driver, current.rx_usecs) if coalescing else None
+    if mode is None:
+        candidates.add(current)
 
-    def cost(setting: Moderation) -> tuple[float, float, float]:
-        latency, cpu = predict(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
-        return latency + weight * cpu * queues, latency, cpu * queues
+    def cost(setting: Moderation) -> tuple[float, float, float, float]:
+        f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
+        return f.latency_us + weight * f.cpu * queues, f.latency_us, f.cpu * queues, f.irq_rate
 
     scored = {s: cost(s) for s in candidates}
     best = min(scored, key=lambda s: (scored[s][0], s.suspend_us, s.defer, s.rx_usecs))
+    _, latency, cpu, irq_rate = scored[best]
+    polled = "; a busy-polling application takes them" if busy_polled else ""
+    costs = f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)"
+    if mode is not None:
+        reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {latency:.1f} µs and {cpu:.2f} "
+                  f"CPU; the driver's adaptive mode {current.rx_usecs} ({mode}) is not predicted; the measurement "
+                  f"after the change decides (rolled back if worse) {costs}")  # fmt: skip
+        return Choice(best, latency, cpu, reason, irq_rate)
     now, new = scored[current][0], scored[best][0]
     if best == current or (math.isfinite(now) and now - new <= HYSTERESIS * now):
         return None
-    _, latency, cpu = scored[best]
-    polled = "; a busy-polling application takes them" if busy_polled else ""
     reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {latency:.1f} µs and {cpu:.2f} CPU, "
-              f"against {scored[current][1]:.1f} µs and {scored[current][2]:.2f} now ({goal}: {weight:g} µs per core; "
-              f"{service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)")  # fmt: skip
-    return Choice(best, latency, cpu, reason)
+              f"against {scored[current][1]:.1f} µs and {scored[current][2]:.2f} now {costs}")  # fmt: skip
+    return Choice(best, latency, cpu, reason, irq_rate)

@@ -31,6 +31,57 @@ def driver_flavour(driver: str | None) -> str:
 
 
 @dataclass(frozen=True)
+class UsecsRules:
+    """What a driver's set_coalesce does with an rx-usecs value (docs/physics.md §1.6): small values select an
+    adaptive mode (`modes`), fixed delays take `fixed` (low, high) µs, 0 turns moderation off, anything else is
+    refused with EINVAL. Why it matters: writing 8 to e1000e is refused, and 3 is not 3 µs."""
+
+    modes: dict[int, str]
+    fixed: tuple[int, int]
+
+    def rejected(self, usecs: int) -> bool:
+        return usecs != 0 and usecs not in self.modes and not self.fixed[0] <= usecs <= self.fixed[1]
+
+
+# From the kernel (drivers/net/ethernet/intel/...), the rx-usecs checks of each driver's set_coalesce:
+DRIVER_USECS = {
+    # e1000e/ethtool.c e1000_set_coalesce: EINVAL above E1000_MAX_ITR_USECS (10000), for 5..E1000_MIN_ITR_USECS-1
+    # (10, e1000.h) and for 2; 1, 3 and 4 keep itr_setting as a mode (e1000_get_coalesce reads them back as is).
+    # Names: e1000e/param.c e1000e_check_options (InterruptThrottleRate; 4: "simplified (2000-8000 ints)"; 3 is the
+    # driver's default).
+    "e1000e": UsecsRules({1: "dynamic", 3: "dynamic conservative", 4: "simplified"}, (10, 10000)),
+    # igb/igb_ethtool.c igb_set_coalesce: EINVAL above IGB_MAX_ITR_USECS (10000, igb.h), for 4..IGB_MIN_ITR_USECS-1
+    # (10) and for 2; 1 and 3 are rx_itr_setting modes (igb_main.c igb_set_itr: "conservative mode (itr 3)
+    # eliminates the lowest_latency setting"); IGB_DEFAULT_ITR is 3.
+    "igb": UsecsRules({1: "dynamic", 3: "dynamic conservative"}, (10, 10000)),
+    # igc/igc_ethtool.c igc_ethtool_set_coalesce: the same checks with IGC_MIN/MAX_ITR_USECS (10, 10000, igc.h).
+    "igc": UsecsRules({1: "dynamic", 3: "dynamic conservative"}, (10, 10000)),
+    # ixgbe/ixgbe_ethtool.c ixgbe_set_coalesce: EINVAL above IXGBE_MAX_EITR >> 2 (0xFF8 >> 2 = 1022, ixgbe_type.h);
+    # 1 is dynamic ITR (rx_itr_setting 1, starting at IXGBE_20K_ITR), 2 and up are stored << 2 as a fixed gap.
+    "ixgbe": UsecsRules({1: "dynamic"}, (2, 1022)),
+}
+
+
+def usecs_rules(driver: str | None) -> UsecsRules | None:
+    return DRIVER_USECS.get(driver or "")
+
+
+def rx_usecs_mode(driver: str | None, usecs: int) -> str | None:
+    """The name of the adaptive mode `usecs` selects on this driver; None where it is a delay (or unknown)."""
+    rules = usecs_rules(driver)
+    return rules.modes.get(usecs) if rules else None
+
+
+def writable_usecs(driver: str | None, usecs: int) -> int:
+    """The nearest rx-usecs the driver takes as a fixed delay: 0 stays 0 (moderation off), values below its
+    fixed range rise to its minimum, values above fall to its maximum. Drivers without rules: unchanged."""
+    rules = usecs_rules(driver)
+    if rules is None or usecs <= 0:
+        return usecs
+    return min(rules.fixed[1], max(rules.fixed[0], usecs))
+
+
+@dataclass(frozen=True)
 class QueueLoad:
     packets: float  # per second, measured
     interrupts: float  # per second, measured

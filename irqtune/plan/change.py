@@ -33,6 +33,8 @@ class Change:
     evidence: str = ""  # the measurement that led to it
     outcome: str = "recommended"  # what became of it: recommended, applied, unchanged, refused, held, rolled-back
     note: str = ""  # what the engine or the checks said
+    predicted: dict | None = None  # what the model expects after it ({"irq_rate", "latency_us", "cpu"}): the agent
+    # compares it with the measurement; not part of a saved plan (PLAN_FIELDS)
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
