@@ -19,8 +19,9 @@ INTERRUPTS = """\
 
 
 def _root(tmp_path, interrupts: str = INTERRUPTS):
+    params = "sys/module/nvme/parameters"
     files = {"proc/interrupts": interrupts, "sys/class/nvme/nvme0/dev": "241:0\n",
-             "sys/module/nvme/parameters/poll_queues": "1\n", "sys/module/nvme/parameters/write_queues": "0\n"}  # fmt: skip
+             f"{params}/poll_queues": "1\n", f"{params}/write_queues": "0\n"}  # fmt: skip
     for hctx, cpus in enumerate(("2-3", "0", "1", "0-3")):
         files[f"sys/block/nvme0n1/mq/{hctx}/cpu_list"] = cpus + "\n"
     return make_root(tmp_path, files)
