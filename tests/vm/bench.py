@@ -46,7 +46,7 @@ class Boot:
 
 
 BOOTS = (
-    Boot("6.1", "6.1", "nvme.poll_queues=1", "vm and not isolated and not probe"),
+    Boot("6.1", "6.1", "nvme.poll_queues=1", "vm and not isolated"),
     Boot("6.12-isolated", "6.12", "nvme.poll_queues=1 isolcpus=managed_irq,domain,3 nohz_full=3", "vm"),
 )
 

@@ -16,6 +16,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -191,14 +192,15 @@ def agent_in_child(state: Path, config: str, output: Path, passes: int = 100) ->
     tens of seconds under TCG), one JSON pass report per line into `output`. Returns the child's pid."""
     from irqtune.cli import main  # the guest's irqtune, imported once by the parent
 
+    output.touch()
     pid = os.fork()
     if pid == 0:
         try:
-            fd = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.dup2(fd, 1)
+            sys.stdout = open(output, "w", buffering=1)  # noqa: SIM115  (pytest's capture replaced sys.stdout)
             main(["--state-dir", str(state), "run", "--config", config, "--passes", str(passes), "--json"],
                  standalone_mode=False)  # fmt: skip
         finally:
+            sys.stdout.flush()
             os._exit(0)
     return pid
 
