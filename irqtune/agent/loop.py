@@ -33,6 +33,7 @@ from ..measure.nvme import read_nvme
 from ..measure.rates import Rates
 from ..measure.reading import Reading, read_host, read_queue_masks, read_threads
 from ..measure.snapshot import Snapshot
+from ..model.coalesce import writable_usecs
 from ..plan import Change
 from .propose import Proposer
 
@@ -175,12 +176,22 @@ class Agent:
             return decision
         low, high = bound
         target = min(high, max(low, int(decision.target)))
+        if decision.knob.endswith("/coalesce/rx-usecs"):  # the bound must not make a delay a driver's mode
+            target = writable_usecs(self._driver(decision.device), target)
+            if not low <= target <= high:
+                log.info("%s: no value within the config's bounds %d..%d that the driver takes as a delay (wanted "
+                         "%s); left as it is", decision.knob, low, high, decision.target)  # fmt: skip
+                return None
         if str(target) == decision.current:
             return None
         if str(target) != decision.target:
             decision.reason += f" (wanted {decision.target}, held to the config's bounds {low}..{high})"
             decision.target = str(target)
         return decision
+
+    def _driver(self, device: str | None) -> str | None:
+        found = self.inventory.device(device) if device and self.inventory else None
+        return found.driver if found else None
 
     def _held(self, knob: str, now: float) -> str | None:
         if knob in self.frozen:

@@ -102,3 +102,25 @@ def test_colocate_and_steer_need_a_device_name_and_a_known_move():
         load_config("c.toml", '[[device]]\nname = "eth1"\ncolocate = "x"\ncolocate_move = "both"\n')
     with pytest.raises(ConfigError, match="needs a device name"):
         load_config("c.toml", '[[device]]\nclass = "nic"\nsteer = true\n')
+
+
+def test_bounds_never_clamp_an_rx_usecs_into_a_drivers_mode(tmp_path):
+    """On e1000e, rx-usecs 1, 3 and 4 are adaptive modes and 2, 5..9 are refused: a bound that would clamp a
+    delay there raises it to the driver's minimum delay, or leaves the knob alone when that is out of bounds."""
+    from types import SimpleNamespace
+
+    from irqtune.agent.loop import Agent
+    from irqtune.host import Host
+    from irqtune.plan import Change
+
+    def agent(bounds: str) -> Agent:
+        made = Agent(Host(str(tmp_path)), load_config("c.toml", f'[bounds]\n"net/*/coalesce/rx-usecs" = {bounds}\n'),
+                     str(tmp_path), clock=lambda: 0.0)  # fmt: skip
+        nic = SimpleNamespace(driver="e1000e")
+        made.inventory = SimpleNamespace(device=lambda name: nic if name == "eth1" else None)
+        return made
+
+    assert agent("[4, 64]")._bounded(Change("net/eth1/coalesce/rx-usecs", "3", "0", "m", "eth1")).target == "10"
+    assert agent("[0, 8]")._bounded(Change("net/eth1/coalesce/rx-usecs", "0", "16", "m", "eth1")) is None
+    other = agent("[4, 64]")._bounded(Change("net/eth2/coalesce/rx-usecs", "8", "0", "m", "eth2"))
+    assert other.target == "4"  # a driver without rules: clamped as before
