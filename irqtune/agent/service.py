@@ -127,6 +127,8 @@ def record(stats: AgentStats, report: PassReport, agent: Agent, journal: Journal
     if journal is not None:
         stats.drifted_knobs = sum(r.outcome == engine.DRIFTED for r in engine.verify(agent.host, journal))
     stats.knob_values = dict(agent.proposer.seen)
+    for check in report.checks:
+        stats.predictions[check["knob"]] = check
 
 
 class Service:

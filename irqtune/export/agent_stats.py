@@ -32,6 +32,7 @@ class AgentStats:
     journal_entries: int | None = None
     drifted_knobs: int | None = None  # journaled knobs something else changed since (irqtune verify's drift)
     knob_values: dict[str, float] = field(default_factory=dict)  # knob id (irq/41/affinity) -> number
+    predictions: dict[str, dict] = field(default_factory=dict)  # knob id -> its latest check (PassReport.checks)
 
     def record_pass(self, duration_seconds: float) -> None:
         self.passes += 1
@@ -104,3 +105,22 @@ def agent_families(stats: AgentStats) -> Iterator[Metric]:
     for knob, value in sorted(dict(stats.knob_values).items()):
         values.add_metric(list(_knob_labels(knob)), value)
     yield values
+    yield from _prediction_families(dict(stats.predictions))
+
+
+def _prediction_families(checks: dict[str, dict]) -> Iterator[Metric]:
+    """The model's interrupt rate for the agent's latest moderation change of each knob, beside what the first
+    window that judged the change measured: how far the model is from this device."""
+    if not checks:
+        return
+    names = ("predicted", "measured")
+    families = {n: GaugeMetricFamily(f"irqtune_agent_{n}_interrupts_per_second",
+                                     f"Interrupts per second per queue the agent {n} for its latest moderation change "
+                                     "(busiest queue IRQ), by knob and device.", labels=["knob", "device"])
+                for n in names}  # fmt: skip
+    for knob, check in sorted(checks.items()):
+        for n in names:
+            value = check.get(f"{n}_irq_rate")
+            if isinstance(value, int | float):
+                families[n].add_metric([label(knob), label(check.get("device") or "")], value)
+    yield from families.values()

@@ -480,3 +480,17 @@ def test_isolated_cpus_are_exported_for_the_isolation_alerts(tmp_path):
     cpus = {dict(labels)["cpu"] for _, labels in samples}
     assert cpus == {"6", "7"} and set(samples.values()) == {1.0}  # the simulated host isolates them as the kernel
     assert ("irqtune_cpu_isolated", (("cpu", "6"), ("kind", "isolated"))) in samples  # shows: sysfs and isolcpus=
+
+
+def test_the_agents_prediction_is_exported_beside_the_measurement(tmp_path):
+    """A moderation change's check (predicted vs measured interrupts/s per queue) becomes two gauges per knob."""
+    root = fixture_root(tmp_path, LAPTOP)
+    stats = AgentStats()
+    stats.predictions["net/eth0/coalesce/rx-usecs"] = {"knob": "net/eth0/coalesce/rx-usecs", "device": "eth0",
+                                                       "predicted_irq_rate": 15472.3, "measured_irq_rate": 3090.1,
+                                                       "error": -0.8003}  # fmt: skip
+    text = exposition(IrqtuneCollector(Host(str(root)), agent=stats))
+    key = (("device", "eth0"), ("knob", "net/eth0/coalesce/rx-usecs"))
+    assert samples(text, "irqtune_agent_predicted_interrupts_per_second")[key] == 15472.3
+    assert samples(text, "irqtune_agent_measured_interrupts_per_second")[key] == 3090.1
+    assert promtool_check(text).returncode == 0
