@@ -12,7 +12,7 @@ banned = ""                   # no IRQ is moved onto these either
 irq_sink = ""                 # where a storming low-criticality device is sent
 
 [limits]
-max_changes = 8               # per pass
+max_changes = 8               # optimisation moves per pass (moving IRQs off forbidden CPUs is not counted)
 dwell = 30                    # seconds a knob holds before it may change again
 irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (docs/physics.md §3.3)
 service_us = 0.8              # CPU per packet when the host is too idle to measure it

@@ -2,16 +2,17 @@
 
 The loop holds no policy of its own: placement comes from `decide/placement.py`, the rest of
 the proposals (storm guard, moderation, NAPI) from `propose.py`, findings and advice from
-`findings.py` and `decide/advice/`. What it adds is the safety around
-them: at most `max_changes` per pass, a knob holds for `dwell` seconds before it may change
-again, a knob that flips back and forth is frozen, and a change after which the device got
-worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is rolled back and that knob
-backs off. A change stays on probation until PROBATION_PASSES full windows found the device healthy: a link
-event, a device change or a hotplug never ends it, a change that cannot be judged (the load rose with the loss)
-is rolled back after UNJUDGED_LIMIT passes, one whose traffic stopped waits for it, one whose device left is
-dropped unwritten, and a rollback never writes over a value something else set since. A change that carries the
-model's prediction (moderation) is compared with what the first window that judges it measured (`checks`). In
-`observe` mode every decision is a recommendation and nothing is written.
+`findings.py` and `decide/advice/`. What it adds is the safety around them: at most `max_changes`
+optimisation moves per pass, one device at a time in turn (`round_robin`), while a violation fix (an IRQ taken off
+an isolated, critical or banned CPU: `violation_fixes`) is applied in the same pass whatever the budget; a knob
+holds for `dwell` seconds before it may change again, a knob that flips back and forth is frozen, and a change
+after which the device got worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is
+rolled back and that knob backs off. A change stays on probation until PROBATION_PASSES full windows found the
+device healthy: a link event, a device change or a hotplug never ends it, a change that cannot be judged (the
+load rose with the loss) is rolled back after UNJUDGED_LIMIT passes, one whose traffic stopped waits for it, one
+whose device left is dropped unwritten, and a rollback never writes over a value something else set since. A
+change that carries the model's prediction (moderation) is compared with what the first window that judges it
+measured (`checks`). In `observe` mode every decision is a recommendation and nothing is written.
 The clock is injected, so the same loop runs on a real host and on a simulated one.
 """
 
@@ -34,7 +35,7 @@ from ..measure.rates import Rates
 from ..measure.reading import Reading, read_host, read_queue_masks, read_threads
 from ..measure.snapshot import Snapshot
 from ..model.coalesce import writable_usecs
-from ..plan import Change
+from ..plan import Change, Rules, fixes_violation
 from .propose import Proposer
 
 log = logging.getLogger("irqtune.agent")
@@ -113,30 +114,21 @@ class Agent:
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now, report.checks)
+        rules = placement_rules(reading, **self._rule_args(reading))
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
-        placement = [] if self.placed and self.tuning else self._placement(reading)
+        placement = [] if self.placed and self.tuning else self._placement(reading, rules)
         proposals = list(placement)
         if rates is not None:
             proposed, advice = self.proposer.propose(self.config, inventory, rates, findings)
             proposals += proposed
             report.findings += [f.to_json() for f in advice]
+        fixes, moves = violation_fixes([d for d in (self._bounded(p) for p in proposals) if d is not None], rules)
+        for decision in fixes:  # outside the budget, not outside the checks
+            self._consider(decision, now, rates, budget_left=True)
         budget = self.config.limits.max_changes
-        proposals = [d for d in (self._bounded(p) for p in proposals) if d is not None]
-        for decision in proposals:
-            held = self._held(decision.knob, now)
-            rounded = self.rounded.get((decision.knob, decision.target))
-            if decision.outcome == "refused":
-                pass
-            elif rounded == decision.current:  # the driver cannot do better than what it has
-                decision.outcome, decision.note = "unchanged", f"the driver rounds {decision.target} to {rounded}"
-            elif held:
-                decision.outcome, decision.note = "held", held
-            elif budget <= 0:
-                decision.outcome, decision.note = "held", "max_changes reached this pass"
-            elif self.tuning:
-                self._apply(decision, now, rates)
-                budget -= decision.outcome == APPLIED
-            report.decisions.append(decision)
+        for decision in moves:
+            budget -= self._consider(decision, now, rates, budget_left=budget > 0)
+        report.decisions += fixes + moves
         if self.tuning and any(d.outcome == "held" for d in placement):
             self.placed = False  # max_changes or dwell held some of it: place again next pass
         for knob in list(self.backoff):
@@ -156,11 +148,10 @@ class Agent:
             banned |= {cpu for cpu in reading.topology.online if cpu not in housekeeping}
         return {"banned": frozenset(banned), "exclude": unmanaged, "device_cpus": self.config.device_cpus()}
 
-    def _placement(self, reading: Reading) -> list[Change]:
+    def _placement(self, reading: Reading, rules: Rules) -> list[Change]:
         self.placed = True
         steered = self.config.steered()
-        plan = placement_plan(reading, placement_rules(reading, **self._rule_args(reading)),
-                              threads=read_threads(self.host, self.config.colocations()),
+        plan = placement_plan(reading, rules, threads=read_threads(self.host, self.config.colocations()),
                               queue_masks=read_queue_masks(self.host, steered) if steered else None)  # fmt: skip
         for proposed in plan.changes:
             broken = [v for v in plan.violations if v.startswith(proposed.knob + ":")]
@@ -169,6 +160,23 @@ class Agent:
         return plan.changes
 
     # -- check -------------------------------------------------------------------
+    def _consider(self, decision: Change, now: float, rates: Rates | None, budget_left: bool) -> bool:
+        """Check one decision (refused, rounded, dwell, backoff, frozen, then the budget) and apply it in tune
+        mode; True when it was applied."""
+        held = self._held(decision.knob, now)
+        rounded = self.rounded.get((decision.knob, decision.target))
+        if decision.outcome == "refused":
+            pass
+        elif rounded == decision.current:  # the driver cannot do better than what it has
+            decision.outcome, decision.note = "unchanged", f"the driver rounds {decision.target} to {rounded}"
+        elif held:
+            decision.outcome, decision.note = "held", held
+        elif not budget_left:
+            decision.outcome, decision.note = "held", "max_changes reached this pass"
+        elif self.tuning:
+            self._apply(decision, now, rates)
+        return decision.outcome == APPLIED
+
     def _bounded(self, decision: Change) -> Change | None:
         """The decision with its target clamped into the config's bounds; None if that leaves nothing to do."""
         bound = self.config.bound(decision.knob)
@@ -329,6 +337,30 @@ class Agent:
         if not device or self.inventory is None:
             return False
         return self.inventory.device(device) is None and device not in rates.netdev
+
+
+def violation_fixes(proposals: list[Change], rules: Rules) -> tuple[list[Change], list[Change]]:
+    """(violation fixes, optimisation moves). A fix takes an IRQ off a CPU the rules forbid (`fixes_violation`)
+    and is marked so in its reason; the moves come one device at a time (`round_robin`)."""
+    fixes, moves = [], []
+    for decision in proposals:
+        broken = fixes_violation(decision, rules) if decision.outcome != "refused" else None
+        if broken:
+            decision.reason = f"violation: {broken}; {decision.reason}"
+            fixes.append(decision)
+        else:
+            moves.append(decision)
+    return fixes, round_robin(moves)
+
+
+def round_robin(changes: list[Change]) -> list[Change]:
+    """One change per device in turn, devices in the order they first come, each device's own in its order: under
+    max_changes one device's many placement moves do not hold back another's coalescing for passes."""
+    lanes: dict[str | None, list[Change]] = {}
+    for c in changes:
+        lanes.setdefault(c.device, []).append(c)
+    depth = max((len(lane) for lane in lanes.values()), default=0)
+    return [lane[i] for i in range(depth) for lane in lanes.values() if i < len(lane)]
 
 
 HEALTHY, WORSE, UNJUDGED, BASELINE, IDLE = "healthy", "worse", "unjudged", "baseline", "idle"

@@ -5,7 +5,7 @@ change, from proposal to outcome), `Plan` (changes, notes, violations), the `Rul
 `check`. Decide builds plans, act writes them, the agent and the CLI print them.
 """
 
-from .change import Change, Plan, PlanError, Rules, check, load_plan
+from .change import Change, Plan, PlanError, Rules, check, fixes_violation, load_plan
 from .knob_id import KNOB_FORMS, KnobError, KnobId, parse_knob_id
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "PlanError",
     "Rules",
     "check",
+    "fixes_violation",
     "load_plan",
     "parse_knob_id",
 ]

@@ -125,9 +125,32 @@ def check(plan: Plan, rules: Rules) -> Plan:
             except CpuListError as err:
                 plan.violations.append(f"{kid.canonical}: {err}")
                 continue
-            cpus -= rules.device_cpus.get(device, frozenset()) if device else frozenset()
-            if cpus & rules.banned_cpus:
-                plan.violations.append(f"{kid.canonical}: CPU {format_cpulist(cpus & rules.banned_cpus)} is banned")
-            if cpus & rules.isolated_cpus and not rules.allow_isolated:
-                plan.violations.append(f"{kid.canonical}: CPU {format_cpulist(cpus & rules.isolated_cpus)} is isolated")
+            plan.violations += [f"{kid.canonical}: {broken}" for broken in _forbidden(cpus, rules, device)]
     return plan
+
+
+def _forbidden(cpus: set[int], rules: Rules, device: str | None) -> list[str]:
+    """Which rules a CPU list breaks ("CPU 6 is isolated"); a device's own configured CPUs break none."""
+    cpus = cpus - (rules.device_cpus.get(device, frozenset()) if device else frozenset())
+    out = []
+    if cpus & rules.banned_cpus:
+        out.append(f"CPU {format_cpulist(cpus & rules.banned_cpus)} is banned")
+    if cpus & rules.isolated_cpus and not rules.allow_isolated:
+        out.append(f"CPU {format_cpulist(cpus & rules.isolated_cpus)} is isolated")
+    return out
+
+
+def fixes_violation(change: Change, rules: Rules) -> str | None:
+    """What an IRQ's current CPU list breaks ("CPU 6 is isolated") when `change` moves it to one that breaks
+    nothing; None for any other change. An IRQ on a forbidden CPU is a fault to end now, not an optimisation to
+    pace: the agent applies such a fix whatever its max_changes."""
+    try:
+        kid = parse_knob_id(change.knob)
+        current, target = set(parse_cpulist(change.current)), set(parse_cpulist(change.target))
+    except (KnobError, CpuListError):
+        return None
+    if kid.kind != "irq-affinity" or not target:
+        return None
+    device = kid.device or rules.irq_devices.get(kid.irq)
+    broken = _forbidden(current, rules, device)
+    return "; ".join(broken) if broken and not _forbidden(target, rules, device) else None
