@@ -10,9 +10,11 @@ after which the device got worse (more drops or time_squeeze on its CPUs or in i
 rolled back and that knob backs off. A change stays on probation until PROBATION_PASSES full windows found the
 device healthy: a link event, a device change or a hotplug never ends it, a change that cannot be judged (the
 load rose with the loss) is rolled back after UNJUDGED_LIMIT passes, one whose traffic stopped waits for it, one
-whose device left is dropped unwritten, and a rollback never writes over a value something else set since. A
-change that carries the model's prediction (moderation) is compared with what the first window that judges it
-measured (`checks`). In `observe` mode every decision is a recommendation and nothing is written.
+whose device left is dropped unwritten, and a rollback never writes over a value something else set since. A NAPI
+budget step must also pay by the end of its probation (more delivered or fewer dropped, `decide/napi.py`
+`budget_paid`), else it is rolled back: a fall of time_squeeze alone only shows the squeeze moved. A change that
+carries the model's prediction (moderation) is compared with what the first window that judges it measured
+(`checks`). In `observe` mode every decision is a recommendation and nothing is written.
 The clock is injected, so the same loop runs on a real host and on a simulated one.
 """
 
@@ -26,8 +28,10 @@ from ..act.engine import APPLIED, DRIFTED_KEPT, FAILED, change, prepare, read_kn
 from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
 from ..config import Config
+from ..decide import napi as napi_policy
 from ..decide.advice import advise, supersede
 from ..decide.placement import placement_plan, placement_rules
+from ..decide.spread import usable_cpus
 from ..findings import Measurements, find_all
 from ..host import Host
 from ..measure.nvme import read_nvme
@@ -74,6 +78,8 @@ class _Applied:
     checked: int = 0  # passes that found the device healthy since
     unjudged: int = 0  # passes that could not tell (the load rose with the loss, the traffic stopped)
     compared: bool = False  # its prediction was compared with a measurement (once)
+    paid_from: napi_policy.Delivery | None = None  # a budget step: the host's delivery before it
+    paid_by: list[napi_policy.Delivery] = field(default_factory=list)  # and in each healthy window since
 
 
 class Agent:
@@ -119,7 +125,9 @@ class Agent:
         placement = [] if self.placed and self.tuning else self._placement(reading, rules)
         proposals = list(placement)
         if rates is not None:
-            proposed, advice = self.proposer.propose(self.config, inventory, rates, findings)
+            proposed, advice = self.proposer.propose(
+                self.config, inventory, rates, findings, set(usable_cpus(reading.topology, rules))
+            )
             proposals += proposed
             report.findings += [f.to_json() for f in advice]
         fixes, moves = violation_fixes([d for d in (self._bounded(p) for p in proposals) if d is not None], rules)
@@ -246,6 +254,7 @@ class Agent:
                     now,
                     device_health(rates, self._irqs(decision.device), decision.device),
                     device_load(rates, self._irqs(decision.device), decision.device),
+                    paid_from=_delivery(decision, rates),
                 )
             )
 
@@ -294,10 +303,16 @@ class Agent:
                     checks.append(check)
             if verdict == BASELINE:
                 applied.health, applied.offered = after, offered
+                applied.paid_from, applied.paid_by = _delivery(d, rates), []
             elif verdict == HEALTHY:
                 applied.checked += 1
+                if applied.paid_from is not None:
+                    applied.paid_by.append(napi_policy.delivery(rates))
                 if applied.checked >= PROBATION_PASSES:
-                    continue  # kept
+                    unpaid = _unpaid(applied)
+                    if unpaid:
+                        undone.append(self._roll_back(d, unpaid, now))
+                    continue  # kept, unless it paid nothing
             elif verdict == UNJUDGED:
                 applied.unjudged += 1
             if (
@@ -364,6 +379,22 @@ def round_robin(changes: list[Change]) -> list[Change]:
 
 
 HEALTHY, WORSE, UNJUDGED, BASELINE, IDLE = "healthy", "worse", "unjudged", "baseline", "idle"
+
+
+def _delivery(d: Change, rates: Rates | None) -> napi_policy.Delivery | None:
+    """The host's delivery to judge a NAPI budget step by; None for any other change."""
+    return napi_policy.delivery(rates) if rates is not None and d.knob in napi_policy.BUDGET_KNOBS else None
+
+
+def _unpaid(applied: _Applied) -> str | None:
+    """Why a budget step that kept the device healthy is still rolled back: it paid nothing over its probation
+    (the mean of its healthy windows against the window before it). None: kept."""
+    if applied.paid_from is None or not applied.paid_by:
+        return None
+    windows = applied.paid_by
+    mean = napi_policy.Delivery(*(sum(column) / len(windows) for column in zip(*windows)))
+    paid, why = napi_policy.budget_paid(applied.paid_from, mean)
+    return None if paid else f"{why} (mean of {len(windows)} windows since)"
 
 
 def judge(health: float, offered: float, health_after: float, offered_after: float) -> tuple[str, str]:

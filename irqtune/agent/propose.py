@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from ..act.knobs import KnobError, NapiKnob, Unsupported, make_knob, netdev_client
+from ..act.knobs import EthtoolKnob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide import napi as napi_policy
 from ..decide.moderation import Moderation, choose
 from ..findings import Finding
-from ..host import Host
+from ..host import Host, NoNetlink
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
 from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, writable_usecs
@@ -36,8 +36,9 @@ class Proposer:
         self.seen: dict[str, int] = {}  # knob id -> value as last read
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
-                ) -> tuple[list[Change], list[Finding]]:  # fmt: skip
-        """(decisions to check and maybe apply, advice findings to report)."""
+                usable: set[int] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
+        """(decisions to check and maybe apply, advice findings to report). `usable`: the CPUs the placement
+        may use (housekeeping, not banned or isolated); every online CPU when not given."""
         self.seen = {}  # this pass's readings only: a vanished interface's knobs leave the metrics
         out = self._storm_guard(config, inventory, findings)
         moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
@@ -45,7 +46,7 @@ class Proposer:
         polled = napi_policy.busy_polling(rates, [name for name, _ in moderated])
         out += self._moderation(config, inventory, rates, moderated, polled)
         out += self._budget(rates)
-        return out, self._napi_advice(config, inventory, rates)
+        return out, self._napi_advice(config, inventory, rates, usable)
 
     def _storm_guard(self, config: Config, inventory, findings) -> list[Change]:
         """An interrupt storm on a device that is not pinned by the config: send its IRQ to the irq_sink CPUs,
@@ -192,20 +193,40 @@ class Proposer:
                 return []
         return [Change(p.knob, p.current, p.target, p.reason) for p in napi_policy.budget(rates, *values)]
 
-    def _napi_advice(self, config: Config, inventory, rates: Rates) -> list[Finding]:
+    def _napi_advice(self, config: Config, inventory, rates: Rates, usable: set[int] | None) -> list[Finding]:
+        """Per managed NIC: where the CPUs serving it are saturated and squeezed (CPU-bound overload), the ways to
+        more CPUs (channels, RPS, threaded NAPI); else threaded NAPI where softirq starves a squeezed CPU."""
         out = []
         for device in inventory.devices:
             if device.kind != "nic" or not config.manages(device.name, "nic"):
                 continue
-            cpus = {c for q in device.irqs if (row := rates.interrupts.get(str(q.irq)))
-                    for c, r in row.per_cpu.items() if r > 0}  # fmt: skip
+            irqs = receive_irqs(device)
+            cpus = serving_cpus(irqs, inventory, rates)
             try:
                 threaded = make_knob(self.host, f"net/{device.name}/threaded").read().strip() not in ("", "0")
             except (KnobError, Unsupported, OSError) as err:
                 log.debug("%s: threaded not readable: %s", device.name, err)
-                continue
-            out += napi_policy.threaded_advice(rates, device.name, cpus, threaded)
+                threaded = None
+            if napi_policy.saturated_cpus(rates, cpus):
+                available = available_cpus(config, device, rates, usable)
+                out += napi_policy.cpu_bound_advice(rates, device.name, cpus, available, len(irqs),
+                                                    self._channels(device.name), threaded)  # fmt: skip
+            elif threaded is not None:
+                out += napi_policy.threaded_advice(rates, device.name, cpus, threaded)
         return out
+
+    def _channels(self, device: str) -> tuple[str, int] | None:
+        """The driver's channel kind for receive queues (combined, else rx) and its maximum; None if unreadable."""
+        try:
+            with self.host.ethtool() as client:
+                values = client.get_channels(device)
+        except (NoNetlink, OSError, *EthtoolKnob.errors()) as err:
+            log.debug("%s: channels not readable: %s", device, err)
+            return None
+        for kind in ("combined", "rx"):
+            if values.get(f"{kind}_max", 0) > 0:
+                return kind, values[f"{kind}_max"]
+        return None
 
     def _moderation_now(self, device: str) -> dict | None:
         """The device's coalescing and deferral now; None when neither can be read. `coalescing` False: only
@@ -267,3 +288,32 @@ def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
         out.append(QueueLoad(processed / sharing[cpu] if cpu is not None else 0.0, row.total if row else 0.0,
                              cpu))  # fmt: skip
     return out
+
+
+def receive_irqs(device) -> list[int]:
+    """The NIC's IRQs that carry received packets; all of its IRQs where none is named so."""
+    return [q.irq for q in device.irqs if q.role in ("rx", "rxtx")] or [q.irq for q in device.irqs]
+
+
+def serving_cpus(irqs: list[int], inventory, rates: Rates) -> set[int]:
+    """CPUs that serve these IRQs: their effective affinity, and wherever they were counted in the window. A
+    saturated NAPI never re-enables its interrupt, so a CPU busiest with the IRQ's packets may count none."""
+    out = set()
+    for irq in irqs:
+        info = inventory.irqs.get(irq)
+        if info and info.affinity and info.affinity.effective:
+            out.add(info.affinity.effective[0])
+        row = rates.interrupts.get(str(irq))
+        out |= {c for c, r in row.per_cpu.items() if r > 0} if row else set()
+    return out
+
+
+def available_cpus(config: Config, device, rates: Rates, usable: set[int] | None) -> set[int]:
+    """The CPUs a NIC's packet work may use: the config's CPUs for it, else the usable ones (every online one
+    when not known) local to it, or all usable ones where it names no locality."""
+    online = set(rates.cpus)
+    own = config.device_cpus().get(device.name)
+    if own:
+        return set(own) & online
+    usable = online if usable is None else usable & online
+    return (usable & set(device.local_cpus or ())) or usable

@@ -220,6 +220,7 @@ class SimMachine:
             c.loc[cpu] += ticks
             c.softirqs["TIMER"][cpu] += ticks
             c.ticks[cpu][1] += int(used * 100 * seconds)
+            c.ticks[cpu][2] += int(100 * seconds) - int(used * 100 * seconds)  # no application runs: the rest idles
         self.clock += seconds
         self.render()
         return out

@@ -50,7 +50,7 @@ class KernelCounters:
     tlb: list[int] = field(default_factory=list)
     softirqs: dict[str, list[int]] = field(default_factory=dict)
     softnet: list[list[int]] = field(default_factory=list)  # processed, dropped, time_squeeze
-    ticks: list[list[int]] = field(default_factory=list)  # irq, softirq (USER_HZ)
+    ticks: list[list[int]] = field(default_factory=list)  # irq, softirq, idle (USER_HZ)
     netdev: dict[str, list[int]] = field(default_factory=dict)  # NIC -> rx packets, rx bytes, rx drop (ring)
     busy_poll_rx: int = 0  # packets taken by busy-polling applications (TcpExt BusyPollRxPackets)
 
@@ -60,7 +60,7 @@ class KernelCounters:
         self.loc, self.res, self.cal, self.tlb = ([0] * self.ncpu for _ in range(4))
         self.softirqs = {v: [0] * self.ncpu for v in VECTORS}
         self.softnet = [[0, 0, 0] for _ in range(self.ncpu)]
-        self.ticks = [[0, 0] for _ in range(self.ncpu)]
+        self.ticks = [[0, 0, 0] for _ in range(self.ncpu)]
 
 
 class Tree:
@@ -193,7 +193,7 @@ class Tree:
                   "    0     0       0          0" for name, (p, b, d) in c.netdev.items()]  # fmt: skip
         self.write("proc/net/dev", "\n".join(lines) + "\n")
         self.write("proc/net/netstat", f"TcpExt: BusyPollRxPackets\nTcpExt: {c.busy_poll_rx}\n")
-        stat = [f"cpu{cpu} 0 0 0 0 0 {irq} {sirq} 0 0 0" for cpu, (irq, sirq) in zip(cpus, c.ticks)]
+        stat = [f"cpu{cpu} 0 0 0 {idle} 0 {irq} {sirq} 0 0 0" for cpu, (irq, sirq, idle) in zip(cpus, c.ticks)]
         self.write("proc/stat", "\n".join(stat) + "\n")
         for e in irqs:
             self.write(f"proc/irq/{e.irq}/effective_affinity_list", f"{effective[e.irq]}\n")

@@ -39,6 +39,69 @@ def test_budget_doubles_only_when_squeezes_come_with_drops():
     assert napi.budget(rates(squeeze=40, rx_drop=0), 300, 2000) == []  # lo's drops do not count
 
 
+def test_budget_is_not_raised_on_cpus_saturated_in_softirq_and_irq():
+    """CPU-bound overload: the squeezed CPU has no time left, so a bigger budget buys no packet."""
+    assert napi.budget(rates(squeeze=40, rx_drop=10, softirq=0.95), 300, 2000) == []
+    saturated = rates(squeeze=40, rx_drop=10, softirq=0.85)
+    saturated.irq_time = {0: 0.1}  # hard IRQ counts too
+    assert napi.budget(saturated, 300, 2000) == []
+    assert len(napi.budget(rates(squeeze=40, rx_drop=10, softirq=0.6), 300, 2000)) == 2  # time to spare
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "paid", "word"),
+    [
+        ((2_000_000, 400_000, 3_300), (2_000_000, 400_000, 1_650), False, "the squeeze only moved"),
+        ((2_000_000, 400_000, 3_300), (2_040_000, 390_000, 1_650), False, "paid nothing"),  # within 5 % noise
+        ((2_000_000, 400_000, 3_300), (2_000_000, 200_000, 3_300), False, "paid nothing"),  # the load fell
+        ((2_000_000, 400_000, 3_300), (2_200_000, 200_000, 1_650), True, "more delivered"),
+        ((2_000_000, 100_000, 3_300), (2_050_000, 40_000, 1_650), True, "fewer dropped"),  # no less offered
+        ((10_000, 40, 900), (10_000, 0, 100), False, "paid nothing"),  # under the 50/s floor
+    ],
+)
+def test_a_budget_step_pays_only_by_packets(before, after, paid, word):
+    """More delivered or fewer dropped at no less load, beyond noise; a fall of time_squeeze alone is nothing."""
+    got, why = napi.budget_paid(napi.Delivery(*before), napi.Delivery(*after))
+    assert got is paid and word in why, why
+    assert f"time_squeeze {before[2]:,.0f} -> {after[2]:,.0f}/s" in why
+
+
+def overload(idle: float = 0.97) -> Rates:
+    """CPUs 0 and 1 serve eth1 flat out and squeeze; CPUs 2-7 idle, 3 busy with something else."""
+    cpus = list(range(8))
+    return Rates(interval=1.0, cpus=cpus,
+                 softnet={c: {"processed": 1e6, "time_squeeze": 3_300.0, "dropped": 0.0} if c < 2 else {}
+                          for c in cpus},
+                 netdev={"eth1": {"rx_packets": 2e6, "rx_drop": 400_000.0}},
+                 softirq_time={0: 0.97, 1: 0.92}, irq_time={0: 0.02, 1: 0.03},
+                 idle_time={c: (idle if c != 3 else 0.1) if c >= 2 else 0.0 for c in cpus})  # fmt: skip
+
+
+def test_cpu_bound_overload_advice_names_more_channels_idle_cpus_and_threaded_napi():
+    [found] = napi.cpu_bound_advice(overload(), "eth1", {0, 1}, set(range(8)), 2, ("combined", 16), threaded=False)
+    assert found.code == "napi-cpu-bound" and found.device == "eth1" and found.cpu == 0
+    text = found.message
+    assert "CPU 0 99%, CPU 1 95% in softirq+irq" in text and "6,600 squeezes/s" in text, text
+    assert "400,000 drops/s" in text and "netdev_budget" in text
+    assert "2 -> 8 (irqtune set net/eth1/channels/combined 8; 8 CPUs available, the driver allows 16)" in text
+    assert "RPS to idle CPUs 2,4-7" in text and "CPU 2 97% idle" in text and "rps-cpus 2,4-7" in text  # 3 is busy
+    assert "net/eth1/threaded 1" in text
+
+
+def test_cpu_bound_overload_advice_offers_only_what_the_host_has():
+    [found] = napi.cpu_bound_advice(overload(), "eth1", {0, 1}, set(range(8)), 2, ("rx", 2), threaded=True)
+    assert "channels" not in found.message and "threaded" not in found.message  # at the driver's maximum
+    assert "rps-cpus 2,4-7" in found.message
+    [found] = napi.cpu_bound_advice(overload(), "eth1", {0, 1}, {0, 1}, 2, None, threaded=None)
+    assert "none left" in found.message  # every available CPU serves it already
+    [found] = napi.cpu_bound_advice(overload(), "eth1", {0, 1}, set(range(8)), 8, ("combined", 16), threaded=True)
+    assert "channels" not in found.message  # as many queues as CPUs
+    assert napi.cpu_bound_advice(overload(), "eth1", {2, 3}, set(range(8)), 2, None, False) == []  # not its CPUs
+    calm = overload()
+    calm.softnet[0]["time_squeeze"] = calm.softnet[1]["time_squeeze"] = 0.0
+    assert napi.cpu_bound_advice(calm, "eth1", {0, 1}, set(range(8)), 2, None, False) == []  # busy, not squeezed
+
+
 def test_busy_polling_needs_a_real_share_of_the_packets():
     assert napi.busy_polling(rates(rx=100_000, polled=90_000), ["eth1"]) == 0.9
     assert napi.busy_polling(rates(rx=100_000, polled=5_000), ["eth1"]) is None  # 5 %: incidental
