@@ -180,8 +180,9 @@ def check_remote_numa(m: Measurements, t: Thresholds) -> Iterator[Finding]:
 
 
 def check_storms(m: Measurements, t: Thresholds) -> Iterator[Finding]:
-    """A storm is an IRQ whose interrupts cost more than the work they bring: a high rate (storm_per_s) with
-    unclaimed interrupts, or little work per interrupt, or (when nothing measures its work) a higher rate."""
+    """A storm is an IRQ whose interrupts cost more than the work they bring (docs/physics.md §3.4): a high rate
+    (storm_per_s) with unclaimed interrupts, or little work per interrupt, or (nothing measures its work) a higher
+    rate. Healthy NVMe queues interrupt once per I/O at 100k/s and more."""
     if m.rates is None:
         return
     for key, row in m.rates.interrupts.items():
@@ -228,25 +229,39 @@ def _irq_none_share(m: Measurements, info: IrqInfo | None, irq: int) -> float | 
 
 def _work(m: Measurements, info: IrqInfo) -> tuple[float, str, str] | None:
     """(work per second, unit, where it was counted) an IRQ's interrupts may have brought, counted generously
-    (its whole device's, or its CPUs' packets): a storm is little work even then. None: nothing measures it."""
+    (every device on its function, or its CPUs' packets): a storm is little work even then. None: nothing
+    measures it."""
     assert m.rates is not None
-    if info.kind == "nic" and info.device:
+    devices = _on_its_function(m, info)
+    if info.kind == "nic" and devices:
         found = []
-        counters = m.rates.netdev.get(info.device)
-        if counters is not None:
-            found.append((counters.get("rx_packets", 0.0) + counters.get("tx_packets", 0.0), info.device))
+        counted = [m.rates.netdev[name] for name in devices if name in m.rates.netdev]
+        if counted:
+            packets = sum(c.get("rx_packets", 0.0) + c.get("tx_packets", 0.0) for c in counted)
+            found.append((packets, ", ".join(name for name in devices if name in m.rates.netdev)))
         cpus = _serving_cpus(m, info)
         if m.rates.softnet and cpus:
             processed = sum(m.rates.softnet.get(cpu, {}).get("processed", 0.0) for cpu in cpus)
             found.append((processed, f"softnet on CPU {format_cpulist(cpus)}"))
         if found:
-            done, source = max(found, key=lambda pair: pair[0])  # a tie: the device's own count
+            done, source = max(found, key=lambda pair: pair[0])  # a tie: the devices' own count
             return done, "packets", source
-    if info.kind in ("nvme", "block") and info.device:
-        disks = [name for name in m.rates.block if _disk_of(name, info.device)]
+    if info.kind in ("nvme", "block") and devices:
+        disks = [disk for disk in m.rates.block if any(_disk_of(disk, name) for name in devices)]
         if disks:
-            return sum(m.rates.block[name] for name in disks), "I/Os", f"{info.device} diskstats"
+            return sum(m.rates.block[disk] for disk in disks), "I/Os", f"{', '.join(devices)} diskstats"
     return None
+
+
+def _on_its_function(m: Measurements, info: IrqInfo) -> list[str]:
+    """The IRQ's device and every other one on its PCI function: the ports of one NIC (mlx4), the disks behind
+    one HBA, whose IRQs serve them all."""
+    if not info.device:
+        return []
+    own = m.inventory.device(info.device)
+    bus = own.bus_id if own else None
+    others = [d.name for d in m.inventory.devices if bus and d.bus_id == bus and d.name != info.device]
+    return [info.device, *others]
 
 
 def _disk_of(disk: str, device: str) -> bool:
@@ -259,7 +274,7 @@ def _disk_of(disk: str, device: str) -> bool:
 
 
 def _interrupt_context(m: Measurements, info: IrqInfo | None, irq: int) -> tuple[int, float] | None:
-    """(CPU, share of it in hard and soft IRQ context) for the IRQ's busiest CPU; None where /proc/stat does not
+    """(CPU, its share in hard and soft IRQ context) for the IRQ's CPU most in it; None where /proc/stat does not
     count interrupt time (no file, or a kernel that accounts none of it)."""
     assert m.rates is not None
     spent = {cpu: m.rates.irq_time.get(cpu, 0.0) + m.rates.softirq_time.get(cpu, 0.0) for cpu in m.rates.cpus}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from irqtune.findings import Finding, Measurements, Thresholds, check_storms
 from irqtune.host import Host
-from irqtune.measure.inventory import Inventory, IrqInfo
+from irqtune.measure.inventory import Device, Inventory, IrqInfo
 from irqtune.measure.rates import Rates, RowRate
 from irqtune.measure.topology import read_topology
 from irqtune.probe.base import Histogram
@@ -19,12 +19,12 @@ def irq(number: int, device: str | None, kind: str | None, role: str | None = "r
     return IrqInfo(number, tuple(actions or [f"{device}-q{number}"]), "PCI-MSIX", device, kind, role, queue)
 
 
-def storms(irqs: list[tuple[IrqInfo, dict[int, float]]], irq_none=None, **rates) -> list[Finding]:
+def storms(irqs: list[tuple[IrqInfo, dict[int, float]]], irq_none=None, devices=(), **rates) -> list[Finding]:
     """check_storms over one window: each IRQ's interrupts/s per CPU, and the other rates as given."""
     window = Rates(interval=1.0, cpus=CPUS, **rates)
     for info, per_cpu in irqs:
         window.interrupts[str(info.irq)] = RowRate(str(info.irq), per_cpu, sum(per_cpu.values()))
-    inventory = Inventory(irqs={info.irq: info for info, _ in irqs})
+    inventory = Inventory(devices=list(devices), irqs={info.irq: info for info, _ in irqs})
     topology = read_topology(Host("/nonexistent"), fallback_online=CPUS)
     probed = {"irq_none": irq_none} if irq_none is not None else {}
     return list(check_storms(Measurements(topology, inventory, window, **probed), Thresholds()))
@@ -43,6 +43,18 @@ def test_nvme_interrupts_far_above_its_completions_are_a_storm():
     ]
     multipath = storms([(irq(41, "nvme0", "nvme", "io"), {1: 200_000.0})], block={"nvme2c0n1": 400_000.0})
     assert multipath == []  # a multipath path device of controller 0 counts for it
+
+
+def test_the_work_of_every_device_on_the_irqs_function_counts():
+    """Disks behind one HBA (the inventory gives its IRQ to the first) and the ports of one NIC share its IRQs."""
+    hba = [Device("sda", "block", bus_id="0000:03:00.0"), Device("sdb", "block", bus_id="0000:03:00.0")]
+    busy = storms([(irq(60, "sda", "block", "io"), {1: 250_000.0})], devices=hba, block={"sda": 0.0, "sdb": 3e5})
+    assert busy == []
+    ports = [Device("eth0", "nic", bus_id="0000:81:00.0"), Device("eth1", "nic", bus_id="0000:81:00.0")]
+    netdev = {"eth0": {"rx_packets": 0.0, "tx_packets": 0.0}, "eth1": {"rx_packets": 9e6, "tx_packets": 0.0}}
+    assert storms([(irq(50, "eth0", "nic"), {2: 150_000.0})], devices=ports, netdev=netdev) == []
+    alone = storms([(irq(50, "eth0", "nic"), {2: 150_000.0})], devices=ports[:1], netdev=netdev)
+    assert [f.irq for f in alone] == [50]
 
 
 def test_nic_at_500k_interrupts_with_64_packets_each_is_no_storm():
