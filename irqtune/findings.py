@@ -7,7 +7,8 @@ change them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 from .measure.inventory import Inventory, IrqInfo
@@ -35,7 +36,12 @@ class Finding:
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    storm_per_s: float = 100_000.0  # one IRQ line above this is a storm
+    storm_per_s: float = 100_000.0  # an IRQ line below this rate is never a storm; above it, see check_storms
+    storm_unmeasured_per_s: float = 200_000.0  # the rate alone makes a storm when nothing measures its work
+    storm_packets_per_irq: float = 2.0  # a NIC IRQ bringing fewer packets per interrupt brings little
+    storm_ios_per_irq: float = 0.5  # an NVMe/block IRQ bringing fewer completed requests per interrupt
+    storm_cpu_share: float = 0.25  # ... and a NIC's costs: its CPU this much in hard+soft IRQ context
+    storm_irq_none_share: float = 0.5  # interrupts no handler claimed (IRQ_NONE): this share is a storm
     nohz_tick_per_s: float = 10.0  # LOC on a nohz_full CPU above this: it still ticks
     busy_irq_per_s: float = 1.0  # below this an IRQ on an isolated CPU is noise
     rx_drops_per_s: float = 10.0  # an interface dropping received packets this fast is a warning, below it info
@@ -48,6 +54,7 @@ class Measurements:
     rates: Rates | None
     interrupts: InterruptTable | None = None  # the last reading's counts since boot (evidence without /proc/irq)
     netdev: NetdevTable | None = None  # the last reading's /proc/net/dev totals
+    irq_none: Mapping[int, tuple[int, int]] | None = None  # hardirq probe: IRQ -> (handled, IRQ_NONE) returns
 
 
 def _label(info: IrqInfo) -> str:
@@ -173,15 +180,112 @@ def check_remote_numa(m: Measurements, t: Thresholds) -> Iterator[Finding]:
 
 
 def check_storms(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    """A storm is an IRQ whose interrupts cost more than the work they bring (docs/physics.md §3.4): a high rate
+    (storm_per_s) with unclaimed interrupts, or little work per interrupt, or (nothing measures its work) a higher
+    rate. Healthy NVMe queues interrupt once per I/O at 100k/s and more."""
     if m.rates is None:
         return
     for key, row in m.rates.interrupts.items():
         if key.isdigit() and row.total >= t.storm_per_s:
             info = m.inventory.irqs.get(int(key))
             label = _label(info) if info else f"IRQ {key}"
-            yield Finding("critical", "irq-storm", f"interrupt storm on {label}: {row.total:,.0f}/s", irq=int(key))
+            why = _storm_evidence(m, t, info, int(key), row.total)
+            if why is not None:
+                message = f"interrupt storm on {label}: {row.total:,.0f}/s{why}"
+                yield Finding("critical", "irq-storm", message, irq=int(key))
         elif key in ("ERR", "MIS", "Err") and row.total > 0:
             yield Finding("warning", "irq-errors", f"{key} interrupts rising: {row.total:.1f}/s (spurious or lost)")
+
+
+def _storm_evidence(m: Measurements, t: Thresholds, info: IrqInfo | None, irq: int, rate: float) -> str | None:
+    """What makes this busy IRQ a storm, as the rest of the finding's message; None when it is not one."""
+    unclaimed = _irq_none_share(m, info, irq)
+    if unclaimed is not None and unclaimed >= t.storm_irq_none_share:
+        return f", {unclaimed:.0%} of them claimed by no handler (IRQ_NONE)"
+    work = _work(m, info) if info else None
+    cpu = _interrupt_context(m, info, irq)
+    spent = f"; CPU {cpu[0]} {cpu[1]:.0%} in hard+soft IRQ" if cpu else ""
+    if work is None:
+        return f" (no measure of the work it brings{spent})" if rate >= t.storm_unmeasured_per_s else None
+    done, unit, source = work
+    each = done / rate
+    if unit == "packets":
+        little = each < t.storm_packets_per_irq and (cpu is None or cpu[1] >= t.storm_cpu_share)
+    else:
+        little = each < t.storm_ios_per_irq
+    return f" bringing {each:.2f} {unit} each ({source}: {done:,.0f} {unit}/s{spent})" if little else None
+
+
+def _irq_none_share(m: Measurements, info: IrqInfo | None, irq: int) -> float | None:
+    """Share of the line's interrupts that no handler claimed. The probe counts every handler's return: on a
+    line shared by n actions an interrupt that one claims returns IRQ_NONE from the other n-1."""
+    counts = m.irq_none.get(irq) if m.irq_none else None
+    if not counts or sum(counts) == 0:
+        return None
+    handled, unhandled = counts
+    actions = max(len(info.actions), 1) if info else 1
+    return max(0.0, 1.0 - actions * handled / (handled + unhandled))
+
+
+def _work(m: Measurements, info: IrqInfo) -> tuple[float, str, str] | None:
+    """(work per second, unit, where it was counted) an IRQ's interrupts may have brought, counted generously
+    (every device on its function, or its CPUs' packets): a storm is little work even then. None: nothing
+    measures it."""
+    assert m.rates is not None
+    devices = _on_its_function(m, info)
+    if info.kind == "nic" and devices:
+        found = []
+        counted = [m.rates.netdev[name] for name in devices if name in m.rates.netdev]
+        if counted:
+            packets = sum(c.get("rx_packets", 0.0) + c.get("tx_packets", 0.0) for c in counted)
+            found.append((packets, ", ".join(name for name in devices if name in m.rates.netdev)))
+        cpus = _serving_cpus(m, info)
+        if m.rates.softnet and cpus:
+            processed = sum(m.rates.softnet.get(cpu, {}).get("processed", 0.0) for cpu in cpus)
+            found.append((processed, f"softnet on CPU {format_cpulist(cpus)}"))
+        if found:
+            done, source = max(found, key=lambda pair: pair[0])  # a tie: the devices' own count
+            return done, "packets", source
+    if info.kind in ("nvme", "block") and devices:
+        disks = [disk for disk in m.rates.block if any(_disk_of(disk, name) for name in devices)]
+        if disks:
+            return sum(m.rates.block[disk] for disk in disks), "I/Os", f"{', '.join(devices)} diskstats"
+    return None
+
+
+def _on_its_function(m: Measurements, info: IrqInfo) -> list[str]:
+    """The IRQ's device and every other one on its PCI function: the ports of one NIC (mlx4), the disks behind
+    one HBA, whose IRQs serve them all."""
+    if not info.device:
+        return []
+    own = m.inventory.device(info.device)
+    bus = own.bus_id if own else None
+    others = [d.name for d in m.inventory.devices if bus and d.bus_id == bus and d.name != info.device]
+    return [info.device, *others]
+
+
+def _disk_of(disk: str, device: str) -> bool:
+    """Whole disk `disk` is served by `device`'s IRQs: itself (vda, sda), an NVMe controller's namespace
+    (nvme0 -> nvme0n1) or its multipath path device (nvme0 -> nvme2c0n1). Partitions are counted in their disk."""
+    if disk == device:
+        return True
+    controller = re.fullmatch(r"nvme(\d+)", device)
+    return controller is not None and re.fullmatch(rf"{device}n\d+|nvme\d+c{controller[1]}n\d+", disk) is not None
+
+
+def _interrupt_context(m: Measurements, info: IrqInfo | None, irq: int) -> tuple[int, float] | None:
+    """(CPU, its share in hard and soft IRQ context) for the IRQ's CPU most in it; None where /proc/stat does not
+    count interrupt time (no file, or a kernel that accounts none of it)."""
+    assert m.rates is not None
+    spent = {cpu: m.rates.irq_time.get(cpu, 0.0) + m.rates.softirq_time.get(cpu, 0.0) for cpu in m.rates.cpus}
+    if not any(spent.values()):
+        return None
+    cpus = _serving_cpus(m, info) if info else list(_irq_rate(m, irq))
+    share = [(spent[cpu], cpu) for cpu in cpus if cpu in spent]
+    if not share:
+        return None
+    value, cpu = max(share)
+    return cpu, value
 
 
 def check_remapping(m: Measurements, t: Thresholds) -> Iterator[Finding]:

@@ -84,7 +84,7 @@ def collect(
         if session:
             session.close()
     after, rates, topology, inventory = reading.snapshot, reading.rates, reading.topology, reading.inventory
-    measured = Measurements(topology, inventory, rates, after.interrupts, after.netdev)
+    measured = Measurements(topology, inventory, rates, after.interrupts, after.netdev, irq_none_counts(probes))
     advice = advise(measured, probe_document(probes, interval), read_nvme(host),
                     cpu_idle=rates.idle_time if rates else None)  # fmt: skip
     findings = supersede(find_all(measured), advice)
@@ -104,6 +104,17 @@ def _probe_reason(host: Host, interval: float, probe: bool | None) -> str | None
     if interval <= 0:
         return "no window"
     return ebpf_unavailable_reason(host, not_root_hint=NOT_ROOT_HINT)
+
+
+def irq_none_counts(probes: dict[str, ProbeResult]) -> dict[int, tuple[int, int]] | None:
+    """Per IRQ, the handler returns the hardirq probe counted over the window, (handled, IRQ_NONE): a storm
+    of interrupts no handler claims (findings.check_storms). None when the probe did not run."""
+    result = probes.get("hardirq")
+    if result is None or result.status != "ok":
+        return None
+    handled = {irq: hist.count for irq, hist in result.data.get("irqs", {}).items()}
+    unhandled = result.data.get("unhandled", {})
+    return {irq: (handled.get(irq, 0), unhandled.get(irq, 0)) for irq in handled.keys() | unhandled.keys()}
 
 
 def probe_document(probes: dict[str, ProbeResult], window: float) -> dict | None:

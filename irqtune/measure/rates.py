@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..parse.common import U32
+from ..parse.diskstats import completed
 from .snapshot import Snapshot
 
 MAX_RATE = 1e8  # events/s; no interrupt source sustains more, so a bigger "wrap" is a reset
@@ -52,6 +53,7 @@ class Rates:
     idle_time: dict[int, float] = field(default_factory=dict)  # fraction of a CPU idle (incl. iowait)
     netdev: dict[str, dict[str, float]] = field(default_factory=dict)  # interface -> /proc/net/dev field -> per s
     busy_poll_rx: float | None = None  # packets/s taken by busy-polling sockets (TcpExt BusyPollRxPackets)
+    block: dict[str, float] = field(default_factory=dict)  # block device -> requests completed per s (diskstats)
     appeared: list[str] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
     cpus_added: list[int] = field(default_factory=list)
@@ -105,6 +107,11 @@ def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
                 rates.netdev[name] = {k: reset_delta(old[k], v) / interval for k, v in counts.items()}
     if before.busy_poll_rx_packets is not None and after.busy_poll_rx_packets is not None:
         rates.busy_poll_rx = reset_delta(before.busy_poll_rx_packets, after.busy_poll_rx_packets) / interval
+    if before.diskstats and after.diskstats:
+        for name, counts in after.diskstats.disks.items():
+            old = before.diskstats.disks.get(name)
+            if old is not None:  # a disk that appeared meanwhile has no rate yet
+                rates.block[name] = reset_delta(completed(old), completed(counts)) / interval
     return rates
 
 

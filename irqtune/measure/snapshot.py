@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from ..host import Host, PathEscape
 from ..parse.common import CpuListError, Problem, describe, parse_cpulist, parse_cpumask, parse_signed
+from ..parse.diskstats import DiskstatsTable, parse_diskstats
 from ..parse.interrupts import InterruptTable, parse_interrupts
 from ..parse.netdev import NetdevTable, parse_netdev, parse_netstat
 from ..parse.softirqs import SoftirqTable, parse_softirqs
@@ -42,6 +43,7 @@ class Snapshot:
     stat: ProcStat | None = None
     netdev: NetdevTable | None = None  # this network namespace's interfaces
     busy_poll_rx_packets: int | None = None  # TcpExt BusyPollRxPackets: packets taken by busy-polling sockets
+    diskstats: DiskstatsTable | None = None  # requests each block device completed (what its interrupts bring)
     affinity: dict[int, IrqAffinity] = field(default_factory=dict)
     online: list[int] | None = None  # from /sys, when present
     unavailable: dict[str, str] = field(default_factory=dict)  # file -> why
@@ -104,6 +106,10 @@ def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
         sections, problems = parse_netstat(text)
         snap.busy_poll_rx_packets = sections.get("TcpExt", {}).get("BusyPollRxPackets")
         snap.problems.extend(problems)
+    text = _read(host, snap, "proc", "diskstats")
+    if text is not None:
+        snap.diskstats = parse_diskstats(text)
+        snap.problems.extend(snap.diskstats.problems)
     if with_affinity and snap.interrupts is not None:
         read_affinities(host, snap)
     return snap
@@ -219,4 +225,6 @@ def to_json(snap: Snapshot) -> dict:
         out["netdev"] = snap.netdev.devices
     if snap.busy_poll_rx_packets is not None:
         out["busy_poll_rx_packets"] = snap.busy_poll_rx_packets
+    if snap.diskstats:
+        out["diskstats"] = snap.diskstats.disks
     return out

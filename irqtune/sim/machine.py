@@ -96,6 +96,7 @@ class SimMachine:
             entry.counts = [0] * len(self.cpus)
         self.counters = KernelCounters(len(self.cpus))
         self.counters.netdev = {nic.name: [0, 0, 0] for nic in self.sc.nics}  # listed from boot, as on a host
+        self.counters.disks = {f"{nvme.name}n1": 0 for nvme in self.sc.nvmes}
         self.adaptive: dict[tuple[str, int], AdaptiveQueue] = {}
         self.clock = 0.0
         self._online, self._effective = set(self.cpus), {}
@@ -213,6 +214,7 @@ class SimMachine:
             busy[q.cpu] += min(q.cpu_used, 1.0)
         for q in self.last_nvme:
             entries[(q.device, q.queue)].counts[q.cpu] += self._noisy(q.irq_rate * seconds)
+            c.disks[f"{q.device}n1"] += int(q.iops * seconds)
             busy[q.cpu] += min(q.cpu_used, 1.0)
         for cpu, used in enumerate(busy):
             used = min(1.0, used + tlb[cpu])

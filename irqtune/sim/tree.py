@@ -1,7 +1,7 @@
 """The simulated host's /proc and /sys, written in the kernel's formats.
 
 The static part (topology, devices, IRQ directories, knobs at their defaults) is written
-once; the counters (/proc/interrupts, softirqs, softnet_stat, stat) after every step.
+once; the counters (/proc/interrupts, softirqs, softnet_stat, stat, net/dev, diskstats) after every step.
 The agent reads the tree through `--root` with the same parsers as a real host.
 """
 
@@ -53,6 +53,7 @@ class KernelCounters:
     ticks: list[list[int]] = field(default_factory=list)  # irq, softirq, idle (USER_HZ)
     netdev: dict[str, list[int]] = field(default_factory=dict)  # NIC -> rx packets, rx bytes, rx drop (ring)
     busy_poll_rx: int = 0  # packets taken by busy-polling applications (TcpExt BusyPollRxPackets)
+    disks: dict[str, int] = field(default_factory=dict)  # NVMe namespace -> reads completed (/proc/diskstats)
 
     def __post_init__(self) -> None:
         from ..parse.softirqs import VECTORS
@@ -193,6 +194,10 @@ class Tree:
                   "    0     0       0          0" for name, (p, b, d) in c.netdev.items()]  # fmt: skip
         self.write("proc/net/dev", "\n".join(lines) + "\n")
         self.write("proc/net/netstat", f"TcpExt: BusyPollRxPackets\nTcpExt: {c.busy_poll_rx}\n")
+        self.write("proc/diskstats", "".join(
+            f" 259 {minor:7d} {name} {reads} 0 {reads * 8} 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"
+            for minor, (name, reads) in enumerate(c.disks.items())
+        ))  # fmt: skip
         stat = [f"cpu{cpu} 0 0 0 {idle} 0 {irq} {sirq} 0 0 0" for cpu, (irq, sirq, idle) in zip(cpus, c.ticks)]
         self.write("proc/stat", "\n".join(stat) + "\n")
         for e in irqs:

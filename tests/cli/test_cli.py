@@ -72,7 +72,13 @@ def test_snapshot_reproduces_node_exporter_series(tmp_path):
     processed = re.findall(r'^node_softnet_processed_total\{cpu="(\d+)"\} (\S+)$', prom, re.M)
     rows = {str(r["cpu"]): r for r in snap["softnet"]["rows"]}
     assert [rows[cpu]["processed"] for cpu, _ in processed] == [float(v) for _, v in processed]
-    assert set(snap["unavailable"]) == {"/proc/stat", "/proc/irq", "/proc/net/dev", "/proc/net/netstat"}
+    assert set(snap["unavailable"]) == {
+        "/proc/stat",
+        "/proc/irq",
+        "/proc/net/dev",
+        "/proc/net/netstat",
+        "/proc/diskstats",
+    }
 
 
 def test_snapshot_offline_cpus_keep_their_ids(tmp_path):
@@ -106,6 +112,7 @@ def test_snapshot_root_with_some_files_says_what_is_missing(tmp_path):
         "/proc/stat",
         "/proc/net/dev",
         "/proc/net/netstat",
+        "/proc/diskstats",
     }
     assert snap["softirqs"]["vectors"]["TIMER"] == {"0": 2776180, "1": 247490}
 

@@ -26,6 +26,7 @@ from irqtune.measure.snapshot import take_snapshot
 from irqtune.measure.tasks import find_process_threads
 from irqtune.measure.topology import Topology, parse_cmdline, read_topology
 from irqtune.parse.common import CpuListError, Problem, parse_cpulist, parse_cpumask
+from irqtune.parse.diskstats import parse_diskstats
 from irqtune.parse.interrupts import InterruptTable, parse_header, parse_interrupts
 from irqtune.parse.netdev import parse_netdev, parse_netstat
 from irqtune.parse.softirqs import parse_softirqs
@@ -274,6 +275,7 @@ def test_oversized_numbers_in_every_counter_file_are_problems(digits):
         (parse_softirqs, f"CPU0\nTIMER: {big}\n", "/proc/softirqs:2:"),
         (parse_stat, f"intr {big}\n", "/proc/stat:1:"),
         (parse_netdev, f"h\nh\neth0: {' '.join([big] * 16)}\n", "/proc/net/dev:3:"),
+        (parse_diskstats, f"8 0 sda {' '.join([big] * 11)}\n", "/proc/diskstats:1:"),
     ]
     for parse, text, where in cases:
         problems = parse(text).problems

@@ -8,6 +8,9 @@ import re
 import pytest
 from conftest import cli
 
+from irqtune.agent.loop import Agent
+from irqtune.config import Config
+from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import ScenarioError, library, load_scenario
 
@@ -65,6 +68,20 @@ def test_tuning_through_the_real_knobs_changes_the_simulation(sim, tmp_path):
     assert max(q.latency for q in after) < min(q.latency for q in before)
     counts = json.loads(cli("snapshot", "--json", root=sim.root).stdout)["interrupts"]["rows"]["100"]["counts"]
     assert set(counts) == {"0", "4"}  # the first second on CPU 0, the second on CPU 4
+
+
+def test_healthy_nvme_at_one_interrupt_per_io_is_no_storm(tmp_path):
+    """Optane at QD16: every queue's IRQ above 100k/s, one per completed read (diskstats): the agent's findings
+    have no irq-storm (the rate alone made one)."""
+    spec = load_scenario(library()["nvme-optane"])
+    sim = SimMachine(spec, str(tmp_path / "tree"), seed=3)
+    agent = Agent(SimulatedKernel.for_root(sim.root), Config(), str(tmp_path / "state"), clock=lambda: sim.clock)
+    for _ in range(2):
+        sim.step(1.0, spec.phases[2])
+        report = agent.run_pass()
+    assert min(q.irq_rate for q in sim.last_nvme) > 100_000 and len(sim.last_nvme) == 4
+    assert not [f for f in report.findings if f["code"] == "irq-storm"], report.findings
+    assert agent.rates.block["nvme0n1"] == pytest.approx(sum(q.iops for q in sim.last_nvme), rel=0.01)
 
 
 @pytest.mark.slow
