@@ -366,26 +366,27 @@ def test_sigterm_detaches_every_program():
 
 @pytest.mark.slow
 def test_shared_line_bookkeeping_accounts_for_every_handler_run():
-    """This VM has no shared line, so mark the disk's IRQ as if it had two actions: the per-action
-    split must then account for every handler run of that IRQ (attribution itself needs real hardware)."""
+    """This VM has no shared line, so mark every IRQ as if it had two actions: the per-action split must then
+    account for every handler run of the disk's IRQ (attribution itself needs real hardware). The disk's IRQ is
+    the one the workload made busiest; it is read once the workload stopped and the line went quiet, so runs
+    that land between the reads of two maps cannot tell them apart (seen with a busy line under load)."""
     stop = threading.Event()
     worker = threading.Thread(target=workloads.disk_io, args=(disk_directory(), stop), daemon=True)
+    irqs = [r.irq for r in parse_interrupts(HOST.read_bytes(HOST.proc("interrupts"))).rows.values() if r.irq]
     with ProbeSession(HOST, ["hardirq"]) as session:
-        busiest = max(
-            (r for r in parse_interrupts(HOST.read_bytes(HOST.proc("interrupts"))).rows.values() if r.irq is not None),
-            key=lambda r: r.total or 0,
-        )
-        session.ctx["shared_irqs"] = {busiest.irq: ("first-handler", "second-handler")}
+        session.ctx["shared_irqs"] = {irq: ("first-handler", "second-handler") for irq in irqs}
         session.reset()
         worker.start()
         time.sleep(1.0)
         stop.set()
         worker.join(timeout=30)
+        time.sleep(0.2)  # the last completions
         data = session.read()["hardirq"].data
-    split = data["actions"].get(busiest.irq, {})
+    busiest = max(data["irqs"], key=lambda irq: data["irqs"][irq].count)
+    split = data["actions"].get(busiest, {})
     runs = sum(a["count"] + a["unhandled"] for a in split.values())
-    total = (
-        data["irqs"][busiest.irq].count + data["unhandled"].get(busiest.irq, 0) if busiest.irq in data["irqs"] else 0
-    )
+    total = data["irqs"][busiest].count + data["unhandled"].get(busiest, 0)
     assert total > 0 and set(split) <= {"first-handler", "second-handler"}
-    assert abs(runs - total) <= SLACK, (split, total)
+    # runs that land between the reads of the two maps (a busy line under load: 21 of 8,652 seen) are all the
+    # difference allowed: a lost or doubled action would be thousands
+    assert abs(runs - total) <= max(SLACK, total // 200), (busiest, split, total)
