@@ -17,12 +17,14 @@ from ..findings import Finding
 from ..host import Host, NoNetlink
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
-from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, writable_usecs
+from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, writable_usecs
+from ..model.identify import Identified, Window, identify
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
 
 log = logging.getLogger("irqtune.agent")
 
+IDENTIFY_WINDOWS = 8  # recent windows per device the moderation flavour is fitted to
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue),
 # as the driver takes it as a delay (model/coalesce.py writable_usecs)
 
@@ -34,6 +36,8 @@ class Proposer:
         self.host = host
         self.storming: set[str] = set()
         self.seen: dict[str, int] = {}  # knob id -> value as last read
+        self.windows: dict[str, list[Window]] = {}  # device -> its busiest queue's recent windows (model/identify.py)
+        self.models: dict[str, Identified] = {}  # device -> the moderation flavour in use for it
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 usable: set[int] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
@@ -112,11 +116,13 @@ class Proposer:
             setting = current["setting"]
             if suspend:  # a setting partly applied (max_changes) counts as chosen; the rest follows below
                 setting = replace(setting, suspend_us=max(suspend.values()) // 1000)
+            service = self._service_estimate(config, rates, busiest)
+            model = self._identify(name, drivers.get(name), current, busiest, service, config.limits.irq_cost_us)
             choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
-                            self._service_estimate(config, rates, busiest), config.limits.irq_cost_us,
+                            service, config.limits.irq_cost_us,
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
-                            suspension=bool(suspend), flavour=driver_flavour(drivers.get(name)),
+                            suspension=bool(suspend), flavour=model.flavour,
                             driver=drivers.get(name))  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
@@ -135,14 +141,28 @@ class Proposer:
                 knobs.insert(0, (f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs))
             knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
                       for napi_id, now in sorted(suspend.items())]  # fmt: skip
-            batch = [Change(knob, str(before), str(after), choice.reason, name)
+            reason = f"{choice.reason}; model: {model.describe()}"
+            batch = [Change(knob, str(before), str(after), reason, name)
                      for knob, before, after in knobs if before != after]  # fmt: skip
             if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
                 batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
                                       "latency_us": round(choice.predicted_latency_us, 2),
-                                      "cpu": round(choice.predicted_cpu, 4)}  # fmt: skip
+                                      "cpu": round(choice.predicted_cpu, 4), "model": model.flavour}  # fmt: skip
             out += batch
         return out
+
+    def _identify(self, device: str, driver: str | None, current: dict, busiest: QueueLoad, service_us: float,
+                  irq_cost_us: float) -> Identified:  # fmt: skip
+        """The device's moderation flavour from its recent windows (model/identify.py), its driver's as the prior.
+        A window counts when the setting it was measured under is a plain delay (no deferral, no adaptive mode)."""
+        setting = current["setting"]
+        plain = not setting.defer and not current["adaptive"] and rx_usecs_mode(driver, setting.rx_usecs) is None
+        if plain and busiest.interrupts > 0:
+            window = Window(busiest.packets, busiest.interrupts, setting.rx_usecs, setting.rx_frames, service_us,
+                            irq_cost_us)  # fmt: skip
+            self.windows[device] = [*self.windows.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], window]
+        self.models[device] = identify(self.windows.get(device, []), driver_flavour(driver))
+        return self.models[device]
 
     def _suspend_now(self, device: str) -> dict[int, int]:
         """NAPI id -> irq-suspend-timeout (ns) now; empty where the kernel has no per-NAPI suspension."""
