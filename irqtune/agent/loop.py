@@ -5,7 +5,9 @@ the proposals (storm guard, moderation, NAPI) from `propose.py`, findings and ad
 `findings.py` and `decide/advice/`. What it adds is the safety around them: at most `max_changes`
 optimisation moves per pass, one device at a time in turn (`round_robin`), while a violation fix (an IRQ taken off
 an isolated, critical or banned CPU: `violation_fixes`) is applied in the same pass whatever the budget; a knob
-holds for `dwell` seconds before it may change again, a knob that flips back and forth is frozen, and a change
+holds for `dwell` seconds before it may change again, a knob that flips back and forth is frozen (FLIPS changes
+within 2 dwells: where it is; FLAP_RETURNS returns to an earlier value within FLAP_DWELLS dwells, the toggle once a
+period of a load that alternates more slowly than the dwell: at the safer value, `_flapping`), and a change
 after which the device got worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is
 rolled back and that knob backs off. A change stays on probation until PROBATION_PASSES full windows found the
 device healthy: a link event, a device change or a hotplug never ends it, a change that cannot be judged (the
