@@ -257,7 +257,7 @@ class Agent:
         log.info("%s: %s -> %s: %s", decision.knob, decision.current, decision.target, decision.reason)
         if decision.knob in self.proposer.seen and decision.target.isdigit():
             self.proposer.seen[decision.knob] = int(decision.target)  # what the knob holds now
-        self._record(decision, now)
+        self._record(decision, now, rollback=not verify)
         self.last_change[decision.knob] = now
         self.pending = [p for p in self.pending if p.decision.knob != decision.knob]  # superseded
         if verify:
@@ -271,8 +271,9 @@ class Agent:
                 )
             )
 
-    def _record(self, decision: Change, now: float) -> None:
-        """Remember an applied change for both flip guards; FLIPS changes within 2 dwells freeze the knob."""
+    def _record(self, decision: Change, now: float, rollback: bool) -> None:
+        """Remember an applied change for the flip guards; FLIPS changes within 2 dwells freeze the knob. A rollback
+        is no move of the flapping guard: its backoff already spaces the retries, and each retry must pay anew."""
         knob, dwell = decision.knob, self.config.limits.dwell
         flips = [t for t in self.flips.get(knob, []) if now - t < 2 * dwell]
         self.flips[knob] = [*flips, now]
@@ -280,7 +281,7 @@ class Agent:
             self.frozen[knob] = f"changed {FLIPS} times within {2 * dwell:g} s"
         holds = self.rounded.get((knob, decision.target), decision.target)
         moves = [m for m in self.moves.get(knob, []) if now - m.at < FLAP_DWELLS * dwell]
-        self.moves[knob] = [*moves, _Move(now, decision.current, holds)]
+        self.moves[knob] = moves if rollback else [*moves, _Move(now, decision.current, holds)]
 
     # -- flapping ----------------------------------------------------------------
     def _flapping(self, decision: Change, now: float) -> str | None:

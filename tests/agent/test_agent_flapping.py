@@ -107,6 +107,18 @@ def test_returns_further_apart_than_the_horizon_are_no_flapping(guarded):
     assert outcomes == ["applied"] * 4 and not agent.frozen
 
 
+def test_a_retry_after_a_rollback_is_no_flapping(guarded):
+    """A change rolled back and retried after its backoff is spaced by the backoff and must pay again each time: the
+    rollbacks do not count as returns, so the retries are not frozen."""
+    agent, clock = guarded
+    for t in (0, 13, 26):
+        tried = _propose(agent, clock, t, DEFER, "10")
+        assert tried.outcome == "applied", tried
+        assert agent._roll_back(tried, "test: worse", t + 3).outcome == "rolled-back"
+        agent.backoff.clear()  # as if BACKOFF_PASSES passes went by
+    assert DEFER not in agent.frozen and read_knob(agent.host, DEFER) == "0"
+
+
 def test_three_changes_within_two_dwells_still_freeze_where_the_knob_is(guarded):
     """The older guard, for changes that skip the dwell (rollbacks): written through the agent's own path."""
     agent, _ = guarded
