@@ -299,8 +299,8 @@ class Agent:
         if returns < FLAP_RETURNS:
             return None
         took = max([m.at for m in moves if m.after == decision.target] or left)  # one period ago
-        return (f"returned to a value it held before {returns} times within {horizon:g} s: {decision.current} <-> "
-                f"{decision.target}, a period of about {now - took:g} s")  # fmt: skip
+        return (f"{returns} returns to a value held before within {horizon:g} s, this one included: "
+                f"{decision.current} <-> {decision.target}, a period of about {now - took:g} s")  # fmt: skip
 
     def _freeze(self, decision: Change, why: str, now: float, rates: Rates | None, budget_left: bool) -> None:
         """Freeze a flapping knob at the safer of the two values it alternates between (`safer`: the lower-latency
