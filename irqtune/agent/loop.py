@@ -5,7 +5,9 @@ the proposals (storm guard, moderation, NAPI) from `propose.py`, findings and ad
 `findings.py` and `decide/advice/`. What it adds is the safety around them: at most `max_changes`
 optimisation moves per pass, one device at a time in turn (`round_robin`), while a violation fix (an IRQ taken off
 an isolated, critical or banned CPU: `violation_fixes`) is applied in the same pass whatever the budget; a knob
-holds for `dwell` seconds before it may change again, a knob that flips back and forth is frozen, and a change
+holds for `dwell` seconds before it may change again, a knob that flips back and forth is frozen (FLIPS changes
+within 2 dwells: where it is; FLAP_RETURNS returns to an earlier value within FLAP_DWELLS dwells, the toggle once a
+period of a load that alternates more slowly than the dwell: at the safer value, `_flapping`), and a change
 after which the device got worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is
 rolled back and that knob backs off. A change stays on probation until PROBATION_PASSES full windows found the
 device healthy: a link event, a device change or a hotplug never ends it, a change that cannot be judged (the
@@ -30,6 +32,7 @@ from ..act.knobs import KnobError, make_knob
 from ..config import Config
 from ..decide import napi as napi_policy
 from ..decide.advice import advise, supersede
+from ..decide.moderation import safer
 from ..decide.placement import placement_plan, placement_rules
 from ..decide.spread import usable_cpus
 from ..findings import Measurements, find_all
@@ -52,6 +55,9 @@ LOSS_FLOOR = 0.001  # loss per offered packet below this difference is noise
 PROBATION_PASSES = 3  # a change is kept after this many healthy passes
 UNJUDGED_LIMIT = 3  # a change that this many passes could not judge is rolled back
 MIN_WINDOW = 0.5  # a window shorter than this share of the interval judges nothing (an event's early pass)
+FLIPS = 3  # a knob changed this many times within 2 dwells is frozen where it is
+FLAP_RETURNS = 2  # a knob that returns to a value it held before this many times ...
+FLAP_DWELLS = 10  # ... within this many dwells is flapping: frozen at the safer of the two values (`safer`)
 
 
 @dataclass
@@ -67,6 +73,13 @@ class PassReport:
         return {"pass": self.number, "at": self.at, "findings": self.findings,
                 "decisions": [d.to_json() for d in self.decisions],
                 "rollbacks": [d.to_json() for d in self.rollbacks], "checks": self.checks}  # fmt: skip
+
+
+@dataclass
+class _Move:
+    at: float
+    before: str
+    after: str
 
 
 @dataclass
@@ -91,6 +104,7 @@ class Agent:
         self.passes = 0
         self.last_change: dict[str, float] = {}  # knob -> when it last changed
         self.flips: dict[str, list[float]] = {}
+        self.moves: dict[str, list[_Move]] = {}  # knob -> its changes within the last FLAP_DWELLS dwells
         self.frozen: dict[str, str] = {}  # knob -> why
         self.backoff: dict[str, int] = {}  # knob -> passes left
         self.pending: list[_Applied] = []
@@ -179,6 +193,8 @@ class Agent:
             decision.outcome, decision.note = "unchanged", f"the driver rounds {decision.target} to {rounded}"
         elif held:
             decision.outcome, decision.note = "held", held
+        elif self.tuning and (flapping := self._flapping(decision, now)):
+            self._freeze(decision, flapping, now, rates, budget_left)
         elif not budget_left:
             decision.outcome, decision.note = "held", "max_changes reached this pass"
         elif self.tuning:
@@ -241,10 +257,7 @@ class Agent:
         log.info("%s: %s -> %s: %s", decision.knob, decision.current, decision.target, decision.reason)
         if decision.knob in self.proposer.seen and decision.target.isdigit():
             self.proposer.seen[decision.knob] = int(decision.target)  # what the knob holds now
-        flips = [t for t in self.flips.get(decision.knob, []) if now - t < 2 * self.config.limits.dwell]
-        self.flips[decision.knob] = [*flips, now]
-        if len(self.flips[decision.knob]) >= 3:
-            self.frozen[decision.knob] = f"changed 3 times within {2 * self.config.limits.dwell:g} s"
+        self._record(decision, now, rollback=not verify)
         self.last_change[decision.knob] = now
         self.pending = [p for p in self.pending if p.decision.knob != decision.knob]  # superseded
         if verify:
@@ -257,6 +270,57 @@ class Agent:
                     paid_from=_delivery(decision, rates),
                 )
             )
+
+    def _record(self, decision: Change, now: float, rollback: bool) -> None:
+        """Remember an applied change for the flip guards; FLIPS changes within 2 dwells freeze the knob. A rollback
+        is no move of the flapping guard: its backoff already spaces the retries, and each retry must pay anew."""
+        knob, dwell = decision.knob, self.config.limits.dwell
+        flips = [t for t in self.flips.get(knob, []) if now - t < 2 * dwell]
+        self.flips[knob] = [*flips, now]
+        if len(self.flips[knob]) >= FLIPS:
+            self.frozen[knob] = f"changed {FLIPS} times within {2 * dwell:g} s"
+        holds = self.rounded.get((knob, decision.target), decision.target)
+        moves = [m for m in self.moves.get(knob, []) if now - m.at < FLAP_DWELLS * dwell]
+        self.moves[knob] = moves if rollback else [*moves, _Move(now, decision.current, holds)]
+
+    # -- flapping ----------------------------------------------------------------
+    def _flapping(self, decision: Change, now: float) -> str | None:
+        """Why applying `decision` would make its knob flap: it would be the FLAP_RETURNS-th return to a value
+        the knob held before within FLAP_DWELLS dwells (A -> B -> A -> B). A load that alternates with a period
+        longer than the dwell toggles a knob once a period, each change waiting out the dwell: the FLIPS rule
+        never sees it. None: no flapping."""
+        horizon = FLAP_DWELLS * self.config.limits.dwell
+        moves = [m for m in self.moves.get(decision.knob, []) if now - m.at < horizon]
+        left = [m.at for m in moves if m.before == decision.target]
+        if not left:  # not a return
+            return None
+        proposed = [*moves, _Move(now, decision.current, decision.target)]
+        returns = sum(m.after in {e.before for e in proposed[:i]} for i, m in enumerate(proposed))
+        if returns < FLAP_RETURNS:
+            return None
+        took = max([m.at for m in moves if m.after == decision.target] or left)  # one period ago
+        return (f"{returns} returns to a value held before within {horizon:g} s, this one included: "
+                f"{decision.current} <-> {decision.target}, a period of about {now - took:g} s")  # fmt: skip
+
+    def _freeze(self, decision: Change, why: str, now: float, rates: Rates | None, budget_left: bool) -> None:
+        """Freeze a flapping knob at the safer of the two values it alternates between (`safer`: the lower-latency
+        one for moderation; for any other knob the one it holds): held where it holds it already, else written
+        first (within the budget: otherwise the next pass freezes it)."""
+        safe = safer(decision.knob, decision.current, decision.target)
+        where = f"the safer (lower-latency) {safe}" if safe is not None else f"{decision.current}, where it is"
+        if safe in (None, decision.current):
+            self.frozen[decision.knob] = f"{why}; held at {where}"
+            decision.outcome, decision.note = "held", f"frozen: {self.frozen[decision.knob]}"
+        elif not budget_left:
+            decision.outcome, decision.note = "held", "max_changes reached this pass"
+            return
+        else:
+            self._apply(decision, now, rates)
+            if decision.outcome != APPLIED:
+                return
+            self.frozen[decision.knob] = f"{why}; frozen at {where}"
+            decision.note = f"{decision.note}; frozen: {self.frozen[decision.knob]}"
+        log.warning("%s: flapping, frozen: %s", decision.knob, self.frozen[decision.knob])
 
     def _irqs(self, device: str | None) -> list[int]:
         found = self.inventory.device(device) if device and self.inventory else None

@@ -123,3 +123,17 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {latency:.1f} µs and {cpu:.2f} CPU, "
               f"against {scored[current][1]:.1f} µs and {scored[current][2]:.2f} now {costs}")  # fmt: skip
     return Choice(best, latency, cpu, reason, irq_rate)
+
+
+LOWER_IS_SAFER = ("/coalesce/rx-usecs", "/coalesce/rx-max-frames", "/napi-defer-hard-irqs", "/gro-flush-timeout",
+                  "/irq-suspend-timeout")  # fmt: skip
+
+
+def safer(knob: str, a: str, b: str) -> str | None:
+    """Of two values a flapping moderation knob alternates between, the one to freeze it at: the smaller, the
+    lower-latency one (a shorter coalescing window, fewer deferred polls, interrupts back sooner), which at
+    worst costs CPU in the bursts where the larger would add delay to every packet between them. None for
+    any other knob (placement, budget): no value is safer by itself, it stays where it is."""
+    if not knob.endswith(LOWER_IS_SAFER) or not (a.isdigit() and b.isdigit()):
+        return None
+    return min(a, b, key=int)
