@@ -117,7 +117,7 @@ class Proposer:
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=driver_flavour(drivers.get(name)),
-                            driver=drivers.get(name))  # fmt: skip
+                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"))  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
