@@ -109,8 +109,10 @@ def nic_queue(
     result = _queue(rate, service, irq_cost, usecs, frames, flavour, napi)
     if result.overloaded or rate <= 0:
         return replace(result, p99_latency=result.mean_latency)
-    period = napi.gro_flush if napi is not None and napi.defer > 0 and napi.gro_flush > 0 else 0.0
-    p99 = p99_latency(rate, service, irq_cost, usecs, frames, flavour, period, result.ksoftirqd)
+    deferred = napi is not None and napi.defer > 0 and napi.gro_flush > 0
+    period = napi.gro_flush if deferred else 0.0
+    rearm = napi.defer * (napi.gro_flush + napi.timer_cost) if deferred else 0.0
+    p99 = p99_latency(rate, service, irq_cost, usecs, frames, flavour, period, result.ksoftirqd, rearm)
     return replace(result, p99_latency=max(p99, result.mean_latency))
 
 

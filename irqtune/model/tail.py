@@ -23,16 +23,17 @@ KSOFTIRQD_SLICE = 3e-3  # a packet handed to ksoftirqd waits up to a ~3 ms CFS/E
 
 
 def p99_latency(lam: float, s: float, h: float, usecs: float, frames: int, flavour: str = "timer-from-first",
-                timer_period: float = 0.0, ksoftirqd: float = 0.0) -> float:  # fmt: skip
+                timer_period: float = 0.0, ksoftirqd: float = 0.0, rearm_after: float = 0.0) -> float:  # fmt: skip
     """p99 sojourn (seconds) of a packet at `lam` packets/s, `s` s each, `h` s per interrupt, coalescing
     `usecs` s / `frames`; `timer_period`: the deferral's gro_flush_timeout where it is engaged (0: none);
-    `ksoftirqd`: the share of packets handed to ksoftirqd."""
+    `ksoftirqd`: the share of packets handed to ksoftirqd; `rearm_after`: how long after the last poll the
+    deferral re-arms the interrupt (a min-gap window that has run out by then never holds a packet)."""
     rho = lam * s
     if lam <= 0:
         return 0.0
     if rho >= 1.0:
         return math.inf
-    batching = window_p99(lam, usecs, frames, flavour) + h
+    batching = window_p99(lam, usecs, frames, flavour, rearm_after) + h
     if timer_period > 0:
         batching = max(batching, timer_period)
     tail = KSOFTIRQD_SLICE if ksoftirqd > 1 - P else 0.0
@@ -47,12 +48,12 @@ def queueing_p99(rho: float, s: float) -> float:
     return s / (2 * (1 - rho)) * math.log(rho / (1 - P))
 
 
-def window_p99(lam: float, usecs: float, frames: int, flavour: str) -> float:
+def window_p99(lam: float, usecs: float, frames: int, flavour: str, rearm_after: float = 0.0) -> float:
     """p99 of the time from a batch's first packet to the interrupt."""
     if usecs <= 0 or (frames == 1 and flavour != "min-gap"):
         return 0.0
-    if flavour == "min-gap":  # max(first packet, last IRQ + U): at most U (rx-frames ignored)
-        return usecs
+    if flavour == "min-gap":  # max(first packet, last IRQ + U): at most U, less what passed before re-arming
+        return max(0.0, usecs - rearm_after)
     frame_bound = erlang_p99(frames - 1, lam) if frames > 1 else math.inf
     if flavour == "timer-restart":
         return min(frame_bound, _restart_p99(lam, usecs))
