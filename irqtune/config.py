@@ -4,6 +4,7 @@ mode = "observe"              # observe: measure and recommend, write nothing | 
 interval = 10                 # seconds between passes
 restore_on_exit = false       # on SIGTERM: put back everything this agent changed
 goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
+p99_target_us = 0             # default p99 latency target of a NIC's packets, µs (0: none; docs/physics.md §9.6)
 
 [cpus]                        # CPU lists ("0-3,8"); empty = derived from the host
 housekeeping = ""             # where IRQs may go (default: every CPU not isolated/critical)
@@ -31,6 +32,7 @@ max_series = 5000             # the series budget
 [[device]]                    # per device (name) or per class ("nic", "nvme")
 name = "eth1"
 goal = "latency"
+p99_target_us = 50            # moderation keeps the predicted p99 within it (0: the top-level default)
 manage = true                 # false: leave it alone
 cpus = "6-7"                  # its queue IRQs go here, even onto critical or isolated CPUs
 colocate = "memcached"        # put its queue IRQs next to this process's pinned threads (same core, else L3)
@@ -105,6 +107,7 @@ class DeviceRule:
     name: str = ""
     class_: str = ""  # "class" in the file
     goal: str = ""
+    p99_target_us: float = 0.0  # µs; 0 = the top-level default
     manage: bool = True
     cpus: str = ""  # where its queue IRQs go, isolated or critical CPUs included (it feeds the work there)
     colocate: str = ""  # a process (comm) whose pinned threads consume this device's packets
@@ -119,6 +122,7 @@ class Config:
     interval: float = 10.0
     restore_on_exit: bool = False
     goal: str = "balanced"
+    p99_target_us: float = 0.0  # µs, every NIC's unless its rule sets one; 0 = none
     cpus: CpuSets = field(default_factory=CpuSets)
     limits: Limits = field(default_factory=Limits)
     exporter: Exporter = field(default_factory=Exporter)
@@ -142,6 +146,10 @@ class Config:
 
     def goal_for(self, device: str, kind: str | None) -> str:
         return self.rule(device, kind).goal or self.goal
+
+    def p99_target_for(self, device: str, kind: str | None) -> float:
+        """The p99 latency target (µs) the moderation choice holds this device to; 0 = none."""
+        return self.rule(device, kind).p99_target_us or self.p99_target_us
 
     def manages(self, device: str, kind: str | None) -> bool:
         return self.rule(device, kind).manage
@@ -198,6 +206,7 @@ def _check(config: Config, loc: Locator) -> None:
         raise loc.error((), "mode", f"expected one of {', '.join(MODES)}, got {config.mode!r}")
     if config.goal not in GOALS:
         raise loc.error((), "goal", f"expected one of {', '.join(GOALS)}, got {config.goal!r}")
+    _check_target(loc, (), config.p99_target_us)
     if not 0.5 <= config.interval <= 3600:
         raise loc.error((), "interval", f"expected 0.5..3600 seconds, got {config.interval:g}")
     for name in ("housekeeping", "critical", "banned", "irq_sink"):
@@ -230,6 +239,20 @@ def _check(config: Config, loc: Locator) -> None:
             raise loc.error(where, "colocate" if rule.colocate else "steer", "needs a device name, not a class")
         if rule.goal and rule.goal not in GOALS:
             raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {rule.goal!r}")
+        _check_target(loc, where, rule.p99_target_us, rule.class_)
+
+
+MAX_TARGET_US = 1e6  # a p99 target beyond a second is a unit mistake (the key is in microseconds)
+
+
+def _check_target(loc: Locator, where: Where, target: float, class_: str = "") -> None:
+    """A p99 target: microseconds, 0 (none) up to a second, for NICs (the moderation choice holds it)."""
+    if target > MAX_TARGET_US:
+        raise loc.error(
+            where, "p99_target_us", f"expected microseconds, 0 (none) to {MAX_TARGET_US:,.0f}; got {target:g}"
+        )
+    if target and class_ and class_ != "nic":
+        raise loc.error(where, "p99_target_us", f"a p99 target is for NICs (their moderation), not class {class_!r}")
 
 
 def check_host(config: Config, known: KnownNames) -> list[str]:

@@ -54,8 +54,9 @@ class Proposer:
 
     def _storm_guard(self, config: Config, inventory, findings) -> list[Change]:
         """An interrupt storm on a device that is not pinned by the config: send its IRQ to the irq_sink CPUs,
-        away from everything that matters, and (unless its goal is latency) raise its NIC's coalescing to
-        STORM_RX_USECS, before it delays a critical CPU. Moderation leaves a storming device alone this pass."""
+        away from everything that matters, and (unless its goal is latency or its p99 target is under the window)
+        raise its NIC's coalescing to STORM_RX_USECS, before it delays a critical CPU. Moderation leaves a
+        storming device alone this pass; one whose target forbids the window is left to moderation instead."""
         sink, pinned, out = config.cpus.cpus("irq_sink"), config.device_cpus(), []
         drivers = {d.name: d.driver for d in inventory.devices}
         self.storming = set()
@@ -71,6 +72,7 @@ class Proposer:
                 and info.kind == "nic"
                 and device not in self.storming
                 and config.goal_for(device, "nic") != "latency"
+                and not 0 < config.p99_target_for(device, "nic") <= STORM_RX_USECS
             ):
                 self.storming.add(device)
                 out += self._storm_coalescing(device, f.message, drivers.get(device))
@@ -123,7 +125,7 @@ class Proposer:
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
-                            driver=drivers.get(name))  # fmt: skip
+                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"))  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)

@@ -5,9 +5,11 @@ docs/physics.md §9 (`model/queue.py`: coalescing window, interrupt cost, NAPI, 
 polls) predicts mean latency and CPU for a handful of candidates; the one with the lowest
 latency + W * CPU wins, W being the goal's price of a core (latency 20 µs, balanced 100,
 throughput/efficiency 500). The current setting is kept unless the winner is better by
-more than HYSTERESIS, so noise does not rewrite the NIC. Per-packet and per-interrupt costs
-are estimated from the host (softirq time per packet) or taken from the config. When a
-busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
+more than HYSTERESIS, so noise does not rewrite the NIC. A device's p99 target (config
+`p99_target_us`) is a constraint before the price: candidates whose predicted p99 (docs/physics.md §9.6)
+exceeds it are not weighed; where none meets it, the one with the lowest p99 is chosen and the reason says so.
+Per-packet and per-interrupt costs are estimated from the host (softirq time per packet) or taken from the
+config. When a busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
 predicted with that application polling, and IRQ suspension (irq-suspend-timeout 20 ms with
 deferral as its safety net, docs/physics.md §2.7) is one more candidate where the kernel has it:
 suspension is chosen only where the model says it pays. Where the driver gives small rx-usecs values
@@ -49,6 +51,7 @@ class Choice:
     predicted_cpu: float  # all `queues` together
     reason: str
     predicted_irq_rate: float = 0.0  # interrupts/s of the busiest queue: what the agent compares with the measured
+    predicted_p99_us: float = 0.0  # the upper p99 estimate (docs/physics.md §9.6)
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,7 @@ class Forecast:
     latency_us: float  # mean, per packet
     cpu: float  # interrupts, polls and spinning: the overhead, not the packets' own processing
     irq_rate: float  # interrupts per second on the queue
+    p99_us: float = 0.0  # an upper estimate of the 99th percentile latency (docs/physics.md §9.6)
 
 
 def forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
@@ -69,8 +73,8 @@ def forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: f
     r = nic_queue(rate, service_us * 1e-6, irq_cost_us * 1e-6, setting.rx_usecs * 1e-6, setting.rx_frames, flavour,
                   napi=napi)  # fmt: skip
     if r.overloaded:
-        return Forecast(math.inf, 1.0, r.irq_rate)
-    return Forecast(r.mean_latency * 1e6, max(0.0, r.cpu - rate * service_us * 1e-6), r.irq_rate)
+        return Forecast(math.inf, 1.0, r.irq_rate, math.inf)
+    return Forecast(r.mean_latency * 1e6, max(0.0, r.cpu - rate * service_us * 1e-6), r.irq_rate, r.p99_latency * 1e6)
 
 
 def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
@@ -83,13 +87,14 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
-           driver: str | None = None) -> Choice | None:  # fmt: skip
+           driver: str | None = None, p99_target_us: float = 0.0) -> Choice | None:  # fmt: skip
     """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
     device cannot do that, so only candidates without it are weighed. `busy_polled`: an application polls
     the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
     (model/coalesce.py): candidates only take values it reads as a delay, and a current adaptive mode, which
-    the model cannot predict, is left for the best candidate (the agent's verification judges the change)."""
+    the model cannot predict, is left for the best candidate (the agent's verification judges the change).
+    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is."""
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
     usable = [c for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))]
@@ -103,26 +108,74 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     if mode is None:
         candidates.add(current)
 
-    def cost(setting: Moderation) -> tuple[float, float, float, float]:
+    def cost(setting: Moderation) -> Score:
         f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
-        return f.latency_us + weight * f.cpu * queues, f.latency_us, f.cpu * queues, f.irq_rate
+        return Score(f.latency_us + weight * f.cpu * queues, f.latency_us, f.cpu * queues, f.irq_rate, f.p99_us)
 
     scored = {s: cost(s) for s in candidates}
-    best = min(scored, key=lambda s: (scored[s][0], s.suspend_us, s.defer, s.rx_usecs))
-    _, latency, cpu, irq_rate = scored[best]
+    best, met = _best(scored, p99_target_us)
+    now, win = scored.get(current), scored[best]
     polled = "; a busy-polling application takes them" if busy_polled else ""
     costs = f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)"
+    head = f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {win.latency:.1f} µs"
+    target = _target_note(p99_target_us, met, win, now)
     if mode is not None:
-        reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {latency:.1f} µs and {cpu:.2f} "
-                  f"CPU; the driver's adaptive mode {current.rx_usecs} ({mode}) is not predicted; the measurement "
-                  f"after the change decides (rolled back if worse) {costs}")  # fmt: skip
-        return Choice(best, latency, cpu, reason, irq_rate)
-    now, new = scored[current][0], scored[best][0]
-    if best == current or (math.isfinite(now) and now - new <= HYSTERESIS * now):
+        reason = (f"{head} and {win.cpu:.2f} CPU{target}; the driver's adaptive mode {current.rx_usecs} ({mode}) "
+                  f"is not predicted; the measurement after the change decides (rolled back if worse) "
+                  f"{costs}")  # fmt: skip
+        return Choice(best, win.latency, win.cpu, reason, win.irq_rate, win.p99)
+    if best == current or not _worth(now, win, p99_target_us, met):
         return None
-    reason = (f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {latency:.1f} µs and {cpu:.2f} CPU, "
-              f"against {scored[current][1]:.1f} µs and {scored[current][2]:.2f} now {costs}")  # fmt: skip
-    return Choice(best, latency, cpu, reason, irq_rate)
+    reason = (f"{head} and {win.cpu:.2f} CPU, against {now.latency:.1f} µs and {now.cpu:.2f} now{target} "
+              f"{costs}")  # fmt: skip
+    return Choice(best, win.latency, win.cpu, reason, win.irq_rate, win.p99)
+
+
+@dataclass(frozen=True)
+class Score:
+    """One candidate as choose() weighs it: J (µs), mean latency µs, CPU (all queues), interrupts/s, p99 µs."""
+
+    cost: float
+    latency: float
+    cpu: float
+    irq_rate: float
+    p99: float
+
+
+def _within(score: Score, target: float) -> bool:
+    return not target or score.p99 <= target
+
+
+def _best(scored: dict[Moderation, Score], target: float) -> tuple[Moderation, bool]:
+    """(the lowest J among the candidates within the p99 target, True), or where none is within it
+    (the lowest p99, False): a target is a constraint, the price of a core only ranks what meets it."""
+    feasible = [s for s in scored if _within(scored[s], target)]
+    if feasible:
+        return min(feasible, key=lambda s: (scored[s].cost, s.suspend_us, s.defer, s.rx_usecs)), True
+    return min(scored, key=lambda s: (scored[s].p99, scored[s].cost, s.suspend_us, s.defer, s.rx_usecs)), False
+
+
+def _worth(now: Score, win: Score, target: float, met: bool) -> bool:
+    """Whether moving from `now` to `win` pays: out of the target to within it always; else by more than
+    HYSTERESIS, in J (or, where no candidate meets the target, in p99)."""
+    if met and not _within(now, target):
+        return True
+    old, new = (now.cost, win.cost) if met else (now.p99, win.p99)
+    return not math.isfinite(old) or old - new > HYSTERESIS * old
+
+
+def _target_note(target: float, met: bool, win: Score, now: Score | None) -> str:
+    """The reason's word on the p99 target: met, or that no candidate meets it, with the numbers."""
+    if not target:
+        return ""
+    if met:
+        was = f" (now {now.p99:.1f} µs)" if now is not None else ""
+        return f"; p99 {win.p99:.1f} µs within the {target:g} µs target{was}"
+    was = f", now {now.p99:.1f} µs" if now is not None else ""
+    return (
+        f"; the p99 target of {target:g} µs cannot be met: the lowest predicted p99 is {win.p99:.1f} µs{was}, "
+        f"so the lowest-p99 setting is taken"
+    )
 
 
 LOWER_IS_SAFER = ("/coalesce/rx-usecs", "/coalesce/rx-max-frames", "/napi-defer-hard-irqs", "/gro-flush-timeout",

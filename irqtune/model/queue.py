@@ -23,7 +23,9 @@ start where a poll leaves the ring empty; napi=None keeps this plain model exact
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+
+from .tail import p99_latency
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,7 @@ class QueueResult:
     squeeze_rate: float = 0.0  # time_squeeze per second (net_rx_action runs that stopped with work left)
     spin_cpu: float = 0.0  # fraction of a CPU spent busy-polling (included in cpu)
     ksoftirqd: float = 0.0  # fraction of the packets handed to ksoftirqd (§2.3), each waiting KSOFTIRQD_DELAY more
+    p99_latency: float = 0.0  # seconds: an upper estimate of the 99th percentile (tail.py, §9.6)
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,20 @@ def nic_queue(
     "timer-restart" (every packet restarts it, CQE mode: fire after a gap longer than U) or
     "min-gap" (Intel ITR: fire at max(first packet, last IRQ + U); rx-frames ignored).
     `napi`: deferral, busy polling, IRQ suspension and the softirq budget (see napi.py);
-    None is the plain model without budget accounting."""
+    None is the plain model without budget accounting. The p99 comes from tail.py."""
+    result = _queue(rate, service, irq_cost, usecs, frames, flavour, napi)
+    if result.overloaded or rate <= 0:
+        return replace(result, p99_latency=result.mean_latency)
+    deferred = napi is not None and napi.defer > 0 and napi.gro_flush > 0
+    period = napi.gro_flush if deferred else 0.0
+    rearm = napi.defer * (napi.gro_flush + napi.timer_cost) if deferred else 0.0
+    p99 = p99_latency(rate, service, irq_cost, usecs, frames, flavour, period, result.ksoftirqd, rearm)
+    return replace(result, p99_latency=max(p99, result.mean_latency))
+
+
+def _queue(rate: float, service: float, irq_cost: float, usecs: float, frames: int, flavour: str,
+           napi: Napi | None) -> QueueResult:  # fmt: skip
+    """nic_queue without the p99."""
     if rate <= 0:
         return QueueResult(0.0, 0.0, 0.0, 0.0, 0.0)
     rho = rate * service

@@ -167,9 +167,10 @@ class Irqtune(Policy):
         self.agent: Agent | None = None
 
     def start(self, ctl: Control) -> None:
-        for nic in ctl.sim.sc.nics:  # what the operator would write: a NIC's goal, the critical one's CPUs
-            if nic.critical or nic.goal:
+        for nic in ctl.sim.sc.nics:  # what the operator would write: a NIC's goal and p99 target, the critical CPUs
+            if nic.critical or nic.goal or nic.p99_target_us:
                 self.config.devices.append(DeviceRule(name=nic.name, goal=nic.effective_goal,
+                                                      p99_target_us=nic.p99_target_us,
                                                       cpus=nic.cpus if nic.critical else ""))  # fmt: skip
         self.agent = Agent(ctl.host, self.config, ctl.state_dir, clock=lambda: ctl.sim.clock, journal=ctl.journal)
 

@@ -6,7 +6,8 @@
                   ring, napi (false: interrupt per packet), cpus (initial IRQ affinity, queues
                   round-robin), critical (the agent's config keeps it on those CPUs with a latency
                   goal), goal (the operator's: latency | balanced | throughput | efficiency; the agent's
-                  config and the objective's price of a core), irq_cost_us, service_us, packet_bytes
+                  config and the objective's price of a core), p99_target_us (the operator's p99 latency
+                  target, µs, in the agent's config; 0: none), irq_cost_us, service_us, packet_bytes
     [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU)
     [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs),
                   resched_ipis (per s per CPU), ipi_cpus;
@@ -86,6 +87,7 @@ class NicSpec:
     critical: bool = False  # feeds the latency-critical work on `cpus`: the operator's agent config pins it there
     goal: str = ""  # the operator's goal for it (latency, balanced, ...): the agent's config and the objective's
     # price of a core; "" = latency when critical, else balanced
+    p99_target_us: float = 0.0  # the operator's p99 target for it (the agent's config [[device]] p99_target_us)
     irq_cost_us: float = 1.5
     service_us: float = 0.8
     packet_bytes: int = 64

@@ -124,3 +124,43 @@ def test_bounds_never_clamp_an_rx_usecs_into_a_drivers_mode(tmp_path):
     assert agent("[0, 8]")._bounded(Change("net/eth1/coalesce/rx-usecs", "0", "16", "m", "eth1")) is None
     other = agent("[4, 64]")._bounded(Change("net/eth2/coalesce/rx-usecs", "8", "0", "m", "eth2"))
     assert other.target == "4"  # a driver without rules: clamped as before
+
+
+def test_a_p99_target_per_device_with_a_top_level_default():
+    config = load_config(
+        "c.toml",
+        "p99_target_us = 200\n" + CONFIG.replace('goal = "latency"', 'goal = "latency"\np99_target_us = 50', 1),
+    )
+    assert config.p99_target_for("eth1", "nic") == 50 and config.p99_target_for("eth0", "nic") == 200
+    assert load_config("c.toml", CONFIG).p99_target_for("eth1", "nic") == 0  # none unless written
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('goal = "latency"', 'goal = "latency"\np99_target_us = -5', "c.toml:16: device[0].p99_target_us: must not be"),
+        (
+            'goal = "latency"',
+            'goal = "latency"\np99_target_us = "50us"',
+            "c.toml:16: device[0].p99_target_us: expected",
+        ),
+        (
+            'goal = "latency"',
+            'goal = "latency"\np99_target_us = 5e6',
+            "c.toml:16: device[0].p99_target_us: expected micro",
+        ),
+        (
+            "manage = false",
+            "manage = false\np99_target_us = 50",
+            "c.toml:20: device[1].p99_target_us: a p99 target is for NICs",
+        ),
+        (
+            'goal = "balanced"',
+            'goal = "balanced"\np99_target_us = 2e6',
+            "c.toml:4: p99_target_us: expected microseconds",
+        ),
+    ],
+)
+def test_p99_target_errors_name_the_key_and_line(old, new, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("c.toml", CONFIG.replace(old, new, 1))
