@@ -51,7 +51,9 @@ def test_agent_applies_moderation_and_checks_its_prediction(wire, tmp_path, reco
         checks = [c for p in passes for c in p.get("checks", [])]
         assert checks, "no prediction was compared with a measurement"
         check = checks[0]
-        assert check["measured_irq_rate"] > 0 and check["predicted_irq_rate"] >= 0, check
+        # deferral may take (nearly) every packet without an interrupt: zero is a measurement too
+        assert check["measured_irq_rate"] >= 0 and check["predicted_irq_rate"] >= 0, check
+        assert check["knob"] in {d["knob"] for d in decisions if d["outcome"] == "applied"}, check
         applied = next(d for d in usecs if d["outcome"] == "applied")
         record(f"{os.uname().release} agent prediction", {"change": f"{applied['current']} -> {applied['target']}",
                                                           "reason": applied["reason"], **check})  # fmt: skip
