@@ -230,7 +230,9 @@ def test_rules_are_named_and_labelled_by_convention():
         assert {"summary", "description"} <= set(rule["annotations"]), rule["alert"]
         assert "$labels." in rule["annotations"]["summary"] + rule["annotations"]["description"], rule["alert"]
     assert set(alerts) == ALERTS
-    assert alerts["IrqtuneInterruptStorm"]["expr"].strip().endswith("> 100000"), "the agent's storm threshold"
+    storm = alerts["IrqtuneInterruptStorm"]["expr"]
+    assert '{role!="io"} > 100000' in storm, "the agent's storm threshold"
+    assert '{role="io"} > 1000000' in storm, "an NVMe I/O queue: one interrupt per I/O"
 
 
 def test_every_metric_name_in_the_rules_is_documented():
