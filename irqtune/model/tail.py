@@ -17,6 +17,7 @@ p99s over-estimates (they rarely peak together): an upper estimate, which is wha
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 P = 0.99
 KSOFTIRQD_SLICE = 3e-3  # a packet handed to ksoftirqd waits up to a ~3 ms CFS/EEVDF slice (queue.KSOFTIRQD_DELAY)
@@ -73,11 +74,17 @@ def _restart_p99(lam: float, usecs: float) -> float:
 
 
 def erlang_p99(k: int, lam: float) -> float:
-    """p99 of the time to k more Poisson arrivals: the x where P[Pois(λx) < k] = 1 − P (bisection)."""
-    lo, hi = 0.0, (k + 10 * math.sqrt(k) + 10) / lam
+    """p99 of the time to k more Poisson arrivals: the x where P[Pois(λx) < k] = 1 − P."""
+    return _erlang_unit_p99(k) / lam
+
+
+@lru_cache(maxsize=1024)  # scale-free: depends on k alone, and the moderation search asks for few k, often
+def _erlang_unit_p99(k: int) -> float:
+    """erlang_p99 at one arrival per second, by bisection."""
+    lo, hi = 0.0, k + 10 * math.sqrt(k) + 10
     for _ in range(50):
         mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if _poisson_cdf(lam * mid, k - 1) > 1 - P else (lo, mid)
+        lo, hi = (mid, hi) if _poisson_cdf(mid, k - 1) > 1 - P else (lo, mid)
     return hi
 
 
