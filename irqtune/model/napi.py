@@ -289,6 +289,7 @@ def _nodes(law: Pmf, most: int = 5) -> Pmf:
     return out
 
 
+@lru_cache(maxsize=8192)  # the same pickups recur across the settings a moderation search predicts at one rate
 def _busy_excess(lam: float, s: float, x: float, n0: int, per_run: float, handoff: int) -> tuple[float, float]:
     """E[⌈P/B⌉ - 1] and E[(P - L)⁺] for P = n0 + K, K the arrivals served in a busy period started by work x.
 
