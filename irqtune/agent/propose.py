@@ -12,7 +12,7 @@ from dataclasses import replace
 from ..act.knobs import EthtoolKnob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide import napi as napi_policy
-from ..decide.moderation import Moderation, choose
+from ..decide.moderation import Bounds, Moderation, choose
 from ..findings import Finding
 from ..host import Host, NoNetlink
 from ..measure.inventory import Inventory
@@ -120,12 +120,14 @@ class Proposer:
                 setting = replace(setting, suspend_us=max(suspend.values()) // 1000)
             service = self._service_estimate(config, rates, busiest)
             model = self._identify(name, drivers.get(name), current, busiest, service, config.limits.irq_cost_us)
+            bounds = moderation_bounds(config, name, sorted(suspend))
             choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
                             service, config.limits.irq_cost_us,
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
-                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"))  # fmt: skip
+                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
+                            frames=current["frames"], bounds=bounds)  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
@@ -283,6 +285,21 @@ class Proposer:
         irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
         estimate = (busy - irqs * config.limits.irq_cost_us * 1e-6) / processed * 1e6
         return min(50.0, max(0.1, estimate))
+
+
+def moderation_bounds(config: Config, device: str, napis: list[int]) -> Bounds:
+    """The config's [bounds] of a NIC's moderation knobs in the units the search works in (µs where the knob
+    takes ns), so the search finds the best setting within them rather than the loop clamping it afterwards.
+    `napis`: its NAPI ids, the first standing for all in irq-suspend-timeout's."""
+
+    def bound(knob: str, unit: int = 1) -> tuple[int, int] | None:
+        found = config.bound(knob)
+        return None if found is None else (-(-found[0] // unit), found[1] // unit)
+
+    net = f"net/{device}"
+    suspend = bound(f"napi/{device}/{napis[0]}/irq-suspend-timeout", 1000) if napis else None
+    return Bounds(bound(f"{net}/coalesce/rx-usecs"), bound(f"{net}/coalesce/rx-max-frames"),
+                  bound(f"{net}/napi-defer-hard-irqs"), bound(f"{net}/gro-flush-timeout", 1000), suspend)  # fmt: skip
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:

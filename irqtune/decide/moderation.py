@@ -1,38 +1,54 @@
-"""Choose a NIC's interrupt moderation (coalescing and NAPI deferral) by predicting each candidate.
+"""Choose a NIC's interrupt moderation (coalescing and NAPI deferral) by searching the knobs with the model.
 
 For the measured packet rate of the device's busiest queue, the queueing model of
 docs/physics.md §9 (`model/queue.py`: coalescing window, interrupt cost, NAPI, deferral timer
-polls) predicts mean latency and CPU for a handful of candidates; the one with the lowest
-latency + W * CPU wins, W being the goal's price of a core (latency 20 µs, balanced 100,
-throughput/efficiency 500). The current setting is kept unless the winner is better by
-more than HYSTERESIS, so noise does not rewrite the NIC. A device's p99 target (config
-`p99_target_us`) is a constraint before the price: candidates whose predicted p99 (docs/physics.md §9.6)
-exceeds it are not weighed; where none meets it, the one with the lowest p99 is chosen and the reason says so.
-Per-packet and per-interrupt costs are estimated from the host (softirq time per packet) or taken from the
-config. When a busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
-predicted with that application polling, and IRQ suspension (irq-suspend-timeout 20 ms with
-deferral as its safety net, docs/physics.md §2.7) is one more candidate where the kernel has it:
-suspension is chosen only where the model says it pays. Where the driver gives small rx-usecs values
-another meaning (Intel's adaptive ITR modes, values it refuses: model/coalesce.py `DRIVER_USECS`), every
-candidate's rx-usecs is one it takes as a delay, and a current adaptive mode is not predicted at all.
-Pure: measurements in, a proposal with its reason out.
+polls) predicts mean latency and CPU; the setting with the lowest latency + W * CPU wins, W being
+the goal's price of a core (latency 20 µs, balanced 100, throughput/efficiency 500). The setting is
+searched, not picked from a list: rx-usecs, rx-frames, napi_defer_hard_irqs and gro_flush_timeout on
+coarse log grids (coalescing alone, deferral alone, the best of each combined), then a pattern
+search around the best (steps of 2x down to 1.19x), within the config's [bounds] and the values the
+driver takes as a delay, so a bounded optimum is found rather than an unbounded one clamped. A
+search costs about 70-130 predictions; it is cached per rate and cost rounded to 2 % (`SNAP`), and
+each pass weighs only the best few again at the measured inputs. The current setting is kept unless
+the winner is better by more than HYSTERESIS, so noise does not rewrite the NIC. A device's p99 target
+(config `p99_target_us`) is a constraint before the price: settings whose predicted p99
+(docs/physics.md §9.6) exceed it rank after every one that meets it; where none meets it, the lowest p99
+is chosen and the reason says so. Per-packet and per-interrupt costs are estimated from the host (softirq
+time per packet) or taken from the config. When a busy-polling application takes the packets (TcpExt
+BusyPollRxPackets), every setting is predicted with that application polling, and IRQ suspension
+(irq-suspend-timeout 20 ms with deferral as its safety net, docs/physics.md §2.7; the model sees only
+whether it is on) is searched too where the kernel has it: it is chosen only where the model says it
+pays. Where the driver gives small rx-usecs values another meaning (Intel's adaptive ITR modes, values
+it refuses: model/coalesce.py `DRIVER_USECS`), only values it takes as a delay are searched, and a
+current adaptive mode is not predicted at all. Under the min-gap flavour rx-frames means nothing and
+is left as it is. Pure: measurements in, a proposal with its reason out.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from ..model.coalesce import FRAMES, GOAL_WEIGHT_US, rx_usecs_mode, target_window, writable_usecs
 from ..model.queue import Napi, nic_queue
 
 HYSTERESIS = 0.05  # relative gain needed to change
-CANDIDATES = [  # rx-usecs, rx-frames, napi_defer_hard_irqs, gro_flush_timeout µs
-    (0, 1, 0, 0), (8, 32, 0, 0), (16, 64, 0, 0), (32, 128, 0, 0), (64, 128, 0, 0),
-    (0, 1, 10, 20), (0, 1, 100, 20), (0, 1, 100, 50),
-]  # fmt: skip
-SUSPEND_US = 20_000  # irq-suspend-timeout of the suspension candidates: an application batch (§2.7)
-SUSPENSION = [(0, 1, 100, 10), (0, 1, 100, 20), (8, 32, 100, 20)]  # with suspension: deferral as the safety net
+SUSPEND_US = 20_000  # irq-suspend-timeout where suspension is searched: an application batch (§2.7)
+# The search: a coarse grid (steps of 4x) per knob, then pattern search around the best few (2x, 1.41x, 1.19x)
+USECS_GRID = (1, 4, 16, 64, 256, 1000)  # rx-usecs, besides 0 (off)
+FRAMES_GRID = (4, 16, 64, 256)  # rx-max-frames with a window (1: off)
+DEFER_GRID = (1, 4, 16, 64, 256, 1000)  # napi_defer_hard_irqs, besides 0 (off)
+GRO_GRID = (2, 8, 32, 128, 512, 1000)  # gro_flush_timeout µs with deferral
+RANGES = {  # what the search covers, within the config's [bounds]
+    "rx_usecs": (0, 1000), "rx_frames": (1, 256), "defer": (0, 1000), "gro_flush_us": (0, 1000),
+    "suspend_us": (0, SUSPEND_US),
+}  # fmt: skip
+STEPS = (2.0, 2**0.5, 2**0.25)  # refinement ratios
+RIVAL = 0.1  # a coarse setting of another kind this close to the best in J is refined too
+MAX_SEARCHED = 400  # settings predicted per search at most
+KEPT = 3  # the best searched settings choose() weighs at the measured inputs
+SNAP = 0.02  # log step the packet rate and cost are rounded to for the search (cached per rounded inputs)
 
 
 @dataclass(frozen=True)
@@ -84,51 +100,236 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
     return f.latency_us, f.cpu
 
 
+@dataclass(frozen=True)
+class Bounds:
+    """The config's [bounds] of one device's moderation knobs, in Moderation's units (µs); None: unbounded."""
+
+    rx_usecs: tuple[int, int] | None = None
+    rx_frames: tuple[int, int] | None = None
+    defer: tuple[int, int] | None = None
+    gro_flush_us: tuple[int, int] | None = None
+    suspend_us: tuple[int, int] | None = None
+
+
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
-           driver: str | None = None, p99_target_us: float = 0.0) -> Choice | None:  # fmt: skip
-    """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
-    once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
-    device cannot do that, so only candidates without it are weighed. `busy_polled`: an application polls
-    the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
-    (model/coalesce.py): candidates only take values it reads as a delay, and a current adaptive mode, which
-    the model cannot predict, is left for the best candidate (the agent's verification judges the change).
-    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is."""
+           driver: str | None = None, p99_target_us: float = 0.0, frames: bool = True,
+           bounds: Bounds | None = None) -> Choice | None:  # fmt: skip
+    """The setting to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
+    once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing`/`frames`
+    False: the device lacks that knob, so it stays as it is. `busy_polled`: an application polls the
+    queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
+    (model/coalesce.py): only values it reads as a delay are searched, and a current adaptive mode, which
+    the model cannot predict, is left for the best setting (the agent's verification judges the change).
+    `bounds`: the config's, searched within (not clamped after). `p99_target_us` > 0: only settings
+    predicted within it are weighed, the lowest p99 where none is."""
     weight = GOAL_WEIGHT_US[goal]
-    window = target_window(rate, weight, irq_cost_us)
-    usable = [c for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))]
-    candidates = {Moderation(*c) for c in usable}
-    if coalescing:
-        candidates.add(Moderation(window, FRAMES if window else 1))
-    if busy_polled and suspension and deferral:
-        candidates |= {Moderation(*c, SUSPEND_US) for c in SUSPENSION if coalescing or c[:2] == (0, 1)}
-    candidates = {replace(c, rx_usecs=writable_usecs(driver, c.rx_usecs)) for c in candidates}
+    space = _space(current, coalescing, frames, deferral, busy_polled and suspension and deferral, driver,
+                   flavour == "min-gap", bounds or Bounds())  # fmt: skip
+    problem = Problem(_snap(rate), _snap(service_us), irq_cost_us, flavour, busy_polled, weight, queues,
+                      p99_target_us, space)  # fmt: skip
+    searched = search(problem)
+    candidates = set(searched.best)
     mode = rx_usecs_mode(driver, current.rx_usecs) if coalescing else None
     if mode is None:
         candidates.add(current)
-
-    def cost(setting: Moderation) -> Score:
-        f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
-        return Score(f.latency_us + weight * f.cpu * queues, f.latency_us, f.cpu * queues, f.irq_rate, f.p99_us)
-
-    scored = {s: cost(s) for s in candidates}
+    exact = replace(problem, rate=rate, service_us=service_us)
+    scored = {s: exact.score(s) for s in candidates}
     best, met = _best(scored, p99_target_us)
     now, win = scored.get(current), scored[best]
     polled = "; a busy-polling application takes them" if busy_polled else ""
     costs = f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)"
     head = f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {win.latency:.1f} µs"
     target = _target_note(p99_target_us, met, win, now)
+    found = f"; best of {searched.count} settings searched"
     if mode is not None:
-        reason = (f"{head} and {win.cpu:.2f} CPU{target}; the driver's adaptive mode {current.rx_usecs} ({mode}) "
-                  f"is not predicted; the measurement after the change decides (rolled back if worse) "
+        reason = (f"{head} and {win.cpu:.2f} CPU{target}{found}; the driver's adaptive mode {current.rx_usecs} "
+                  f"({mode}) is not predicted; the measurement after the change decides (rolled back if worse) "
                   f"{costs}")  # fmt: skip
         return Choice(best, win.latency, win.cpu, reason, win.irq_rate, win.p99)
     if best == current or not _worth(now, win, p99_target_us, met):
         return None
-    reason = (f"{head} and {win.cpu:.2f} CPU, against {now.latency:.1f} µs and {now.cpu:.2f} now{target} "
+    reason = (f"{head} and {win.cpu:.2f} CPU, against {now.latency:.1f} µs and {now.cpu:.2f} now{target}{found} "
               f"{costs}")  # fmt: skip
     return Choice(best, win.latency, win.cpu, reason, win.irq_rate, win.p99)
+
+
+def _snap(value: float) -> float:
+    """`value` rounded to a SNAP log step: inputs that differ by noise share one cached search."""
+    return math.exp(round(math.log(value) / SNAP) * SNAP) if value > 0 else value
+
+
+@dataclass(frozen=True)
+class Space:
+    """What the search may set: per knob (a Moderation field) the range it varies in, None where the device
+    lacks the knob and `fixed`'s value stays; `driver`: whose rx-usecs rules apply; `gap`: the min-gap
+    flavour, where rx-frames changes nothing."""
+
+    fixed: Moderation
+    ranges: tuple[tuple[str, tuple[int, int] | None], ...]
+    driver: str | None
+    gap: bool
+
+    def range(self, knob: str) -> tuple[int, int] | None:
+        return dict(self.ranges)[knob]
+
+    def fit(self, setting: Moderation) -> Moderation:
+        """`setting` with every knob in its range (the knobs the device lacks at their fixed value), rx-usecs
+        one the driver takes as a delay; where no such value is in range, 0 (off) if that is, else as it is."""
+        values = {}
+        for knob, span in self.ranges:
+            value = getattr(self.fixed if span is None else setting, knob)
+            values[knob] = value if span is None else min(span[1], max(span[0], value))
+        usecs, span = values["rx_usecs"], self.range("rx_usecs")
+        if span is not None:
+            usecs = writable_usecs(self.driver, usecs)
+            if not span[0] <= usecs <= span[1]:  # no delay the driver takes in range: off if allowed, else as is
+                usecs = 0 if span[0] == 0 else self.fixed.rx_usecs
+            values["rx_usecs"] = usecs
+        return Moderation(**values)
+
+
+def _space(current: Moderation, coalescing: bool, frames: bool, deferral: bool, suspension: bool,
+           driver: str | None, gap: bool, bounds: Bounds) -> Space:  # fmt: skip
+    """The search space: each knob the device has, within RANGES and the config's bounds (None: not searched);
+    IRQ suspension only where it can act (a busy-polling application, 6.13+, deferral as its safety net)."""
+    has = {"rx_usecs": coalescing, "rx_frames": coalescing and frames and not gap, "defer": deferral,
+           "gro_flush_us": deferral, "suspend_us": suspension}  # fmt: skip
+    ranges = []
+    for knob, (low, high) in RANGES.items():
+        bound = getattr(bounds, knob) or (low, high)
+        ranges.append((knob, (max(low, bound[0]), min(high, bound[1])) if has[knob] else None))
+    fixed = current if suspension else replace(current, suspend_us=0)  # (rx-frames: nothing to a min-gap window)
+    return Space(fixed, tuple(ranges), driver, gap)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One search: a queue at `rate` packets/s, its costs (µs), the model's flavour, the price of a core
+    (`weight` µs), the p99 target, and the space. Settings rank by J among those within the target, else by p99."""
+
+    rate: float
+    service_us: float
+    irq_cost_us: float
+    flavour: str
+    busy_polled: bool
+    weight: float
+    queues: int
+    target: float
+    space: Space
+
+    def score(self, setting: Moderation) -> Score:
+        f = forecast(self.rate, setting, self.service_us, self.irq_cost_us, self.flavour, self.busy_polled)
+        cpu = f.cpu * self.queues
+        return Score(f.latency_us + self.weight * cpu, f.latency_us, cpu, f.irq_rate, f.p99_us)
+
+    def rank(self, setting: Moderation, score: Score) -> tuple:
+        """Lower is better: within the target by J, else by p99; ties to the lower-latency, fewer-knob setting."""
+        ties = (setting.suspend_us, setting.defer, setting.gro_flush_us, setting.rx_usecs, setting.rx_frames)
+        if _within(score, self.target):
+            return (0, score.cost, *ties)
+        return (1, score.p99, score.cost, *ties)
+
+
+@dataclass(frozen=True)
+class Searched:
+    best: tuple[Moderation, ...]  # the KEPT best, best first
+    count: int  # settings predicted
+
+
+@lru_cache(maxsize=512)  # every pass asks again; loads that differ by noise share a search (SNAP)
+def search(problem: Problem) -> Searched:
+    """The best settings of the space by the model: a coarse grid of each family (coalescing alone,
+    deferral alone, with IRQ suspension, the best of each combined), then pattern search around the
+    REFINED best, at most MAX_SEARCHED settings predicted. Deterministic."""
+    scores: dict[Moderation, Score] = {}
+
+    def ranked() -> list[Moderation]:
+        return sorted(scores, key=lambda s: problem.rank(s, scores[s]))
+
+    def family(settings: list[Moderation], keep: int = 2) -> list[Moderation]:
+        fitted = list(dict.fromkeys(problem.space.fit(s) for s in settings))
+        for s in fitted:
+            if s not in scores:
+                scores[s] = problem.score(s)
+        return sorted(fitted, key=lambda s: problem.rank(s, scores[s]))[:keep]
+
+    space = problem.space
+    off = Moderation(0, 1)
+    window = target_window(problem.rate, problem.weight, problem.irq_cost_us)
+    coalesced = family([off, Moderation(window, FRAMES if window else 1)]
+                       + [Moderation(u, f) for u in USECS_GRID for f in _frames(space)])  # fmt: skip
+    deferred = family([Moderation(0, 1, d, g) for d in DEFER_GRID for g in GRO_GRID])
+    if space.range("suspend_us") is not None:
+        deferred += family([Moderation(0, 1, d, g, SUSPEND_US) for d in DEFER_GRID for g in GRO_GRID])
+    family([replace(c, defer=d.defer, gro_flush_us=d.gro_flush_us, suspend_us=d.suspend_us)
+            for c in coalesced for d in deferred])  # fmt: skip
+    for start in _starts(problem, ranked(), scores):
+        _refine(problem, start, scores)
+    return Searched(tuple(ranked()[:KEPT]), len(scores))
+
+
+def _kind(s: Moderation) -> tuple[bool, bool]:
+    """Interrupts only (with or without a window), deferral, or suspension: where a search may find separate optima."""
+    return s.defer > 0 and s.gro_flush_us > 0, s.suspend_us > 0
+
+
+def _starts(problem: Problem, ranked: list[Moderation], scores: dict[Moderation, Score]) -> list[Moderation]:
+    """Where refinement starts: the best coarse setting, and the best of another kind (`_kind`) within RIVAL of
+    it in J, as refining may reorder them."""
+    best = ranked[0]
+    rival = next((s for s in ranked if _kind(s) != _kind(best)), None)
+    close = rival is not None and problem.rank(rival, scores[rival])[0] == problem.rank(best, scores[best])[0]
+    if close and scores[rival].cost <= (1 + RIVAL) * scores[best].cost:
+        return [best, rival]
+    return [best]
+
+
+def _frames(space: Space) -> tuple[int, ...]:
+    return FRAMES_GRID if space.range("rx_frames") is not None else (space.fixed.rx_frames,)
+
+
+def _refine(problem: Problem, start: Moderation, scores: dict[Moderation, Score]) -> None:
+    """Pattern search from `start`: move to any better neighbour (each knob in use times r and over r, and the
+    deferral's count against its period), for r in STEPS, until none is; every setting predicted lands in `scores`."""
+    best = start
+    for ratio in STEPS:
+        moved = True
+        while moved and len(scores) < MAX_SEARCHED:
+            moved = False
+            for s in _neighbours(best, ratio, problem.space):
+                if s not in scores:
+                    scores[s] = problem.score(s)
+                if problem.rank(s, scores[s]) < problem.rank(best, scores[best]):
+                    best, moved = s, True
+
+
+def _neighbours(s: Moderation, ratio: float, space: Space) -> list[Moderation]:
+    """The settings one step of `ratio` away from `s`, in the space: only knobs that act (a window's usecs and
+    frames, a deferral's count and period) move; turning one on or off is the coarse grid's part."""
+    knobs = []
+    if s.rx_usecs > 0 and (s.rx_frames != 1 or space.gap):
+        knobs += ["rx_usecs"] + (["rx_frames"] if s.rx_frames > 1 and not space.gap else [])
+    if s.defer > 0 and s.gro_flush_us > 0:
+        knobs += ["defer", "gro_flush_us"]
+    out = []
+    for knob in knobs:
+        for r in (ratio, 1 / ratio):
+            out.append(replace(s, **{knob: _scaled(getattr(s, knob), r)}))
+    if s.defer > 0 and s.gro_flush_us > 0:  # the same hold time D·G in shorter or longer periods
+        for r in (ratio, 1 / ratio):
+            out.append(replace(s, defer=_scaled(s.defer, r), gro_flush_us=_scaled(s.gro_flush_us, 1 / r)))
+    fitted = (space.fit(n) for n in out)
+    return [n for n in dict.fromkeys(fitted) if n != s]
+
+
+def _scaled(value: int, ratio: float) -> int:
+    """`value` times `ratio` as a whole number, at least one step from `value`, and at least 1."""
+    scaled = round(value * ratio)
+    if scaled == value:
+        scaled += 1 if ratio > 1 else -1
+    return max(1, scaled)
 
 
 @dataclass(frozen=True)
