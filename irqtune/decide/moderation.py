@@ -226,10 +226,9 @@ class Problem:
 
     def rank(self, setting: Moderation, score: Score) -> tuple:
         """Lower is better: within the target by J, else by p99; ties to the lower-latency, fewer-knob setting."""
-        ties = (setting.suspend_us, setting.defer, setting.gro_flush_us, setting.rx_usecs, setting.rx_frames)
         if _within(score, self.target):
-            return (0, score.cost, *ties)
-        return (1, score.p99, score.cost, *ties)
+            return (0, _level(score.cost), *_ties(setting))
+        return (1, _level(score.p99), _level(score.cost), *_ties(setting))
 
 
 @dataclass(frozen=True)
@@ -348,12 +347,33 @@ def _within(score: Score, target: float) -> bool:
 
 
 def _best(scored: dict[Moderation, Score], target: float) -> tuple[Moderation, bool]:
-    """(the lowest J among the candidates within the p99 target, True), or where none is within it
-    (the lowest p99, False): a target is a constraint, the price of a core only ranks what meets it."""
+    """(the lowest J among the settings within the p99 target, True), or where none is within it (the lowest p99,
+    False): a target is a constraint, the price of a core only ranks what meets it. Settings within TIE of the
+    lowest are equal to the model (deferral long past the last packet, say): the safest of them (`_ties`) wins."""
     feasible = [s for s in scored if _within(scored[s], target)]
     if feasible:
-        return min(feasible, key=lambda s: (scored[s].cost, s.suspend_us, s.defer, s.rx_usecs)), True
-    return min(scored, key=lambda s: (scored[s].p99, scored[s].cost, s.suspend_us, s.defer, s.rx_usecs)), False
+        return min(_close(feasible, lambda s: scored[s].cost), key=_ties), True
+    lowest = _close(list(scored), lambda s: scored[s].p99)
+    return min(_close(lowest, lambda s: scored[s].cost), key=_ties), False
+
+
+TIE = 1e-6  # relative: predictions this close are the same to the model
+
+
+def _close(settings: list[Moderation], value) -> list[Moderation]:
+    """The settings whose `value` is within TIE of the lowest."""
+    low = min(value(s) for s in settings)
+    return [s for s in settings if value(s) == low or value(s) <= low + TIE * abs(low)]
+
+
+def _level(value: float) -> float:
+    """A cost or p99 (µs) to a millionth of a µs, for ranking in the search: ties go to `_ties`."""
+    return round(value, 6) if math.isfinite(value) else value
+
+
+def _ties(s: Moderation) -> tuple[int, ...]:
+    """Between settings of equal cost: the lower-latency, fewer-knob one (no suspension, less deferral, ...)."""
+    return s.suspend_us, s.defer, s.gro_flush_us, s.rx_usecs, s.rx_frames
 
 
 def _worth(now: Score, win: Score, target: float, met: bool) -> bool:

@@ -56,11 +56,11 @@ def _as_e1000e(sim: SimMachine) -> None:
         json.dump(state, f)
 
 
-def _run(sim: SimMachine, tmp_path, passes: int) -> list:
+def _run(sim: SimMachine, tmp_path, passes: int, bounds: dict | None = None) -> list:
     host = SimulatedKernel.for_root(sim.root)
     state = str(tmp_path / "state")
     journal = Journal.open(state, boot_id(host))
-    config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0, max_changes=8))
+    config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0, max_changes=8), bounds=bounds or {})
     agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
     reports = []
     try:
@@ -87,6 +87,21 @@ def test_e1000e_in_its_adaptive_mode_gets_a_delay_it_takes(tmp_path):
     assert int(first.target) == 0 or 10 <= int(first.target) <= 10000, first.target
     assert "the driver's adaptive mode 3 (dynamic conservative) is not predicted" in first.reason
     assert all(d.knob == "net/eth1/coalesce/rx-usecs" for d in decisions), [d.knob for d in decisions]
+
+
+def test_the_agent_searches_within_the_configs_bounds(tmp_path):
+    """400k packets/s over two queues, where deferral pays, with [bounds] that forbid it and cap rx-usecs at 64: the
+    agent writes the best window within them (a frame cap under a timer of at most 64 µs) and nothing is clamped
+    afterwards. Before, the list's deferral won, was clamped to 0 and left no window at all."""
+    sim = _sim(tmp_path, usecs=8, rate=400_000)
+    bounds = {"net/*/napi-defer-hard-irqs": (0, 0), "net/*/coalesce/rx-usecs": (0, 64)}
+    reports = _run(sim, tmp_path, 2, bounds)
+    applied = {d.knob: d for r in reports for d in r.decisions if d.outcome == "applied"}
+    assert "net/eth1/napi-defer-hard-irqs" not in applied and "net/eth1/gro-flush-timeout" not in applied
+    usecs, frames = applied["net/eth1/coalesce/rx-usecs"], applied["net/eth1/coalesce/rx-max-frames"]
+    assert 0 < int(usecs.target) <= 64 and 1 < int(frames.target) < 256, (usecs.to_json(), frames.to_json())
+    assert not any("held to the config's bounds" in d.reason for r in reports for d in r.decisions)
+    assert "settings searched" in usecs.reason
 
 
 def test_a_moderation_change_is_checked_against_the_measured_interrupt_rate(tmp_path):
