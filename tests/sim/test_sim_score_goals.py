@@ -103,6 +103,16 @@ def test_recovery_goal_allows_three_intervals_after_a_load_change():
     assert not score.recovery_goal(relapse, oracle)[0].ok
 
 
+def test_steady_goal_leaves_bursty_phases_to_the_recovery_goal():
+    """A bursty phase's load is not unchanged: its intervals' p99 mixes quiet and burst packets, and is not held
+    to a settled level (the recovery goal judges it); an open-loop Poisson phase is."""
+    oracle = run([phase(seconds=12)], intervals([20.0] * 12), "bursty")
+    jumpy = run([phase(seconds=12)], intervals([17.0] * 6 + [40.0] + [17.0] * 5), "bursty")
+    assert score.steady_goal(jumpy, oracle) == []
+    poisson = run([phase(seconds=12)], intervals([17.0] * 6 + [40.0] + [17.0] * 5))
+    assert not score.steady_goal(poisson, run([phase(seconds=12)], intervals([20.0] * 12)))[0].ok
+
+
 def test_recovery_goal_judges_a_bursty_phase_from_its_start():
     oracle = run([phase(seconds=6)], intervals([20.0] * 6), "bursty")
     assert score.recovery_goal(run([phase(seconds=6)], intervals([20.0] * 6), "bursty"), oracle)[0].ok
