@@ -47,8 +47,7 @@ RANGES = {  # what the search covers, within the config's [bounds]
 STEPS = (2.0, 2**0.5, 2**0.25)  # refinement ratios
 RIVAL = 0.1  # a coarse setting of another kind this close to the best in J is refined too
 MAX_SEARCHED = 400  # settings predicted per search at most
-KEPT = 3  # the best searched settings choose() weighs at the measured inputs (and the safest near them)
-RESOLUTION = 0.01  # relative J the model cannot resolve: within it of the best, the safest setting wins
+KEPT = 3  # the best searched settings choose() weighs at the measured inputs
 SNAP = 0.02  # log step the packet rate and cost are rounded to for the search (cached per rounded inputs)
 
 
@@ -267,8 +266,7 @@ def search(problem: Problem) -> Searched:
             for c in coalesced for d in deferred])  # fmt: skip
     for start in _starts(problem, ranked(), scores):
         _refine(problem, start, scores)
-    best = ranked()[:KEPT]
-    return Searched(tuple(dict.fromkeys([_settle(problem, best[0], scores), *best])), len(scores))
+    return Searched(tuple(ranked()[:KEPT]), len(scores))
 
 
 def _kind(s: Moderation) -> tuple[bool, bool]:
@@ -304,32 +302,6 @@ def _refine(problem: Problem, start: Moderation, scores: dict[Moderation, Score]
                     scores[s] = problem.score(s)
                 if problem.rank(s, scores[s]) < problem.rank(best, scores[best]):
                     best, moved = s, True
-
-
-def _settle(problem: Problem, best: Moderation, scores: dict[Moderation, Score]) -> Moderation:
-    """The safest setting (`_ties`: less suspension, deferral, period, window) whose J is within RESOLUTION of
-    the best's: the safest such one searched, then knobs stepped down from it while J stays within."""
-    if not _within(scores[best], problem.target):
-        return best
-    limit = scores[best].cost * (1 + RESOLUTION)
-
-    def near(s: Moderation) -> bool:
-        return _within(scores[s], problem.target) and scores[s].cost <= limit
-
-    safe = min((s for s in scores if near(s)), key=_ties)
-    for ratio in STEPS:
-        moved = True
-        while moved and len(scores) < MAX_SEARCHED:
-            moved = False
-            for s in _neighbours(safe, ratio, problem.space):
-                if _ties(s) >= _ties(safe):
-                    continue
-                if s not in scores:
-                    scores[s] = problem.score(s)
-                if near(s):
-                    safe, moved = s, True
-                    break
-    return safe
 
 
 def _neighbours(s: Moderation, ratio: float, space: Space) -> list[Moderation]:
@@ -376,19 +348,22 @@ def _within(score: Score, target: float) -> bool:
 
 def _best(scored: dict[Moderation, Score], target: float) -> tuple[Moderation, bool]:
     """(the lowest J among the settings within the p99 target, True), or where none is within it (the lowest p99,
-    False): a target is a constraint, the price of a core only ranks what meets it. Of the settings within
-    RESOLUTION of the lowest J, which the model cannot tell apart, the safest (`_ties`) wins."""
+    False): a target is a constraint, the price of a core only ranks what meets it. Settings within TIE of the
+    lowest are equal to the model (deferral long past the last packet, say): the safest of them (`_ties`) wins."""
     feasible = [s for s in scored if _within(scored[s], target)]
     if feasible:
-        return min(_close(feasible, lambda s: scored[s].cost, RESOLUTION), key=_ties), True
-    lowest = _close(list(scored), lambda s: scored[s].p99, 1e-6)
-    return min(_close(lowest, lambda s: scored[s].cost, RESOLUTION), key=_ties), False
+        return min(_close(feasible, lambda s: scored[s].cost), key=_ties), True
+    lowest = _close(list(scored), lambda s: scored[s].p99)
+    return min(_close(lowest, lambda s: scored[s].cost), key=_ties), False
 
 
-def _close(settings: list[Moderation], value, tie: float) -> list[Moderation]:
-    """The settings whose `value` is within `tie` (relative) of the lowest."""
+TIE = 1e-6  # relative: predictions this close are the same to the model
+
+
+def _close(settings: list[Moderation], value) -> list[Moderation]:
+    """The settings whose `value` is within TIE of the lowest."""
     low = min(value(s) for s in settings)
-    return [s for s in settings if value(s) == low or value(s) <= low + tie * abs(low)]
+    return [s for s in settings if value(s) == low or value(s) <= low + TIE * abs(low)]
 
 
 def _level(value: float) -> float:
@@ -397,8 +372,7 @@ def _level(value: float) -> float:
 
 
 def _ties(s: Moderation) -> tuple[int, ...]:
-    """Between settings of (nearly) equal cost the safer first: no suspension, less deferral, a shorter period, a
-    shorter window, fewer frames (each knob's lower value is the safer one, as `safer` has it)."""
+    """Between settings of equal cost: the lower-latency, fewer-knob one (no suspension, less deferral, ...)."""
     return s.suspend_us, s.defer, s.gro_flush_us, s.rx_usecs, s.rx_frames
 
 
