@@ -1,27 +1,26 @@
 """Choose a NIC's interrupt moderation (coalescing and NAPI deferral) by searching the knobs with the model.
 
-For the measured packet rate of the device's busiest queue, the queueing model of
-docs/physics.md §9 (`model/queue.py`: coalescing window, interrupt cost, NAPI, deferral timer
-polls) predicts mean latency and CPU; the setting with the lowest latency + W * CPU wins, W being
-the goal's price of a core (latency 20 µs, balanced 100, throughput/efficiency 500). The setting is
-searched, not picked from a list: rx-usecs, rx-frames, napi_defer_hard_irqs and gro_flush_timeout on
-coarse log grids (coalescing alone, deferral alone, the best of each combined), then a pattern
-search around the best (steps of 2x down to 1.19x), within the config's [bounds] and the values the
-driver takes as a delay, so a bounded optimum is found rather than an unbounded one clamped. A
-search costs about 70-130 predictions; it is cached per rate and cost rounded to 2 % (`SNAP`), and
-each pass weighs only the best few again at the measured inputs. The current setting is kept unless
-the winner is better by more than HYSTERESIS, so noise does not rewrite the NIC. A device's p99 target
-(config `p99_target_us`) is a constraint before the price: settings whose predicted p99
-(docs/physics.md §9.6) exceed it rank after every one that meets it; where none meets it, the lowest p99
-is chosen and the reason says so. Per-packet and per-interrupt costs are estimated from the host (softirq
-time per packet) or taken from the config. When a busy-polling application takes the packets (TcpExt
-BusyPollRxPackets), every setting is predicted with that application polling, and IRQ suspension
+For the measured packet rate of the device's busiest queue, the queueing model of docs/physics.md §9
+(`model/queue.py`: coalescing window, interrupt cost, NAPI, deferral timer polls) predicts mean latency and
+CPU; the setting with the lowest latency + W * CPU wins, W being the goal's price of a core (latency 20 µs,
+balanced 100, throughput/efficiency 500). The setting is searched, not picked from a list: rx-usecs,
+rx-frames, napi_defer_hard_irqs and gro_flush_timeout on coarse log grids (coalescing alone, deferral alone,
+the best of each combined), then a pattern search around the best (steps of 2x down to 1.19x), within the
+config's [bounds] and the values the driver takes as a delay, so a bounded optimum is found rather than an
+unbounded one clamped (docs/physics.md §10.5). A search costs about 70-130 predictions; it is cached per
+rate and cost rounded to 2 % (`SNAP`), and each pass weighs only the best few again at the measured inputs.
+The current setting is kept unless the winner is better by more than HYSTERESIS, so noise does not rewrite
+the NIC. A device's p99 target (config `p99_target_us`) is a constraint before the price: settings whose
+predicted p99 (docs/physics.md §9.6) exceed it rank after every one that meets it; where none meets it, the
+lowest p99 is chosen and the reason says so. Per-packet and per-interrupt costs are estimated from the host
+(softirq time per packet) or taken from the config. When a busy-polling application takes the packets
+(TcpExt BusyPollRxPackets), every setting is predicted with that application polling, and IRQ suspension
 (irq-suspend-timeout 20 ms with deferral as its safety net, docs/physics.md §2.7; the model sees only
-whether it is on) is searched too where the kernel has it: it is chosen only where the model says it
-pays. Where the driver gives small rx-usecs values another meaning (Intel's adaptive ITR modes, values
-it refuses: model/coalesce.py `DRIVER_USECS`), only values it takes as a delay are searched, and a
-current adaptive mode is not predicted at all. Under the min-gap flavour rx-frames means nothing and
-is left as it is. Pure: measurements in, a proposal with its reason out.
+whether it is on) is searched too where the kernel has it: it is chosen only where the model says it pays.
+Where the driver gives small rx-usecs values another meaning (Intel's adaptive ITR modes, values it refuses:
+model/coalesce.py `DRIVER_USECS`), only values it takes as a delay are searched, and a current adaptive mode
+is not predicted at all. Under the min-gap flavour rx-frames means nothing and is left as it is. Pure:
+measurements in, a proposal with its reason out.
 """
 
 from __future__ import annotations
@@ -239,9 +238,9 @@ class Searched:
 
 @lru_cache(maxsize=512)  # every pass asks again; loads that differ by noise share a search (SNAP)
 def search(problem: Problem) -> Searched:
-    """The best settings of the space by the model: a coarse grid of each family (coalescing alone,
-    deferral alone, with IRQ suspension, the best of each combined), then pattern search around the
-    REFINED best, at most MAX_SEARCHED settings predicted. Deterministic."""
+    """The best settings of the space by the model: a coarse grid of each family (coalescing alone, deferral
+    alone, with IRQ suspension, the best of each combined), then pattern search from the best (`_starts`), at
+    most MAX_SEARCHED settings predicted. Deterministic."""
     scores: dict[Moderation, Score] = {}
 
     def ranked() -> list[Moderation]:
