@@ -6,13 +6,16 @@ nothing; the loop (loop.py) checks, applies and verifies what it proposes.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import replace
+import math
+import os
+from dataclasses import asdict, fields, replace
 
 from ..act.knobs import EthtoolKnob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide import napi as napi_policy
-from ..decide.moderation import Moderation, choose
+from ..decide.moderation import Moderation, choose, forecast
 from ..findings import Finding
 from ..host import Host, NoNetlink
 from ..measure.inventory import Inventory
@@ -25,6 +28,9 @@ from ..plan import Change
 log = logging.getLogger("irqtune.agent")
 
 IDENTIFY_WINDOWS = 8  # recent windows per device the moderation flavour is fitted to
+MISS_BAND = 0.4  # log-ratio: a measured interrupt rate beyond x1.5 of the prediction is the model's miss ...
+MISS_MIN_RATE = 100.0  # ... where either rate is at least this many interrupts/s (below, counting noise rules)
+MODEL_FILE = "model.json"  # in the state directory: each device's windows and the response fitted to them
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue),
 # as the driver takes it as a delay (model/coalesce.py writable_usecs)
 
@@ -37,7 +43,10 @@ class Proposer:
         self.storming: set[str] = set()
         self.seen: dict[str, int] = {}  # knob id -> value as last read
         self.windows: dict[str, list[Window]] = {}  # device -> its busiest queue's recent windows (model/identify.py)
-        self.models: dict[str, Identified] = {}  # device -> the moderation flavour in use for it
+        self.models: dict[str, Identified] = {}  # device -> the moderation response in use for it
+        self.priors: dict[str, str] = {}  # device -> its driver's usual flavour
+        self.rewritten: set[str] = set()  # devices whose knobs the loop wrote back this pass: no window this pass
+        self.unsaved = False  # saving the models failed once (warned)
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 usable: set[int] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
@@ -125,7 +134,8 @@ class Proposer:
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
-                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"))  # fmt: skip
+                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
+                            scale=model.scale, floor_us=model.floor_us)  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
@@ -149,7 +159,12 @@ class Proposer:
             if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
                 batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
                                       "latency_us": round(choice.predicted_latency_us, 2),
-                                      "cpu": round(choice.predicted_cpu, 4), "model": model.flavour}  # fmt: skip
+                                      "cpu": round(choice.predicted_cpu, 4), "model": model.flavour,
+                                      "packets": round(busiest.packets, 1), "setting": asdict(new),
+                                      "response": model.response.to_json(), "service_us": round(service, 3),
+                                      "irq_cost_us": config.limits.irq_cost_us,
+                                      "busy_polled": polled is not None,
+                                      "band": round(max(MISS_BAND, 2 * model.error), 3)}  # fmt: skip
             out += batch
         return out
 
@@ -159,12 +174,99 @@ class Proposer:
         A window counts when the setting it was measured under is a plain delay (no deferral, no adaptive mode)."""
         setting = current["setting"]
         plain = not setting.defer and not current["adaptive"] and rx_usecs_mode(driver, setting.rx_usecs) is None
-        if plain and busiest.interrupts > 0:
+        self.priors[device] = driver_flavour(driver)
+        if plain and busiest.interrupts > 0 and device not in self.rewritten:  # the setting the window ran under
             window = Window(busiest.packets, busiest.interrupts, setting.rx_usecs, setting.rx_frames, service_us,
                             irq_cost_us)  # fmt: skip
             self.windows[device] = [*self.windows.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], window]
-        self.models[device] = identify(self.windows.get(device, []), driver_flavour(driver))
+        self.models[device] = identify(self.windows.get(device, []), self.priors[device])
         return self.models[device]
+
+    def check(self, config: Config, inventory: Inventory, rates: Rates, d: Change) -> tuple[dict | None, Window | None]:
+        """A moderation change's prediction against the first window that judges it: the model as it stood when
+        the change was chosen, run again at the packet rate this window measured (a load that moved is not the
+        model's miss), against the busiest queue's measured interrupt rate. `miss`: beyond the noise band
+        (MISS_BAND, or twice the model's own error on its windows) for a setting without deferral; the window
+        under the new setting comes back for `learn`. (None, None) where nothing can be compared."""
+        p, device = d.predicted, inventory.device(d.device) if d.device else None
+        if not p or "setting" not in p or device is None or not device.irqs:
+            return None, None
+        busiest = max(queue_loads(device, inventory, rates), key=lambda q: q.packets, default=None)
+        if busiest is None:
+            return None, None
+        setting = Moderation(**{f.name: int(p["setting"][f.name]) for f in fields(Moderation)})
+        r = p.get("response", {})
+        expected = forecast(
+            busiest.packets,
+            setting,
+            p["service_us"],
+            p["irq_cost_us"],
+            r.get("flavour", p["model"]),
+            p.get("busy_polled", False),
+            r.get("timer_scale", 1.0),
+            r.get("floor_us", 0.0),
+        ).irq_rate
+        got = busiest.interrupts
+        error = (got - expected) / expected if expected >= 1.0 else (0.0 if got < 1.0 else None)
+        band = p.get("band", MISS_BAND)
+        miss = (
+            not setting.defer
+            and max(got, expected) >= MISS_MIN_RATE
+            and (got <= 0 or expected <= 0 or abs(math.log(max(got, 1e-9) / max(expected, 1e-9))) > band)
+        )
+        shown = f"{error * 100:+.0f}" if error is not None else "n/a"
+        missed = "; the model missed" if miss else ""
+        log.info("%s: predicted %.0f interrupts/s on the busiest queue at %.0f packets/s, measured %.0f "
+                 "(error %s %%)%s", d.knob, expected, busiest.packets, got, shown, missed)  # fmt: skip
+        check = {"knob": d.knob, "device": d.device, "predicted_irq_rate": round(expected, 1),
+                 "measured_irq_rate": round(got, 1), "error": round(error, 4) if error is not None else None,
+                 "packets": round(busiest.packets, 1), "model": r, "band": round(math.expm1(band), 3),
+                 "miss": miss}  # fmt: skip
+        plain = not setting.defer and rx_usecs_mode(device.driver, setting.rx_usecs) is None
+        if not plain or got <= 0 or busiest.packets <= 0:
+            return check, None
+        service = self._service_estimate(config, rates, busiest)
+        return check, Window(busiest.packets, got, setting.rx_usecs, setting.rx_frames, service,
+                             config.limits.irq_cost_us)  # fmt: skip
+
+    def learn(self, device: str, window: Window) -> Identified:
+        """Add a window measured under a setting the device no longer holds (a change rolled back) and fit again."""
+        self.windows[device] = [*self.windows.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], window]
+        self.models[device] = identify(self.windows[device], self.priors.get(device, "timer-from-first"))
+        return self.models[device]
+
+    def save(self, state_dir: str) -> None:
+        """Each device's windows and fitted response to MODEL_FILE (JSON, replaced whole: old or new after a
+        crash; losing it costs only a few windows of learning), for `status` and the next start."""
+        data = {"devices": {name: {"prior": self.priors.get(name, model.prior), "model": model.to_json(),
+                                   "windows": [list(asdict(w).values()) for w in self.windows.get(name, [])]}
+                            for name, model in sorted(self.models.items())}}  # fmt: skip
+        path = os.path.join(state_dir, MODEL_FILE)
+        try:
+            os.makedirs(state_dir, exist_ok=True)
+            with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(f"{path}.tmp", path)
+        except OSError as err:
+            if not self.unsaved:  # once: a read-only state directory (observe mode) stays one
+                log.warning("%s: the device models were not saved: %s", path, err)
+            self.unsaved = True
+
+    def load(self, state_dir: str) -> None:
+        """The windows a previous run saved (`save`), each device fitted again; a file that is not ours is
+        ignored with a warning (a model is learned again in a few windows)."""
+        devices = read_models(state_dir)
+        for name, entry in devices.items():
+            try:
+                windows = [Window(*(float(v) for v in w[:2]), *(int(v) for v in w[2:4]), *(float(v) for v in w[4:6]))
+                           for w in entry["windows"]][-IDENTIFY_WINDOWS:]  # fmt: skip
+                prior = str(entry["prior"])
+            except (KeyError, TypeError, ValueError) as err:
+                log.warning("%s: %s: device %r not loaded: %s", state_dir, MODEL_FILE, name, err)
+                continue
+            if all(math.isfinite(v) and v >= 0 for w in windows for v in asdict(w).values()):
+                self.windows[name], self.priors[name] = windows, prior
+                self.models[name] = identify(windows, prior)
 
     def _suspend_now(self, device: str) -> dict[int, int]:
         """NAPI id -> irq-suspend-timeout (ns) now; empty where the kernel has no per-NAPI suspension."""
@@ -283,6 +385,24 @@ class Proposer:
         irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
         estimate = (busy - irqs * config.limits.irq_cost_us * 1e-6) / processed * 1e6
         return min(50.0, max(0.1, estimate))
+
+
+def read_models(state_dir: str) -> dict[str, dict]:
+    """MODEL_FILE's devices (name -> {"prior", "model", "windows"}); empty where there is none or it is not ours."""
+    path = os.path.join(state_dir, MODEL_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, RecursionError) as err:
+        log.warning("%s: not read: %s", path, err)
+        return {}
+    devices = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(devices, dict):
+        log.warning("%s: not a model file of irqtune (no devices table)", path)
+        return {}
+    return {str(k): v for k, v in devices.items() if isinstance(v, dict)}
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:

@@ -63,9 +63,24 @@ class Forecast:
 
 
 def forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
-             flavour: str = "timer-from-first", busy_polled: bool = False) -> Forecast:  # fmt: skip
-    """One queue at `rate` packets/s under `setting`, by one run of the model; `busy_polled`: the consumer is
-    an epoll application with prefer_busy_poll."""
+             flavour: str = "timer-from-first", busy_polled: bool = False, scale: float = 1.0,
+             floor_us: float = 0.0) -> Forecast:  # fmt: skip
+    """One queue at `rate` packets/s under `setting`, by the model; `busy_polled`: the consumer is an epoll
+    application with prefer_busy_poll. `scale` and `floor_us`: the device's identified timer scale and interrupt
+    floor (model/identify.py): the window is `scale` x rx-usecs long, and where the device would interrupt more
+    often than once per floor it keeps that gap as Intel's ITR does (the min-gap flavour at the floor)."""
+    usecs = setting.rx_usecs * scale  # µs of real delay (a float where the scale is fitted)
+    f = _forecast(rate, replace(setting, rx_usecs=usecs), service_us, irq_cost_us, flavour, busy_polled)
+    if floor_us and f.irq_rate > 1e6 / floor_us:
+        gap = max(usecs, math.ceil(floor_us))
+        f = _forecast(rate, replace(setting, rx_usecs=gap, rx_frames=0), service_us, irq_cost_us, "min-gap",
+                      busy_polled)  # fmt: skip
+    return f
+
+
+def _forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: float, flavour: str,
+              busy_polled: bool) -> Forecast:  # fmt: skip
+    """One run of the queue model."""
     napi = None
     if setting.defer or busy_polled:
         napi = Napi(defer=setting.defer, gro_flush=setting.gro_flush_us * 1e-6, suspend=setting.suspend_us * 1e-6,
@@ -87,14 +102,16 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
-           driver: str | None = None, p99_target_us: float = 0.0) -> Choice | None:  # fmt: skip
+           driver: str | None = None, p99_target_us: float = 0.0, scale: float = 1.0,
+           floor_us: float = 0.0) -> Choice | None:  # fmt: skip
     """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
     device cannot do that, so only candidates without it are weighed. `busy_polled`: an application polls
     the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
     (model/coalesce.py): candidates only take values it reads as a delay, and a current adaptive mode, which
     the model cannot predict, is left for the best candidate (the agent's verification judges the change).
-    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is."""
+    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is.
+    `scale`, `floor_us`: the device's identified timer scale and interrupt floor (see `forecast`)."""
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
     usable = [c for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))]
@@ -109,7 +126,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
         candidates.add(current)
 
     def cost(setting: Moderation) -> Score:
-        f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
+        f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled, scale, floor_us)
         return Score(f.latency_us + weight * f.cpu * queues, f.latency_us, f.cpu * queues, f.irq_rate, f.p99_us)
 
     scored = {s: cost(s) for s in candidates}

@@ -7,7 +7,15 @@ under the setting it holds; every flavour of the queueing model (model/queue.py)
 for the same packets, setting and costs, and the flavour whose predictions stay closest to the measurements
 (mean absolute log-ratio over the recent windows) is the one in use. The prior keeps the device unless another
 flavour fits clearly better (by IDENTIFY_MARGIN), and windows where the flavours cannot differ (no coalescing
-window, no load, deferral on, an overloaded queue) teach nothing. Pure.
+window, no load, deferral on, an overloaded queue) teach nothing about the flavour.
+
+Two more numbers of the device's response are then fitted to every window, rx-usecs 0 included
+(docs/physics.md §9.7): the timer scale, the real delay per rx-usecs unit (a device or emulator whose timer
+ticks in other units than the driver converts for: QEMU's e1000e keeps 0.79 µs per unit), and the interrupt
+floor, a minimum gap the device or platform keeps between interrupts whatever the setting (Intel's ITR floor
+of 128 µs while throttling is on, 82574 datasheet §10.2.4.2, which QEMU emulates; a hypervisor that delivers
+interrupts in batches). Both start at "none" (scale 1, no floor) and move only where that fits the windows
+clearly better (by FIT_MARGIN). Pure.
 """
 
 from __future__ import annotations
@@ -22,6 +30,9 @@ FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
 IDENTIFY_MARGIN = 0.3  # log-ratio: another flavour must fit about 35 % better than the prior to replace it
 MIN_SPREAD = 0.2  # log-ratio between the flavours' predictions below which a window cannot tell them apart
 MIN_WINDOWS = 2  # informative windows needed before the prior can be replaced
+FIT_MARGIN = 0.1  # log-ratio: a timer scale or an interrupt floor must cut the mean error by this much
+SCALES = (0.25, 4.0)  # the timer scales believed: beyond them the window is more likely something else
+TIMER_BOUND = 0.5  # a window's timer sets its interrupt rate when predicted rate x rx-usecs is at least this
 
 
 @dataclass(frozen=True)
@@ -38,20 +49,55 @@ class Window:
 
 
 @dataclass(frozen=True)
+class Response:
+    """How a queue turns its setting into interrupts: the flavour, the real delay per rx-usecs unit and the
+    minimum gap (µs) it keeps between interrupts (0: none)."""
+
+    flavour: str = "timer-from-first"
+    scale: float = 1.0
+    floor_us: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"flavour": self.flavour, "timer_scale": round(self.scale, 3), "floor_us": round(self.floor_us, 1)}
+
+
+@dataclass(frozen=True)
 class Identified:
     flavour: str
     prior: str
     windows: int  # informative windows behind it
     errors: dict[str, float]  # flavour -> mean |log(predicted / measured)| interrupt rate
+    scale: float = 1.0  # the real delay per rx-usecs unit
+    floor_us: float = 0.0  # the minimum gap between interrupts the device keeps (0: none seen)
+    fitted: int = 0  # windows the scale and floor were fitted to
+    error: float = 0.0  # mean |log(predicted / measured)| of the whole response over those windows
+
+    @property
+    def response(self) -> Response:
+        return Response(self.flavour, self.scale, self.floor_us)
+
+    def to_json(self) -> dict:
+        return {**self.response.to_json(), "prior": self.prior, "flavour_windows": self.windows,
+                "windows": self.fitted, "error": round(math.expm1(self.error), 3)}  # fmt: skip
 
     def describe(self) -> str:
         if not self.windows:
-            return f"{self.flavour} (the driver's usual; no window yet tells the flavours apart)"
-        own = f"interrupt-rate error {math.expm1(self.errors[self.flavour]):.0%}"
-        if self.flavour == self.prior:
-            return f"{self.flavour} (the driver's usual, confirmed by {self.windows} windows: {own})"
-        return (f"{self.flavour} (identified from {self.windows} windows: {own}, against "
-                f"{math.expm1(self.errors[self.prior]):.0%} for the driver's usual {self.prior})")  # fmt: skip
+            flavour = f"{self.flavour} (the driver's usual; no window yet tells the flavours apart)"
+        elif self.flavour == self.prior:
+            own = f"interrupt-rate error {math.expm1(self.errors[self.flavour]):.0%}"
+            flavour = f"{self.flavour} (the driver's usual, confirmed by {self.windows} windows: {own})"
+        else:
+            own = f"interrupt-rate error {math.expm1(self.errors[self.flavour]):.0%}"
+            flavour = (f"{self.flavour} (identified from {self.windows} windows: {own}, against "
+                       f"{math.expm1(self.errors[self.prior]):.0%} for the driver's usual {self.prior})")  # fmt: skip
+        extra = []
+        if self.scale != 1.0:
+            extra.append(f"timer {self.scale:.2f} µs per rx-usecs unit")
+        if self.floor_us:
+            extra.append(f"at most one interrupt per {self.floor_us:.0f} µs")
+        if extra:
+            flavour += f"; {', '.join(extra)} (fitted to {self.fitted} windows, error {math.expm1(self.error):.0%})"
+        return flavour
 
 
 @lru_cache(maxsize=4096)  # a window is fitted again every pass it stays among the recent ones
@@ -86,9 +132,60 @@ def identify(windows: list[Window], prior: str) -> Identified:
         for flavour, rate in predicted.items():
             errors[flavour] += abs(math.log(rate / window.interrupts))
     if used == 0:
-        return Identified(prior, prior, 0, {})
-    errors = {f: e / used for f, e in errors.items()}
-    best = min(errors, key=errors.get)
-    if used < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
-        best = prior if prior in errors else best
-    return Identified(best, prior, used, errors)
+        best, errors = prior, {}
+    else:
+        errors = {f: e / used for f, e in errors.items()}
+        best = min(errors, key=errors.get)
+        if used < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
+            best = prior if prior in errors else best
+    scale, floor_us, fitted, error = fit_response(windows, best)
+    return Identified(best, prior, used, errors, scale, floor_us, fitted, error)
+
+
+def fit_response(windows: list[Window], flavour: str) -> tuple[float, float, int, float]:
+    """(timer scale, interrupt floor µs, windows used, mean |log error|) for `flavour`, fitted to every window
+    with load and interrupts. The candidates come from the windows themselves: each timer-bound window's own
+    scale (its measured cycle minus the predicted one is the timer's extra time), each window's interrupt gap
+    as a floor; the pair with the lowest mean error wins, (1, none) unless another is better by FIT_MARGIN.
+    A scale moves the cycle, not the shape: 1/rate(k) = 1/rate(1) + (k - 1) U, exact for a window without a
+    frame limit that the timer ends (docs/physics.md §9.7); the timer-restart flavour keeps scale 1."""
+    points = []
+    for w in windows:
+        if w.packets <= 0 or w.interrupts <= 0:
+            continue
+        base = predicted_interrupts(w, flavour)
+        if base is not None:
+            points.append((w, base))
+    if not points:
+        return 1.0, 0.0, 0, 0.0
+    scales = {1.0}
+    if flavour != "timer-restart":
+        for w, base in points:
+            usecs = w.rx_usecs * 1e-6
+            if usecs > 0 and base * usecs >= TIMER_BOUND and (w.rx_frames == 0 or w.packets * usecs < w.rx_frames):
+                k = 1.0 + (1.0 / w.interrupts - 1.0 / base) / usecs
+                if SCALES[0] <= k <= SCALES[1]:
+                    scales.add(round(k, 3))
+    floors = {0.0} | {round(1e6 / w.interrupts, 1) for w, _ in points}
+
+    def error(scale: float, floor_us: float) -> float:
+        total = 0.0
+        for w, base in points:
+            rate = _scaled(base, w.rx_usecs, scale)
+            if floor_us:
+                rate = min(rate, 1e6 / floor_us)
+            total += abs(math.log(rate / w.interrupts))
+        return total / len(points)
+
+    plain = error(1.0, 0.0)
+    best = min(((error(k, f), k, f) for k in scales for f in floors), key=lambda t: (t[0], t[2], abs(t[1] - 1)))
+    if plain - best[0] <= FIT_MARGIN:
+        return 1.0, 0.0, len(points), plain
+    return best[1], best[2], len(points), best[0]
+
+
+def _scaled(rate: float, rx_usecs: int, scale: float) -> float:
+    """The interrupt rate with the timer `scale` times as long: the cycle grows by (scale - 1) rx-usecs."""
+    if scale == 1.0 or rx_usecs <= 0:
+        return rate
+    return 1.0 / max(1e-9, 1.0 / rate + (scale - 1.0) * rx_usecs * 1e-6)
