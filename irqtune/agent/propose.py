@@ -29,6 +29,7 @@ log = logging.getLogger("irqtune.agent")
 
 IDENTIFY_WINDOWS = 8  # recent windows per device the moderation flavour is fitted to
 MISS_BAND = 0.4  # log-ratio: a measured interrupt rate beyond x1.5 of the prediction is the model's miss ...
+MAX_BAND = 0.7  # log-ratio (x2): the widest band, however poorly the model fits its windows yet
 MISS_MIN_RATE = 100.0  # ... where either rate is at least this many interrupts/s (below, counting noise rules)
 MODEL_FILE = "model.json"  # in the state directory: each device's windows and the response fitted to them
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue),
@@ -164,7 +165,8 @@ class Proposer:
                                       "response": model.response.to_json(), "service_us": round(service, 3),
                                       "irq_cost_us": config.limits.irq_cost_us,
                                       "busy_polled": polled is not None,
-                                      "band": round(max(MISS_BAND, 2 * model.error), 3)}  # fmt: skip
+                                      "band": round(min(MAX_BAND, max(MISS_BAND, 2 * model.error)), 3),
+                                      "windows": model.fitted}  # fmt: skip
             out += batch
         return out
 
@@ -186,8 +188,8 @@ class Proposer:
         """A moderation change's prediction against the first window that judges it: the model as it stood when
         the change was chosen, run again at the packet rate this window measured (a load that moved is not the
         model's miss), against the busiest queue's measured interrupt rate. `miss`: beyond the noise band
-        (MISS_BAND, or twice the model's own error on its windows) for a setting without deferral; the window
-        under the new setting comes back for `learn`. (None, None) where nothing can be compared."""
+        (MISS_BAND, or twice the model's own error on its windows, at most MAX_BAND) for a setting without
+        deferral; the window under the new setting comes back for `learn`. (None, None): nothing to compare."""
         p, device = d.predicted, inventory.device(d.device) if d.device else None
         if not p or "setting" not in p or device is None or not device.irqs:
             return None, None
@@ -221,7 +223,7 @@ class Proposer:
         check = {"knob": d.knob, "device": d.device, "predicted_irq_rate": round(expected, 1),
                  "measured_irq_rate": round(got, 1), "error": round(error, 4) if error is not None else None,
                  "packets": round(busiest.packets, 1), "model": r, "band": round(math.expm1(band), 3),
-                 "miss": miss}  # fmt: skip
+                 "windows": p.get("windows", 0), "miss": miss}  # fmt: skip
         plain = not setting.defer and rx_usecs_mode(device.driver, setting.rx_usecs) is None
         if not plain or got <= 0 or busiest.packets <= 0:
             return check, None

@@ -121,32 +121,34 @@ def informative(window: Window) -> dict[str, float] | None:
 
 
 def identify(windows: list[Window], prior: str) -> Identified:
-    """The flavour that explains the measured interrupt rates best, the prior unless another is clearly better."""
+    """The flavour that explains the measured interrupt rates best, the prior unless another is clearly better;
+    each flavour is weighed with its own fitted floor, so a floor is not mistaken for a flavour (not with a fitted
+    scale: a scale would let the timer flavours imitate each other); the scale is fitted to the one chosen."""
+    informed = [(w, p) for w in windows if (p := informative(w)) is not None]
+    if not informed:
+        scale, floor_us, fitted, error = fit_response(windows, prior)
+        return Identified(prior, prior, 0, {}, scale, floor_us, fitted, error)
+    fits = {f: fit_response(windows, f, scaled=False) for f in FLAVOURS}
     errors = {f: 0.0 for f in FLAVOURS}
-    used = 0
-    for window in windows:
-        predicted = informative(window)
-        if predicted is None:
-            continue
-        used += 1
+    for window, predicted in informed:
         for flavour, rate in predicted.items():
-            errors[flavour] += abs(math.log(rate / window.interrupts))
-    if used == 0:
-        best, errors = prior, {}
-    else:
-        errors = {f: e / used for f, e in errors.items()}
-        best = min(errors, key=errors.get)
-        if used < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
-            best = prior if prior in errors else best
-    scale, floor_us, fitted, error = fit_response(windows, best)
-    return Identified(best, prior, used, errors, scale, floor_us, fitted, error)
+            scale, floor_us = fits[flavour][:2]
+            rate = _scaled(rate, window.rx_usecs, scale)
+            rate = min(rate, 1e6 / floor_us) if floor_us else rate
+            errors[flavour] += abs(math.log(rate / window.interrupts)) / len(informed)
+    best = min(errors, key=errors.get)
+    if len(informed) < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
+        best = prior if prior in errors else best
+    return Identified(best, prior, len(informed), errors, *fit_response(windows, best))
 
 
-def fit_response(windows: list[Window], flavour: str) -> tuple[float, float, int, float]:
+def fit_response(windows: list[Window], flavour: str, scaled: bool = True) -> tuple[float, float, int, float]:
     """(timer scale, interrupt floor µs, windows used, mean |log error|) for `flavour`, fitted to every window
     with load and interrupts. The candidates come from the windows themselves: each timer-bound window's own
-    scale (its measured cycle minus the predicted one is the timer's extra time), each window's interrupt gap
-    as a floor; the pair with the lowest mean error wins, (1, none) unless another is better by FIT_MARGIN.
+    scale (its measured cycle minus the predicted one is the timer's extra time), the interrupt gap of each
+    window the timer does not bound (no or a short rx-usecs: what holds interrupts back there is not the
+    timer) as a floor, each only where MIN_WINDOWS windows offer one; the pair with the lowest mean error wins,
+    and each of the two stays at "none" unless it cuts the summed error by FIT_MARGIN on MIN_WINDOWS windows.
     A scale moves the cycle, not the shape: 1/rate(k) = 1/rate(1) + (k - 1) U, exact for a window without a
     frame limit that the timer ends (docs/physics.md §9.7); the timer-restart flavour keeps scale 1."""
     points = []
@@ -158,30 +160,35 @@ def fit_response(windows: list[Window], flavour: str) -> tuple[float, float, int
             points.append((w, base))
     if not points:
         return 1.0, 0.0, 0, 0.0
-    scales = {1.0}
-    if flavour != "timer-restart":
-        for w, base in points:
-            usecs = w.rx_usecs * 1e-6
-            if usecs > 0 and base * usecs >= TIMER_BOUND and (w.rx_frames == 0 or w.packets * usecs < w.rx_frames):
-                k = 1.0 + (1.0 / w.interrupts - 1.0 / base) / usecs
-                if SCALES[0] <= k <= SCALES[1]:
-                    scales.add(round(k, 3))
-    floors = {0.0} | {round(1e6 / w.interrupts, 1) for w, _ in points}
+    scales, floors = [1.0], [0.0]
+    for w, base in points:
+        usecs = w.rx_usecs * 1e-6
+        if usecs <= 0 or base * usecs < TIMER_BOUND:  # the timer does not set this rate: a floor might
+            floors.append(round(1e6 / w.interrupts, 1))
+        elif scaled and flavour != "timer-restart" and (w.rx_frames == 0 or w.packets * usecs < w.rx_frames):
+            k = 1.0 + (1.0 / w.interrupts - 1.0 / base) / usecs  # the timer's: its scale
+            if SCALES[0] <= k <= SCALES[1]:
+                scales.append(round(k, 3))
+    scales = scales if len(scales) > MIN_WINDOWS else [1.0]  # one window explains anything: two must agree
+    floors = floors if len(floors) > MIN_WINDOWS else [0.0]
 
-    def error(scale: float, floor_us: float) -> float:
-        total = 0.0
+    def error(scale: float, floor_us: float) -> float:  # summed over the windows: a parameter that fixes two
+        total = 0.0  # windows counts as much among eight windows as among two
         for w, base in points:
             rate = _scaled(base, w.rx_usecs, scale)
             if floor_us:
                 rate = min(rate, 1e6 / floor_us)
             total += abs(math.log(rate / w.interrupts))
-        return total / len(points)
+        return total
 
-    plain = error(1.0, 0.0)
-    best = min(((error(k, f), k, f) for k in scales for f in floors), key=lambda t: (t[0], t[2], abs(t[1] - 1)))
-    if plain - best[0] <= FIT_MARGIN:
-        return 1.0, 0.0, len(points), plain
-    return best[1], best[2], len(points), best[0]
+    _, scale, floor_us = min(((error(k, f), k, f) for k in set(scales) for f in set(floors)),
+                             key=lambda t: (t[0], t[2], abs(t[1] - 1)))  # fmt: skip
+    earn = FIT_MARGIN * MIN_WINDOWS  # each must earn its place: fix MIN_WINDOWS windows by FIT_MARGIN
+    if floor_us and error(scale, 0.0) - error(scale, floor_us) <= earn:
+        floor_us = 0.0
+    if scale != 1.0 and error(1.0, floor_us) - error(scale, floor_us) <= earn:
+        scale = 1.0
+    return scale, floor_us, len(points), error(scale, floor_us) / len(points)
 
 
 def _scaled(rate: float, rx_usecs: int, scale: float) -> float:
