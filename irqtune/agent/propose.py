@@ -29,7 +29,6 @@ log = logging.getLogger("irqtune.agent")
 
 IDENTIFY_WINDOWS = 8  # recent windows per device the moderation flavour is fitted to
 MISS_BAND = 0.4  # log-ratio: a measured interrupt rate beyond x1.5 of the prediction is the model's miss ...
-MAX_BAND = 0.7  # log-ratio (x2): the widest band, however poorly the model fits its windows yet
 MISS_MIN_RATE = 100.0  # ... where either rate is at least this many interrupts/s (below, counting noise rules)
 MODEL_FILE = "model.json"  # in the state directory: each device's windows and the response fitted to them
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue),
@@ -165,7 +164,6 @@ class Proposer:
                                       "response": model.response.to_json(), "service_us": round(service, 3),
                                       "irq_cost_us": config.limits.irq_cost_us,
                                       "busy_polled": polled is not None,
-                                      "band": round(min(MAX_BAND, max(MISS_BAND, 2 * model.error)), 3),
                                       "windows": model.fitted}  # fmt: skip
             out += batch
         return out
@@ -188,8 +186,10 @@ class Proposer:
         """A moderation change's prediction against the first window that judges it: the model as it stood when
         the change was chosen, run again at the packet rate this window measured (a load that moved is not the
         model's miss), against the busiest queue's measured interrupt rate. `miss`: beyond the noise band
-        (MISS_BAND, or twice the model's own error on its windows, at most MAX_BAND) for a setting without
-        deferral; the window under the new setting comes back for `learn`. (None, None): nothing to compare."""
+        MISS_BAND (interrupt counts over a window are exact; what moves them besides the setting is the load,
+        which the prediction follows) for a setting without deferral, whose interrupt rate is set by timers and
+        the poll, not by the coalescing model; the window under the new setting comes back for `learn`.
+        (None, None): nothing to compare."""
         p, device = d.predicted, inventory.device(d.device) if d.device else None
         if not p or "setting" not in p or device is None or not device.irqs:
             return None, None
@@ -210,7 +210,7 @@ class Proposer:
         ).irq_rate
         got = busiest.interrupts
         error = (got - expected) / expected if expected >= 1.0 else (0.0 if got < 1.0 else None)
-        band = p.get("band", MISS_BAND)
+        band = MISS_BAND
         miss = (
             not setting.defer
             and max(got, expected) >= MISS_MIN_RATE

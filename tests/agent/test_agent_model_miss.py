@@ -1,0 +1,118 @@
+"""A moderation change whose prediction the measurement misses: the agent rolls it back, learns the device's response
+from the window it measured, and its next choice is predicted within the noise band. The simulated e1000e-like NIC's
+timer runs 0.5 µs per rx-usecs unit (`timer_scale`), which its driver cannot know: the driver-name prior predicts too
+few interrupts for any delay. The model the agent learned is saved in the state directory and a restarted agent
+starts from it."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from test_agent_moderation import _as_e1000e
+
+from irqtune.act.journal import Journal
+from irqtune.agent.loop import Agent
+from irqtune.agent.propose import MISS_BAND, MODEL_FILE
+from irqtune.config import Config, Limits
+from irqtune.sim.kernel import SimulatedKernel
+from irqtune.sim.machine import SimMachine
+from irqtune.sim.scenario import load_scenario
+from irqtune.statedir import boot_id
+
+SCENARIO = """
+[host]
+cpus = 4
+
+[[nic]]
+name = "eth1"
+queues = 1
+flavour = "min-gap"
+timer_scale = 0.5
+rx_usecs = 3
+rx_frames = 0
+
+[[phase]]
+name = "steady"
+seconds = 60
+nic = "eth1"
+rate_pps = 100000
+"""
+
+
+def _sim(tmp_path) -> SimMachine:
+    """The NIC as e1000e shows itself, without NAPI deferral (an older kernel's view), so coalescing is the knob."""
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=3)
+    _as_e1000e(sim)
+    for name in ("napi_defer_hard_irqs", "gro_flush_timeout"):
+        os.remove(os.path.join(sim.root, "sys/class/net/eth1", name))
+    return sim
+
+
+def _agent(sim: SimMachine, state: str) -> tuple[Agent, Journal]:
+    host = SimulatedKernel.for_root(sim.root)
+    journal = Journal.open(state, boot_id(host))
+    config = Config(mode="tune", interval=1.0, goal="throughput", limits=Limits(dwell=0, max_changes=8))
+    return Agent(host, config, state, clock=lambda: sim.clock, journal=journal), journal
+
+
+def _passes(sim: SimMachine, agent: Agent, n: int) -> list:
+    reports = []
+    for _ in range(n):
+        sim.step(1.0, sim.sc.phases[0])
+        reports.append(agent.run_pass())
+    return reports
+
+
+def test_a_missed_prediction_is_rolled_back_learned_from_and_the_next_choice_holds(tmp_path):
+    sim = _sim(tmp_path)
+    agent, journal = _agent(sim, str(tmp_path / "state"))
+    try:
+        reports = _passes(sim, agent, 10)
+    finally:
+        journal.close()
+    knob = "net/eth1/coalesce/rx-usecs"
+    checks = [c for r in reports for c in r.checks if c["knob"] == knob]
+    misses = [c for c in checks if c["miss"]]
+    assert misses and misses[0]["error"] > 0.5, checks  # the prior: too few interrupts predicted
+    missed_rollbacks = [d for r in reports for d in r.rollbacks if "the model missed" in d.reason]
+    assert missed_rollbacks and all(d.outcome == "rolled-back" and d.target == "3" for d in missed_rollbacks)
+    assert any("learned" in c for c in misses)
+    held = [c for c in checks if not c["miss"]]
+    assert held, checks  # after learning, a change whose prediction the measurement bears out
+    after = held[0]
+    assert after["model"]["timer_scale"] < 0.7 and abs(after["error"]) < 0.2, after
+    assert abs(after["error"]) < MISS_BAND
+    model = agent.proposer.models["eth1"]
+    assert 0.4 < model.scale < 0.65 and "rx-usecs unit" in model.describe(), model
+    assert sim.nic_settings(sim.sc.nics[0]).usecs >= 10  # a delay e1000e takes, held at the end
+
+
+def test_the_learned_model_is_saved_and_a_restarted_agent_starts_from_it(tmp_path):
+    sim = _sim(tmp_path)
+    state = str(tmp_path / "state")
+    agent, journal = _agent(sim, state)
+    try:
+        _passes(sim, agent, 8)
+    finally:
+        journal.close()
+    learned = agent.proposer.models["eth1"]
+    with open(os.path.join(state, MODEL_FILE), encoding="utf-8") as f:
+        saved = json.load(f)["devices"]["eth1"]
+    assert saved["model"]["timer_scale"] == round(learned.scale, 3) and saved["prior"] == "min-gap"
+    assert len(saved["windows"]) == len(agent.proposer.windows["eth1"]) >= 2
+    restarted, journal = _agent(sim, state)
+    journal.close()
+    assert restarted.proposer.models["eth1"].scale == learned.scale
+
+
+def test_a_model_file_that_is_not_ours_is_ignored(tmp_path, caplog):
+    state = tmp_path / "state"
+    state.mkdir()
+    for text in ("[1, 2]", '{"devices": {"eth1": {"prior": "min-gap", "windows": [["x"]]}}}', "{", '{"devices": 3}'):
+        (state / MODEL_FILE).write_text(text, encoding="utf-8")
+        sim = _sim(tmp_path / str(abs(hash(text))))
+        agent, journal = _agent(sim, str(state))
+        journal.close()
+        assert agent.proposer.models == {}
+    assert "model.json" in caplog.text
