@@ -24,13 +24,13 @@ from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, w
 from ..model.identify import Identified, Window, identify
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
+from ..statedir import MODEL_FILE, read_device_models
 
 log = logging.getLogger("irqtune.agent")
 
 IDENTIFY_WINDOWS = 8  # recent windows per device the moderation flavour is fitted to
 MISS_BAND = 0.4  # log-ratio: a measured interrupt rate beyond x1.5 of the prediction is the model's miss ...
 MISS_MIN_RATE = 100.0  # ... where either rate is at least this many interrupts/s (below, counting noise rules)
-MODEL_FILE = "model.json"  # in the state directory: each device's windows and the response fitted to them
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue),
 # as the driver takes it as a delay (model/coalesce.py writable_usecs)
 
@@ -257,7 +257,11 @@ class Proposer:
     def load(self, state_dir: str) -> None:
         """The windows a previous run saved (`save`), each device fitted again; a file that is not ours is
         ignored with a warning (a model is learned again in a few windows)."""
-        devices = read_models(state_dir)
+        try:
+            devices = read_device_models(state_dir)
+        except ValueError as err:
+            log.warning("%s", err)
+            return
         for name, entry in devices.items():
             try:
                 windows = [Window(*(float(v) for v in w[:2]), *(int(v) for v in w[2:4]), *(float(v) for v in w[4:6]))
@@ -387,24 +391,6 @@ class Proposer:
         irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
         estimate = (busy - irqs * config.limits.irq_cost_us * 1e-6) / processed * 1e6
         return min(50.0, max(0.1, estimate))
-
-
-def read_models(state_dir: str) -> dict[str, dict]:
-    """MODEL_FILE's devices (name -> {"prior", "model", "windows"}); empty where there is none or it is not ours."""
-    path = os.path.join(state_dir, MODEL_FILE)
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError, RecursionError) as err:
-        log.warning("%s: not read: %s", path, err)
-        return {}
-    devices = data.get("devices") if isinstance(data, dict) else None
-    if not isinstance(devices, dict):
-        log.warning("%s: not a model file of irqtune (no devices table)", path)
-        return {}
-    return {str(k): v for k, v in devices.items() if isinstance(v, dict)}
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:

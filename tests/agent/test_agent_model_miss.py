@@ -15,10 +15,14 @@ from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent
 from irqtune.agent.propose import MISS_BAND, MODEL_FILE
 from irqtune.config import Config, Limits
+from irqtune.host import Host
+from irqtune.render import render_status
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import load_scenario
 from irqtune.statedir import boot_id
+from irqtune.status import build_report, collect
+from irqtune.table import Style
 
 SCENARIO = """
 [host]
@@ -116,3 +120,26 @@ def test_a_model_file_that_is_not_ours_is_ignored(tmp_path, caplog):
         journal.close()
         assert agent.proposer.models == {}
     assert "model.json" in caplog.text
+
+
+def test_status_shows_the_model_the_agent_saved(tmp_path):
+    """`irqtune status --json` (and its text) carries the agent's model of each NIC from the state directory: the
+    flavour, the driver's usual one, the fitted timer scale and floor, the windows behind them."""
+    sim = _sim(tmp_path)
+    state = str(tmp_path / "state")
+    agent, journal = _agent(sim, state)
+    try:
+        _passes(sim, agent, 8)
+    finally:
+        journal.close()
+    report = build_report(collect(Host(sim.root), 0, state))
+    eth1 = next(d for d in report["devices"] if d["name"] == "eth1")
+    model = eth1["model"]
+    assert model["flavour"] == "min-gap" and model["prior"] == "min-gap"
+    assert model["timer_scale"] == round(agent.proposer.models["eth1"].scale, 3) < 0.7
+    assert model["windows"] >= 2 and len(model["recent_windows"]) == len(agent.proposer.windows["eth1"])
+    text = render_status(report, Style(colour=False))
+    assert "AGENT'S MODEL OF EACH NIC" in text and f"{model['timer_scale']:.2f}" in text
+    bare = build_report(collect(Host(sim.root), 0, str(tmp_path / "other-state")))
+    assert next(d for d in bare["devices"] if d["name"] == "eth1")["model"] is None
+    assert "AGENT'S MODEL" not in render_status(bare, Style(colour=False))
