@@ -127,10 +127,15 @@ class Proposer:
             setting = current["setting"]
             if suspend:  # a setting partly applied (max_changes) counts as chosen; the rest follows below
                 setting = replace(setting, suspend_us=max(suspend.values()) // 1000)
-            service = self._service_estimate(config, rates, busiest)
-            model = self._identify(name, drivers.get(name), current, busiest, service, config.limits.irq_cost_us)
+            known = self.models.get(name)
+            irq_cost = known.costs[1] if known is not None and known.costs else config.limits.irq_cost_us
+            service = self._service_estimate(config, rates, busiest, irq_cost)
+            model = self._identify(name, drivers.get(name), current, busiest, service, irq_cost, rates)
+            if model.costs:  # this window's fit (the previous one's, or the config's, estimated `service`)
+                irq_cost = model.costs[1]
+                service = self._service_estimate(config, rates, busiest, irq_cost)
             choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
-                            service, config.limits.irq_cost_us,
+                            service, irq_cost,
                             deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
@@ -162,14 +167,14 @@ class Proposer:
                                       "cpu": round(choice.predicted_cpu, 4), "model": model.flavour,
                                       "packets": round(busiest.packets, 1), "setting": asdict(new),
                                       "response": model.response.to_json(), "service_us": round(service, 3),
-                                      "irq_cost_us": config.limits.irq_cost_us,
+                                      "irq_cost_us": round(irq_cost, 3),
                                       "busy_polled": polled is not None,
                                       "windows": model.fitted}  # fmt: skip
             out += batch
         return out
 
     def _identify(self, device: str, driver: str | None, current: dict, busiest: QueueLoad, service_us: float,
-                  irq_cost_us: float) -> Identified:  # fmt: skip
+                  irq_cost_us: float, rates: Rates) -> Identified:  # fmt: skip
         """The device's moderation flavour from its recent windows (model/identify.py), its driver's as the prior.
         A window counts when the setting it was measured under is a plain delay (no deferral, no adaptive mode)."""
         setting = current["setting"]
@@ -177,7 +182,7 @@ class Proposer:
         self.priors[device] = driver_flavour(driver)
         if plain and busiest.interrupts > 0 and device not in self.rewritten:  # the setting the window ran under
             window = Window(busiest.packets, busiest.interrupts, setting.rx_usecs, setting.rx_frames, service_us,
-                            irq_cost_us)  # fmt: skip
+                            irq_cost_us, *cpu_load(rates, busiest.cpu))  # fmt: skip
             self.windows[device] = [*self.windows.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], window]
         self.models[device] = identify(self.windows.get(device, []), self.priors[device])
         return self.models[device]
@@ -227,9 +232,11 @@ class Proposer:
         plain = not setting.defer and rx_usecs_mode(device.driver, setting.rx_usecs) is None
         if not plain or got <= 0 or busiest.packets <= 0:
             return check, None
-        service = self._service_estimate(config, rates, busiest)
-        return check, Window(busiest.packets, got, setting.rx_usecs, setting.rx_frames, service,
-                             config.limits.irq_cost_us)  # fmt: skip
+        model = self.models.get(d.device or "")
+        irq_cost = model.costs[1] if model is not None and model.costs else config.limits.irq_cost_us
+        service = self._service_estimate(config, rates, busiest, irq_cost)
+        return check, Window(busiest.packets, got, setting.rx_usecs, setting.rx_frames, service, irq_cost,
+                             *cpu_load(rates, busiest.cpu))  # fmt: skip
 
     def learn(self, device: str, window: Window) -> Identified:
         """Add a window measured under a setting the device no longer holds (a change rolled back) and fit again."""
@@ -264,7 +271,7 @@ class Proposer:
             return
         for name, entry in devices.items():
             try:
-                windows = [Window(*(float(v) for v in w[:2]), *(int(v) for v in w[2:4]), *(float(v) for v in w[4:6]))
+                windows = [Window(*(float(v) for v in w[:2]), *(int(v) for v in w[2:4]), *(float(v) for v in w[4:9]))
                            for w in entry["windows"]][-IDENTIFY_WINDOWS:]  # fmt: skip
                 prior = str(entry["prior"])
             except (KeyError, TypeError, ValueError) as err:
@@ -380,17 +387,24 @@ class Proposer:
         return {"setting": setting, "adaptive": bool(values.get("adaptive")), "deferral": deferral,
                 "coalescing": coalescing, "frames": coalescing and "frames" in values}  # fmt: skip
 
-    def _service_estimate(self, config: Config, rates: Rates, busiest: QueueLoad) -> float:
-        """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs; the config's
-        default when that CPU did too little to tell (under 1 % in IRQ and softirq context)."""
-        cpu = busiest.cpu
-        processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0
-        busy = rates.softirq_time.get(cpu, 0.0) + rates.irq_time.get(cpu, 0.0)
+    def _service_estimate(self, config: Config, rates: Rates, busiest: QueueLoad, irq_cost_us: float) -> float:
+        """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs (`irq_cost_us` each);
+        the config's default when that CPU did too little to tell (under 1 % in IRQ and softirq context)."""
+        busy, processed, irqs = cpu_load(rates, busiest.cpu)
         if processed <= 0 or busy < 0.01:
             return config.limits.service_us
-        irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
-        estimate = (busy - irqs * config.limits.irq_cost_us * 1e-6) / processed * 1e6
+        estimate = (busy - irqs * irq_cost_us * 1e-6) / processed * 1e6
         return min(50.0, max(0.1, estimate))
+
+
+def cpu_load(rates: Rates, cpu: int | None) -> tuple[float, float, float]:
+    """(fraction of `cpu` in hard-IRQ and softirq context, packets/s processed there, device interrupts/s there)."""
+    if cpu is None:
+        return 0.0, 0.0, 0.0
+    processed = rates.softnet.get(cpu, {}).get("processed", 0.0)
+    busy = rates.softirq_time.get(cpu, 0.0) + rates.irq_time.get(cpu, 0.0)
+    irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
+    return busy, processed, irqs
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:

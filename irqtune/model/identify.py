@@ -30,6 +30,9 @@ FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
 IDENTIFY_MARGIN = 0.3  # log-ratio: another flavour must fit about 35 % better than the prior to replace it
 MIN_SPREAD = 0.2  # log-ratio between the flavours' predictions below which a window cannot tell them apart
 MIN_WINDOWS = 2  # informative windows needed before the prior can be replaced
+COST_SPREAD = 2.0  # interrupts per packet must differ this much across windows to tell the two costs apart
+COST_WINDOWS = 3  # windows with CPU time needed for a cost fit
+COST_RANGE = (0.05, 100.0)  # µs: fitted costs outside it are taken for noise (the config's are used)
 FIT_MARGIN = 0.1  # log-ratio: a timer scale or an interrupt floor must cut the mean error by this much
 SCALES = (0.25, 4.0)  # the timer scales believed: beyond them the window is more likely something else
 TIMER_BOUND = 0.5  # a window's timer sets its interrupt rate when predicted rate x rx-usecs is at least this
@@ -46,6 +49,9 @@ class Window:
     rx_frames: int
     service_us: float
     irq_cost_us: float
+    busy: float = 0.0  # the queue's CPU: fraction of it in hard-IRQ and softirq context ...
+    cpu_packets: float = 0.0  # ... packets/s processed there ...
+    cpu_irqs: float = 0.0  # ... and device interrupts/s there: what the costs are fitted to (`fit_costs`)
 
 
 @dataclass(frozen=True)
@@ -71,14 +77,16 @@ class Identified:
     floor_us: float = 0.0  # the minimum gap between interrupts the device keeps (0: none seen)
     fitted: int = 0  # windows the scale and floor were fitted to
     error: float = 0.0  # mean |log(predicted / measured)| of the whole response over those windows
+    costs: tuple[float, float] | None = None  # (µs per packet, µs per interrupt) fitted (`fit_costs`), if they could be
 
     @property
     def response(self) -> Response:
         return Response(self.flavour, self.scale, self.floor_us)
 
     def to_json(self) -> dict:
+        costs = {"packet_us": round(self.costs[0], 3), "interrupt_us": round(self.costs[1], 3)} if self.costs else {}
         return {**self.response.to_json(), "prior": self.prior, "flavour_windows": self.windows,
-                "windows": self.fitted, "error": round(math.expm1(self.error), 3)}  # fmt: skip
+                "windows": self.fitted, "error": round(math.expm1(self.error), 3), **costs}  # fmt: skip
 
     def describe(self) -> str:
         if not self.windows:
@@ -97,6 +105,8 @@ class Identified:
             extra.append(f"at most one interrupt per {self.floor_us:.0f} µs")
         if extra:
             flavour += f"; {', '.join(extra)} (fitted to {self.fitted} windows, error {math.expm1(self.error):.0%})"
+        if self.costs:
+            flavour += f"; {self.costs[1]:.2f} µs per interrupt, {self.costs[0]:.2f} per packet (fitted)"
         return flavour
 
 
@@ -127,7 +137,7 @@ def identify(windows: list[Window], prior: str) -> Identified:
     informed = [(w, p) for w in windows if (p := informative(w)) is not None]
     if not informed:
         scale, floor_us, fitted, error = fit_response(windows, prior)
-        return Identified(prior, prior, 0, {}, scale, floor_us, fitted, error)
+        return Identified(prior, prior, 0, {}, scale, floor_us, fitted, error, fit_costs(windows))
     fits = {f: fit_response(windows, f, scaled=False) for f in FLAVOURS}
     errors = {f: 0.0 for f in FLAVOURS}
     for window, predicted in informed:
@@ -139,7 +149,7 @@ def identify(windows: list[Window], prior: str) -> Identified:
     best = min(errors, key=errors.get)
     if len(informed) < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
         best = prior if prior in errors else best
-    return Identified(best, prior, len(informed), errors, *fit_response(windows, best))
+    return Identified(best, prior, len(informed), errors, *fit_response(windows, best), fit_costs(windows))
 
 
 def fit_response(windows: list[Window], flavour: str, scaled: bool = True) -> tuple[float, float, int, float]:
@@ -196,3 +206,30 @@ def _scaled(rate: float, rx_usecs: int, scale: float) -> float:
     if scale == 1.0 or rx_usecs <= 0:
         return rate
     return 1.0 / max(1e-9, 1.0 / rate + (scale - 1.0) * rx_usecs * 1e-6)
+
+
+def fit_costs(windows: list[Window]) -> tuple[float, float] | None:
+    """(µs per packet, µs per interrupt) of the queue's CPU, by least squares of busy = s·packets + c·interrupts
+    over the windows that measured CPU time; None where they cannot tell the two apart (interrupts per packet
+    differ by less than COST_SPREAD across them: one setting, one ratio), are too few, or give a cost outside
+    COST_RANGE. Hard-IRQ time is only counted where the kernel accounts it (CONFIG_IRQ_TIME_ACCOUNTING);
+    elsewhere the interrupt's cost lands in softirq and task time, and the fit finds less of it."""
+    rows = [w for w in windows if w.busy > 0 and w.cpu_packets > 0 and w.cpu_irqs > 0]
+    if len(rows) < COST_WINDOWS:
+        return None
+    ratios = [w.cpu_irqs / w.cpu_packets for w in rows]
+    if max(ratios) < COST_SPREAD * min(ratios):
+        return None
+    spp = sum(w.cpu_packets**2 for w in rows)
+    sii = sum(w.cpu_irqs**2 for w in rows)
+    spi = sum(w.cpu_packets * w.cpu_irqs for w in rows)
+    spb = sum(w.cpu_packets * w.busy for w in rows)
+    sib = sum(w.cpu_irqs * w.busy for w in rows)
+    det = spp * sii - spi * spi
+    if det <= 0:
+        return None
+    per_packet, per_irq = (spb * sii - sib * spi) / det * 1e6, (sib * spp - spb * spi) / det * 1e6
+    low, high = COST_RANGE
+    if not (low <= per_packet <= high and low <= per_irq <= high):
+        return None
+    return per_packet, per_irq

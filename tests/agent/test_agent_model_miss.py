@@ -143,3 +143,51 @@ def test_status_shows_the_model_the_agent_saved(tmp_path):
     bare = build_report(collect(Host(sim.root), 0, str(tmp_path / "other-state")))
     assert next(d for d in bare["devices"] if d["name"] == "eth1")["model"] is None
     assert "AGENT'S MODEL" not in render_status(bare, Style(colour=False))
+
+
+COSTLY = """
+[host]
+cpus = 4
+
+[[nic]]
+name = "eth1"
+queues = 1
+rx_usecs = 0
+rx_frames = 1
+irq_cost_us = 6.0
+service_us = 0.8
+
+[[phase]]
+name = "steady"
+seconds = 600
+nic = "eth1"
+rate_pps = 150000
+"""
+
+
+def _coalesce(sim: SimMachine, usecs: int, frames: int) -> None:
+    """Set the simulated NIC's coalescing as its driver would hold it (the test plays the operator)."""
+    path = os.path.join(sim.root, "sys/class/net/eth1/irqtune-sim/ethtool.json")
+    with open(path, encoding="utf-8") as f:
+        state = json.load(f)
+    state["coalesce"].update(rx_usecs=usecs, rx_max_frames=frames)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(state, f)
+
+
+def test_the_costs_of_an_interrupt_and_a_packet_are_fitted_across_settings(tmp_path):
+    """The simulated NIC's interrupt costs 6 µs, four times the config's default: watching it under three settings
+    (different interrupts per packet), the agent fits both costs from the CPU time it measured, where the config
+    would have it at 1.5 µs, and predicts with them."""
+    sim = SimMachine(load_scenario("s.toml", COSTLY), str(tmp_path / "tree"), seed=5)
+    host = SimulatedKernel.for_root(sim.root)
+    agent = Agent(host, Config(mode="observe", interval=10.0), str(tmp_path / "state"), clock=lambda: sim.clock)
+    for usecs, frames in [(0, 1), (0, 1), (8, 32), (8, 32), (64, 256), (64, 256)]:
+        _coalesce(sim, usecs, frames)
+        sim.step(10.0, sim.sc.phases[0])
+        agent.run_pass()
+    model = agent.proposer.models["eth1"]
+    assert model.costs is not None, [(w.cpu_irqs, w.cpu_packets, w.busy) for w in agent.proposer.windows["eth1"]]
+    per_packet, per_irq = model.costs
+    assert abs(per_irq / 6.0 - 1) < 0.25 and abs(per_packet / 0.8 - 1) < 0.25, model.costs
+    assert "µs per interrupt" in model.describe()

@@ -13,7 +13,7 @@ from irqtune.agent.loop import Agent
 from irqtune.agent.propose import IDENTIFY_WINDOWS
 from irqtune.config import Config, Limits
 from irqtune.decide.moderation import Moderation, forecast
-from irqtune.model.identify import FLAVOURS, Response, Window, identify, predicted_interrupts
+from irqtune.model.identify import FLAVOURS, Response, Window, fit_costs, identify, predicted_interrupts
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import load_scenario
@@ -170,3 +170,18 @@ def test_the_real_e1000e_floor_predicts_rx_usecs_0_at_its_load(kernel):
     plain = forecast(packets, Moderation(0, 0), service, 1.5, "min-gap").irq_rate
     fitted = forecast(packets, Moderation(0, 0), service, 1.5, "min-gap", False, found.scale, found.floor_us).irq_rate
     assert plain / interrupts > 3 and abs(interrupts / fitted - 1) < 0.2
+
+
+def test_costs_need_windows_that_differ_in_interrupts_per_packet():
+    """busy = s·packets + c·interrupts: with one ratio of interrupts to packets the two cannot be told apart."""
+
+    def window(packets: float, irqs: float, s: float = 0.8e-6, c: float = 6e-6) -> Window:
+        return Window(packets, irqs, 0, 1, 1.0, 1.5, packets * s + irqs * c, packets, irqs)
+
+    same = [window(p, p / 4) for p in (50_000, 100_000, 150_000)]
+    assert fit_costs(same) is None
+    spread = [window(100_000, 90_000), window(100_000, 30_000), window(100_000, 5_000)]
+    per_packet, per_irq = fit_costs(spread)
+    assert math.isclose(per_packet, 0.8, rel_tol=1e-6) and math.isclose(per_irq, 6.0, rel_tol=1e-6)
+    assert fit_costs(spread[:2]) is None  # too few
+    assert fit_costs([window(100_000, i, c=-1e-6) for i in (90_000, 30_000, 5_000)]) is None  # not a cost
