@@ -136,7 +136,8 @@ class Proposer:
                 service = self._service_estimate(config, rates, busiest, irq_cost)
             choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
                             service, irq_cost,
-                            deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
+                            deferral=current["deferral"] and config.bound(f"net/{name}/napi-defer-hard-irqs") != (0, 0),
+                            queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
                             driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
@@ -228,7 +229,7 @@ class Proposer:
         check = {"knob": d.knob, "device": d.device, "predicted_irq_rate": round(expected, 1),
                  "measured_irq_rate": round(got, 1), "error": round(error, 4) if error is not None else None,
                  "packets": round(busiest.packets, 1), "model": r, "band": round(math.expm1(band), 3),
-                 "windows": p.get("windows", 0), "miss": miss}  # fmt: skip
+                 "windows": p.get("windows", 0), "deferral": bool(setting.defer), "miss": miss}  # fmt: skip
         plain = not setting.defer and rx_usecs_mode(device.driver, setting.rx_usecs) is None
         if not plain or got <= 0 or busiest.packets <= 0:
             return check, None

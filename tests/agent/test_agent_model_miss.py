@@ -191,3 +191,26 @@ def test_the_costs_of_an_interrupt_and_a_packet_are_fitted_across_settings(tmp_p
     per_packet, per_irq = model.costs
     assert abs(per_irq / 6.0 - 1) < 0.25 and abs(per_packet / 0.8 - 1) < 0.25, model.costs
     assert "µs per interrupt" in model.describe()
+
+
+def test_bounds_that_hold_deferral_at_zero_leave_it_out_of_the_choice(tmp_path):
+    """With `[bounds] "net/*/napi-defer-hard-irqs" = [0, 0]` the choice is among settings without deferral, so the
+    prediction it carries is of a setting the agent may write (not one the bounds then cut down)."""
+    text = SCENARIO.replace("timer_scale = 0.5\n", "")
+    sim = SimMachine(load_scenario("s.toml", text), str(tmp_path / "tree"), seed=3)
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "state")
+    journal = Journal.open(state, boot_id(host))
+    reports = {}
+    for bounds in ({}, {"net/*/napi-defer-hard-irqs": (0, 0)}):
+        config = Config(mode="observe", interval=1.0, goal="throughput", bounds=bounds)
+        agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
+        sim.step(1.0, sim.sc.phases[0])
+        agent.run_pass()
+        sim.step(1.0, sim.sc.phases[0])
+        reports[bool(bounds)] = [d for d in agent.run_pass().decisions if d.device == "eth1"]
+    journal.close()
+    assert any(d.knob.endswith("napi-defer-hard-irqs") for d in reports[False]), reports[False]
+    bounded = reports[True]
+    assert bounded and not any(d.knob.endswith(("napi-defer-hard-irqs", "gro-flush-timeout")) for d in bounded)
+    assert all(int(d.predicted["setting"]["defer"]) == 0 for d in bounded if d.predicted)

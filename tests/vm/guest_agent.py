@@ -21,12 +21,15 @@ INTERVAL = 3  # seconds: a pass costs about a second of CPU under TCG
 
 
 def _config(tmp_path: Path, wire, extra: str = "", name: str = "irqtune.toml") -> str:
-    """Tune mode for the receiver only; every other device of the guest is left alone."""
+    """Tune mode for the receiver only; every other device of the guest is left alone. NAPI deferral is held at
+    0 by the bounds: with deferral a queue takes a few timer-driven interrupts a second, which says nothing about
+    how the device coalesces; the tests are about coalescing, which e1000e does in hardware (QEMU's emulation)."""
     _, out, _ = cli("status", "--no-probe", "--json", "-i", "0")
     others = [d["name"] for d in json.loads(out)["devices"] if d["name"] != wire.receiver]
     left_alone = "".join(f'[[device]]\nname = "{n}"\nmanage = false\n\n' for n in others)
     path = tmp_path / name
-    path.write_text(f'mode = "tune"\ninterval = {INTERVAL}\n\n[limits]\ndwell = {INTERVAL}\n\n{extra}'
+    path.write_text(f'mode = "tune"\ninterval = {INTERVAL}\n\n[limits]\ndwell = {INTERVAL}\n\n'
+                    f'[bounds]\n"net/*/napi-defer-hard-irqs" = [0, 0]\n\n{extra}'
                     f'[[device]]\nname = "{wire.receiver}"\ngoal = "throughput"\n\n{left_alone}')  # fmt: skip
     return str(path)
 
@@ -65,7 +68,7 @@ def test_agent_applies_moderation_and_checks_its_prediction(wire, tmp_path, reco
         assert len(rolled) == sum(c["miss"] for c in checks), (rolled, checks)
         identified = [c for c in checks if c["windows"] >= 2]  # fitted to two windows of this device at least
         assert identified, checks
-        assert abs(identified[0]["error"]) <= 0.2, identified[0]
+        assert identified[0]["error"] is not None and abs(identified[0]["error"]) <= 0.2, identified[0]
     finally:
         assert cli("restore", state=state).exit_code in (0, 5)
     assert ethtool_rx_usecs(wire.receiver) == before
