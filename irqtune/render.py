@@ -34,6 +34,9 @@ def render_status(report: dict, style: Style, show_all: bool = False) -> str:
     out += _section(style, "SOFTIRQS (/s)", _softirqs(report))
     out += _section(style, "SOFTNET (/s)", _softnet(report))
     out += _section(style, "DEVICES", _devices(report, show_all))
+    models = _models(report)
+    if models:
+        out += _section(style, "AGENT'S MODEL OF EACH NIC (interrupt response, fitted to its windows)", models)
     out += _section(style, "HANDLER LATENCY (eBPF)", _handler_latency(report))
     out += _section(style, "IPI AND TLB SOURCES (eBPF)", _ipi_tlb(report))
     changes = report.get("changes") or {}
@@ -179,6 +182,20 @@ def _devices(report: dict, show_all: bool = False) -> list[str]:
               "MANAGED", "RATE/s")  # fmt: skip
     lines = table(header, rows) if rows else ["no devices found"]
     return lines + ([] if show_all else _folded_line(idle))
+
+
+def _models(report: dict) -> list[str]:
+    """One line per NIC the agent has a model of (saved in the state directory): what it predicts with."""
+    rows = []
+    for d in report["devices"]:
+        m = d.get("model")
+        if not m:
+            continue
+        floor = f"{m.get('floor_us', 0):.0f} µs" if m.get("floor_us") else "none"
+        rows.append((d["name"], m.get("flavour"), m.get("prior"), f"{m.get('timer_scale', 1.0):.2f}", floor,
+                     m.get("windows"), f"{m.get('error', 0.0):.0%}"))  # fmt: skip
+    header = ("DEVICE", "FLAVOUR", "DRIVER'S", "µs PER RX-USECS", "INTERRUPT FLOOR", "WINDOWS", "ERROR")
+    return table(header, rows) if rows else []
 
 
 def _folded_line(idle: list[dict]) -> list[str]:

@@ -1,10 +1,12 @@
 """The state directory: what irqtune learned about this host and must remember.
 
-Plain JSON, written atomically (temp file, fsync, rename). Today it holds the IRQs
+Plain JSON, written atomically (temp file, fsync, rename). It holds the IRQs
 whose affinity the kernel refused to change (kernel-managed), learned by the write
 path and shown by read-only commands. Entries are tied to the boot they were learned
 in (`/proc/sys/kernel/random/boot_id`) and to the IRQ's action names, because IRQ
-numbers are reassigned across boots and driver reloads.
+numbers are reassigned across boots and driver reloads. And it holds the agent's model of each
+NIC's interrupt response (MODEL_FILE: the windows it measured and what was fitted to them,
+model/identify.py), which `status` shows and a restarted agent starts from.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import time
 from .host import Host
 
 MANAGED_FILE = "managed-irqs.json"
+MODEL_FILE = "model.json"  # device -> {"prior", "model", "windows"}: the agent's (agent/propose.py)
 
 
 def default_state_dir(host: Host) -> str:
@@ -73,3 +76,20 @@ def write_json_atomically(path: str, data: dict) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def read_device_models(state_dir: str) -> dict[str, dict]:
+    """MODEL_FILE's devices (name -> {"prior", "model", "windows"}); empty where there is none or it is not ours
+    (the caller warns: a model is learned again in a few windows)."""
+    path = os.path.join(state_dir, MODEL_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: not read: {err}") from None
+    devices = data.get("devices") if isinstance(data, dict) else None
+    if not isinstance(devices, dict):
+        raise ValueError(f"{path}: not a model file of irqtune (no devices table)")
+    return {str(k): v for k, v in devices.items() if isinstance(v, dict)}

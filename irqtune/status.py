@@ -7,6 +7,7 @@ text renderer use, so the two never disagree.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology
 from .parse.common import Problem, format_cpulist
 from .probe.runner import EbpfUnavailable, ProbeResult, ProbeSession, ebpf_unavailable_reason, jsonable
+from .statedir import MODEL_FILE, read_device_models
 
 
 @dataclass(slots=True)
@@ -39,6 +41,7 @@ class Collected:
     host_info: dict
     probes: dict[str, ProbeResult] = field(default_factory=dict)
     probe_reason: str | None = None  # why the eBPF probes did not run
+    models: dict[str, dict] = field(default_factory=dict)  # device -> the agent's model of it (statedir MODEL_FILE)
 
     @property
     def problems(self) -> list[Problem]:
@@ -88,8 +91,24 @@ def collect(
     advice = advise(measured, probe_document(probes, interval), read_nvme(host),
                     cpu_idle=rates.idle_time if rates else None)  # fmt: skip
     findings = supersede(find_all(measured), advice)
+    try:
+        models = read_device_models(state_dir)
+    except ValueError as err:
+        models = {}
+        reading.snapshot.problems.append(Problem(os.path.join(state_dir, MODEL_FILE), 0, str(err).split(": ", 1)[-1]))
     return Collected(
-        host, before, after, rates, topology, inventory, findings, find_bcc(), _host_info(host), probes, probe_reason
+        host,
+        before,
+        after,
+        rates,
+        topology,
+        inventory,
+        findings,
+        find_bcc(),
+        _host_info(host),
+        probes,
+        probe_reason,
+        models,
     )
 
 
@@ -193,6 +212,15 @@ def _wall_clock(seconds: float) -> str:
     return datetime.fromtimestamp(seconds).astimezone().isoformat(timespec="seconds")
 
 
+def _model_json(entry: dict | None) -> dict | None:
+    """The agent's model of a NIC's interrupt response as it saved it (model/identify.py `Identified.to_json`), with
+    its last windows; None where the agent has none (not tuned here, or another --state-dir)."""
+    if not entry or not isinstance(entry.get("model"), dict):
+        return None
+    windows = entry.get("windows") if isinstance(entry.get("windows"), list) else []
+    return {**entry["model"], "recent_windows": windows[-8:]}
+
+
 def build_report(c: Collected, top: int = 10) -> dict:
     """The status report as plain data; no I/O."""
     rates = c.rates
@@ -231,6 +259,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
                 "local_cpus": format_cpulist(device.local_cpus) if device.local_cpus is not None else None,
                 "source": device.source,
                 "irqs": [_irq_entry(c, q.irq) for q in device.irqs if q.irq in c.inventory.irqs],
+                "model": _model_json(c.models.get(device.name)),
             }
         )  # fmt: skip
     return {

@@ -50,6 +50,7 @@ log = logging.getLogger("irqtune.agent")
 NOISE = 0.10  # relative change of a health counter that counts as real
 NOISE_FLOOR = 50.0  # per second: below this, drops and squeezes are noise
 BACKOFF_PASSES = 10  # a rolled-back knob is left alone this many passes
+MISS_BACKOFF = 1  # ... this many after the model's miss: the model has learned, its next choice is a new one
 LOAD_CHANGE = 0.25  # relative change of the offered load beyond which loss is compared per packet
 LOSS_FLOOR = 0.001  # loss per offered packet below this difference is noise
 PROBATION_PASSES = 3  # a change is kept after this many healthy passes
@@ -67,7 +68,7 @@ class PassReport:
     findings: list[dict] = field(default_factory=list)
     decisions: list[Change] = field(default_factory=list)
     rollbacks: list[Change] = field(default_factory=list)
-    checks: list[dict] = field(default_factory=list)  # predictions against measurements (see `prediction_check`)
+    checks: list[dict] = field(default_factory=list)  # predictions against measurements (Proposer.check)
 
     def to_json(self) -> dict:
         return {"pass": self.number, "at": self.at, "findings": self.findings,
@@ -114,6 +115,7 @@ class Agent:
         self.reading: Reading | None = None  # this pass's
         self.rates: Rates | None = None
         self.proposer = Proposer(host)
+        self.proposer.load(state_dir)  # what an earlier run learned of each device's response
 
     @property
     def tuning(self) -> bool:
@@ -134,6 +136,7 @@ class Agent:
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now, report.checks)
+            self.proposer.rewritten = {d.device for d in report.rollbacks if d.device}
         rules = placement_rules(reading, **self._rule_args(reading))
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
         placement = [] if self.placed and self.tuning else self._placement(reading, rules)
@@ -157,6 +160,8 @@ class Agent:
             self.backoff[knob] -= 1
             if self.backoff[knob] <= 0:
                 del self.backoff[knob]
+        if self.proposer.models:
+            self.proposer.save(self.state_dir)
         return report
 
     # -- decide ------------------------------------------------------------------
@@ -348,6 +353,7 @@ class Agent:
         if rates.interval < MIN_WINDOW * self.config.interval:
             return []
         undone, pending, self.pending = [], self.pending, []
+        missed: set[str | None] = set()  # devices whose latest batch was rolled back for the model's miss
         latest: dict[str | None, float] = {}
         for applied in pending:
             latest[applied.decision.device] = max(applied.at, latest.get(applied.decision.device, applied.at))
@@ -362,9 +368,23 @@ class Agent:
             verdict, why = judge(applied.health, applied.offered, after, offered)
             if d.predicted and not applied.compared and verdict not in (BASELINE, IDLE):
                 applied.compared = True
-                check = prediction_check(d, rates, self._queue_irqs(d.device))
+                check, window = self.proposer.check(self.config, self.inventory, rates, d)
                 if check is not None and checks is not None:
                     checks.append(check)
+                if check is not None and check["miss"] and applied.at == latest[d.device]:
+                    missed.add(d.device)
+                    if window is not None:
+                        model = self.proposer.learn(d.device, window)
+                        check["learned"] = model.response.to_json()
+                    why = (f"the model missed: predicted {check['predicted_irq_rate']:,.0f} interrupts/s, measured "
+                           f"{check['measured_irq_rate']:,.0f} (beyond ±{check['band']:.0%}); the model learned "
+                           "from it and decides again")  # fmt: skip
+                    batch = [p for p in pending if p.decision.device == d.device and p.at == applied.at]
+                    self.pending = [p for p in self.pending if p not in batch]  # those judged before this one
+                    undone += [self._roll_back(p.decision, why, now, MISS_BACKOFF) for p in batch]
+                    continue
+            if d.device in missed and applied.at == latest[d.device]:
+                continue  # rolled back with the change that carried the prediction
             if verdict == BASELINE:
                 applied.health, applied.offered = after, offered
                 applied.paid_from, applied.paid_by = _delivery(d, rates), []
@@ -391,7 +411,7 @@ class Agent:
             undone.append(self._roll_back(d, why, now))
         return undone
 
-    def _roll_back(self, d: Change, why: str, now: float) -> Change:
+    def _roll_back(self, d: Change, why: str, now: float, backoff: int = BACKOFF_PASSES) -> Change:
         """Put the knob back to what it held before `d`, unless something else changed it since."""
         holding = read_knob(self.host, d.knob)
         if holding is not None and holding not in (d.target, self.rounded.get((d.knob, d.target))):
@@ -402,7 +422,7 @@ class Agent:
         self._apply(back, now, None, verify=False)
         back.outcome = "rolled-back" if back.outcome == APPLIED else back.outcome
         log.info("%s: %s", back.knob, back.reason)
-        self.backoff[d.knob] = BACKOFF_PASSES
+        self.backoff[d.knob] = backoff
         if d.knob.startswith("irq/") or d.knob.endswith(("/rps-cpus", "/xps-cpus")):
             self.placed = False  # placement is proposed again (held while the knob backs off)
         return back
@@ -486,22 +506,6 @@ def judge(health: float, offered: float, health_after: float, offered_after: flo
     if load_changed and offered_after > offered:
         return UNJUDGED, f"the load rose and the loss with it: {numbers}"
     return WORSE, numbers
-
-
-def prediction_check(d: Change, rates: Rates, irqs: list[int]) -> dict | None:
-    """The model's interrupt rate for the busiest queue against the measured one: the busiest of `irqs` in the
-    window. None where no IRQ of the device was counted (nothing to compare with). The error is relative,
-    (measured - predicted) / predicted; where under one interrupt a second was predicted (deferral), 0 if under
-    one was measured, else None (no ratio to take)."""
-    measured = [rates.interrupts[str(irq)].total for irq in irqs if str(irq) in rates.interrupts]
-    if not measured or not d.predicted:
-        return None
-    predicted, got = float(d.predicted.get("irq_rate", 0.0)), max(measured)
-    error: float | None = (got - predicted) / predicted if predicted >= 1.0 else (0.0 if got < 1.0 else None)
-    shown = f"{error * 100:+.0f}" if error is not None else "n/a"
-    log.info("%s: predicted %.0f interrupts/s per queue, measured %.0f (error %s %%)", d.knob, predicted, got, shown)
-    return {"knob": d.knob, "device": d.device, "predicted_irq_rate": round(predicted, 1),
-            "measured_irq_rate": round(got, 1), "error": round(error, 4) if error is not None else None}  # fmt: skip
 
 
 def serving_cpus(rates: Rates, irqs: list[int]) -> set[int]:

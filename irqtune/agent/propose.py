@@ -6,13 +6,16 @@ nothing; the loop (loop.py) checks, applies and verifies what it proposes.
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import replace
+import math
+import os
+from dataclasses import asdict, fields, replace
 
 from ..act.knobs import EthtoolKnob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client
 from ..config import Config
 from ..decide import napi as napi_policy
-from ..decide.moderation import Bounds, Moderation, choose
+from ..decide.moderation import Bounds, Moderation, choose, forecast
 from ..findings import Finding
 from ..host import Host, NoNetlink
 from ..measure.inventory import Inventory
@@ -21,10 +24,13 @@ from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, w
 from ..model.identify import Identified, Window, identify
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
+from ..statedir import MODEL_FILE, read_device_models
 
 log = logging.getLogger("irqtune.agent")
 
 IDENTIFY_WINDOWS = 8  # recent windows per device the moderation flavour is fitted to
+MISS_BAND = 0.4  # log-ratio: a measured interrupt rate beyond x1.5 of the prediction is the model's miss ...
+MISS_MIN_RATE = 100.0  # ... where either rate is at least this many interrupts/s (below, counting noise rules)
 STORM_RX_USECS = 64  # coalescing a storming low-criticality NIC gets (at most about 15k interrupts/s per queue),
 # as the driver takes it as a delay (model/coalesce.py writable_usecs)
 
@@ -37,7 +43,10 @@ class Proposer:
         self.storming: set[str] = set()
         self.seen: dict[str, int] = {}  # knob id -> value as last read
         self.windows: dict[str, list[Window]] = {}  # device -> its busiest queue's recent windows (model/identify.py)
-        self.models: dict[str, Identified] = {}  # device -> the moderation flavour in use for it
+        self.models: dict[str, Identified] = {}  # device -> the moderation response in use for it
+        self.priors: dict[str, str] = {}  # device -> its driver's usual flavour
+        self.rewritten: set[str] = set()  # devices whose knobs the loop wrote back this pass: no window this pass
+        self.unsaved = False  # saving the models failed once (warned)
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 usable: set[int] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
@@ -118,16 +127,23 @@ class Proposer:
             setting = current["setting"]
             if suspend:  # a setting partly applied (max_changes) counts as chosen; the rest follows below
                 setting = replace(setting, suspend_us=max(suspend.values()) // 1000)
-            service = self._service_estimate(config, rates, busiest)
-            model = self._identify(name, drivers.get(name), current, busiest, service, config.limits.irq_cost_us)
+            known = self.models.get(name)
+            irq_cost = known.costs[1] if known is not None and known.costs else config.limits.irq_cost_us
+            service = self._service_estimate(config, rates, busiest, irq_cost)
+            model = self._identify(name, drivers.get(name), current, busiest, service, irq_cost, rates)
+            if model.costs:  # this window's fit (the previous one's, or the config's, estimated `service`)
+                irq_cost = model.costs[1]
+                service = self._service_estimate(config, rates, busiest, irq_cost)
             bounds = moderation_bounds(config, name, sorted(suspend))
             choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
-                            service, config.limits.irq_cost_us,
-                            deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
+                            service, irq_cost,
+                            deferral=current["deferral"],
+                            queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
                             driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
-                            frames=current["frames"], bounds=bounds)  # fmt: skip
+                            frames=current["frames"], bounds=bounds, scale=model.scale,
+                            floor_us=model.floor_us)  # fmt: skip
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
@@ -151,22 +167,122 @@ class Proposer:
             if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
                 batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
                                       "latency_us": round(choice.predicted_latency_us, 2),
-                                      "cpu": round(choice.predicted_cpu, 4), "model": model.flavour}  # fmt: skip
+                                      "cpu": round(choice.predicted_cpu, 4), "model": model.flavour,
+                                      "packets": round(busiest.packets, 1), "setting": asdict(new),
+                                      "response": model.response.to_json(), "service_us": round(service, 3),
+                                      "irq_cost_us": round(irq_cost, 3),
+                                      "busy_polled": polled is not None,
+                                      "windows": model.fitted}  # fmt: skip
             out += batch
         return out
 
     def _identify(self, device: str, driver: str | None, current: dict, busiest: QueueLoad, service_us: float,
-                  irq_cost_us: float) -> Identified:  # fmt: skip
+                  irq_cost_us: float, rates: Rates) -> Identified:  # fmt: skip
         """The device's moderation flavour from its recent windows (model/identify.py), its driver's as the prior.
         A window counts when the setting it was measured under is a plain delay (no deferral, no adaptive mode)."""
         setting = current["setting"]
         plain = not setting.defer and not current["adaptive"] and rx_usecs_mode(driver, setting.rx_usecs) is None
-        if plain and busiest.interrupts > 0:
+        self.priors[device] = driver_flavour(driver)
+        if plain and busiest.interrupts > 0 and device not in self.rewritten:  # the setting the window ran under
             window = Window(busiest.packets, busiest.interrupts, setting.rx_usecs, setting.rx_frames, service_us,
-                            irq_cost_us)  # fmt: skip
+                            irq_cost_us, *cpu_load(rates, busiest.cpu))  # fmt: skip
             self.windows[device] = [*self.windows.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], window]
-        self.models[device] = identify(self.windows.get(device, []), driver_flavour(driver))
+        self.models[device] = identify(self.windows.get(device, []), self.priors[device])
         return self.models[device]
+
+    def check(self, config: Config, inventory: Inventory, rates: Rates, d: Change) -> tuple[dict | None, Window | None]:
+        """A moderation change's prediction against the first window that judges it: the model as it stood when
+        the change was chosen, run again at the packet rate this window measured (a load that moved is not the
+        model's miss), against the busiest queue's measured interrupt rate. `miss`: beyond the noise band
+        MISS_BAND (interrupt counts over a window are exact; what moves them besides the setting is the load,
+        which the prediction follows) for a setting without deferral, whose interrupt rate is set by timers and
+        the poll, not by the coalescing model; the window under the new setting comes back for `learn`.
+        (None, None): nothing to compare."""
+        p, device = d.predicted, inventory.device(d.device) if d.device else None
+        if not p or "setting" not in p or device is None or not device.irqs:
+            return None, None
+        busiest = max(queue_loads(device, inventory, rates), key=lambda q: q.packets, default=None)
+        if busiest is None:
+            return None, None
+        setting = Moderation(**{f.name: int(p["setting"][f.name]) for f in fields(Moderation)})
+        r = p.get("response", {})
+        expected = forecast(
+            busiest.packets,
+            setting,
+            p["service_us"],
+            p["irq_cost_us"],
+            r.get("flavour", p["model"]),
+            p.get("busy_polled", False),
+            r.get("timer_scale", 1.0),
+            r.get("floor_us", 0.0),
+        ).irq_rate
+        got = busiest.interrupts
+        error = (got - expected) / expected if expected >= 1.0 else (0.0 if got < 1.0 else None)
+        band = MISS_BAND
+        miss = (
+            not setting.defer
+            and max(got, expected) >= MISS_MIN_RATE
+            and (got <= 0 or expected <= 0 or abs(math.log(max(got, 1e-9) / max(expected, 1e-9))) > band)
+        )
+        shown = f"{error * 100:+.0f}" if error is not None else "n/a"
+        missed = "; the model missed" if miss else ""
+        log.info("%s: predicted %.0f interrupts/s on the busiest queue at %.0f packets/s, measured %.0f "
+                 "(error %s %%)%s", d.knob, expected, busiest.packets, got, shown, missed)  # fmt: skip
+        check = {"knob": d.knob, "device": d.device, "predicted_irq_rate": round(expected, 1),
+                 "measured_irq_rate": round(got, 1), "error": round(error, 4) if error is not None else None,
+                 "packets": round(busiest.packets, 1), "model": r, "band": round(math.expm1(band), 3),
+                 "windows": p.get("windows", 0), "deferral": bool(setting.defer), "miss": miss}  # fmt: skip
+        plain = not setting.defer and rx_usecs_mode(device.driver, setting.rx_usecs) is None
+        if not plain or got <= 0 or busiest.packets <= 0:
+            return check, None
+        model = self.models.get(d.device or "")
+        irq_cost = model.costs[1] if model is not None and model.costs else config.limits.irq_cost_us
+        service = self._service_estimate(config, rates, busiest, irq_cost)
+        return check, Window(busiest.packets, got, setting.rx_usecs, setting.rx_frames, service, irq_cost,
+                             *cpu_load(rates, busiest.cpu))  # fmt: skip
+
+    def learn(self, device: str, window: Window) -> Identified:
+        """Add a window measured under a setting the device no longer holds (a change rolled back) and fit again."""
+        self.windows[device] = [*self.windows.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], window]
+        self.models[device] = identify(self.windows[device], self.priors.get(device, "timer-from-first"))
+        return self.models[device]
+
+    def save(self, state_dir: str) -> None:
+        """Each device's windows and fitted response to MODEL_FILE (JSON, replaced whole: old or new after a
+        crash; losing it costs only a few windows of learning), for `status` and the next start."""
+        data = {"devices": {name: {"prior": self.priors.get(name, model.prior), "model": model.to_json(),
+                                   "windows": [list(asdict(w).values()) for w in self.windows.get(name, [])]}
+                            for name, model in sorted(self.models.items())}}  # fmt: skip
+        path = os.path.join(state_dir, MODEL_FILE)
+        try:
+            os.makedirs(state_dir, exist_ok=True)
+            with open(f"{path}.tmp", "w", encoding="utf-8") as f:
+                json.dump(data, f, indent=1, sort_keys=True)
+            os.replace(f"{path}.tmp", path)
+        except OSError as err:
+            if not self.unsaved:  # once: a read-only state directory (observe mode) stays one
+                log.warning("%s: the device models were not saved: %s", path, err)
+            self.unsaved = True
+
+    def load(self, state_dir: str) -> None:
+        """The windows a previous run saved (`save`), each device fitted again; a file that is not ours is
+        ignored with a warning (a model is learned again in a few windows)."""
+        try:
+            devices = read_device_models(state_dir)
+        except ValueError as err:
+            log.warning("%s", err)
+            return
+        for name, entry in devices.items():
+            try:
+                windows = [Window(*(float(v) for v in w[:2]), *(int(v) for v in w[2:4]), *(float(v) for v in w[4:9]))
+                           for w in entry["windows"]][-IDENTIFY_WINDOWS:]  # fmt: skip
+                prior = str(entry["prior"])
+            except (KeyError, TypeError, ValueError) as err:
+                log.warning("%s: %s: device %r not loaded: %s", state_dir, MODEL_FILE, name, err)
+                continue
+            if all(math.isfinite(v) and v >= 0 for w in windows for v in asdict(w).values()):
+                self.windows[name], self.priors[name] = windows, prior
+                self.models[name] = identify(windows, prior)
 
     def _suspend_now(self, device: str) -> dict[int, int]:
         """NAPI id -> irq-suspend-timeout (ns) now; empty where the kernel has no per-NAPI suspension."""
@@ -274,16 +390,13 @@ class Proposer:
         return {"setting": setting, "adaptive": bool(values.get("adaptive")), "deferral": deferral,
                 "coalescing": coalescing, "frames": coalescing and "frames" in values}  # fmt: skip
 
-    def _service_estimate(self, config: Config, rates: Rates, busiest: QueueLoad) -> float:
-        """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs; the config's
-        default when that CPU did too little to tell (under 1 % in IRQ and softirq context)."""
-        cpu = busiest.cpu
-        processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0
-        busy = rates.softirq_time.get(cpu, 0.0) + rates.irq_time.get(cpu, 0.0)
+    def _service_estimate(self, config: Config, rates: Rates, busiest: QueueLoad, irq_cost_us: float) -> float:
+        """µs of softirq CPU per packet on the busiest queue's CPU, net of interrupt costs (`irq_cost_us` each);
+        the config's default when that CPU did too little to tell (under 1 % in IRQ and softirq context)."""
+        busy, processed, irqs = cpu_load(rates, busiest.cpu)
         if processed <= 0 or busy < 0.01:
             return config.limits.service_us
-        irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
-        estimate = (busy - irqs * config.limits.irq_cost_us * 1e-6) / processed * 1e6
+        estimate = (busy - irqs * irq_cost_us * 1e-6) / processed * 1e6
         return min(50.0, max(0.1, estimate))
 
 
@@ -300,6 +413,16 @@ def moderation_bounds(config: Config, device: str, napis: list[int]) -> Bounds:
     suspend = bound(f"napi/{device}/{napis[0]}/irq-suspend-timeout", 1000) if napis else None
     return Bounds(bound(f"{net}/coalesce/rx-usecs"), bound(f"{net}/coalesce/rx-max-frames"),
                   bound(f"{net}/napi-defer-hard-irqs"), bound(f"{net}/gro-flush-timeout", 1000), suspend)  # fmt: skip
+
+
+def cpu_load(rates: Rates, cpu: int | None) -> tuple[float, float, float]:
+    """(fraction of `cpu` in hard-IRQ and softirq context, packets/s processed there, device interrupts/s there)."""
+    if cpu is None:
+        return 0.0, 0.0, 0.0
+    processed = rates.softnet.get(cpu, {}).get("processed", 0.0)
+    busy = rates.softirq_time.get(cpu, 0.0) + rates.irq_time.get(cpu, 0.0)
+    irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
+    return busy, processed, irqs
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:

@@ -129,6 +129,9 @@ def record(stats: AgentStats, report: PassReport, agent: Agent, journal: Journal
     stats.knob_values = dict(agent.proposer.seen)
     for check in report.checks:
         stats.predictions[check["knob"]] = check
+        if check.get("miss") and check.get("device"):
+            stats.misses[check["device"]] = stats.misses.get(check["device"], 0) + 1
+    stats.models = {device: model.to_json() for device, model in agent.proposer.models.items()}
 
 
 class Service:

@@ -78,9 +78,24 @@ class Forecast:
 
 
 def forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
-             flavour: str = "timer-from-first", busy_polled: bool = False) -> Forecast:  # fmt: skip
-    """One queue at `rate` packets/s under `setting`, by one run of the model; `busy_polled`: the consumer is
-    an epoll application with prefer_busy_poll."""
+             flavour: str = "timer-from-first", busy_polled: bool = False, scale: float = 1.0,
+             floor_us: float = 0.0) -> Forecast:  # fmt: skip
+    """One queue at `rate` packets/s under `setting`, by the model; `busy_polled`: the consumer is an epoll
+    application with prefer_busy_poll. `scale` and `floor_us`: the device's identified timer scale and interrupt
+    floor (model/identify.py): the window is `scale` x rx-usecs long, and where the device would interrupt more
+    often than once per floor it keeps that gap as Intel's ITR does (the min-gap flavour at the floor)."""
+    usecs = setting.rx_usecs * scale  # µs of real delay (a float where the scale is fitted)
+    f = _forecast(rate, replace(setting, rx_usecs=usecs), service_us, irq_cost_us, flavour, busy_polled)
+    if floor_us and f.irq_rate > 1e6 / floor_us:
+        gap = max(usecs, math.ceil(floor_us))
+        f = _forecast(rate, replace(setting, rx_usecs=gap, rx_frames=0), service_us, irq_cost_us, "min-gap",
+                      busy_polled)  # fmt: skip
+    return f
+
+
+def _forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: float, flavour: str,
+              busy_polled: bool) -> Forecast:  # fmt: skip
+    """One run of the queue model."""
     napi = None
     if setting.defer or busy_polled:
         napi = Napi(defer=setting.defer, gro_flush=setting.gro_flush_us * 1e-6, suspend=setting.suspend_us * 1e-6,
@@ -114,7 +129,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
            driver: str | None = None, p99_target_us: float = 0.0, frames: bool = True,
-           bounds: Bounds | None = None) -> Choice | None:  # fmt: skip
+           bounds: Bounds | None = None, scale: float = 1.0, floor_us: float = 0.0) -> Choice | None:  # fmt: skip
     """The setting to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing`/`frames`
     False: the device lacks that knob, so it stays as it is. `busy_polled`: an application polls the
@@ -122,12 +137,13 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     (model/coalesce.py): only values it reads as a delay are searched, and a current adaptive mode, which
     the model cannot predict, is left for the best setting (the agent's verification judges the change).
     `bounds`: the config's, searched within (not clamped after). `p99_target_us` > 0: only settings
-    predicted within it are weighed, the lowest p99 where none is."""
+    predicted within it are weighed, the lowest p99 where none is. `scale`, `floor_us`: the device's identified
+    timer scale and interrupt floor (see `forecast`)."""
     weight = GOAL_WEIGHT_US[goal]
     space = _space(current, coalescing, frames, deferral, busy_polled and suspension and deferral, driver,
                    flavour == "min-gap", bounds or Bounds())  # fmt: skip
     problem = Problem(_snap(rate), _snap(service_us), irq_cost_us, flavour, busy_polled, weight, queues,
-                      p99_target_us, space)  # fmt: skip
+                      p99_target_us, space, scale, floor_us)  # fmt: skip
     searched = search(problem)
     candidates = set(searched.best)
     mode = rx_usecs_mode(driver, current.rx_usecs) if coalescing else None
@@ -217,9 +233,12 @@ class Problem:
     queues: int
     target: float
     space: Space
+    scale: float = 1.0  # the device's identified timer scale and interrupt floor (model/identify.py)
+    floor_us: float = 0.0
 
     def score(self, setting: Moderation) -> Score:
-        f = forecast(self.rate, setting, self.service_us, self.irq_cost_us, self.flavour, self.busy_polled)
+        f = forecast(self.rate, setting, self.service_us, self.irq_cost_us, self.flavour, self.busy_polled,
+                     self.scale, self.floor_us)  # fmt: skip
         cpu = f.cpu * self.queues
         return Score(f.latency_us + self.weight * cpu, f.latency_us, cpu, f.irq_rate, f.p99_us)
 

@@ -33,6 +33,8 @@ class AgentStats:
     drifted_knobs: int | None = None  # journaled knobs something else changed since (irqtune verify's drift)
     knob_values: dict[str, float] = field(default_factory=dict)  # knob id (irq/41/affinity) -> number
     predictions: dict[str, dict] = field(default_factory=dict)  # knob id -> its latest check (PassReport.checks)
+    models: dict[str, dict] = field(default_factory=dict)  # device -> the agent's model of it (Identified.to_json)
+    misses: dict[str, int] = field(default_factory=dict)  # device -> changes rolled back for the model's miss
 
     def record_pass(self, duration_seconds: float) -> None:
         self.passes += 1
@@ -106,6 +108,7 @@ def agent_families(stats: AgentStats) -> Iterator[Metric]:
         values.add_metric(list(_knob_labels(knob)), value)
     yield values
     yield from _prediction_families(dict(stats.predictions))
+    yield from _model_families(dict(stats.models), dict(stats.misses))
 
 
 def _prediction_families(checks: dict[str, dict]) -> Iterator[Metric]:
@@ -124,3 +127,30 @@ def _prediction_families(checks: dict[str, dict]) -> Iterator[Metric]:
             if isinstance(value, int | float):
                 families[n].add_metric([label(knob), label(check.get("device") or "")], value)
     yield from families.values()
+
+
+def _model_families(models: dict[str, dict], misses: dict[str, int]) -> Iterator[Metric]:
+    """The agent's model of each NIC's interrupt response (model/identify.py): which flavour, the timer's real µs per
+    rx-usecs unit, the interrupt floor, its error over the windows; and how often a prediction missed."""
+    if not models and not misses:
+        return
+    info = GaugeMetricFamily("irqtune_agent_model_info", "The moderation flavour the agent predicts a NIC with (1), "
+                             "beside its driver's usual one.", labels=["device", "flavour", "prior"])  # fmt: skip
+    scale = GaugeMetricFamily("irqtune_agent_model_timer_scale", "Real delay per rx-usecs unit the agent fitted to "
+                              "the NIC's windows (1: as the driver says).", labels=["device"])  # fmt: skip
+    floor = GaugeMetricFamily("irqtune_agent_model_interrupt_floor_seconds", "Minimum gap between interrupts the "
+                              "agent fitted to the NIC's windows (0: none seen).", labels=["device"])  # fmt: skip
+    error = GaugeMetricFamily("irqtune_agent_model_error_ratio", "Mean relative error of the model's interrupt "
+                              "rate over the windows it was fitted to.", labels=["device"])  # fmt: skip
+    missed = CounterMetricFamily("irqtune_agent_model_misses", "Moderation changes rolled back because the "
+                                 "measured interrupt rate missed the prediction (the model then learned from "
+                                 "the window).", labels=["device"])  # fmt: skip
+    for device, m in sorted(models.items()):
+        name = label(device)
+        info.add_metric([name, label(str(m.get("flavour", ""))), label(str(m.get("prior", "")))], 1)
+        scale.add_metric([name], float(m.get("timer_scale", 1.0)))
+        floor.add_metric([name], float(m.get("floor_us", 0.0)) * 1e-6)
+        error.add_metric([name], float(m.get("error", 0.0)))
+    for device, count in sorted(misses.items()):
+        missed.add_metric([label(device)], count)
+    yield from (info, scale, floor, error, missed)

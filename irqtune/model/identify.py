@@ -7,7 +7,15 @@ under the setting it holds; every flavour of the queueing model (model/queue.py)
 for the same packets, setting and costs, and the flavour whose predictions stay closest to the measurements
 (mean absolute log-ratio over the recent windows) is the one in use. The prior keeps the device unless another
 flavour fits clearly better (by IDENTIFY_MARGIN), and windows where the flavours cannot differ (no coalescing
-window, no load, deferral on, an overloaded queue) teach nothing. Pure.
+window, no load, deferral on, an overloaded queue) teach nothing about the flavour.
+
+Two more numbers of the device's response are then fitted to every window, rx-usecs 0 included
+(docs/physics.md §9.7): the timer scale, the real delay per rx-usecs unit (a device or emulator whose timer
+ticks in other units than the driver converts for: QEMU's e1000e keeps 0.79 µs per unit), and the interrupt
+floor, a minimum gap the device or platform keeps between interrupts whatever the setting (Intel's ITR floor
+of 128 µs while throttling is on, 82574 datasheet §10.2.4.2, which QEMU emulates; a hypervisor that delivers
+interrupts in batches). Both start at "none" (scale 1, no floor) and move only where that fits the windows
+clearly better (by FIT_MARGIN). Pure.
 """
 
 from __future__ import annotations
@@ -22,6 +30,12 @@ FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
 IDENTIFY_MARGIN = 0.3  # log-ratio: another flavour must fit about 35 % better than the prior to replace it
 MIN_SPREAD = 0.2  # log-ratio between the flavours' predictions below which a window cannot tell them apart
 MIN_WINDOWS = 2  # informative windows needed before the prior can be replaced
+COST_SPREAD = 2.0  # interrupts per packet must differ this much across windows to tell the two costs apart
+COST_WINDOWS = 3  # windows with CPU time needed for a cost fit
+COST_RANGE = (0.05, 100.0)  # µs: fitted costs outside it are taken for noise (the config's are used)
+FIT_MARGIN = 0.1  # log-ratio: a timer scale or an interrupt floor must cut the mean error by this much
+SCALES = (0.25, 4.0)  # the timer scales believed: beyond them the window is more likely something else
+TIMER_BOUND = 0.5  # a window's timer sets its interrupt rate when predicted rate x rx-usecs is at least this
 
 
 @dataclass(frozen=True)
@@ -35,6 +49,22 @@ class Window:
     rx_frames: int
     service_us: float
     irq_cost_us: float
+    busy: float = 0.0  # the queue's CPU: fraction of it in hard-IRQ and softirq context ...
+    cpu_packets: float = 0.0  # ... packets/s processed there ...
+    cpu_irqs: float = 0.0  # ... and device interrupts/s there: what the costs are fitted to (`fit_costs`)
+
+
+@dataclass(frozen=True)
+class Response:
+    """How a queue turns its setting into interrupts: the flavour, the real delay per rx-usecs unit and the
+    minimum gap (µs) it keeps between interrupts (0: none)."""
+
+    flavour: str = "timer-from-first"
+    scale: float = 1.0
+    floor_us: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"flavour": self.flavour, "timer_scale": round(self.scale, 3), "floor_us": round(self.floor_us, 1)}
 
 
 @dataclass(frozen=True)
@@ -43,15 +73,41 @@ class Identified:
     prior: str
     windows: int  # informative windows behind it
     errors: dict[str, float]  # flavour -> mean |log(predicted / measured)| interrupt rate
+    scale: float = 1.0  # the real delay per rx-usecs unit
+    floor_us: float = 0.0  # the minimum gap between interrupts the device keeps (0: none seen)
+    fitted: int = 0  # windows the scale and floor were fitted to
+    error: float = 0.0  # mean |log(predicted / measured)| of the whole response over those windows
+    costs: tuple[float, float] | None = None  # (µs per packet, µs per interrupt) fitted (`fit_costs`), if they could be
+
+    @property
+    def response(self) -> Response:
+        return Response(self.flavour, self.scale, self.floor_us)
+
+    def to_json(self) -> dict:
+        costs = {"packet_us": round(self.costs[0], 3), "interrupt_us": round(self.costs[1], 3)} if self.costs else {}
+        return {**self.response.to_json(), "prior": self.prior, "flavour_windows": self.windows,
+                "windows": self.fitted, "error": round(math.expm1(self.error), 3), **costs}  # fmt: skip
 
     def describe(self) -> str:
         if not self.windows:
-            return f"{self.flavour} (the driver's usual; no window yet tells the flavours apart)"
-        own = f"interrupt-rate error {math.expm1(self.errors[self.flavour]):.0%}"
-        if self.flavour == self.prior:
-            return f"{self.flavour} (the driver's usual, confirmed by {self.windows} windows: {own})"
-        return (f"{self.flavour} (identified from {self.windows} windows: {own}, against "
-                f"{math.expm1(self.errors[self.prior]):.0%} for the driver's usual {self.prior})")  # fmt: skip
+            flavour = f"{self.flavour} (the driver's usual; no window yet tells the flavours apart)"
+        elif self.flavour == self.prior:
+            own = f"interrupt-rate error {math.expm1(self.errors[self.flavour]):.0%}"
+            flavour = f"{self.flavour} (the driver's usual, confirmed by {self.windows} windows: {own})"
+        else:
+            own = f"interrupt-rate error {math.expm1(self.errors[self.flavour]):.0%}"
+            flavour = (f"{self.flavour} (identified from {self.windows} windows: {own}, against "
+                       f"{math.expm1(self.errors[self.prior]):.0%} for the driver's usual {self.prior})")  # fmt: skip
+        extra = []
+        if self.scale != 1.0:
+            extra.append(f"timer {self.scale:.2f} µs per rx-usecs unit")
+        if self.floor_us:
+            extra.append(f"at most one interrupt per {self.floor_us:.0f} µs")
+        if extra:
+            flavour += f"; {', '.join(extra)} (fitted to {self.fitted} windows, error {math.expm1(self.error):.0%})"
+        if self.costs:
+            flavour += f"; {self.costs[1]:.2f} µs per interrupt, {self.costs[0]:.2f} per packet (fitted)"
+        return flavour
 
 
 @lru_cache(maxsize=4096)  # a window is fitted again every pass it stays among the recent ones
@@ -75,20 +131,105 @@ def informative(window: Window) -> dict[str, float] | None:
 
 
 def identify(windows: list[Window], prior: str) -> Identified:
-    """The flavour that explains the measured interrupt rates best, the prior unless another is clearly better."""
+    """The flavour that explains the measured interrupt rates best, the prior unless another is clearly better;
+    each flavour is weighed with its own fitted floor, so a floor is not mistaken for a flavour (not with a fitted
+    scale: a scale would let the timer flavours imitate each other); the scale is fitted to the one chosen."""
+    informed = [(w, p) for w in windows if (p := informative(w)) is not None]
+    if not informed:
+        scale, floor_us, fitted, error = fit_response(windows, prior)
+        return Identified(prior, prior, 0, {}, scale, floor_us, fitted, error, fit_costs(windows))
+    fits = {f: fit_response(windows, f, scaled=False) for f in FLAVOURS}
     errors = {f: 0.0 for f in FLAVOURS}
-    used = 0
-    for window in windows:
-        predicted = informative(window)
-        if predicted is None:
-            continue
-        used += 1
+    for window, predicted in informed:
         for flavour, rate in predicted.items():
-            errors[flavour] += abs(math.log(rate / window.interrupts))
-    if used == 0:
-        return Identified(prior, prior, 0, {})
-    errors = {f: e / used for f, e in errors.items()}
+            scale, floor_us = fits[flavour][:2]
+            rate = _scaled(rate, window.rx_usecs, scale)
+            rate = min(rate, 1e6 / floor_us) if floor_us else rate
+            errors[flavour] += abs(math.log(rate / window.interrupts)) / len(informed)
     best = min(errors, key=errors.get)
-    if used < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
+    if len(informed) < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
         best = prior if prior in errors else best
-    return Identified(best, prior, used, errors)
+    return Identified(best, prior, len(informed), errors, *fit_response(windows, best), fit_costs(windows))
+
+
+def fit_response(windows: list[Window], flavour: str, scaled: bool = True) -> tuple[float, float, int, float]:
+    """(timer scale, interrupt floor µs, windows used, mean |log error|) for `flavour`, fitted to every window
+    with load and interrupts. The candidates come from the windows themselves: each timer-bound window's own
+    scale (its measured cycle minus the predicted one is the timer's extra time), the interrupt gap of each
+    window the timer does not bound (no or a short rx-usecs: what holds interrupts back there is not the
+    timer) as a floor, each only where MIN_WINDOWS windows offer one; the pair with the lowest mean error wins,
+    and each of the two stays at "none" unless it cuts the summed error by FIT_MARGIN on MIN_WINDOWS windows.
+    A scale moves the cycle, not the shape: 1/rate(k) = 1/rate(1) + (k - 1) U, exact for a window without a
+    frame limit that the timer ends (docs/physics.md §9.7); the timer-restart flavour keeps scale 1."""
+    points = []
+    for w in windows:
+        if w.packets <= 0 or w.interrupts <= 0:
+            continue
+        base = predicted_interrupts(w, flavour)
+        if base is not None:
+            points.append((w, base))
+    if not points:
+        return 1.0, 0.0, 0, 0.0
+    scales, floors = [1.0], [0.0]
+    for w, base in points:
+        usecs = w.rx_usecs * 1e-6
+        if usecs <= 0 or base * usecs < TIMER_BOUND:  # the timer does not set this rate: a floor might
+            floors.append(round(1e6 / w.interrupts, 1))
+        elif scaled and flavour != "timer-restart" and (w.rx_frames == 0 or w.packets * usecs < w.rx_frames):
+            k = 1.0 + (1.0 / w.interrupts - 1.0 / base) / usecs  # the timer's: its scale
+            if SCALES[0] <= k <= SCALES[1]:
+                scales.append(round(k, 3))
+    scales = scales if len(scales) > MIN_WINDOWS else [1.0]  # one window explains anything: two must agree
+    floors = floors if len(floors) > MIN_WINDOWS else [0.0]
+
+    def error(scale: float, floor_us: float) -> float:  # summed over the windows: a parameter that fixes two
+        total = 0.0  # windows counts as much among eight windows as among two
+        for w, base in points:
+            rate = _scaled(base, w.rx_usecs, scale)
+            if floor_us:
+                rate = min(rate, 1e6 / floor_us)
+            total += abs(math.log(rate / w.interrupts))
+        return total
+
+    _, scale, floor_us = min(((error(k, f), k, f) for k in set(scales) for f in set(floors)),
+                             key=lambda t: (t[0], t[2], abs(t[1] - 1)))  # fmt: skip
+    earn = FIT_MARGIN * MIN_WINDOWS  # each must earn its place: fix MIN_WINDOWS windows by FIT_MARGIN
+    if floor_us and error(scale, 0.0) - error(scale, floor_us) <= earn:
+        floor_us = 0.0
+    if scale != 1.0 and error(1.0, floor_us) - error(scale, floor_us) <= earn:
+        scale = 1.0
+    return scale, floor_us, len(points), error(scale, floor_us) / len(points)
+
+
+def _scaled(rate: float, rx_usecs: int, scale: float) -> float:
+    """The interrupt rate with the timer `scale` times as long: the cycle grows by (scale - 1) rx-usecs."""
+    if scale == 1.0 or rx_usecs <= 0:
+        return rate
+    return 1.0 / max(1e-9, 1.0 / rate + (scale - 1.0) * rx_usecs * 1e-6)
+
+
+def fit_costs(windows: list[Window]) -> tuple[float, float] | None:
+    """(µs per packet, µs per interrupt) of the queue's CPU, by least squares of busy = s·packets + c·interrupts
+    over the windows that measured CPU time; None where they cannot tell the two apart (interrupts per packet
+    differ by less than COST_SPREAD across them: one setting, one ratio), are too few, or give a cost outside
+    COST_RANGE. Hard-IRQ time is only counted where the kernel accounts it (CONFIG_IRQ_TIME_ACCOUNTING);
+    elsewhere the interrupt's cost lands in softirq and task time, and the fit finds less of it."""
+    rows = [w for w in windows if w.busy > 0 and w.cpu_packets > 0 and w.cpu_irqs > 0]
+    if len(rows) < COST_WINDOWS:
+        return None
+    ratios = [w.cpu_irqs / w.cpu_packets for w in rows]
+    if max(ratios) < COST_SPREAD * min(ratios):
+        return None
+    spp = sum(w.cpu_packets**2 for w in rows)
+    sii = sum(w.cpu_irqs**2 for w in rows)
+    spi = sum(w.cpu_packets * w.cpu_irqs for w in rows)
+    spb = sum(w.cpu_packets * w.busy for w in rows)
+    sib = sum(w.cpu_irqs * w.busy for w in rows)
+    det = spp * sii - spi * spi
+    if det <= 0:
+        return None
+    per_packet, per_irq = (spb * sii - sib * spi) / det * 1e6, (sib * spp - spb * spi) / det * 1e6
+    low, high = COST_RANGE
+    if not (low <= per_packet <= high and low <= per_irq <= high):
+        return None
+    return per_packet, per_irq

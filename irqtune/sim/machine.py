@@ -233,7 +233,8 @@ class SimMachine:
 
     def queue_evaluator(self, nic: NicSpec, entry: SimIrq, load: LoadSpec | None, settings: NicSettings,
                         flavour: str | None = None):  # fmt: skip
-        """(rx-usecs, rx-frames) -> (offered rate, closed-form result) for one queue under `load`."""
+        """(rx-usecs, rx-frames) -> (offered rate, closed-form result) for one queue under `load`; the device's
+        timer runs `timer_scale` µs per rx-usecs unit."""
         service, irq_cost, flavour = self.service_time(nic, entry), nic.irq_cost_us * 1e-6, flavour or nic.flavour
         napi = self.napi_for(settings, entry.irq, load)
 
@@ -241,7 +242,7 @@ class SimMachine:
             def at(rate: float) -> QueueResult:
                 if not nic.napi:
                     return interrupt_per_packet(rate, service, irq_cost)
-                return _queue(rate, service, irq_cost, usecs * 1e-6, frames, flavour, napi)
+                return _queue(rate, service, irq_cost, usecs * nic.timer_scale * 1e-6, frames, flavour, napi)
 
             return (0.0, at(0.0)) if load is None else queue_load(load, nic.queues, nic.ring, at)
 

@@ -231,7 +231,8 @@ def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], pac
         if load.arrivals == "bursty":
             arrivals = mmpp_arrivals(load.rate_pps / nic.queues, load.burst_pps / nic.queues, load.burst_ms * 1e-3,
                                      load.burst_every_ms * 1e-3, packets, rng)  # fmt: skip
-        result = simulate_queue(q.rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6, q.setting[0] * 1e-6,
+        result = simulate_queue(q.rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6,
+                                q.setting[0] * nic.timer_scale * 1e-6,
                                 q.setting[1], packets=packets, seed=rng.getrandbits(32), flavour=flavour,
                                 napi=napi, arrivals=arrivals, ring=nic.ring, samples=True)  # fmt: skip
         out[nic.name] = list(result.samples)

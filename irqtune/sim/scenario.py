@@ -2,7 +2,8 @@
 
     [host]        cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18"
     [[nic]]       name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
-                  rx_usecs, rx_frames, usecs_quantum, adaptive_rx (bool), adaptive (dim | aim),
+                  rx_usecs, rx_frames, usecs_quantum, timer_scale (the device's real µs per rx-usecs
+                  unit, hidden from the driver), adaptive_rx (bool), adaptive (dim | aim),
                   ring, napi (false: interrupt per packet), cpus (initial IRQ affinity, queues
                   round-robin), critical (the agent's config keeps it on those CPUs with a latency
                   goal), goal (the operator's: latency | balanced | throughput | efficiency; the agent's
@@ -79,6 +80,7 @@ class NicSpec:
     rx_usecs: int = 8
     rx_frames: int = 32
     usecs_quantum: int = 1
+    timer_scale: float = 1.0  # µs of real delay per rx-usecs unit (QEMU's e1000e: about 0.79); the driver knows 1
     adaptive_rx: bool = False  # the driver's default; which algorithm runs is `adaptive`
     adaptive: str = ""  # "" = the flavour's usual one: aim for min-gap (Intel), dim otherwise
     ring: int = 1024
@@ -239,6 +241,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
             raise loc.error(where, "critical", "a critical NIC needs cpus, the CPUs of the work it feeds")
         if nic.goal and nic.goal not in GOAL_WEIGHT_US:
             raise loc.error(where, "goal", f"expected one of {', '.join(GOAL_WEIGHT_US)}")
+        if not 0.1 <= nic.timer_scale <= 10:
+            raise loc.error(where, "timer_scale", f"expected 0.1..10 µs per rx-usecs unit, got {nic.timer_scale}")
         if nic.service_us <= 0:
             raise loc.error(where, "service_us", "a packet needs some CPU: expected a positive time")
     for i, nvme in enumerate(sc.nvmes):

@@ -19,6 +19,7 @@ from irqtune.export.histograms import BUCKET_BOUNDS, FIRST_SLOT, SERIES_PER_HIST
 from irqtune.export.labels import MAX_LABEL, label
 from irqtune.export.server import is_loopback, parse_listen
 from irqtune.host import Host
+from irqtune.model.identify import Response
 from irqtune.parse.common import U32
 from irqtune.probe.base import SLOTS, Histogram
 from irqtune.probe.runner import ProbeResult
@@ -493,4 +494,19 @@ def test_the_agents_prediction_is_exported_beside_the_measurement(tmp_path):
     key = (("device", "eth0"), ("knob", "net/eth0/coalesce/rx-usecs"))
     assert samples(text, "irqtune_agent_predicted_interrupts_per_second")[key] == 15472.3
     assert samples(text, "irqtune_agent_measured_interrupts_per_second")[key] == 3090.1
+    assert promtool_check(text).returncode == 0
+
+
+def test_the_agents_model_of_each_nic_is_exported(tmp_path):
+    """The fitted response (flavour beside the driver's, timer scale, floor, error) and the misses, per device."""
+    root = fixture_root(tmp_path, LAPTOP)
+    stats = AgentStats()
+    stats.models["eth0"] = Response("min-gap", 0.787, 223.0).to_json() | {"prior": "min-gap", "error": 0.04}
+    stats.misses["eth0"] = 2
+    text = exposition(IrqtuneCollector(Host(str(root)), agent=stats))
+    assert samples(text, "irqtune_agent_model_info")[(("device", "eth0"), ("flavour", "min-gap"),
+                                                      ("prior", "min-gap"))] == 1  # fmt: skip
+    assert samples(text, "irqtune_agent_model_timer_scale")[(("device", "eth0"),)] == 0.787
+    assert samples(text, "irqtune_agent_model_interrupt_floor_seconds")[(("device", "eth0"),)] == 223e-6
+    assert samples(text, "irqtune_agent_model_misses_total")[(("device", "eth0"),)] == 2
     assert promtool_check(text).returncode == 0

@@ -21,12 +21,15 @@ INTERVAL = 3  # seconds: a pass costs about a second of CPU under TCG
 
 
 def _config(tmp_path: Path, wire, extra: str = "", name: str = "irqtune.toml") -> str:
-    """Tune mode for the receiver only; every other device of the guest is left alone."""
+    """Tune mode for the receiver only; every other device of the guest is left alone. NAPI deferral is held at
+    0 by the bounds: with deferral a queue takes a few timer-driven interrupts a second, which says nothing about
+    how the device coalesces; the tests are about coalescing, which e1000e does in hardware (QEMU's emulation)."""
     _, out, _ = cli("status", "--no-probe", "--json", "-i", "0")
     others = [d["name"] for d in json.loads(out)["devices"] if d["name"] != wire.receiver]
     left_alone = "".join(f'[[device]]\nname = "{n}"\nmanage = false\n\n' for n in others)
     path = tmp_path / name
-    path.write_text(f'mode = "tune"\ninterval = {INTERVAL}\n\n[limits]\ndwell = {INTERVAL}\n\n{extra}'
+    path.write_text(f'mode = "tune"\ninterval = {INTERVAL}\n\n[limits]\ndwell = {INTERVAL}\n\n'
+                    f'[bounds]\n"net/*/napi-defer-hard-irqs" = [0, 0]\n\n{extra}'
                     f'[[device]]\nname = "{wire.receiver}"\ngoal = "throughput"\n\n{left_alone}')  # fmt: skip
     return str(path)
 
@@ -36,27 +39,36 @@ def _passes(out: str) -> list[dict]:
 
 
 def test_agent_applies_moderation_and_checks_its_prediction(wire, tmp_path, record):
+    """The agent's first prediction comes from the driver's word (e1000e: a minimum gap of rx-usecs); where the
+    measurement misses it, the change is rolled back and the model learns from the window (model/identify.py:
+    QEMU's e1000e keeps a floor between interrupts that no driver states). Once identified, the next prediction of
+    the interrupt rate must hold within 20 % of what the real driver gives."""
     before = ethtool_rx_usecs(wire.receiver)
     state = tmp_path / "state"
+    knob = f"net/{wire.receiver}/coalesce/rx-usecs"
     try:
         with udp_load(wire):
-            code, out, err = cli("run", "--config", _config(tmp_path, wire), "--passes", "5", "--json", state=state)
+            code, out, err = cli("run", "--config", _config(tmp_path, wire), "--passes", "12", "--json", state=state)
         assert code == 0, err[-3000:]
         passes = _passes(out)
         decisions = [d for p in passes for d in p["decisions"]]
-        usecs = [d for d in decisions if d["knob"] == f"net/{wire.receiver}/coalesce/rx-usecs"]
+        usecs = [d for d in decisions if d["knob"] == knob]
         assert any(d["outcome"] == "applied" for d in usecs), json.dumps(passes, indent=1)[-6000:]
         for d in usecs:  # e1000e: 1..4 are adaptive modes and 5..9 invalid, never a delay
             assert not 1 <= int(d["target"]) <= 9, d
-        checks = [c for p in passes for c in p.get("checks", [])]
+        checks = [c for p in passes for c in p.get("checks", []) if c["knob"] == knob]
         assert checks, "no prediction was compared with a measurement"
-        check = checks[0]
-        # deferral may take (nearly) every packet without an interrupt: zero is a measurement too
-        assert check["measured_irq_rate"] >= 0 and check["predicted_irq_rate"] >= 0, check
-        assert check["knob"] in {d["knob"] for d in decisions if d["outcome"] == "applied"}, check
-        applied = next(d for d in usecs if d["outcome"] == "applied")
-        record(f"{os.uname().release} agent prediction", {"change": f"{applied['current']} -> {applied['target']}",
-                                                          "reason": applied["reason"], **check})  # fmt: skip
+        applied = [d for d in usecs if d["outcome"] == "applied"]
+        rolled = [d for p in passes for d in p["rollbacks"] if d["knob"] == knob and "the model missed" in d["reason"]]
+        record(f"{os.uname().release} agent predictions",
+               {"changes": [f"{d['current']} -> {d['target']}" for d in applied], "reason": applied[0]["reason"],
+                "checks": checks, "missed rollbacks": len(rolled)})  # fmt: skip
+        for check in checks:  # deferral may take (nearly) every packet without an interrupt: zero is a measurement
+            assert check["measured_irq_rate"] >= 0 and check["predicted_irq_rate"] >= 0, check
+        assert len(rolled) == sum(c["miss"] for c in checks), (rolled, checks)
+        identified = [c for c in checks if c["windows"] >= 2]  # fitted to two windows of this device at least
+        assert identified, checks
+        assert identified[0]["error"] is not None and abs(identified[0]["error"]) <= 0.2, identified[0]
     finally:
         assert cli("restore", state=state).exit_code in (0, 5)
     assert ethtool_rx_usecs(wire.receiver) == before
@@ -70,27 +82,33 @@ def _journal_entries(state: Path) -> dict:
 
 
 def test_a_change_followed_by_loss_is_rolled_back(wire, tmp_path, record):
-    """Once the agent applied its change, loss appears on the device: the test steers the receiver's packets
-    (RPS) to another CPU whose backlog holds one packet, so the kernel drops most of them (counted in the
-    device's rx_dropped and softnet's dropped). At the same offered load the device is worse after the change
-    than before it: the agent must roll its change back on the real driver, and ethtool must show it."""
+    """Once the agent applied a change that the measurement bore out (a change whose prediction missed is rolled
+    back for that and tried again: see the test above), loss appears on the device: the test steers the
+    receiver's packets (RPS) to another CPU whose backlog holds one packet, so the kernel drops most of them
+    (counted in the device's rx_dropped and softnet's dropped). At the same offered load the device is worse
+    after the change than before it: the agent must roll its change back on the real driver, and ethtool must
+    show it."""
     usecs = ethtool_rx_usecs(wire.receiver)
     rps = Path(f"/sys/class/net/{wire.receiver}/queues/rx-0/rps_cpus")
     backlog = Path("/proc/sys/net/core/netdev_max_backlog")
     rps_before, backlog_before = rps.read_text().strip(), backlog.read_text().strip()
     state, output = tmp_path / "state", tmp_path / "passes.jsonl"
     knob = f"net/{wire.receiver}/coalesce/rx-usecs"
-    applied, rollbacks = None, []
+    applied, latest, rollbacks = None, None, []
     with udp_load(wire):
-        pid = agent_in_child(state, _config(tmp_path, wire), output, passes=14)
+        pid = agent_in_child(state, _config(tmp_path, wire), output, passes=20)
         try:
-            for report in follow(output, timeout=240):
+            for report in follow(output, timeout=360):
                 mine = [d for d in report["decisions"] if d["device"] == wire.receiver and d["outcome"] == "applied"]
-                if applied is None and any(d["knob"] == knob for d in mine):  # the moderation change (placement
-                    applied = mine  # may come a pass earlier)
+                if any(d["knob"] == knob for d in mine):  # the moderation change (placement may come a pass earlier)
+                    latest = mine
+                held = [c for c in report["checks"] if c["knob"] == knob and not c["miss"]]
+                if applied is None and held and latest:  # a change the model predicted: on probation, kept so far
+                    applied = latest
                     rps.write_text("4\n")  # CPU 2 (any CPU: RPS enqueues to a backlog, even the local one)
                     backlog.write_text("1\n")
-                rollbacks += report["rollbacks"]
+                if applied is not None:
+                    rollbacks += report["rollbacks"]
                 if any(d["knob"] == knob for d in rollbacks):
                     break
         finally:
@@ -102,6 +120,7 @@ def test_a_change_followed_by_loss_is_rolled_back(wire, tmp_path, record):
         assert rollbacks, f"nothing rolled back after {applied}"
         undone = {d["knob"]: d for d in rollbacks}
         assert knob in undone and undone[knob]["outcome"] == "rolled-back", rollbacks
+        assert "the model missed" not in undone[knob]["reason"], undone[knob]
         assert ethtool_rx_usecs(wire.receiver) == usecs
         changes = [f"{d['knob']} {d['current']} -> {d['target']}" for d in applied]
         record(f"{os.uname().release} rollback", {"applied": changes, "why": undone[knob]["reason"]})
