@@ -18,7 +18,7 @@ from ..host import Host, NoNetlink
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
 from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, writable_usecs
-from ..model.identify import Identified, Window, identify
+from ..model.identify import FLAVOURS, MIN_WINDOWS, Identified, Window, identify
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
 
@@ -38,12 +38,15 @@ class Proposer:
         self.seen: dict[str, int] = {}  # knob id -> value as last read
         self.windows: dict[str, list[Window]] = {}  # device -> its busiest queue's recent windows (model/identify.py)
         self.models: dict[str, Identified] = {}  # device -> the moderation flavour in use for it
+        self.judged_under: dict[str, str] = {}  # device -> the flavour its moderation was last chosen or kept under
+        self.remodelled: set[str] = set()  # knobs proposed this pass because that flavour was since ruled out
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 usable: set[int] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
         """(decisions to check and maybe apply, advice findings to report). `usable`: the CPUs the placement
         may use (housekeeping, not banned or isolated); every online CPU when not given."""
         self.seen = {}  # this pass's readings only: a vanished interface's knobs leave the metrics
+        self.remodelled = set()
         out = self._storm_guard(config, inventory, findings)
         moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
                      if name not in self.storming]  # fmt: skip
@@ -122,10 +125,13 @@ class Proposer:
             model = self._identify(name, drivers.get(name), current, busiest, service, config.limits.irq_cost_us)
             choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
                             service, config.limits.irq_cost_us,
-                            deferral=current["deferral"], queues=sum(q.packets > 0 for q in loads),
+                            deferral=current["deferral"] and _may_defer(config, name),
+                            queues=sum(q.packets > 0 for q in loads),
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
-                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"))  # fmt: skip
+                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
+                            unsure=FLAVOURS if model.windows < MIN_WINDOWS else ())  # fmt: skip
+            before, self.judged_under[name] = self.judged_under.get(name, model.flavour), model.flavour
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
@@ -144,8 +150,12 @@ class Proposer:
             knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
                       for napi_id, now in sorted(suspend.items())]  # fmt: skip
             reason = f"{choice.reason}; model: {model.describe()}"
-            batch = [Change(knob, str(before), str(after), reason, name)
-                     for knob, before, after in knobs if before != after]  # fmt: skip
+            if before != model.flavour:  # the setting in force rests on a flavour the measurements ruled out
+                reason += (f"; the setting in force was chosen under {before}, which the measured interrupt rates have "
+                           "since ruled out: the dwell does not hold this correction")  # fmt: skip
+            batch = [Change(knob, str(now), str(after), reason, name) for knob, now, after in knobs if now != after]
+            if before != model.flavour:
+                self.remodelled |= {c.knob for c in batch}
             if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
                 batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
                                       "latency_us": round(choice.predicted_latency_us, 2),
@@ -339,3 +349,10 @@ def available_cpus(config: Config, device, rates: Rates, usable: set[int] | None
         return set(own) & online
     usable = online if usable is None else usable & online
     return (usable & set(device.local_cpus or ())) or usable
+
+
+def _may_defer(config: Config, device: str) -> bool:
+    """False where the config's bounds hold napi-defer-hard-irqs at 0: the operator forbids deferral, so no
+    candidate may rely on it (clamped afterwards, a deferral candidate would leave the NIC unmoderated)."""
+    bound = config.bound(f"net/{device}/napi-defer-hard-irqs")
+    return bound is None or bound[1] > 0

@@ -31,6 +31,8 @@ CANDIDATES = [  # rx-usecs, rx-frames, napi_defer_hard_irqs, gro_flush_timeout �
     (0, 1, 0, 0), (8, 32, 0, 0), (16, 64, 0, 0), (32, 128, 0, 0), (64, 128, 0, 0),
     (0, 1, 10, 20), (0, 1, 100, 20), (0, 1, 100, 50),
 ]  # fmt: skip
+RESTART_CANDIDATES = [(u, f) for u in (16, 32, 64) for f in (8, 16)]  # timer-restart: the frame limit closes the
+# window (the timer restarts with every packet, so under steady load only the frame count ends it)
 SUSPEND_US = 20_000  # irq-suspend-timeout of the suspension candidates: an application batch (§2.7)
 SUSPENSION = [(0, 1, 100, 10), (0, 1, 100, 20), (8, 32, 100, 20)]  # with suspension: deferral as the safety net
 
@@ -87,20 +89,26 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
-           driver: str | None = None, p99_target_us: float = 0.0) -> Choice | None:  # fmt: skip
+           driver: str | None = None, p99_target_us: float = 0.0,
+           unsure: tuple[str, ...] = ()) -> Choice | None:  # fmt: skip
     """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
     device cannot do that, so only candidates without it are weighed. `busy_polled`: an application polls
     the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
     (model/coalesce.py): candidates only take values it reads as a delay, and a current adaptive mode, which
     the model cannot predict, is left for the best candidate (the agent's verification judges the change).
-    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is."""
+    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is.
+    `unsure`: flavours the measurements cannot rule out yet (model/identify.py): a candidate is weighed at its
+    worst J and p99 among them and `flavour`, so an unconfirmed flavour never buys a window that another
+    would make ruinous (a long window under a restarting timer); predictions shown are `flavour`'s."""
     weight = GOAL_WEIGHT_US[goal]
     window = target_window(rate, weight, irq_cost_us)
     usable = [c for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))]
     candidates = {Moderation(*c) for c in usable}
     if coalescing:
         candidates.add(Moderation(window, FRAMES if window else 1))
+    if coalescing and flavour == "timer-restart":
+        candidates |= {Moderation(u, f) for u, f in RESTART_CANDIDATES}
     if busy_polled and suspension and deferral:
         candidates |= {Moderation(*c, SUSPEND_US) for c in SUSPENSION if coalescing or c[:2] == (0, 1)}
     candidates = {replace(c, rx_usecs=writable_usecs(driver, c.rx_usecs)) for c in candidates}
@@ -110,13 +118,17 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
 
     def cost(setting: Moderation) -> Score:
         f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
-        return Score(f.latency_us + weight * f.cpu * queues, f.latency_us, f.cpu * queues, f.irq_rate, f.p99_us)
+        worst = [forecast(rate, setting, service_us, irq_cost_us, other, busy_polled) for other in unsure]
+        j = max(g.latency_us + weight * g.cpu * queues for g in (f, *worst))
+        return Score(j, f.latency_us, f.cpu * queues, f.irq_rate, max(g.p99_us for g in (f, *worst)))
 
     scored = {s: cost(s) for s in candidates}
     best, met = _best(scored, p99_target_us)
     now, win = scored.get(current), scored[best]
     polled = "; a busy-polling application takes them" if busy_polled else ""
-    costs = f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)"
+    hedge = f"; each candidate weighed at its worst under {', '.join(unsure)} until one is identified" if unsure else ""
+    costs = (f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt"
+             f"{hedge})")  # fmt: skip
     head = f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {win.latency:.1f} µs"
     target = _target_note(p99_target_us, met, win, now)
     if mode is not None:
