@@ -23,7 +23,7 @@ The clock is injected, so the same loop runs on a real host and on a simulated o
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from ..act.engine import APPLIED, DRIFTED_KEPT, FAILED, change, prepare, read_knob, read_quietly
@@ -41,7 +41,7 @@ from ..measure.nvme import read_nvme
 from ..measure.rates import Rates
 from ..measure.reading import Reading, read_host, read_queue_masks, read_threads
 from ..measure.snapshot import Snapshot
-from ..model.coalesce import writable_usecs
+from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
 from ..plan import Change, Rules, fixes_violation
 from .propose import Proposer
 
@@ -98,8 +98,11 @@ class _Applied:
 
 class Agent:
     def __init__(self, host: Host, config: Config, state_dir: str, clock: Callable[[], float],
-                 journal: Journal | None = None) -> None:  # fmt: skip
+                 journal: Journal | None = None,
+                 probes: Callable[[], Mapping | None] | None = None) -> None:  # fmt: skip
         self.host, self.config, self.state_dir, self.clock = host, config, state_dir, clock
+        self.probes = probes  # the last window's eBPF probe data for the advice, where a caller has some (the
+        # simulator); `irqtune run` loads no probes itself
         self.journal = journal  # needed in tune mode
         self.before: Snapshot | None = None
         self.passes = 0
@@ -131,8 +134,10 @@ class Agent:
         self.rates, self.inventory = rates, inventory
         measured = Measurements(reading.topology, inventory, rates)
         findings = find_all(measured)
-        if rates is not None:  # advice (NVMe polling, TLB/IPI on isolated CPUs) from /proc rates; no probes here
-            findings = supersede(findings, advise(measured, None, read_nvme(self.host), cpu_idle=rates.idle_time))
+        if rates is not None:  # advice (NVMe polling, TLB/IPI on isolated CPUs) from /proc rates and any probe data
+            probes = self.probes() if self.probes else None
+            findings = supersede(findings, advise(measured, probes, read_nvme(self.host), cpu_idle=rates.idle_time,
+                                                  prices=self._nvme_prices(inventory)))  # fmt: skip
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now, report.checks)
@@ -165,6 +170,16 @@ class Agent:
         return report
 
     # -- decide ------------------------------------------------------------------
+    def _nvme_prices(self, inventory) -> dict[str, float]:
+        """NVMe controller -> its goal's price of a core, where the config sets one for it (by name or class):
+        the polling advice then weighs a spinning poller's CPU as the moderation weighs a NIC's."""
+        out = {}
+        for device in inventory.devices if inventory else ():
+            goal = self.config.rule(device.name, "nvme").goal if device.kind == "nvme" else ""
+            if goal:
+                out[device.name] = GOAL_WEIGHT_US[goal]
+        return out
+
     def _rule_args(self, reading: Reading) -> dict:
         """Placement rules from the config: banned and critical CPUs, and with [cpus] housekeeping every online
         CPU outside it, take no IRQ (a device's own configured cpus excepted); unmanaged devices are left alone."""
@@ -190,7 +205,7 @@ class Agent:
     def _consider(self, decision: Change, now: float, rates: Rates | None, budget_left: bool) -> bool:
         """Check one decision (refused, rounded, dwell, backoff, frozen, then the budget) and apply it in tune
         mode; True when it was applied."""
-        held = self._held(decision.knob, now)
+        held = self._held(decision.knob, now, dwell=decision.knob not in self.proposer.remodelled)
         rounded = self.rounded.get((decision.knob, decision.target))
         if decision.outcome == "refused":
             pass
@@ -230,13 +245,15 @@ class Agent:
         found = self.inventory.device(device) if device and self.inventory else None
         return found.driver if found else None
 
-    def _held(self, knob: str, now: float) -> str | None:
+    def _held(self, knob: str, now: float, dwell: bool = True) -> str | None:
+        """Why the knob may not change now; `dwell` False: a moderation correction after the NIC's flavour was
+        identified, which the dwell does not hold (the change it follows rested on a flavour since ruled out)."""
         if knob in self.frozen:
             return f"frozen: {self.frozen[knob]}"
         if knob in self.backoff:
             return f"backing off after a rollback ({self.backoff[knob]} passes left)"
         last = self.last_change.get(knob)
-        if last is not None and now - last < self.config.limits.dwell:
+        if dwell and last is not None and now - last < self.config.limits.dwell:
             return f"dwell: changed {now - last:g} s ago (minimum {self.config.limits.dwell:g} s)"
         return None
 

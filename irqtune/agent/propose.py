@@ -21,7 +21,7 @@ from ..host import Host, NoNetlink
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
 from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, writable_usecs
-from ..model.identify import Identified, Window, identify
+from ..model.identify import FLAVOURS, MIN_WINDOWS, Identified, Window, identify
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
 from ..statedir import MODEL_FILE, read_device_models
@@ -47,12 +47,15 @@ class Proposer:
         self.priors: dict[str, str] = {}  # device -> its driver's usual flavour
         self.rewritten: set[str] = set()  # devices whose knobs the loop wrote back this pass: no window this pass
         self.unsaved = False  # saving the models failed once (warned)
+        self.judged_under: dict[str, str] = {}  # device -> the flavour its moderation was last chosen or kept under
+        self.remodelled: set[str] = set()  # knobs proposed this pass because that flavour was since ruled out
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 usable: set[int] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
         """(decisions to check and maybe apply, advice findings to report). `usable`: the CPUs the placement
         may use (housekeeping, not banned or isolated); every online CPU when not given."""
         self.seen = {}  # this pass's readings only: a vanished interface's knobs leave the metrics
+        self.remodelled = set()
         out = self._storm_guard(config, inventory, findings)
         moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
                      if name not in self.storming]  # fmt: skip
@@ -142,8 +145,9 @@ class Proposer:
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
                             driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
-                            frames=current["frames"], bounds=bounds, scale=model.scale,
-                            floor_us=model.floor_us)  # fmt: skip
+                            frames=current["frames"], bounds=bounds, scale=model.scale, floor_us=model.floor_us,
+                            unsure=FLAVOURS if model.windows < MIN_WINDOWS else ())  # fmt: skip
+            before, self.judged_under[name] = self.judged_under.get(name, model.flavour), model.flavour
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
                                  "the device's IRQ suspension, on every NAPI", name)
@@ -162,8 +166,12 @@ class Proposer:
             knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
                       for napi_id, now in sorted(suspend.items())]  # fmt: skip
             reason = f"{choice.reason}; model: {model.describe()}"
-            batch = [Change(knob, str(before), str(after), reason, name)
-                     for knob, before, after in knobs if before != after]  # fmt: skip
+            if before != model.flavour:  # the setting in force rests on a flavour the measurements ruled out
+                reason += (f"; the setting in force was chosen under {before}, which the measured interrupt rates have "
+                           "since ruled out: the dwell does not hold this correction")  # fmt: skip
+            batch = [Change(knob, str(now), str(after), reason, name) for knob, now, after in knobs if now != after]
+            if before != model.flavour:
+                self.remodelled |= {c.knob for c in batch}
             if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
                 batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
                                       "latency_us": round(choice.predicted_latency_us, 2),

@@ -107,8 +107,9 @@ def simulate(scenarios: tuple[str, ...], score: bool, policy: str, seed: int, du
     (1 s) at a time; the policy acts through irqtune's knobs and journal before each.
     Prints, per phase: offered and delivered packets/s, interrupts/s, CPUs spent on
     interrupt handling, mean and p99/p99.9 latency (µs), drops, time_squeeze; NVMe
-    devices on their own lines. An error in the scenario file is refused with the file,
-    line and key (exit 1).
+    devices on their own lines; under --policy irqtune, what the agent reported (findings
+    and advice, the probe-based ones from the simulated probes), each when it first
+    appeared. An error in the scenario file is refused with the file, line and key (exit 1).
 
     \b
     Library (irqtune/sim/scenarios):
@@ -125,12 +126,16 @@ def simulate(scenarios: tuple[str, ...], score: bool, policy: str, seed: int, du
     show = sys.stderr.isatty() if progress is None else progress
     results, trace, changes = run_simulation(spec, chosen, seed, tree, pace, show)
     full = {**to_json(results, seed, chosen.name, trace, changes), "scenario": spec.path, "tree": tree}
+    if chosen.findings:  # the agent's findings and advice, each when it first appeared
+        full["findings"] = list(chosen.findings)
     if output:
         _write_json(output, full)
     if as_json:
         click.echo(json.dumps({k: v for k, v in full.items() if k != "intervals"}, indent=1))
         return
     _print_phases(spec, chosen.name, seed, results)
+    for line in chosen.findings:
+        click.echo(f"reported: {line}")
     click.echo(f"changes: {len(changes)}; tree: {tree or 'removed (keep one with --tree DIR)'}")
 
 

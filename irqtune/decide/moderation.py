@@ -129,7 +129,8 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
            driver: str | None = None, p99_target_us: float = 0.0, frames: bool = True,
-           bounds: Bounds | None = None, scale: float = 1.0, floor_us: float = 0.0) -> Choice | None:  # fmt: skip
+           bounds: Bounds | None = None, scale: float = 1.0, floor_us: float = 0.0,
+           unsure: tuple[str, ...] = ()) -> Choice | None:  # fmt: skip
     """The setting to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing`/`frames`
     False: the device lacks that knob, so it stays as it is. `busy_polled`: an application polls the
@@ -138,12 +139,15 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     the model cannot predict, is left for the best setting (the agent's verification judges the change).
     `bounds`: the config's, searched within (not clamped after). `p99_target_us` > 0: only settings
     predicted within it are weighed, the lowest p99 where none is. `scale`, `floor_us`: the device's identified
-    timer scale and interrupt floor (see `forecast`)."""
+    timer scale and interrupt floor (see `forecast`). `unsure`: flavours the measurements cannot rule out yet
+    (model/identify.py): a setting is weighed at its worst J and p99 among them and `flavour`, so an unconfirmed
+    flavour never buys a window that another would make ruinous (a long window under a restarting timer);
+    predictions shown are `flavour`'s."""
     weight = GOAL_WEIGHT_US[goal]
     space = _space(current, coalescing, frames, deferral, busy_polled and suspension and deferral, driver,
                    flavour == "min-gap", bounds or Bounds())  # fmt: skip
     problem = Problem(_snap(rate), _snap(service_us), irq_cost_us, flavour, busy_polled, weight, queues,
-                      p99_target_us, space, scale, floor_us)  # fmt: skip
+                      p99_target_us, space, scale, floor_us, tuple(unsure))  # fmt: skip
     searched = search(problem)
     candidates = set(searched.best)
     mode = rx_usecs_mode(driver, current.rx_usecs) if coalescing else None
@@ -154,7 +158,9 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     best, met = _best(scored, p99_target_us)
     now, win = scored.get(current), scored[best]
     polled = "; a busy-polling application takes them" if busy_polled else ""
-    costs = f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)"
+    hedge = f"; each candidate weighed at its worst under {', '.join(unsure)} until one is identified" if unsure else ""
+    costs = (f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt"
+             f"{hedge})")  # fmt: skip
     head = f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {win.latency:.1f} µs"
     target = _target_note(p99_target_us, met, win, now)
     found = f"; best of {searched.count} settings searched"
@@ -235,12 +241,18 @@ class Problem:
     space: Space
     scale: float = 1.0  # the device's identified timer scale and interrupt floor (model/identify.py)
     floor_us: float = 0.0
+    unsure: tuple[str, ...] = ()  # other flavours not ruled out yet: a setting counts at its worst among them
 
     def score(self, setting: Moderation) -> Score:
         f = forecast(self.rate, setting, self.service_us, self.irq_cost_us, self.flavour, self.busy_polled,
                      self.scale, self.floor_us)  # fmt: skip
         cpu = f.cpu * self.queues
-        return Score(f.latency_us + self.weight * cpu, f.latency_us, cpu, f.irq_rate, f.p99_us)
+        worst = [forecast(self.rate, setting, self.service_us, self.irq_cost_us, other, self.busy_polled, self.scale,
+                          self.floor_us) for other in self.unsure]  # fmt: skip
+        cost = max(
+            [f.latency_us + self.weight * cpu, *(g.latency_us + self.weight * g.cpu * self.queues for g in worst)]
+        )
+        return Score(cost, f.latency_us, cpu, f.irq_rate, max([f.p99_us, *(g.p99_us for g in worst)]))
 
     def rank(self, setting: Moderation, score: Score) -> tuple:
         """Lower is better: within the target by J, else by p99; ties to the lower-latency, fewer-knob setting."""

@@ -21,7 +21,7 @@ clearly better (by FIT_MARGIN). Pure.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from .queue import nic_queue
@@ -167,25 +167,25 @@ def fit_response(windows: list[Window], flavour: str, scaled: bool = True) -> tu
             continue
         base = predicted_interrupts(w, flavour)
         if base is not None:
-            points.append((w, base))
+            points.append((w, base, _untimed_cycle(w)))
     if not points:
         return 1.0, 0.0, 0, 0.0
     scales, floors = [1.0], [0.0]
-    for w, base in points:
+    for w, base, cycle in points:
         usecs = w.rx_usecs * 1e-6
         if usecs <= 0 or base * usecs < TIMER_BOUND:  # the timer does not set this rate: a floor might
             floors.append(round(1e6 / w.interrupts, 1))
         elif scaled and flavour != "timer-restart" and (w.rx_frames == 0 or w.packets * usecs < w.rx_frames):
-            k = 1.0 + (1.0 / w.interrupts - 1.0 / base) / usecs  # the timer's: its scale
-            if SCALES[0] <= k <= SCALES[1]:
+            k = _timer_scale(w, base, cycle, flavour)  # the timer's: its scale
+            if k is not None and SCALES[0] <= k <= SCALES[1]:
                 scales.append(round(k, 3))
     scales = scales if len(scales) > MIN_WINDOWS else [1.0]  # one window explains anything: two must agree
     floors = floors if len(floors) > MIN_WINDOWS else [0.0]
 
     def error(scale: float, floor_us: float) -> float:  # summed over the windows: a parameter that fixes two
         total = 0.0  # windows counts as much among eight windows as among two
-        for w, base in points:
-            rate = _scaled(base, w.rx_usecs, scale)
+        for w, base, cycle in points:
+            rate = _scaled(base, w.rx_usecs, scale, flavour, cycle)
             if floor_us:
                 rate = min(rate, 1e6 / floor_us)
             total += abs(math.log(rate / w.interrupts))
@@ -201,11 +201,31 @@ def fit_response(windows: list[Window], flavour: str, scaled: bool = True) -> tu
     return scale, floor_us, len(points), error(scale, floor_us) / len(points)
 
 
-def _scaled(rate: float, rx_usecs: int, scale: float) -> float:
-    """The interrupt rate with the timer `scale` times as long: the cycle grows by (scale - 1) rx-usecs."""
+def _scaled(rate: float, rx_usecs: int, scale: float, flavour: str = "timer-from-first", cycle: float = 0.0) -> float:
+    """The interrupt rate with the timer `scale` times as long. A window timer adds its length to the cycle, so
+    the cycle grows by (scale - 1) rx-usecs; a minimum gap only counts where it is longer than the cycle the queue
+    would have without it (`cycle`), so the cycle grows by max(k U, cycle) - max(U, cycle)."""
     if scale == 1.0 or rx_usecs <= 0:
         return rate
-    return 1.0 / max(1e-9, 1.0 / rate + (scale - 1.0) * rx_usecs * 1e-6)
+    usecs = rx_usecs * 1e-6
+    shift = max(scale * usecs, cycle) - max(usecs, cycle) if flavour == "min-gap" else (scale - 1.0) * usecs
+    return 1.0 / max(1e-9, 1.0 / rate + shift)
+
+
+def _timer_scale(w: Window, base: float, cycle: float, flavour: str) -> float | None:
+    """The scale that makes `_scaled` give this window's measured rate; None where no scale can (a minimum gap
+    shorter than the queue's own cycle leaves the rate to the packets)."""
+    usecs, measured = w.rx_usecs * 1e-6, 1.0 / w.interrupts
+    if flavour != "min-gap":
+        return 1.0 + (measured - 1.0 / base) / usecs
+    gap = measured - 1.0 / base + max(usecs, cycle)  # the gap that would give the measured cycle
+    return gap / usecs if gap > cycle else None
+
+
+def _untimed_cycle(w: Window) -> float:
+    """Seconds between interrupts the queue would have with no coalescing timer at all (every flavour agrees)."""
+    rate = predicted_interrupts(replace(w, rx_usecs=0, rx_frames=1, interrupts=1.0), "timer-from-first")
+    return 1.0 / rate if rate else 0.0
 
 
 def fit_costs(windows: list[Window]) -> tuple[float, float] | None:

@@ -27,6 +27,8 @@ from .tree import IRQ_BASE, NAPI_ID_BASE, KernelCounters, SimIrq, Tree
 from .workload import interrupt_per_packet, queue_load
 
 CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (docs/physics.md §7.2)
+SMT_CONTENTION = 0.6  # a packet takes 1 + this × its sibling thread's busy share longer: two busy threads of one
+# core each run at 1/1.6 of their speed alone, together 1.25× one thread (docs/physics.md §7.2: a 20-30 % SMT yield)
 TLB_RECEIVE_COST = 1.5e-6  # seconds of a CPU per received shootdown IPI (docs/physics.md §5: 1-3 µs round trip)
 COMPLETION_MODES = ("irq", "poll", "hybrid")
 
@@ -78,7 +80,7 @@ def _queue(rate, service, irq_cost, usecs, frames, flavour, napi) -> QueueResult
 
 class SimMachine:
     def __init__(self, scenario: Scenario, root: str, seed: int = 1) -> None:
-        self.sc, self.root, self.rng = scenario, root, random.Random(seed)
+        self.sc, self.root, self.rng, self.seed = scenario, root, random.Random(seed), seed
         self.cpus = scenario.cpus
         self.nodes = scenario.node_cpus()
         self.tree = Tree(root)
@@ -99,7 +101,11 @@ class SimMachine:
         self.counters.disks = {f"{nvme.name}n1": 0 for nvme in self.sc.nvmes}
         self.adaptive: dict[tuple[str, int], AdaptiveQueue] = {}
         self.clock = 0.0
+        self.last_phase: PhaseSpec | None = None  # the phase of the last step, and its NVMe queues
+        self.last_nvme: list[NvmeStep] = []
         self._online, self._effective = set(self.cpus), {}
+        self._busy = [0.0] * len(self.cpus)  # each CPU's busy share in the step before (SMT contention)
+        self._busy_now = [0.0] * len(self.cpus)  # ... and in the step being taken, once it is
         self.tree.static(self)
         write_rules(root, scenario.host.kernel, [e.irq for e in self.irqs if e.managed], self.cpus)
         self.render()
@@ -162,17 +168,26 @@ class SimMachine:
 
     def service_time(self, nic: NicSpec, entry: SimIrq) -> float:
         """Per-packet cost in seconds, higher when the queue's IRQ CPU is away from the NIC's node."""
-        remote = self.effective_cpu(entry) not in self.nodes.get(nic.node, self.cpus)
-        return nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0)
+        cpu = self.effective_cpu(entry)
+        remote = cpu not in self.nodes.get(nic.node, self.cpus)
+        return nic.service_us * 1e-6 * (CROSS_NUMA if remote else 1.0) * self.smt_factor(cpu)
+
+    def smt_factor(self, cpu: int) -> float:
+        """How much slower a packet runs on `cpu` while its SMT siblings are busy (their share in the step before
+        this one: the queues of a step are solved one by one; rounded to 1 %: the closed form is memoised)."""
+        sibling = max((self._busy[s] for s in self.sc.host.siblings(cpu)), default=0.0)
+        return round(1.0 + SMT_CONTENTION * sibling, 2)
 
     def completion_mode(self, nvme: NvmeSpec) -> str:
         mode = (self.tree.read(f"sys/block/{nvme.name}n1/irqtune-sim/completion") or "").strip()
         return mode if mode in COMPLETION_MODES else "irq"
 
     def nvme_media(self, nvme: NvmeSpec) -> Media:
-        """The device's media with its IOPS cap shared among its queues (the model is per queue)."""
+        """The device's media (its mean service time the scenario's `service_us` when given), with its IOPS cap
+        shared among its queues (the model is per queue)."""
         media = MEDIA[nvme.media]
-        return replace(media, max_iops=media.max_iops / max(nvme.queues, 1))
+        mean = nvme.service_us * 1e-6 if nvme.service_us else media.mean
+        return replace(media, mean=mean, max_iops=media.max_iops / max(nvme.queues, 1))
 
     def napi_id(self, entry: SimIrq) -> int:
         return NAPI_ID_BASE + entry.irq - IRQ_BASE
@@ -181,6 +196,8 @@ class SimMachine:
     def step(self, seconds: float, phase: PhaseSpec) -> list[QueueStep]:
         """Advance simulated time; returns what every NIC queue did (NVMe queues: `self.last_nvme`)."""
         self._effective = {}  # affinity may have been written since the last step
+        self._busy = list(self._busy_now)
+        self.last_phase = phase
         out = [q for nic in self.sc.nics for q in self._nic_step(nic, phase, seconds)]
         self.last_nvme = [q for nvme in self.sc.nvmes for q in self._nvme_step(nvme, phase.load_for(nvme.name))]
         demand = [0.0] * len(self.cpus)
@@ -217,7 +234,7 @@ class SimMachine:
             c.disks[f"{q.device}n1"] += int(q.iops * seconds)
             busy[q.cpu] += min(q.cpu_used, 1.0)
         for cpu, used in enumerate(busy):
-            used = min(1.0, used + tlb[cpu])
+            used = self._busy_now[cpu] = min(1.0, used + tlb[cpu])
             ticks = int(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05))
             c.loc[cpu] += ticks
             c.softirqs["TIMER"][cpu] += ticks

@@ -61,6 +61,7 @@ MEDIA = {
 }
 SKX_CSTATES = ((2e-6, 2e-6), (10e-6, 20e-6), (133e-6, 600e-6))  # (exit, target residency) intel_idle.c skx_cstates
 MODES = ("irq", "poll", "hybrid")
+IRQ_COST, WAKE_COST, SUBMIT_COST = 1.5e-6, 3e-6, 1e-6  # t_irq with its handler, t_wake, c_sub (§9.4)
 
 
 @dataclass(frozen=True)
@@ -118,10 +119,10 @@ def nvme_queue(
     iodepth: int,
     rate: float = 0.0,
     cstate: float = 0.0,
-    irq_cost: float = 1.5e-6,
-    wake_cost: float = 3e-6,
+    irq_cost: float = IRQ_COST,
+    wake_cost: float = WAKE_COST,
     poll_delta: float = 0.3e-6,
-    submit_cost: float = 1e-6,
+    submit_cost: float = SUBMIT_COST,
 ) -> NvmeResult:
     """Closed form: rate 0 = closed loop at `iodepth`, rate > 0 = Poisson IOPS with at most `iodepth`
     outstanding. Defaults from §9.4: t_irq 1–2 µs, t_wake 2–5 µs, δ_poll 0.2–0.5 µs, c_sub 1–2 µs."""
@@ -266,10 +267,10 @@ def simulate_nvme(
     ios: int = 20_000,
     seed: int = 1,
     cstate: float = 0.0,
-    irq_cost: float = 1.5e-6,
-    wake_cost: float = 3e-6,
+    irq_cost: float = IRQ_COST,
+    wake_cost: float = WAKE_COST,
     poll_delta: float = 0.3e-6,
-    submit_cost: float = 1e-6,
+    submit_cost: float = SUBMIT_COST,
     samples: bool = False,
 ) -> NvmeEvents:
     """The mechanism of the module docstring I/O by I/O, sharing none of the closed form's queueing

@@ -7,7 +7,9 @@ closed-loop load would otherwise "save" by being slowed down. W_CPU is the laten
 give to save a whole core: 100 µs/core (the balanced goal's price)
 puts the optimum on the vendors' 8-16 µs coalescing defaults (docs/physics.md §3.3); a NIC whose operator
 declares another goal is priced at that goal's rate (decide/coalesce.GOAL_WEIGHT_US); a dropped
-packet costs as much as a millisecond of latency.
+packet costs as much as a millisecond of latency. An NVMe device is priced the same way: the mean completion
+latency its application sees, plus its goal's price × the CPUs its I/O path takes (submissions, interrupts and
+wake-ups, or the polling spin), so polling can win where latency is asked and lose where efficiency is.
 """
 
 from __future__ import annotations
@@ -35,9 +37,16 @@ def nic_weights(spec) -> dict[str, float]:
     return {nic.name: GOAL_WEIGHT_US[nic.effective_goal] for nic in spec.nics}
 
 
+def device_weights(spec) -> dict[str, float]:
+    """Every device's price of a core, NICs and NVMe devices (`scenario.NvmeSpec.effective_goal`)."""
+    from ..model.coalesce import GOAL_WEIGHT_US
+
+    return {**nic_weights(spec), **{nvme.name: GOAL_WEIGHT_US[nvme.effective_goal] for nvme in spec.nvmes}}
+
+
 def scenario_cost(phases: list, w_cpu: float = W_CPU_US, weights: dict[str, float] | None = None) -> float:
     """J per second of a whole run (`run.PhaseResult`s): summed over devices, phases weighted by their length;
-    `weights`: a NIC's own price of a core (its goal's), where it has one."""
+    `weights`: a device's own price of a core (its goal's), where it has one."""
     total = seconds = 0.0
     for p in phases:
         j = 0.0
@@ -45,7 +54,8 @@ def scenario_cost(phases: list, w_cpu: float = W_CPU_US, weights: dict[str, floa
             if nic["offered_pps"]:
                 j += cost(nic["mean_latency_us"] * 1e-6, nic["overhead_cpu"], nic["offered_pps"], nic["delivered_pps"],
                           (weights or {}).get(name, w_cpu))  # fmt: skip
-        for dev in p.nvme.values():
-            j += cost(dev["mean_latency_us"] * 1e-6, dev["cpu"], dev["iops"], dev["iops"], w_cpu)
+        for name, dev in p.nvme.items():
+            price = (weights or {}).get(name, w_cpu)
+            j += cost(dev["mean_latency_us"] * 1e-6, dev["cpu"], dev["iops"], dev["iops"], price)
         total, seconds = total + p.seconds * j, seconds + p.seconds
     return total / seconds if seconds else 0.0

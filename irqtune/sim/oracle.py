@@ -86,7 +86,7 @@ def nvme_cost(sim: SimMachine, nvme: NvmeSpec, phase: PhaseSpec, mode: str) -> f
                            rate=load.iops / nvme.queues,
                    cstate=nvme.cstate_us * 1e-6)  # fmt: skip
     iops = r.iops * nvme.queues
-    return cost(r.mean_latency, r.cpu * nvme.queues, iops, iops)
+    return cost(r.mean_latency, r.cpu * nvme.queues, iops, iops, GOAL_WEIGHT_US[nvme.effective_goal])
 
 
 def choose(costs: list[list[float]], seconds: list[float], dynamic: bool) -> list[int]:
@@ -124,7 +124,7 @@ def plan(sim: SimMachine, dynamic: bool) -> OraclePlan:
     chosen: list[dict[str, NicSetting | str]] = [{} for _ in phases]
     for nic in sim.sc.nics:
         busy_app = any(load.app_busy_poll for p in phases for load in p.loads if load.device == nic.name)
-        grid = nic_grid(sim.sc.host.kernel, busy_app)
+        grid = [s for s in nic_grid(sim.sc.host.kernel, busy_app) if nic.deferral or not (s.defer or s.gro_flush_us)]
         costs = [[nic_cost(sim, nic, phase, s) for s in grid] for phase in phases]
         for p, i in enumerate(choose(costs, seconds, dynamic)):
             chosen[p][nic.name] = grid[i]

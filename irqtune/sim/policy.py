@@ -15,7 +15,9 @@ that the simulated host takes from `sys/block/DEV/irqtune-sim/completion`.
     oracle          the dynamic oracle: the best setting per phase, knowing the load ahead
     oracle-static   the best single setting for the whole scenario
     irqtune         irqtune's agent loop (agent/loop.py, as `irqtune run --mode tune`): placement,
-                    then coalescing from measurements of the tree, with dwell, limits and rollback
+                    then coalescing from measurements of the tree, with dwell, limits and rollback;
+                    its advice gets the probe data the simulated host serves (sim/probes.py). It turns
+                    no NVMe knob: the completion mode is the application's, polling is advice
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..statedir import boot_id
 from .kernel import SimulatedKernel
 from .machine import SimMachine
 from .oracle import NicSetting, plan
+from .probes import SimProbes
 from .scenario import PhaseSpec
 
 log = logging.getLogger(__name__)
@@ -88,6 +91,7 @@ class Control:
 
 class Policy:
     name = "defaults"
+    findings: tuple[str, ...] = ()  # what an agent reported (findings and advice), each when it first appeared
 
     def start(self, ctl: Control) -> None:
         """Once, before the first step."""
@@ -165,6 +169,8 @@ class Irqtune(Policy):
     def __init__(self, config: Config | None = None) -> None:
         self.config = config or Config(mode="tune", interval=1.0, limits=Limits(dwell=3.0))
         self.agent: Agent | None = None
+        self.findings: list[str] = []
+        self._seen: set[tuple] = set()
 
     def start(self, ctl: Control) -> None:
         for nic in ctl.sim.sc.nics:  # what the operator would write: a NIC's goal and p99 target, the critical CPUs
@@ -172,10 +178,22 @@ class Irqtune(Policy):
                 self.config.devices.append(DeviceRule(name=nic.name, goal=nic.effective_goal,
                                                       p99_target_us=nic.p99_target_us,
                                                       cpus=nic.cpus if nic.critical else ""))  # fmt: skip
-        self.agent = Agent(ctl.host, self.config, ctl.state_dir, clock=lambda: ctl.sim.clock, journal=ctl.journal)
+            if not nic.deferral:  # the operator's bound: no NAPI deferral on it
+                self.config.bounds[f"net/{nic.name}/napi-defer-hard-irqs"] = (0, 0)
+        for nvme in ctl.sim.sc.nvmes:
+            if nvme.goal:
+                self.config.devices.append(DeviceRule(name=nvme.name, goal=nvme.goal))
+        self.config.cpus.irq_sink = self.config.cpus.irq_sink or ctl.sim.sc.host.irq_sink
+        self.agent = Agent(ctl.host, self.config, ctl.state_dir, clock=lambda: ctl.sim.clock, journal=ctl.journal,
+                           probes=SimProbes(ctl.sim, ctl.sim.seed).window)  # fmt: skip
 
     def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:
         report = self.agent.run_pass()
+        for f in report.findings:
+            key = (f.get("code"), f.get("device"), f.get("irq"), f.get("cpu"))
+            if key not in self._seen:
+                self._seen.add(key)
+                self.findings.append(f"t={ctl.sim.clock:g}s {f.get('severity')} {f.get('code')}: {f.get('message')}")
         for d in (*report.decisions, *report.rollbacks):
             if d.outcome in ("applied", "rolled-back"):
                 ctl.changes.append(f"t={ctl.sim.clock:g}s {d.knob}: {d.current} -> {d.target} ({d.outcome}: "

@@ -1,6 +1,9 @@
 """Scenario files (TOML): the simulated host, its devices and the workload over time.
 
-    [host]        cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18"
+    [host]        cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18",
+                  smt (threads per core: CPUs N, N + cpus/smt, ... are siblings; two busy siblings slow
+                  each other's packets, sim/machine.py SMT_CONTENTION), irq_sink (CPU list: the agent's
+                  config [cpus] irq_sink, where its storm guard sends a storming device)
     [[nic]]       name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
                   rx_usecs, rx_frames, usecs_quantum, timer_scale (the device's real µs per rx-usecs
                   unit, hidden from the driver), adaptive_rx (bool), adaptive (dim | aim),
@@ -8,9 +11,17 @@
                   round-robin), critical (the agent's config keeps it on those CPUs with a latency
                   goal), goal (the operator's: latency | balanced | throughput | efficiency; the agent's
                   config and the objective's price of a core), p99_target_us (the operator's p99 latency
-                  target, µs, in the agent's config; 0: none), irq_cost_us, service_us, packet_bytes
-    [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU)
+                  target, µs, in the agent's config; 0: none), irq_cost_us, service_us, packet_bytes,
+                  driver (the driver name the tree reports, e.g. mlx5_core with flavour timer-restart for
+                  CQE mode; "" = mlx5_core, or ice for min-gap; a name model/coalesce.py knows),
+                  deferral (false: the operator forbids NAPI deferral on it: the agent's config bounds
+                  napi-defer-hard-irqs to [0, 0], and the oracles leave deferral out)
+    [[nvme]]      name, queues, node, media (optane | nand), cstate_us (exit latency of an idle CPU),
+                  service_us (the device's mean service time per I/O, µs; 0: the media's), goal (the
+                  operator's, as for a NIC: the objective's price of a core and the agent's config; "" =
+                  balanced)
     [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs),
+                  tlb_task (its name, as the tlb probe reports the sender),
                   resched_ipis (per s per CPU), ipi_cpus;
                   and one device's load inline (the keys of [[phase.load]], `nic =` or `nvme =` naming it)
     [[phase.load]] device; for a NIC: rate_pps (all queues), arrivals (poisson | bursty | closed-loop),
@@ -28,7 +39,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, fields
 
-from ..model.coalesce import GOAL_WEIGHT_US
+from ..model.coalesce import DRIVER_FLAVOUR, DRIVER_USECS, GOAL_WEIGHT_US
 from ..parse.common import CpuListError, parse_cpulist
 from ..tomlfile import Locator, TomlError, Where, build, read_toml
 
@@ -37,6 +48,9 @@ ADAPTIVE = ("dim", "aim")
 MEDIA = ("optane", "nand")
 ARRIVALS = ("poisson", "bursty", "closed-loop")
 OPEN_LOOP_DEPTH = 1024  # outstanding I/O allowed to an NVMe load given by iops alone
+DRIVERS = sorted({*DRIVER_FLAVOUR, *DRIVER_USECS})  # driver names the agent's model knows
+MAX_SMT = 8
+COMM_LEN = 15  # a task's comm is 16 bytes with its NUL
 
 
 LIBRARY = os.path.join(os.path.dirname(__file__), "scenarios")
@@ -69,6 +83,13 @@ class HostSpec:
     isolated: str = ""
     hz: int = 1000
     kernel: str = "6.18"
+    smt: int = 1  # threads per core: CPU N's siblings are N ± k × cpus/smt
+    irq_sink: str = ""  # the agent's config [cpus] irq_sink
+
+    def siblings(self, cpu: int) -> list[int]:
+        """`cpu`'s SMT siblings (itself excluded), Linux's usual numbering: the second threads after the first."""
+        cores = self.cpus // max(self.smt, 1)
+        return [cpu % cores + k * cores for k in range(self.smt) if cpu % cores + k * cores != cpu]
 
 
 @dataclass
@@ -93,10 +114,17 @@ class NicSpec:
     irq_cost_us: float = 1.5
     service_us: float = 0.8
     packet_bytes: int = 64
+    driver: str = ""  # the driver name the tree reports ("" = the flavour's usual one, `driver_name`)
+    deferral: bool = True  # false: the operator forbids NAPI deferral on it (the agent's config bounds
+    # napi-defer-hard-irqs to [0, 0]; the oracles' grid leaves deferral out)
 
     @property
     def effective_goal(self) -> str:
         return self.goal or ("latency" if self.critical else "balanced")
+
+    @property
+    def driver_name(self) -> str:
+        return self.driver or ("ice" if self.flavour == "min-gap" else "mlx5_core")
 
     @property
     def algorithm(self) -> str:
@@ -110,6 +138,12 @@ class NvmeSpec:
     node: int = 0
     media: str = "nand"
     cstate_us: float = 2.0
+    service_us: float = 0.0  # the device's mean service time per I/O; 0 = the media's (sim/nvme.py MEDIA)
+    goal: str = ""  # the operator's goal for it: the objective's price of a core and the agent's config
+
+    @property
+    def effective_goal(self) -> str:
+        return self.goal or "balanced"
 
 
 @dataclass
@@ -135,6 +169,7 @@ class PhaseSpec:
     tlb_cpus: str = ""
     resched_ipis: float = 0.0  # rescheduling IPIs per second to each of ipi_cpus (wake-ups from other CPUs)
     ipi_cpus: str = ""
+    tlb_task: str = "app"  # the churning process's name (comm): the tlb probe's shootdown sender
     loads: list[LoadSpec] = field(default_factory=list)
     inline_load: bool = False  # the first load came from the phase's own keys (for error locations)
 
@@ -221,6 +256,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
         raise loc.error(host, "nodes", str(err)) from None
     _check_cpus(loc, host, "nodes", [c for cs in nodes.values() for c in cs], sc.host.cpus)
     _check_cpus(loc, host, "isolated", _cpulist(loc, host, "isolated", sc.host.isolated), sc.host.cpus)
+    _check_cpus(loc, host, "irq_sink", _cpulist(loc, host, "irq_sink", sc.host.irq_sink), sc.host.cpus)
+    _check_smt(sc, nodes, loc)
     names = set()
     for i, nic in enumerate(sc.nics):
         where = (("nic", i),)
@@ -245,6 +282,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
             raise loc.error(where, "timer_scale", f"expected 0.1..10 µs per rx-usecs unit, got {nic.timer_scale}")
         if nic.service_us <= 0:
             raise loc.error(where, "service_us", "a packet needs some CPU: expected a positive time")
+        if nic.driver and nic.driver not in DRIVERS:
+            raise loc.error(where, "driver", f"unknown driver {nic.driver!r} (expected one of {', '.join(DRIVERS)})")
     for i, nvme in enumerate(sc.nvmes):
         where = (("nvme", i),)
         if not nvme.name or nvme.name in names:
@@ -256,6 +295,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
             raise loc.error(where, "media", f"expected one of {', '.join(MEDIA)}")
         if not 1 <= nvme.queues <= sc.host.cpus:
             raise loc.error(where, "queues", f"{nvme.queues} queues: NVMe has one to one per CPU ({sc.host.cpus})")
+        if nvme.goal and nvme.goal not in GOAL_WEIGHT_US:
+            raise loc.error(where, "goal", f"expected one of {', '.join(GOAL_WEIGHT_US)}")
     if not sc.phases:
         raise loc.error((("phase", 0),), None, "expected at least one [[phase]]")
     for i, phase in enumerate(sc.phases):
@@ -265,12 +306,29 @@ def _check(sc: Scenario, loc: Locator) -> None:
         _check_cpus(loc, where, "tlb_cpus", _cpulist(loc, where, "tlb_cpus", phase.tlb_cpus), sc.host.cpus)
         if phase.tlb_shootdowns and not phase.tlb_cpus:
             raise loc.error(where, "tlb_shootdowns", "needs tlb_cpus, the CPUs the churning process runs on")
+        if not 0 < len(phase.tlb_task) <= COMM_LEN:
+            raise loc.error(where, "tlb_task", f"expected a process name of 1 to {COMM_LEN} characters (its comm)")
         _check_cpus(loc, where, "ipi_cpus", _cpulist(loc, where, "ipi_cpus", phase.ipi_cpus), sc.host.cpus)
         if phase.resched_ipis and not phase.ipi_cpus:
             raise loc.error(where, "resched_ipis", "needs ipi_cpus, the CPUs whose threads are woken")
         inline = 1 if phase.inline_load else 0
         for j, load in enumerate(phase.loads):
             _check_load(sc, load, where if j < inline else (*where, ("load", j - inline)), loc)
+
+
+def _check_smt(sc: Scenario, nodes: dict[int, list[int]], loc: Locator) -> None:
+    """Whole cores, each on one NUMA node."""
+    host, smt = (("host", None),), sc.host.smt
+    if not 1 <= smt <= MAX_SMT:
+        raise loc.error(host, "smt", f"expected 1 (no SMT) to {MAX_SMT} threads per core, got {smt}")
+    if sc.host.cpus % smt:
+        raise loc.error(host, "smt", f"{sc.host.cpus} CPUs do not make whole cores of {smt} threads")
+    node_of = {cpu: node for node, cpus in nodes.items() for cpu in cpus}
+    for cpu in sc.cpus:
+        other = next((s for s in sc.host.siblings(cpu) if node_of.get(s) != node_of.get(cpu)), None)
+        if other is not None:
+            raise loc.error(host, "smt", f"CPU {cpu} and its sibling {other} are on different nodes (list both "
+                            f"threads of a core in one node, e.g. \"0-3,8-11\")")  # fmt: skip
 
 
 def _check_load(sc: Scenario, load: LoadSpec, where: Where, loc: Locator) -> None:

@@ -102,6 +102,10 @@ class Tree:
         for name, value in (("online", every), ("possible", every), ("present", every),
                             ("isolated", sc.host.isolated)):  # fmt: skip
             self.write(f"sys/devices/system/cpu/{name}", value + "\n")
+        for cpu in sim.cpus:  # a core's threads: the agent's topology reads its SMT groups here
+            core = format_cpulist(sorted([cpu, *sc.host.siblings(cpu)]))
+            for name in ("thread_siblings_list", "core_cpus_list"):
+                self.write(f"sys/devices/system/cpu/cpu{cpu}/topology/{name}", core + "\n")
         for node, cpus in sim.nodes.items():
             self.write(f"sys/devices/system/node/node{node}/cpulist", format_cpulist(cpus) + "\n")
             for cpu in cpus:
@@ -125,7 +129,7 @@ class Tree:
     def _nic(self, sim, n: int, nic) -> None:
         bdf = f"0000:{0x81 + n:02x}:00.0"
         irqs = [e for e in sim.irqs if e.device == nic.name]
-        self._pci(sim, bdf, nic.node, [e.irq for e in irqs], "mlx5_core" if nic.flavour != "min-gap" else "ice")
+        self._pci(sim, bdf, nic.node, [e.irq for e in irqs], nic.driver_name)
         self.link(f"sys/class/net/{nic.name}", f"../../devices/pci0000:00/{bdf}/net/{nic.name}")
         netdir = f"sys/devices/pci0000:00/{bdf}/net/{nic.name}"
         self.link(f"{netdir}/device", "../../../" + bdf)

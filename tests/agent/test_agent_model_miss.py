@@ -80,9 +80,11 @@ def test_a_missed_prediction_is_rolled_back_learned_from_and_the_next_choice_hol
     misses = [c for c in checks if c["miss"]]
     assert misses and misses[0]["error"] > 0.5, checks  # the prior: too few interrupts predicted
     missed_rollbacks = [d for r in reports for d in r.rollbacks if "the model missed" in d.reason]
-    assert missed_rollbacks and all(d.outcome == "rolled-back" and d.target == "3" for d in missed_rollbacks)
+    assert missed_rollbacks and all(d.outcome == "rolled-back" for d in missed_rollbacks)
+    assert all(f"{d.knob} {d.target} -> {d.current}" in d.reason for d in missed_rollbacks)  # back where it was
     assert any("learned" in c for c in misses)
-    held = [c for c in checks if not c["miss"]]
+    first_miss = checks.index(misses[0])
+    held = [c for c in checks[first_miss:] if not c["miss"]]
     assert held, checks  # after learning, a change whose prediction the measurement bears out
     after = held[0]
     assert after["model"]["timer_scale"] < 0.7 and abs(after["error"]) < 0.2, after

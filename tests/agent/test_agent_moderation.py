@@ -140,3 +140,25 @@ def test_a_saved_plan_leaves_the_prediction_out_and_reads_back(tmp_path):
     back = load_plan(str(path)).changes[0]
     assert (back.knob, back.current, back.target, back.predicted) == (change.knob, "3", "16", None)
     assert change.to_json()["predicted"]["irq_rate"] == 9842.4  # in the agent's report, with the decision
+
+
+def test_a_zero_bound_on_deferral_keeps_deferral_out_of_the_choice(tmp_path):
+    """[bounds] napi-defer-hard-irqs = [0, 0]: the operator forbids deferral. At 200k packets/s deferral would win;
+    chosen and then clamped to 0 it would leave the NIC with no moderation at all (rx-usecs 0, one frame). The
+    choice weighs no deferral candidate instead: a coalescing window, and no deferral knob written."""
+    sim = _sim(tmp_path, usecs=3, rate=400_000)
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "state")
+    journal = Journal.open(state, boot_id(host))
+    config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0, max_changes=8),
+                    bounds={"net/eth1/napi-defer-hard-irqs": (0, 0)})  # fmt: skip
+    agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
+    try:
+        for _ in range(3):
+            sim.step(1.0, sim.sc.phases[0])
+            agent.run_pass()
+    finally:
+        journal.close()
+    settings = sim.nic_settings(sim.sc.nics[0])
+    assert settings.usecs > 0 and settings.frames > 1, settings
+    assert all(n.get("defer_hard_irqs", 0) == 0 for n in settings.napi.values()), settings.napi

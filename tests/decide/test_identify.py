@@ -11,8 +11,8 @@ import pytest
 
 from irqtune.agent.loop import Agent
 from irqtune.agent.propose import IDENTIFY_WINDOWS
-from irqtune.config import Config, Limits
-from irqtune.decide.moderation import Moderation, forecast
+from irqtune.config import Config, DeviceRule, Limits
+from irqtune.decide.moderation import Moderation, choose, forecast
 from irqtune.model.identify import FLAVOURS, Response, Window, fit_costs, identify, predicted_interrupts
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
@@ -185,3 +185,89 @@ def test_costs_need_windows_that_differ_in_interrupts_per_packet():
     assert math.isclose(per_packet, 0.8, rel_tol=1e-6) and math.isclose(per_irq, 6.0, rel_tol=1e-6)
     assert fit_costs(spread[:2]) is None  # too few
     assert fit_costs([window(100_000, i, c=-1e-6) for i in (90_000, 30_000, 5_000)]) is None  # not a cost
+
+
+def _restart_cost(setting: Moderation, rate: float = 100_000) -> float:
+    """J of a setting on a CQE-mode queue (balanced, 8 queues): what the choice really costs there."""
+    f = forecast(rate, setting, 0.8, 1.5, "timer-restart")
+    return f.latency_us + 100.0 * f.cpu * 8
+
+
+def test_an_unconfirmed_flavour_buys_no_window_another_flavour_makes_ruinous():
+    """No deferral, 100k packets/s per queue, the driver's usual flavour not yet confirmed: weighed at its worst
+    under every flavour, the choice costs little whichever the NIC turns out to be (with the old candidate list,
+    trusting the driver's flavour bought 32 µs / 128 frames, which a restarting timer holds open to the frame
+    limit: J about four times the best; the search now finds frame-limited windows for either)."""
+    now = Moderation(3, 32)
+    hedged = choose(100_000, now, "balanced", 0.8, 1.5, deferral=False, queues=8, unsure=FLAVOURS)
+    best = choose(100_000, now, "balanced", 0.8, 1.5, deferral=False, queues=8, flavour="timer-restart")
+    assert _restart_cost(hedged.setting) < 1.5 * _restart_cost(best.setting), hedged.setting
+    assert _restart_cost(Moderation(32, 128)) > 3 * _restart_cost(best.setting)
+    assert "weighed at its worst under" in hedged.reason
+
+
+def test_a_restarting_timer_gets_windows_the_frame_limit_closes():
+    """Under timer-restart a steady stream keeps the timer from expiring: the frame limit ends the window, so the
+    candidates include long windows with small frame limits, and one of them wins (the oracle's grid agrees)."""
+    best = choose(100_000, Moderation(3, 32), "balanced", 0.8, 1.5, deferral=False, queues=8, flavour="timer-restart")
+    assert best.setting.rx_frames <= 16 and best.setting.rx_usecs >= 16, best.setting
+
+
+@pytest.mark.slow
+def test_the_cqe_mlx5_scenario_is_tuned_near_the_oracle_once_the_flavour_is_identified(tmp_path):
+    """The library's cqe-mlx5 (CQE mode behind the mlx5_core name, deferral off): the agent identifies
+    timer-restart, settles on a frame-limited window and scores well; its choices taken on the driver's name
+    alone would score below the defaults."""
+    from irqtune.sim.policy import Irqtune
+    from irqtune.sim.run import run_scenario
+    from irqtune.sim.scenario import library
+    from irqtune.sim.score import cell, normalise, run_policy
+
+    policy = Irqtune()
+    spec = load_scenario(library()["cqe-mlx5"])
+    _, _, changes = run_scenario(spec, str(tmp_path / "tree"), policy=policy)
+    assert any("model: timer-restart (identified from" in c for c in changes), changes
+    assert any("the dwell does not hold this correction" in c for c in changes), changes
+    runs = {p: run_policy("cqe-mlx5", p) for p in ("defaults", "oracle", "irqtune")}
+    final = runs["irqtune"].results[-1].settings["eth0"]
+    assert final["rx_frames"] <= 16 and final["defer_hard_irqs"] == 0, final
+    cells = [cell(r) for r in runs.values()]
+    normalise(cells)
+    assert next(c.score for c in cells if c.policy == "irqtune") >= 0.85
+
+
+def test_a_correction_after_the_flavour_is_identified_is_not_held_by_the_dwell(tmp_path, monkeypatch):
+    """Deferral forbidden, the throughput goal, a CQE-mode NIC behind mlx5_core's name. The first choice is made
+    before the flavour is known; once the measured interrupt rates identify timer-restart, the setting rests on a
+    flavour ruled out, and the correction is applied within the 30 s dwell (said in its reason) instead of the NIC
+    running 30 s on a wrong model. (The agent hedges its first choice over every flavour, and the search usually
+    finds a setting good under all: the first choice here trusts the driver's flavour, as before hedging.)"""
+    from irqtune.act.journal import Journal
+    from irqtune.agent import propose
+
+    monkeypatch.setattr(propose, "MIN_WINDOWS", 0)
+    from irqtune.statedir import boot_id
+
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=3)
+    host = SimulatedKernel.for_root(sim.root)
+    state = str(tmp_path / "st")
+    journal = Journal.open(state, boot_id(host))
+    config = Config(mode="tune", interval=1.0, limits=Limits(dwell=30.0),
+                    devices=[DeviceRule("eth1", goal="throughput")],
+                    bounds={"net/eth1/napi-defer-hard-irqs": (0, 0)})  # fmt: skip
+    agent = Agent(host, config, state, clock=lambda: sim.clock, journal=journal)
+    applied, held = [], []
+    try:
+        for _ in range(5):
+            sim.step(1.0, sim.sc.phases[0])
+            decisions = agent.run_pass().decisions
+            applied += [(sim.clock, d) for d in decisions if d.outcome == "applied"]
+            held += [d for d in decisions if d.outcome == "held" and "dwell" in d.note and "/coalesce/" in d.knob]
+    finally:
+        journal.close()
+    frames = [(t, d) for t, d in applied if d.knob == "net/eth1/coalesce/rx-max-frames"]
+    assert frames, [(t, d.to_json()) for t, d in applied]
+    assert not held, [d.to_json() for d in held]  # a correction under the identified flavour waits for no dwell
+    if len(frames) >= 2:  # the first choice needed one (the search often finds a window good under either)
+        assert frames[1][0] - frames[0][0] < 30 and "the dwell does not hold this correction" in frames[1][1].reason
+    assert agent.proposer.models["eth1"].flavour == "timer-restart"

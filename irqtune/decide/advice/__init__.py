@@ -58,13 +58,15 @@ def advise(
     *,
     cpu_idle: Mapping[int, float] | None = None,
     thresholds: Thresholds | None = None,
+    prices: Mapping[str, float] | None = None,
 ) -> list[Finding]:
     """Every advice rule of the module docstring; `cpu_idle` (CPU -> idle share 0..1) enables NAND polling
-    on CPUs that are idle anyway. Sorted by severity like `findings.find_all`."""
+    on CPUs that are idle anyway; `prices` (NVMe controller -> its goal's price of a core, µs, where the
+    operator set a goal) weighs a spinning poller's CPU. Sorted by severity like `findings.find_all`."""
     t = thresholds or Thresholds()
     view = ProbeView.of(probes)
     found = [
-        *advise_nvme(m, view, nvme, cpu_idle, t),
+        *advise_nvme(m, view, nvme, cpu_idle, t, prices),
         *advise_nvme_placement(m, t, nvme),
         *advise_isolation(m, view, t),
     ]

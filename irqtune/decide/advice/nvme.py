@@ -20,6 +20,11 @@
     device's busy queues is idle anyway (`cpu_idle` >= 90 %): then the spin costs
     only idle time, and the poller also avoids the exit from the deep C-states an
     idle core sits in; that case is reported as `nvme-poll-would-pay`.
+    Where the operator set the device's goal (`prices`: its price of a core, 20 µs for
+    latency ... 500 µs for efficiency, as the moderation weighs a NIC's), a spinning
+    poller is also priced: when the goal's price of the cores it spins beyond the
+    interrupt path's exceeds the latency it saves per I/O, `nvme-poll-would-pay`
+    becomes `nvme-poll-hybrid` and the idle-anyway case `nvme-poll-not-worth`.
     The cost is reported beside it: a poller spins while I/O is outstanding,
     1 - e^(-λ·(L - S)) of a core per queue at λ completions/s (M/G/∞, §9.4; a
     synchronous loop spins all the time), against λ·(t_irq + t_wake) for interrupts.
@@ -209,8 +214,10 @@ def advise_nvme(
     nvme: NvmeReport | None = None,
     cpu_idle: Mapping[int, float] | None = None,
     t: Thresholds | None = None,
+    prices: Mapping[str, float] | None = None,
 ) -> Iterator[Finding]:
-    """Polling or interrupts, per NVMe controller with enough completions in the block probe."""
+    """Polling or interrupts, per NVMe controller with enough completions in the block probe; `prices`:
+    controller -> its goal's price of a core (µs), where the operator set a goal."""
     busy_per_s = (t or Thresholds()).busy_irq_per_s
     configured = _poll_queues(nvme)
     for name, dev in sorted(_nvme_devices(m, view, nvme).items()):
@@ -233,7 +240,10 @@ def advise_nvme(
         irq_cpus = sorted({cpu for q in active if q in dev.irqs for cpu in _serving_cpus(m, dev.irqs[q], busy_per_s)})
         idle = _idle_anyway(irq_cpus, cpu_idle) if v.verdict == "not-worth" else []
         queues = max(len(active), 1)
-        if v.verdict == "pays" or idle:
+        spin = _priced_out(v, queues, (prices or {}).get(name)) if v.verdict == "pays" or idle else ""
+        if spin:
+            yield _priced_finding(name, facts, cost, spin, bool(idle))
+        elif v.verdict == "pays" or idle:
             if idle:
                 why = (
                     f"{name}: NAND class ({facts}, < {POLL_NOT_WORTH_MAX_SHARE:.0%}), but CPU {format_cpulist(idle)} "
@@ -274,6 +284,32 @@ def advise_nvme(
                 f"(< {POLL_NOT_WORTH_MAX_SHARE:.0%}){cost}.{tail}",
                 device=name,
             )  # fmt: skip
+
+
+def _priced_out(v: PollVerdict, queues: int, price: float | None) -> str:
+    """Why the goal's price of a core rules a spinning poller out ("" where it does not, or no goal is set):
+    the cores it spins beyond the interrupt path's, priced, against the latency it saves per I/O."""
+    extra = max(0.0, v.poll_cpu - v.irq_cpu) * queues
+    if price is None or price * extra <= v.saving_s * 1e6:
+        return ""
+    return (f"at the goal's price of a core ({price:g} µs) the {extra:.2f} cores a poller spins beyond the interrupt "
+            f"path ({queues} queue{'s' if queues > 1 else ''}) cost {price * extra:.1f} µs against the "
+            f"{_us(v.saving_s)} it saves per I/O")  # fmt: skip
+
+
+def _priced_finding(name: str, facts: str, cost: str, spin: str, idle: bool) -> Finding:
+    """Polling that would pay on latency (or on CPUs idle anyway) but not at the device's goal."""
+    if idle:
+        return Finding("info", "nvme-poll-not-worth",
+                       f"{name}: polling does not pay at this device's goal: {facts}{cost}; its CPUs are idle anyway, "
+                       f"but {spin}. Keep interrupts (nvme.poll_queues=0, no IORING_SETUP_IOPOLL).",
+                       device=name)  # fmt: skip
+    return Finding("info", "nvme-poll-hybrid",
+                   f"{name}: polling would cut latency ({facts}){cost}, but not at this device's goal: {spin}. "
+                   "Advice: no spinning poller; io_uring IORING_SETUP_HYBRID_IOPOLL (Linux 6.13+; needs "
+                   "nvme.poll_queues > 0), asleep through most of each I/O, if the latency is worth its wake-ups; "
+                   "else keep interrupts.",
+                   device=name)  # fmt: skip
 
 
 def _queue_mask(info: IrqInfo, nvme: NvmeReport | None) -> list[int]:
