@@ -8,6 +8,9 @@ throughput/efficiency 500). The current setting is kept unless the winner is bet
 more than HYSTERESIS, so noise does not rewrite the NIC. A device's p99 target (config
 `p99_target_us`) is a constraint before the price: candidates whose predicted p99 (docs/physics.md §9.6)
 exceeds it are not weighed; where none meets it, the one with the lowest p99 is chosen and the reason says so.
+A bursty window (the agent's sub-samples saw a peak well above the mean: measure/bursts.py) is weighed
+over its rate levels rather than at its mean (`forecast_levels`): latency per packet and CPU over the
+alternation, and the p99 at the worst level, so the choice holds up in the bursts.
 Per-packet and per-interrupt costs are estimated from the host (softirq time per packet) or taken from the
 config. When a busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
 predicted with that application polling, and IRQ suspension (irq-suspend-timeout 20 ms with
@@ -77,6 +80,24 @@ def forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: f
     return Forecast(r.mean_latency * 1e6, max(0.0, r.cpu - rate * service_us * 1e-6), r.irq_rate, r.p99_latency * 1e6)
 
 
+def forecast_levels(levels: list[tuple[float, float]], setting: Moderation, service_us: float, irq_cost_us: float,
+                    flavour: str = "timer-from-first", busy_polled: bool = False) -> Forecast:  # fmt: skip
+    """One queue whose rate alternates between `levels` ((share of the time, packets/s)) under one setting: mean
+    latency per packet, CPU and interrupts over the time, and the p99 of the worst level (a setting must hold up
+    in the bursts, not on average); overloaded at any level is overloaded. One level is `forecast` itself."""
+    if len(levels) == 1:
+        return forecast(levels[0][1], setting, service_us, irq_cost_us, flavour, busy_polled)
+    parts = [(share, rate, forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled))
+             for share, rate in levels]  # fmt: skip
+    irq_rate = sum(share * f.irq_rate for share, _, f in parts)
+    if any(not math.isfinite(f.latency_us) for _, _, f in parts):
+        return Forecast(math.inf, 1.0, irq_rate, math.inf)
+    packets = sum(share * rate for share, rate, _ in parts)
+    latency = sum(share * rate * f.latency_us for share, rate, f in parts) / packets if packets else 0.0
+    return Forecast(latency, sum(share * f.cpu for share, _, f in parts), irq_rate,
+                    max(f.p99_us for _, rate, f in parts if rate > 0) if packets else 0.0)  # fmt: skip
+
+
 def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
             flavour: str = "timer-from-first", busy_polled: bool = False) -> tuple[float, float]:  # fmt: skip
     """(mean latency µs, CPU overhead) of one queue: `forecast` without the interrupt rate."""
@@ -87,20 +108,25 @@ def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: fl
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
-           driver: str | None = None, p99_target_us: float = 0.0) -> Choice | None:  # fmt: skip
+           driver: str | None = None, p99_target_us: float = 0.0,
+           levels: list[tuple[float, float]] | None = None) -> Choice | None:  # fmt: skip
     """The candidate to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing` False: the
     device cannot do that, so only candidates without it are weighed. `busy_polled`: an application polls
     the queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
     (model/coalesce.py): candidates only take values it reads as a delay, and a current adaptive mode, which
     the model cannot predict, is left for the best candidate (the agent's verification judges the change).
-    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is."""
+    `p99_target_us` > 0: only candidates predicted within it are weighed, the lowest p99 where none is.
+    `levels`: a bursty window's rate levels of the queue ((share of the time, packets/s), their mean `rate`),
+    each candidate weighed over them (`forecast_levels`), the window for the peak a candidate too."""
     weight = GOAL_WEIGHT_US[goal]
-    window = target_window(rate, weight, irq_cost_us)
+    levels = levels or [(1.0, rate)]
     usable = [c for c in CANDIDATES if (deferral or not c[2]) and (coalescing or c[:2] == (0, 1))]
     candidates = {Moderation(*c) for c in usable}
     if coalescing:
-        candidates.add(Moderation(window, FRAMES if window else 1))
+        for level in {rate, max(r for _, r in levels)}:
+            window = target_window(level, weight, irq_cost_us)
+            candidates.add(Moderation(window, FRAMES if window else 1))
     if busy_polled and suspension and deferral:
         candidates |= {Moderation(*c, SUSPEND_US) for c in SUSPENSION if coalescing or c[:2] == (0, 1)}
     candidates = {replace(c, rx_usecs=writable_usecs(driver, c.rx_usecs)) for c in candidates}
@@ -109,7 +135,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
         candidates.add(current)
 
     def cost(setting: Moderation) -> Score:
-        f = forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled)
+        f = forecast_levels(levels, setting, service_us, irq_cost_us, flavour, busy_polled)
         return Score(f.latency_us + weight * f.cpu * queues, f.latency_us, f.cpu * queues, f.irq_rate, f.p99_us)
 
     scored = {s: cost(s) for s in candidates}
@@ -117,7 +143,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     now, win = scored.get(current), scored[best]
     polled = "; a busy-polling application takes them" if busy_polled else ""
     costs = f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt)"
-    head = f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {win.latency:.1f} µs"
+    head = f"{queues} queues, busiest {rate:,.0f} pkt/s{_bursts_note(levels)}{polled}: predicted {win.latency:.1f} µs"
     target = _target_note(p99_target_us, met, win, now)
     if mode is not None:
         reason = (f"{head} and {win.cpu:.2f} CPU{target}; the driver's adaptive mode {current.rx_usecs} ({mode}) "
@@ -162,6 +188,14 @@ def _worth(now: Score, win: Score, target: float, met: bool) -> bool:
         return True
     old, new = (now.cost, win.cost) if met else (now.p99, win.p99)
     return not math.isfinite(old) or old - new > HYSTERESIS * old
+
+
+def _bursts_note(levels: list[tuple[float, float]]) -> str:
+    """The reason's word on a bursty window: its peak level and how much of the time it took."""
+    if len(levels) == 1:
+        return ""
+    share, peak = max(levels, key=lambda level: level[1])
+    return f" on average, bursts of {peak:,.0f} pkt/s {share:.0%} of the time (weighed level by level)"
 
 
 def _target_note(target: float, met: bool, win: Score, now: Score | None) -> str:
