@@ -9,8 +9,8 @@ more than HYSTERESIS, so noise does not rewrite the NIC. A device's p99 target (
 `p99_target_us`) is a constraint before the price: candidates whose predicted p99 (docs/physics.md §9.6)
 exceeds it are not weighed; where none meets it, the one with the lowest p99 is chosen and the reason says so.
 A bursty window (the agent's sub-samples saw a peak well above the mean: measure/bursts.py) is weighed
-over its rate levels rather than at its mean (`forecast_levels`): latency per packet and CPU over the
-alternation, and the p99 at the worst level, so the choice holds up in the bursts.
+over its rate levels rather than at its mean (`forecast_levels`, docs/physics.md §9.7): latency per packet and
+CPU over the alternation, and the p99 at the worst level, so the choice holds up in the bursts.
 Per-packet and per-interrupt costs are estimated from the host (softirq time per packet) or taken from the
 config. When a busy-polling application takes the packets (TcpExt BusyPollRxPackets), every candidate is
 predicted with that application polling, and IRQ suspension (irq-suspend-timeout 20 ms with

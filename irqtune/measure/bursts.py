@@ -5,7 +5,8 @@ every second looks steady at its mean. Between passes the agent reads only what 
 the /proc/interrupts rows of the managed devices' IRQs and /proc/net/dev), `samples` times per interval;
 the pass's own snapshots are the window's first and last sample (`sample_of`). Per device, `bursts` gives
 the mean and the peak sub-interval packet and interrupt rates of the window and the rate of each
-sub-interval, which the moderation choice weighs when the peak is well above the mean (`Burst.bursty`).
+sub-interval, which the moderation choice weighs when the peak is well above the mean (`Burst.bursty`;
+docs/physics.md §9.7).
 """
 
 from __future__ import annotations
