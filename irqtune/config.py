@@ -2,6 +2,8 @@
 
 mode = "observe"              # observe: measure and recommend, write nothing | tune: apply
 interval = 10                 # seconds between passes
+samples = 4                   # cheap reads per interval (the managed devices' /proc/interrupts rows, /proc/net/dev):
+                              # bursts longer than interval / samples show as a peak above the mean; 1 = off
 restore_on_exit = false       # on SIGTERM: put back everything this agent changed
 goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
 p99_target_us = 0             # default p99 latency target of a NIC's packets, µs (0: none; docs/physics.md §9.6)
@@ -50,6 +52,8 @@ from .parse.common import CpuListError, parse_cpulist
 from .tomlfile import Locator, TomlError, Where, build, read_toml
 
 MODES = ("observe", "tune")
+MAX_SAMPLES = 100  # cheap reads per interval
+MIN_SAMPLE_GAP = 0.05  # seconds between them: the agent's own cost stays small
 GOALS = ("latency", "throughput", "balanced", "efficiency")
 CLASSES = ("nic", "nvme")
 
@@ -120,6 +124,7 @@ class Config:
     path: str = "(defaults)"
     mode: str = "observe"
     interval: float = 10.0
+    samples: int = 4  # cheap counter reads per interval, the pass's own included (measure/bursts.py); 1 = off
     restore_on_exit: bool = False
     goal: str = "balanced"
     p99_target_us: float = 0.0  # µs, every NIC's unless its rule sets one; 0 = none
@@ -209,6 +214,10 @@ def _check(config: Config, loc: Locator) -> None:
     _check_target(loc, (), config.p99_target_us)
     if not 0.5 <= config.interval <= 3600:
         raise loc.error((), "interval", f"expected 0.5..3600 seconds, got {config.interval:g}")
+    if not 1 <= config.samples <= MAX_SAMPLES or config.interval / config.samples < MIN_SAMPLE_GAP:
+        gap = f"at least {MIN_SAMPLE_GAP:g} s apart (interval {config.interval:g} s)"
+        raise loc.error((), "samples", f"expected 1 (off) to {MAX_SAMPLES} reads per interval, {gap}; "
+                        f"got {config.samples}")  # fmt: skip
     for name in ("housekeeping", "critical", "banned", "irq_sink"):
         try:
             config.cpus.cpus(name)

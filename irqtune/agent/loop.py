@@ -16,7 +16,9 @@ whose device left is dropped unwritten, and a rollback never writes over a value
 budget step must also pay by the end of its probation (more delivered or fewer dropped, `decide/napi.py`
 `budget_paid`), else it is rolled back: a fall of time_squeeze alone only shows the squeeze moved. A change that
 carries the model's prediction (moderation) is compared with what the first window that judges it measured
-(`checks`). In `observe` mode every decision is a recommendation and nothing is written.
+(`checks`). Between passes the agent reads the managed devices' cheap counters `samples` times an interval
+(`sample`, measure/bursts.py): the moderation choice weighs a window whose bursts these sub-samples saw at its
+rate levels, not at its mean. In `observe` mode every decision is a recommendation and nothing is written.
 The clock is injected, so the same loop runs on a real host and on a simulated one.
 """
 
@@ -29,7 +31,7 @@ from dataclasses import dataclass, field
 from ..act.engine import APPLIED, DRIFTED_KEPT, FAILED, change, prepare, read_knob, read_quietly
 from ..act.journal import Journal
 from ..act.knobs import KnobError, make_knob
-from ..config import Config
+from ..config import MIN_SAMPLE_GAP, Config
 from ..decide import napi as napi_policy
 from ..decide.advice import advise, supersede
 from ..decide.moderation import safer
@@ -37,6 +39,7 @@ from ..decide.placement import placement_plan, placement_rules
 from ..decide.spread import usable_cpus
 from ..findings import Measurements, find_all
 from ..host import Host
+from ..measure.bursts import Burst, Sample, bursts, read_sample, sample_of
 from ..measure.nvme import read_nvme
 from ..measure.rates import Rates
 from ..measure.reading import Reading, read_host, read_queue_masks, read_threads
@@ -119,6 +122,10 @@ class Agent:
         self.rates: Rates | None = None
         self.proposer = Proposer(host)
         self.proposer.load(state_dir)  # what an earlier run learned of each device's response
+        self.watched: dict[str, list[int]] = {}  # device -> its IRQs, sub-sampled between passes
+        self.samples: list[Sample] = []  # this window's sub-samples, the last pass's snapshot first
+        self.due: list[float] = []  # when the next sub-samples are due
+        self.bursts: dict[str, Burst] = {}  # the last window's, per device (measure/bursts.py)
 
     @property
     def tuning(self) -> bool:
@@ -132,6 +139,7 @@ class Agent:
         self.reading, self.before = reading, reading.snapshot
         rates, inventory = reading.rates, reading.inventory
         self.rates, self.inventory = rates, inventory
+        self.bursts = self._close_window(reading, now)
         measured = Measurements(reading.topology, inventory, rates)
         findings = find_all(measured)
         if rates is not None:  # advice (NVMe polling, TLB/IPI on isolated CPUs) from /proc rates and any probe data
@@ -148,7 +156,7 @@ class Agent:
         proposals = list(placement)
         if rates is not None:
             proposed, advice = self.proposer.propose(
-                self.config, inventory, rates, findings, set(usable_cpus(reading.topology, rules))
+                self.config, inventory, rates, findings, set(usable_cpus(reading.topology, rules)), self.bursts
             )
             proposals += proposed
             report.findings += [f.to_json() for f in advice]
@@ -168,6 +176,52 @@ class Agent:
         if self.proposer.models:
             self.proposer.save(self.state_dir)
         return report
+
+    # -- sub-samples ---------------------------------------------------------------
+    @property
+    def next_sample(self) -> float | None:
+        """When the next sub-sample is due (the agent's clock); None: none before the next pass."""
+        return self.due[0] if self.due else None
+
+    def sample(self) -> None:
+        """Read the watched devices' cheap counters if a sub-sample is due (else nothing): the service calls this
+        while it waits for the next pass, the simulator between the parts of an interval."""
+        now = self.clock()
+        if not self.due or now < self.due[0] - self._slack():
+            return
+        self.due = [t for t in self.due if t > now + self._slack()]
+        irqs = [irq for device_irqs in self.watched.values() for irq in device_irqs]
+        self.samples.append(read_sample(self.host, irqs, self.watched, now))
+
+    def _slack(self) -> float:
+        return 0.01 * self.config.interval / max(self.config.samples, 1)
+
+    def _close_window(self, reading: Reading, now: float) -> dict[str, Burst]:
+        """The window's bursts from its sub-samples, this pass's snapshot the last; then the next window: what to
+        watch (the managed NICs and their IRQs, the other managed interfaces) and when to sample."""
+        found = {}
+        if len(self.samples) > 1:
+            irqs = [irq for device_irqs in self.watched.values() for irq in device_irqs]
+            found = bursts([*self.samples, sample_of(reading.snapshot, irqs, self.watched)], self.watched)
+        self.samples, self.due, self.watched = [], [], {}
+        if self.config.samples <= 1:
+            return found
+        self.watched = self._watch(reading)
+        irqs = [irq for device_irqs in self.watched.values() for irq in device_irqs]
+        self.samples = [sample_of(reading.snapshot, irqs, self.watched)]
+        gap = max(self.config.interval / self.config.samples, MIN_SAMPLE_GAP)
+        self.due = [now + k * gap for k in range(1, self.config.samples) if k * gap < self.config.interval]
+        return found
+
+    def _watch(self, reading: Reading) -> dict[str, list[int]]:
+        """Device -> IRQs to sub-sample: the managed NICs with their IRQs, other managed interfaces (veth) without."""
+        watched = {d.name: [q.irq for q in d.irqs] for d in reading.inventory.devices
+                   if d.kind == "nic" and self.config.manages(d.name, "nic")}  # fmt: skip
+        netdev = reading.snapshot.netdev.devices if reading.snapshot.netdev else {}
+        for name in netdev:
+            if name != "lo" and name not in watched and self.config.manages(name, "nic"):
+                watched[name] = []
+        return watched
 
     # -- decide ------------------------------------------------------------------
     def _nvme_prices(self, inventory) -> dict[str, float]:

@@ -18,6 +18,7 @@ from ..decide import napi as napi_policy
 from ..decide.moderation import Bounds, Moderation, choose, forecast
 from ..findings import Finding
 from ..host import Host, NoNetlink
+from ..measure.bursts import Burst
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
 from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, writable_usecs
@@ -51,16 +52,18 @@ class Proposer:
         self.remodelled: set[str] = set()  # knobs proposed this pass because that flavour was since ruled out
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
-                usable: set[int] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
+                usable: set[int] | None = None,
+                bursts: dict[str, Burst] | None = None) -> tuple[list[Change], list[Finding]]:  # fmt: skip
         """(decisions to check and maybe apply, advice findings to report). `usable`: the CPUs the placement
-        may use (housekeeping, not banned or isolated); every online CPU when not given."""
+        may use (housekeeping, not banned or isolated); every online CPU when not given. `bursts`: per device,
+        what the window's sub-samples saw (measure/bursts.py)."""
         self.seen = {}  # this pass's readings only: a vanished interface's knobs leave the metrics
         self.remodelled = set()
         out = self._storm_guard(config, inventory, findings)
         moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
                      if name not in self.storming]  # fmt: skip
         polled = napi_policy.busy_polling(rates, [name for name, _ in moderated])
-        out += self._moderation(config, inventory, rates, moderated, polled)
+        out += self._moderation(config, inventory, rates, moderated, polled, bursts or {})
         out += self._budget(rates)
         return out, self._napi_advice(config, inventory, rates, usable)
 
@@ -115,11 +118,13 @@ class Proposer:
         return out
 
     def _moderation(self, config: Config, inventory: Inventory, rates: Rates,
-                    moderated: list[tuple[str, list[QueueLoad]]], polled: float | None) -> list[Change]:  # fmt: skip
+                    moderated: list[tuple[str, list[QueueLoad]]], polled: float | None,
+                    bursts: dict[str, Burst]) -> list[Change]:  # fmt: skip
         """Per managed NIC: coalescing, NAPI deferral and (for busy-polled queues, 6.13+) IRQ suspension chosen
         by predicting candidates (decide/moderation.py). Devices without IRQs of their own whose receive path
         is NAPI (veth with GRO) get deferral only, sized from their /proc/net/dev packet rate. `polled`: the
-        share of received packets busy polling took, when an application polls."""
+        share of received packets busy polling took, when an application polls. A device whose window was
+        bursty is weighed at its rate levels (`burst_levels`)."""
         out, drivers = [], {d.name: d.driver for d in inventory.devices}
         for name, loads in moderated:
             current = self._moderation_now(name)
@@ -146,7 +151,8 @@ class Proposer:
                             suspension=bool(suspend), flavour=model.flavour,
                             driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
                             frames=current["frames"], bounds=bounds, scale=model.scale, floor_us=model.floor_us,
-                            unsure=FLAVOURS if model.windows < MIN_WINDOWS else ())  # fmt: skip
+                            unsure=FLAVOURS if model.windows < MIN_WINDOWS else (),
+                            levels=burst_levels(bursts.get(name), busiest.packets))  # fmt: skip
             before, self.judged_under[name] = self.judged_under.get(name, model.flavour), model.flavour
             if choice is None:  # kept: only NAPIs that do not have the device's setting yet
                 out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
@@ -431,6 +437,16 @@ def cpu_load(rates: Rates, cpu: int | None) -> tuple[float, float, float]:
     busy = rates.softirq_time.get(cpu, 0.0) + rates.irq_time.get(cpu, 0.0)
     irqs = sum(r.per_cpu.get(cpu, 0.0) for k, r in rates.interrupts.items() if k.isdigit())
     return busy, processed, irqs
+
+
+def burst_levels(burst: Burst | None, packets: float) -> list[tuple[float, float]] | None:
+    """A bursty window's rate levels for the busiest queue ((share of the time, packets/s)): the device's
+    sub-interval levels scaled to the queue's mean, as RSS spreads a burst over the queues as it spreads the
+    rest. None where the window was not bursty (the mean alone is weighed)."""
+    if burst is None or not burst.bursty or packets <= 0:
+        return None
+    scale = packets / burst.mean_pps
+    return [(share, rate * scale) for share, rate in burst.levels()]
 
 
 def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:

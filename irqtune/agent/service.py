@@ -228,7 +228,7 @@ class Service:
 
     def wait(self, seconds: float) -> None:
         """Until the next pass: in short slices, so that a signal or a link event ends it promptly; the watchdog
-        is pinged at half its period."""
+        is pinged at half its period, and the agent takes its sub-samples when they are due."""
         end = self.clock() + seconds
         ping_every = self.notifier.watchdog / 2 if self.notifier.watchdog else None
         next_ping = self.clock() + ping_every if ping_every else None
@@ -239,7 +239,10 @@ class Service:
             if next_ping and now >= next_ping:
                 self.notifier.ping()
                 next_ping = now + ping_every
-            step = min(SLICE, end - now)
+            if self.agent is not None:
+                self.agent.sample()
+            due = self.agent.next_sample if self.agent is not None else None
+            step = min(SLICE, end - now, max(0.0, due - now) if due is not None else SLICE)
             if self.watcher is not None and self.watcher.fileno() is not None:
                 if self.watcher.wait(step):
                     self.events += self.watcher.drain()

@@ -12,7 +12,10 @@ rate and cost rounded to 2 % (`SNAP`), and each pass weighs only the best few ag
 The current setting is kept unless the winner is better by more than HYSTERESIS, so noise does not rewrite
 the NIC. A device's p99 target (config `p99_target_us`) is a constraint before the price: settings whose
 predicted p99 (docs/physics.md §9.6) exceed it rank after every one that meets it; where none meets it, the
-lowest p99 is chosen and the reason says so. Per-packet and per-interrupt costs are estimated from the host
+lowest p99 is chosen and the reason says so. A bursty window (the agent's sub-samples saw a peak well above the
+mean: measure/bursts.py) is weighed over its rate levels rather than at its mean (`forecast_levels`,
+docs/physics.md §9.8): latency per packet and CPU over the alternation, and the p99 at the worst level, so the
+choice holds up in the bursts. Per-packet and per-interrupt costs are estimated from the host
 (softirq time per packet) or taken from the config. When a busy-polling application takes the packets
 (TcpExt BusyPollRxPackets), every setting is predicted with that application polling, and IRQ suspension
 (irq-suspend-timeout 20 ms with deferral as its safety net, docs/physics.md §2.7; the model sees only
@@ -107,6 +110,25 @@ def _forecast(rate: float, setting: Moderation, service_us: float, irq_cost_us: 
     return Forecast(r.mean_latency * 1e6, max(0.0, r.cpu - rate * service_us * 1e-6), r.irq_rate, r.p99_latency * 1e6)
 
 
+def forecast_levels(levels: list[tuple[float, float]], setting: Moderation, service_us: float, irq_cost_us: float,
+                    flavour: str = "timer-from-first", busy_polled: bool = False, scale: float = 1.0,
+                    floor_us: float = 0.0) -> Forecast:  # fmt: skip
+    """One queue whose rate alternates between `levels` ((share of the time, packets/s)) under one setting: mean
+    latency per packet, CPU and interrupts over the time, and the p99 of the worst level (a setting must hold up
+    in the bursts, not on average); overloaded at any level is overloaded. One level is `forecast` itself."""
+    if len(levels) == 1:
+        return forecast(levels[0][1], setting, service_us, irq_cost_us, flavour, busy_polled, scale, floor_us)
+    parts = [(share, rate, forecast(rate, setting, service_us, irq_cost_us, flavour, busy_polled, scale, floor_us))
+             for share, rate in levels]  # fmt: skip
+    irq_rate = sum(share * f.irq_rate for share, _, f in parts)
+    if any(not math.isfinite(f.latency_us) for _, _, f in parts):
+        return Forecast(math.inf, 1.0, irq_rate, math.inf)
+    packets = sum(share * rate for share, rate, _ in parts)
+    latency = sum(share * rate * f.latency_us for share, rate, f in parts) / packets if packets else 0.0
+    return Forecast(latency, sum(share * f.cpu for share, _, f in parts), irq_rate,
+                    max(f.p99_us for _, rate, f in parts if rate > 0) if packets else 0.0)  # fmt: skip
+
+
 def predict(rate: float, setting: Moderation, service_us: float, irq_cost_us: float,
             flavour: str = "timer-from-first", busy_polled: bool = False) -> tuple[float, float]:  # fmt: skip
     """(mean latency µs, CPU overhead) of one queue: `forecast` without the interrupt rate."""
@@ -130,7 +152,7 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
            coalescing: bool = True, busy_polled: bool = False, suspension: bool = False,
            driver: str | None = None, p99_target_us: float = 0.0, frames: bool = True,
            bounds: Bounds | None = None, scale: float = 1.0, floor_us: float = 0.0,
-           unsure: tuple[str, ...] = ()) -> Choice | None:  # fmt: skip
+           unsure: tuple[str, ...] = (), levels: list[tuple[float, float]] | None = None) -> Choice | None:  # fmt: skip
     """The setting to move to, or None to keep `current`. The setting is device-wide, so its CPU counts
     once per queue (`queues` alike queues) while latency is per packet. `deferral`/`coalescing`/`frames`
     False: the device lacks that knob, so it stays as it is. `busy_polled`: an application polls the
@@ -142,18 +164,20 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     timer scale and interrupt floor (see `forecast`). `unsure`: flavours the measurements cannot rule out yet
     (model/identify.py): a setting is weighed at its worst J and p99 among them and `flavour`, so an unconfirmed
     flavour never buys a window that another would make ruinous (a long window under a restarting timer);
-    predictions shown are `flavour`'s."""
+    predictions shown are `flavour`'s. `levels`: a bursty window's rate levels of the queue ((share of the time,
+    packets/s), their mean `rate`), each setting weighed over them (`forecast_levels`)."""
     weight = GOAL_WEIGHT_US[goal]
     space = _space(current, coalescing, frames, deferral, busy_polled and suspension and deferral, driver,
                    flavour == "min-gap", bounds or Bounds())  # fmt: skip
     problem = Problem(_snap(rate), _snap(service_us), irq_cost_us, flavour, busy_polled, weight, queues,
-                      p99_target_us, space, scale, floor_us, tuple(unsure))  # fmt: skip
+                      p99_target_us, space, scale, floor_us, tuple(unsure),
+                      tuple((round(share, 2), _snap(level)) for share, level in levels or ()))  # fmt: skip
     searched = search(problem)
     candidates = set(searched.best)
     mode = rx_usecs_mode(driver, current.rx_usecs) if coalescing else None
     if mode is None:
         candidates.add(current)
-    exact = replace(problem, rate=rate, service_us=service_us)
+    exact = replace(problem, rate=rate, service_us=service_us, levels=tuple(levels or ()))
     scored = {s: exact.score(s) for s in candidates}
     best, met = _best(scored, p99_target_us)
     now, win = scored.get(current), scored[best]
@@ -161,7 +185,8 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     hedge = f"; each candidate weighed at its worst under {', '.join(unsure)} until one is identified" if unsure else ""
     costs = (f"({goal}: {weight:g} µs per core; {service_us:.2f} µs per packet, {irq_cost_us:g} µs per interrupt"
              f"{hedge})")  # fmt: skip
-    head = f"{queues} queues, busiest {rate:,.0f} pkt/s{polled}: predicted {win.latency:.1f} µs"
+    head = (f"{queues} queues, busiest {rate:,.0f} pkt/s{_bursts_note(levels or [(1.0, rate)])}{polled}: "
+            f"predicted {win.latency:.1f} µs")  # fmt: skip
     target = _target_note(p99_target_us, met, win, now)
     found = f"; best of {searched.count} settings searched"
     if mode is not None:
@@ -242,13 +267,19 @@ class Problem:
     scale: float = 1.0  # the device's identified timer scale and interrupt floor (model/identify.py)
     floor_us: float = 0.0
     unsure: tuple[str, ...] = ()  # other flavours not ruled out yet: a setting counts at its worst among them
+    levels: tuple[tuple[float, float], ...] = ()  # a bursty window's (share, packets/s): weighed over them
+
+    def predict(self, setting: Moderation, flavour: str) -> Forecast:
+        if self.levels:
+            return forecast_levels(list(self.levels), setting, self.service_us, self.irq_cost_us, flavour,
+                                   self.busy_polled, self.scale, self.floor_us)  # fmt: skip
+        return forecast(self.rate, setting, self.service_us, self.irq_cost_us, flavour, self.busy_polled, self.scale,
+                        self.floor_us)  # fmt: skip
 
     def score(self, setting: Moderation) -> Score:
-        f = forecast(self.rate, setting, self.service_us, self.irq_cost_us, self.flavour, self.busy_polled,
-                     self.scale, self.floor_us)  # fmt: skip
+        f = self.predict(setting, self.flavour)
         cpu = f.cpu * self.queues
-        worst = [forecast(self.rate, setting, self.service_us, self.irq_cost_us, other, self.busy_polled, self.scale,
-                          self.floor_us) for other in self.unsure]  # fmt: skip
+        worst = [self.predict(setting, other) for other in self.unsure]
         cost = max(
             [f.latency_us + self.weight * cpu, *(g.latency_us + self.weight * g.cpu * self.queues for g in worst)]
         )
@@ -413,6 +444,14 @@ def _worth(now: Score, win: Score, target: float, met: bool) -> bool:
         return True
     old, new = (now.cost, win.cost) if met else (now.p99, win.p99)
     return not math.isfinite(old) or old - new > HYSTERESIS * old
+
+
+def _bursts_note(levels: list[tuple[float, float]]) -> str:
+    """The reason's word on a bursty window: its peak level and how much of the time it took."""
+    if len(levels) == 1:
+        return ""
+    share, peak = max(levels, key=lambda level: level[1])
+    return f" on average, bursts of {peak:,.0f} pkt/s {share:.0%} of the time (weighed level by level)"
 
 
 def _target_note(target: float, met: bool, win: Score, now: Score | None) -> str:

@@ -7,6 +7,9 @@ cost), ethtool coalescing and adaptive-rx go to the simulated driver, the NAPI s
 busy_read change the queue model, and an NVMe device's completion mode (irq, poll, hybrid)
 changes the NVMe model. Queues then share their CPU: when the work on one CPU needs more
 than the CPU, each gets its share, its NAPI never completes and the rest is dropped.
+A control interval may be stepped in parts (`step(start=..., carry=True)`): bursts long enough to resolve
+(workload.py `resolves`) then show in the counters read between the parts, and each counter's fraction
+of a whole event is carried to the next part, so small rates still count.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from .kernel import write_rules
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
 from .tree import IRQ_BASE, NAPI_ID_BASE, KernelCounters, SimIrq, Tree
-from .workload import interrupt_per_packet, queue_load
+from .workload import during, interrupt_per_packet, queue_load
 
 CROSS_NUMA = 1.2  # per-packet cost multiplier when the IRQ CPU is on another node (docs/physics.md §7.2)
 SMT_CONTENTION = 0.6  # a packet takes 1 + this × its sibling thread's busy share longer: two busy threads of one
@@ -103,6 +106,8 @@ class SimMachine:
         self.clock = 0.0
         self.last_phase: PhaseSpec | None = None  # the phase of the last step, and its NVMe queues
         self.last_nvme: list[NvmeStep] = []
+        self._carry: dict[tuple, float] = {}  # counter -> the fraction of an event it has not shown yet (`_whole`)
+        self._keep = False  # this step is a part of an interval: fractions carry over
         self._online, self._effective = set(self.cpus), {}
         self._busy = [0.0] * len(self.cpus)  # each CPU's busy share in the step before (SMT contention)
         self._busy_now = [0.0] * len(self.cpus)  # ... and in the step being taken, once it is
@@ -193,19 +198,23 @@ class SimMachine:
         return NAPI_ID_BASE + entry.irq - IRQ_BASE
 
     # -- time ------------------------------------------------------------------------
-    def step(self, seconds: float, phase: PhaseSpec) -> list[QueueStep]:
-        """Advance simulated time; returns what every NIC queue did (NVMe queues: `self.last_nvme`)."""
+    def step(self, seconds: float, phase: PhaseSpec, start: float | None = None, carry: bool = False,
+             ) -> list[QueueStep]:  # fmt: skip
+        """Advance simulated time; returns what every NIC queue did (NVMe queues: `self.last_nvme`). `start`:
+        seconds into the phase, for loads resolved in time (None: every load as its mean over the step);
+        `carry`: a part of an interval, whose counters' fractions of an event count in the next part."""
         self._effective = {}  # affinity may have been written since the last step
         self._busy = list(self._busy_now)
         self.last_phase = phase
-        out = [q for nic in self.sc.nics for q in self._nic_step(nic, phase, seconds)]
+        self._keep = carry
+        out = [q for nic in self.sc.nics for q in self._nic_step(nic, phase, seconds, start)]
         self.last_nvme = [q for nvme in self.sc.nvmes for q in self._nvme_step(nvme, phase.load_for(nvme.name))]
         demand = [0.0] * len(self.cpus)
         for q in (*out, *self.last_nvme):
             demand[q.cpu] += q.cpu_used
         tlb = self._tlb(phase, seconds, demand)
         for cpu in parse_cpulist(phase.ipi_cpus) if phase.resched_ipis else []:
-            self.counters.res[cpu] += self._noisy(phase.resched_ipis * seconds)
+            self.counters.res[cpu] += self._noisy(phase.resched_ipis * seconds, ("res", cpu))
         entries = {(e.device, e.queue): e for e in self.irqs}
         c, busy = self.counters, [0.0] * len(self.cpus)
         nics = {nic.name: nic for nic in self.sc.nics}
@@ -214,39 +223,55 @@ class SimMachine:
                 share = q.cpu_used / demand[q.cpu]
                 q = out[i] = replace(q, irq_rate=0.0, cpu_used=share, latency=math.inf, overhead=0.0,
                                      delivered=q.delivered * min(1.0, 1.0 / demand[q.cpu]))  # fmt: skip
-            irqs = self._noisy(q.irq_rate * seconds)
-            entries[(q.device, q.queue)].counts[q.cpu] += irqs
-            polls = self._noisy(q.timer_polls * seconds)
+            queue = (q.device, q.queue)
+            irqs = self._noisy(q.irq_rate * seconds, ("irq", *queue))
+            entries[queue].counts[q.cpu] += irqs
+            polls = self._noisy(q.timer_polls * seconds, ("polls", *queue))
+            packets = self._whole(q.delivered * seconds, ("packets", *queue))
             c.softirqs["NET_RX"][q.cpu] += max(irqs + polls, int(q.delivered * seconds / 300))
             c.softirqs["HRTIMER"][q.cpu] += polls
-            c.softnet[q.cpu][0] += int(q.delivered * seconds)
-            c.softnet[q.cpu][2] += self._noisy(q.squeezes * seconds)
+            c.softnet[q.cpu][0] += packets
+            c.softnet[q.cpu][2] += self._noisy(q.squeezes * seconds, ("squeezes", *queue))
             dev = c.netdev.setdefault(q.device, [0, 0, 0])
-            dev[0] += int(q.delivered * seconds)
-            dev[1] += int(q.delivered * seconds) * nics[q.device].packet_bytes
-            dev[2] += int((q.rate - q.delivered) * seconds)  # ring overflow: rx_missed_errors, in /proc/net/dev drop
+            dev[0] += packets
+            dev[1] += packets * nics[q.device].packet_bytes
+            dev[2] += self._whole((q.rate - q.delivered) * seconds, ("drops", *queue))  # ring overflow:
+            # rx_missed_errors, in /proc/net/dev drop
             load = phase.load_for(q.device)
             if load is not None and load.app_busy_poll:
-                c.busy_poll_rx += int(q.delivered * seconds)
+                c.busy_poll_rx += packets
             busy[q.cpu] += min(q.cpu_used, 1.0)
         for q in self.last_nvme:
-            entries[(q.device, q.queue)].counts[q.cpu] += self._noisy(q.irq_rate * seconds)
-            c.disks[f"{q.device}n1"] += int(q.iops * seconds)
+            entries[(q.device, q.queue)].counts[q.cpu] += self._noisy(q.irq_rate * seconds, ("irq", q.device, q.queue))
+            c.disks[f"{q.device}n1"] += self._whole(q.iops * seconds, ("ios", q.device, q.queue))
             busy[q.cpu] += min(q.cpu_used, 1.0)
         for cpu, used in enumerate(busy):
             used = self._busy_now[cpu] = min(1.0, used + tlb[cpu])
-            ticks = int(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05))
+            ticks = self._whole(self.sc.host.hz * seconds * (1.0 if used > 0.01 else 0.05), ("loc", cpu))
             c.loc[cpu] += ticks
             c.softirqs["TIMER"][cpu] += ticks
-            c.ticks[cpu][1] += int(used * 100 * seconds)
-            c.ticks[cpu][2] += int(100 * seconds) - int(used * 100 * seconds)  # no application runs: the rest idles
+            busy_ticks = self._whole(used * 100 * seconds, ("busy", cpu))
+            c.ticks[cpu][1] += busy_ticks
+            c.ticks[cpu][2] += self._whole(100 * seconds, ("ticks", cpu)) - busy_ticks  # no application runs: the
+            # rest idles
+        if not carry:
+            self._carry.clear()
         self.clock += seconds
         self.render()
         return out
 
-    def _noisy(self, expected: float) -> int:
+    def _noisy(self, expected: float, counter: tuple = ()) -> int:
         """KernelCounters carry ±2 % multiplicative noise (docs/physics.md §9.5), seeded."""
-        return int(expected * (1.0 + self.rng.uniform(-0.02, 0.02))) if expected > 0 else 0
+        return self._whole(expected * (1.0 + self.rng.uniform(-0.02, 0.02)), counter) if expected > 0 else 0
+
+    def _whole(self, expected: float, counter: tuple = ()) -> int:
+        """The whole events of `expected` (and of what a part of the interval left over): the rest waits for the
+        next part while the step is one (`carry`), else is dropped, as a whole interval's step always did."""
+        exact = expected + self._carry.pop(counter, 0.0) if counter else expected
+        whole = int(exact)
+        if self._keep and counter:
+            self._carry[counter] = exact - whole
+        return whole
 
     def queue_evaluator(self, nic: NicSpec, entry: SimIrq, load: LoadSpec | None, settings: NicSettings,
                         flavour: str | None = None):  # fmt: skip
@@ -265,8 +290,10 @@ class SimMachine:
 
         return evaluate
 
-    def _nic_step(self, nic: NicSpec, phase: PhaseSpec, seconds: float) -> list[QueueStep]:
+    def _nic_step(self, nic: NicSpec, phase: PhaseSpec, seconds: float, start: float | None) -> list[QueueStep]:
         load = phase.load_for(nic.name)
+        if start is not None:
+            load = during(load, start, seconds)
         settings = self.nic_settings(nic)
         out = []
         aim = settings.adaptive and nic.algorithm == "aim"  # Intel's AIM programs an ITR: a minimum gap
@@ -319,7 +346,7 @@ class SimMachine:
             return cost
         per_cpu = phase.tlb_shootdowns * (len(cpus) - 1) / len(cpus)  # the initiator does not IPI itself
         for cpu in cpus:
-            n = self._noisy(per_cpu * seconds)
+            n = self._noisy(per_cpu * seconds, ("tlb", cpu))
             self.counters.tlb[cpu] += n
             self.counters.cal[cpu] += n
             cost[cpu] = per_cpu * TLB_RECEIVE_COST

@@ -99,6 +99,9 @@ class Policy:
     def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:
         """Before every control interval; `first` at the start of a phase."""
 
+    def tick(self, ctl: Control) -> None:
+        """Between the parts of an interval stepped in parts (run.py `substeps`): the tree shows the time since."""
+
 
 def parse_static(spec: str) -> NicSetting:
     text = NAMED_STATIC.get(spec, spec)
@@ -186,6 +189,9 @@ class Irqtune(Policy):
         self.config.cpus.irq_sink = self.config.cpus.irq_sink or ctl.sim.sc.host.irq_sink
         self.agent = Agent(ctl.host, self.config, ctl.state_dir, clock=lambda: ctl.sim.clock, journal=ctl.journal,
                            probes=SimProbes(ctl.sim, ctl.sim.seed).window)  # fmt: skip
+
+    def tick(self, ctl: Control) -> None:
+        self.agent.sample()  # the agent's sub-samples, as between its passes on a host (when they are due)
 
     def interval(self, ctl: Control, index: int, phase: PhaseSpec, first: bool) -> None:
         report = self.agent.run_pass()

@@ -1,9 +1,11 @@
 """`irqtune simulate`: run a scenario under a policy on a simulated clock and summarise each phase.
 
 Each control interval (1 s of simulated time) the policy acts on the tree, then the host
-steps. Rates, CPU and mean latency come from the closed form; latency percentiles from the
-event simulation of one queue per loaded NIC, sampled every interval with the settings and
-load in force then, and pooled over the phase. The tree is rendered under `--tree`, so
+steps. Where a bursty load's bursts last long enough to be seen inside an interval, the interval is
+stepped in parts (`substeps`: at least 8, each at most half a burst) and the policy looks between
+them (`Policy.tick`: the agent's sub-samples). Rates, CPU and mean latency come from the closed form;
+latency percentiles from the event simulation of one queue per loaded NIC, sampled every interval
+with the settings and load in force then, and pooled over the phase. The tree is rendered under `--tree`, so
 irqtune's own commands can be pointed at it with `--root` while or after it runs.
 Results are reproducible for a given seed.
 """
@@ -14,18 +16,20 @@ import math
 import os
 import random
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 from .events import simulate_queue
 from .machine import NvmeStep, QueueStep, SimMachine
 from .nvme import simulate_nvme
 from .objective import cost, nic_weights
 from .policy import Control, Policy
-from .scenario import OPEN_LOOP_DEPTH, PhaseSpec, Scenario
-from .workload import mmpp_arrivals
+from .scenario import OPEN_LOOP_DEPTH, LoadSpec, PhaseSpec, Scenario
+from .workload import burst_share, mmpp_arrivals, resolves
 
 SAMPLE_PACKETS = 20_000  # per phase and NIC, spread over its intervals: p99.9 within a few percent
 MIN_SAMPLE = 500  # per interval
+MIN_SUBSTEPS = 8  # parts of an interval where bursts are resolved: 1/8 of the interval or finer ...
+MAX_SUBSTEPS = 64  # ... and no finer than this: bursts shorter than two such parts are mixed within each
 
 
 @dataclass
@@ -78,8 +82,45 @@ def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0
         ctl.close()
 
 
+def substeps(scenario: Scenario, step: float) -> int:
+    """Parts per control interval: 1 unless some bursty load has bursts of at least two 1/MAX_SUBSTEPS of an
+    interval; then enough that each such burst spans two parts, at least MIN_SUBSTEPS."""
+    needed = [math.ceil(2 * step / (load.burst_ms * 1e-3) - 1e-9) for phase in scenario.phases
+              for load in phase.loads if load.arrivals == "bursty"]  # fmt: skip
+    needed = [n for n in needed if n <= MAX_SUBSTEPS]
+    return max(MIN_SUBSTEPS, *needed) if needed else 1
+
+
+def _step(host: SimMachine, phase: PhaseSpec, dt: float, elapsed: float, parts: int, policy: Policy,
+          ctl: Control) -> list[QueueStep]:  # fmt: skip
+    """One control interval of `dt` seconds, `elapsed` into the phase: one step, or `parts` steps with the policy
+    looking between them; what each queue did over the whole interval."""
+    if parts == 1:
+        return host.step(dt, phase)
+    steps = []
+    for part in range(parts):
+        steps.append(host.step(dt / parts, phase, start=elapsed + part * dt / parts, carry=part < parts - 1))
+        if part < parts - 1:
+            policy.tick(ctl)
+    return [_mean(list(q)) for q in zip(*steps)]
+
+
+def _mean(parts: list[QueueStep]) -> QueueStep:
+    """One queue's equal parts of an interval as one step: rates and CPU averaged, latency per delivered packet,
+    the CPU and setting of the last part."""
+    n, last = len(parts), parts[-1]
+    delivered = sum(q.delivered for q in parts) / n
+    served = [q for q in parts if q.delivered > 0]
+    latency = sum(q.delivered * q.latency for q in served) / (delivered * n) if served else last.latency
+    return replace(last, rate=sum(q.rate for q in parts) / n, irq_rate=sum(q.irq_rate for q in parts) / n,
+                   cpu_used=sum(q.cpu_used for q in parts) / n, latency=latency, delivered=delivered,
+                   timer_polls=sum(q.timer_polls for q in parts) / n, squeezes=sum(q.squeezes for q in parts) / n,
+                   overhead=sum(q.overhead for q in parts) / n)  # fmt: skip
+
+
 def _run(scenario, host, ctl, policy, seed, step, on_interval):
     policy.start(ctl)
+    parts = substeps(scenario, step)
     rng = random.Random(seed * 7919 + 1)
     results, trace = [], []
     for index, phase in enumerate(scenario.phases):
@@ -89,10 +130,10 @@ def _run(scenario, host, ctl, policy, seed, step, on_interval):
         while elapsed < phase.seconds - 1e-9:
             dt = min(step, phase.seconds - elapsed)
             policy.interval(ctl, index, phase, elapsed == 0.0)
-            queues = host.step(dt, phase)
+            queues = _step(host, phase, dt, elapsed, parts, policy, ctl)
             steps.append((dt, queues))
             nvme_steps.append((dt, host.last_nvme))
-            fresh = _sample_nic(host, phase, queues, sample, rng)
+            fresh = _sample_nic(host, phase, queues, sample, rng, (elapsed, dt, dt / parts) if parts > 1 else None)
             for name, values in fresh.items():
                 nic_lat.setdefault(name, []).extend(values)
             for name, values in _sample_nvme(host, phase, host.last_nvme, sample // 4, rng).items():
@@ -211,8 +252,11 @@ def _nvme_result(host: SimMachine, nvme_steps, total: float, latencies: dict[str
     return out
 
 
-def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng) -> dict[str, list]:
-    """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation."""
+def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng,
+                window: tuple[float, float, float] | None = None) -> dict[str, list]:  # fmt: skip
+    """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation. `window`:
+    (seconds into the phase, seconds, part length) of an interval stepped in parts; a load whose bursts the
+    parts resolve is sampled at its quiet and at its burst rate, in proportion to the packets each brought."""
     out: dict[str, list[float]] = {}
     for nic in host.sc.nics:
         load = phase.load_for(nic.name)
@@ -227,16 +271,30 @@ def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], pac
         settings = host.nic_settings(nic)
         napi = host.napi_for(settings, entry.irq, load)
         flavour = "min-gap" if settings.adaptive and nic.algorithm == "aim" else nic.flavour
-        arrivals = None
-        if load.arrivals == "bursty":
-            arrivals = mmpp_arrivals(load.rate_pps / nic.queues, load.burst_pps / nic.queues, load.burst_ms * 1e-3,
-                                     load.burst_every_ms * 1e-3, packets, rng)  # fmt: skip
-        result = simulate_queue(q.rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6,
-                                q.setting[0] * nic.timer_scale * 1e-6,
-                                q.setting[1], packets=packets, seed=rng.getrandbits(32), flavour=flavour,
-                                napi=napi, arrivals=arrivals, ring=nic.ring, samples=True)  # fmt: skip
-        out[nic.name] = list(result.samples)
+        resolved = window is not None and resolves(load, window[2])
+        rates = _by_rate(load, nic.queues, burst_share(load, window[0], window[1]), packets) if resolved else [
+            (q.rate, packets)]  # fmt: skip
+        out[nic.name] = []
+        for rate, count in rates:
+            arrivals = None
+            if load.arrivals == "bursty" and not resolved:
+                arrivals = mmpp_arrivals(load.rate_pps / nic.queues, load.burst_pps / nic.queues,
+                                         load.burst_ms * 1e-3, load.burst_every_ms * 1e-3, count, rng)  # fmt: skip
+            result = simulate_queue(rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6,
+                                    q.setting[0] * nic.timer_scale * 1e-6, q.setting[1], packets=count,
+                                    seed=rng.getrandbits(32), flavour=flavour, napi=napi, arrivals=arrivals,
+                                    ring=nic.ring, samples=True)  # fmt: skip
+            out[nic.name] += result.samples
     return out
+
+
+def _by_rate(load: LoadSpec, queues: int, on: float, packets: int) -> list[tuple[float, int]]:
+    """(packets/s of a queue, packets to sample) for the quiet and the burst part of an interval whose share
+    `on` is burst: each part's sample in proportion to the packets it brought."""
+    quiet, loud = load.rate_pps / queues, load.burst_pps / queues
+    brought = on * loud + (1 - on) * quiet
+    in_burst = round(packets * on * loud / brought) if brought > 0 else 0
+    return [(rate, n) for rate, n in ((quiet, packets - in_burst), (loud, in_burst)) if rate > 0 and n > 0]
 
 
 def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng) -> dict[str, list[float]]:

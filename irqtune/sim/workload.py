@@ -9,6 +9,11 @@ All three reduce to the closed form (`model.nic_queue`) at one or two arrival ra
 - closed-loop: `clients` requests outstanding per queue, each resubmitted `think_us` after
   its response, so the rate X solves X = clients / (think + T(X)) (T rises with X: bisection).
   This is what lets a coalescing window cost throughput, the feedback DIM relies on.
+
+A bursty load whose bursts last at least two simulation steps is resolved in time instead (`resolves`,
+`during`): its bursts are periodic, one every burst_every_ms from the phase's start, and each step runs at
+the quiet rate, the burst rate, or the mix of the part of a burst it holds. So the counters read between
+steps (the agent's sub-samples) see bursts shorter than a control interval.
 """
 
 from __future__ import annotations
@@ -49,6 +54,37 @@ def queue_load(load: LoadSpec, queues: int, ring: int, evaluate: Evaluate) -> tu
     result = mix([(1 - on, quiet), (on, drained)])
     dropped = on * (per_burst_in - capacity * load.burst_ms * 1e-3 - kept) / (load.burst_ms * 1e-3)
     return offered, replace(result, delivered=max(0.0, offered - dropped))
+
+
+def resolves(load: LoadSpec | None, seconds: float) -> bool:
+    """Whether steps of `seconds` see this load's bursts one by one: bursty, each burst at least two steps long."""
+    return load is not None and load.arrivals == "bursty" and load.burst_ms * 1e-3 >= 2 * seconds - 1e-12
+
+
+def burst_time(load: LoadSpec, t: float) -> float:
+    """Seconds of burst in the first `t` seconds of the phase: periodic bursts, one every burst_every_ms from its
+    start, each burst_ms long."""
+    every, burst = load.burst_every_ms * 1e-3, load.burst_ms * 1e-3
+    periods = math.floor(t / every + 1e-9)
+    return periods * burst + min(max(0.0, t - periods * every), burst)
+
+
+def burst_share(load: LoadSpec, start: float, seconds: float) -> float:
+    """The share of [start, start + seconds) (seconds into the phase) that the periodic bursts take."""
+    return (burst_time(load, start + seconds) - burst_time(load, start)) / seconds if seconds > 0 else 0.0
+
+
+def during(load: LoadSpec | None, start: float, seconds: float) -> LoadSpec | None:
+    """The load one step of `seconds` from `start` (seconds into the phase) sees: a bursty load its `resolves`
+    sees at its quiet rate, at its burst rate, or as one burst of the part it holds; any other load as it is."""
+    if load is None or not resolves(load, seconds):
+        return load
+    on = burst_share(load, start, seconds)
+    if on <= 1e-9:
+        return replace(load, arrivals="poisson")
+    if on >= 1 - 1e-9:
+        return replace(load, arrivals="poisson", rate_pps=load.burst_pps)
+    return replace(load, burst_ms=on * seconds * 1e3, burst_every_ms=seconds * 1e3)
 
 
 def closed_loop(clients: int, think: float, evaluate: Evaluate) -> tuple[float, QueueResult]:

@@ -324,3 +324,13 @@ def test_a_metrics_server_that_cannot_start_lets_the_lock_go(sim, tmp_path):
         service.run()
     os.close(lock(str(tmp_path / "state")))
     assert not (tmp_path / "state" / "journal.json").exists()
+
+
+def test_the_wait_takes_the_agents_sub_samples_when_due(sim, tmp_path):
+    """samples = 4 over a 2 s interval: the wait sleeps to each due time (not a slice past it) and the agent reads
+    there, so the second pass sees four sub-intervals of 0.5 s."""
+    service, _, _, _, _, _ = make(sim, tmp_path, "interval = 2.0\nsamples = 4\n", passes=2)
+    service.run()
+    burst = service.agent.bursts["eth1"]
+    assert [seconds for seconds, _ in burst.parts] == pytest.approx([0.5] * 4)
+    assert burst.mean_pps == pytest.approx(1_400_000, rel=0.01) and not burst.bursty

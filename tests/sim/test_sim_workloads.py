@@ -10,9 +10,10 @@ from conftest import cli
 
 from irqtune.model.queue import nic_queue
 from irqtune.sim.machine import SimMachine
-from irqtune.sim.run import run_scenario
+from irqtune.sim.policy import Policy
+from irqtune.sim.run import MIN_SUBSTEPS, run_scenario, substeps
 from irqtune.sim.scenario import library, load_scenario
-from irqtune.sim.workload import closed_loop, interrupt_per_packet, queue_load
+from irqtune.sim.workload import burst_share, closed_loop, during, interrupt_per_packet, queue_load, resolves
 
 
 @pytest.mark.slow
@@ -98,3 +99,72 @@ def test_napi_set_on_a_simulated_root_follows_the_kernel_version(tmp_path, kerne
         assert sim.napi_for(sim.nic_settings(scenario.nics[0]), sim.irqs[0].irq, None).suspend == pytest.approx(0.02)
         got, out, err = cli("restore", root=sim.root, state=tmp_path / "s")
         assert got == 0 and cli("get", knob, root=sim.root).stdout.strip() == "0"
+
+
+SHORT_BURSTS = """[host]
+cpus = 4
+
+[[nic]]
+name = "eth0"
+queues = 2
+cpus = "0-1"
+
+[[phase]]
+name = "bursts"
+seconds = 3
+nic = "eth0"
+arrivals = "bursty"
+rate_pps = 200000
+burst_pps = 1000000
+burst_ms = 200
+burst_every_ms = 1000
+"""
+
+
+def test_bursts_of_two_parts_or_more_are_resolved_the_rest_mixed():
+    """A 200 ms burst is seen by parts of 0.1 s (10 an interval of 1 s, 50 of 5 s); the library's 2 ms bursts would
+    need 1000 parts and stay mixed in one step per interval."""
+    short = load_scenario("s.toml", SHORT_BURSTS)
+    assert substeps(short, 1.0) == 10 and substeps(short, 5.0) == 50 and substeps(short, 0.5) == MIN_SUBSTEPS
+    assert substeps(load_scenario(library()["bursty"]), 1.0) == 1
+    load = short.phases[0].loads[0]
+    assert resolves(load, 0.1) and not resolves(load, 0.125)
+    assert [burst_share(load, t, 0.1) for t in (0.0, 0.1, 0.2, 1.0)] == pytest.approx([1.0, 1.0, 0.0, 1.0])
+    assert burst_share(load, 0.15, 0.1) == pytest.approx(0.5) and burst_share(load, 0.0, 3.0) == pytest.approx(0.2)
+    assert during(load, 0.0, 0.1).rate_pps == 1_000_000 and during(load, 0.3, 0.1).rate_pps == 200_000
+    half = during(load, 0.15, 0.1)
+    assert half.arrivals == "bursty" and half.burst_ms / half.burst_every_ms == pytest.approx(0.5)
+    assert during(load, 0.0, 1.0) is load  # a whole interval: the mix
+
+
+@pytest.mark.slow
+def test_an_interval_in_parts_shows_the_bursts_between_them_and_counts_what_one_step_would(tmp_path):
+    """/proc/net/dev read between parts: 1 Mpps in the burst's parts, 200 kpps after; over the interval the same
+    packets as one step of it; a counter that gains under one event a part still counts (carried over)."""
+    spec = load_scenario("s.toml", SHORT_BURSTS)
+    parts, whole = SimMachine(spec, str(tmp_path / "a")), SimMachine(spec, str(tmp_path / "b"))
+    rates = []
+    for part in range(10):
+        before = parts.counters.netdev["eth0"][0]
+        parts.step(0.1, spec.phases[0], start=part * 0.1, carry=part < 9)
+        rates.append((parts.counters.netdev["eth0"][0] - before) / 0.1)
+    assert rates[:2] == pytest.approx([1e6] * 2, rel=1e-3) and rates[2:] == pytest.approx([2e5] * 8, rel=1e-3)
+    whole.step(1.0, spec.phases[0])
+    assert parts.counters.netdev["eth0"][0] == pytest.approx(whole.counters.netdev["eth0"][0], abs=2)
+    assert sum(parts.counters.ticks[0]) == sum(whole.counters.ticks[0]) == 100  # USER_HZ ticks of 10 ms
+    assert parts.counters.ticks[0][1] == pytest.approx(whole.counters.ticks[0][1], abs=1)  # 0.1 s parts: not lost
+
+
+@pytest.mark.slow
+def test_a_run_with_resolved_bursts_lets_the_policy_look_between_the_parts(tmp_path):
+    class Counting(Policy):
+        ticks = 0
+
+        def tick(self, ctl):
+            self.ticks += 1
+
+    policy = Counting()
+    results, trace, _ = run_scenario(load_scenario("s.toml", SHORT_BURSTS), str(tmp_path / "t"), policy=policy)
+    assert policy.ticks == 3 * 9  # 10 parts an interval, the policy between them
+    assert [i.offered_pps for i in trace] == pytest.approx([360_000] * 3, rel=1e-6)
+    assert results[0].p99_us > 0
