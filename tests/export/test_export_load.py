@@ -1,17 +1,25 @@
-"""The exporter under load: 200 concurrent scrapes of the 1152-CPU fixture, and a flood of wrong bcrypt passwords."""
+"""The exporter under concurrent scrapes: one shared collection, a fixed pool of handlers, and 200 scrapes of the
+1152-CPU fixture at once."""
 
 from __future__ import annotations
 
 import http.client
+import socket
 import statistics
 import threading
 import time
 import urllib.parse
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from conftest import fixture_text, make_root
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.parser import text_string_to_metric_families
 from test_export_prometheus import start_export
+
+from irqtune.export import serve
 
 pytestmark = [pytest.mark.slow]
 
@@ -21,6 +29,66 @@ BIG = {
 }
 CLIENTS = 200
 SCRAPES_EACH = 4
+
+
+class CountingCollector:
+    """Takes `delay` seconds per collection and exports which collection this is (1, 2, ...)."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay, self.runs, self.lock = delay, 0, threading.Lock()
+
+    def collect(self):
+        with self.lock:
+            self.runs += 1
+            number = self.runs
+        time.sleep(self.delay)
+        yield GaugeMetricFamily("test_collection", "Which collection answered.", value=number)
+
+
+def body(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read().decode()
+
+
+def collection(text: str) -> int:
+    return next(int(s.value) for f in text_string_to_metric_families(text) for s in f.samples)
+
+
+def test_concurrent_scrapes_share_one_collection_and_later_ones_get_a_new_one():
+    collector = CountingCollector(delay=1.0)
+    server = serve(collector, "127.0.0.1:0")
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            bodies = list(pool.map(lambda _: body(server.url), range(20)))
+        during = collector.runs
+        later = collection(body(server.url))
+    finally:
+        server.close()
+    print(f"\n20 concurrent scrapes: {during} collections")
+    assert during <= 2  # the first scrape's, and one more at most for a scrape that came after it finished
+    assert len(set(bodies)) == len({collection(b) for b in bodies})  # one rendering per collection
+    assert later == during + 1  # never an older result: a scrape after the flight gets a fresh collection
+
+
+def test_connections_wait_for_a_handler_instead_of_each_getting_a_thread():
+    server = serve(CountingCollector(delay=0.0), "127.0.0.1:0")
+    threads = threading.active_count()
+    idle = []
+    try:
+        for _ in range(300):
+            idle.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        time.sleep(0.5)
+        grown = threading.active_count() - threads
+        for sock in idle:
+            sock.close()
+        idle.clear()
+        assert collection(body(server.url)) == 1  # the pool drained the idle connections and serves again
+    finally:
+        for sock in idle:
+            sock.close()
+        server.close()
+    print(f"\n300 idle connections: {grown} more threads")
+    assert grown == 0
 
 
 def rss_kib(pid: int) -> int:
