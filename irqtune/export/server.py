@@ -70,8 +70,8 @@ class _Handler(WSGIRequestHandler):
 class PooledServer(WSGIServer):
     """A WSGI server whose accept loop hands connections to a fixed pool of handler threads.
 
-    The hand-off queue holds one connection per worker; when it is full the accept loop waits, and
-    further connections wait in the kernel's listen queue (`LISTEN_BACKLOG`), not in memory here.
+    The accept loop takes a connection only when a handler is free; the others wait in the kernel's
+    listen queue (`LISTEN_BACKLOG`), not in memory here. Idle handlers sleep on the queue (no polling).
     """
 
     request_queue_size = LISTEN_BACKLOG
@@ -79,7 +79,8 @@ class PooledServer(WSGIServer):
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, workers: int = WORKERS) -> None:
         self.address_family = family
         super().__init__(address, _Handler)
-        self._jobs: queue.Queue = queue.Queue(maxsize=workers)
+        self._jobs: queue.SimpleQueue[tuple[socket.socket, tuple] | None] = queue.SimpleQueue()
+        self._free = threading.Semaphore(workers)
         self._closing = threading.Event()
         self._workers = [threading.Thread(target=self._work, name=f"irqtune-http-{n}", daemon=True)
                          for n in range(workers)]  # fmt: skip
@@ -87,40 +88,36 @@ class PooledServer(WSGIServer):
             worker.start()
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
-        while not self._closing.is_set():
-            try:
-                self._jobs.put((request, client_address), timeout=0.5)
+        while not self._free.acquire(timeout=0.5):
+            if self._closing.is_set():
+                self.shutdown_request(request)
                 return
-            except queue.Full:
-                continue
-        self.shutdown_request(request)
+        self._jobs.put((request, client_address))
 
     def _work(self) -> None:
-        while not self._closing.is_set():
-            try:
-                request, client_address = self._jobs.get(timeout=0.5)
-            except queue.Empty:
-                continue
+        while (job := self._jobs.get()) is not None:
+            request, client_address = job
             try:
                 self.finish_request(request, client_address)
             except Exception:
                 self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
+                self._free.release()
 
     def handle_error(self, request: socket.socket, client_address: tuple) -> None:
         """Port scans, resets and plain HTTP on the TLS port: debug, not a traceback on stderr."""
         log.debug("request from %s failed", client_address, exc_info=True)
 
     def stop(self) -> None:
-        """Stop accepting, let the handlers finish their requests, close the socket."""
+        """Stop accepting, let the handlers finish their requests (`STOP_TIMEOUT` at most), close the socket."""
         self._closing.set()
         self.shutdown()
+        for _ in self._workers:
+            self._jobs.put(None)
         deadline = time.monotonic() + STOP_TIMEOUT
         for worker in self._workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
-        while not self._jobs.empty():
-            self.shutdown_request(self._jobs.get_nowait()[0])
         self.server_close()
 
 
