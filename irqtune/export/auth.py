@@ -100,8 +100,7 @@ def _crypt_function() -> Callable[[str, str], str | None] | None:
     try:
         crypt_rn = ctypes.CDLL("libcrypt.so.1").crypt_rn
     except (OSError, AttributeError):
-        module = _crypt_module()
-        return module.crypt if module is not None else None
+        return _module_crypt(module) if (module := _crypt_module()) is not None else None
     crypt_rn.restype = ctypes.c_char_p
     crypt_rn.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
 
@@ -112,11 +111,23 @@ def _crypt_function() -> Callable[[str, str], str | None] | None:
     return crypt
 
 
+def _module_crypt(module: Any) -> Callable[[str, str], str | None]:
+    """The crypt module's crypt (it holds the GIL while it hashes), None for an unknown scheme."""
+
+    def crypt(password: str, setting: str) -> str | None:
+        try:
+            return module.crypt(password, setting)
+        except OSError:  # Python >= 3.9 raises where crypt(3) fails
+            return None
+
+    return crypt
+
+
 def _crypt_checker(stored: str) -> Callable[[str], bool] | None:
     crypt = _crypt_function()
     prefix = next((p for p in _PROBE if stored.startswith(p)), None)
-    if crypt is None or prefix is None or crypt("", _PROBE[prefix]) is None:
-        return None
+    if crypt is None or prefix is None or not (crypt("", _PROBE[prefix]) or "*").startswith(prefix):
+        return None  # this libcrypt does not know the scheme (it answers None, or "*0" through the module)
     expected = stored.encode()
     return lambda password: (
         "\0" not in password and hmac.compare_digest((crypt(password, stored) or "").encode(), expected)

@@ -82,13 +82,29 @@ def test_hashes_that_cannot_be_checked_are_refused_at_load():
         BasicAuth.from_lines(["x:sha256:abc"], "users")
 
 
+@pytest.mark.parametrize("libxcrypt", [True, False], ids=["crypt_rn", "crypt-module"])
+def test_sha_crypt_through_libxcrypt_or_the_crypt_module(monkeypatch, libxcrypt):
+    from irqtune.export import auth as auth_module
+
+    stored = crypt_hash("pw", "$5$rounds=1000$pepper")
+    if not libxcrypt:
+        monkeypatch.setattr(auth_module.ctypes, "CDLL", lambda name: (_ for _ in ()).throw(OSError(name)))
+    auth_module._crypt_function.cache_clear()
+    try:
+        auth = BasicAuth.from_lines([f"ops:{stored}"])
+        assert auth.check(header("ops", "pw")) and not auth.check(header("ops", "pw\0"))
+        assert not auth.check(header("ops", "wrong"))
+    finally:
+        auth_module._crypt_function.cache_clear()
+
+
 # -- timing: an unknown user costs what a known one does ---------------------------------------------
 
 
 def test_unknown_users_cost_the_median_users_check_not_the_first_users():
     """The first user has a fast hash and the others a slow one: an unknown user must cost a slow check, or
     its quick 401 tells it apart from the (slow) known users."""
-    slow = "$5$rounds=200000$"
+    slow = "$5$rounds=30000$"
     lines = [sha256_line("first", "pw0"), f"ops:{crypt_hash('pw1', slow + 'salt1')}",
              f"prom:{crypt_hash('pw2', slow + 'salt2')}"]  # fmt: skip
     auth = BasicAuth.from_lines(lines)
@@ -138,9 +154,11 @@ def test_successful_checks_are_remembered_for_a_while(monkeypatch):
     assert gate.calls == 4
 
 
-def test_slow_checks_are_capped_per_client_and_in_all():
+def test_slow_checks_are_capped_per_client_and_in_all(monkeypatch):
+    from irqtune.export import auth as auth_module
     from irqtune.export.auth import AuthBusy
 
+    monkeypatch.setattr(auth_module, "SLOW_WAIT", 0.1)
     auth, gate = gated_auth(slots=2)
     results: list[bool] = []
     running = [threading.Thread(target=lambda c=c: results.append(auth.check(header("ops", "wrong"), c)))
