@@ -109,7 +109,7 @@ def export(obj, listen: str, per_cpu: bool, include: tuple[str, ...], exclude: t
     """Serve irqtune's measurements to Prometheus (GET /metrics).
 
     Every scrape takes a fresh snapshot with irqtune's own /proc readers (the same
-    as `status`) and answers with: interrupts per IRQ with its device, queue, role,
+    as `status`; concurrent scrapes share one) and answers with: interrupts per IRQ with its device, queue, role,
     chip and action (summed over CPUs; per CPU with --per-cpu); LOC/RES/CAL/TLB and
     other architecture rows, softirqs and softnet per CPU; interrupts per CPU;
     receive packets and drops per interface; each IRQ's affinity as a number of

@@ -10,8 +10,8 @@ Use from code (the agent does this):
     ...                                                         # stats.record_pass(seconds) per pass
     server.close()
 
-Every scrape takes a fresh snapshot; metric names, labels and cardinality rules are in
-docs/metrics.md.
+Every scrape takes a fresh snapshot (scrapes that arrive while one is taken share it); metric names,
+labels and cardinality rules are in docs/metrics.md.
 """
 
 from __future__ import annotations

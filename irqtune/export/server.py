@@ -1,13 +1,14 @@
-"""The HTTP(S) endpoint: prometheus-client's own server, optionally with TLS and basic auth.
+"""The HTTP(S) endpoint: a bounded pool of handler threads, optionally with TLS and basic auth.
 
-`serve()` starts prometheus_client's `start_http_server` (a threaded WSGI server in a
-daemon thread; TLS through its certfile/keyfile/client_cafile arguments) and then
-installs the app: `make_wsgi_app(registry)`, wrapped in the basic-auth check when
-asked. Until that switch the library's own app serves an empty registry, so no
-request is ever answered with data it was not meant to get. Every path answers with
-the metrics (the library's behaviour); `/metrics` is the documented one.
+`serve()` listens with a backlog of `LISTEN_BACKLOG`, accepts in one thread and hands each
+connection to one of `WORKERS` handler threads (wsgiref, as prometheus_client's own server);
+when they are all busy, new connections wait in the listen queue instead of being reset or
+starting a thread each. The app is prometheus_client's, except that concurrent scrapes share one
+collection and its rendered exposition (flight.py): memory stays bounded under a scrape storm and
+goes back down after it. Basic auth wraps the app when asked. Every path answers with the metrics
+(the library's behaviour); `/metrics` is the documented one.
 
-A slow or idle client cannot stall the others: TLS handshakes run in the request's
+A slow or idle client cannot stall the others for long: TLS handshakes run in the handler
 thread, not the accept loop, and each connection times out after `REQUEST_TIMEOUT`.
 
 The default listen address is 127.0.0.1 (the library's default would be 0.0.0.0):
@@ -19,18 +20,26 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import queue
+import socket
+import ssl
 import threading
+import time
 from dataclasses import dataclass
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from prometheus_client import make_wsgi_app, start_http_server
 from prometheus_client.registry import Collector, CollectorRegistry
 
 from ..config import DEFAULT_LISTEN, parse_listen
 from .auth import BasicAuth
+from .flight import SharedApp
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT = 30.0  # seconds a connection may take to send its request
+LISTEN_BACKLOG = 1024  # connections the kernel queues while every handler is busy (capped by net.core.somaxconn)
+WORKERS = 256  # handler threads: the scrapes that can wait on one shared collection at once
+STOP_TIMEOUT = 5.0  # seconds close() waits for requests in progress
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,13 +47,6 @@ class TlsConfig:
     certfile: str
     keyfile: str
     client_cafile: str | None = None  # when set, clients must present a certificate signed by it
-
-
-class _Empty:
-    """A registry with nothing in it: what the library's app serves before ours is installed."""
-
-    def collect(self) -> list:
-        return []
 
 
 def is_loopback(addr: str) -> bool:
@@ -56,41 +58,106 @@ def is_loopback(addr: str) -> bool:
         return False
 
 
+class _Handler(WSGIRequestHandler):
+    """wsgiref's handler with a timeout on every connection and no access log."""
+
+    timeout = REQUEST_TIMEOUT
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Log nothing: a scrape every few seconds is not news."""
+
+
+class PooledServer(WSGIServer):
+    """A WSGI server whose accept loop hands connections to a fixed pool of handler threads.
+
+    The accept loop takes a connection only when a handler is free; the others wait in the kernel's
+    listen queue (`LISTEN_BACKLOG`), not in memory here. Idle handlers sleep on the queue (no polling).
+    """
+
+    request_queue_size = LISTEN_BACKLOG
+
+    def __init__(self, address: tuple[str, int], family: socket.AddressFamily, workers: int = WORKERS) -> None:
+        self.address_family = family
+        super().__init__(address, _Handler)
+        self._jobs: queue.SimpleQueue[tuple[socket.socket, tuple] | None] = queue.SimpleQueue()
+        self._free = threading.Semaphore(workers)
+        self._closing = threading.Event()
+        self._workers = [threading.Thread(target=self._work, name=f"irqtune-http-{n}", daemon=True)
+                         for n in range(workers)]  # fmt: skip
+        for worker in self._workers:
+            worker.start()
+
+    def process_request(self, request: socket.socket, client_address: tuple) -> None:
+        while not self._free.acquire(timeout=0.5):
+            if self._closing.is_set():
+                self.shutdown_request(request)
+                return
+        self._jobs.put((request, client_address))
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            request, client_address = job
+            try:
+                self.finish_request(request, client_address)
+            except Exception:
+                self.handle_error(request, client_address)
+            finally:
+                self.shutdown_request(request)
+                self._free.release()
+
+    def handle_error(self, request: socket.socket, client_address: tuple) -> None:
+        """Port scans, resets and plain HTTP on the TLS port: debug, not a traceback on stderr."""
+        log.debug("request from %s failed", client_address, exc_info=True)
+
+    def stop(self) -> None:
+        """Stop accepting, let the handlers finish their requests (`STOP_TIMEOUT` at most), close the socket."""
+        self._closing.set()
+        self.shutdown()
+        for _ in self._workers:
+            self._jobs.put(None)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        for worker in self._workers:
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.server_close()
+
+
 class MetricsServer:
     """A running endpoint: `.port`, `.url`, `.close()`."""
 
-    def __init__(self, httpd, thread: threading.Thread, tls: bool) -> None:
+    def __init__(self, httpd: PooledServer, thread: threading.Thread, app: SharedApp, tls: bool) -> None:
         self.httpd = httpd
         self.thread = thread
+        self.app = app
         self.address, self.port = httpd.server_address[:2]
         scheme = "https" if tls else "http"
         host = f"[{self.address}]" if ":" in self.address else self.address
         self.url = f"{scheme}://{host}:{self.port}/metrics"
 
     def close(self) -> None:
-        """Stop serving (waits for the serving thread) and close the socket."""
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
+        """Stop serving (waits for the accept loop and the handlers) and close the socket."""
+        self.httpd.stop()
+        self.thread.join(timeout=STOP_TIMEOUT)
+        self.app.close(STOP_TIMEOUT)
 
 
-def _harden(httpd, tls: bool) -> None:
-    """Keep one slow or broken client from stalling every scrape.
+def _tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """A server context; with client_cafile, clients must present a certificate signed by it. The handshake
+    runs on the handler's first read, not in the accept loop, so one silent client cannot block accepting."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    if tls.client_cafile:
+        context.load_verify_locations(tls.client_cafile)
+        context.verify_mode = ssl.CERT_REQUIRED
+    context.load_cert_chain(certfile=tls.certfile, keyfile=tls.keyfile)
+    return context
 
-    The library wraps the listening socket so that accept() does the TLS handshake in
-    the serving loop: one idle TCP connection would block all scrapes. The handshake is
-    moved to the request's own thread (OpenSSL does it on the first read), every
-    connection gets a timeout, and failed requests (port scans, plain HTTP on the TLS
-    port) are logged at debug level instead of a traceback on stderr.
-    """
-    if tls:
-        httpd.socket.do_handshake_on_connect = False
-    httpd.RequestHandlerClass = type("_TimedHandler", (httpd.RequestHandlerClass,), {"timeout": REQUEST_TIMEOUT})
 
-    def handle_error(request, client_address) -> None:
-        log.debug("request from %s failed", client_address, exc_info=True)
-
-    httpd.handle_error = handle_error
+def _bind(addr: str, port: int, tls: TlsConfig | None) -> PooledServer:
+    family, _, _, _, sockaddr = socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    context = _tls_context(tls) if tls is not None else None  # unusable TLS files fail before we listen
+    httpd = PooledServer((sockaddr[0], port), family)
+    if context is not None:
+        httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
+    return httpd
 
 
 def serve(
@@ -99,7 +166,7 @@ def serve(
     tls: TlsConfig | None = None,
     auth: BasicAuth | None = None,
 ) -> MetricsServer:
-    """Serve the metrics; returns at once (a daemon thread serves). Raises OSError when it cannot listen,
+    """Serve the metrics; returns at once (daemon threads serve). Raises OSError when it cannot listen,
     ValueError for a bad `listen`, and ssl/OSError errors for unusable TLS files."""
     if isinstance(registry_or_collector, CollectorRegistry):
         registry = registry_or_collector
@@ -107,16 +174,12 @@ def serve(
         registry = CollectorRegistry(auto_describe=False)
         registry.register(registry_or_collector)
     addr, port = parse_listen(listen) if isinstance(listen, str) else listen
-    kwargs = {}
-    if tls is not None:
-        kwargs = {"certfile": tls.certfile, "keyfile": tls.keyfile}
-        if tls.client_cafile:
-            kwargs |= {"client_cafile": tls.client_cafile, "client_auth_required": True}
-    httpd, thread = start_http_server(port, addr=addr, registry=_Empty(), **kwargs)  # type: ignore[arg-type]
-    _harden(httpd, tls is not None)
-    app = make_wsgi_app(registry)
+    httpd = _bind(addr, port, tls)
+    app = SharedApp(registry)
     httpd.set_app(auth.wrap(app) if auth is not None else app)
-    server = MetricsServer(httpd, thread, tls is not None)
+    thread = threading.Thread(target=httpd.serve_forever, name="irqtune-http-accept", daemon=True)
+    thread.start()
+    server = MetricsServer(httpd, thread, app, tls is not None)
     if not is_loopback(server.address) and (tls is None or auth is None):
         missing = " and ".join(w for w, on in (("TLS", tls is None), ("basic auth", auth is None)) if on)
         log.warning("serving on %s without %s: every host that reaches it can read the metrics", server.url, missing)

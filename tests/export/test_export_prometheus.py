@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import hashlib
 import json
 import os
@@ -78,6 +79,16 @@ def test_http_on_an_ephemeral_loopback_port(laptop):
         with urllib.request.urlopen(request, timeout=10) as response:
             assert response.headers["Content-Type"].startswith("application/openmetrics-text")
             assert response.read().decode().rstrip().endswith("# EOF")
+        request = urllib.request.Request(server.url, headers={"Accept-Encoding": "gzip"})
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.headers["Content-Encoding"] == "gzip"
+            assert "irqtune_up" in names(gzip.decompress(response.read()).decode())
+        assert names(get(server.url + "?name[]=irqtune_up&name[]=irqtune_build_info")[2]) == {
+            "irqtune_up", "irqtune_build_info"}  # fmt: skip
+        request = urllib.request.Request(server.url, method="POST", data=b"")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 405
     finally:
         server.close()
     with pytest.raises(OSError):
