@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from .events import simulate_queue
+from .interference import delays
 from .machine import NvmeStep, QueueStep, SimMachine
 from .nvme import simulate_nvme
 from .objective import cost, nic_weights
@@ -234,8 +235,18 @@ def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], pac
         result = simulate_queue(q.rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6, q.setting[0] * 1e-6,
                                 q.setting[1], packets=packets, seed=rng.getrandbits(32), flavour=flavour,
                                 napi=napi, arrivals=arrivals, ring=nic.ring, samples=True)  # fmt: skip
-        out[nic.name] = list(result.samples)
+        out[nic.name] = _interfered(list(result.samples), [q], rng)
     return out
+
+
+def _interfered(samples: list[float], steps: list, rng: random.Random) -> list[float]:
+    """`samples` with each arrival's wait for other devices' work on its CPU added (interference.py), drawn
+    for one of `steps` (the sampled device's queues) in turn; the run's draws are untouched where none shares."""
+    if not any(s.interference > 0 for s in steps):
+        return samples
+    draws = random.Random(rng.getrandbits(32))
+    per_step = [delays(s.interference, s.shared, len(samples), draws) for s in steps]
+    return [x + per_step[i % len(steps)][i] for i, x in enumerate(samples)]
 
 
 def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng) -> dict[str, list[float]]:
@@ -249,7 +260,7 @@ def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios:
                            rate=load.iops / nvme.queues,
                                ios=max(ios, 200), seed=rng.getrandbits(32), cstate=nvme.cstate_us * 1e-6,
                                samples=True)  # fmt: skip
-        out[nvme.name] = list(result.samples)
+        out[nvme.name] = _interfered(list(result.samples), [q for q in steps if q.device == nvme.name], rng)
     return out
 
 
