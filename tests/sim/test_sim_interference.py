@@ -85,3 +85,15 @@ def test_the_drawn_waits_have_the_closed_forms_mean():
     assert sum(drawn) / len(drawn) == pytest.approx(2e-6, rel=0.02)
     assert sum(1 for d in drawn if d > 0) / len(drawn) == pytest.approx(0.3, rel=0.02)  # PASTA: busy fraction
 
+
+@pytest.mark.slow
+def test_the_agent_moves_one_nic_off_the_shared_cpus_in_the_library_scenario(tmp_path):
+    scenario = load_scenario(library()["shared-cpu"])
+    for phase in scenario.phases:
+        phase.seconds = 4
+    defaults, _, _ = run_scenario(scenario, str(tmp_path / "d"))
+    tuned, _, changes = run_scenario(scenario, str(tmp_path / "i"), policy=make_policy("irqtune"))
+    moved = [c for c in changes if "affinity" in c and "spread eth1" in c]
+    assert len(moved) == 4 and all("-> " + cpu in " ".join(moved) for cpu in "4567")
+    for before, after in zip(defaults, tuned):
+        assert after.nics["eth0"]["settled_p99_us"] < 0.8 * before.nics["eth0"]["settled_p99_us"]
