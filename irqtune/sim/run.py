@@ -84,6 +84,7 @@ def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0
 def _run(scenario, host, ctl, policy, seed, step, on_interval):
     policy.start(ctl)
     rng = random.Random(seed * 7919 + 1)
+    waits = random.Random(seed * 7919 + 2)  # interference's own stream: the packets' draws stay as without it
     results, trace = [], []
     for index, phase in enumerate(scenario.phases):
         intervals = max(1, math.ceil(phase.seconds / step - 1e-9))
@@ -98,9 +99,9 @@ def _run(scenario, host, ctl, policy, seed, step, on_interval):
             queues = host.step(dt, phase)
             steps.append((dt, queues))
             nvme_steps.append((dt, host.last_nvme))
-            fresh = _sample_nic(host, phase, queues, sample, rng)
+            fresh = _sample_nic(host, phase, queues, sample, rng, waits)
             nic_lat.append(fresh)
-            nvme_lat.append(_sample_nvme(host, phase, host.last_nvme, sample // 4, rng))
+            nvme_lat.append(_sample_nvme(host, phase, host.last_nvme, sample // 4, rng, waits))
             elapsed += dt
             record = _interval(host, phase, dt, queues, _percentiles([x for v in fresh.values() for x in v])[1])
             trace.append(record)
@@ -254,7 +255,8 @@ def _nvme_result(host: SimMachine, nvme_steps, total: float, latencies: dict[str
     return out
 
 
-def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng) -> dict[str, list]:
+def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng,
+                waits: random.Random) -> dict[str, list]:  # fmt: skip
     """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation."""
     out: dict[str, list[float]] = {}
     for nic in host.sc.nics:
@@ -277,21 +279,22 @@ def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], pac
         result = simulate_queue(q.rate, host.service_time(nic, entry), nic.irq_cost_us * 1e-6, q.setting[0] * 1e-6,
                                 q.setting[1], packets=packets, seed=rng.getrandbits(32), flavour=flavour,
                                 napi=napi, arrivals=arrivals, ring=nic.ring, samples=True)  # fmt: skip
-        out[nic.name] = _interfered(list(result.samples), [q], rng)
+        out[nic.name] = _interfered(list(result.samples), [q], waits)
     return out
 
 
-def _interfered(samples: list[float], steps: list, rng: random.Random) -> list[float]:
-    """`samples` with each arrival's wait for other devices' work on its CPU added (interference.py), drawn
-    for one of `steps` (the sampled device's queues) in turn; the run's draws are untouched where none shares."""
+def _interfered(samples: list[float], steps: list, waits: random.Random) -> list[float]:
+    """`samples` with each arrival's wait for other devices' work on its CPU added (interference.py), drawn for
+    one of `steps` (the sampled device's queues) in turn from `waits`, a stream of their own: the packets'
+    arrivals and service are drawn as they would be without the neighbour (common random numbers)."""
     if not any(s.interference > 0 for s in steps):
         return samples
-    draws = random.Random(rng.getrandbits(32))
-    per_step = [delays(s.interference, s.shared, len(samples), draws) for s in steps]
+    per_step = [delays(s.interference, s.shared, len(samples), waits) for s in steps]
     return [x + per_step[i % len(steps)][i] for i, x in enumerate(samples)]
 
 
-def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng) -> dict[str, list[float]]:
+def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng,
+                 waits: random.Random) -> dict[str, list[float]]:  # fmt: skip
     out = {}
     for nvme in host.sc.nvmes:
         load = phase.load_for(nvme.name)
@@ -302,7 +305,7 @@ def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios:
                            rate=load.iops / nvme.queues,
                                ios=max(ios, 200), seed=rng.getrandbits(32), cstate=nvme.cstate_us * 1e-6,
                                samples=True)  # fmt: skip
-        out[nvme.name] = _interfered(list(result.samples), [q for q in steps if q.device == nvme.name], rng)
+        out[nvme.name] = _interfered(list(result.samples), [q for q in steps if q.device == nvme.name], waits)
     return out
 
 
