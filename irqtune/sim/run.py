@@ -27,6 +27,7 @@ from .workload import mmpp_arrivals
 
 SAMPLE_PACKETS = 20_000  # per phase and NIC, spread over its intervals: p99.9 within a few percent
 MIN_SAMPLE = 500  # per interval
+WAITS_PER_SAMPLE = 16  # interference waits drawn per sampled packet (`_interfered`): a quarter of one's noise
 
 
 @dataclass
@@ -284,13 +285,20 @@ def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], pac
 
 
 def _interfered(samples: list[float], steps: list, waits: random.Random) -> list[float]:
-    """`samples` with each arrival's wait for other devices' work on its CPU added (interference.py), drawn for
-    one of `steps` (the sampled device's queues) in turn from `waits`, a stream of their own: the packets'
-    arrivals and service are drawn as they would be without the neighbour (common random numbers)."""
+    """`samples` with each arrival's wait for other devices' work on its CPU added (interference.py), for one of
+    `steps` (the sampled device's queues) in turn. Each sample is paired with WAITS_PER_SAMPLE waits and the sums
+    thinned back to one per sample by rank, so the result follows the sum's distribution without the noise of
+    one draw per packet. `waits` is a stream of its own: arrivals and service are drawn as without the neighbour
+    (common random numbers)."""
     if not any(s.interference > 0 for s in steps):
         return samples
-    per_step = [delays(s.interference, s.shared, len(samples), waits) for s in steps]
-    return [x + per_step[i % len(steps)][i] for i, x in enumerate(samples)]
+    sums: list[float] = []
+    for k, step in enumerate(steps):
+        mine = samples[k :: len(steps)]
+        drawn = delays(step.interference, step.shared, len(mine) * WAITS_PER_SAMPLE, waits)
+        sums += [x + d for i, x in enumerate(mine) for d in drawn[i * WAITS_PER_SAMPLE : (i + 1) * WAITS_PER_SAMPLE]]
+    sums.sort()
+    return [sums[i * WAITS_PER_SAMPLE + WAITS_PER_SAMPLE // 2] for i in range(len(samples))]
 
 
 def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng,
