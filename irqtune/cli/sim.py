@@ -78,8 +78,9 @@ def _sim_tree(tree: str | None) -> Iterator[str]:
 @click.command(epilog=EXIT_HELP)
 @click.argument("scenarios", nargs=-1, metavar="SCENARIO")
 @click.option("--score", is_flag=True, help="The scorecard: run the SCENARIOs (default: the whole library) "
-              "under defaults, dim, aim, oracle-static, oracle and irqtune, and print p99, CPU, interrupts/s, "
-              "drops and the normalised score (1 = dynamic oracle, 0 = defaults).")  # fmt: skip
+              "under defaults, dim, aim, oracle-static, oracle and irqtune, and print the worst phase's settled "
+              "and whole p99, CPU, interrupts/s, drops and the normalised score (1 = dynamic oracle, "
+              "0 = defaults).")  # fmt: skip
 @click.option("--policy", default="defaults", show_default=True, metavar="POLICY", help=POLICY_HELP)
 @click.option("--seed", type=int, default=1, show_default=True, help="Seed for arrivals and counter noise: "
               "same seed, same result.")  # fmt: skip
@@ -106,9 +107,10 @@ def simulate(scenarios: tuple[str, ...], score: bool, policy: str, seed: int, du
     and step through the scenario's phases on a simulated clock, one control interval
     (1 s) at a time; the policy acts through irqtune's knobs and journal before each.
     Prints, per phase: offered and delivered packets/s, interrupts/s, CPUs spent on
-    interrupt handling, mean and p99/p99.9 latency (µs), drops, time_squeeze; NVMe
-    devices on their own lines. An error in the scenario file is refused with the file,
-    line and key (exit 1).
+    interrupt handling, mean and p99/p99.9 latency (µs), the settled p99 (from the
+    policy's first change in the phase, else its second interval), drops,
+    time_squeeze; NVMe devices on their own lines. An error in the scenario file is
+    refused with the file, line and key (exit 1).
 
     \b
     Library (irqtune/sim/scenarios):
