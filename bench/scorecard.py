@@ -9,7 +9,8 @@ prints the table and checks each goal on the runs (`irqtune/sim/score.py` define
 score >= 0.85 everywhere and ahead of DIM where anything can be gained; p99 near always-poll's at a
 third of its CPU (closed loop); no p99 drift under unchanged open-loop load (DIM's shown, not
 required); back within the oracle's J in <= 3 intervals after a load change; no drops or
-time_squeeze below rho 0.8; the critical NIC unmoved by its neighbour's storm. Exit 0 when all hold.
+time_squeeze below rho 0.8; the critical NIC unmoved by its neighbour's storm; once it has acted in a
+phase, never worse than the defaults on each device's goal (settled p99, CPU or J). Exit 0 when all hold.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ GOALS = {
     f"{score.RECOVERY_INTERVALS} intervals, and staying there",
     "health": f"at rho < {score.RHO_HEALTHY}: no drops, time_squeeze < {score.SQUEEZE_PER_CPU:g}/s per CPU",
     "critical": "critical NIC: p99 and IRQ rate unchanged while its neighbour storms",
+    "settled": f"once it acted in a phase, never worse than the defaults (within {score.SETTLED_TOL:.0%}) on each "
+    "device's goal: p99 (latency), CPU (throughput, efficiency), J (balanced)",
 }
 
 
@@ -56,6 +59,7 @@ def checks(cells: list, runs: dict[tuple[str, str], Run]) -> list[Check]:
             out += [_info(c) for c in score.poll_goal(runs[(name, "static:latency")], runs[(name, "always-poll")])]
         out += score.steady_goal(mine, oracle) + score.steady_goal(runs[(name, "dim")], oracle, required=False)
         out += score.recovery_goal(mine, oracle) + score.health_goal(mine, oracle) + score.critical_goal(mine)
+        out += score.settled_goal(mine, runs[(name, "defaults")])
     return out
 
 

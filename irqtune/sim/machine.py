@@ -5,8 +5,9 @@ reads back what was written: IRQ affinity moves a queue's interrupts (and its cr
 cost), ethtool coalescing and adaptive-rx go to the simulated driver, the NAPI settings
 (per NAPI over the simulated netdev family, or device-wide in sysfs), net.core budgets and
 busy_read change the queue model, and an NVMe device's completion mode (irq, poll, hybrid)
-changes the NVMe model. Queues then share their CPU: when the work on one CPU needs more
-than the CPU, each gets its share, its NAPI never completes and the rest is dropped.
+changes the NVMe model. Queues then share their CPU: below saturation each waits for the others'
+interrupts and polls (interference.py); when the work on one CPU needs more than the CPU, each gets
+its share, its NAPI never completes and the rest is dropped.
 A control interval may be stepped in parts (`step(start=..., carry=True)`): bursts long enough to resolve
 (workload.py `resolves`) then show in the counters read between the parts, and each counter's fraction
 of a whole event is carried to the next part, so small rates still count.
@@ -23,6 +24,7 @@ from functools import lru_cache
 from ..model.queue import Napi, QueueResult, nic_queue
 from ..parse.common import parse_cpulist
 from .adaptive import AdaptiveQueue
+from .interference import Work, extra_wait, nic_work, nvme_work
 from .kernel import write_rules
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
@@ -52,6 +54,8 @@ class QueueStep:
     squeezes: float = 0.0
     setting: tuple[int, int] = (0, 0)  # rx-usecs, rx-frames in force (the adaptive one's last)
     overhead: float = 0.0  # CPU beyond the packets' own processing: interrupts, timer polls, spinning
+    interference: float = 0.0  # seconds of mean wait for other queues' work on the CPU (in `latency`)
+    shared: float = 0.0  # the other queues' busy fraction of the CPU
 
 
 @dataclass
@@ -64,6 +68,8 @@ class NvmeStep:
     latency: float
     irq_rate: float
     cpu_used: float
+    interference: float = 0.0  # as QueueStep's
+    shared: float = 0.0
 
 
 @dataclass
@@ -212,6 +218,7 @@ class SimMachine:
         demand = [0.0] * len(self.cpus)
         for q in (*out, *self.last_nvme):
             demand[q.cpu] += q.cpu_used
+        self._interfere(out, demand)
         tlb = self._tlb(phase, seconds, demand)
         for cpu in parse_cpulist(phase.ipi_cpus) if phase.resched_ipis else []:
             self.counters.res[cpu] += self._noisy(phase.resched_ipis * seconds, ("res", cpu))
@@ -259,6 +266,31 @@ class SimMachine:
         self.clock += seconds
         self.render()
         return out
+
+    def _interfere(self, out: list[QueueStep], demand: list[float]) -> None:
+        """Below saturation, each queue's latency gains the wait for the other queues' work on its CPU."""
+        nics = {nic.name: nic for nic in self.sc.nics}
+        entries = {(e.device, e.queue): e for e in self.irqs}
+        works: list[Work] = []
+        for q in out:
+            nic, activations = nics[q.device], q.irq_rate + q.timer_polls or q.delivered
+            service = self.service_time(nic, entries[(q.device, q.queue)])
+            works.append(nic_work(q.cpu, q.cpu_used, activations, service, nic.irq_cost_us * 1e-6))
+        for q in self.last_nvme:  # a polling thread yields to interrupts: only interrupt completion interferes
+            works.append(nvme_work(q.cpu, q.cpu_used if q.mode == "irq" else 0.0, q.iops))
+        by_cpu: dict[int, list[int]] = {}
+        for i, w in enumerate(works):
+            by_cpu.setdefault(w.cpu, []).append(i)
+        steps: list = [*out, *self.last_nvme]
+        for cpu, members in by_cpu.items():
+            if len(members) < 2 or demand[cpu] > 1.0:
+                continue
+            for k, i in enumerate(members):
+                wait, other = extra_wait([works[j] for j in members], k)
+                if wait > 0:
+                    steps[i] = replace(steps[i], latency=steps[i].latency + wait, interference=wait, shared=other)
+        out[:] = steps[: len(out)]
+        self.last_nvme = steps[len(out) :]
 
     def _noisy(self, expected: float, counter: tuple = ()) -> int:
         """KernelCounters carry ±2 % multiplicative noise (docs/physics.md §9.5), seeded."""

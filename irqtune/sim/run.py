@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 
 from .events import simulate_queue
+from .interference import delays
 from .machine import NvmeStep, QueueStep, SimMachine
 from .nvme import simulate_nvme
 from .objective import cost, nic_weights
@@ -30,6 +31,7 @@ SAMPLE_PACKETS = 20_000  # per phase and NIC, spread over its intervals: p99.9 w
 MIN_SAMPLE = 500  # per interval
 MIN_SUBSTEPS = 8  # parts of an interval where bursts are resolved: 1/8 of the interval or finer ...
 MAX_SUBSTEPS = 64  # ... and no finer than this: bursts shorter than two such parts are mixed within each
+WAITS_PER_SAMPLE = 16  # interference waits drawn per sampled packet (`_interfered`): a quarter of one's noise
 
 
 @dataclass
@@ -68,6 +70,8 @@ class PhaseResult:
     nvme: dict = field(default_factory=dict)  # device -> mode, iops, latency, CPU, interrupts
     rho_max: float = 0.0  # the busiest IRQ CPU's offered load (ρ, may exceed 1): the health goal's scope
     time_squeeze_cpu_max: float = 0.0  # per second on the CPU that squeezes most (the goal is per CPU)
+    settled_from: int = 0  # the phase's first interval after the policy's first change in it (else its second)
+    settled_p99_us: float = 0.0  # p99 pooled over the intervals from settled_from on (nics/nvme: settled_*)
 
 
 def run_scenario(scenario: Scenario, tree: str, seed: int = 1, step: float = 1.0, policy: Policy | None = None,
@@ -122,28 +126,32 @@ def _run(scenario, host, ctl, policy, seed, step, on_interval):
     policy.start(ctl)
     parts = substeps(scenario, step)
     rng = random.Random(seed * 7919 + 1)
+    waits = random.Random(seed * 7919 + 2)  # interference's own stream: the packets' draws stay as without it
     results, trace = [], []
     for index, phase in enumerate(scenario.phases):
         intervals = max(1, math.ceil(phase.seconds / step - 1e-9))
         sample = max(MIN_SAMPLE, SAMPLE_PACKETS // intervals)
-        steps, nvme_steps, nic_lat, nvme_lat, elapsed = [], [], {}, {}, 0.0
+        steps, nvme_steps, nic_lat, nvme_lat, elapsed, changed = [], [], [], [], 0.0, None
         while elapsed < phase.seconds - 1e-9:
             dt = min(step, phase.seconds - elapsed)
+            before = len(ctl.changes)
             policy.interval(ctl, index, phase, elapsed == 0.0)
+            if changed is None and len(ctl.changes) > before:
+                changed = len(steps)  # this interval is the first to run with the policy's change
             queues = _step(host, phase, dt, elapsed, parts, policy, ctl)
             steps.append((dt, queues))
             nvme_steps.append((dt, host.last_nvme))
-            fresh = _sample_nic(host, phase, queues, sample, rng, (elapsed, dt, dt / parts) if parts > 1 else None)
-            for name, values in fresh.items():
-                nic_lat.setdefault(name, []).extend(values)
-            for name, values in _sample_nvme(host, phase, host.last_nvme, sample // 4, rng).items():
-                nvme_lat.setdefault(name, []).extend(values)
+            fresh = _sample_nic(host, phase, queues, sample, rng, waits,
+                                (elapsed, dt, dt / parts) if parts > 1 else None)  # fmt: skip
+            nic_lat.append(fresh)
+            nvme_lat.append(_sample_nvme(host, phase, host.last_nvme, sample // 4, rng, waits))
             elapsed += dt
             record = _interval(host, phase, dt, queues, _percentiles([x for v in fresh.values() for x in v])[1])
             trace.append(record)
             if on_interval:
                 on_interval(record)
-        results.append(_phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat))
+        settled = changed if changed is not None else min(1, len(steps) - 1)
+        results.append(_phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat, settled))
     return results, trace, ctl.changes
 
 
@@ -167,14 +175,19 @@ def _interval_cost(host: SimMachine, queues: list[QueueStep]) -> float:
     return total
 
 
-def _phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat) -> PhaseResult:
+def _phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat, settled: int) -> PhaseResult:
+    """The phase's numbers over all its intervals, and the settled ones from interval `settled` on."""
     total = sum(dt for dt, _ in steps)
     queues = [(dt, q) for dt, qs in steps for q in qs]
     offered = sum(dt * q.rate for dt, q in queues) / total
     delivered = sum(dt * q.delivered for dt, q in queues) / total
     weight = sum(dt * q.delivered for dt, q in queues if q.delivered)
     mean = sum(dt * q.delivered * q.latency for dt, q in queues if q.delivered) / weight if weight else 0.0
-    p50, p99, p999 = _percentiles([x for values in nic_lat.values() for x in values])
+    pooled, calm = _pool(nic_lat), _pool(nic_lat[settled:])
+    p50, p99, p999 = _percentiles([x for values in pooled.values() for x in values])
+    nics = {nic.name: _per_nic(queues, nic.name, total, pooled.get(nic.name, [])) for nic in host.sc.nics}
+    nvme = _nvme_result(host, nvme_steps, total, _pool(nvme_lat))
+    _add_settled(host, nics, nvme, steps[settled:], nvme_steps[settled:], calm, _pool(nvme_lat[settled:]))
     return PhaseResult(
         name=phase.name or f"phase{index}",
         seconds=total,
@@ -191,10 +204,43 @@ def _phase_result(host, phase, index, steps, nvme_steps, nic_lat, nvme_lat) -> P
         time_squeeze=sum(dt * q.squeezes for dt, q in queues) / total,
         timer_polls=sum(dt * q.timer_polls for dt, q in queues) / total,
         settings={nic.name: _nic_settings(host, nic) for nic in host.sc.nics},
-        nics={nic.name: _per_nic(queues, nic.name, total, nic_lat.get(nic.name, [])) for nic in host.sc.nics},
-        nvme=_nvme_result(host, nvme_steps, total, nvme_lat),
+        nics=nics,
+        nvme=nvme,
+        settled_from=settled,
+        settled_p99_us=_percentiles([x for values in calm.values() for x in values])[1],
         **_per_cpu(host, phase, queues, total),
     )
+
+
+def _pool(per_interval: list[dict[str, list[float]]]) -> dict[str, list[float]]:
+    """Each device's samples over the given intervals, in one list."""
+    out: dict[str, list[float]] = {}
+    for fresh in per_interval:
+        for name, values in fresh.items():
+            out.setdefault(name, []).extend(values)
+    return out
+
+
+def _add_settled(host, nics: dict, nvme: dict, steps, nvme_steps, nic_lat, nvme_lat) -> None:
+    """Each device's settled p99, CPU and objective (its goal's price of a core): judged after the policy acted,
+    so a controller's first interval of a new load does not hide where it settled."""
+    total, weights = sum(dt for dt, _ in steps), nic_weights(host.sc)
+    queues = [(dt, q) for dt, qs in steps for q in qs]
+    for name, whole in nics.items():
+        calm = _per_nic(queues, name, total, nic_lat.get(name, []))
+        whole.update(settled_p99_us=calm["p99_us"], settled_overhead_cpu=calm["overhead_cpu"],
+                     settled_cost=cost(calm["mean_latency_us"] * 1e-6, calm["overhead_cpu"], calm["offered_pps"],
+                                       calm["delivered_pps"], weights[name]))  # fmt: skip
+    calm_nvme = _nvme_result(host, nvme_steps, total, nvme_lat)
+    for name, whole in nvme.items():
+        calm = calm_nvme.get(name)
+        if calm is None:
+            continue
+        whole.update(
+            settled_p99_us=calm["p99_us"],
+            settled_cpu=calm["cpu"],
+            settled_cost=cost(calm["mean_latency_us"] * 1e-6, calm["cpu"], calm["iops"], calm["iops"]),
+        )
 
 
 def _per_cpu(host: SimMachine, phase: PhaseSpec, queues: list[tuple[float, QueueStep]], total: float) -> dict:
@@ -253,10 +299,11 @@ def _nvme_result(host: SimMachine, nvme_steps, total: float, latencies: dict[str
 
 
 def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], packets: int, rng,
-                window: tuple[float, float, float] | None = None) -> dict[str, list]:  # fmt: skip
-    """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation. `window`:
-    (seconds into the phase, seconds, part length) of an interval stepped in parts; a load whose bursts the
-    parts resolve is sampled at its quiet and at its burst rate, in proportion to the packets each brought."""
+                waits: random.Random, window: tuple[float, float, float] | None = None) -> dict[str, list]:  # fmt: skip
+    """Latencies of the busiest queue of each loaded NIC in this interval, by the event simulation, with each
+    packet's wait for other devices' work on its CPU (`_interfered`). `window`: (seconds into the phase, seconds,
+    part length) of an interval stepped in parts; a load whose bursts the parts resolve is sampled at its quiet
+    and at its burst rate, in proportion to the packets each brought."""
     out: dict[str, list[float]] = {}
     for nic in host.sc.nics:
         load = phase.load_for(nic.name)
@@ -284,7 +331,7 @@ def _sample_nic(host: SimMachine, phase: PhaseSpec, queues: list[QueueStep], pac
                                     q.setting[0] * nic.timer_scale * 1e-6, q.setting[1], packets=count,
                                     seed=rng.getrandbits(32), flavour=flavour, napi=napi, arrivals=arrivals,
                                     ring=nic.ring, samples=True)  # fmt: skip
-            out[nic.name] += result.samples
+            out[nic.name] += _interfered(list(result.samples), [q], waits)
     return out
 
 
@@ -297,7 +344,25 @@ def _by_rate(load: LoadSpec, queues: int, on: float, packets: int) -> list[tuple
     return [(rate, n) for rate, n in ((quiet, packets - in_burst), (loud, in_burst)) if rate > 0 and n > 0]
 
 
-def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng) -> dict[str, list[float]]:
+def _interfered(samples: list[float], steps: list, waits: random.Random) -> list[float]:
+    """`samples` with each arrival's wait for other devices' work on its CPU added (interference.py), for one of
+    `steps` (the sampled device's queues) in turn. Each sample is paired with WAITS_PER_SAMPLE waits and the sums
+    thinned back to one per sample by rank, so the result follows the sum's distribution without the noise of
+    one draw per packet. `waits` is a stream of its own: arrivals and service are drawn as without the neighbour
+    (common random numbers)."""
+    if not any(s.interference > 0 for s in steps):
+        return samples
+    sums: list[float] = []
+    for k, step in enumerate(steps):
+        mine = samples[k :: len(steps)]
+        drawn = delays(step.interference, step.shared, len(mine) * WAITS_PER_SAMPLE, waits)
+        sums += [x + d for i, x in enumerate(mine) for d in drawn[i * WAITS_PER_SAMPLE : (i + 1) * WAITS_PER_SAMPLE]]
+    sums.sort()
+    return [sums[i * WAITS_PER_SAMPLE + WAITS_PER_SAMPLE // 2] for i in range(len(samples))]
+
+
+def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios: int, rng,
+                 waits: random.Random) -> dict[str, list[float]]:  # fmt: skip
     out = {}
     for nvme in host.sc.nvmes:
         load = phase.load_for(nvme.name)
@@ -308,7 +373,7 @@ def _sample_nvme(host: SimMachine, phase: PhaseSpec, steps: list[NvmeStep], ios:
                            rate=load.iops / nvme.queues,
                                ios=max(ios, 200), seed=rng.getrandbits(32), cstate=nvme.cstate_us * 1e-6,
                                samples=True)  # fmt: skip
-        out[nvme.name] = list(result.samples)
+        out[nvme.name] = _interfered(list(result.samples), [q for q in steps if q.device == nvme.name], waits)
     return out
 
 
