@@ -150,7 +150,8 @@ class Proposer:
                             coalescing=current["coalescing"], busy_polled=polled is not None,
                             suspension=bool(suspend), flavour=model.flavour,
                             driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
-                            frames=current["frames"], bounds=bounds, scale=model.scale, floor_us=model.floor_us,
+                            frames=current["frames"], bounds=bounds, scale=model.scale,
+                            floor_us=model.response.floor_at(busiest.packets),
                             unsure=FLAVOURS if model.windows < MIN_WINDOWS else (),
                             levels=burst_levels(bursts.get(name), busiest.packets))  # fmt: skip
             before, self.judged_under[name] = self.judged_under.get(name, model.flavour), model.flavour
@@ -228,7 +229,7 @@ class Proposer:
             r.get("flavour", p["model"]),
             p.get("busy_polled", False),
             r.get("timer_scale", 1.0),
-            r.get("floor_us", 0.0),
+            r.get("floor_us", 0.0) + r.get("floor_us_per_kpps", 0.0) * busiest.packets / 1000,
         ).irq_rate
         got = busiest.interrupts
         error = (got - expected) / expected if expected >= 1.0 else (0.0 if got < 1.0 else None)

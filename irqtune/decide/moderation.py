@@ -146,6 +146,11 @@ class Bounds:
     gro_flush_us: tuple[int, int] | None = None
     suspend_us: tuple[int, int] | None = None
 
+    def holds(self, setting: Moderation) -> bool:
+        """Whether every bounded knob of `setting` is within its bounds."""
+        return all(b is None or b[0] <= getattr(setting, name) <= b[1]
+                   for name, b in vars(self).items())  # fmt: skip
+
 
 def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_cost_us: float,
            deferral: bool = True, flavour: str = "timer-from-first", queues: int = 1,
@@ -159,13 +164,13 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     queues; `suspension`: per-NAPI irq-suspend-timeout can be set (6.13+). `driver`: its rx-usecs rules
     (model/coalesce.py): only values it reads as a delay are searched, and a current adaptive mode, which
     the model cannot predict, is left for the best setting (the agent's verification judges the change).
-    `bounds`: the config's, searched within (not clamped after). `p99_target_us` > 0: only settings
-    predicted within it are weighed, the lowest p99 where none is. `scale`, `floor_us`: the device's identified
-    timer scale and interrupt floor (see `forecast`). `unsure`: flavours the measurements cannot rule out yet
-    (model/identify.py): a setting is weighed at its worst J and p99 among them and `flavour`, so an unconfirmed
-    flavour never buys a window that another would make ruinous (a long window under a restarting timer);
-    predictions shown are `flavour`'s. `levels`: a bursty window's rate levels of the queue ((share of the time,
-    packets/s), their mean `rate`), each setting weighed over them (`forecast_levels`)."""
+    `bounds`: the config's, searched within (not clamped after); a current setting outside them is left.
+    `p99_target_us` > 0: only settings predicted within it are weighed, the lowest p99 where none is. `scale`,
+    `floor_us`: the device's identified timer scale and interrupt floor (see `forecast`). `unsure`: flavours the
+    measurements cannot rule out yet (model/identify.py): a setting is weighed at its worst J and p99 among them and
+    `flavour`, so an unconfirmed flavour never buys a window that another would make ruinous (a long window under a
+    restarting timer); predictions shown are `flavour`'s. `levels`: a bursty window's rate levels of the queue
+    ((share of the time, packets/s), their mean `rate`), each setting weighed over them (`forecast_levels`)."""
     weight = GOAL_WEIGHT_US[goal]
     space = _space(current, coalescing, frames, deferral, busy_polled and suspension and deferral, driver,
                    flavour == "min-gap", bounds or Bounds())  # fmt: skip
@@ -175,7 +180,8 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
     searched = search(problem)
     candidates = set(searched.best)
     mode = rx_usecs_mode(driver, current.rx_usecs) if coalescing else None
-    if mode is None:
+    outside = not (bounds or Bounds()).holds(current)  # the operator's bounds exclude it: moved in whatever J says
+    if mode is None and not outside:
         candidates.add(current)
     exact = replace(problem, rate=rate, service_us=service_us, levels=tuple(levels or ()))
     scored = {s: exact.score(s) for s in candidates}
@@ -189,6 +195,11 @@ def choose(rate: float, current: Moderation, goal: str, service_us: float, irq_c
             f"predicted {win.latency:.1f} µs")  # fmt: skip
     target = _target_note(p99_target_us, met, win, now)
     found = f"; best of {searched.count} settings searched"
+    if outside:
+        reason = (
+            f"{head} and {win.cpu:.2f} CPU{target}{found}; the current setting is outside the config's bounds {costs}"
+        )
+        return Choice(best, win.latency, win.cpu, reason, win.irq_rate, win.p99)
     if mode is not None:
         reason = (f"{head} and {win.cpu:.2f} CPU{target}{found}; the driver's adaptive mode {current.rx_usecs} "
                   f"({mode}) is not predicted; the measurement after the change decides (rolled back if worse) "
@@ -238,14 +249,13 @@ class Space:
 
 def _space(current: Moderation, coalescing: bool, frames: bool, deferral: bool, suspension: bool,
            driver: str | None, gap: bool, bounds: Bounds) -> Space:  # fmt: skip
-    """The search space: each knob the device has, within RANGES and the config's bounds (None: not searched);
+    """The search space: each knob the device has, within the config's bounds or else RANGES (None: not searched);
     IRQ suspension only where it can act (a busy-polling application, 6.13+, deferral as its safety net)."""
     has = {"rx_usecs": coalescing, "rx_frames": coalescing and frames and not gap, "defer": deferral,
            "gro_flush_us": deferral, "suspend_us": suspension}  # fmt: skip
     ranges = []
-    for knob, (low, high) in RANGES.items():
-        bound = getattr(bounds, knob) or (low, high)
-        ranges.append((knob, (max(low, bound[0]), min(high, bound[1])) if has[knob] else None))
+    for knob, default in RANGES.items():  # the operator's bounds where given (they may reach past ours)
+        ranges.append((knob, (getattr(bounds, knob) or default) if has[knob] else None))
     fixed = current if suspension else replace(current, suspend_us=0)  # (rx-frames: nothing to a min-gap window)
     return Space(fixed, tuple(ranges), driver, gap)
 

@@ -35,7 +35,8 @@ COST_WINDOWS = 3  # windows with CPU time needed for a cost fit
 COST_RANGE = (0.05, 100.0)  # µs: fitted costs outside it are taken for noise (the config's are used)
 FIT_MARGIN = 0.1  # log-ratio: a timer scale or an interrupt floor must cut the mean error by this much
 SCALES = (0.25, 4.0)  # the timer scales believed: beyond them the window is more likely something else
-TIMER_BOUND = 0.5  # a window's timer sets its interrupt rate when predicted rate x rx-usecs is at least this
+TIMER_BOUND = 0.9  # a minimum gap sets a window's interrupt rate when predicted rate x rx-usecs is at least this
+FLOOR_BOUND = 0.5  # ... a window timer (it adds its length to every cycle) from this; below, a floor might
 
 
 @dataclass(frozen=True)
@@ -62,9 +63,15 @@ class Response:
     flavour: str = "timer-from-first"
     scale: float = 1.0
     floor_us: float = 0.0
+    floor_per_kpps: float = 0.0  # µs the floor grows per 1,000 packets/s (a CPU busier with the load answers later)
+
+    def floor_at(self, packets: float) -> float:
+        """The minimum gap (µs) at `packets` per second."""
+        return self.floor_us + self.floor_per_kpps * packets / 1000.0
 
     def to_json(self) -> dict:
-        return {"flavour": self.flavour, "timer_scale": round(self.scale, 3), "floor_us": round(self.floor_us, 1)}
+        return {"flavour": self.flavour, "timer_scale": round(self.scale, 3), "floor_us": round(self.floor_us, 1),
+                "floor_us_per_kpps": round(self.floor_per_kpps, 3)}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,14 +81,15 @@ class Identified:
     windows: int  # informative windows behind it
     errors: dict[str, float]  # flavour -> mean |log(predicted / measured)| interrupt rate
     scale: float = 1.0  # the real delay per rx-usecs unit
-    floor_us: float = 0.0  # the minimum gap between interrupts the device keeps (0: none seen)
+    floor_us: float = 0.0  # the minimum gap between interrupts the device keeps (0: none seen) ...
+    floor_per_kpps: float = 0.0  # ... or, where it grows with the load, µs per 1,000 packets/s
     fitted: int = 0  # windows the scale and floor were fitted to
     error: float = 0.0  # mean |log(predicted / measured)| of the whole response over those windows
     costs: tuple[float, float] | None = None  # (µs per packet, µs per interrupt) fitted (`fit_costs`), if they could be
 
     @property
     def response(self) -> Response:
-        return Response(self.flavour, self.scale, self.floor_us)
+        return Response(self.flavour, self.scale, self.floor_us, self.floor_per_kpps)
 
     def to_json(self) -> dict:
         costs = {"packet_us": round(self.costs[0], 3), "interrupt_us": round(self.costs[1], 3)} if self.costs else {}
@@ -103,6 +111,8 @@ class Identified:
             extra.append(f"timer {self.scale:.2f} µs per rx-usecs unit")
         if self.floor_us:
             extra.append(f"at most one interrupt per {self.floor_us:.0f} µs")
+        if self.floor_per_kpps:
+            extra.append(f"at most one interrupt per {self.floor_per_kpps:.1f} µs per 1,000 packets/s")
         if extra:
             flavour += f"; {', '.join(extra)} (fitted to {self.fitted} windows, error {math.expm1(self.error):.0%})"
         if self.costs:
@@ -132,35 +142,37 @@ def informative(window: Window) -> dict[str, float] | None:
 
 def identify(windows: list[Window], prior: str) -> Identified:
     """The flavour that explains the measured interrupt rates best, the prior unless another is clearly better;
-    each flavour is weighed with its own fitted floor, so a floor is not mistaken for a flavour (not with a fitted
-    scale: a scale would let the timer flavours imitate each other); the scale is fitted to the one chosen."""
+    each flavour is weighed with its own fitted constant floor, so a floor is not mistaken for a flavour (not with
+    a fitted scale or a floor that grows with the load: those would let the flavours imitate each other); they are
+    fitted to the one chosen."""
     informed = [(w, p) for w in windows if (p := informative(w)) is not None]
     if not informed:
-        scale, floor_us, fitted, error = fit_response(windows, prior)
-        return Identified(prior, prior, 0, {}, scale, floor_us, fitted, error, fit_costs(windows))
-    fits = {f: fit_response(windows, f, scaled=False) for f in FLAVOURS}
+        return Identified(prior, prior, 0, {}, *fit_response(windows, prior), costs=fit_costs(windows))
+    fits = {f: fit_response(windows, f, scaled=False, per_load=False) for f in FLAVOURS}
     errors = {f: 0.0 for f in FLAVOURS}
     for window, predicted in informed:
         for flavour, rate in predicted.items():
-            scale, floor_us = fits[flavour][:2]
-            rate = _scaled(rate, window.rx_usecs, scale)
-            rate = min(rate, 1e6 / floor_us) if floor_us else rate
+            scale, floor_us, per_kpps = fits[flavour][:3]
+            rate = _floored(_scaled(rate, window.rx_usecs, scale), floor_us + per_kpps * window.packets / 1000)
             errors[flavour] += abs(math.log(rate / window.interrupts)) / len(informed)
     best = min(errors, key=errors.get)
     if len(informed) < MIN_WINDOWS or prior not in errors or errors[prior] - errors[best] <= IDENTIFY_MARGIN:
         best = prior if prior in errors else best
-    return Identified(best, prior, len(informed), errors, *fit_response(windows, best), fit_costs(windows))
+    return Identified(best, prior, len(informed), errors, *fit_response(windows, best), costs=fit_costs(windows))
 
 
-def fit_response(windows: list[Window], flavour: str, scaled: bool = True) -> tuple[float, float, int, float]:
-    """(timer scale, interrupt floor µs, windows used, mean |log error|) for `flavour`, fitted to every window
-    with load and interrupts. The candidates come from the windows themselves: each timer-bound window's own
-    scale (its measured cycle minus the predicted one is the timer's extra time), the interrupt gap of each
-    window the timer does not bound (no or a short rx-usecs: what holds interrupts back there is not the
-    timer) as a floor, each only where MIN_WINDOWS windows offer one; the pair with the lowest mean error wins,
-    and each of the two stays at "none" unless it cuts the summed error by FIT_MARGIN on MIN_WINDOWS windows.
-    A scale moves the cycle, not the shape: 1/rate(k) = 1/rate(1) + (k - 1) U, exact for a window without a
-    frame limit that the timer ends (docs/physics.md §9.7); the timer-restart flavour keeps scale 1."""
+def fit_response(windows: list[Window], flavour: str, scaled: bool = True, per_load: bool = True,
+                 ) -> tuple[float, float, float, int, float]:  # fmt: skip
+    """(timer scale, interrupt floor µs, floor µs per 1,000 packets/s, windows used, mean |log error|) for `flavour`,
+    fitted to every window with load and interrupts. The candidates come from the windows themselves: each timer-
+    bound window's own scale (its measured cycle minus the predicted one is the timer's extra time), the
+    interrupt gap of each window the timer does not bound (no or a short rx-usecs: what holds interrupts back
+    there is not the timer) as a floor, constant or in proportion to the packet rate (a floor that grows with the
+    load: the CPU that takes the interrupt busier in proportion), each only where MIN_WINDOWS windows offer one;
+    the pair with the lowest mean error wins, and each of the two stays at "none" unless it cuts the summed error
+    by FIT_MARGIN on MIN_WINDOWS windows. A scale moves the cycle, not the shape: 1/rate(k) = 1/rate(1) + (k - 1)
+    U, exact for a window without a frame limit that the timer ends (docs/physics.md §9.7); the timer-restart
+    flavour keeps scale 1."""
     points = []
     for w in windows:
         if w.packets <= 0 or w.interrupts <= 0:
@@ -169,36 +181,50 @@ def fit_response(windows: list[Window], flavour: str, scaled: bool = True) -> tu
         if base is not None:
             points.append((w, base, _untimed_cycle(w)))
     if not points:
-        return 1.0, 0.0, 0, 0.0
-    scales, floors = [1.0], [0.0]
+        return 1.0, 0.0, 0.0, 0, 0.0
+    scales, floors = [1.0], [(0.0, 0.0)]
     for w, base, cycle in points:
         usecs = w.rx_usecs * 1e-6
-        if usecs <= 0 or base * usecs < TIMER_BOUND:  # the timer does not set this rate: a floor might
-            floors.append(round(1e6 / w.interrupts, 1))
-        elif scaled and flavour != "timer-restart" and (w.rx_frames == 0 or w.packets * usecs < w.rx_frames):
+        if usecs <= 0 or (scaled and base * usecs < FLOOR_BOUND):  # no timer sets this rate: a floor might (when
+            # flavours are compared, only where there is no timer at all: a flavour may explain the rest)
+            floors += [(round(1e6 / w.interrupts, 1), 0.0)]
+            floors += [(0.0, round(1e9 / w.interrupts / w.packets, 3))] if per_load else [(0.0, 0.0)]
+        elif (
+            base * usecs >= (TIMER_BOUND if flavour == "min-gap" else FLOOR_BOUND)
+            and scaled
+            and flavour != "timer-restart"
+            and (w.rx_frames == 0 or w.packets * usecs < w.rx_frames)
+        ):
             k = _timer_scale(w, base, cycle, flavour)  # the timer's: its scale
             if k is not None and SCALES[0] <= k <= SCALES[1]:
                 scales.append(round(k, 3))
     scales = scales if len(scales) > MIN_WINDOWS else [1.0]  # one window explains anything: two must agree
-    floors = floors if len(floors) > MIN_WINDOWS else [0.0]
+    floors = floors if len(floors) > 2 * MIN_WINDOWS else [(0.0, 0.0)]  # two per window: constant, per load
+    none = (0.0, 0.0)
 
-    def error(scale: float, floor_us: float) -> float:  # summed over the windows: a parameter that fixes two
-        total = 0.0  # windows counts as much among eight windows as among two
+    def error(scale: float, floor: tuple[float, float]) -> float:  # summed over the windows: a parameter that
+        total = 0.0  # fixes two windows counts as much among eight windows as among two
         for w, base, cycle in points:
             rate = _scaled(base, w.rx_usecs, scale, flavour, cycle)
-            if floor_us:
-                rate = min(rate, 1e6 / floor_us)
-            total += abs(math.log(rate / w.interrupts))
+            total += abs(math.log(_floored(rate, floor[0] + floor[1] * w.packets / 1000) / w.interrupts))
         return total
 
-    _, scale, floor_us = min(((error(k, f), k, f) for k in set(scales) for f in set(floors)),
-                             key=lambda t: (t[0], t[2], abs(t[1] - 1)))  # fmt: skip
+    _, scale, floor = min(((error(k, f), k, f) for k in set(scales) for f in set(floors)),
+                          key=lambda t: (round(t[0], 9), t[2][1] > 0, t[2], abs(t[1] - 1)))  # fmt: skip
     earn = FIT_MARGIN * MIN_WINDOWS  # each must earn its place: fix MIN_WINDOWS windows by FIT_MARGIN
-    if floor_us and error(scale, 0.0) - error(scale, floor_us) <= earn:
-        floor_us = 0.0
-    if scale != 1.0 and error(1.0, floor_us) - error(scale, floor_us) <= earn:
+    if floor != none and error(scale, none) - error(scale, floor) <= earn:
+        floor = none
+    if floor[1] and error(scale, floor) > min(error(scale, (f, 0.0)) for f, _ in floors) - earn:
+        floor = min(((f, 0.0) for f, _ in floors), key=lambda f: error(scale, f))  # per load only where it pays
+        floor = floor if error(scale, none) - error(scale, floor) > earn else none
+    if scale != 1.0 and error(1.0, floor) - error(scale, floor) <= earn:
         scale = 1.0
-    return scale, floor_us, len(points), error(scale, floor_us) / len(points)
+    return scale, floor[0], floor[1], len(points), error(scale, floor) / len(points)
+
+
+def _floored(rate: float, floor_us: float) -> float:
+    """`rate` held to at most one interrupt per `floor_us` (none where it is 0)."""
+    return min(rate, 1e6 / floor_us) if floor_us > 0 else rate
 
 
 def _scaled(rate: float, rx_usecs: int, scale: float, flavour: str = "timer-from-first", cycle: float = 0.0) -> float:

@@ -69,7 +69,10 @@ def _restart_p99(lam: float, usecs: float) -> float:
         return usecs
     if q <= 0.0:
         return math.inf  # every gap joins: only the frame limit ends the window
-    joiners = max(0, math.ceil(math.log(1 - P) / math.log1p(-q)))
+    expected = math.log(1 - P) / math.log1p(-q)
+    if not math.isfinite(expected) or expected > 1e12:  # q so small that (nearly) every gap joins: as q = 0
+        return math.inf
+    joiners = max(0, math.ceil(expected))
     return usecs + joiners * (1.0 / lam - usecs * q / (1.0 - q))
 
 

@@ -12,7 +12,7 @@ import pytest
 from irqtune.agent.loop import Agent
 from irqtune.agent.propose import IDENTIFY_WINDOWS
 from irqtune.config import Config, DeviceRule, Limits
-from irqtune.decide.moderation import Moderation, choose, forecast
+from irqtune.decide.moderation import Bounds, Moderation, choose, forecast
 from irqtune.model.identify import FLAVOURS, Response, Window, fit_costs, identify, predicted_interrupts
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
@@ -215,9 +215,11 @@ def test_a_restarting_timer_gets_windows_the_frame_limit_closes():
 
 @pytest.mark.slow
 def test_the_cqe_mlx5_scenario_is_tuned_near_the_oracle_once_the_flavour_is_identified(tmp_path):
-    """The library's cqe-mlx5 (CQE mode behind the mlx5_core name, deferral off): the agent identifies
-    timer-restart, settles on a frame-limited window and scores well; its choices taken on the driver's name
-    alone would score below the defaults."""
+    """The library's cqe-mlx5 (CQE mode behind the mlx5_core name, deferral off): the agent's first choice, weighed
+    at its worst under every flavour it cannot yet rule out, is a frame-limited window that holds under a
+    restarting timer too; it settles there and scores well (choices taken on the driver's name alone scored below
+    the defaults with the old candidate list). Its model then predicts the NIC's interrupts within 20 %, whichever
+    flavour and fitted numbers it uses (at a frame-limited setting the flavours agree)."""
     from irqtune.sim.policy import Irqtune
     from irqtune.sim.run import run_scenario
     from irqtune.sim.scenario import library
@@ -226,8 +228,7 @@ def test_the_cqe_mlx5_scenario_is_tuned_near_the_oracle_once_the_flavour_is_iden
     policy = Irqtune()
     spec = load_scenario(library()["cqe-mlx5"])
     _, _, changes = run_scenario(spec, str(tmp_path / "tree"), policy=policy)
-    assert any("model: timer-restart (identified from" in c for c in changes), changes
-    assert any("the dwell does not hold this correction" in c for c in changes), changes
+    assert changes and all("model missed" not in c for c in changes), changes
     runs = {p: run_policy("cqe-mlx5", p) for p in ("defaults", "oracle", "irqtune")}
     final = runs["irqtune"].results[-1].settings["eth0"]
     assert final["rx_frames"] <= 16 and final["defer_hard_irqs"] == 0, final
@@ -271,3 +272,32 @@ def test_a_correction_after_the_flavour_is_identified_is_not_held_by_the_dwell(t
     if len(frames) >= 2:  # the first choice needed one (the search often finds a window good under either)
         assert frames[1][0] - frames[0][0] < 30 and "the dwell does not hold this correction" in frames[1][1].reason
     assert agent.proposer.models["eth1"].flavour == "timer-restart"
+
+
+# The same bench on a host busy with other work (2026-12-07, Linux 6.12): rx-usecs 0 under a UDP load that moved
+# with the host's load; the guest took fewer interrupts the more packets it had, the gap between them about
+# 37 µs per 1,000 packets/s.
+E1000E_BUSY_HOST = [(20_665, 1_312.7), (18_017, 1_162.5), (11_675, 2_384.5), (12_950, 2_116.8)]
+
+
+def test_a_floor_that_grows_with_the_load_is_fitted_where_a_constant_one_cannot_be():
+    windows = [Window(p, i, 0, 0, 10.0, 1.5) for p, i in E1000E_BUSY_HOST]
+    found = identify(windows, "min-gap")
+    assert found.floor_per_kpps > 0 and found.floor_us == 0, found
+    assert 30 < found.floor_per_kpps < 45 and math.expm1(found.error) < 0.2, found
+    assert "per 1,000 packets/s" in found.describe()
+    constant = identify(windows[:2], "min-gap")  # one load only: the constant floor, the simpler
+    assert constant.floor_us > 0 and constant.floor_per_kpps == 0, constant
+
+
+def test_a_current_setting_outside_the_bounds_is_moved_into_them():
+    """The operator's bounds say where the knob may be; a setting outside them (the driver's default, another
+    tool's) is moved in even where the model likes it better, and the reason says why."""
+    bounds = Bounds(rx_usecs=(10_000, 10_000))
+    moved = choose(20_000, Moderation(1000, 0), "throughput", 5.0, 1.5, flavour="min-gap", driver="e1000e",
+                   frames=False, deferral=False, bounds=bounds)  # fmt: skip
+    assert moved is not None and moved.setting.rx_usecs == 10_000, moved
+    assert "outside the config's bounds" in moved.reason
+    inside = choose(20_000, Moderation(10_000, 0), "throughput", 5.0, 1.5, flavour="min-gap", driver="e1000e",
+                    frames=False, deferral=False, bounds=bounds)  # fmt: skip
+    assert inside is None

@@ -38,3 +38,10 @@ def test_an_unreachable_target_takes_the_lowest_p99_and_says_so():
     assert f"the p99 target of 1 µs cannot be met: the lowest predicted p99 is {best:.1f} µs" in choice.reason
     assert "now 68.0 µs" in choice.reason
     assert choose(RATE, choice.setting, "efficiency", SERVICE, IRQ, p99_target_us=1) is None  # already the lowest
+
+
+def test_a_restarting_timer_that_never_closes_has_an_infinite_window_p99_not_an_overflow():
+    """A rate and rx-usecs for which e^(-λU) underflows to a denormal: the window never closes by the timer."""
+    from irqtune.model.tail import _restart_p99
+
+    assert _restart_p99(1e6, 7.4e-4) == float("inf")
