@@ -64,6 +64,8 @@ class Knob:
         """(canonical value, the file's own text) read once; the text is None for knobs that are not files."""
         try:
             raw = self.host.read(self.path).strip()
+        except PathEscape as err:  # the file became a link that leads outside the tree
+            raise Unsupported(f"{self.id}: {err}") from None
         except FileNotFoundError:
             raise Unsupported(self._absent()) from None
         except OSError as err:  # not a directory (bonding_masters), a device going away, EINVAL from a driver
@@ -78,7 +80,10 @@ class Knob:
         return f"{self.id}: {self.meta.get('enoent') or f'the kernel answers ENOENT reading {where}: nothing set'}"
 
     def write(self, value: str) -> None:
-        self.host.write(self.path, self.rendered(value))
+        try:
+            self.host.write(self.path, self.rendered(value))
+        except PathEscape as err:  # swapped for a link that leads outside since it was read: refused, not followed
+            raise OSError(errno.EXDEV, str(err)) from None
 
     def canonical(self, raw: str) -> str:
         """The file's text as the canonical value."""
@@ -94,6 +99,8 @@ class Knob:
 
     def classify(self, err: OSError) -> tuple[str, str]:
         """(outcome, message) for a refused write."""
+        if err.errno == errno.EXDEV:
+            return "refused", err.strerror
         if err.errno in (errno.EOPNOTSUPP, errno.ENOENT, errno.ENODEV):
             return "unsupported", f"not supported here ({err.strerror})"
         if err.errno in (errno.EBUSY, errno.EAGAIN):
