@@ -19,7 +19,7 @@
                   prefer_busy_poll); for an NVMe device: iodepth (outstanding per queue), iops (open loop)
 
 Every error names the file, the line and the key: an unknown key, a negative rate, a
-queue or CPU that does not exist.
+queue or CPU that does not exist, a device name the kernel would refuse (it becomes a path in the tree).
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ ADAPTIVE = ("dim", "aim")
 MEDIA = ("optane", "nand")
 ARRIVALS = ("poisson", "bursty", "closed-loop")
 OPEN_LOOP_DEPTH = 1024  # outstanding I/O allowed to an NVMe load given by iops alone
+IFNAMSIZ = 16  # the kernel's interface names: at most 15 characters and the NUL
 
 
 LIBRARY = os.path.join(os.path.dirname(__file__), "scenarios")
@@ -209,6 +210,27 @@ def load_scenario(path: str, text: str | None = None) -> Scenario:
     return scenario
 
 
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a device's name, as the kernel's dev_valid_name says (names become paths in the
+    simulated tree: `../../x` would leave it), or None."""
+    if not 0 < len(name) < IFNAMSIZ:
+        return f"expected 1 to {IFNAMSIZ - 1} characters, got {len(name)}"
+    if name in (".", ".."):
+        return f"{name!r} is not a device name"
+    bad = next((c for c in name if c in "/:\0" or c.isspace()), None)
+    if bad is not None:
+        return f"{name!r}: no '/', ':', NUL or whitespace in a device name (found {bad!r})"
+    return None
+
+
+def _check_names(devices: list, kind: str, loc: Locator) -> None:
+    """Unique names the kernel would accept, for every [[nic]] or [[nvme]] (names shared across both)."""
+    for i, device in enumerate(devices):
+        problem = name_problem(device.name) if device.name else "expected a unique device name, got ''"
+        if problem:
+            raise loc.error(((kind, i),), "name", problem)
+
+
 def _check(sc: Scenario, loc: Locator) -> None:
     host = (("host", None),)
     if sc.host.cpus < 1 or sc.host.cpus > 4096:
@@ -219,6 +241,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
         raise loc.error(host, "nodes", str(err)) from None
     _check_cpus(loc, host, "nodes", [c for cs in nodes.values() for c in cs], sc.host.cpus)
     _check_cpus(loc, host, "isolated", _cpulist(loc, host, "isolated", sc.host.isolated), sc.host.cpus)
+    _check_names(sc.nics, "nic", loc)
+    _check_names(sc.nvmes, "nvme", loc)
     names = set()
     for i, nic in enumerate(sc.nics):
         where = (("nic", i),)

@@ -116,3 +116,26 @@ def test_simulate_stopped_by_a_signal_removes_its_tree(tmp_path, sig, code, args
     assert proc.returncode == code, err
     assert "Traceback" not in err
     assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("../../../../e", "no '/', ':', NUL or whitespace"),
+        ("..", "'..' is not a device name"),
+        (".", "'.' is not a device name"),
+        ("eth0:1", "no '/', ':'"),
+        ("eth 1", "no '/', ':'"),
+        ("a" * 16, "expected 1 to 15 characters, got 16"),
+    ],
+)
+def test_a_device_name_the_kernel_would_refuse_is_file_line_and_writes_nothing(tmp_path, name, why):
+    """A name becomes a path in the tree (sys/class/net/NAME): `../../../../e` would leave --tree, `..` crashed."""
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO.replace('name = "eth1"', f"name = {name!r}").replace('"nvme0"', f"{name!r}"))
+    code, _, err = cli("simulate", str(path), "--duration", "1s", "--tree", str(tmp_path / "t"))
+    assert code == 1 and f"{path}:8: nic[0].name: " in err and why in err and "Traceback" not in err, err
+    assert sorted(os.listdir(tmp_path)) == ["s.toml"], "nothing made, inside --tree or outside it"
+    path.write_text(SCENARIO.replace('"nvme0"', f"{name!r}"))
+    with pytest.raises(ScenarioError, match=f"s.toml:13: nvme\\[0\\].name: .*{why[:10]}"):
+        load_scenario(str(path))
