@@ -20,7 +20,7 @@ from functools import lru_cache
 from ..model.queue import Napi, QueueResult, nic_queue
 from ..parse.common import parse_cpulist
 from .adaptive import AdaptiveQueue
-from .kernel import write_rules
+from .kernel import RULES_FILE, rules_text
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
 from .tree import IRQ_BASE, NAPI_ID_BASE, KernelCounters, SimIrq, Tree
@@ -101,7 +101,8 @@ class SimMachine:
         self.clock = 0.0
         self._online, self._effective = set(self.cpus), {}
         self.tree.static(self)
-        write_rules(root, scenario.host.kernel, [e.irq for e in self.irqs if e.managed], self.cpus)
+        managed = [e.irq for e in self.irqs if e.managed]
+        self.tree.write(RULES_FILE, rules_text(scenario.host.kernel, managed, self.cpus))
         self.render()
 
     # -- what the tree says now ------------------------------------------------------
