@@ -167,7 +167,7 @@ class Config:
 
 
 def load_config(path: str, text: str | None = None) -> Config:
-    data, loc = read_toml(path, text, ConfigError)
+    data, loc = read_toml(path, text, ConfigError, "config")
     top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device", "bounds", "exporter")}
     config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds", "exporter", "locator"))
     config.path, config.locator = path, loc

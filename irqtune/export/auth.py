@@ -33,6 +33,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..fileio import open_regular
+
 log = logging.getLogger(__name__)
 
 REALM = "irqtune"
@@ -107,7 +109,7 @@ class BasicAuth:
     @classmethod
     def from_file(cls, path: str) -> BasicAuth:
         try:
-            with open(path, encoding="utf-8") as f:
+            with open_regular(path, "basic-auth") as f:  # a FIFO would hang the command; size capped
                 mode = os.fstat(f.fileno()).st_mode
                 lines = f.read().splitlines()
         except (OSError, UnicodeDecodeError) as err:

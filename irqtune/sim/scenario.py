@@ -196,7 +196,7 @@ def _phase(data: object, i: int, loc: Locator) -> PhaseSpec:
 
 
 def load_scenario(path: str, text: str | None = None) -> Scenario:
-    data, loc = read_toml(path, text, ScenarioError)
+    data, loc = read_toml(path, text, ScenarioError, "scenario")
     for key in data:
         if key not in ("host", "nic", "nvme", "phase"):
             line = loc.line(((key, None),), None) or loc.line(((key, 0),), None)
