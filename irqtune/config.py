@@ -3,6 +3,7 @@
 mode = "observe"              # observe: measure and recommend, write nothing | tune: apply
 interval = 10                 # seconds between passes
 restore_on_exit = false       # on SIGTERM: put back everything this agent changed
+allow_host_wide = false       # tune IRQ affinity (host-wide) from a network namespace other than the host's
 goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
 p99_target_us = 0             # default p99 latency target of a NIC's packets, µs (0: none; docs/physics.md §9.6)
 
@@ -121,6 +122,7 @@ class Config:
     mode: str = "observe"
     interval: float = 10.0
     restore_on_exit: bool = False
+    allow_host_wide: bool = False  # IRQ affinity from inside `ip netns exec`: it moves the host's interrupts
     goal: str = "balanced"
     p99_target_us: float = 0.0  # µs, every NIC's unless its rule sets one; 0 = none
     cpus: CpuSets = field(default_factory=CpuSets)

@@ -54,6 +54,7 @@ class Host:
     refused: list[str] = field(default_factory=list)  # paths refused by the tolerant readers
     _trees: dict[str, str] = field(default_factory=dict, repr=False)
     _fds: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # each tree's directory, opened once
+    _foreign_netns: bool | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = os.path.abspath(self.root)
@@ -216,6 +217,16 @@ class Host:
         with os.fdopen(fd, "w", encoding="ascii") as f:
             check_regular(fd, self.display(path))
             f.write(text)
+
+    # -- namespaces ----------------------------------------------------------
+    def foreign_netns(self) -> bool:
+        """True when this process's network namespace is not PID 1's (`ip netns exec`): IRQ affinity is
+        host-wide whatever the namespace. False when either link cannot be read (not root, a fake tree)."""
+        if self._foreign_netns is None:
+            mine, init = (self._tolerant(lambda pid=pid: self._readlink("proc", f"{pid}/ns/net"), None)
+                          for pid in ("self", "1"))  # fmt: skip
+            self._foreign_netns = bool(mine and init and mine != init)
+        return self._foreign_netns
 
     # -- netlink backends ----------------------------------------------------
     def ethtool(self):
