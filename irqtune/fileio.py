@@ -41,7 +41,9 @@ LIMITS = {  # bytes: the largest file of each kind irqtune reads (README, "Files
 class Escaped(OSError):
     """The path leads above the directory it must stay beneath (EXDEV, as openat2 says it)."""
 
-    def __init__(self, path: str, why: str = "leads outside") -> None:
+    OUTSIDE = "leads outside"
+
+    def __init__(self, path: str, why: str = OUTSIDE) -> None:
         super().__init__(errno.EXDEV, why, path)
 
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import weakref
 from dataclasses import dataclass, field
 
@@ -104,7 +105,11 @@ class Host:
         """The tree's directory fd, opened on first use and kept (one open per file read, not two)."""
         fd = self._fds.get(tree)
         if fd is None:
-            fd = self._fds[tree] = os.open(self._trees[tree], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            fd = os.open(self._trees[tree], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            kept = self._fds.setdefault(tree, fd)  # two threads may race here: one fd is kept
+            if kept != fd:
+                os.close(fd)
+            fd = kept
         return fd
 
     def _split(self, path: str) -> tuple[str, str]:
@@ -117,15 +122,16 @@ class Host:
                     return tree, candidate[len(real) + 1 :]
         raise self._escape(path)
 
-    def _escape(self, path: str, why: str = "") -> PathEscape:
+    def _escape(self, path: str, detail: str = "") -> PathEscape:
         where = " and ".join(os.path.join(self.root, tree) for tree in TREES)
-        return PathEscape(f"refused {path}: {why or 'resolves'} outside {where}")
+        return PathEscape(f"refused {path}: resolves outside {where}" + (f" ({detail})" if detail else ""))
 
     def _open_in(self, tree: str, rel: str, flags: int) -> int:
         try:
             return open_beneath(self._tree_fd(tree), rel, flags)
         except Escaped as err:
-            raise self._escape(os.path.join(self._trees[tree], rel), f"{err.strerror}:") from None
+            detail = "" if err.strerror == Escaped.OUTSIDE else err.strerror
+            raise self._escape(os.path.join(self._trees[tree], rel), detail) from None
 
     def _open(self, path: str, flags: int) -> int:
         return self._open_in(*self._split(path), flags)
@@ -133,7 +139,8 @@ class Host:
     def _read_in(self, tree: str, rel: str) -> bytes:
         fd = self._open_in(tree, rel, os.O_RDONLY | os.O_NONBLOCK)
         try:
-            check_regular(fd, self.display(os.path.join(self._trees[tree], rel)))
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # the path is built for the message only then
+                check_regular(fd, self.display(os.path.join(self._trees[tree], rel)))
             return read_fd(fd)
         finally:
             os.close(fd)
@@ -181,7 +188,11 @@ class Host:
             os.close(fd)
 
     def has(self, base: str, *parts: str | int) -> bool:
-        return self._tolerant(lambda: os.close(self._open_in(*self._below(base, parts), os.O_PATH)) is None, False)
+        return self._tolerant(lambda: self._exists(*self._below(base, parts)), False)
+
+    def _exists(self, tree: str, rel: str) -> bool:
+        os.close(self._open_in(tree, rel, os.O_PATH))
+        return True
 
     def link_name(self, base: str, *parts: str | int) -> str | None:
         """Last component of a symlink's target (a device's driver name), without following it."""
