@@ -29,7 +29,9 @@ ACT_EXIT_HELP = """
 \b
 Exit status:
   0  every knob ended as asked (applied, unchanged, restored, matches)
-  1  error: bad knob or value, journal unreadable or locked by another irqtune
+  1  error: bad knob or value, journal unreadable or locked by another irqtune,
+     the state directory a symlink, IRQ affinity from another network namespace
+     without --allow-host-wide
   2  usage error
   3  some knob was refused: kernel-managed IRQ, no free vectors, busy, or
      unsupported here (no such device or setting: get exits 3 for it too)
@@ -59,7 +61,8 @@ RESTORE_EXIT_HELP = """
 \b
 Exit status:
   0  every knob restored (or already original); stale entries dropped
-  1  error: journal unreadable or locked, --only-if-config FILE unusable
+  1  error: journal unreadable or locked, the state directory a symlink,
+     --only-if-config FILE unusable
   2  usage error
   3  some knob was refused or failed (entry kept); wins over 5
   5  some knob drifted and was left alone (entry kept; --force restores it)
