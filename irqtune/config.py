@@ -5,6 +5,7 @@ interval = 10                 # seconds between passes
 samples = 4                   # cheap reads per interval (the managed devices' /proc/interrupts rows, /proc/net/dev):
                               # bursts longer than interval / samples show as a peak above the mean; 1 = off
 restore_on_exit = false       # on SIGTERM: put back everything this agent changed
+allow_host_wide = false       # tune IRQ affinity (host-wide) from a network namespace other than the host's
 goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
 p99_target_us = 0             # default p99 latency target of a NIC's packets, µs (0: none; docs/physics.md §9.6)
 
@@ -126,6 +127,7 @@ class Config:
     interval: float = 10.0
     samples: int = 4  # cheap counter reads per interval, the pass's own included (measure/bursts.py); 1 = off
     restore_on_exit: bool = False
+    allow_host_wide: bool = False  # IRQ affinity from inside `ip netns exec`: it moves the host's interrupts
     goal: str = "balanced"
     p99_target_us: float = 0.0  # µs, every NIC's unless its rule sets one; 0 = none
     cpus: CpuSets = field(default_factory=CpuSets)
@@ -172,7 +174,7 @@ class Config:
 
 
 def load_config(path: str, text: str | None = None) -> Config:
-    data, loc = read_toml(path, text, ConfigError)
+    data, loc = read_toml(path, text, ConfigError, "config")
     top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device", "bounds", "exporter")}
     config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds", "exporter", "locator"))
     config.path, config.locator = path, loc

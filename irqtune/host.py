@@ -5,8 +5,10 @@ directory that holds a fake `proc/` and `sys/` (a fixture, the simulator, a
 container's view of the host). Paths are built from parts; parts that come from
 the kernel (device names, IRQ numbers) are untrusted, so a part may never be empty,
 `.`, `..` or contain `/` or NUL, and the resolved path (symlinks followed) must stay
-inside `<root>/proc` or `<root>/sys`. Only regular files are read, so a FIFO planted
-under a fake root cannot hang a command.
+inside `<root>/proc` or `<root>/sys`. Files are opened relative to a cached fd of each tree
+and resolved by the kernel in the same step (fileio.open_beneath: openat2 RESOLVE_BENEATH), so
+a symlink swapped in after a check cannot steer a write outside (issue 16). Only regular files
+are read, so a FIFO planted under a fake root cannot hang a command.
 
 Netlink (ethtool coalescing and channels, netdev napi-set) goes through `host.ethtool()` and
 `host.netdev()`: the running kernel's clients for `/`, none for another root, and the simulated
@@ -22,7 +24,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
+import weakref
 from dataclasses import dataclass, field
+
+from .fileio import Escaped, check_regular, open_beneath, read_fd
 
 TREES = ("proc", "sys")
 log = logging.getLogger(__name__)
@@ -49,11 +54,14 @@ class Host:
     root: str = "/"
     refused: list[str] = field(default_factory=list)  # paths refused by the tolerant readers
     _trees: dict[str, str] = field(default_factory=dict, repr=False)
+    _fds: dict[str, int] = field(default_factory=dict, init=False, repr=False)  # each tree's directory, opened once
+    _foreign_netns: bool | None = field(default=None, init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.root = os.path.abspath(self.root)
         for tree in TREES:
             self._trees[tree] = os.path.realpath(os.path.join(self.root, tree))
+        weakref.finalize(self, _close_all, self._fds)
 
     # -- building paths ----------------------------------------------------
     def path(self, tree: str, *parts: str | int) -> str:
@@ -92,17 +100,55 @@ class Host:
         where = " and ".join(os.path.join(self.root, tree) for tree in TREES)
         raise PathEscape(f"refused {path}: resolves to {resolved}, outside {where}")
 
+    # -- opening beneath a tree ----------------------------------------------
+    def _tree_fd(self, tree: str) -> int:
+        """The tree's directory fd, opened on first use and kept (one open per file read, not two)."""
+        fd = self._fds.get(tree)
+        if fd is None:
+            fd = os.open(self._trees[tree], os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            kept = self._fds.setdefault(tree, fd)  # two threads may race here: one fd is kept
+            if kept != fd:
+                os.close(fd)
+            fd = kept
+        return fd
+
+    def _split(self, path: str) -> tuple[str, str]:
+        """(tree, path relative to it) for a path below a tree; realpath only for one spelled another way."""
+        for candidate in (path, os.path.realpath(path)):
+            for tree, real in self._trees.items():
+                if candidate == real:
+                    return tree, "."
+                if candidate.startswith(real + os.sep):
+                    return tree, candidate[len(real) + 1 :]
+        raise self._escape(path)
+
+    def _escape(self, path: str, detail: str = "") -> PathEscape:
+        where = " and ".join(os.path.join(self.root, tree) for tree in TREES)
+        return PathEscape(f"refused {path}: resolves outside {where}" + (f" ({detail})" if detail else ""))
+
+    def _open_in(self, tree: str, rel: str, flags: int) -> int:
+        try:
+            return open_beneath(self._tree_fd(tree), rel, flags)
+        except Escaped as err:
+            detail = "" if err.strerror == Escaped.OUTSIDE else err.strerror
+            raise self._escape(os.path.join(self._trees[tree], rel), detail) from None
+
+    def _open(self, path: str, flags: int) -> int:
+        return self._open_in(*self._split(path), flags)
+
+    def _read_in(self, tree: str, rel: str) -> bytes:
+        fd = self._open_in(tree, rel, os.O_RDONLY | os.O_NONBLOCK)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):  # the path is built for the message only then
+                check_regular(fd, self.display(os.path.join(self._trees[tree], rel)))
+            return read_fd(fd)
+        finally:
+            os.close(fd)
+
     # -- strict reads: raise OSError or PathEscape --------------------------
     def read_bytes(self, path: str) -> bytes:
         """Whole regular file below the root as bytes (the big /proc/interrupts parses fastest so)."""
-        return self._read_resolved(self._contained(path))
-
-    def _read_resolved(self, path: str) -> bytes:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(f"{self.display(path)} is not a regular file")
-            return f.read()
+        return self._read_in(*self._split(path))
 
     def read(self, path: str) -> str:
         """Whole regular file below the root as text; undecodable bytes become U+FFFD."""
@@ -111,10 +157,20 @@ class Host:
     # -- tolerant reads: None / empty for missing, unreadable or refused ----
     def text(self, tree: str, *parts: str | int) -> str | None:
         """Stripped text of `<tree>/<parts>`, or None (a vanished IRQ, a container, a refused link)."""
-        return self._tolerant(lambda: self._decode(self._read_resolved(self.path(tree, *parts))), None)
+        return self._tolerant(lambda: self._decode(self._read_in(*self._relative(tree, parts))), None)
 
     def text_under(self, base: str, *parts: str | int) -> str | None:
-        return self._tolerant(lambda: self._decode(self._read_resolved(self.under(base, *parts))), None)
+        return self._tolerant(lambda: self._decode(self._read_in(*self._below(base, parts))), None)
+
+    def _relative(self, tree: str, parts: tuple[str | int, ...]) -> tuple[str, str]:
+        """(tree, rel) of checked parts, unresolved: the kernel resolves them beneath the tree (no realpath)."""
+        if tree not in self._trees:
+            raise PathEscape(f"refused tree {tree!r}: only {', '.join(TREES)}")
+        return tree, "/".join(_check_part(str(p)) for p in parts) or "."
+
+    def _below(self, base: str, parts: tuple[str | int, ...]) -> tuple[str, str]:
+        tree, rel = self._split(base)
+        return tree, "/".join((rel, *(_check_part(str(p)) for p in parts)))
 
     @staticmethod
     def _decode(raw: bytes) -> str:
@@ -122,15 +178,33 @@ class Host:
 
     def entries(self, base: str, *parts: str | int) -> list[str]:
         """Sorted names in a directory below an already-resolved `base`; [] if missing or refused."""
-        return self._tolerant(lambda: sorted(os.listdir(self.under(base, *parts))), [])
+        return self._tolerant(lambda: self._listdir(*self._below(base, parts)), [])
+
+    def _listdir(self, tree: str, rel: str) -> list[str]:
+        fd = self._open_in(tree, rel, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return sorted(os.listdir(fd))
+        finally:
+            os.close(fd)
 
     def has(self, base: str, *parts: str | int) -> bool:
-        return self._tolerant(lambda: os.path.exists(self.under(base, *parts)), False)
+        return self._tolerant(lambda: self._exists(*self._below(base, parts)), False)
+
+    def _exists(self, tree: str, rel: str) -> bool:
+        os.close(self._open_in(tree, rel, os.O_PATH))
+        return True
 
     def link_name(self, base: str, *parts: str | int) -> str | None:
         """Last component of a symlink's target (a device's driver name), without following it."""
-        link = os.path.join(self._contained(base), *(_check_part(str(p)) for p in parts))
-        return self._tolerant(lambda: os.path.basename(os.readlink(link)), None)
+        return self._tolerant(lambda: os.path.basename(self._readlink(*self._below(base, parts))), None)
+
+    def _readlink(self, tree: str, rel: str) -> str:
+        directory, _, name = rel.rpartition("/")
+        fd = self._open_in(tree, directory or ".", os.O_PATH | os.O_DIRECTORY)
+        try:
+            return os.readlink(name, dir_fd=fd)
+        finally:
+            os.close(fd)
 
     def _tolerant(self, read, default):
         try:
@@ -145,13 +219,25 @@ class Host:
 
     # -- writes ------------------------------------------------------------
     def write(self, path: str, text: str) -> None:
-        """Write one value to an existing file below the root (never creates one).
+        """Write one value to an existing regular file below the root (never creates one).
 
-        Callers go through the knob layer, which journals first.
+        Resolved and opened in one step beneath the tree, so a symlink swapped in after `path` was
+        checked cannot send the write elsewhere. Callers go through the knob layer, which journals first.
         """
-        fd = os.open(self._contained(path), os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        fd = self._open(path, os.O_WRONLY | os.O_TRUNC | os.O_NONBLOCK)
         with os.fdopen(fd, "w", encoding="ascii") as f:
+            check_regular(fd, self.display(path))
             f.write(text)
+
+    # -- namespaces ----------------------------------------------------------
+    def foreign_netns(self) -> bool:
+        """True when this process's network namespace is not PID 1's (`ip netns exec`): IRQ affinity is
+        host-wide whatever the namespace. False when either link cannot be read (not root, a fake tree)."""
+        if self._foreign_netns is None:
+            mine, init = (self._tolerant(lambda pid=pid: self._readlink("proc", f"{pid}/ns/net"), None)
+                          for pid in ("self", "1"))  # fmt: skip
+            self._foreign_netns = bool(mine and init and mine != init)
+        return self._foreign_netns
 
     # -- netlink backends ----------------------------------------------------
     def ethtool(self):
@@ -171,3 +257,9 @@ class Host:
     def _netlink_here(self) -> None:
         if self.root != "/":
             raise NoNetlink(f"netlink knobs act on the running kernel, not on --root {self.root}")
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        os.close(fd)
+    fds.clear()

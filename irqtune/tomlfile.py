@@ -11,6 +11,8 @@ import re
 import tomllib
 from dataclasses import fields
 
+from .fileio import read_text
+
 
 class TomlError(ValueError):
     """A file that cannot be used; the message is `FILE:LINE: key: what is wrong`."""
@@ -86,12 +88,12 @@ def build(cls, data: object, where: Where, loc: Locator, skip: tuple[str, ...] =
     return obj
 
 
-def read_toml(path: str, text: str | None, error: type[TomlError]) -> tuple[dict, Locator]:
-    """The file's tables and a locator for its keys; an unreadable file or bad TOML raises `error`."""
+def read_toml(path: str, text: str | None, error: type[TomlError], kind: str) -> tuple[dict, Locator]:
+    """The file's tables and a locator for its keys; an unreadable file or bad TOML raises `error`.
+    `kind`: its fileio.LIMITS entry (only a regular file that size or smaller is read: a FIFO cannot hang)."""
     if text is None:
         try:
-            with open(path, encoding="utf-8") as f:
-                text = f.read()
+            text = read_text(path, kind)
         except OSError as err:
             raise error(f"{path}: cannot read: {err.strerror}") from None
         except UnicodeDecodeError:

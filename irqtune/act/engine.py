@@ -232,7 +232,8 @@ def _kept(entry, found: str, original: str) -> Result:
 def _restore_one(host: Host, entry, dry_run: bool, drifted: dict[str, str]) -> Result:
     try:
         knob = make_knob(host, entry.knob)
-        knob.meta.update(allow_isolated=True, allow_empty=True, online=[])  # the original is what it was
+        # the original is what it was: isolated CPUs, an empty mask, the host-wide affinity set from a namespace
+        knob.meta.update(allow_isolated=True, allow_empty=True, online=[], allow_host_wide=True)
         original = knob.normalize(entry.original)
     except KnobError as err:
         return Result(entry.knob, FAILED, message=f"journal entry unusable: {err}; entry kept")

@@ -16,7 +16,7 @@ import os
 import time
 from dataclasses import dataclass, field
 
-from ..statedir import write_json_atomically
+from ..statedir import StateDirError, open_lock, open_state_dir, read_state_file, write_json_atomically
 
 SCHEMA = 1
 JOURNAL_FILE = "journal.json"
@@ -54,6 +54,7 @@ class Journal:
     boot_id: str
     entries: dict[str, Entry] = field(default_factory=dict)
     _lock_fd: int | None = None
+    _dir_fd: int | None = None  # the state directory, opened once without following a link
 
     @classmethod
     def open(cls, state_dir: str, boot_id: str, wait: bool = True) -> Journal:
@@ -62,16 +63,18 @@ class Journal:
         journal = cls(os.path.join(state_dir, JOURNAL_FILE), boot_id)
         lock = os.path.join(state_dir, LOCK_FILE)
         try:
-            os.makedirs(state_dir, mode=0o755, exist_ok=True)
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            fd = open_lock(state_dir, LOCK_FILE)
+            journal._dir_fd = open_state_dir(state_dir)
+        except StateDirError as err:
+            raise JournalError(err.strerror) from None
         except OSError as err:
             raise JournalError(f"state directory {state_dir} unusable: {err.strerror} (root needed?)") from None
+        journal._lock_fd = fd
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
-            os.close(fd)
+            journal.close()
             raise JournalError(f"another irqtune holds {lock}") from None
-        journal._lock_fd = fd
         try:
             journal._load()
         except JournalError:
@@ -86,18 +89,21 @@ class Journal:
         self.close()
 
     def close(self) -> None:
+        if self._dir_fd is not None:
+            os.close(self._dir_fd)
+            self._dir_fd = None
         if self._lock_fd is not None:
             os.close(self._lock_fd)  # releases the flock
             self._lock_fd = None
 
     def _load(self) -> None:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = json.loads(read_state_file(self._dir_fd, JOURNAL_FILE, "journal"))
         except FileNotFoundError:
             return
         except (OSError, ValueError) as err:
-            raise JournalError(f"{self.path}: unreadable journal ({err}); move it away to start afresh") from err
+            why = err.strerror if isinstance(err, OSError) else err
+            raise JournalError(f"{self.path}: unreadable journal ({why}); move it away to start afresh") from err
         if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
             raise JournalError(f"{self.path}: expected a schema {SCHEMA} journal")
         for knob, e in data["entries"].items():
@@ -116,7 +122,7 @@ class Journal:
     def save(self) -> None:
         data = {"schema": SCHEMA, "entries": {k: e.to_json() for k, e in sorted(self.entries.items())}}
         try:
-            write_json_atomically(self.path, data)
+            write_json_atomically(self._dir_fd, JOURNAL_FILE, data)
         except OSError as err:
             raise JournalError(f"cannot write {self.path}: {err.strerror}; nothing written to the host") from None
 

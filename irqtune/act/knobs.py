@@ -33,6 +33,9 @@ from ..parse.common import CpuListError, describe, format_cpulist, parse_count, 
 from ..plan.knob_id import NETDEV_FILES, SYSCTLS, KnobError, parse_knob_id
 
 NO_XPS_MAP = "this queue has no XPS map (the kernel answers ENOENT: XPS needs a multiqueue device)"
+HOST_WIDE = ("IRQ affinity is host-wide: this irqtune runs in a network namespace that is not the host's (ip netns "
+             "exec?), yet the change would move the interrupt for every namespace; pass --allow-host-wide to make "
+             "it anyway")  # fmt: skip
 
 
 class Unsupported(RuntimeError):
@@ -64,6 +67,8 @@ class Knob:
         """(canonical value, the file's own text) read once; the text is None for knobs that are not files."""
         try:
             raw = self.host.read(self.path).strip()
+        except PathEscape as err:  # the file became a link that leads outside the tree
+            raise Unsupported(f"{self.id}: {err}") from None
         except FileNotFoundError:
             raise Unsupported(self._absent()) from None
         except OSError as err:  # not a directory (bonding_masters), a device going away, EINVAL from a driver
@@ -78,7 +83,10 @@ class Knob:
         return f"{self.id}: {self.meta.get('enoent') or f'the kernel answers ENOENT reading {where}: nothing set'}"
 
     def write(self, value: str) -> None:
-        self.host.write(self.path, self.rendered(value))
+        try:
+            self.host.write(self.path, self.rendered(value))
+        except PathEscape as err:  # swapped for a link that leads outside since it was read: refused, not followed
+            raise OSError(errno.EXDEV, str(err)) from None
 
     def canonical(self, raw: str) -> str:
         """The file's text as the canonical value."""
@@ -94,6 +102,8 @@ class Knob:
 
     def classify(self, err: OSError) -> tuple[str, str]:
         """(outcome, message) for a refused write."""
+        if err.errno == errno.EXDEV:
+            return "refused", err.strerror
         if err.errno in (errno.EOPNOTSUPP, errno.ENOENT, errno.ENODEV):
             return "unsupported", f"not supported here ({err.strerror})"
         if err.errno in (errno.EBUSY, errno.EAGAIN):
@@ -131,6 +141,8 @@ class CpuListKnob(Knob):
         return ",".join(groups)
 
     def normalize(self, value: str) -> str:
+        if self.meta.get("host_wide") and not self.meta.get("allow_host_wide") and self.host.foreign_netns():
+            raise KnobError(f"{self.id}: {HOST_WIDE}")
         try:
             cpus = parse_cpulist(value)
         except CpuListError as err:
@@ -299,17 +311,20 @@ def _whole(knob_id: str, value: str, bounds: str = "") -> int:
     return number
 
 
-def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = False) -> Knob:
-    """The knob a stable id names, under its canonical id. Raises KnobError for ids irqtune does not know."""
+def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = False,
+              allow_host_wide: bool = False) -> Knob:  # fmt: skip
+    """The knob a stable id names, under its canonical id. Raises KnobError for ids irqtune does not know.
+    allow_host_wide: IRQ affinity may change from a network namespace other than the host's (HOST_WIDE)."""
     kid = parse_knob_id(knob_id)
     cpu_meta = {"online": list(topology.online) if topology else [], "allow_isolated": allow_isolated}
     if topology:
         cpu_meta["isolated"] = sorted(topology.isolated_any)
     cid = kid.canonical
+    irq_meta = {**cpu_meta, "host_wide": True, "allow_host_wide": allow_host_wide}
     if kid.kind == "default-affinity":
-        return CpuListKnob(cid, host, "proc", ("irq", "default_smp_affinity"), meta={**cpu_meta, "mask": True})
+        return CpuListKnob(cid, host, "proc", ("irq", "default_smp_affinity"), meta={**irq_meta, "mask": True})
     if kid.kind == "irq-affinity":
-        return IrqAffinityKnob(cid, host, "proc", ("irq", str(kid.irq), "smp_affinity_list"), meta=cpu_meta)
+        return IrqAffinityKnob(cid, host, "proc", ("irq", str(kid.irq), "smp_affinity_list"), meta=irq_meta)
     if kid.kind == "sysctl":
         return IntKnob(cid, host, "proc", ("sys", "net", "core", kid.name), meta={"range": SYSCTLS[kid.name]})
     if kid.kind == "netdev":

@@ -315,7 +315,7 @@ class Agent:
     def _apply(self, decision: Change, now: float, rates: Rates | None, verify: bool = True) -> None:
         """Write through the engine and journal; `verify`: check its effect next pass (not for rollbacks)."""
         try:
-            knob = make_knob(self.host, decision.knob)
+            knob = make_knob(self.host, decision.knob, allow_host_wide=self.config.allow_host_wide)
             prepare(knob, self.host, self.state_dir, self.reading.interrupts if self.reading else None)
             result = change(knob, decision.target, self.journal, self.state_dir)
         except KnobError as err:

@@ -6,7 +6,6 @@ nothing; the loop (loop.py) checks, applies and verifies what it proposes.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -25,7 +24,7 @@ from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, w
 from ..model.identify import FLAVOURS, MIN_WINDOWS, Identified, Window, identify
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
-from ..statedir import MODEL_FILE, read_device_models
+from ..statedir import MODEL_FILE, open_state_dir, read_device_models, write_json_atomically
 
 log = logging.getLogger("irqtune.agent")
 
@@ -270,10 +269,11 @@ class Proposer:
                             for name, model in sorted(self.models.items())}}  # fmt: skip
         path = os.path.join(state_dir, MODEL_FILE)
         try:
-            os.makedirs(state_dir, exist_ok=True)
-            with open(f"{path}.tmp", "w", encoding="utf-8") as f:
-                json.dump(data, f, indent=1, sort_keys=True)
-            os.replace(f"{path}.tmp", path)
+            dir_fd = open_state_dir(state_dir)
+            try:
+                write_json_atomically(dir_fd, MODEL_FILE, data, durable=False)
+            finally:
+                os.close(dir_fd)
         except OSError as err:
             if not self.unsaved:  # once: a read-only state directory (observe mode) stays one
                 log.warning("%s: the device models were not saved: %s", path, err)

@@ -31,7 +31,7 @@ from ..findings import SEVERITY_ORDER
 from ..host import Host
 from ..measure.known import known_names
 from ..parse.common import printable
-from ..statedir import boot_id
+from ..statedir import StateDirError, boot_id, open_lock
 from .events import LinkWatcher
 from .loop import Agent, PassReport
 from .notify import Notifier
@@ -85,8 +85,12 @@ def load_for_host(path: str | None, mode: str | None, interval: float | None, ho
 
 def lock(state_dir: str) -> int:
     """One agent per state directory (per host): an flock held for the agent's life (close the fd to let go)."""
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fd = open_lock(state_dir, LOCK_FILE)
+    except StateDirError as err:  # a symlink: the lock would be at its target
+        raise ServiceError(err.strerror) from None
+    except OSError as err:
+        raise ServiceError(f"state directory {state_dir} unusable: {err.strerror} (root needed?)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

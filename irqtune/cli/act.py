@@ -29,7 +29,9 @@ ACT_EXIT_HELP = """
 \b
 Exit status:
   0  every knob ended as asked (applied, unchanged, restored, matches)
-  1  error: bad knob or value, journal unreadable or locked by another irqtune
+  1  error: bad knob or value, journal unreadable or locked by another irqtune,
+     the state directory a symlink, IRQ affinity from another network namespace
+     without --allow-host-wide
   2  usage error
   3  some knob was refused: kernel-managed IRQ, no free vectors, busy, or
      unsupported here (no such device or setting: get exits 3 for it too)
@@ -59,7 +61,8 @@ RESTORE_EXIT_HELP = """
 \b
 Exit status:
   0  every knob restored (or already original); stale entries dropped
-  1  error: journal unreadable or locked, --only-if-config FILE unusable
+  1  error: journal unreadable or locked, the state directory a symlink,
+     --only-if-config FILE unusable
   2  usage error
   3  some knob was refused or failed (entry kept); wins over 5
   5  some knob drifted and was left alone (entry kept; --force restores it)
@@ -103,6 +106,9 @@ SET_HELP = (
     "Change one KNOB to VALUE through the journal (irqtune restore undoes it).\n\n"
     "The original value is journaled before the write; the value is read back after it. A "
     "kernel-managed IRQ is never written (a refused write teaches irqtune that it is managed).\n\n"
+    "IRQ affinity (irq/N/affinity, irq/default/affinity) is host-wide: run under `ip netns exec` it still "
+    "moves the interrupt for every namespace, so it is refused when this process's network namespace is not "
+    "PID 1's, unless --allow-host-wide. Netlink and /sys/class/net knobs act on the current namespace.\n\n"
     "\b\nKNOB forms:\n" + "\n".join(f"  {form}" for form in KNOB_FORMS)
 )
 
@@ -112,20 +118,26 @@ SET_HELP = (
 @click.argument("value")
 @click.option("-n", "--dry-run", is_flag=True, help="Say what would change; write nothing.")
 @click.option("--allow-isolated", is_flag=True, help="Allow IRQ affinity on isolated or nohz_full CPUs.")
+@click.option("--allow-host-wide", is_flag=True, help="Allow IRQ affinity from a network namespace other than "
+              "the host's (it applies host-wide all the same).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_obj
-def set_(obj, knob: str, value: str, dry_run: bool, allow_isolated: bool, as_json: bool) -> None:
+def set_(obj, knob: str, value: str, dry_run: bool, allow_isolated: bool, allow_host_wide: bool,
+         as_json: bool) -> None:  # fmt: skip
     try:
-        result = set_knob(obj, knob, value, dry_run=dry_run, allow_isolated=allow_isolated)
+        result = set_knob(obj, knob, value, dry_run=dry_run, allow_isolated=allow_isolated,
+                          allow_host_wide=allow_host_wide)  # fmt: skip
     except KnobError as err:
         raise click.ClickException(str(err)) from None
     _emit([result], as_json, dry_run)
     sys.exit(EXIT_OK if result.outcome in engine.OK_OUTCOMES else EXIT_PARTIAL)
 
 
-def set_knob(obj, knob: str, value: str, *, dry_run: bool = False, allow_isolated: bool = False) -> engine.Result:
+def set_knob(obj, knob: str, value: str, *, dry_run: bool = False, allow_isolated: bool = False,
+             allow_host_wide: bool = False) -> engine.Result:  # fmt: skip
     """One knob changed through the journal (or only compared, dry_run); a running IRQ tuner is warned about."""
-    k = make_knob(obj.host, knob, read_topology(obj.host), allow_isolated=allow_isolated)
+    k = make_knob(obj.host, knob, read_topology(obj.host), allow_isolated=allow_isolated,
+                  allow_host_wide=allow_host_wide)  # fmt: skip
     engine.prepare(k, obj.host, obj.state_dir)
     if isinstance(k, IrqAffinityKnob) and not dry_run:
         for name in rivals(obj.host):
@@ -286,13 +298,15 @@ def plan(obj, exclude, ban_cpus, allow_isolated, as_json) -> None:
 @_with_plan_options
 @click.option("-y", "--yes", is_flag=True, help="Really write. Without it apply is a dry run.")
 @click.option("--take-over", is_flag=True, help="Apply even while irqbalance or TuneD runs.")
+@click.option("--allow-host-wide", is_flag=True, help="Apply IRQ affinity from a network namespace other than the "
+              "host's (it applies host-wide all the same; see irqtune set --help).")  # fmt: skip
 @click.option(
     "--plan", "plan_file", type=click.Path(exists=True, dir_okay=False),
     help="Apply this saved plan (irqtune plan --json, possibly edited) instead of deciding now; "
     "it is checked against the same rules.",
 )  # fmt: skip
 @click.pass_obj
-def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, plan_file) -> None:
+def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, allow_host_wide, plan_file) -> None:
     """Apply the plan: a dry run unless --yes; every write journaled and read back."""
     result, topology = _plan(obj, exclude, ban_cpus, allow_isolated, plan_file)
     if result.violations:
@@ -308,18 +322,20 @@ def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, plan_
         if not as_json:
             click.echo("(dry run: nothing written; --yes to apply)")
         return
-    results = apply_plan(obj, result, topology, allow_isolated=allow_isolated)
+    results = apply_plan(obj, result, topology, allow_isolated=allow_isolated, allow_host_wide=allow_host_wide)
     _emit(results, as_json, dry_run=False)
     sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) else EXIT_PARTIAL)
 
 
-def apply_plan(obj, plan, topology, *, allow_isolated: bool = False) -> list[engine.Result]:
+def apply_plan(obj, plan, topology, *, allow_isolated: bool = False, allow_host_wide: bool = False,
+               ) -> list[engine.Result]:  # fmt: skip
     """Every change of a checked plan through the journal, read back; every knob is built and every target
     validated before the first write (a bad one: ClickException, nothing written)."""
     staged = []
     try:
         for change in plan.changes:
-            knob = make_knob(obj.host, change.knob, topology, allow_isolated=allow_isolated)
+            knob = make_knob(obj.host, change.knob, topology, allow_isolated=allow_isolated,
+                             allow_host_wide=allow_host_wide)  # fmt: skip
             staged.append((knob, knob.normalize(change.target)))
     except KnobError as err:
         raise click.ClickException(f"{err}; nothing written") from None

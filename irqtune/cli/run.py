@@ -44,12 +44,14 @@ class ClickOutput:
 @click.option("--passes", type=click.IntRange(0), default=0, show_default=True,
               help="Stop after this many passes (0: run until SIGTERM).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per pass on stdout.")
+@click.option("--allow-host-wide", is_flag=True, help="Tune IRQ affinity even from a network namespace other than "
+              "the host's (ip netns exec): it moves the host's interrupts (overrides allow_host_wide).")  # fmt: skip
 @click.option("--listen", metavar="ADDR:PORT", help="Serve Prometheus metrics here (overrides [exporter] listen; "
               "e.g. 127.0.0.1:9731): what `irqtune export` serves, plus the agent's passes, changes by "
               "outcome, journal entries and knob values.")  # fmt: skip
 @click.pass_obj
 def run(obj, config_path: str | None, mode: str | None, interval: float | None, passes: int,
-        as_json: bool, listen: str | None) -> None:  # fmt: skip
+        as_json: bool, allow_host_wide: bool, listen: str | None) -> None:  # fmt: skip
     """Run the agent: measure, decide, act, check, every INTERVAL seconds.
 
     Each pass takes a snapshot (the same one `status` uses), reports findings and advice
@@ -93,6 +95,7 @@ def run(obj, config_path: str | None, mode: str | None, interval: float | None, 
         config = load_for_host(config_path, mode, interval, obj.host)
         if listen:
             config.exporter.listen = listen
+        config.allow_host_wide |= allow_host_wide
         return config
 
     sys.exit(run_service(obj.host, obj.state_dir, load, passes=passes, as_json=as_json))

@@ -43,7 +43,9 @@ EXIT_HELP = """
 \b
 Exit status:
   0  the scenario ran
-  1  the scenario file has an error (FILE:LINE: key: what), or the policy is unknown
+  1  the scenario file has an error (FILE:LINE: key: what), the policy is unknown,
+     or --tree is not a new or empty directory or a simulated tree, or a file in it
+     is not the simulator's (a symlink or hard link planted there is never followed)
   2  usage error (unknown option, bad --duration or --speed)
   143  stopped by SIGTERM (the temporary tree removed)
 """
@@ -90,8 +92,9 @@ def _sim_tree(tree: str | None) -> Iterator[str]:
               help="max: as fast as possible; N: N simulated seconds per wall-clock second (watch it with "
               "irqtune --root TREE status).")  # fmt: skip
 @click.option("--tree", type=click.Path(file_okay=False), help="Where to render the simulated /proc and /sys "
-              "(point irqtune --root at it). Default: a temporary directory, removed when the run ends "
-              "(also on an error, Ctrl-C or SIGTERM).")  # fmt: skip
+              "(point irqtune --root at it): a new or empty directory, or one a simulation rendered before. "
+              "Default: a temporary directory, removed when the run ends (also on an error, Ctrl-C or "
+              "SIGTERM).")  # fmt: skip
 @click.option("--output", "-o", type=click.Path(dir_okay=False), help="Also write the full result (JSON, with "
               "every interval and every change) to this file.")  # fmt: skip
 @click.option("--progress/--no-progress", default=None, help="One line per simulated second on stderr "
@@ -178,9 +181,14 @@ def run_simulation(spec, chosen, seed: int, tree: str | None, pace: float | None
                        f"irq {record.irq_rate:10,.0f}/s  cpu {record.cpu:5.2f}  mean "
                        f"{record.mean_latency_us:9.1f} us  {settings}", err=True)  # fmt: skip
 
+    from ..sim.tree import TreeError
+
     with _sigterm_unwinds(), _sim_tree(tree) as directory:
-        return run_scenario(spec, directory, seed=seed, policy=chosen, on_interval=on_interval,
-                            state_dir=os.path.join(directory, ".irqtune-state"))  # fmt: skip
+        try:
+            return run_scenario(spec, directory, seed=seed, policy=chosen, on_interval=on_interval,
+                                state_dir=os.path.join(directory, ".irqtune-state"))  # fmt: skip
+        except TreeError as err:
+            raise click.ClickException(err.strerror) from None
 
 
 def _print_phases(spec, policy: str, seed: int, results) -> None:

@@ -48,6 +48,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from ..fileio import open_regular
+
 log = logging.getLogger(__name__)
 
 REALM = "irqtune"
@@ -237,7 +239,7 @@ class BasicAuth:
     @classmethod
     def from_file(cls, path: str) -> BasicAuth:
         try:
-            with open(path, encoding="utf-8") as f:
+            with open_regular(path, "basic-auth") as f:  # a FIFO would hang the command; size capped
                 mode = os.fstat(f.fileno()).st_mode
                 lines = f.read().splitlines()
         except (OSError, UnicodeDecodeError) as err:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..fileio import read_regular
 from ..parse.common import CpuListError, format_cpulist, parse_cpulist
 from .knob_id import KnobError, parse_knob_id
 
@@ -83,10 +84,10 @@ def load_plan(path: str) -> Plan:
     """A plan saved by `irqtune plan --json` (possibly edited by hand). Devices and IRQs are
     derived from the knob ids when the plan is checked, never taken from the file."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(read_regular(path, "plan"))
     except (OSError, ValueError) as err:
-        raise PlanError(f"{path}: not a readable JSON plan ({err})") from None
+        why = err.strerror if isinstance(err, OSError) else err
+        raise PlanError(f"{path}: not a readable JSON plan ({why})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("changes"), list):
         raise PlanError(f"{path}: expected a schema {SCHEMA} plan with a list of changes")
     notes = data.get("notes", [])

@@ -16,6 +16,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ..fileio import read_regular
 from ..host import Host
 from ..parse.common import CpuListError, parse_cpulist
 
@@ -34,10 +35,9 @@ def managed_errno(kernel: str) -> int:
     return errno.EPERM if kernel_at_least(kernel, 6, 12) else errno.EIO
 
 
-def write_rules(root: str, kernel: str, managed_irqs: list[int], online: list[int]) -> None:
-    rules = {"kernel": kernel, "managed_irqs": managed_irqs, "online": online}
-    with open(os.path.join(root, RULES_FILE), "w", encoding="utf-8") as f:
-        json.dump(rules, f, indent=1)
+def rules_text(kernel: str, managed_irqs: list[int], online: list[int]) -> str:
+    """The rules file's JSON (the tree writer puts it in the tree)."""
+    return json.dumps({"kernel": kernel, "managed_irqs": managed_irqs, "online": online}, indent=1)
 
 
 @dataclass
@@ -47,11 +47,13 @@ class SimulatedKernel(Host):
     @classmethod
     def for_root(cls, root: str) -> SimulatedKernel | None:
         """The simulated kernel of a root the simulator made, or None for any other root."""
-        path = os.path.join(root, RULES_FILE)
-        if root == "/" or not os.path.isfile(path):
+        if root == "/":
             return None
-        with open(path, encoding="utf-8") as f:
-            return cls(root, rules=json.load(f))
+        try:
+            text = read_regular(os.path.join(root, RULES_FILE), "simulator rules")
+        except OSError:  # none (any other root), or not a regular file: a plain host
+            return None
+        return cls(root, rules=json.loads(text))
 
     def ethtool(self):
         """The simulated driver's ethtool (each NIC's state file in the tree)."""

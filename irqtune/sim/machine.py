@@ -25,7 +25,7 @@ from ..model.queue import Napi, QueueResult, nic_queue
 from ..parse.common import parse_cpulist
 from .adaptive import AdaptiveQueue
 from .interference import Work, extra_wait, nic_work, nvme_work
-from .kernel import write_rules
+from .kernel import RULES_FILE, rules_text
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
 from .tree import IRQ_BASE, NAPI_ID_BASE, KernelCounters, SimIrq, Tree
@@ -118,7 +118,8 @@ class SimMachine:
         self._busy = [0.0] * len(self.cpus)  # each CPU's busy share in the step before (SMT contention)
         self._busy_now = [0.0] * len(self.cpus)  # ... and in the step being taken, once it is
         self.tree.static(self)
-        write_rules(root, scenario.host.kernel, [e.irq for e in self.irqs if e.managed], self.cpus)
+        managed = [e.irq for e in self.irqs if e.managed]
+        self.tree.write(RULES_FILE, rules_text(scenario.host.kernel, managed, self.cpus))
         self.render()
 
     # -- what the tree says now ------------------------------------------------------

@@ -31,7 +31,7 @@
                   prefer_busy_poll); for an NVMe device: iodepth (outstanding per queue), iops (open loop)
 
 Every error names the file, the line and the key: an unknown key, a negative rate, a
-queue or CPU that does not exist.
+queue or CPU that does not exist, a device name the kernel would refuse (it becomes a path in the tree).
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ OPEN_LOOP_DEPTH = 1024  # outstanding I/O allowed to an NVMe load given by iops 
 DRIVERS = sorted({*DRIVER_FLAVOUR, *DRIVER_USECS})  # driver names the agent's model knows
 MAX_SMT = 8
 COMM_LEN = 15  # a task's comm is 16 bytes with its NUL
+IFNAMSIZ = 16  # the kernel's interface names: at most 15 characters and the NUL
 
 
 LIBRARY = os.path.join(os.path.dirname(__file__), "scenarios")
@@ -232,7 +233,7 @@ def _phase(data: object, i: int, loc: Locator) -> PhaseSpec:
 
 
 def load_scenario(path: str, text: str | None = None) -> Scenario:
-    data, loc = read_toml(path, text, ScenarioError)
+    data, loc = read_toml(path, text, ScenarioError, "scenario")
     for key in data:
         if key not in ("host", "nic", "nvme", "phase"):
             line = loc.line(((key, None),), None) or loc.line(((key, 0),), None)
@@ -244,6 +245,27 @@ def load_scenario(path: str, text: str | None = None) -> Scenario:
     scenario = Scenario(path, host, nics, nvmes, phases)
     _check(scenario, loc)
     return scenario
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot be a device's name, as the kernel's dev_valid_name says (names become paths in the
+    simulated tree: `../../x` would leave it), or None."""
+    if not 0 < len(name) < IFNAMSIZ:
+        return f"expected 1 to {IFNAMSIZ - 1} characters, got {len(name)}"
+    if name in (".", ".."):
+        return f"{name!r} is not a device name"
+    bad = next((c for c in name if c in "/:\0" or c.isspace()), None)
+    if bad is not None:
+        return f"{name!r}: no '/', ':', NUL or whitespace in a device name (found {bad!r})"
+    return None
+
+
+def _check_names(devices: list, kind: str, loc: Locator) -> None:
+    """Unique names the kernel would accept, for every [[nic]] or [[nvme]] (names shared across both)."""
+    for i, device in enumerate(devices):
+        problem = name_problem(device.name) if device.name else "expected a unique device name, got ''"
+        if problem:
+            raise loc.error(((kind, i),), "name", problem)
 
 
 def _check(sc: Scenario, loc: Locator) -> None:
@@ -258,6 +280,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
     _check_cpus(loc, host, "isolated", _cpulist(loc, host, "isolated", sc.host.isolated), sc.host.cpus)
     _check_cpus(loc, host, "irq_sink", _cpulist(loc, host, "irq_sink", sc.host.irq_sink), sc.host.cpus)
     _check_smt(sc, nodes, loc)
+    _check_names(sc.nics, "nic", loc)
+    _check_names(sc.nvmes, "nvme", loc)
     names = set()
     for i, nic in enumerate(sc.nics):
         where = (("nic", i),)

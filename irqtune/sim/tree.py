@@ -3,17 +3,28 @@
 The static part (topology, devices, IRQ directories, knobs at their defaults) is written
 once; the counters (/proc/interrupts, softirqs, softnet_stat, stat, net/dev, diskstats) after every step.
 The agent reads the tree through `--root` with the same parsers as a real host.
+
+The writer touches only what it made (issue 16.3): the directory must be new, empty or a tree the
+simulator rendered before, is opened without following a symlink, and every file is reached beneath it
+with no symlink on the way (fileio.open_beneath, follow=False) and written only when it is a regular file
+with one link, so a symlink or hard link planted in the tree cannot carry a write outside it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import stat
 import uuid
+import weakref
 from dataclasses import dataclass, field
 
+from ..fileio import check_regular, open_beneath, read_fd
 from ..parse.common import U32, format_cpulist, parse_cpulist
 from .ethtool import default_state
+from .kernel import RULES_FILE
 from .netdev import napi_state
 
 IRQ_BASE = 100
@@ -64,30 +75,111 @@ class KernelCounters:
         self.ticks = [[0, 0, 0] for _ in range(self.ncpu)]
 
 
+class TreeError(OSError):
+    """The tree cannot be rendered safely there: not the simulator's own, or a file in it was swapped."""
+
+
+def open_tree(root: str) -> int:
+    """An fd of `root`, made here or found empty or holding a tree the simulator rendered (its rules file);
+    a symlink or a directory of other files is refused."""
+    os.makedirs(os.path.dirname(os.path.abspath(root)), exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(root, 0o755)
+    try:
+        fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        why = "is a symlink: give the directory itself" if os.path.islink(root) else err.strerror
+        raise TreeError(err.errno, f"{root}: {why}") from None
+    names = os.listdir(fd)
+    if names and RULES_FILE not in names:
+        os.close(fd)
+        raise TreeError(errno.ENOTEMPTY, f"{root}: not empty and not a simulated tree: give a new or empty directory")
+    return fd
+
+
 class Tree:
-    """Writes one simulated host's files under `root`."""
+    """Writes one simulated host's files under `root`, never through a link it did not make."""
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._fd = open_tree(root)
+        self._made: set[str] = set()  # directories known to be real ones made (or found) by this writer
+        weakref.finalize(self, os.close, self._fd)
 
     def write(self, rel: str, text: str) -> None:
-        path = os.path.join(self.root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(path, "w", encoding="ascii") as f:
+        try:
+            fd = self._create(rel)
+        except FileNotFoundError:
+            self.mkdir(os.path.dirname(rel))
+            fd = self._create(rel)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            os.ftruncate(fd, 0)
             f.write(text)
 
-    def read(self, rel: str) -> str | None:
+    def _create(self, rel: str) -> int:
+        """The file opened for writing, refused unless it is a regular file with one link reached through no link."""
         try:
-            with open(os.path.join(self.root, rel), encoding="ascii") as f:
-                return f.read()
-        except (OSError, UnicodeDecodeError):  # absent or not text: the caller falls back to its default
+            fd = open_beneath(self._fd, rel, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o644, follow=False)
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise TreeError(err.errno, f"{os.path.join(self.root, rel)}: refused: {err.strerror}") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            what = "not a regular file" if not stat.S_ISREG(st.st_mode) else f"{st.st_nlink} hard links"
+            raise TreeError(errno.EPERM, f"{os.path.join(self.root, rel)}: refused: {what} (not the simulator's)")
+        return fd
+
+    def mkdir(self, rel: str) -> None:
+        """`rel` and its parents as real directories beneath the root (an existing one may not be a link)."""
+        done = ""
+        for part in (p for p in rel.split("/") if p):
+            parent, done = done, f"{done}/{part}" if done else part
+            if done in self._made:
+                continue
+            fd = self._dir(parent) if parent else self._fd
+            try:
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(part, 0o755, dir_fd=fd)
+            finally:
+                if fd != self._fd:
+                    os.close(fd)
+            os.close(self._dir(done))  # refused if a link or a file was there
+            self._made.add(done)
+
+    def _dir(self, rel: str) -> int:
+        try:
+            return open_beneath(self._fd, rel, os.O_PATH | os.O_DIRECTORY, follow=False)
+        except OSError as err:
+            raise TreeError(err.errno, f"{os.path.join(self.root, rel)}: refused: {err.strerror}") from None
+
+    def read(self, rel: str) -> str | None:
+        """The text of a file in the tree (links followed while they stay in it), or None."""
+        try:
+            fd = open_beneath(self._fd, rel, os.O_RDONLY | os.O_NONBLOCK)
+        except OSError:  # absent, or a link out of the tree: the caller falls back to its default
             return None
+        try:
+            check_regular(fd, rel)
+            return read_fd(fd).decode("ascii")
+        except (OSError, UnicodeDecodeError):  # not a file, or not text
+            return None
+        finally:
+            os.close(fd)
 
     def link(self, rel: str, target: str) -> None:
-        path = os.path.join(self.root, rel)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        if not os.path.islink(path):
-            os.symlink(target, path)
+        """A symlink the simulator makes (sysfs's class and device links); an existing one is kept."""
+        directory, name = os.path.split(rel)
+        self.mkdir(directory)
+        fd = self._dir(directory)
+        try:
+            os.symlink(target, name, dir_fd=fd)
+        except FileExistsError:
+            if not stat.S_ISLNK(os.stat(name, dir_fd=fd, follow_symlinks=False).st_mode):
+                raise TreeError(errno.EEXIST, f"{os.path.join(self.root, rel)}: refused: not a symlink") from None
+        finally:
+            os.close(fd)
 
     # -- once ------------------------------------------------------------------
     def static(self, sim) -> None:
@@ -163,7 +255,7 @@ class Tree:
             self.write(f"{base}/msi_irqs/{irq}", "msix\n")
         self.write(f"{base}/numa_node", f"{node}\n")
         self.write(f"{base}/local_cpulist", format_cpulist(sim.nodes.get(node, sim.cpus)) + "\n")
-        os.makedirs(os.path.join(self.root, "sys/bus/drivers", driver), exist_ok=True)
+        self.mkdir(f"sys/bus/drivers/{driver}")
         self.link(f"{base}/driver", f"../../../bus/drivers/{driver}")
         self.link(f"sys/bus/pci/devices/{bdf}", f"../../../devices/pci0000:00/{bdf}")
 

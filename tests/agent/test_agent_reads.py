@@ -36,13 +36,14 @@ rate_pps = 400000
 def count_reads(monkeypatch):
     """How many times each path below a root was read, whatever reader was used."""
     counts: dict[str, int] = {}
-    real = Host._read_resolved
+    real = Host._read_in
 
-    def counting(self, path):
+    def counting(self, tree, rel):
+        path = f"/{tree}/{rel}"
         counts[path] = counts.get(path, 0) + 1
-        return real(self, path)
+        return real(self, tree, rel)
 
-    monkeypatch.setattr(Host, "_read_resolved", counting)
+    monkeypatch.setattr(Host, "_read_in", counting)
     return counts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -116,3 +117,69 @@ def test_simulate_stopped_by_a_signal_removes_its_tree(tmp_path, sig, code, args
     assert proc.returncode == code, err
     assert "Traceback" not in err
     assert os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("../../../../e", "no '/', ':', NUL or whitespace"),
+        ("..", "'..' is not a device name"),
+        (".", "'.' is not a device name"),
+        ("eth0:1", "no '/', ':'"),
+        ("eth 1", "no '/', ':'"),
+        ("a" * 16, "expected 1 to 15 characters, got 16"),
+    ],
+)
+def test_a_device_name_the_kernel_would_refuse_is_file_line_and_writes_nothing(tmp_path, name, why):
+    """A name becomes a path in the tree (sys/class/net/NAME): `../../../../e` would leave --tree, `..` crashed."""
+    path = tmp_path / "s.toml"
+    path.write_text(SCENARIO.replace('name = "eth1"', f"name = {name!r}").replace('"nvme0"', f"{name!r}"))
+    code, _, err = cli("simulate", str(path), "--duration", "1s", "--tree", str(tmp_path / "t"))
+    assert code == 1 and f"{path}:8: nic[0].name: " in err and why in err and "Traceback" not in err, err
+    assert sorted(os.listdir(tmp_path)) == ["s.toml"], "nothing made, inside --tree or outside it"
+    path.write_text(SCENARIO.replace('"nvme0"', f"{name!r}"))
+    with pytest.raises(ScenarioError, match=f"s.toml:13: nvme\\[0\\].name: .*{why[:10]}"):
+        load_scenario(str(path))
+
+
+def _outside(tmp_path):
+    """A directory outside every tree, with a file a planted link points at."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "interrupts").write_text("precious\n")
+    return outside
+
+
+@pytest.mark.parametrize("planted", ["link-in-dir", "dir-is-link"])
+def test_simulate_refuses_a_tree_dir_it_did_not_make(tmp_path, planted):
+    """Issue 16.3: --tree DIR holding someone else's files (a `proc` link out) or being a link is refused."""
+    outside, tree = _outside(tmp_path), tmp_path / "t"
+    if planted == "link-in-dir":
+        tree.mkdir()
+        os.symlink(outside, tree / "proc")
+    else:
+        os.symlink(outside, tree)
+    code, _, err = cli("simulate", "steady-rx", "--duration", "1s", "--tree", str(tree))
+    assert code == 1 and "Traceback" not in err, err
+    assert ("not empty and not a simulated tree" if planted == "link-in-dir" else "is a symlink") in err
+    assert sorted(os.listdir(outside)) == ["interrupts"] and (outside / "interrupts").read_text() == "precious\n"
+
+
+@pytest.mark.parametrize("planted", ["file-link", "dir-link", "hard-link"])
+def test_simulate_never_writes_through_a_link_planted_in_its_tree(tmp_path, planted):
+    """A tree rendered before may be rendered again, but a link planted in it since is refused, never followed."""
+    outside, tree = _outside(tmp_path), tmp_path / "t"
+    code, _, err = cli("simulate", "steady-rx", "--duration", "1s", "--tree", str(tree))
+    assert code == 0, err
+    if planted == "file-link":
+        (tree / "proc" / "interrupts").unlink()
+        os.symlink(outside / "interrupts", tree / "proc" / "interrupts")
+    elif planted == "dir-link":
+        shutil.rmtree(tree / "proc" / "net")
+        os.symlink(outside, tree / "proc" / "net")
+    else:
+        (tree / "proc" / "interrupts").unlink()
+        os.link(outside / "interrupts", tree / "proc" / "interrupts")
+    code, _, err = cli("simulate", "steady-rx", "--duration", "1s", "--tree", str(tree))
+    assert code == 1 and "refused" in err and "Traceback" not in err, err
+    assert sorted(os.listdir(outside)) == ["interrupts"] and (outside / "interrupts").read_text() == "precious\n"
