@@ -14,6 +14,7 @@ import os
 import time
 
 from .host import Host
+from .parse.common import is_count
 
 MANAGED_FILE = "managed-irqs.json"
 
@@ -32,7 +33,7 @@ def load_learned_managed(state_dir: str, current_boot: str) -> dict[int, dict]:
     try:
         with open(os.path.join(state_dir, MANAGED_FILE), encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # damaged: relearned by the next refused write
         return {}
     if not isinstance(data, dict) or data.get("boot_id") != current_boot or not current_boot:
         return {}
@@ -44,7 +45,7 @@ def load_learned_managed(state_dir: str, current_boot: str) -> dict[int, dict]:
 
 def _valid_entry(key: str, entry: object) -> bool:
     """A hand-edited or damaged file must not break read-only commands: keep only well-formed entries."""
-    if not (isinstance(key, str) and key.isdigit() and key.isascii() and isinstance(entry, dict)):
+    if not (isinstance(key, str) and is_count(key) and isinstance(entry, dict)):
         return False
     actions = entry.get("actions")
     return isinstance(actions, list) and all(isinstance(a, str) for a in actions)

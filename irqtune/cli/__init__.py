@@ -15,7 +15,7 @@ from ..measure.nvme import read_nvme_queues
 from ..measure.snapshot import take_snapshot, to_json
 from ..parse.common import Problem, format_cpulist
 from ..render import render_status
-from ..sim.kernel import SimulatedKernel
+from ..sim.kernel import SimTreeError, SimulatedKernel
 from ..statedir import default_state_dir
 from ..status import build_report, collect
 from ..table import Style, table
@@ -85,7 +85,10 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2), format="irqtune: %(levelname)s: %(message)s", stream=sys.stderr
     )
-    host = SimulatedKernel.for_root(root) or Host(root)
+    try:
+        host = SimulatedKernel.for_root(root) or Host(root)
+    except SimTreeError as err:
+        raise click.ClickException(f"{err}; not a simulated tree irqtune can use") from None
     ctx.obj = Ctx(host=host, state_dir=state_dir or default_state_dir(host))
 
 

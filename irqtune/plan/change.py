@@ -10,10 +10,10 @@ refused or recommended by the agent (`outcome`, `note`), and rolled back.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
-from ..parse.common import CpuListError, format_cpulist, parse_cpulist
+from .. import jsonfile
+from ..parse.common import CpuListError, brief, format_cpulist, parse_cpulist
 from .knob_id import KnobError, parse_knob_id
 
 SCHEMA = 1
@@ -84,7 +84,9 @@ def load_plan(path: str) -> Plan:
     derived from the knob ids when the plan is checked, never taken from the file."""
     try:
         with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+            data = jsonfile.loads(path, f.read())
+    except jsonfile.JsonError as err:
+        raise PlanError(f"{err.where}: not a readable JSON plan ({err.what})") from None
     except (OSError, ValueError) as err:
         raise PlanError(f"{path}: not a readable JSON plan ({err})") from None
     if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("changes"), list):
@@ -92,15 +94,20 @@ def load_plan(path: str) -> Plan:
     notes = data.get("notes", [])
     if not isinstance(notes, list):
         raise PlanError(f"{path}: 'notes' must be a list")
-    plan = Plan(notes=[str(n) for n in notes])
+    plan = Plan(notes=[n if isinstance(n, str) else brief(n) for n in notes])
     for i, c in enumerate(data["changes"]):
         if not (isinstance(c, dict) and isinstance(c.get("knob"), str) and isinstance(c.get("target"), str)):
             raise PlanError(f"{path}: change {i} needs string 'knob' and 'target'")
         plan.changes.append(
-            Change(c["knob"], str(c.get("current", "")), c["target"], str(c.get("reason", "from a saved plan")),
-                   evidence=str(c.get("evidence", "")))
+            Change(c["knob"], _text(c.get("current", "")), c["target"], _text(c.get("reason", "from a saved plan")),
+                   evidence=_text(c.get("evidence", "")))
         )  # fmt: skip
     return plan
+
+
+def _text(value: object) -> str:
+    """A saved plan's free text (a reason, the value it saw): a string as it is, anything else quoted briefly."""
+    return value if isinstance(value, str) else brief(value)
 
 
 def check(plan: Plan, rules: Rules) -> Plan:

@@ -18,7 +18,9 @@ PACKAGE = REPO / "irqtune"
 # Lowest first. A module may import from its own layer and the layers below it.
 LAYERS: dict[str, int] = {
     # 0: base: kernel text and files, the plan value, the models, plain text layout
-    **dict.fromkeys(("irqtune", "parse", "host", "nl", "statedir", "tomlfile", "bcc", "plan", "model", "table"), 0),
+    **dict.fromkeys(
+        ("irqtune", "parse", "host", "nl", "statedir", "tomlfile", "jsonfile", "bcc", "plan", "model", "table"), 0
+    ),
     # 1: measure: readings of the host (/proc, /sys, eBPF) and the operator's configuration
     **dict.fromkeys(("measure", "probe", "config"), 1),
     # 2: decide: findings, advice and plans from a reading (no I/O)

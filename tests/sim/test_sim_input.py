@@ -13,6 +13,7 @@ from conftest import cli
 from test_sim_host import SCENARIO
 
 from irqtune.config import ConfigError, load_config
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import ScenarioError, load_scenario
 
 EXE = [sys.executable, "-m", "irqtune"]
@@ -116,3 +117,36 @@ def test_simulate_stopped_by_a_signal_removes_its_tree(tmp_path, sig, code, args
     assert proc.returncode == code, err
     assert "Traceback" not in err
     assert os.listdir(tmp) == []
+
+
+ETHTOOL = "sys/class/net/eth1/irqtune-sim/ethtool.json"
+NAPI = "sys/class/net/eth1/irqtune-sim/napi.json"
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "args", "code", "message"),
+    [
+        (".irqtune-sim.json", '{"kernel": 6', ("status", "-i", "0"), 1, ".irqtune-sim.json:1:13: Expecting ',' delim"),
+        (".irqtune-sim.json", "[]", ("status", "-i", "0"), 1, ".irqtune-sim.json:1: expected a JSON object"),
+        (".irqtune-sim.json", '{\n "kernel": 618}', ("status", "-i", "0"), 1, ".json:2: kernel: expected a version"),
+        (".irqtune-sim.json", '{"online": [0, "1"]}', ("status", "-i", "0"), 1, ":1: online: expected a list of"),
+        (ETHTOOL, "[1]", ("get", "net/eth1/coalesce/rx-usecs"), 3, "ethtool.json:1: expected a JSON object"),
+        (
+            ETHTOOL,
+            '{"coalesce": {\n"rx_usecs": "x"}}',
+            ("get", "net/eth1/coalesce/rx-usecs"),
+            3,
+            "ethtool.json:2: coalesce.rx_usecs: expected a whole number, got 'x'",
+        ),
+        (ETHTOOL, '{"coalesce": ', ("set", "net/eth1/coalesce/rx-usecs", "4"), 3, "ethtool.json:1:14: Expecting"),
+        (NAPI, '{"9": 3}', ("get", "napi/eth1/9/defer-hard-irqs"), 3, "napi.json:1: 9: expected an object of whole"),
+    ],
+)
+def test_a_damaged_simulated_tree_is_one_located_line(tmp_path, path, text, args, code, message):
+    """Issue 16.8: a bad .irqtune-sim.json or device state file was a JSONDecodeError or TypeError traceback."""
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
+    file = os.path.join(sim.root, path)
+    with open(file, "w", encoding="utf-8") as f:
+        f.write(text)
+    result = cli(*args, root=sim.root, state=os.path.join(sim.root, "state"))
+    assert result.exit_code == code and message in result.output and "Traceback" not in result.output, result.output
