@@ -20,7 +20,7 @@ from ..statedir import default_state_dir
 from ..status import build_report, collect
 from ..table import Style, table
 from . import act, export, probe, run, sim, top
-from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
+from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, FiniteRange, report_problems
 
 EXIT_CODES_HELP = f"""
 \b
@@ -94,7 +94,7 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option(
-    "-i", "--interval", type=click.FloatRange(0, 3600), default=1.0, show_default=True,
+    "-i", "--interval", type=FiniteRange(0, 3600), default=1.0, show_default=True,
     help="Seconds between the two readings that rates are computed from. 0: no window, show counts since boot.",
 )  # fmt: skip
 @click.option(

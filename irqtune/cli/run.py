@@ -11,6 +11,7 @@ from ..agent.events import LinkWatcher
 from ..agent.service import DEFAULT_CONFIG, Service, ServiceError, load_for_host
 from ..agent.signals import catch_signals
 from ..config import MODES
+from .common import FiniteRange
 
 RUN_EXIT = """
 \b
@@ -40,7 +41,7 @@ class ClickOutput:
               f"Default: {DEFAULT_CONFIG} if it exists, else built-in defaults (observe mode).")  # fmt: skip
 @click.option("--mode", type=click.Choice(MODES), help="Override the config: observe (recommend, write "
               "nothing) or tune (apply through the journal).")  # fmt: skip
-@click.option("--interval", type=click.FloatRange(0.5, 3600), help="Seconds between passes (overrides config).")
+@click.option("--interval", type=FiniteRange(0.5, 3600), help="Seconds between passes (overrides config).")
 @click.option("--passes", type=click.IntRange(0), default=0, show_default=True,
               help="Stop after this many passes (0: run until SIGTERM).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per pass on stdout.")

@@ -86,7 +86,8 @@ def test_simulate_keeps_the_tree_it_was_given(tmp_path):
 def test_simulate_error_after_the_tree_is_made_removes_it(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    result = run_simulate(tmp, "steady-rx", "--duration", "1s", "-o", str(tmp_path / "no" / "such" / "r.json"))
+    (tmp_path / "r.json").symlink_to(tmp_path / "no" / "such" / "r.json")  # its directory passes the early check
+    result = run_simulate(tmp, "steady-rx", "--duration", "1s", "-o", str(tmp_path / "r.json"))
     assert result.returncode == 1 and "r.json: cannot write" in result.stderr and "Traceback" not in result.stderr
     assert os.listdir(tmp) == []
 
@@ -150,3 +151,37 @@ def test_a_damaged_simulated_tree_is_one_located_line(tmp_path, path, text, args
         f.write(text)
     result = cli(*args, root=sim.root, state=os.path.join(sim.root, "state"))
     assert result.exit_code == code and message in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--duration", "nans"), "--duration: expected 1ms to 86,400s, got 'nans'"),
+        (("--duration", "1e300s"), "--duration: expected 1ms to 86,400s"),
+        (("--duration", "1e-300s"), "--duration: expected 1ms to 86,400s"),
+        (("--speed", "nan"), "--speed: expected max or a positive number, got 'nan'"),
+        (("-o", "/nonexistent/dir/x.json"), "--output: /nonexistent/dir: no such directory"),
+        (("-o", "/proc/x.json"), "--output: /proc: cannot write there"),
+    ],
+)
+def test_simulate_options_are_checked_before_the_run(tmp_path, args, message):
+    """Issue 16.8: --duration nans raised ValueError and 1e300s ran for ever; -o /nonexistent/dir/x.json failed after
+    the run, not before it."""
+    code, _, err = cli("simulate", "steady-rx", "--tree", str(tmp_path / "t"), *args)
+    assert code == 2 and message in err and not (tmp_path / "t").exists(), err
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("status", "-i", "nan"), "'-i' / '--interval'"),
+        (("run", "--interval", "nan", "--passes", "1"), "'--interval'"),
+        (("top", "-d", "nan", "-n", "1"), "'-d' / '--delay'"),
+        (("probe", "-d", "nan"), "'-d' / '--duration'"),
+    ],
+)
+def test_nan_is_no_interval(tmp_path, args, option):
+    """Issue 16.5: --interval nan passed click's range check (nan compares false) and a pass never came."""
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
+    code, _, err = cli(*args, root=sim.root, state=tmp_path / "state")
+    assert code == 2 and f"Invalid value for {option}: nan is not a finite number" in err, err
