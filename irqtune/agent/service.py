@@ -30,7 +30,7 @@ from ..export import AgentStats, AuthFileError, serve_agent
 from ..findings import SEVERITY_ORDER
 from ..host import Host
 from ..measure.known import known_names
-from ..parse.common import printable
+from ..parse.common import brief_text, printable
 from ..statedir import boot_id
 from .events import LinkWatcher
 from .loop import Agent, PassReport
@@ -39,6 +39,7 @@ from .notify import Notifier
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
 LOCK_FILE = "agent.lock"
 SLICE = 0.2  # seconds: how promptly the wait between passes sees a signal or an event
+MAX_PROBLEMS = 20  # lines of a config's problems with this host: the first ones, then how many more
 
 
 class ServiceError(Exception):
@@ -75,7 +76,8 @@ def load_for_host(path: str | None, mode: str | None, interval: float | None, ho
     config = load_config(path) if path else Config()
     problems = check_host(config, known_names(host))
     if problems:
-        raise ConfigError("\n".join(problems))
+        more = [f"... and {len(problems) - MAX_PROBLEMS} more"] if len(problems) > MAX_PROBLEMS else []
+        raise ConfigError("\n".join(problems[:MAX_PROBLEMS] + more))
     if mode:
         config.mode = mode
     if interval:
@@ -260,6 +262,9 @@ class Service:
             taken = True
         except (ConfigError, JournalError) as err:
             self.output.err(f"irqtune: reload refused, keeping the running config: {err}")
+        except Exception as err:  # whatever else a reload meets, the running agent goes on
+            why = f"{type(err).__name__}: {brief_text(str(err), 200)}"
+            self.output.err(f"irqtune: reload refused, keeping the running config: {why}")
         self.notifier.send("READY=1")
         return taken
 
