@@ -47,6 +47,10 @@ class ServiceError(Exception):
     metrics server or the journal cannot be opened. Nothing is left open."""
 
 
+class LockHeld(ServiceError):
+    """Another agent holds the state directory's lock."""
+
+
 class Output(Protocol):
     """Where the service's lines go: each pass on stdout (`out`), events, reloads and restores on stderr."""
 
@@ -86,14 +90,18 @@ def load_for_host(path: str | None, mode: str | None, interval: float | None, ho
 
 
 def lock(state_dir: str) -> int:
-    """One agent per state directory (per host): an flock held for the agent's life (close the fd to let go)."""
-    os.makedirs(state_dir, mode=0o755, exist_ok=True)
-    fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    """One agent per state directory (per host): an flock held for the agent's life (close the fd to let go).
+    A directory that cannot be made or written (not root, read-only) is a ServiceError saying so."""
+    try:
+        os.makedirs(state_dir, mode=0o755, exist_ok=True)
+        fd = os.open(os.path.join(state_dir, LOCK_FILE), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    except OSError as err:
+        raise ServiceError(f"cannot lock {state_dir}/{LOCK_FILE}: {err.strerror or err} (root needed?)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ServiceError(f"another irqtune run holds {state_dir}/{LOCK_FILE}") from None
+        raise LockHeld(f"another irqtune run holds {state_dir}/{LOCK_FILE}") from None
     return fd
 
 
@@ -188,7 +196,7 @@ class Service:
             self.config = self.load()
         except ConfigError as err:
             raise ServiceError(str(err)) from None
-        self._lock = lock(self.state_dir)
+        self._lock = self._take_lock(self.config.mode)
         try:
             if self.config.exporter.listen:
                 try:
@@ -254,13 +262,15 @@ class Service:
         taken = False
         try:
             reloaded = self.load()
+            if reloaded.mode == "tune" and self._lock is None:  # observing without the lock: tuning needs it
+                self._lock = lock(self.state_dir)
             if reloaded.mode == "tune" and self.journal is None:  # observe -> tune: writes need the journal
                 self.journal = self.agent.journal = Journal.open(self.state_dir, boot_id(self.host), wait=False)
             self.agent.config = self.config = reloaded
             self.agent.placed = False  # the rules or the mode may have changed: place again
             self.output.err(f"irqtune: reloaded {self.config.path} ({self.config.mode} mode)")
             taken = True
-        except (ConfigError, JournalError) as err:
+        except (ConfigError, JournalError, ServiceError) as err:
             self.output.err(f"irqtune: reload refused, keeping the running config: {err}")
         except Exception as err:  # whatever else a reload meets, the running agent goes on
             why = f"{type(err).__name__}: {brief_text(str(err), 200)}"
@@ -292,6 +302,18 @@ class Service:
             if self._lock is not None:
                 os.close(self._lock)
                 self._lock = None
+
+    def _take_lock(self, mode: str) -> int | None:
+        """The state directory's lock; in observe mode, which writes nothing, a directory this user cannot write
+        (not root, read-only) is said once and the agent observes without it (None). Another agent holding it
+        stops this one whatever the mode."""
+        try:
+            return lock(self.state_dir)
+        except ServiceError as err:
+            if mode != "observe" or isinstance(err, LockHeld):
+                raise
+            self.output.err(f"irqtune: warning: {err}; observing without it (tune mode will need it)")
+            return None
 
     def _open_journal(self) -> Journal:
         try:

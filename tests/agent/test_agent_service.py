@@ -376,3 +376,33 @@ def test_thousands_of_devices_this_host_lacks_are_refused_at_once(sim, tmp_path)
     lines = str(caught.value).splitlines()
     assert len(lines) == 21 and lines[0].startswith(f"{path}:2: device[0].name: no device 'eth10'")
     assert lines[-1] == "... and 2980 more"
+
+
+def test_observe_mode_runs_without_a_lock_it_cannot_take(sim, tmp_path):
+    """Issue 16.8: `run --mode observe` as non-root (or on a read-only state dir) died of a PermissionError
+    while taking the lock; observing writes nothing, so it says so once and observes. A reload to tune mode
+    needs the lock and is refused."""
+    service, script, lines, signals, path, _ = make(sim, tmp_path, "interval = 1.0\n")
+    (tmp_path / "file").write_text("")
+    service.state_dir = str(tmp_path / "file" / "state")  # cannot be made: as a directory root owns
+
+    def tune() -> None:
+        path.write_text(TUNE)
+        signals.deliver(signal.SIGHUP)
+
+    script.at[1] = tune
+    script.at[2] = lambda: signals.deliver(signal.SIGTERM)
+    service.run()
+    assert service.done == 2 and service.config.mode == "observe"
+    warned = [line for line in lines.stderr if line.startswith("irqtune: warning: cannot lock ")]
+    assert len(warned) == 1 and "observing without it" in warned[0]
+    [refused] = [line for line in lines.stderr if line.startswith("irqtune: reload refused")]
+    assert "cannot lock" in refused
+
+
+def test_tune_mode_needs_the_lock_and_says_why(sim, tmp_path):
+    service, *_ = make(sim, tmp_path, TUNE)
+    (tmp_path / "file").write_text("")
+    service.state_dir = str(tmp_path / "file" / "state")
+    with pytest.raises(ServiceError, match=r"cannot lock .*/file/state/agent.lock: Not a directory"):
+        service.run()
