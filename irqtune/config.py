@@ -1,7 +1,7 @@
 """The agent's configuration (TOML), validated with errors that name the file, line and key.
 
 mode = "observe"              # observe: measure and recommend, write nothing | tune: apply
-interval = 10                 # seconds between passes
+interval = 10                 # seconds between passes (0.5..3600; every number finite: no nan or inf)
 restore_on_exit = false       # on SIGTERM: put back everything this agent changed
 goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
 p99_target_us = 0             # default p99 latency target of a NIC's packets, µs (0: none; docs/physics.md §9.6)
@@ -14,9 +14,9 @@ irq_sink = ""                 # where a storming low-criticality device is sent
 
 [limits]
 max_changes = 8               # optimisation moves per pass (moving IRQs off forbidden CPUs is not counted)
-dwell = 30                    # seconds a knob holds before it may change again
-irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (docs/physics.md §3.3)
-service_us = 0.8              # CPU per packet when the host is too idle to measure it
+dwell = 30                    # seconds a knob holds before it may change again (0..86400)
+irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (docs/physics.md §3.3; 0.01..1000)
+service_us = 0.8              # CPU per packet when the host is too idle to measure it (0.01..1000)
 
 [exporter]                    # Prometheus metrics served by the agent (docs/metrics.md); off when listen = ""
 listen = ""                   # e.g. "127.0.0.1:9731" (0.0.0.0 exposes it: use TLS and basic auth)

@@ -175,6 +175,8 @@ class Service:
         self.events: list[str] = []  # what happened since the last pass (links, devices, CPUs)
         self.online: str | None = None  # the online CPUs at the last pass
         self.shown: set[tuple] = set()  # info findings already printed
+        self.warned: set[str] = set()  # malformed input already named (once a run: a pass every few seconds)
+        self.malformed = False  # some pass met malformed input (run --passes exits 3, as status does)
         self._lock: int | None = None
 
     def run(self) -> None:
@@ -225,6 +227,7 @@ class Service:
         self.done += 1
         record(self.stats, report, self.agent, self.journal, self.clock() - started)
         line = summary(report, self.config.mode)
+        self._warn(report)
         self._print(report, line)
         if self.done == 1:
             self.notifier.ready(line)
@@ -326,6 +329,16 @@ class Service:
         if self.online is not None and cpus != self.online:
             self.events.append(f"CPUs online {self.online.strip()} -> {(cpus or '?').strip()}")
         self.online = cpus
+
+    def _warn(self, report: PassReport) -> None:
+        """Malformed input on stderr as `status` names it, each problem once a run."""
+        self.malformed = self.malformed or bool(report.problems)
+        fresh = [text for text in dict.fromkeys(str(p) for p in report.problems) if text not in self.warned]
+        for text in fresh[:MAX_PROBLEMS]:
+            self.output.err(f"irqtune: warning: {printable(text)}")
+        if len(fresh) > MAX_PROBLEMS:
+            self.output.err(f"irqtune: warning: ... and {len(fresh) - MAX_PROBLEMS} more problems")
+        self.warned.update(fresh)
 
     def _print(self, report: PassReport, line: str) -> None:
         if self.as_json:

@@ -32,8 +32,9 @@ Exit status:
   {EXIT_PARTIAL}  partial: some input was malformed; those rows were skipped,
      named on stderr as FILE:LINE: what was expected, and the rest printed
      (probe: some probes could not run; the others' data is printed)
-  {EXIT_NO_EBPF}  probe: eBPF cannot run here (no bcc, not root, tracefs not
-     mounted, --root not /); the message says which
+  {EXIT_NO_EBPF}  probe, status --probe: eBPF cannot run here (no bcc, not root,
+     tracefs not mounted, --root not /, status -i 0); the message says which
+     (status still prints its report)
 """
 
 log = logging.getLogger("irqtune")
@@ -152,7 +153,11 @@ def status(obj: Ctx, interval: float, top: int, show_all: bool, as_json: bool, c
         _dump(report)
     else:
         click.echo(render_status(report, Style.auto(color), show_all), nl=False)
-    sys.exit(report_problems(collected.problems))
+    code = report_problems(collected.problems)
+    if probe and collected.probe_reason is not None:  # asked for, as `probe` is: its exit status too
+        click.echo(f"irqtune: eBPF unavailable: {collected.probe_reason}", err=True)
+        code = EXIT_NO_EBPF
+    sys.exit(code)
 
 
 @main.command(epilog=EXIT_CODES_HELP)

@@ -75,6 +75,9 @@ class Plan:
         return lines or ["nothing to change"]
 
 
+MAX_KNOB = 256  # characters of a knob id in a saved plan: the longest real one is under 100
+
+
 class PlanError(ValueError):
     """A saved plan that cannot be read; the message names the file and what was expected."""
 
@@ -98,6 +101,8 @@ def load_plan(path: str) -> Plan:
     for i, c in enumerate(data["changes"]):
         if not (isinstance(c, dict) and isinstance(c.get("knob"), str) and isinstance(c.get("target"), str)):
             raise PlanError(f"{path}: change {i} needs string 'knob' and 'target'")
+        if len(c["knob"]) > MAX_KNOB:
+            raise PlanError(f"{path}: change {i}: a knob id of {len(c['knob']):,} characters: {brief(c['knob'])}")
         plan.changes.append(
             Change(c["knob"], _text(c.get("current", "")), c["target"], _text(c.get("reason", "from a saved plan")),
                    evidence=_text(c.get("evidence", "")))
