@@ -40,7 +40,7 @@ class Locator:
         if not text.startswith(opener) or (not array and text.startswith("[[")):
             return False
         inner, closed, _ = text[len(opener) :].partition("]")
-        return bool(closed) and [part.strip() for part in inner.split(".")] == parts
+        return bool(closed) and [_unquoted(part.strip()) for part in inner.split(".")] == parts
 
     @staticmethod
     def _is_key(line: str, key: str) -> bool:
@@ -57,17 +57,21 @@ class Locator:
             dotted = f"{dotted}.{table}" if dotted else table
             headers = self._headers_in(start, end, dotted, index is not None)
             found = headers[index or 0] if len(headers) > (index or 0) else None
-            if found is None:
-                return start + 1 if start else 0
+            if found is None:  # no [header]: perhaps a key of that name (`cpus = 0`, an inline table)
+                return self._key_line(start, end, table, top=dotted == table) or (start + 1 if start else 0)
             start, end = found, self._table_end(found, dotted)
         if key is None:
             return start + 1
-        for n in range(start + 1 if where else 0, end):  # top-level keys may be on the first line
+        return self._key_line(start, end, key, top=not where) or start + 1
+
+    def _key_line(self, start: int, end: int, key: str, top: bool) -> int | None:
+        """The line of `key =` among a table's own keys (before any sub-table); None when it is not there."""
+        for n in range(start if top else start + 1, end):  # top-level keys may be on the first line
             if re.match(r"^\s*\[", self.lines[n]):
                 break  # the table's own keys come before any sub-table
             if self._is_key(self.lines[n], key):
                 return n + 1
-        return start + 1
+        return None
 
     def _headers_in(self, start: int, end: int, dotted: str, array: bool) -> list[int]:
         """The lines of the `[dotted]` (`[[dotted]]`) headers between start and end, scanned once per region: a
@@ -92,8 +96,8 @@ class Locator:
     def error(self, where: Where, key: str | None, message: str) -> TomlError:
         """The error to raise, of the caller's type, located at the key (or its table)."""
         name = ".".join(f"{t}[{i}]" if i is not None else t for t, i in where)
-        name = brief_text((f"{name}.{key}" if name else key) if key else name)
-        return self.error_type(f"{self.path}:{self.line(where, key)}: {name}: {message}")
+        name = brief_text((f"{name}.{key}" if name else key) if key is not None else name) or "''"
+        return self.error_type(f"{self.path}:{self.line(where, key) or 1}: {name}: {message}")
 
 
 MAX_INT = 2**63 - 1  # TOML integers are 64-bit; tomllib takes any size, and float() of 10**400 overflows
@@ -139,7 +143,7 @@ def read_toml(path: str, text: str | None, error: type[TomlError]) -> tuple[dict
     """The file's tables and a locator for its keys; an unreadable file or bad TOML raises `error`."""
     if text is None:
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8", newline="") as f:
                 text = f.read()
         except OSError as err:
             raise error(f"{path}: cannot read: {err.strerror}") from None
@@ -171,7 +175,12 @@ def syntax_error(path: str, text: str, err: tomllib.TOMLDecodeError) -> str:
         line, column = int(at.group(1)), int(at.group(2))
     if line is None or column is None:  # at the end of the document, or a message without a place
         line, column = text.count("\n") + 1, len(text) - text.rfind("\n")
-    return f"{path}:{line}:{column}: {what}"
+    return f"{path}:{line}:{column}: {brief_text(what, 160)}"  # tomllib quotes keys: a 2 MB one too
+
+
+def _unquoted(name: str) -> str:
+    """A table name as written, `"eth0"` or `'eth0'` as eth0."""
+    return name[1:-1] if len(name) >= 2 and name[0] == name[-1] and name[0] in "\"'" else name
 
 
 def _line_of(text: str, pattern: re.Pattern) -> int:

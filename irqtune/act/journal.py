@@ -93,8 +93,8 @@ class Journal:
 
     def _load(self) -> None:
         try:
-            with open(self.path, encoding="utf-8") as f:
-                text = f.read()
+            with open(self.path, encoding="utf-8", newline="") as f:
+                text = f.read()  # newline="": lines end at \n only, as the parsers count them
         except FileNotFoundError:
             return
         except (OSError, ValueError) as err:

@@ -86,7 +86,7 @@ def load_plan(path: str) -> Plan:
     """A plan saved by `irqtune plan --json` (possibly edited by hand). Devices and IRQs are
     derived from the knob ids when the plan is checked, never taken from the file."""
     try:
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", newline="") as f:
             data = jsonfile.loads(path, f.read())
     except jsonfile.JsonError as err:
         raise PlanError(f"{err.where}: not a readable JSON plan ({err.what})") from None

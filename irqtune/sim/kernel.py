@@ -106,7 +106,7 @@ class SimulatedKernel(Host):
         if root == "/" or not os.path.isfile(path):
             return None
         try:
-            with open(path, encoding="utf-8") as f:
+            with open(path, encoding="utf-8", newline="") as f:
                 text = f.read()
         except (OSError, ValueError) as err:
             raise SimTreeError(f"{path}: unreadable ({err})") from None

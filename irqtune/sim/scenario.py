@@ -221,8 +221,9 @@ def load_scenario(path: str, text: str | None = None) -> Scenario:
     data, loc = read_toml(path, text, ScenarioError)
     for key in data:
         if key not in ("host", "nic", "nvme", "phase"):
-            line = loc.line(((key, None),), None) or loc.line(((key, 0),), None)
-            raise ScenarioError(f"{path}:{line}: {brief_text(key)}: unknown table (expected host, nic, nvme, phase)")
+            line = loc.line(((key, None),), None) or loc.line(((key, 0),), None) or 1
+            raise ScenarioError(f"{path}:{line}: {brief_text(key) or repr(key)}: unknown table (expected host, nic, "
+                                "nvme, phase)")  # fmt: skip
     host = build(HostSpec, data.get("host", {}), (("host", None),), loc)
     nics = [build(NicSpec, d, (("nic", i),), loc) for i, d in enumerate(data.get("nic", []))]
     nvmes = [build(NvmeSpec, d, (("nvme", i),), loc) for i, d in enumerate(data.get("nvme", []))]

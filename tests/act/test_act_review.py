@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import fakehost
@@ -227,3 +228,12 @@ def test_a_learned_managed_irq_of_5000_digits_is_ignored(root, tmp_path):
     (state / "managed-irqs.json").write_text(json.dumps({"boot_id": boot, "irqs": {"1" * 5000: {"actions": []}}}))
     code, _, err = cli("plan", root=root, state=state)
     assert code == 0 and "Traceback" not in err
+
+
+def test_journal_lines_end_at_newlines_only(tmp_path):
+    """Issue 16.8: read with universal newlines, a \\r (JSON whitespace) became a line of its own and every
+    FILE:LINE after it was one line off."""
+    text = json.dumps(JOURNAL, indent=1, sort_keys=True).replace("{\n", "{\r", 1)
+    (tmp_path / "journal.json").write_text(text.replace('"first_changed": 1.5', '"first_changed": "x"'))
+    with pytest.raises(JournalError, match=re.escape(f"{tmp_path / 'journal.json'}:5: entry 'irq/5/affinity' is")):
+        Journal.open(str(tmp_path), "b")
