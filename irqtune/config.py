@@ -1,7 +1,7 @@
 """The agent's configuration (TOML), validated with errors that name the file, line and key.
 
 mode = "observe"              # observe: measure and recommend, write nothing | tune: apply
-interval = 10                 # seconds between passes
+interval = 10                 # seconds between passes (0.5..3600; every number finite: no nan or inf)
 samples = 4                   # cheap reads per interval (the managed devices' /proc/interrupts rows, /proc/net/dev):
                               # bursts longer than interval / samples show as a peak above the mean; 1 = off
 restore_on_exit = false       # on SIGTERM: put back everything this agent changed
@@ -17,9 +17,9 @@ irq_sink = ""                 # where a storming low-criticality device is sent
 
 [limits]
 max_changes = 8               # optimisation moves per pass (moving IRQs off forbidden CPUs is not counted)
-dwell = 30                    # seconds a knob holds before it may change again
-irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (docs/physics.md §3.3)
-service_us = 0.8              # CPU per packet when the host is too idle to measure it
+dwell = 30                    # seconds a knob holds before it may change again (0..86400)
+irq_cost_us = 1.5             # CPU per interrupt, for the moderation model (docs/physics.md §3.3; 0.01..1000)
+service_us = 0.8              # CPU per packet when the host is too idle to measure it (0.01..1000)
 
 [exporter]                    # Prometheus metrics served by the agent (docs/metrics.md); off when listen = ""
 listen = ""                   # e.g. "127.0.0.1:9731" (0.0.0.0 exposes it: use TLS and basic auth)
@@ -49,7 +49,7 @@ import fnmatch
 from dataclasses import dataclass, field
 
 from .measure.known import KnownNames, cpu_problem, device_problem
-from .parse.common import CpuListError, parse_cpulist
+from .parse.common import CpuListError, brief, brief_text, parse_cpulist
 from .tomlfile import Locator, TomlError, Where, build, read_toml
 
 MODES = ("observe", "tune")
@@ -70,11 +70,11 @@ def parse_listen(listen: str) -> tuple[str, int]:
     """`ADDR:PORT`, `[V6ADDR]:PORT` or `:PORT` (all addresses, like Go's exporters) -> (addr, port)."""
     host, colon, port_text = listen.rpartition(":")
     if not colon or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
-        raise ValueError(f"expected ADDR:PORT (e.g. {DEFAULT_LISTEN} or [::1]:9731), got {listen!r}")
+        raise ValueError(f"expected ADDR:PORT (e.g. {DEFAULT_LISTEN} or [::1]:9731), got {brief(listen)}")
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     elif ":" in host:
-        raise ValueError(f"write an IPv6 address in brackets: [{host}]:{port_text}")
+        raise ValueError(f"write an IPv6 address in brackets: [{brief_text(host)}]:{port_text}")
     return host or "0.0.0.0", int(port_text)
 
 
@@ -203,16 +203,16 @@ def _bounds(table: object, loc: Locator) -> dict[str, tuple[int, int]]:
         ok = (isinstance(value, list) and len(value) == 2 and all(isinstance(v, int) and not isinstance(v, bool)
               and v >= 0 for v in value) and value[0] <= value[1])  # fmt: skip
         if not ok:
-            raise loc.error(where, pattern, f"expected [MIN, MAX], whole numbers, MIN <= MAX; got {value!r}")
+            raise loc.error(where, pattern, f"expected [MIN, MAX], whole numbers, MIN <= MAX; got {brief(value)}")
         out[pattern] = (value[0], value[1])
     return out
 
 
 def _check(config: Config, loc: Locator) -> None:
     if config.mode not in MODES:
-        raise loc.error((), "mode", f"expected one of {', '.join(MODES)}, got {config.mode!r}")
+        raise loc.error((), "mode", f"expected one of {', '.join(MODES)}, got {brief(config.mode)}")
     if config.goal not in GOALS:
-        raise loc.error((), "goal", f"expected one of {', '.join(GOALS)}, got {config.goal!r}")
+        raise loc.error((), "goal", f"expected one of {', '.join(GOALS)}, got {brief(config.goal)}")
     _check_target(loc, (), config.p99_target_us)
     if not 0.5 <= config.interval <= 3600:
         raise loc.error((), "interval", f"expected 0.5..3600 seconds, got {config.interval:g}")
@@ -227,6 +227,7 @@ def _check(config: Config, loc: Locator) -> None:
             raise loc.error((("cpus", None),), name, str(err)) from None
     if config.limits.max_changes < 1:
         raise loc.error((("limits", None),), "max_changes", "at least one change per pass, or use mode = observe")
+    _check_limits(config.limits, loc)
     if config.exporter.listen:
         try:
             parse_listen(config.exporter.listen)
@@ -245,12 +246,27 @@ def _check(config: Config, loc: Locator) -> None:
         except CpuListError as err:
             raise loc.error(where, "cpus", str(err)) from None
         if rule.colocate_move not in ("irq", "threads"):
-            raise loc.error(where, "colocate_move", f"expected irq or threads, got {rule.colocate_move!r}")
+            raise loc.error(where, "colocate_move", f"expected irq or threads, got {brief(rule.colocate_move)}")
         if (rule.colocate or rule.steer) and not rule.name:
             raise loc.error(where, "colocate" if rule.colocate else "steer", "needs a device name, not a class")
         if rule.goal and rule.goal not in GOALS:
-            raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {rule.goal!r}")
+            raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {brief(rule.goal)}")
         _check_target(loc, where, rule.p99_target_us, rule.class_)
+
+
+LIMIT_RANGES = {  # [limits] key -> (lowest, highest): the models divide by the costs, the loop waits the dwell
+    "dwell": (0.0, 86400.0),  # seconds; 0: no dwell (nor freezing)
+    "irq_cost_us": (0.01, 1000.0),  # µs of CPU per interrupt (docs/physics.md §3.3: about 1 to 5)
+    "service_us": (0.01, 1000.0),  # µs of CPU per packet
+}
+
+
+def _check_limits(limits: Limits, loc: Locator) -> None:
+    """Each [limits] number within what the model and the loop can use: a zero cost divides by zero."""
+    for key, (low, high) in LIMIT_RANGES.items():
+        value = getattr(limits, key)
+        if not low <= value <= high:
+            raise loc.error((("limits", None),), key, f"expected {low:g} to {high:g}, got {value:g}")
 
 
 MAX_TARGET_US = 1e6  # a p99 target beyond a second is a unit mistake (the key is in microseconds)

@@ -25,6 +25,7 @@ import time
 
 from .fileio import check_regular, read_regular
 from .host import Host
+from .parse.common import is_count
 
 MANAGED_FILE = "managed-irqs.json"
 MODEL_FILE = "model.json"  # device -> {"prior", "model", "windows"}: the agent's (agent/propose.py)
@@ -90,7 +91,7 @@ def load_learned_managed(state_dir: str, current_boot: str) -> dict[int, dict]:
         return {}
     try:
         data = json.loads(read_state_file(dir_fd, MANAGED_FILE, "managed-irqs"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # damaged: relearned by the next refused write
         return {}
     finally:
         os.close(dir_fd)
@@ -104,7 +105,7 @@ def load_learned_managed(state_dir: str, current_boot: str) -> dict[int, dict]:
 
 def _valid_entry(key: str, entry: object) -> bool:
     """A hand-edited or damaged file must not break read-only commands: keep only well-formed entries."""
-    if not (isinstance(key, str) and key.isdigit() and key.isascii() and isinstance(entry, dict)):
+    if not (isinstance(key, str) and is_count(key) and isinstance(entry, dict)):
         return False
     actions = entry.get("actions")
     return isinstance(actions, list) and all(isinstance(a, str) for a in actions)

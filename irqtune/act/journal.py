@@ -11,11 +11,12 @@ entries of an earlier boot are stale, reported and dropped, never written back.
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import time
 from dataclasses import dataclass, field
 
+from .. import jsonfile
+from ..parse.common import brief
 from ..statedir import StateDirError, open_lock, open_state_dir, read_state_file, write_json_atomically
 
 SCHEMA = 1
@@ -98,26 +99,29 @@ class Journal:
 
     def _load(self) -> None:
         try:
-            data = json.loads(read_state_file(self._dir_fd, JOURNAL_FILE, "journal"))
+            text = read_state_file(self._dir_fd, JOURNAL_FILE, "journal").decode("utf-8")
         except FileNotFoundError:
             return
         except (OSError, ValueError) as err:
             why = err.strerror if isinstance(err, OSError) else err
             raise JournalError(f"{self.path}: unreadable journal ({why}); move it away to start afresh") from err
+        try:
+            data = jsonfile.loads(self.path, text)
+        except jsonfile.JsonError as err:
+            raise JournalError(f"{err.where}: unreadable journal ({err.what}); move it away to start afresh") from None
         if not isinstance(data, dict) or data.get("schema") != SCHEMA or not isinstance(data.get("entries"), dict):
-            raise JournalError(f"{self.path}: expected a schema {SCHEMA} journal")
+            raise JournalError(f"{self.path}:1: expected a schema {SCHEMA} journal")
         for knob, e in data["entries"].items():
-            try:
-                if not (isinstance(e.get("original"), str) and isinstance(e.get("written"), str)):
-                    raise TypeError("original/written must be strings")
-                context = e.get("context", {})
-                self.entries[knob] = Entry(
-                    knob, e["original"], e["written"], float(e.get("first_changed", 0)),
-                    float(e.get("last_changed", 0)), str(e.get("boot_id", "")),
-                    context if isinstance(context, dict) else {}, e.get("pending") is True,
-                )  # fmt: skip
-            except (AttributeError, TypeError, ValueError) as err:
-                raise JournalError(f"{self.path}: entry {knob!r} is damaged ({err}); fix or move the journal") from None
+            damage = _damage(e)
+            if damage:
+                key, why = damage
+                line = jsonfile.key_line(text, "entries", knob, *([key] if key else []))
+                raise JournalError(f"{self.path}:{line}: entry {brief(knob)} is damaged: {why}; fix or move it")
+            context = e.get("context", {})
+            self.entries[knob] = Entry(
+                knob, e["original"], e["written"], float(e.get("first_changed", 0)), float(e.get("last_changed", 0)),
+                e.get("boot_id", ""), context if isinstance(context, dict) else {}, e.get("pending") is True,
+            )  # fmt: skip
 
     def save(self) -> None:
         data = {"schema": SCHEMA, "entries": {k: e.to_json() for k, e in sorted(self.entries.items())}}
@@ -162,3 +166,18 @@ class Journal:
 
     def stale(self) -> list[Entry]:
         return [e for e in self.entries.values() if e.boot_id != self.boot_id]
+
+
+def _damage(entry: object) -> tuple[str | None, str] | None:
+    """(key, why) when a journal entry cannot be used (key None: the entry itself), else None."""
+    if not isinstance(entry, dict):
+        return None, "expected an object"
+    for key in ("original", "written"):
+        if not isinstance(entry.get(key), str):
+            return key, f"expected a string, got {brief(entry.get(key))}"
+    for key in ("first_changed", "last_changed"):
+        if not jsonfile.is_number(entry.get(key, 0)):
+            return key, f"expected a time in seconds, got {brief(entry.get(key))}"
+    if not isinstance(entry.get("boot_id", ""), str):
+        return "boot_id", f"expected a string, got {brief(entry.get('boot_id'))}"
+    return None

@@ -130,7 +130,7 @@ class CpuListKnob(Knob):
         try:
             return format_cpulist(parse_cpumask(raw) if self.meta.get("mask") else parse_cpulist(raw))
         except CpuListError as err:
-            raise Unsupported(f"{self.id}: unreadable value {raw!r}: {err}") from None
+            raise Unsupported(f"{self.id}: unreadable value {describe(raw)}: {err}") from None
 
     def rendered(self, value: str) -> str:
         if not self.meta.get("mask"):

@@ -42,9 +42,10 @@ from ..host import Host
 from ..measure.bursts import Burst, Sample, bursts, read_sample, sample_of
 from ..measure.nvme import read_nvme
 from ..measure.rates import Rates
-from ..measure.reading import Reading, read_host, read_queue_masks, read_threads
+from ..measure.reading import Reading, input_problems, read_host, read_queue_masks, read_threads
 from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
+from ..parse.common import Problem
 from ..plan import Change, Rules, fixes_violation
 from .propose import Proposer
 
@@ -72,11 +73,13 @@ class PassReport:
     decisions: list[Change] = field(default_factory=list)
     rollbacks: list[Change] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)  # predictions against measurements (Proposer.check)
+    problems: list[Problem] = field(default_factory=list)  # malformed input, as `status` names it (FILE:LINE)
 
     def to_json(self) -> dict:
         return {"pass": self.number, "at": self.at, "findings": self.findings,
                 "decisions": [d.to_json() for d in self.decisions],
-                "rollbacks": [d.to_json() for d in self.rollbacks], "checks": self.checks}  # fmt: skip
+                "rollbacks": [d.to_json() for d in self.rollbacks], "checks": self.checks,
+                "problems": [p.to_json() for p in self.problems]}  # fmt: skip
 
 
 @dataclass
@@ -137,6 +140,7 @@ class Agent:
         report = PassReport(self.passes, now)
         reading = read_host(self.host, self.state_dir, before=self.before, monotonic=now)  # /proc once a pass
         self.reading, self.before = reading, reading.snapshot
+        report.problems = input_problems(reading, self.host)
         rates, inventory = reading.rates, reading.inventory
         self.rates, self.inventory = rates, inventory
         self.bursts = self._close_window(reading, now)

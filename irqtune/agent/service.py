@@ -16,6 +16,7 @@ simulated clock. It never exits the process: a failure to start is a ServiceErro
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -30,7 +31,7 @@ from ..export import AgentStats, AuthFileError, serve_agent
 from ..findings import SEVERITY_ORDER
 from ..host import Host
 from ..measure.known import known_names
-from ..parse.common import printable
+from ..parse.common import brief_text, printable
 from ..statedir import StateDirError, boot_id, open_lock
 from .events import LinkWatcher
 from .loop import Agent, PassReport
@@ -39,11 +40,16 @@ from .notify import Notifier
 DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
 LOCK_FILE = "agent.lock"
 SLICE = 0.2  # seconds: how promptly the wait between passes sees a signal or an event
+MAX_PROBLEMS = 20  # lines of a config's problems with this host: the first ones, then how many more
 
 
 class ServiceError(Exception):
     """The service cannot start: the config has an error, another agent holds the state directory, the
     metrics server or the journal cannot be opened. Nothing is left open."""
+
+
+class LockHeld(ServiceError):
+    """Another agent holds the state directory's lock."""
 
 
 class Output(Protocol):
@@ -75,7 +81,8 @@ def load_for_host(path: str | None, mode: str | None, interval: float | None, ho
     config = load_config(path) if path else Config()
     problems = check_host(config, known_names(host))
     if problems:
-        raise ConfigError("\n".join(problems))
+        more = [f"... and {len(problems) - MAX_PROBLEMS} more"] if len(problems) > MAX_PROBLEMS else []
+        raise ConfigError("\n".join(problems[:MAX_PROBLEMS] + more))
     if mode:
         config.mode = mode
     if interval:
@@ -84,18 +91,21 @@ def load_for_host(path: str | None, mode: str | None, interval: float | None, ho
 
 
 def lock(state_dir: str) -> int:
-    """One agent per state directory (per host): an flock held for the agent's life (close the fd to let go)."""
+    """One agent per state directory (per host): an flock held for the agent's life (close the fd to let go).
+    A directory that cannot be made or written (not root, read-only) is a ServiceError saying so."""
     try:
         fd = open_lock(state_dir, LOCK_FILE)
-    except StateDirError as err:  # a symlink: the lock would be at its target
-        raise ServiceError(err.strerror) from None
+    except StateDirError as err:
+        if err.errno == errno.ELOOP:  # a symlink: the lock would be at its target
+            raise ServiceError(err.strerror) from None
+        raise ServiceError(f"cannot lock {state_dir}/{LOCK_FILE}: {os.strerror(err.errno)} (root needed?)") from None
     except OSError as err:
-        raise ServiceError(f"state directory {state_dir} unusable: {err.strerror} (root needed?)") from None
+        raise ServiceError(f"cannot lock {state_dir}/{LOCK_FILE}: {err.strerror or err} (root needed?)") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
-        raise ServiceError(f"another irqtune run holds {state_dir}/{LOCK_FILE}") from None
+        raise LockHeld(f"another irqtune run holds {state_dir}/{LOCK_FILE}") from None
     return fd
 
 
@@ -172,6 +182,8 @@ class Service:
         self.events: list[str] = []  # what happened since the last pass (links, devices, CPUs)
         self.online: str | None = None  # the online CPUs at the last pass
         self.shown: set[tuple] = set()  # info findings already printed
+        self.warned: set[str] = set()  # malformed input already named (once a run: a pass every few seconds)
+        self.malformed = False  # some pass met malformed input (run --passes exits 3, as status does)
         self._lock: int | None = None
 
     def run(self) -> None:
@@ -193,7 +205,7 @@ class Service:
             self.config = self.load()
         except ConfigError as err:
             raise ServiceError(str(err)) from None
-        self._lock = lock(self.state_dir)
+        self._lock = self._take_lock(self.config.mode)
         try:
             if self.config.exporter.listen:
                 try:
@@ -222,6 +234,7 @@ class Service:
         self.done += 1
         record(self.stats, report, self.agent, self.journal, self.clock() - started)
         line = summary(report, self.config.mode)
+        self._warn(report)
         self._print(report, line)
         if self.done == 1:
             self.notifier.ready(line)
@@ -262,14 +275,19 @@ class Service:
         taken = False
         try:
             reloaded = self.load()
+            if reloaded.mode == "tune" and self._lock is None:  # observing without the lock: tuning needs it
+                self._lock = lock(self.state_dir)
             if reloaded.mode == "tune" and self.journal is None:  # observe -> tune: writes need the journal
                 self.journal = self.agent.journal = Journal.open(self.state_dir, boot_id(self.host), wait=False)
             self.agent.config = self.config = reloaded
             self.agent.placed = False  # the rules or the mode may have changed: place again
             self.output.err(f"irqtune: reloaded {self.config.path} ({self.config.mode} mode)")
             taken = True
-        except (ConfigError, JournalError) as err:
+        except (ConfigError, JournalError, ServiceError) as err:
             self.output.err(f"irqtune: reload refused, keeping the running config: {err}")
+        except Exception as err:  # whatever else a reload meets, the running agent goes on
+            why = f"{type(err).__name__}: {brief_text(str(err), 200)}"
+            self.output.err(f"irqtune: reload refused, keeping the running config: {why}")
         self.notifier.send("READY=1")
         return taken
 
@@ -298,6 +316,18 @@ class Service:
                 os.close(self._lock)
                 self._lock = None
 
+    def _take_lock(self, mode: str) -> int | None:
+        """The state directory's lock; in observe mode, which writes nothing, a directory this user cannot write
+        (not root, read-only) is said once and the agent observes without it (None). Another agent holding it
+        stops this one whatever the mode."""
+        try:
+            return lock(self.state_dir)
+        except ServiceError as err:
+            if mode != "observe" or isinstance(err, LockHeld):
+                raise
+            self.output.err(f"irqtune: warning: {err}; observing without it (tune mode will need it)")
+            return None
+
     def _open_journal(self) -> Journal:
         try:
             return Journal.open(self.state_dir, boot_id(self.host), wait=False)
@@ -309,6 +339,16 @@ class Service:
         if self.online is not None and cpus != self.online:
             self.events.append(f"CPUs online {self.online.strip()} -> {(cpus or '?').strip()}")
         self.online = cpus
+
+    def _warn(self, report: PassReport) -> None:
+        """Malformed input on stderr as `status` names it, each problem once a run."""
+        self.malformed = self.malformed or bool(report.problems)
+        fresh = [text for text in dict.fromkeys(str(p) for p in report.problems) if text not in self.warned]
+        for text in fresh[:MAX_PROBLEMS]:
+            self.output.err(f"irqtune: warning: {printable(text)}")
+        if len(fresh) > MAX_PROBLEMS:
+            self.output.err(f"irqtune: warning: ... and {len(fresh) - MAX_PROBLEMS} more problems")
+        self.warned.update(fresh)
 
     def _print(self, report: PassReport, line: str) -> None:
         if self.as_json:

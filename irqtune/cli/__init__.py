@@ -15,12 +15,12 @@ from ..measure.nvme import read_nvme_queues
 from ..measure.snapshot import take_snapshot, to_json
 from ..parse.common import Problem, format_cpulist
 from ..render import render_status
-from ..sim.kernel import SimulatedKernel
+from ..sim.kernel import SimTreeError, SimulatedKernel
 from ..statedir import default_state_dir
 from ..status import build_report, collect
 from ..table import Style, table
 from . import act, export, probe, run, sim, top
-from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, report_problems
+from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, FiniteRange, report_problems
 
 EXIT_CODES_HELP = f"""
 \b
@@ -32,8 +32,9 @@ Exit status:
   {EXIT_PARTIAL}  partial: some input was malformed; those rows were skipped,
      named on stderr as FILE:LINE: what was expected, and the rest printed
      (probe: some probes could not run; the others' data is printed)
-  {EXIT_NO_EBPF}  probe: eBPF cannot run here (no bcc, not root, tracefs not
-     mounted, --root not /); the message says which
+  {EXIT_NO_EBPF}  probe, status --probe: eBPF cannot run here (no bcc, not root,
+     tracefs not mounted, --root not /, status -i 0); the message says which
+     (status still prints its report)
 """
 
 log = logging.getLogger("irqtune")
@@ -85,13 +86,16 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2), format="irqtune: %(levelname)s: %(message)s", stream=sys.stderr
     )
-    host = SimulatedKernel.for_root(root) or Host(root)
+    try:
+        host = SimulatedKernel.for_root(root) or Host(root)
+    except SimTreeError as err:
+        raise click.ClickException(f"{err}; not a simulated tree irqtune can use") from None
     ctx.obj = Ctx(host=host, state_dir=state_dir or default_state_dir(host))
 
 
 @main.command(epilog=EXIT_CODES_HELP)
 @click.option(
-    "-i", "--interval", type=click.FloatRange(0, 3600), default=1.0, show_default=True,
+    "-i", "--interval", type=FiniteRange(0, 3600), default=1.0, show_default=True,
     help="Seconds between the two readings that rates are computed from. 0: no window, show counts since boot.",
 )  # fmt: skip
 @click.option(
@@ -149,7 +153,11 @@ def status(obj: Ctx, interval: float, top: int, show_all: bool, as_json: bool, c
         _dump(report)
     else:
         click.echo(render_status(report, Style.auto(color), show_all), nl=False)
-    sys.exit(report_problems(collected.problems))
+    code = report_problems(collected.problems)
+    if probe and collected.probe_reason is not None:  # asked for, as `probe` is: its exit status too
+        click.echo(f"irqtune: eBPF unavailable: {collected.probe_reason}", err=True)
+        code = EXIT_NO_EBPF
+    sys.exit(code)
 
 
 @main.command(epilog=EXIT_CODES_HELP)

@@ -18,12 +18,12 @@ from ..act.owners import rivals
 from ..config import ConfigError, load_config
 from ..decide.placement import placement_plan, placement_rules
 from ..measure.known import cpu_problem, device_problem, known_names
-from ..measure.reading import read_host
+from ..measure.reading import input_problems, read_host
 from ..measure.topology import read_topology
 from ..parse.common import CpuListError, parse_cpulist, printable
 from ..plan import KNOB_FORMS, PlanError, load_plan
 from ..statedir import boot_id
-from .common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL
+from .common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, report_problems
 
 ACT_EXIT_HELP = """
 \b
@@ -31,10 +31,12 @@ Exit status:
   0  every knob ended as asked (applied, unchanged, restored, matches)
   1  error: bad knob or value, journal unreadable or locked by another irqtune,
      the state directory a symlink, IRQ affinity from another network namespace
-     without --allow-host-wide
+     without --allow-host-wide (plan, apply: the plan breaks a rule)
   2  usage error
   3  some knob was refused: kernel-managed IRQ, no free vectors, busy, or
-     unsupported here (no such device or setting: get exits 3 for it too)
+     unsupported here (no such device or setting: get exits 3 for it too);
+     plan, apply: some input was malformed, named on stderr as FILE:LINE:
+     what was expected (as status), and the plan made from the rest
   5  verify: drift found (something else changed a knob irqtune set)
 """
 
@@ -237,7 +239,8 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
             raise click.ClickException(str(err)) from None
     reading = read_host(obj.host, obj.state_dir)
     rules = placement_rules(reading, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude))
-    return placement_plan(reading, rules, decided), reading.topology
+    partial = report_problems(input_problems(reading, obj.host))  # named on stderr as status names them
+    return placement_plan(reading, rules, decided), reading.topology, partial
 
 
 def _check_names(host, exclude: tuple[str, ...], banned: frozenset[int]) -> None:
@@ -289,9 +292,9 @@ def plan(obj, exclude, ban_cpus, allow_isolated, as_json) -> None:
     excluded devices are left alone with a note. Checked against the invariants
     before it is shown: a plan with violations cannot be applied.
     """
-    result, _ = _plan(obj, exclude, ban_cpus, allow_isolated)
+    result, _, partial = _plan(obj, exclude, ban_cpus, allow_isolated)
     click.echo(json.dumps(_plan_json(result), indent=1) if as_json else "\n".join(result.diff()))
-    sys.exit(EXIT_ERROR if result.violations else EXIT_OK)
+    sys.exit(EXIT_ERROR if result.violations else partial)
 
 
 @click.command(epilog=ACT_EXIT_HELP)
@@ -308,7 +311,7 @@ def plan(obj, exclude, ban_cpus, allow_isolated, as_json) -> None:
 @click.pass_obj
 def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, allow_host_wide, plan_file) -> None:
     """Apply the plan: a dry run unless --yes; every write journaled and read back."""
-    result, topology = _plan(obj, exclude, ban_cpus, allow_isolated, plan_file)
+    result, topology, partial = _plan(obj, exclude, ban_cpus, allow_isolated, plan_file)
     if result.violations:
         click.echo("\n".join(result.diff()), err=True)
         raise click.ClickException("the plan breaks the rules above; nothing written")
@@ -321,10 +324,10 @@ def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, allow
         click.echo(json.dumps(_plan_json(result), indent=1) if as_json else "\n".join(result.diff()))
         if not as_json:
             click.echo("(dry run: nothing written; --yes to apply)")
-        return
+        sys.exit(partial)
     results = apply_plan(obj, result, topology, allow_isolated=allow_isolated, allow_host_wide=allow_host_wide)
     _emit(results, as_json, dry_run=False)
-    sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) else EXIT_PARTIAL)
+    sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) and not partial else EXIT_PARTIAL)
 
 
 def apply_plan(obj, plan, topology, *, allow_isolated: bool = False, allow_host_wide: bool = False,

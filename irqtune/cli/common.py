@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 
 import click
@@ -23,3 +24,14 @@ def report_problems(problems: Iterable[object]) -> int:
     if len(shown) > MAX_PROBLEM_LINES:
         click.echo(f"irqtune: warning: ... and {len(shown) - MAX_PROBLEM_LINES} more problems", err=True)
     return EXIT_PARTIAL if shown else EXIT_OK
+
+
+class FiniteRange(click.FloatRange):
+    """click.FloatRange without nan (every comparison with nan is false, so the range let it through: an
+    interval of nan seconds never ended) or infinity, whatever the bounds."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{number} is not a finite number", param, ctx)
+        return number

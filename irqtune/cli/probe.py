@@ -15,7 +15,7 @@ from ..probe.runner import EbpfUnavailable, jsonable
 from ..probe.text import render_probes
 from ..probe.window import ProbeWindow, run_window
 from ..table import Style
-from .common import EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL
+from .common import EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, FiniteRange
 
 if TYPE_CHECKING:
     from . import Ctx
@@ -99,7 +99,7 @@ def _exit_status(window: ProbeWindow) -> int:
 
 @click.command(epilog=PROBE_EXIT)
 @click.option(
-    "-d", "--duration", type=click.FloatRange(0.1, 3600), default=5.0, show_default=True,
+    "-d", "--duration", type=FiniteRange(0.1, 3600), default=5.0, show_default=True,
     help="Seconds to measure; Ctrl-C ends the window early and prints it.",
 )  # fmt: skip
 @click.option(

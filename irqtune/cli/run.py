@@ -11,14 +11,18 @@ from ..agent.events import LinkWatcher
 from ..agent.service import DEFAULT_CONFIG, Service, ServiceError, load_for_host
 from ..agent.signals import catch_signals
 from ..config import MODES
+from .common import EXIT_OK, EXIT_PARTIAL, FiniteRange
 
 RUN_EXIT = """
 \b
 Exit status:
-  0  stopped by SIGTERM/SIGINT, or --passes done
+  0  stopped by SIGTERM/SIGINT (whatever the input), or --passes done
   1  the config has an error (FILE:LINE: key: what), another agent holds the
-     state directory, or the journal cannot be opened
+     state directory, tune mode cannot lock it (observe mode goes on
+     without the lock, saying so), or the journal cannot be opened
   2  usage error
+  3  --passes done, and some pass met malformed input: each problem named
+     once on stderr as FILE:LINE: what was expected (as status does)
 """
 
 
@@ -40,7 +44,7 @@ class ClickOutput:
               f"Default: {DEFAULT_CONFIG} if it exists, else built-in defaults (observe mode).")  # fmt: skip
 @click.option("--mode", type=click.Choice(MODES), help="Override the config: observe (recommend, write "
               "nothing) or tune (apply through the journal).")  # fmt: skip
-@click.option("--interval", type=click.FloatRange(0.5, 3600), help="Seconds between passes (overrides config).")
+@click.option("--interval", type=FiniteRange(0.5, 3600), help="Seconds between passes (overrides config).")
 @click.option("--passes", type=click.IntRange(0), default=0, show_default=True,
               help="Stop after this many passes (0: run until SIGTERM).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per pass on stdout.")
@@ -104,7 +108,8 @@ def run(obj, config_path: str | None, mode: str | None, interval: float | None, 
 def run_service(host, state_dir: str, load, *, passes: int = 0, as_json: bool = False) -> int:
     """The service with this process's signals (SIGTERM and SIGINT stop, SIGHUP reloads; the previous handlers
     are back afterwards), systemd's notify socket, rtnetlink link events on this host (not under a fake --root),
-    and its lines through click. A service that cannot start is exit 1 with its message."""
+    and its lines through click. A service that cannot start is exit 1 with its message; --passes done after
+    malformed input is 3, as for status (a stop by a signal stays 0: systemd counts anything else a failure)."""
     with catch_signals(stop=(signal.SIGTERM, signal.SIGINT), reload=(signal.SIGHUP,)) as signals:
         service = Service(host, load, state_dir, ClickOutput(), signals, passes=passes, as_json=as_json,
                           watch_links=lambda: LinkWatcher() if host.root == "/" else None)  # fmt: skip
@@ -112,7 +117,7 @@ def run_service(host, state_dir: str, load, *, passes: int = 0, as_json: bool = 
             service.run()
         except ServiceError as err:
             raise click.ClickException(str(err)) from None
-    return 0
+    return EXIT_PARTIAL if service.malformed and not signals.stop else EXIT_OK
 
 
 COMMANDS = (run,)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -15,6 +16,7 @@ from contextlib import contextmanager
 import click
 
 from ..agent.signals import Stopped, catch_signals
+from ..parse.common import brief
 from ..sim.scenario import library
 from ..table import table
 
@@ -27,16 +29,35 @@ POLICY_HELP = (
 
 
 def _duration(text: str) -> float:
+    """--duration: seconds (60s) or minutes (2m), finite, from a millisecond to MAX_SECONDS (a scenario's own)."""
+    from ..sim.scenario import MAX_SECONDS
+
     value = text.strip().lower()
     scale = 60.0 if value.endswith("m") else 1.0
     value = value.rstrip("sm")
     try:
         seconds = float(value) * scale
     except ValueError:
-        raise click.BadParameter(f"expected a duration like 60s or 2m, got {text!r}") from None
-    if seconds <= 0:
-        raise click.BadParameter("the duration must be positive")
+        raise click.BadParameter(
+            f"expected a duration like 60s or 2m, got {brief(text)}", param_hint="--duration"
+        ) from None
+    if not 0.001 <= seconds <= MAX_SECONDS:  # nan too
+        raise click.BadParameter(f"expected 1ms to {MAX_SECONDS:,.0f}s, got {brief(text)}", param_hint="--duration")
     return seconds
+
+
+def _check_output(path: str | None) -> None:
+    """--output's directory exists and takes a new file: checked before a run of minutes, not after it."""
+    if path is None:
+        return
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise click.BadParameter(f"{directory}: no such directory", param_hint="--output")
+    try:  # a file made and gone at once: access() says yes to root, where /proc or a read-only mount says no
+        with tempfile.TemporaryFile(dir=directory):
+            pass
+    except OSError as err:
+        raise click.BadParameter(f"{directory}: cannot write there ({err.strerror})", param_hint="--output") from None
 
 
 EXIT_HELP = """
@@ -46,7 +67,8 @@ Exit status:
   1  the scenario file has an error (FILE:LINE: key: what), the policy is unknown,
      or --tree is not a new or empty directory or a simulated tree, or a file in it
      is not the simulator's (a symlink or hard link planted there is never followed)
-  2  usage error (unknown option, bad --duration or --speed)
+  2  usage error (unknown option, bad --duration or --speed, an --output
+     directory that does not exist or cannot be written: checked before the run)
   143  stopped by SIGTERM (the temporary tree removed)
 """
 
@@ -120,6 +142,7 @@ def simulate(scenarios: tuple[str, ...], score: bool, policy: str, seed: int, du
     \b
     Library (irqtune/sim/scenarios):
     """
+    _check_output(output)
     if score:
         _scorecard(scenarios, seed, _duration(duration) if duration else None, output, as_json)
         return
@@ -159,6 +182,8 @@ def _scenario_and_policy(scenario: str, policy: str, duration: str | None):
         scale = _duration(duration) / spec.seconds
         for phase in spec.phases:
             phase.seconds *= scale
+        if min(phase.seconds for phase in spec.phases) < 0.001:
+            raise click.BadParameter("a phase would last under a millisecond", param_hint="--duration")
     return spec, chosen
 
 
@@ -263,9 +288,9 @@ def _pace(speed: str) -> float | None:
     try:
         value = float(speed)
     except ValueError:
-        raise click.BadParameter(f"expected max or a number, got {speed!r}", param_hint="--speed") from None
-    if value <= 0:
-        raise click.BadParameter("must be positive", param_hint="--speed")
+        raise click.BadParameter(f"expected max or a number, got {brief(speed)}", param_hint="--speed") from None
+    if not 0 < value < math.inf:  # nan too
+        raise click.BadParameter(f"expected max or a positive number, got {brief(speed)}", param_hint="--speed")
     return value
 
 

@@ -17,7 +17,7 @@ from ..measure.snapshot import take_snapshot
 from ..probe.runner import EbpfUnavailable, ProbeSession, ebpf_unavailable_reason
 from ..top.model import SORTS
 from ..top.sample import PROBES, Sample, Sampler
-from .common import EXIT_NO_EBPF, report_problems
+from .common import EXIT_NO_EBPF, FiniteRange, report_problems
 
 if TYPE_CHECKING:
     from . import Ctx
@@ -44,7 +44,7 @@ def _report(sample: Sample | None) -> int:
 
 @click.command(epilog=TOP_EXIT)
 @click.option(
-    "-d", "--delay", type=click.FloatRange(0.1, 3600), default=1.0, show_default=True, metavar="SECONDS",
+    "-d", "--delay", type=FiniteRange(0.1, 3600), default=1.0, show_default=True, metavar="SECONDS",
     help="Seconds between refreshes; each refresh shows the rates of that window.",
 )  # fmt: skip
 @click.option(

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 
 from ..host import Host
-from ..parse.common import CpuListError, format_cpulist, parse_cpumask
+from ..parse.common import CpuListError, Problem, format_cpulist, parse_cpumask
 from ..parse.interrupts import InterruptTable
 from ..statedir import boot_id, load_learned_managed
 from .inventory import Inventory, build_inventory
@@ -48,6 +48,13 @@ def read_host(host: Host, state_dir: str | None = None, before: Snapshot | None 
     learned = load_learned_managed(state_dir, boot_id(host)) if state_dir else {}
     inventory = build_inventory(host, snap.interrupts or InterruptTable(cpus=[]), snap.affinity, learned)
     return Reading(snap, topology, inventory, rates, learned)
+
+
+def input_problems(reading: Reading, host: Host) -> list[Problem]:
+    """What `status` names as malformed in this reading (FILE:LINE: what), bad topology files, and paths
+    refused under the root: every command that reads the host reports them alike (exit 3)."""
+    refused = [Problem(host.root, 0, message) for message in host.refused]
+    return [*reading.snapshot.problems, *reading.topology.problems, *refused]
 
 
 def read_threads(host: Host, colocate: dict[str, tuple[str, str]]) -> dict[str, tuple[list[ThreadPlacement], str]]:

@@ -23,7 +23,7 @@ import os
 from dataclasses import dataclass
 
 from ..host import Host, PathEscape
-from ..parse.common import CpuListError, is_count, parse_cpulist, printable
+from ..parse.common import CpuListError, is_count, kernel_lines, parse_cpulist, printable
 
 COMM_LEN = 15  # TASK_COMM_LEN - 1: the kernel truncates names to this many bytes
 _PROCESSOR = 39 - 3  # stat field 39, counted after the ")" that ends field 2 (comm)
@@ -85,7 +85,7 @@ def _allowed(host: Host, pid: int, tid: int) -> tuple[int, ...]:
         except OSError:
             pass  # gone, or not ours to see: the status file may still say
     raw = _raw(host, pid, "task", tid, "status") or b""
-    for line in raw.decode("ascii", "replace").splitlines():
+    for line in kernel_lines(raw.decode("ascii", "replace")):  # a comm with \f or \x1c must not start a line
         key, _, value = line.partition(":")
         if key == "Cpus_allowed_list":
             try:

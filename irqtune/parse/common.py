@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+import reprlib
 from dataclasses import dataclass
 
 U32 = 1 << 32
@@ -158,3 +160,60 @@ def printable(text: str) -> str:
     if text.isprintable():
         return text
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+BRIEF = 80  # characters of a value quoted in a message
+
+
+class _Brief(reprlib.Repr):
+    """reprlib with a bounded depth and width, and a number too long for repr() shown by its size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel, self.maxstring, self.maxother, self.maxlong = 3, BRIEF, BRIEF, BRIEF
+        self.maxlist = self.maxtuple = self.maxdict = self.maxset = 6
+
+    def repr_str(self, x: str, level: int) -> str:
+        return repr(x[: self.maxstring]) + ("…" if len(x) > self.maxstring else "")
+
+    def repr_int(self, x: int, level: int) -> str:
+        try:
+            return super().repr_int(x, level)
+        except ValueError:  # more digits than int -> str allows
+            return f"<a {x.bit_length():,}-bit number>"
+
+
+_BRIEFER = _Brief()
+
+
+def brief(value: object, limit: int = BRIEF) -> str:
+    """A value quoted in a message (its repr): at most `limit` characters, an ellipsis where cut, three levels
+    deep, so that a 2 MB string does not flood the terminal and a value nested 5,000 deep does not recurse."""
+    text = _BRIEFER.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def brief_text(text: str, limit: int = BRIEF) -> str:
+    """A name (a key, a file's table) in a message: printable, at most `limit` characters, an ellipsis where cut."""
+    text = printable(text[: limit * 4])
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_NESTING = re.compile(r""""(?:[^"\\\n]|\\.)*"|'[^'\n]*'|#[^\n]*|[\[\]{}\n]""")
+
+
+def nesting_line(text: str, depth: int = 100) -> int:
+    """The line (1-based) where arrays, tables or objects first nest `depth` deep, for a parser's
+    RecursionError; strings and comments skipped (TOML and JSON alike). 1 when nothing nests that deep."""
+    line, level = 1, 0
+    for match in _NESTING.finditer(text):
+        token = match.group()
+        if token == "\n":
+            line += 1
+        elif token in ("[", "{"):
+            level += 1
+            if level >= depth:
+                return line
+        elif token in ("]", "}"):
+            level = max(0, level - 1)
+    return 1

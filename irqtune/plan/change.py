@@ -10,11 +10,11 @@ refused or recommended by the agent (`outcome`, `note`), and rolled back.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 
+from .. import jsonfile
 from ..fileio import read_regular
-from ..parse.common import CpuListError, format_cpulist, parse_cpulist
+from ..parse.common import CpuListError, brief, format_cpulist, parse_cpulist
 from .knob_id import KnobError, parse_knob_id
 
 SCHEMA = 1
@@ -76,6 +76,9 @@ class Plan:
         return lines or ["nothing to change"]
 
 
+MAX_KNOB = 256  # characters of a knob id in a saved plan: the longest real one is under 100
+
+
 class PlanError(ValueError):
     """A saved plan that cannot be read; the message names the file and what was expected."""
 
@@ -84,7 +87,9 @@ def load_plan(path: str) -> Plan:
     """A plan saved by `irqtune plan --json` (possibly edited by hand). Devices and IRQs are
     derived from the knob ids when the plan is checked, never taken from the file."""
     try:
-        data = json.loads(read_regular(path, "plan"))
+        data = jsonfile.loads(path, read_regular(path, "plan").decode("utf-8"))
+    except jsonfile.JsonError as err:
+        raise PlanError(f"{err.where}: not a readable JSON plan ({err.what})") from None
     except (OSError, ValueError) as err:
         why = err.strerror if isinstance(err, OSError) else err
         raise PlanError(f"{path}: not a readable JSON plan ({why})") from None
@@ -93,15 +98,22 @@ def load_plan(path: str) -> Plan:
     notes = data.get("notes", [])
     if not isinstance(notes, list):
         raise PlanError(f"{path}: 'notes' must be a list")
-    plan = Plan(notes=[str(n) for n in notes])
+    plan = Plan(notes=[n if isinstance(n, str) else brief(n) for n in notes])
     for i, c in enumerate(data["changes"]):
         if not (isinstance(c, dict) and isinstance(c.get("knob"), str) and isinstance(c.get("target"), str)):
             raise PlanError(f"{path}: change {i} needs string 'knob' and 'target'")
+        if len(c["knob"]) > MAX_KNOB:
+            raise PlanError(f"{path}: change {i}: a knob id of {len(c['knob']):,} characters: {brief(c['knob'])}")
         plan.changes.append(
-            Change(c["knob"], str(c.get("current", "")), c["target"], str(c.get("reason", "from a saved plan")),
-                   evidence=str(c.get("evidence", "")))
+            Change(c["knob"], _text(c.get("current", "")), c["target"], _text(c.get("reason", "from a saved plan")),
+                   evidence=_text(c.get("evidence", "")))
         )  # fmt: skip
     return plan
+
+
+def _text(value: object) -> str:
+    """A saved plan's free text (a reason, the value it saw): a string as it is, anything else quoted briefly."""
+    return value if isinstance(value, str) else brief(value)
 
 
 def check(plan: Plan, rules: Rules) -> Plan:

@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass
 
 from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
-from ..parse.common import parse_count
+from ..parse.common import brief, brief_text, parse_count
 
 SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
     "netdev_budget": (1, 1 << 20),
@@ -52,7 +52,7 @@ class KnobError(ValueError):
 
 def _device(name: str, knob_id: str) -> str:
     if not _DEVICE.match(name) or name in (".", ".."):
-        raise KnobError(f"{knob_id}: {name!r} is not a network device name")
+        raise KnobError(f"{brief_text(knob_id)}: {brief(name)} is not a network device name")
     return name
 
 
@@ -82,7 +82,7 @@ class KnobId:
 def parse_knob_id(knob_id: str) -> KnobId:
     """Raises KnobError for ids irqtune does not know; `irq/0100/affinity/` is `irq/100/affinity`."""
     parts = knob_id.split("/")
-    unknown = KnobError(f"unknown knob {knob_id!r}; knobs look like: {', '.join(KNOB_FORMS)}")
+    unknown = KnobError(f"unknown knob {brief(knob_id)}; knobs look like: {', '.join(KNOB_FORMS)}")
     if len(parts) == 3 and parts[0] == "irq" and parts[2] == "affinity":
         if parts[1] == "default":
             return KnobId("irq/default/affinity", "default-affinity")

@@ -14,6 +14,7 @@ import json
 from ..host import Host
 from ..nl.errors import NetlinkRequestError
 from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
+from .kernel import SimTreeError, numbers_damage, read_state, whole
 
 STATE_FILE = ("irqtune-sim", "ethtool.json")
 
@@ -34,6 +35,18 @@ def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int
     }  # fmt: skip
 
 
+def state_damage(state: dict) -> tuple[tuple[str, ...], str] | None:
+    """(keys, why) when a device's ethtool.json is not what default_state writes: objects of whole numbers."""
+    for key in ("coalesce", "coalesce_max", "channels"):
+        found = numbers_damage(state.get(key), (key,))
+        if found:
+            return found
+    quantum = state.get("rx_usecs_quantum", 1)
+    if not whole(quantum) or quantum < 1:
+        return ("rx_usecs_quantum",), f"expected a whole number from 1, got {quantum!r:.80}"
+    return None
+
+
 def available(host: Host, dev: str) -> bool:
     return host.has(host.sys(), "class", "net", dev, *STATE_FILE)
 
@@ -51,10 +64,14 @@ class SimEthtool:
         return None
 
     def _load(self, dev: str) -> dict:
-        text = self.host.text("sys", "class", "net", dev, *STATE_FILE)
-        if text is None:
+        """The device's state; a damaged file is EIO with its FILE:LINE, as a driver that cannot answer."""
+        try:
+            state = read_state(self.host, self.host.sys("class", "net", dev, *STATE_FILE), state_damage)
+        except SimTreeError as err:
+            raise SimEthtoolError(str(err), errno.EIO) from None
+        if state is None:
             raise SimEthtoolError(f"{dev}: no such simulated device", errno.ENODEV)
-        return json.loads(text)
+        return state
 
     def _save(self, dev: str, state: dict) -> None:
         self.host.write(self.host.sys("class", "net", dev, *STATE_FILE), json.dumps(state, indent=1, sort_keys=True))

@@ -16,17 +16,22 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from .. import jsonfile
 from ..fileio import read_regular
-from ..host import Host
-from ..parse.common import CpuListError, parse_cpulist
+from ..host import Host, PathEscape
+from ..parse.common import MAX_COUNT, CpuListError, brief, brief_text, parse_cpulist
 
 RULES_FILE = ".irqtune-sim.json"
 _AFFINITY = re.compile(r"/proc/irq/(\d+)/smp_affinity(_list)?\Z")
 _NAPI_SYSFS = re.compile(r"/sys/devices/.+/net/([^/]+)/(gro_flush_timeout|napi_defer_hard_irqs)\Z")
 
 
+class SimTreeError(ValueError):
+    """A simulated tree's own file (its rules, a device's state) that cannot be used: `FILE:LINE: what`."""
+
+
 def kernel_at_least(kernel: str, major: int, minor: int) -> bool:
-    parts = [int(p) for p in re.findall(r"\d+", kernel)[:2]] + [0, 0]
+    parts = [int(p) for p in re.findall(r"\d{1,9}", kernel)[:2]] + [0, 0]
     return (parts[0], parts[1]) >= (major, minor)
 
 
@@ -40,6 +45,56 @@ def rules_text(kernel: str, managed_irqs: list[int], online: list[int]) -> str:
     return json.dumps({"kernel": kernel, "managed_irqs": managed_irqs, "online": online}, indent=1)
 
 
+def state_file(path: str, text: str, damage) -> dict:
+    """A JSON object the simulator keeps in its tree, checked by `damage` (object -> (key, why) or None):
+    SimTreeError `FILE:LINE: what` for bad JSON or a value of the wrong kind, not a traceback later."""
+    try:
+        data = jsonfile.loads(path, text)
+    except jsonfile.JsonError as err:
+        raise SimTreeError(str(err)) from None
+    found = damage(data) if isinstance(data, dict) else ((), "expected a JSON object")
+    if found:
+        keys, why = found
+        named = brief_text(".".join(keys)) + ": " if keys else ""
+        raise SimTreeError(f"{path}:{jsonfile.key_line(text, *keys)}: {named}{why}")
+    return data
+
+
+def read_state(host: Host, path: str, damage) -> dict | None:
+    """The state file at `path` (state_file), None when it is missing or unreadable; its raw text, so that lines
+    count from the file's first."""
+    try:
+        text = host.read(path)
+    except (OSError, PathEscape):
+        return None
+    return state_file(path, text, damage)
+
+
+def whole(value: object) -> bool:
+    """A count or setting: an int (not a bool) from 0 to 2**64-1."""
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_COUNT
+
+
+def numbers_damage(table: object, keys: tuple[str, ...]) -> tuple[tuple[str, ...], str] | None:
+    """(keys, why) when `table` is not an object of whole numbers."""
+    if not isinstance(table, dict):
+        return keys, f"expected an object of whole numbers, got {brief(table)}"
+    for key, value in table.items():
+        if not whole(value):
+            return (*keys, key), f"expected a whole number, got {brief(value)}"
+    return None
+
+
+def _rules_damage(rules: dict) -> tuple[tuple[str, ...], str] | None:
+    if not isinstance(rules.get("kernel", ""), str):
+        return ("kernel",), f"expected a version string, got {brief(rules['kernel'])}"
+    for key in ("managed_irqs", "online"):
+        value = rules.get(key, [])
+        if not (isinstance(value, list) and all(whole(v) for v in value)):
+            return (key,), f"expected a list of whole numbers, got {brief(value)}"
+    return None
+
+
 @dataclass
 class SimulatedKernel(Host):
     rules: dict = field(default_factory=dict)
@@ -49,11 +104,14 @@ class SimulatedKernel(Host):
         """The simulated kernel of a root the simulator made, or None for any other root."""
         if root == "/":
             return None
+        path = os.path.join(root, RULES_FILE)
         try:
-            text = read_regular(os.path.join(root, RULES_FILE), "simulator rules")
-        except OSError:  # none (any other root), or not a regular file: a plain host
+            text = read_regular(path, "simulator rules").decode("utf-8")
+        except FileNotFoundError:  # any other root: a plain host
             return None
-        return cls(root, rules=json.loads(text))
+        except (OSError, ValueError) as err:  # not a regular file, too big, not text: refused, not followed
+            raise SimTreeError(f"{path}: unreadable ({err})") from None
+        return cls(root, rules=state_file(path, text, _rules_damage))
 
     def ethtool(self):
         """The simulated driver's ethtool (each NIC's state file in the tree)."""

@@ -15,17 +15,18 @@ of a whole event is carried to the next part, so small rates still count.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from ..model.queue import Napi, QueueResult, nic_queue
-from ..parse.common import parse_cpulist
+from ..parse.common import parse_count, parse_cpulist
 from .adaptive import AdaptiveQueue
+from .ethtool import state_damage
 from .interference import Work, extra_wait, nic_work, nvme_work
-from .kernel import RULES_FILE, rules_text
+from .kernel import RULES_FILE, SimTreeError, rules_text, state_file
+from .netdev import napis_damage
 from .nvme import MEDIA, Media, nvme_queue
 from .scenario import OPEN_LOOP_DEPTH, LoadSpec, NicSpec, NvmeSpec, PhaseSpec, Scenario
 from .tree import IRQ_BASE, NAPI_ID_BASE, KernelCounters, SimIrq, Tree
@@ -146,22 +147,23 @@ class SimMachine:
             cpu = self._effective[entry.irq] = online[0] if online else self.cpus[0]
         return cpu
 
-    def _json(self, rel: str) -> dict:
+    def _json(self, rel: str, damage) -> dict:
+        text = self.tree.read(rel)
         try:
-            return json.loads(self.tree.read(rel) or "{}")
-        except ValueError:  # a state file broken by hand: the device runs on its scenario defaults
+            return state_file(rel, text, damage) if text else {}
+        except SimTreeError:  # a state file broken by hand: the device runs on its scenario defaults
             return {}
 
     def nic_settings(self, nic: NicSpec) -> NicSettings:
         """rx-usecs (quantised like the device), rx-frames, adaptive-rx, NAPI and net.core settings in force."""
-        coalesce = self._json(f"sys/class/net/{nic.name}/irqtune-sim/ethtool.json").get("coalesce", {})
+        coalesce = self._json(f"sys/class/net/{nic.name}/irqtune-sim/ethtool.json", state_damage).get("coalesce", {})
         quantum = max(nic.usecs_quantum, 1)
         usecs = round(coalesce.get("rx_usecs", nic.rx_usecs) / quantum) * quantum
-        napis = self._json(f"sys/class/net/{nic.name}/irqtune-sim/napi.json")
+        napis = self._json(f"sys/class/net/{nic.name}/irqtune-sim/napi.json", napis_damage)
         sysctl = {}
         for name in ("netdev_budget", "netdev_budget_usecs", "busy_read"):
             text = (self.tree.read(f"proc/sys/net/core/{name}") or "").strip()
-            sysctl[name] = int(text) if text.isdigit() else 0
+            sysctl[name] = parse_count(text) or 0
         return NicSettings(usecs, coalesce.get("rx_max_frames", nic.rx_frames), bool(coalesce.get("use_adaptive_rx")),
                            {v["irq"]: v for v in napis.values()}, sysctl)  # fmt: skip
 

@@ -14,7 +14,7 @@ import json
 
 from ..host import Host
 from ..nl.errors import NetlinkRequestError
-from .kernel import kernel_at_least
+from .kernel import SimTreeError, kernel_at_least, numbers_damage, read_state
 
 STATE_FILE = ("irqtune-sim", "napi.json")
 SETTABLE = ("defer_hard_irqs", "gro_flush_timeout", "irq_suspend_timeout", "threaded")  # as nl.netdev names them
@@ -28,6 +28,20 @@ class SimNetdevError(NetlinkRequestError):
 def napi_state(ifindex: int, irq: int) -> dict[str, int]:
     return {"ifindex": ifindex, "irq": irq, "defer_hard_irqs": 0, "gro_flush_timeout": 0, "irq_suspend_timeout": 0,
             "threaded": 0}  # fmt: skip
+
+
+def napis_damage(napis: dict) -> tuple[tuple[str, ...], str] | None:
+    """(keys, why) when a device's napi.json is not NAPI id -> attributes (whole numbers, ifindex and irq)."""
+    for napi_id, values in napis.items():
+        if not (napi_id.isdigit() and napi_id.isascii() and len(napi_id) < 12):
+            return (napi_id,), f"expected a NAPI id, got {napi_id[:80]!r}"
+        found = numbers_damage(values, (napi_id,))
+        if found:
+            return found
+        missing = [key for key in ("ifindex", "irq") if key not in values]
+        if missing:
+            return (napi_id,), f"NAPI {napi_id} has no {missing[0]}"
+    return None
 
 
 def available(host: Host) -> bool:
@@ -47,11 +61,15 @@ class SimNetdev:
         return None
 
     def _devices(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Every device's NAPIs; a damaged file is EIO with its FILE:LINE."""
         out = {}
         for dev in self.host.entries(self.host.sys("class", "net")):
-            text = self.host.text("sys", "class", "net", dev, *STATE_FILE)
-            if text is not None:
-                out[dev] = json.loads(text)
+            try:
+                napis = read_state(self.host, self.host.sys("class", "net", dev, *STATE_FILE), napis_damage)
+            except SimTreeError as err:
+                raise SimNetdevError(str(err), errno.EIO) from None
+            if napis is not None:
+                out[dev] = napis
         return out
 
     def _visible(self, napi_id: str, values: dict[str, int]) -> dict[str, int]:
@@ -85,11 +103,15 @@ class SimNetdev:
         raise SimNetdevError(f"napi {napi_id}: no such NAPI instance", errno.ENOENT)
 
     def set_device(self, dev: str, sysfs_name: str, value: int) -> None:
-        """A write to the device-wide sysfs file: every NAPI of the device takes the value."""
-        text = self.host.text("sys", "class", "net", dev, *STATE_FILE)
-        if text is None:
+        """A write to the device-wide sysfs file: every NAPI of the device takes the value (a damaged state file:
+        the write fails with EIO)."""
+        path = self.host.sys("class", "net", dev, *STATE_FILE)
+        try:
+            napis = read_state(self.host, path, napis_damage)
+        except SimTreeError as err:
+            raise OSError(errno.EIO, str(err), path) from None
+        if napis is None:
             return
-        napis = json.loads(text)
         for values in napis.values():
             values[SYSFS[sysfs_name]] = value
         self._save(dev, napis)

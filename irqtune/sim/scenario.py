@@ -31,7 +31,9 @@
                   prefer_busy_poll); for an NVMe device: iodepth (outstanding per queue), iops (open loop)
 
 Every error names the file, the line and the key: an unknown key, a negative rate, a
-queue or CPU that does not exist, a device name the kernel would refuse (it becomes a path in the tree).
+queue or CPU that does not exist, a device name the kernel would refuse (it becomes a path in the tree), a
+value out of range (`RANGES`; every number finite, every name at most 64 characters, whatever the key:
+tomlfile.build).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ import os
 from dataclasses import dataclass, field, fields
 
 from ..model.coalesce import DRIVER_FLAVOUR, DRIVER_USECS, GOAL_WEIGHT_US
-from ..parse.common import CpuListError, parse_cpulist
+from ..parse.common import CpuListError, brief, brief_text, parse_cpulist
 from ..tomlfile import Locator, TomlError, Where, build, read_toml
 
 FLAVOURS = ("timer-from-first", "timer-restart", "min-gap")
@@ -70,7 +72,7 @@ def resolve(name_or_path: str) -> str:
     shipped = library()
     if name_or_path in shipped:
         return shipped[name_or_path]
-    raise ScenarioError(f"{name_or_path}: no such file, and not a library scenario ({', '.join(shipped)})")
+    raise ScenarioError(f"{brief_text(name_or_path)}: no such file, and not a library scenario ({', '.join(shipped)})")
 
 
 class ScenarioError(TomlError):
@@ -202,6 +204,28 @@ class Scenario:
 
 LOAD_KEYS = {f.name for f in fields(LoadSpec)} - {"device"}
 
+MAX_SECONDS = 86400.0  # simulated time of a scenario (--duration too): a day, a control interval a second
+
+RANGES: dict[tuple[type, str], tuple[float, float]] = {  # beyond these a model divides by zero or never ends
+    (HostSpec, "hz"): (10, 10_000),
+    (NicSpec, "rx_usecs"): (0, 100_000),
+    (NicSpec, "rx_frames"): (0, 65_536),
+    (NicSpec, "usecs_quantum"): (1, 1_000),
+    (NicSpec, "irq_cost_us"): (0, 1_000),
+    (NicSpec, "service_us"): (0.001, 1_000),
+    (PhaseSpec, "seconds"): (0.001, MAX_SECONDS),
+}
+
+
+def _check_ranges(spec: object, where: Where, loc: Locator) -> None:
+    """Every key of `spec` that RANGES bounds, within its bounds (keys without an entry: tomlfile.build's)."""
+    for f in fields(spec):
+        bounds = RANGES.get((type(spec), f.name))
+        value = getattr(spec, f.name)
+        if bounds and not bounds[0] <= value <= bounds[1]:
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            raise loc.error(where, f.name, f"expected {bounds[0]:g} to {bounds[1]:g}, got {shown}")
+
 
 def _phase(data: object, i: int, loc: Locator) -> PhaseSpec:
     """A phase: its own keys, an inline load (`nic =`/`nvme =` + load keys) and [[phase.load]] tables."""
@@ -216,7 +240,7 @@ def _phase(data: object, i: int, loc: Locator) -> PhaseSpec:
     if named:
         device = data[named[0]]
         if not isinstance(device, str):
-            raise loc.error((("phase", i),), named[0], f"expected a device name, got {device!r}")
+            raise loc.error((("phase", i),), named[0], f"expected a device name, got {brief(device)}")
         load = build(LoadSpec, inline, (("phase", i),), loc)
         load.device = device
         phase.loads.append(load)
@@ -236,8 +260,9 @@ def load_scenario(path: str, text: str | None = None) -> Scenario:
     data, loc = read_toml(path, text, ScenarioError, "scenario")
     for key in data:
         if key not in ("host", "nic", "nvme", "phase"):
-            line = loc.line(((key, None),), None) or loc.line(((key, 0),), None)
-            raise ScenarioError(f"{path}:{line}: {key}: unknown table (expected host, nic, nvme, phase)")
+            line = loc.line(((key, None),), None) or loc.line(((key, 0),), None) or 1
+            raise ScenarioError(f"{path}:{line}: {brief_text(key) or repr(key)}: unknown table (expected host, nic, "
+                                "nvme, phase)")  # fmt: skip
     host = build(HostSpec, data.get("host", {}), (("host", None),), loc)
     nics = [build(NicSpec, d, (("nic", i),), loc) for i, d in enumerate(data.get("nic", []))]
     nvmes = [build(NvmeSpec, d, (("nvme", i),), loc) for i, d in enumerate(data.get("nvme", []))]
@@ -272,6 +297,7 @@ def _check(sc: Scenario, loc: Locator) -> None:
     host = (("host", None),)
     if sc.host.cpus < 1 or sc.host.cpus > 4096:
         raise loc.error(host, "cpus", f"expected 1..4096 CPUs, got {sc.host.cpus}")
+    _check_ranges(sc.host, host, loc)
     try:
         nodes = sc.node_cpus()
     except CpuListError as err:
@@ -286,7 +312,7 @@ def _check(sc: Scenario, loc: Locator) -> None:
     for i, nic in enumerate(sc.nics):
         where = (("nic", i),)
         if not nic.name or nic.name in names:
-            raise loc.error(where, "name", f"expected a unique device name, got {nic.name!r}")
+            raise loc.error(where, "name", f"expected a unique device name, got {brief(nic.name)}")
         names.add(nic.name)
         if nic.node not in nodes:
             raise loc.error(where, "node", f"NUMA node {nic.node} does not exist")
@@ -308,10 +334,11 @@ def _check(sc: Scenario, loc: Locator) -> None:
             raise loc.error(where, "service_us", "a packet needs some CPU: expected a positive time")
         if nic.driver and nic.driver not in DRIVERS:
             raise loc.error(where, "driver", f"unknown driver {nic.driver!r} (expected one of {', '.join(DRIVERS)})")
+        _check_ranges(nic, where, loc)
     for i, nvme in enumerate(sc.nvmes):
         where = (("nvme", i),)
         if not nvme.name or nvme.name in names:
-            raise loc.error(where, "name", f"expected a unique device name, got {nvme.name!r}")
+            raise loc.error(where, "name", f"expected a unique device name, got {brief(nvme.name)}")
         names.add(nvme.name)
         if nvme.node not in nodes:
             raise loc.error(where, "node", f"NUMA node {nvme.node} does not exist")
@@ -327,6 +354,7 @@ def _check(sc: Scenario, loc: Locator) -> None:
         where = (("phase", i),)
         if phase.seconds <= 0:
             raise loc.error(where, "seconds", "a phase needs a positive duration")
+        _check_ranges(phase, where, loc)
         _check_cpus(loc, where, "tlb_cpus", _cpulist(loc, where, "tlb_cpus", phase.tlb_cpus), sc.host.cpus)
         if phase.tlb_shootdowns and not phase.tlb_cpus:
             raise loc.error(where, "tlb_shootdowns", "needs tlb_cpus, the CPUs the churning process runs on")
@@ -338,6 +366,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
         inline = 1 if phase.inline_load else 0
         for j, load in enumerate(phase.loads):
             _check_load(sc, load, where if j < inline else (*where, ("load", j - inline)), loc)
+    if sc.seconds > MAX_SECONDS:
+        raise loc.error((("phase", 0),), "seconds", f"the phases last {sc.seconds:,.0f} s: at most {MAX_SECONDS:,.0f}")
 
 
 def _check_smt(sc: Scenario, nodes: dict[int, list[int]], loc: Locator) -> None:
@@ -359,7 +389,7 @@ def _check_load(sc: Scenario, load: LoadSpec, where: Where, loc: Locator) -> Non
     nics, nvmes = {n.name: n for n in sc.nics}, {n.name: n for n in sc.nvmes}
     key = "device" if where[-1][0] == "load" else ("nvme" if load.device in nvmes else "nic")
     if load.device not in nics and load.device not in nvmes:
-        raise loc.error(where, key, f"no [[nic]] or [[nvme]] named {load.device!r}")
+        raise loc.error(where, key, f"no [[nic]] or [[nvme]] named {brief(load.device)}")
     if load.arrivals not in ARRIVALS:
         raise loc.error(where, "arrivals", f"expected one of {', '.join(ARRIVALS)}")
     if load.device in nics:
@@ -379,6 +409,7 @@ def _check_load(sc: Scenario, load: LoadSpec, where: Where, loc: Locator) -> Non
                 raise loc.error(where, name, f"{load.device} is an NVMe device: use iodepth or iops")
         if load.iodepth < 1 and load.iops <= 0:
             raise loc.error(where, "iodepth", "an NVMe load needs iodepth >= 1 or iops > 0")
+    _check_ranges(load, where, loc)
 
 
 def _cpulist(loc: Locator, where: Where, key: str, text: str) -> list[int]:

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import fakehost
 import pytest
 from conftest import cli
+
+from irqtune.act.journal import Journal, JournalError
 
 
 @pytest.fixture
@@ -159,3 +162,78 @@ def test_writes_never_create_files(root, tmp_path):
     host = Host(str(root))
     with pytest.raises(FileNotFoundError):
         host.write(os.path.join(host.proc("irq", "100"), "new_file"), "1")
+
+
+JOURNAL = {
+    "schema": 1,
+    "entries": {
+        "irq/5/affinity": {"boot_id": "b", "context": {}, "first_changed": 1.5, "last_changed": 2.0,
+                           "original": "0-3", "pending": False, "written": "2"},
+    },
+}  # fmt: skip
+# json.dump(indent=1, sort_keys=True): schema line 1 "{", 2 "entries", 3 the knob, 4 boot_id, 5 context,
+# 6 first_changed, 7 last_changed, 8 original
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "message"),
+    [
+        ('"first_changed": 1.5', '"first_changed": 1' + "0" * 400, ":6: ", "is damaged: expected a time in seconds"),
+        ('"last_changed": 2.0', '"last_changed": 1' + "0" * 5000, ":7: ", "a number of thousands of digits"),
+        ('"context": {}', '"context": ' + "[" * 5000 + "]" * 5000, ":5: ", "nested too deeply"),
+        ('"first_changed": 1.5', '"first_changed": NaN', ":6: ", "NaN is not a finite number"),
+        ('"last_changed": 2.0', '"last_changed": 1e400', ":7: ", "1e400 is not a finite number"),
+        ('"boot_id": "b"', '"boot_id": ' + "[" * 500 + "]" * 500, ":4: ", "is damaged: expected a string"),
+        ('"original": "0-3"', '"original": 5', ":8: ", "is damaged: expected a string, got 5"),
+        ('"schema": 1', "schema: 1", ":", "unreadable journal (Expecting property name"),
+    ],
+)
+def test_a_damaged_journal_is_one_located_line(tmp_path, old, new, where, message):
+    """Issue 16.8: OverflowError (400 digits), RecursionError (nested 5,000 deep), a line-less ValueError
+    (5,000 digits) and NaN taken as a time; now each is a JournalError `FILE:LINE: what` at the right line."""
+    text = json.dumps(JOURNAL, indent=1, sort_keys=True)
+    assert old in text
+    (tmp_path / "journal.json").write_text(text.replace(old, new, 1))
+    with pytest.raises(JournalError) as caught:
+        Journal.open(str(tmp_path), "b")
+    assert str(caught.value).startswith(f"{tmp_path / 'journal.json'}{where}") and message in str(caught.value)
+    assert len(str(caught.value)) < 300
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('{"schema": 1,\n"changes": ' + "[" * 5000 + "]" * 5000 + "}", "p.json:2: not a readable JSON plan (arrays"),
+        ('{"schema": 1, "changes": [],\n"notes": [' + "[" * 900 + "]" * 900 + "]}", None),
+        ('{"schema": 1, "changes": [],\n"notes": [1' + "0" * 5000 + "]}", "p.json:2: not a readable JSON plan (a num"),
+    ],
+)
+def test_saved_plans_nested_deep_or_of_huge_numbers_are_located(root, tmp_path, body, message):
+    """Issue 16.8: RecursionError and a line-less ValueError from a saved plan; a note nested 900 deep (below
+    the parser's limit) is quoted briefly, not str()'d at full depth."""
+    plan = tmp_path / "p.json"
+    plan.write_text(body)
+    code, out, err = cli("apply", "--plan", str(plan), root=root, state=tmp_path / "s")
+    if message is None:
+        assert code == 0 and "note: [[[[...]]]]" in out
+    else:
+        assert code == 1 and f"{plan}".replace("p.json", "") + message in err, err
+
+
+def test_a_learned_managed_irq_of_5000_digits_is_ignored(root, tmp_path):
+    """Issue 16.8: int() of a 5,000-digit IRQ number in managed-irqs.json raised ValueError in every reader."""
+    state = tmp_path / "s"
+    state.mkdir()
+    boot = (root / "proc" / "sys" / "kernel" / "random" / "boot_id").read_text().strip()
+    (state / "managed-irqs.json").write_text(json.dumps({"boot_id": boot, "irqs": {"1" * 5000: {"actions": []}}}))
+    code, _, err = cli("plan", root=root, state=state)
+    assert code == 0 and "Traceback" not in err
+
+
+def test_journal_lines_end_at_newlines_only(tmp_path):
+    """Issue 16.8: read with universal newlines, a \\r (JSON whitespace) became a line of its own and every
+    FILE:LINE after it was one line off."""
+    text = json.dumps(JOURNAL, indent=1, sort_keys=True).replace("{\n", "{\r", 1)
+    (tmp_path / "journal.json").write_text(text.replace('"first_changed": 1.5', '"first_changed": "x"'))
+    with pytest.raises(JournalError, match=re.escape(f"{tmp_path / 'journal.json'}:5: entry 'irq/5/affinity' is")):
+        Journal.open(str(tmp_path), "b")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 from irqtune.agent.notify import Notifier
 from irqtune.agent.service import Service, ServiceError, load_for_host, lock
 from irqtune.agent.signals import Signals
+from irqtune.config import ConfigError
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import load_scenario
@@ -334,3 +336,83 @@ def test_the_wait_takes_the_agents_sub_samples_when_due(sim, tmp_path):
     burst = service.agent.bursts["eth1"]
     assert [seconds for seconds, _ in burst.parts] == pytest.approx([0.5] * 4)
     assert burst.mean_pps == pytest.approx(1_400_000, rel=0.01) and not burst.bursty
+
+
+def test_sighup_with_a_config_nested_5000_deep_keeps_the_agent_running(sim, tmp_path):
+    """Issue 16.7: a SIGHUP with a table 5,000 deep where a string belongs killed the agent (RecursionError while
+    quoting the value in the message)."""
+    service, script, lines, signals, path, _ = make(sim, tmp_path, "interval = 1.0\n")
+
+    def nest_and_reload() -> None:
+        path.write_text("interval = 1.0\nmode" + ".a" * 5000 + " = 1\n")
+        signals.deliver(signal.SIGHUP)
+
+    script.at[1] = nest_and_reload
+    script.at[3] = lambda: signals.deliver(signal.SIGTERM)
+    service.run()
+    assert service.done == 3 and service.config.mode == "observe"
+    [refused] = [line for line in lines.stderr if line.startswith("irqtune: reload refused")]
+    assert "c.toml:2: mode: expected str, got {'a': {'a': {'a': {...}}}}" in refused
+
+
+def test_a_reload_never_kills_the_running_agent(sim, tmp_path):
+    """Issue 16.7: whatever a reload meets beyond a config error, it is refused and the agent goes on."""
+    service, script, lines, signals, _, _ = make(sim, tmp_path, "interval = 1.0\n")
+    first = service.load
+
+    def load():
+        if service.done:
+            raise MemoryError("a config of 3.5 GB")
+        return first()
+
+    service.load = load
+    script.at[1] = lambda: signals.deliver(signal.SIGHUP)
+    script.at[2] = lambda: signals.deliver(signal.SIGTERM)
+    service.run()
+    assert service.done == 2
+    assert "irqtune: reload refused, keeping the running config: MemoryError: a config of 3.5 GB" in lines.stderr
+
+
+def test_thousands_of_devices_this_host_lacks_are_refused_at_once(sim, tmp_path):
+    """Issue 16.7: each problem was located by scanning the file from the top (3,000 [[device]] tables: about
+    10 s, 20,000: minutes, a reload that starved the agent); the message keeps the first 20."""
+    path = tmp_path / "c.toml"
+    path.write_text("".join(f'[[device]]\nname = "eth{i + 10}"\n' for i in range(3000)))
+    host = SimulatedKernel.for_root(sim.root)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as caught:
+        load_for_host(str(path), None, None, host)
+    assert time.monotonic() - started < 5
+    lines = str(caught.value).splitlines()
+    assert len(lines) == 21 and lines[0].startswith(f"{path}:2: device[0].name: no device 'eth10'")
+    assert lines[-1] == "... and 2980 more"
+
+
+def test_observe_mode_runs_without_a_lock_it_cannot_take(sim, tmp_path):
+    """Issue 16.8: `run --mode observe` as non-root (or on a read-only state dir) died of a PermissionError
+    while taking the lock; observing writes nothing, so it says so once and observes. A reload to tune mode
+    needs the lock and is refused."""
+    service, script, lines, signals, path, _ = make(sim, tmp_path, "interval = 1.0\n")
+    (tmp_path / "file").write_text("")
+    service.state_dir = str(tmp_path / "file" / "state")  # cannot be made: as a directory root owns
+
+    def tune() -> None:
+        path.write_text(TUNE)
+        signals.deliver(signal.SIGHUP)
+
+    script.at[1] = tune
+    script.at[2] = lambda: signals.deliver(signal.SIGTERM)
+    service.run()
+    assert service.done == 2 and service.config.mode == "observe"
+    warned = [line for line in lines.stderr if line.startswith("irqtune: warning: cannot lock ")]
+    assert len(warned) == 1 and "observing without it" in warned[0]
+    [refused] = [line for line in lines.stderr if line.startswith("irqtune: reload refused")]
+    assert "cannot lock" in refused
+
+
+def test_tune_mode_needs_the_lock_and_says_why(sim, tmp_path):
+    service, *_ = make(sim, tmp_path, TUNE)
+    (tmp_path / "file").write_text("")
+    service.state_dir = str(tmp_path / "file" / "state")
+    with pytest.raises(ServiceError, match=r"cannot lock .*/file/state/agent.lock: (Not a directory|File exists)"):
+        service.run()

@@ -164,3 +164,59 @@ def test_a_p99_target_per_device_with_a_top_level_default():
 def test_p99_target_errors_name_the_key_and_line(old, new, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         load_config("c.toml", CONFIG.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        ("dwell = 20", "dwell = 20\nirq_cost_us = nan", "c.toml:12: limits.irq_cost_us: expected a finite number"),
+        ("dwell = 20", "dwell = nan", "c.toml:11: limits.dwell: expected a finite number, got nan"),
+        ("dwell = 20", "dwell = 1e400", "c.toml:11: limits.dwell: expected a finite number, got inf"),
+        ('goal = "balanced"', "goal = 'balanced'\np99_target_us = nan", "c.toml:4: p99_target_us: expected a finite"),
+        ("dwell = 20", "dwell = 20\nservice_us = 0", "c.toml:12: limits.service_us: expected 0.01 to 1000, got 0"),
+        ("dwell = 20", "dwell = 20\nirq_cost_us = 0", "c.toml:12: limits.irq_cost_us: expected 0.01 to 1000, got 0"),
+        ("dwell = 20", "dwell = 20\nirq_cost_us = 1e300", "c.toml:12: limits.irq_cost_us: expected 0.01 to 1000"),
+        ("dwell = 20", "dwell = 1e12", "c.toml:11: limits.dwell: expected 0 to 86400, got 1e+12"),
+        ("max_changes = 4", "max_changes = 1" + "0" * 400, "c.toml:10: limits.max_changes: expected a 64-bit integer"),
+        ("dwell = 20", "dwell = 1" + "0" * 400, "c.toml:11: limits.dwell: expected a 64-bit integer"),
+    ],
+)
+def test_every_number_is_finite_and_in_range(old, new, message):
+    """Issue 16.5: nan sent the model into an endless loop and disabled the dwell; 0 divided by zero; a
+    400-digit integer overflowed float()."""
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_config("c.toml", CONFIG.replace(old, new, 1))
+
+
+@pytest.mark.parametrize(
+    ("new", "line", "key"),
+    [
+        ("mode" + ".a" * 1500 + " = 1", 1, "mode"),  # a table 1,500 deep where a string belongs
+        ("mode = 'tune'\n\n" + "x = " + "[1," * 5000 + "]" * 5000, 3, None),  # an array 5,000 deep
+        ("mode = 'tune'\n[bounds]\n'a'" + ".b" * 1500 + " = 1", 3, "bounds.a"),
+        ("mode = 'tune'\n[[device]]\nname" + ".b" * 1500 + " = 1", 3, "device[0].name"),
+    ],
+)
+def test_a_config_nested_deep_is_a_located_error(new, line, key):
+    """Issue 16.7/16.8: quoting a value nested 5,000 deep in the message raised RecursionError (a SIGHUP with
+    such a file killed the agent); the line is the one where the nesting is, not line 1."""
+    with pytest.raises(ConfigError) as caught:
+        load_config("c.toml", new)
+    message = str(caught.value)
+    assert message.startswith(f"c.toml:{line}: {key + ':' if key else ''}") and len(message) < 300
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "mode = '" + "x" * 2_000_000 + "'",
+        "'" + "k" * 2_000_000 + "' = 1",
+        "[exporter]\nlisten = '" + "1" * 2_000_000 + "'",
+        "[[device]]\nname = 'eth0'\ngoal = '" + "y" * 2_000_000 + "'",
+    ],
+)
+def test_values_quoted_in_errors_are_cut_short(text):
+    """Issue 16.9: one message echoed a 2 MB value; values and keys are cut to 80 characters with an ellipsis."""
+    with pytest.raises(ConfigError) as caught:
+        load_config("c.toml", text)
+    assert len(str(caught.value)) < 400 and "…" in str(caught.value)

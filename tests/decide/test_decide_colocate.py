@@ -322,3 +322,13 @@ def test_with_isolcpus_an_ordinary_thread_is_not_pinned():
     assert not plan.changes and any("recommend" in n for n in plan.notes)
     pinned = colocate_plan(inv, topo, rules, {"eth0": threads((2,), (2,))})
     assert set(targets(pinned).values()) <= {"2", "3"}  # same core as the pinned threads
+
+
+def test_a_status_file_is_split_at_newlines_only(tmp_path: Path):
+    """Issue 16.8: str.splitlines() also breaks at \\x1c (and \\f, \\v, U+2028): a name holding one made a line
+    of its own, and a forged Cpus_allowed_list in it won over the real one."""
+    proc = tmp_path / "proc"
+    fakehost.task(proc, 5, 5, "app", 0, "2-3")
+    (proc / "5" / "task" / "5" / "status").write_text("Name:\tx\x1cCpus_allowed_list:\t7\nCpus_allowed_list:\t2-3\n")
+    [thread] = find_process_threads(Host(str(tmp_path)), "app")
+    assert thread.allowed == (2, 3)

@@ -19,7 +19,21 @@ PACKAGE = REPO / "irqtune"
 LAYERS: dict[str, int] = {
     # 0: base: kernel text and files, the plan value, the models, plain text layout
     **dict.fromkeys(
-        ("irqtune", "parse", "host", "fileio", "nl", "statedir", "tomlfile", "bcc", "plan", "model", "table"), 0
+        (
+            "irqtune",
+            "parse",
+            "host",
+            "fileio",
+            "nl",
+            "statedir",
+            "tomlfile",
+            "jsonfile",
+            "bcc",
+            "plan",
+            "model",
+            "table",
+        ),
+        0,
     ),
     # 1: measure: readings of the host (/proc, /sys, eBPF) and the operator's configuration
     **dict.fromkeys(("measure", "probe", "config"), 1),

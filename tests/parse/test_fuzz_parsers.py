@@ -254,15 +254,22 @@ def test_readers_of_a_fake_tree(files):
 @settings(FUZZ, max_examples=15)
 @given(fake_tree())
 def test_commands_on_a_fake_tree_print_no_traceback(files):
-    """What the user sees: exit 0, 1 or 3, and each problem on stderr as FILE:LINE: message."""
+    """What the user sees: exit 0, 1 or 3, and each problem on stderr as FILE:LINE: message; input status calls
+    malformed (exit 3) is exit 3 for plan and run too, with the same warnings (issue 16.9)."""
     with tempfile.TemporaryDirectory() as tmp:
         write_tree(Path(tmp), files)
-        for args in (("snapshot", "--json"), ("status", "--no-probe", "-i", "0"), ("nvme",), ("get", "irq/5/affinity")):
-            result = cli(*args, root=tmp)
+        codes, warnings = {}, {}
+        for args in (("snapshot", "--json"), ("status", "--no-probe", "-i", "0"), ("nvme",), ("get", "irq/5/affinity"),
+                     ("plan",), ("run", "--passes", "1")):  # fmt: skip
+            result = cli(*args, root=tmp, state=Path(tmp) / "state")
             assert result.exit_code in (0, 1, 3), (args, result.stderr)
-            for line in result.stderr.splitlines():
-                if line.startswith("irqtune: warning: /") and "more problems" not in line:
+            codes[args[0]] = result.exit_code
+            warnings[args[0]] = {line for line in result.stderr.splitlines() if line.startswith("irqtune: warning: /")}
+            for line in warnings[args[0]]:
+                if "more problems" not in line:
                     assert PROBLEM.match(line.removeprefix("irqtune: warning: ")), line
+        if codes["status"] == 3:
+            assert codes["plan"] in (1, 3) and codes["run"] == 3 and warnings["plan"] == warnings["status"], codes
 
 
 @pytest.mark.parametrize("digits", [20, 21, 400, 5000])

@@ -14,6 +14,7 @@ from conftest import cli
 from test_sim_host import SCENARIO
 
 from irqtune.config import ConfigError, load_config
+from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import ScenarioError, load_scenario
 
 EXE = [sys.executable, "-m", "irqtune"]
@@ -86,7 +87,8 @@ def test_simulate_keeps_the_tree_it_was_given(tmp_path):
 def test_simulate_error_after_the_tree_is_made_removes_it(tmp_path):
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    result = run_simulate(tmp, "steady-rx", "--duration", "1s", "-o", str(tmp_path / "no" / "such" / "r.json"))
+    (tmp_path / "r.json").symlink_to(tmp_path / "no" / "such" / "r.json")  # its directory passes the early check
+    result = run_simulate(tmp, "steady-rx", "--duration", "1s", "-o", str(tmp_path / "r.json"))
     assert result.returncode == 1 and "r.json: cannot write" in result.stderr and "Traceback" not in result.stderr
     assert os.listdir(tmp) == []
 
@@ -183,3 +185,70 @@ def test_simulate_never_writes_through_a_link_planted_in_its_tree(tmp_path, plan
     code, _, err = cli("simulate", "steady-rx", "--duration", "1s", "--tree", str(tree))
     assert code == 1 and "refused" in err and "Traceback" not in err, err
     assert sorted(os.listdir(outside)) == ["interrupts"] and (outside / "interrupts").read_text() == "precious\n"
+
+
+ETHTOOL = "sys/class/net/eth1/irqtune-sim/ethtool.json"
+NAPI = "sys/class/net/eth1/irqtune-sim/napi.json"
+
+
+@pytest.mark.parametrize(
+    ("path", "text", "args", "code", "message"),
+    [
+        (".irqtune-sim.json", '{"kernel": 6', ("status", "-i", "0"), 1, ".irqtune-sim.json:1:13: Expecting ',' delim"),
+        (".irqtune-sim.json", "[]", ("status", "-i", "0"), 1, ".irqtune-sim.json:1: expected a JSON object"),
+        (".irqtune-sim.json", '{\n "kernel": 618}', ("status", "-i", "0"), 1, ".json:2: kernel: expected a version"),
+        (".irqtune-sim.json", '{"online": [0, "1"]}', ("status", "-i", "0"), 1, ":1: online: expected a list of"),
+        (ETHTOOL, "[1]", ("get", "net/eth1/coalesce/rx-usecs"), 3, "ethtool.json:1: expected a JSON object"),
+        (
+            ETHTOOL,
+            '{"coalesce": {\n"rx_usecs": "x"}}',
+            ("get", "net/eth1/coalesce/rx-usecs"),
+            3,
+            "ethtool.json:2: coalesce.rx_usecs: expected a whole number, got 'x'",
+        ),
+        (ETHTOOL, '{"coalesce": ', ("set", "net/eth1/coalesce/rx-usecs", "4"), 3, "ethtool.json:1:14: Expecting"),
+        (NAPI, '{"9": 3}', ("get", "napi/eth1/9/defer-hard-irqs"), 3, "napi.json:1: 9: expected an object of whole"),
+    ],
+)
+def test_a_damaged_simulated_tree_is_one_located_line(tmp_path, path, text, args, code, message):
+    """Issue 16.8: a bad .irqtune-sim.json or device state file was a JSONDecodeError or TypeError traceback."""
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
+    file = os.path.join(sim.root, path)
+    with open(file, "w", encoding="utf-8") as f:
+        f.write(text)
+    result = cli(*args, root=sim.root, state=os.path.join(sim.root, "state"))
+    assert result.exit_code == code and message in result.output and "Traceback" not in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--duration", "nans"), "--duration: expected 1ms to 86,400s, got 'nans'"),
+        (("--duration", "1e300s"), "--duration: expected 1ms to 86,400s"),
+        (("--duration", "1e-300s"), "--duration: expected 1ms to 86,400s"),
+        (("--speed", "nan"), "--speed: expected max or a positive number, got 'nan'"),
+        (("-o", "/nonexistent/dir/x.json"), "--output: /nonexistent/dir: no such directory"),
+        (("-o", "/proc/x.json"), "--output: /proc: cannot write there"),
+    ],
+)
+def test_simulate_options_are_checked_before_the_run(tmp_path, args, message):
+    """Issue 16.8: --duration nans raised ValueError and 1e300s ran for ever; -o /nonexistent/dir/x.json failed after
+    the run, not before it."""
+    code, _, err = cli("simulate", "steady-rx", "--tree", str(tmp_path / "t"), *args)
+    assert code == 2 and message in err and not (tmp_path / "t").exists(), err
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (("status", "-i", "nan"), "'-i' / '--interval'"),
+        (("run", "--interval", "nan", "--passes", "1"), "'--interval'"),
+        (("top", "-d", "nan", "-n", "1"), "'-d' / '--delay'"),
+        (("probe", "-d", "nan"), "'-d' / '--duration'"),
+    ],
+)
+def test_nan_is_no_interval(tmp_path, args, option):
+    """Issue 16.5: --interval nan passed click's range check (nan compares false) and a pass never came."""
+    sim = SimMachine(load_scenario("s.toml", SCENARIO), str(tmp_path / "tree"), seed=5)
+    code, _, err = cli(*args, root=sim.root, state=tmp_path / "state")
+    assert code == 2 and f"Invalid value for {option}: nan is not a finite number" in err, err

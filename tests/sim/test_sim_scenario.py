@@ -98,3 +98,55 @@ def test_errors_name_the_key_and_line(old, new, message):
     assert text != MULTI
     with pytest.raises(ScenarioError, match=re.escape(message)):
         load_scenario("m.toml", text)
+
+
+NIC = 'name = "eth0"\nqueues = 2'
+FINITE = "expected a finite number, got"
+NUMBERS = [  # (old, new, message)
+    *[
+        (NIC, f"{NIC}\n{key} = {v}", f"m.toml:9: nic[0].{key}: {FINITE} {v}")
+        for key in ("p99_target_us", "irq_cost_us", "service_us")
+        for v in ("nan", "inf")
+    ],
+    ("queues = 2\n\n[[phase]]", "queues = 2\ncstate_us = nan\n\n[[phase]]", f"m.toml:13: nvme[0].cstate_us: {FINITE}"),
+    *[("rate_pps = 1000", f"rate_pps = {v}", f"m.toml:18: phase[0].rate_pps: {FINITE} {v}") for v in ("nan", "inf")],
+    *[
+        ("clients = 4", f"clients = 4\n{key} = nan", f"m.toml:30: phase[1].load[0].{key}: {FINITE} nan")
+        for key in ("burst_pps", "burst_ms", "burst_every_ms", "think_us")
+    ],
+    ("iodepth = 8", "iops = inf", f"m.toml:33: phase[1].load[1].iops: {FINITE} inf"),
+    ("seconds = 5\ntlb", "seconds = nan\ntlb", f"m.toml:22: phase[1].seconds: {FINITE} nan"),
+    ("seconds = 5\ntlb", "seconds = 1e-300\ntlb", "m.toml:22: phase[1].seconds: expected 0.001 to 86400, got 1e-300"),
+    ("seconds = 5\ntlb", "seconds = 1e300\ntlb", "m.toml:22: phase[1].seconds: expected 0.001 to 86400, got 1e+300"),
+    ("tlb_shootdowns = 100", "tlb_shootdowns = inf", f"m.toml:23: phase[1].tlb_shootdowns: {FINITE} inf"),
+    ("cpus = 8", "cpus = 8\nhz = 0", "m.toml:4: host.hz: expected 10 to 10000, got 0"),
+    (NIC, f"{NIC}\nusecs_quantum = 0", "m.toml:9: nic[0].usecs_quantum: expected 1 to 1000, got 0"),
+    (NIC, f"{NIC}\nrx_usecs = 9223372036854775807", "m.toml:9: nic[0].rx_usecs: expected 0 to 100000"),
+    (NIC, f"{NIC}\nirq_cost_us = 1e300", "m.toml:9: nic[0].irq_cost_us: expected 0 to 1000, got 1e+300"),
+    ('name = "one"', f'name = "{"x" * 5000}"', "m.toml:15: phase[0].name: expected at most 64 characters"),
+    ('name = "one"', "name = 1" + "0" * 400, "m.toml:15: phase[0].name: expected str, got 10000"),
+    ("rate_pps = 1000", "rate_pps = 1" + "0" * 400, "m.toml:18: phase[0].rate_pps: expected a 64-bit integer"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "message"), NUMBERS)
+def test_every_number_is_finite_and_in_range(old, new, message):
+    """Issue 16.8: nan/inf rates and durations, hz = 0, seconds = 1e-300, a 5,000-character name: each a located
+    error, not a traceback, a division by zero or a run that never ends."""
+    text = MULTI.replace(old, new, 1)
+    assert text != MULTI
+    with pytest.raises(ScenarioError, match=re.escape(message)):
+        load_scenario("m.toml", text)
+
+
+def test_phases_last_at_most_a_day():
+    text = MULTI.replace("seconds = 5", "seconds = 80000")
+    with pytest.raises(ScenarioError, match=re.escape("m.toml:16: phase[0].seconds: the phases last 160,000 s")):
+        load_scenario("m.toml", text)
+
+
+def test_a_value_nested_deep_is_a_located_error():
+    """Issue 16.8: quoting a table 1,500 deep in the message raised RecursionError."""
+    text = MULTI.replace('nic = "eth0"', "nic" + ".a" * 1500 + " = 1", 1)
+    with pytest.raises(ScenarioError, match=re.escape("m.toml:17: phase[0].nic: expected a device name, got {'a'")):
+        load_scenario("m.toml", text)
