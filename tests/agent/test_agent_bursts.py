@@ -57,8 +57,8 @@ def _run(tmp_path, samples: int):
 
 @pytest.mark.slow
 def test_sub_samples_see_the_bursts_and_the_choice_holds_the_p99_target_in_them(tmp_path):
-    """A read each 200 ms: the agent sees 1 Mpps in the bursts against a 360 kpps mean; it moves once, to a
-    setting whose p99 at the burst rate is within the 25 µs target, and the simulated p99 of the held phase (the
+    """A read each 200 ms: the agent sees 1 Mpps in the bursts against a 360 kpps mean; it moves (once, or once more
+    when its windows refine the model) to a setting whose p99 at the burst rate is within the 25 µs target, and the simulated p99 of the held phase (the
     bursts' packets more than half of it) is within it. With one read an interval the agent sees the mean only
     and takes deferral, whose p99 is within the target at the mean and over it (30 µs) in the bursts."""
     agent, results, trace, changes = _run(tmp_path, samples=25)
@@ -70,7 +70,9 @@ def test_sub_samples_see_the_bursts_and_the_choice_holds_the_p99_target_in_them(
     held = {i.settings["eth0"] for i in trace if i.phase == "held"}
     assert len(held) == 1, held  # settled: no toggling
     moves = [c for c in changes if "/coalesce/" in c or "napi-defer" in c or "gro-flush" in c]
-    assert moves and all(c.startswith("t=5s") for c in moves), moves  # one move, after the first window
+    assert moves and moves[0].startswith("t=5s"), moves  # the first move after the first window, and no toggling:
+    times = {c.split(" ", 1)[0] for c in moves}  # at most one correction once the model has the device's windows
+    assert len(times) <= 2, moves
     assert "bursts of 1,000,000 pkt/s 20% of the time" in moves[0]
     burst = agent.bursts["eth0"]
     assert burst.bursty and burst.peak_pps == pytest.approx(BURST, rel=0.02)
