@@ -449,10 +449,13 @@ def _ties(s: Moderation) -> tuple[int, ...]:
 
 def _worth(now: Score, win: Score, target: float, met: bool) -> bool:
     """Whether moving from `now` to `win` pays: out of the target to within it always; else by more than
-    HYSTERESIS, in J (or, where no candidate meets the target, in p99)."""
+    HYSTERESIS, in J (or, where no candidate meets the target, in p99). From overloaded to overloaded pays
+    nothing: on a CPU-bound queue every candidate is, and rewriting the knobs there only churns them."""
     if met and not _within(now, target):
         return True
     old, new = (now.cost, win.cost) if met else (now.p99, win.p99)
+    if not math.isfinite(new):
+        return False
     return not math.isfinite(old) or old - new > HYSTERESIS * old
 
 

@@ -23,15 +23,16 @@ class SimEthtoolError(NetlinkRequestError):
     """What the simulated driver refuses, as the kernel's ethtool netlink would."""
 
 
-def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int = 1) -> dict:
-    """`usecs_quantum` > 1: the device keeps rx-usecs in steps of it and reports the rounded value (ENA-like)."""
+def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int = 1, max_channels: int = 0) -> dict:
+    """`usecs_quantum` > 1: the device keeps rx-usecs in steps of it and reports the rounded value (ENA-like);
+    `max_channels`: the driver's channel maximum (0: `queues`), which the agent's advice reads."""
     return {
         "rx_usecs_quantum": usecs_quantum,
         "coalesce": {"rx_usecs": rx_usecs, "rx_max_frames": rx_frames, "tx_usecs": 16, "tx_max_frames": 32,
                      "use_adaptive_rx": 0, "use_adaptive_tx": 0},
         "coalesce_max": {"rx_usecs": 8192, "rx_max_frames": 4096, "tx_usecs": 8192, "tx_max_frames": 4096,
                          "use_adaptive_rx": 1, "use_adaptive_tx": 1},
-        "channels": {"combined_max": queues, "combined_count": queues},
+        "channels": {"combined_max": max_channels or queues, "combined_count": queues},
     }  # fmt: skip
 
 

@@ -116,6 +116,7 @@ class SimMachine:
         self._carry: dict[tuple, float] = {}  # counter -> the fraction of an event it has not shown yet (`_whole`)
         self._keep = False  # this step is a part of an interval: fractions carry over
         self._online, self._effective = set(self.cpus), {}
+        self._managed = self._allocate_managed()
         self._busy = [0.0] * len(self.cpus)  # each CPU's busy share in the step before (SMT contention)
         self._busy_now = [0.0] * len(self.cpus)  # ... and in the step being taken, once it is
         self.tree.static(self)
@@ -134,8 +135,24 @@ class SimMachine:
             groups[i * len(groups) // len(self.cpus)].append(cpu)
         return groups
 
+    def _allocate_managed(self) -> dict[int, int]:
+        """Managed IRQ -> the CPU of its group with the fewest managed IRQs so far, in probe order (x86's vector
+        matrix, kernel/irq/matrix.c matrix_find_best_cpu_managed): two drives' queue i share a group, not a CPU."""
+        taken: dict[int, int] = {}
+        out = {}
+        for nvme in self.sc.nvmes:
+            for q, group in enumerate(self.nvme_spread(nvme)):
+                entry = next(e for e in self.irqs if e.device == nvme.name and e.queue == q + 1)
+                cpu = min(group, key=lambda c: (taken.get(c, 0), c))
+                taken[cpu] = taken.get(cpu, 0) + 1
+                out[entry.irq] = cpu
+        return out
+
     def effective_cpu(self, entry: SimIrq) -> int:
-        """The kernel delivers to one CPU of the requested set: the first online one (read once per step)."""
+        """The kernel delivers to one CPU of the requested set: a managed IRQ to the one allocated at probe while it
+        is online, any other to the first online one (read once per step)."""
+        if self._managed.get(entry.irq) in self._online:
+            return self._managed[entry.irq]
         cpu = self._effective.get(entry.irq)
         if cpu is None:
             text = self.tree.read(f"proc/irq/{entry.irq}/smp_affinity_list") or ""

@@ -5,8 +5,10 @@
                   each other's packets, sim/machine.py SMT_CONTENTION), irq_sink (CPU list: the agent's
                   config [cpus] irq_sink, where its storm guard sends a storming device)
     [[nic]]       name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
-                  rx_usecs, rx_frames, usecs_quantum, timer_scale (the device's real µs per rx-usecs
-                  unit, hidden from the driver), adaptive_rx (bool), adaptive (dim | aim),
+                  rx_usecs, rx_frames, usecs_quantum, max_channels (the driver's channel maximum, as
+                  `ethtool -l` shows it; 0 = queues: a NIC run on fewer channels than it has),
+                  timer_scale (the device's real µs per rx-usecs unit, hidden from the driver),
+                  adaptive_rx (bool), adaptive (dim | aim),
                   ring, napi (false: interrupt per packet), cpus (initial IRQ affinity, queues
                   round-robin), critical (the agent's config keeps it on those CPUs with a latency
                   goal), goal (the operator's: latency | balanced | throughput | efficiency; the agent's
@@ -108,6 +110,8 @@ class NicSpec:
     adaptive_rx: bool = False  # the driver's default; which algorithm runs is `adaptive`
     adaptive: str = ""  # "" = the flavour's usual one: aim for min-gap (Intel), dim otherwise
     ring: int = 1024
+    max_channels: int = 0  # the driver's channel maximum (ethtool -l); 0 = queues. A count written is kept, not
+    # modelled: the simulated NIC keeps `queues`
     napi: bool = True  # false: the pre-NAPI path, one interrupt per packet (receive livelock, docs/physics.md §3.2)
     cpus: str = ""  # where the driver points its queue IRQs at start, one CPU each in turn ("" = every CPU)
     critical: bool = False  # feeds the latency-critical work on `cpus`: the operator's agent config pins it there
@@ -321,6 +325,9 @@ def _check(sc: Scenario, loc: Locator) -> None:
                 raise loc.error(where, key, f"expected one of {', '.join(a for a in allowed if a)}")
         if not 1 <= nic.queues <= 1024:
             raise loc.error(where, "queues", f"expected 1..1024 queues, got {nic.queues}")
+        if nic.max_channels and not nic.queues <= nic.max_channels <= 1024:
+            raise loc.error(where, "max_channels", f"expected {nic.queues}..1024 (at least its queues), got "
+                            f"{nic.max_channels}")  # fmt: skip
         if not 64 <= nic.ring <= 65536:
             raise loc.error(where, "ring", f"expected 64..65536 descriptors, got {nic.ring}")
         _check_cpus(loc, where, "cpus", _cpulist(loc, where, "cpus", nic.cpus), sc.host.cpus)

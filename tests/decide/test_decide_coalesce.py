@@ -61,3 +61,15 @@ def test_driver_semantics_of_rx_usecs():
 
     assert driver_flavour("ice") == driver_flavour("igb") == "min-gap"  # Intel ITR: a minimum gap
     assert driver_flavour("mlx5_core") == driver_flavour(None) == driver_flavour("weird\x1b") == "timer-from-first"
+
+
+def test_an_overloaded_queue_keeps_its_setting_when_every_candidate_is_overloaded_too():
+    """1 Mpps at 1 µs per packet on one queue: no setting brings it below saturation (every prediction is
+    infinite), so nothing is worth writing; before, a current setting predicted infinite made any move worth it
+    and rx-usecs 0 / rx-frames 1 was written for nothing. Out of overload it still moves."""
+    from irqtune.decide.moderation import Moderation, choose
+
+    assert choose(1_000_000, Moderation(8, 32), "balanced", 1.0, 1.5) is None
+    assert choose(1_000_000, Moderation(8, 32), "balanced", 1.0, 1.5, p99_target_us=30) is None
+    below = choose(900_000, Moderation(8, 32), "balanced", 1.0, 1.5)
+    assert below is not None and math.isfinite(below.predicted_latency_us)

@@ -152,6 +152,20 @@ def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kern
     assert code == 0, err
 
 
+def test_two_drives_managed_queues_share_a_group_but_not_a_cpu(tmp_path):
+    """The kernel spreads each drive's queues over the same CPU groups; x86's vector matrix delivers each managed
+    IRQ to the CPU of its group with the fewest managed IRQs, so the second drive's queue i lands on the group's
+    other CPU (before, both on its first: four CPUs took every completion while four idled)."""
+    text = SCENARIO.replace("[[phase]]", '[[nvme]]\nname = "nvme1"\nqueues = 4\n\n[[phase]]')
+    sim = SimMachine(load_scenario("s.toml", text), str(tmp_path / "tree"))
+    for q, group in enumerate([[0, 1], [2, 3], [4, 5], [6, 7]], start=1):
+        cpus = [sim.effective_cpu(e) for e in sim.irqs if e.queue == q and e.device.startswith("nvme")]
+        assert cpus == group
+        irq = next(e.irq for e in sim.irqs if e.device == "nvme1" and e.queue == q)
+        assert sim.tree.read(f"proc/irq/{irq}/effective_affinity_list") == f"{group[1]}\n"
+        assert sim.tree.read(f"proc/irq/{irq}/smp_affinity_list") == f"{group[0]}-{group[1]}\n"
+
+
 def test_overload_drops_what_the_cpus_cannot_process_and_spreading_helps(tmp_path):
     scenario = load_scenario(library()["receive-overload"])
     sim = SimMachine(scenario, str(tmp_path / "tree"))

@@ -1,5 +1,6 @@
-"""Scenario keys for the host's SMT, the operator's irq_sink, a NIC's driver and deferral, an NVMe device's
-service time and goal: validated with the file, line and key, and shown to the agent as a real host shows them."""
+"""Scenario keys for the host's SMT, the operator's irq_sink, a NIC's driver, deferral and channel maximum, an
+NVMe device's service time and goal: validated with the file, line and key, and shown to the agent as a real host
+shows them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 
 from irqtune.host import Host
 from irqtune.measure.topology import read_topology
+from irqtune.sim.ethtool import SimEthtool
 from irqtune.sim.machine import SMT_CONTENTION, SimMachine
 from irqtune.sim.policy import Irqtune
 from irqtune.sim.run import run_scenario
@@ -61,6 +63,7 @@ iodepth = 1
         ('irq_sink = "0"', 'irq_sink = "0-"', "s.toml:5: host.irq_sink:"),
         ('driver = "ixgbe"', 'driver = "mlx9"', "s.toml:11: nic[0].driver: unknown driver 'mlx9' (expected one of"),
         ("deferral = false", 'deferral = "no"', "s.toml:13: nic[0].deferral: expected bool"),
+        ("deferral = false", "max_channels = 1", "s.toml:13: nic[0].max_channels: expected 2..1024 (at least its"),
         ("service_us = 20", "service_us = -1", "s.toml:19: nvme[0].service_us: must not be negative"),
         ('goal = "latency"', 'goal = "speed"', "s.toml:20: nvme[0].goal: expected one of latency, balanced"),
         ('tlb_task = "java"', 'tlb_task = ""', "s.toml:25: phase[0].tlb_task: expected a process name of 1 to 15"),
@@ -92,6 +95,16 @@ def test_the_tree_reports_the_declared_driver_whatever_the_flavour(sim, tmp_path
     assert os.path.basename(link) == "ixgbe"
     plain = SimMachine(load_scenario("p.toml", SCENARIO.replace('driver = "ixgbe"\n', "")), str(tmp_path / "p"))
     assert os.path.basename(os.readlink(os.path.join(plain.root, "sys/class/net/eth0/device/driver"))) == "mlx5_core"
+
+
+def test_a_nic_run_on_fewer_channels_than_its_driver_allows_shows_the_maximum(sim, tmp_path):
+    """`max_channels`: ethtool -l's pre-set maximum, what the agent's CPU-bound advice reads; 0 = its queues."""
+    wide = SimMachine(load_scenario("w.toml", SCENARIO.replace("deferral = false", "max_channels = 8")),
+                      str(tmp_path / "w"))  # fmt: skip
+    with SimEthtool(Host(wide.root)) as client:
+        assert client.get_channels("eth0") == {"combined_max": 8, "combined_count": 2}
+    with SimEthtool(Host(sim.root)) as client:
+        assert client.get_channels("eth0") == {"combined_max": 2, "combined_count": 2}
 
 
 def test_busy_smt_siblings_slow_each_others_packets(sim):
