@@ -58,9 +58,10 @@ def _run(tmp_path, samples: int):
 @pytest.mark.slow
 def test_sub_samples_see_the_bursts_and_the_choice_holds_the_p99_target_in_them(tmp_path):
     """A read each 200 ms: the agent sees 1 Mpps in the bursts against a 360 kpps mean; it moves (once, or once more
-    when its windows refine the model) to a setting whose p99 at the burst rate is within the 25 µs target, and the simulated p99 of the held phase (the
-    bursts' packets more than half of it) is within it. With one read an interval the agent sees the mean only
-    and takes deferral, whose p99 is within the target at the mean and over it (30 µs) in the bursts."""
+    when its windows refine the model) to a setting whose p99 at the burst rate is within the 25 µs target, and
+    the simulated p99 of the held phase (the bursts' packets more than half of it) is within it. With one read an
+    interval the agent sees the mean only and takes deferral, whose p99 is within the target at the mean and over
+    it (30 µs) in the bursts."""
     agent, results, trace, changes = _run(tmp_path, samples=25)
     settings = results[-1].settings["eth0"]
     chosen = Moderation(settings["rx_usecs"], settings["rx_frames"], settings["defer_hard_irqs"],
