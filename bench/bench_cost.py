@@ -55,6 +55,8 @@ IRQTUNE = [str(Path(sys.executable).with_name("irqtune"))]
 NODE_COLLECTORS = ["--collector.disable-defaults", "--collector.interrupts", "--collector.softnet",
                    "--collector.stat", "--collector.netdev"]  # fmt: skip
 ROOT = os.geteuid() == 0
+# irqtune as installed: its bytecode cached (pip compiles it at install; here the first run writes it)
+CACHED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 ROWS = ("agent", "startup", "status", "probe", "exporter", "parse", "probecost", "sim")
 
 
@@ -196,7 +198,8 @@ def agent_processes(args, work: Path) -> None:
         state = work / f"state-{interval:g}"
         procs[f"agent@{interval:g}"] = subprocess.Popen(
             [*IRQTUNE, "--state-dir", str(state), "run", "--config", str(config), "--mode", "observe",
-             "--interval", f"{interval:g}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+             "--interval", f"{interval:g}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=CACHED)  # fmt: skip
     if binary and ROOT:
         for interval in (1, 10):
             procs[f"irqbalance@{interval}"] = start_irqbalance(binary, interval)
@@ -274,10 +277,6 @@ def big_tree(work: Path) -> Path:
 
 
 # -- start-up -------------------------------------------------------------------------
-
-
-# as installed: the bytecode cached (pip compiles it at install; the first run here writes it)
-CACHED = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
 def wall(argv: list[str]) -> float:
@@ -378,7 +377,7 @@ def per_scrape(proc: subprocess.Popen, port: int, scrapes: int) -> tuple[float, 
 def exporter_on(label: str, root: str, scrapes: int, node: str | None) -> None:
     port = free_port()
     ours = subprocess.Popen([*IRQTUNE, "--root", root, "export", "--listen", f"127.0.0.1:{port}"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=CACHED)  # fmt: skip
     theirs = None
     try:
         if not wait_up(port, ours):
