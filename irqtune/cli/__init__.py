@@ -117,8 +117,8 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
 @click.option(
     "--probe/--no-probe", default=None,
     help="Also run the hardirq, ipi, tlb, block and timer eBPF probes over the window (handler latency, IPI and TLB "
-    "sources, block completion latency for NVMe advice, who keeps a nohz_full tick). Default: when they can run "
-    "(root, bcc, --root /).",
+    "sources, block completion latency for NVMe advice, who keeps a nohz_full tick). Needs root, bcc and --root /. "
+    "Off unless asked for: bcc compiles them for a few seconds before the window starts.",
 )  # fmt: skip
 @click.pass_obj
 def status(obj: Ctx, interval: float, top: int, show_all: bool, as_json: bool, color: str, probe: bool | None) -> None:
