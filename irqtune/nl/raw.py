@@ -73,7 +73,10 @@ def error_of(payload: bytes, flags: int) -> tuple[int, str]:
 
 
 class GenericGet:
-    """Generic netlink GET requests, one reply each; the family's id resolved once per socket."""
+    """Generic netlink GET requests, one reply each. A family's id is resolved once per process: ids are fixed
+    while the family is registered, and ethtool's is built into the kernel."""
+
+    known: dict[str, int] = {}  # noqa: RUF012 - shared by every socket on purpose
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_GENERIC)
@@ -84,20 +87,19 @@ class GenericGet:
             self.sock.close()
             raise
         self.seq = 0
-        self.families: dict[str, int] = {}
 
     def close(self) -> None:
         self.sock.close()
 
     def family(self, name: str) -> int:
-        if name not in self.families:
+        if name not in self.known:
             asked = attribute(CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0")
             reply = self._ask(GENL_ID_CTRL, CTRL_CMD_GETFAMILY, 1, asked)
             found = attributes(reply).get(CTRL_ATTR_FAMILY_ID)
             if found is None:
                 raise NetlinkRequestError(f"generic netlink family {name!r}: no id in the reply", errno.ENOENT)
-            self.families[name] = struct.unpack("=H", found[:2])[0]
-        return self.families[name]
+            self.known[name] = struct.unpack("=H", found[:2])[0]
+        return self.known[name]
 
     def get(self, family: str, command: int, version: int, payload: bytes) -> dict[int, bytes]:
         """The reply's attributes; NetlinkRequestError (errno, extended ACK) when the kernel refuses."""
