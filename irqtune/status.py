@@ -62,7 +62,8 @@ def collect(
 ) -> Collected:
     """All the I/O of `status`: two readings `interval` apart (one when 0), topology, inventory.
 
-    `probe`: also run the hardirq, ipi, tlb, block and timer eBPF probes over the window; None = when they can run.
+    `probe`: also run the hardirq, ipi, tlb, block and timer eBPF probes over the window (opt-in: compiling them
+    takes seconds, so a plain `status` returns within its window); None = not asked for, False = --no-probe.
     """
     probe_reason = _probe_reason(host, interval, probe)
     session = None
@@ -116,13 +117,18 @@ def collect(
 NOT_ROOT_HINT = "run as root for hard-IRQ handler latency, IPI and TLB sources and block I/O latency"
 
 
+# Why a plain `status` ran none where they could run: they are opt-in (bcc compiles them for seconds).
+OPT_IN = "not asked for: --probe runs them over the window"
+
+
 def _probe_reason(host: Host, interval: float, probe: bool | None) -> str | None:
-    """Why status runs no probes over its window, or None when it tries them."""
+    """Why status runs no probes over its window, or None when it tries them. Where eBPF cannot run here that
+    is the reason (as non-root: what root would add), asked for or not."""
     if probe is False:
         return "--no-probe"
     if interval <= 0:
         return "no window"
-    return ebpf_unavailable_reason(host, not_root_hint=NOT_ROOT_HINT)
+    return ebpf_unavailable_reason(host, not_root_hint=NOT_ROOT_HINT) or (None if probe else OPT_IN)
 
 
 def irq_none_counts(probes: dict[str, ProbeResult]) -> dict[int, tuple[int, int]] | None:

@@ -13,7 +13,6 @@ import time
 from dataclasses import asdict, dataclass
 
 from ..host import Host
-from ..measure.inventory import managed_state
 from ..parse.interrupts import InterruptTable, parse_interrupts
 from ..statedir import boot_id, load_learned_managed, remember_managed
 from .journal import Journal
@@ -66,6 +65,8 @@ def prepare(knob: Knob, host: Host, state_dir: str, interrupts: InterruptTable |
         irq = int(knob.parts[1])
         actions = _irq_actions(host, irq, interrupts)
         knob.meta["irq"], knob.meta["actions"] = irq, actions
+        from ..measure.inventory import managed_state  # affinity writes only: `get` starts without it
+
         knob.managed, _ = managed_state(host, irq, load_learned_managed(state_dir, boot_id(host)), actions)
 
 

@@ -2,14 +2,17 @@
 or leaving (rtnetlink RTMGRP_LINK), and CPUs going on- or offline (seen between passes).
 
 A link flap resets IRQ affinity on some drivers and a new device has none yet, so either
-makes the agent place again at once. Without rtnetlink (no pyroute2, a sandbox) the watcher
-is inert and the periodic pass remains the backstop.
+makes the agent place again at once. Without rtnetlink (a sandbox) the watcher is inert and the
+periodic pass remains the backstop. The socket is a plain one (nl/raw.py): pyroute2 would double the
+agent's resident memory.
 """
 
 from __future__ import annotations
 
 import logging
 import select
+
+from ..nl.raw import LinkEvents
 
 log = logging.getLogger("irqtune.agent")
 
@@ -20,14 +23,10 @@ class LinkWatcher:
     """Wakes the loop's sleep on rtnetlink link messages; `drain()` says what happened."""
 
     def __init__(self) -> None:
-        self.sock = None
+        self.sock: LinkEvents | None = None
         try:
-            from pyroute2 import IPRoute
-
-            sock = IPRoute()
-            sock.bind(groups=RTMGRP_LINK)
-            self.sock = sock
-        except (ImportError, OSError) as err:  # no pyroute2, or no rtnetlink here: periodic passes only
+            self.sock = LinkEvents()
+        except OSError as err:  # no rtnetlink here: periodic passes only
             log.info("link events unavailable (%s): periodic passes only", err)
 
     def fileno(self) -> int | None:
@@ -46,16 +45,11 @@ class LinkWatcher:
         out = []
         while self.sock and self.wait(0):
             try:
-                messages = self.sock.get()
+                events = self.sock.read()
             except OSError as err:  # the socket failed: report what was read; the periodic pass goes on
                 log.info("link events: %s", err)
                 break
-            for msg in messages:
-                name = str(msg.get_attr("IFLA_IFNAME") or "?")[:15]
-                if msg["event"] == "RTM_DELLINK":
-                    out.append(f"{name!r} removed")
-                else:
-                    out.append(f"{name!r} {'up' if msg['flags'] & 1 else 'down'}")
+            out += [f"{name[:15]!r} {what}" for name, what in events]
         return out
 
     def close(self) -> None:

@@ -42,7 +42,7 @@ from ..host import Host
 from ..measure.bursts import Burst, Sample, bursts, read_sample, sample_of
 from ..measure.nvme import read_nvme
 from ..measure.rates import Rates
-from ..measure.reading import Reading, input_problems, read_host, read_queue_masks, read_threads
+from ..measure.reading import ReadCache, Reading, input_problems, read_host, read_queue_masks, read_threads
 from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
 from ..parse.common import Problem
@@ -122,6 +122,7 @@ class Agent:
         self.placed = False
         self.inventory = None
         self.reading: Reading | None = None  # this pass's
+        self.cache = ReadCache()  # topology and sysfs devices, read again when a CPU or a device comes or goes
         self.rates: Rates | None = None
         self.proposer = Proposer(host)
         self.proposer.load(state_dir)  # what an earlier run learned of each device's response
@@ -138,7 +139,8 @@ class Agent:
         now = self.clock()
         self.passes += 1
         report = PassReport(self.passes, now)
-        reading = read_host(self.host, self.state_dir, before=self.before, monotonic=now)  # /proc once a pass
+        reading = read_host(self.host, self.state_dir, before=self.before, monotonic=now,
+                            cache=self.cache)  # /proc once a pass; topology and devices again when changed  # fmt: skip
         self.reading, self.before = reading, reading.snapshot
         report.problems = input_problems(reading, self.host)
         rates, inventory = reading.rates, reading.inventory

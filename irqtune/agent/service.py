@@ -27,7 +27,7 @@ from typing import Protocol
 from ..act import engine
 from ..act.journal import Journal, JournalError
 from ..config import Config, ConfigError, check_host, load_config
-from ..export import AgentStats, AuthFileError, serve_agent
+from ..export import AgentStats, serve_agent  # the package loads its server and prometheus_client when serving
 from ..findings import SEVERITY_ORDER
 from ..host import Host
 from ..measure.known import known_names
@@ -208,6 +208,8 @@ class Service:
         self._lock = self._take_lock(self.config.mode)
         try:
             if self.config.exporter.listen:
+                from ..export import AuthFileError
+
                 try:
                     self.server = self.serve_metrics(self.host, self.config.exporter, self.stats)
                 except (OSError, ValueError, AuthFileError) as err:

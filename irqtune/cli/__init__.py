@@ -11,16 +11,18 @@ import click
 
 from .. import __version__
 from ..host import Host, PathEscape
-from ..measure.nvme import read_nvme_queues
-from ..measure.snapshot import take_snapshot, to_json
 from ..parse.common import Problem, format_cpulist
-from ..render import render_status
-from ..sim.kernel import SimTreeError, SimulatedKernel
-from ..statedir import default_state_dir
-from ..status import build_report, collect
-from ..table import Style, table
-from . import act, export, probe, run, sim, top
 from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, FiniteRange, report_problems
+from .lazy import LazyGroup
+
+# The other commands, imported when one of them runs (`irqtune --version` or `get` never loads the agent,
+# the exporter's prometheus_client, top's rich or pyroute2). Each module's COMMANDS are these.
+LAZY = {
+    **{name: f".act:{attr}" for name, attr in (("set", "set_"), ("get", "get"), ("restore", "restore"),
+                                               ("verify", "verify"), ("plan", "plan"), ("apply", "apply"))},
+    "simulate": ".sim:simulate", "run": ".run:run", "export": ".export:export", "top": ".top:top",
+    "probe": ".probe:probe",
+}  # fmt: skip
 
 EXIT_CODES_HELP = f"""
 \b
@@ -56,7 +58,8 @@ def _dump(data: dict) -> None:
     click.echo(json.dumps(data, indent=1, sort_keys=False))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100}, epilog=EXIT_CODES_HELP)
+@click.group(cls=LazyGroup, lazy=LAZY, epilog=EXIT_CODES_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})  # fmt: skip
 @click.option(
     "--root",
     envvar="IRQTUNE_ROOT",
@@ -86,6 +89,9 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
     logging.basicConfig(
         level=logging.WARNING - 10 * min(verbose, 2), format="irqtune: %(levelname)s: %(message)s", stream=sys.stderr
     )
+    from ..sim.kernel import SimTreeError, SimulatedKernel
+    from ..statedir import default_state_dir
+
     try:
         host = SimulatedKernel.for_root(root) or Host(root)
     except SimTreeError as err:
@@ -115,8 +121,8 @@ def main(ctx: click.Context, root: str, state_dir: str | None, verbose: int) -> 
 @click.option(
     "--probe/--no-probe", default=None,
     help="Also run the hardirq, ipi, tlb, block and timer eBPF probes over the window (handler latency, IPI and TLB "
-    "sources, block completion latency for NVMe advice, who keeps a nohz_full tick). Default: when they can run "
-    "(root, bcc, --root /).",
+    "sources, block completion latency for NVMe advice, who keeps a nohz_full tick). Needs root, bcc and --root /. "
+    "Off unless asked for: bcc compiles them for a few seconds before the window starts.",
 )  # fmt: skip
 @click.pass_obj
 def status(obj: Ctx, interval: float, top: int, show_all: bool, as_json: bool, color: str, probe: bool | None) -> None:
@@ -138,6 +144,10 @@ def status(obj: Ctx, interval: float, top: int, show_all: bool, as_json: bool, c
     Managed: yes/no from debugfs (/sys/kernel/debug/irq/irqs/N) when mounted, or
     as learned by a refused affinity write; "unknown" otherwise. Never writes.
     """
+
+    from ..render import render_status
+    from ..status import build_report, collect
+    from ..table import Style
 
     def progress(message: str) -> None:
         if sys.stderr.isatty() and not as_json:
@@ -183,6 +193,8 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
     A root that holds only some of the files works: the rest are listed under
     "unavailable" and the exit status stays 0.
     """
+    from ..measure.snapshot import take_snapshot, to_json
+
     try:
         snap = take_snapshot(obj.host, with_affinity=not no_affinity)
     except PathEscape as err:
@@ -199,6 +211,8 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
 
 
 def _print_snapshot_summary(snap) -> None:
+    from ..table import table
+
     lines = [f"snapshot of {snap.root}: online CPUs {format_cpulist(snap.cpus) or '-'}"]
     if snap.interrupts:
         table_ = snap.interrupts
@@ -222,6 +236,8 @@ def _print_snapshot_summary(snap) -> None:
 @click.pass_obj
 def nvme(obj: Ctx, as_json: bool) -> None:
     """NVMe: poll queues, hardware queues per controller, and what can change at run time."""
+    from ..measure.nvme import read_nvme_queues
+
     report = read_nvme_queues(obj.host)
     if as_json:
         _dump(report.to_json())
@@ -247,8 +263,3 @@ def _served(ctrl, hctx: int) -> str:
         return ""
     irq = ctrl.queue_irqs[hctx]
     return " poll" if irq is None else f" IRQ {irq}"
-
-
-for _module in (act, sim, run, export, top, probe):
-    for _command in _module.COMMANDS:
-        main.add_command(_command)

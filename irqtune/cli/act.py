@@ -15,10 +15,6 @@ from ..act import engine
 from ..act.journal import Journal, JournalError
 from ..act.knobs import CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from ..act.owners import rivals
-from ..config import ConfigError, load_config
-from ..decide.placement import placement_plan, placement_rules
-from ..measure.known import cpu_problem, device_problem, known_names
-from ..measure.reading import input_problems, read_host
 from ..measure.topology import read_topology
 from ..parse.common import CpuListError, parse_cpulist, printable
 from ..plan import KNOB_FORMS, PlanError, load_plan
@@ -200,6 +196,8 @@ def restore(obj, dry_run: bool, force: bool, as_json: bool, config_file: str | N
     can still put the original back. --dry-run and --json show the same decision.
     """
     if config_file is not None:
+        from ..config import ConfigError, load_config  # the plan and restore commands' imports: not get's
+
         try:
             config = load_config(config_file)
         except (ConfigError, OSError) as err:
@@ -237,6 +235,9 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
             decided = load_plan(plan_file)
         except PlanError as err:
             raise click.ClickException(str(err)) from None
+    from ..decide.placement import placement_plan, placement_rules
+    from ..measure.reading import input_problems, read_host
+
     reading = read_host(obj.host, obj.state_dir)
     rules = placement_rules(reading, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude))
     partial = report_problems(input_problems(reading, obj.host))  # named on stderr as status names them
@@ -247,6 +248,8 @@ def _check_names(host, exclude: tuple[str, ...], banned: frozenset[int]) -> None
     """A typo must not plan around nothing: unknown devices and CPUs are usage errors (exit 2)."""
     if not exclude and not banned:
         return
+    from ..measure.known import cpu_problem, device_problem, known_names
+
     known = known_names(host)
     problems = [p for p in (device_problem(name, known.devices) for name in dict.fromkeys(exclude)) if p]
     if problems:

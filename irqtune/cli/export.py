@@ -85,7 +85,8 @@ def _nothing_to_measure(host) -> str | None:
 @click.option("--exclude", multiple=True, metavar="PATTERN", help="Leave these IRQs (and interfaces, by glob) "
               "out (repeatable); wins over --include.")  # fmt: skip
 @click.option("--max-series", type=click.IntRange(0), default=DEFAULT_MAX_SERIES, show_default=True,
-              help="Series budget of one scrape; 0: none. Over it, per-CPU families are summed over CPUs and "
+              help="Series budget of one scrape (irqtune_*; the process's six process_* come on top); 0: none. "
+              "Over it, per-CPU families are summed over CPUs and "
               "the least busy IRQs are left out (irqtune_exporter_series_dropped says how many).")  # fmt: skip
 @click.option("--probes/--no-probes", default=False, show_default=True,
               help=f"Attach eBPF probes ({', '.join(EXPORT_PROBES)}) for the exporter's life and export "

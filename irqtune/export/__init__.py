@@ -16,16 +16,38 @@ labels and cardinality rules are in docs/metrics.md.
 
 from __future__ import annotations
 
-from .agent_stats import AgentStats
-from .auth import AuthFileError, BasicAuth
-from .collector import IrqtuneCollector, make_registry
-from .select import DEFAULT_MAX_SERIES, ExportOptions, Filters
-from .server import DEFAULT_LISTEN, MetricsServer, TlsConfig, serve
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .agent_stats import AgentStats
+    from .server import MetricsServer
+
+# name -> its module: imported when first used (PEP 562), so the agent's AgentStats or AuthFileError do not load
+# the collector, the server and prometheus_client into an agent that serves no metrics
+_LAZY = {
+    "AgentStats": ".agent_stats", "AuthFileError": ".auth", "BasicAuth": ".auth", "IrqtuneCollector": ".collector",
+    "make_registry": ".collector", "DEFAULT_MAX_SERIES": ".select", "ExportOptions": ".select", "Filters": ".select",
+    "DEFAULT_LISTEN": ".server", "MetricsServer": ".server", "TlsConfig": ".server", "serve": ".server",
+}  # fmt: skip
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+    globals()[name] = value
+    return value
 
 
 def serve_agent(host, exporter, stats: AgentStats) -> MetricsServer:
     """The agent's metrics server: `irqtune export`'s collector plus the agent's stats, set up from the
     config's [exporter] table (listen, tls_cert, tls_key, basic_auth_file, per_cpu, max_series)."""
+    from .auth import BasicAuth
+    from .collector import IrqtuneCollector, make_registry
+    from .select import ExportOptions, Filters
+    from .server import TlsConfig, serve
+
     auth = BasicAuth.from_file(exporter.basic_auth_file) if exporter.basic_auth_file else None
     tls = TlsConfig(exporter.tls_cert, exporter.tls_key or exporter.tls_cert) if exporter.tls_cert else None
     options = ExportOptions(per_cpu=exporter.per_cpu, filters=Filters.parse((), ()), max_series=exporter.max_series)

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from typing import TYPE_CHECKING
 
 from ..plan import KnobError, parse_knob_id
 from .labels import label
+
+if TYPE_CHECKING:  # prometheus_client loads with the metrics server only: the agent without one stays small
+    from prometheus_client.core import Metric
 
 
 @dataclass
@@ -67,6 +69,8 @@ def _knob_labels(knob: str) -> tuple[str, str, str, str]:
 
 
 def agent_families(stats: AgentStats) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     passes = CounterMetricFamily("irqtune_agent_passes", "Passes the irqtune agent has done since it started.")
     passes.add_metric([], stats.passes)
     yield passes
@@ -114,6 +118,8 @@ def agent_families(stats: AgentStats) -> Iterator[Metric]:
 def _prediction_families(checks: dict[str, dict]) -> Iterator[Metric]:
     """The model's interrupt rate for the agent's latest moderation change of each knob, beside what the first
     window that judged the change measured: how far the model is from this device."""
+    from prometheus_client.core import GaugeMetricFamily
+
     if not checks:
         return
     names = ("predicted", "measured")
@@ -132,6 +138,8 @@ def _prediction_families(checks: dict[str, dict]) -> Iterator[Metric]:
 def _model_families(models: dict[str, dict], misses: dict[str, int]) -> Iterator[Metric]:
     """The agent's model of each NIC's interrupt response (model/identify.py): which flavour, the timer's real µs per
     rx-usecs unit, the interrupt floor, its error over the windows; and how often a prediction missed."""
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
     if not models and not misses:
         return
     info = GaugeMetricFamily("irqtune_agent_model_info", "The moderation flavour the agent predicts a NIC with (1), "

@@ -21,6 +21,7 @@ import time
 from collections.abc import Iterator
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import CollectorRegistry
 
 from .. import __version__
@@ -182,9 +183,12 @@ class IrqtuneCollector:
 
 
 def make_registry(collector: IrqtuneCollector) -> CollectorRegistry:
-    """A registry of its own (auto_describe off: registering never scrapes) holding `collector`."""
+    """A registry of its own (auto_describe off: registering never scrapes) holding `collector`, and the exporter
+    process's own process_* metrics (CPU seconds, resident memory, open fds, start time: what it costs, as
+    node_exporter exports its own)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)
+    ProcessCollector(registry=registry)
     return registry
 
 

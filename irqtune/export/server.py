@@ -68,7 +68,8 @@ class _Handler(WSGIRequestHandler):
 
 
 class PooledServer(WSGIServer):
-    """A WSGI server whose accept loop hands connections to a fixed pool of handler threads.
+    """A WSGI server whose accept loop hands connections to a bounded pool of handler threads, each started when a
+    connection finds none idle (at most `workers`: the semaphore bounds the connections in flight).
 
     The accept loop takes a connection only when a handler is free; the others wait in the kernel's
     listen queue (`LISTEN_BACKLOG`), not in memory here. Idle handlers sleep on the queue (no polling).
@@ -82,16 +83,23 @@ class PooledServer(WSGIServer):
         self._jobs: queue.SimpleQueue[tuple[socket.socket, tuple] | None] = queue.SimpleQueue()
         self._free = threading.Semaphore(workers)
         self._closing = threading.Event()
-        self._workers = [threading.Thread(target=self._work, name=f"irqtune-http-{n}", daemon=True)
-                         for n in range(workers)]  # fmt: skip
-        for worker in self._workers:
-            worker.start()
+        self._lock = threading.Lock()
+        self._idle = 0  # started workers waiting for a job that no request has claimed yet
+        self._workers: list[threading.Thread] = []  # started when a request finds none idle: a scrape at a time
+        # (Prometheus) needs one, and each idle thread costs resident memory
 
     def process_request(self, request: socket.socket, client_address: tuple) -> None:
         while not self._free.acquire(timeout=0.5):
             if self._closing.is_set():
                 self.shutdown_request(request)
                 return
+        with self._lock:
+            if self._idle:
+                self._idle -= 1  # claimed: that worker (or another idle one) takes this job
+            else:
+                worker = threading.Thread(target=self._work, name=f"irqtune-http-{len(self._workers)}", daemon=True)
+                self._workers.append(worker)
+                worker.start()
         self._jobs.put((request, client_address))
 
     def _work(self) -> None:
@@ -103,6 +111,8 @@ class PooledServer(WSGIServer):
                 self.handle_error(request, client_address)
             finally:
                 self.shutdown_request(request)
+                with self._lock:
+                    self._idle += 1
                 self._free.release()
 
     def handle_error(self, request: socket.socket, client_address: tuple) -> None:
@@ -113,10 +123,12 @@ class PooledServer(WSGIServer):
         """Stop accepting, let the handlers finish their requests (`STOP_TIMEOUT` at most), close the socket."""
         self._closing.set()
         self.shutdown()
-        for _ in self._workers:
+        with self._lock:
+            workers = list(self._workers)
+        for _ in workers:
             self._jobs.put(None)
         deadline = time.monotonic() + STOP_TIMEOUT
-        for worker in self._workers:
+        for worker in workers:
             worker.join(timeout=max(0.0, deadline - time.monotonic()))
         self.server_close()
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..host import Host, PathEscape
 from ..parse.common import CpuListError, parse_count, parse_cpulist, parse_signed
@@ -129,7 +129,18 @@ def _describe(host: Host, name: str, kind: str, base: str, *parts: str) -> tuple
     return device, _function_irqs(host, function)
 
 
-def _sysfs_devices(host: Host) -> list[tuple[Device, list[int]]]:
+_DEVICE_DIRS = (("class", "net"), ("class", "nvme"), ("block",), ("bus", "pci", "devices"))
+
+
+def sysfs_devices_key(host: Host, table: InterruptTable) -> tuple:
+    """What `sysfs_devices` depends on, cheaply: the device directories it walks and the numbered IRQs with their
+    actions (a driver that re-requests its vectors, a device that comes or goes, changes it)."""
+    irqs = tuple((row.irq, row.actions) for row in table.rows.values() if row.irq is not None)
+    return (*(tuple(host.entries(host.sys(), *where)) for where in _DEVICE_DIRS), irqs)
+
+
+def sysfs_devices(host: Host) -> list[tuple[Device, list[int]]]:
+    """Each device sysfs knows of, with the IRQs its function lists (msi_irqs, or a legacy irq)."""
     root = host.sys()
     wanted: list[tuple[str, str, str, tuple[str, ...]]] = []
     for kind, where in (("nic", ("class", "net")), ("nvme", ("class", "nvme")), ("block", ("block",))):
@@ -150,8 +161,10 @@ def _sysfs_devices(host: Host) -> list[tuple[Device, list[int]]]:
     return found
 
 
-def managed_state(host: Host, irq: int, learned: dict[int, dict], actions: tuple[str, ...]) -> tuple[str, str]:
-    text = host.text("sys", "kernel", "debug", "irq", "irqs", irq)
+def managed_state(host: Host, irq: int, learned: dict[int, dict], actions: tuple[str, ...],
+                  debugfs: bool = True) -> tuple[str, str]:  # fmt: skip
+    """`debugfs` False: the caller found no /sys/kernel/debug/irq/irqs (not mounted), so no IRQ's file is tried."""
+    text = host.text("sys", "kernel", "debug", "irq", "irqs", irq) if debugfs else None
     if text is not None:
         return ("yes" if "AFFINITY_MANAGED" in text else "no"), "debugfs"
     entry = learned.get(irq)
@@ -190,11 +203,16 @@ def build_inventory(
     table: InterruptTable,
     affinity: dict[int, IrqAffinity],
     learned: dict[int, dict] | None = None,
+    sysfs: list[tuple[Device, list[int]]] | None = None,
 ) -> Inventory:
+    """`sysfs`: what `sysfs_devices` found in an earlier reading with the same `sysfs_devices_key` (the agent
+    keeps it between passes); its devices are copied, not changed."""
     inv = Inventory(remapping=_remapping(table), iommus=host.entries(host.sys(), "class", "iommu"))
     learned = learned or {}
     owners: dict[int, list[Device]] = {}
-    for device, irqs in _sysfs_devices(host):
+    debugfs = host.has(host.sys(), "kernel", "debug", "irq", "irqs")
+    for found, irqs in sysfs_devices(host) if sysfs is None else sysfs:
+        device = replace(found, irqs=[])
         inv.devices.append(device)
         for irq in irqs:
             owners.setdefault(irq, []).append(device)
@@ -204,7 +222,7 @@ def build_inventory(
         if irq is None:
             continue
         info = IrqInfo(irq=irq, actions=row.actions, chip=row.chip, affinity=affinity.get(irq))
-        info.managed, info.managed_source = managed_state(host, irq, learned, row.actions)
+        info.managed, info.managed_source = managed_state(host, irq, learned, row.actions, debugfs)
         named = next(filter(None, map(classify_action, row.actions)), None)
         device = _owner(owners.get(irq, []), row.actions)
         if device is None and named is not None and named.kind:

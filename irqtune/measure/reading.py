@@ -14,11 +14,11 @@ from ..host import Host
 from ..parse.common import CpuListError, Problem, format_cpulist, parse_cpumask
 from ..parse.interrupts import InterruptTable
 from ..statedir import boot_id, load_learned_managed
-from .inventory import Inventory, build_inventory
+from .inventory import Device, Inventory, build_inventory, sysfs_devices, sysfs_devices_key
 from .rates import Rates, compute_rates
 from .snapshot import Snapshot, take_snapshot
 from .tasks import ThreadPlacement, find_process_threads
-from .topology import Topology, read_topology
+from .topology import Topology, read_topology, topology_key
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +36,47 @@ class Reading:
         return self.snapshot.interrupts or InterruptTable(cpus=[])
 
 
+@dataclass
+class ReadCache:
+    """What does not change from one pass to the next unless a CPU or a device comes or goes: the topology (per-CPU
+    sysfs files, keyed by the CPU lists and the command line) and which sysfs device owns which IRQs (keyed by the
+    device directories and the IRQ rows' actions). The agent keeps one; each reading checks the keys (a few small
+    reads) and reads again what changed."""
+
+    topology_key: tuple = ()
+    topology: Topology | None = None
+    devices_key: tuple = ()
+    devices: list[tuple[Device, list[int]]] | None = None
+
+    def topology_for(self, host: Host, online: list[int]) -> Topology:
+        key = (*topology_key(host), tuple(online))
+        if self.topology is None or key != self.topology_key:
+            self.topology, self.topology_key = read_topology(host, fallback_online=online), key
+        return self.topology
+
+    def devices_for(self, host: Host, table: InterruptTable) -> list[tuple[Device, list[int]]]:
+        key = sysfs_devices_key(host, table)
+        if self.devices is None or key != self.devices_key:
+            self.devices, self.devices_key = sysfs_devices(host), key
+        return self.devices
+
+
 def read_host(host: Host, state_dir: str | None = None, before: Snapshot | None = None, with_affinity: bool = True,
-              monotonic: float | None = None) -> Reading:  # fmt: skip
+              monotonic: float | None = None, cache: ReadCache | None = None) -> Reading:  # fmt: skip
     """Read everything once. `before`: the previous reading's snapshot, for rates; `monotonic`: the caller's
-    clock (the agent's is injected, so a simulated host keeps simulated time)."""
+    clock (the agent's is injected, so a simulated host keeps simulated time); `cache`: what an earlier reading
+    found that cannot have changed (the agent's, between passes)."""
     snap = take_snapshot(host, with_affinity=with_affinity)
     if monotonic is not None:
         snap.monotonic = monotonic
     rates = compute_rates(before, snap) if before is not None and snap.monotonic > before.monotonic else None
-    topology = read_topology(host, fallback_online=snap.cpus)
+    table = snap.interrupts or InterruptTable(cpus=[])
+    if cache is None:
+        topology, sysfs = read_topology(host, fallback_online=snap.cpus), None
+    else:
+        topology, sysfs = cache.topology_for(host, snap.cpus), cache.devices_for(host, table)
     learned = load_learned_managed(state_dir, boot_id(host)) if state_dir else {}
-    inventory = build_inventory(host, snap.interrupts or InterruptTable(cpus=[]), snap.affinity, learned)
+    inventory = build_inventory(host, table, snap.affinity, learned, sysfs)
     return Reading(snap, topology, inventory, rates, learned)
 
 

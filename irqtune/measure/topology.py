@@ -93,6 +93,13 @@ def parse_cmdline(cmdline: str, topo: Topology, last: int | None = None) -> None
             topo.problems.append(Problem("/proc/cmdline", 1, f"{name}=: {err}"))
 
 
+def topology_key(host: Host) -> tuple[str | None, ...]:
+    """The files whose change means `read_topology` must read again (CPU hotplug, a cpuset isolated partition)."""
+    cpu = ("devices", "system", "cpu")
+    return (*(host.text("sys", *cpu, name) for name in ("online", "possible", "isolated", "nohz_full")),
+            host.text("proc", "cmdline"), *host.entries(host.sys(), "devices", "system", "node"))  # fmt: skip
+
+
 def read_topology(host: Host, fallback_online: list[int] | None = None) -> Topology:
     """`fallback_online` (the /proc/interrupts header) stands in when /sys is absent."""
     topo = Topology()

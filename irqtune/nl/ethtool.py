@@ -8,17 +8,18 @@ Values are exchanged as {name: int} with names like "rx_usecs" and "combined_cou
 
 from __future__ import annotations
 
-from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST, genlmsg
-from pyroute2.netlink.exceptions import NetlinkError
-from pyroute2.netlink.generic import GenericNetlinkSocket
-from pyroute2.netlink.generic.ethtool import ethtoolheader
+import functools
+import struct
 
 from .errors import NetlinkRequestError
 from .fields import CHANNELS_FIELDS, CHANNELS_SETTABLE, COALESCE_FIELDS, COALESCE_SETTABLE
+from .raw import NLA_F_NESTED, GenericGet, attribute
 
 FAMILY = "ethtool"
 VERSION = 1
 CHANNELS_GET, CHANNELS_SET, COALESCE_GET, COALESCE_SET = 17, 18, 19, 20
+A_HEADER, A_HEADER_DEV_NAME = 1, 2  # ETHTOOL_A_{COALESCE,CHANNELS}_HEADER, ETHTOOL_A_HEADER_DEV_NAME
+UNPACK = {"uint32": struct.Struct("=I"), "uint8": struct.Struct("=B")}
 
 __all__ = ["CHANNELS_SETTABLE", "COALESCE_SETTABLE", "Ethtool", "EthtoolError", "build"]
 
@@ -28,29 +29,35 @@ def _nla_map(prefix: str, fields: tuple[tuple[str, str], ...]) -> tuple[tuple[st
             *((f"{prefix}_{name.upper()}", kind) for name, kind in fields))  # fmt: skip
 
 
-class coalesce_msg(genlmsg):
-    nla_map = _nla_map("ETHTOOL_A_COALESCE", COALESCE_FIELDS)
-    ethtoolheader = ethtoolheader
+@functools.cache
+def _messages() -> dict[str, type]:
+    """pyroute2's message classes, built when a write (or a test) first needs them: reads go without pyroute2."""
+    from pyroute2.netlink import genlmsg
+    from pyroute2.netlink.generic.ethtool import ethtoolheader
 
+    class coalesce_msg(genlmsg):
+        nla_map = _nla_map("ETHTOOL_A_COALESCE", COALESCE_FIELDS)
 
-class channels_msg(genlmsg):
-    nla_map = _nla_map("ETHTOOL_A_CHANNELS", CHANNELS_FIELDS)
-    ethtoolheader = ethtoolheader
+    class channels_msg(genlmsg):
+        nla_map = _nla_map("ETHTOOL_A_CHANNELS", CHANNELS_FIELDS)
+
+    coalesce_msg.ethtoolheader = channels_msg.ethtoolheader = ethtoolheader
+    return {"coalesce": coalesce_msg, "channels": channels_msg}
 
 
 class EthtoolError(NetlinkRequestError):
     """A refused request; `errno` is the kernel's, the message includes its extended ACK."""
 
 
-def build(kind: str, command: str, ifname: str, values: dict[str, int] | None = None) -> genlmsg:
-    """The request message (also what tests check attribute by attribute)."""
-    cls, prefix, fields, cmd = {
-        ("coalesce", "get"): (coalesce_msg, "ETHTOOL_A_COALESCE", COALESCE_FIELDS, COALESCE_GET),
-        ("coalesce", "set"): (coalesce_msg, "ETHTOOL_A_COALESCE", COALESCE_FIELDS, COALESCE_SET),
-        ("channels", "get"): (channels_msg, "ETHTOOL_A_CHANNELS", CHANNELS_FIELDS, CHANNELS_GET),
-        ("channels", "set"): (channels_msg, "ETHTOOL_A_CHANNELS", CHANNELS_FIELDS, CHANNELS_SET),
+def build(kind: str, command: str, ifname: str, values: dict[str, int] | None = None):
+    """The request message, a pyroute2 genlmsg (also what tests check attribute by attribute)."""
+    prefix, fields, cmd = {
+        ("coalesce", "get"): ("ETHTOOL_A_COALESCE", COALESCE_FIELDS, COALESCE_GET),
+        ("coalesce", "set"): ("ETHTOOL_A_COALESCE", COALESCE_FIELDS, COALESCE_SET),
+        ("channels", "get"): ("ETHTOOL_A_CHANNELS", CHANNELS_FIELDS, CHANNELS_GET),
+        ("channels", "set"): ("ETHTOOL_A_CHANNELS", CHANNELS_FIELDS, CHANNELS_SET),
     }[(kind, command)]
-    msg = cls()
+    msg = _messages()[kind]()
     msg["cmd"], msg["version"] = cmd, VERSION
     msg["attrs"].append((f"{prefix}_HEADER", {"attrs": [["ETHTOOL_A_HEADER_DEV_NAME", ifname]]}))
     known = dict(fields)
@@ -69,17 +76,41 @@ def _values(reply, prefix: str) -> dict[str, int]:
     return out
 
 
+def decode(found: dict[int, bytes], fields: tuple[tuple[str, str], ...]) -> dict[str, int]:
+    """A GET reply's attributes as {name: int}: only those the driver reported (nested profiles left out)."""
+    out = {}
+    for number, (name, kind) in enumerate(fields, start=A_HEADER + 1):
+        payload = found.get(number)
+        if payload is not None and kind in UNPACK and len(payload) >= UNPACK[kind].size:
+            out[name] = UNPACK[kind].unpack_from(payload)[0]
+    return out
+
+
 class Ethtool:
-    """Synchronous ethtool netlink client; `netns` opens the socket inside a namespace."""
+    """Synchronous ethtool netlink client; `netns` opens the socket inside a namespace. Reads in this namespace
+    go over a plain socket (nl/raw.py); writes and other namespaces through pyroute2, imported for them."""
 
     def __init__(self, netns: str | None = None) -> None:
-        kwargs = {"ext_ack": True}
+        self._netns = netns
+        self._sock = None
+        self._get = None if netns else GenericGet()
         if netns:
-            kwargs.update(netns=netns, flags=0)  # flags=0: never create a namespace by typo
-        self._sock = GenericNetlinkSocket(**kwargs)
+            self._pyroute2()
+
+    def _pyroute2(self):
+        if self._sock is None:
+            from pyroute2.netlink.generic import GenericNetlinkSocket
+
+            kwargs = {"ext_ack": True}
+            if self._netns:
+                kwargs.update(netns=self._netns, flags=0)  # flags=0: never create a namespace by typo
+            self._sock = GenericNetlinkSocket(**kwargs)
+        return self._sock
 
     def close(self) -> None:
-        self._sock.close()
+        for sock in (self._sock, self._get):
+            if sock is not None:
+                sock.close()
 
     def __enter__(self) -> Ethtool:
         return self
@@ -88,16 +119,32 @@ class Ethtool:
         self.close()
 
     def _request(self, kind: str, command: str, ifname: str, values: dict[str, int] | None = None) -> dict[str, int]:
+        if command == "get" and self._get is not None:
+            return self._read(kind, ifname)
+        from pyroute2.netlink import NLM_F_ACK, NLM_F_REQUEST
+        from pyroute2.netlink.exceptions import NetlinkError
+
         msg = build(kind, command, ifname, values)
         flags = NLM_F_REQUEST | (NLM_F_ACK if command == "set" else 0)
+        sock = self._pyroute2()
         try:
-            self._sock.bind(FAMILY, type(msg))  # fails on kernels without ethtool netlink (before 5.6)
-            replies = self._sock.nlm_request(msg, msg_type=self._sock.prid, msg_flags=flags)
+            sock.bind(FAMILY, type(msg))  # fails on kernels without ethtool netlink (before 5.6)
+            replies = sock.nlm_request(msg, msg_type=sock.prid, msg_flags=flags)
         except NetlinkError as err:
             detail = getattr(err, "extack", None) or err.args[-1]
             raise EthtoolError(f"{ifname}: {kind} {command} refused: {detail}", err.code) from None
         prefix = f"ETHTOOL_A_{kind.upper()}"
         return _values(replies[0], prefix) if command == "get" and replies else {}
+
+    def _read(self, kind: str, ifname: str) -> dict[str, int]:
+        assert self._get is not None
+        fields, command = (COALESCE_FIELDS, COALESCE_GET) if kind == "coalesce" else (CHANNELS_FIELDS, CHANNELS_GET)
+        header = attribute(A_HEADER | NLA_F_NESTED, attribute(A_HEADER_DEV_NAME, ifname.encode() + b"\0"))
+        try:
+            found = self._get.get(FAMILY, command, VERSION, header)  # ENOENT: no ethtool netlink (before 5.6)
+        except NetlinkRequestError as err:
+            raise EthtoolError(f"{ifname}: {kind} get refused: {err}", err.errno) from None
+        return decode(found, fields)
 
     def get_coalesce(self, ifname: str) -> dict[str, int]:
         return self._request("coalesce", "get", ifname)

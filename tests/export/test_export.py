@@ -84,7 +84,8 @@ def samples(text: str, name: str) -> dict[tuple, float]:
 
 
 def series_count(text: str) -> int:
-    return sum(1 for line in text.splitlines() if line and not line.startswith("#"))
+    """irqtune's own series: what the budget bounds (the exporter's six process_* series come on top)."""
+    return sum(1 for line in text.splitlines() if line.startswith("irqtune_"))
 
 
 def promtool_check(text: str) -> subprocess.CompletedProcess:
@@ -97,6 +98,15 @@ def promtool_check(text: str) -> subprocess.CompletedProcess:
 # -- exposition: types and names -----------------------------------------------------------------
 
 
+def test_the_exporter_exports_its_own_process_metrics(tmp_path):
+    root = fixture_root(tmp_path, LAPTOP, {"proc/net/dev": NETDEV})
+    found = families(exposition(IrqtuneCollector(Host(str(root)))))
+    assert found["process_cpu_seconds"].type == "counter"  # what a scrape costs, as node_exporter's own
+    for name in ("process_resident_memory_bytes", "process_open_fds", "process_start_time_seconds"):
+        assert found[name].type == "gauge", name
+        assert found[name].samples[0].value > 0, name
+
+
 def test_exposition_parses_with_the_right_types(tmp_path):
     root = fixture_root(tmp_path, LAPTOP, {"proc/net/dev": NETDEV})
     text = exposition(IrqtuneCollector(Host(str(root))))
@@ -104,7 +114,7 @@ def test_exposition_parses_with_the_right_types(tmp_path):
     for name, kind in TYPES.items():
         assert name in found, f"{name} missing"
         assert found[name].type == kind, name
-    assert all(name.startswith("irqtune_") for name in found)
+    assert all(name.startswith(("irqtune_", "process_")) for name in found)  # process_*: the exporter's own
     irq16 = samples(text, "irqtune_interrupts_total")
     key = next(k for k in irq16 if ("irq", "16") in k)
     assert dict(key)["action"] == "ehci_hcd:usb1, mmc0"

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from test_export_prometheus import start_export
 
 from irqtune.export import serve
+from irqtune.export.server import WORKERS
 
 pytestmark = [pytest.mark.slow]
 
@@ -88,7 +89,7 @@ def test_connections_wait_for_a_handler_instead_of_each_getting_a_thread():
             sock.close()
         server.close()
     print(f"\n300 idle connections: {grown} more threads")
-    assert grown == 0
+    assert grown <= WORKERS  # handlers start on demand, never more than the pool: the rest wait in the backlog
 
 
 def rss_kib(pid: int) -> int:

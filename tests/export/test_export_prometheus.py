@@ -14,6 +14,7 @@ import socket
 import ssl
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -93,6 +94,17 @@ def test_http_on_an_ephemeral_loopback_port(laptop):
         server.close()
     with pytest.raises(OSError):
         get(server.url)
+
+
+def test_handler_threads_start_when_needed_not_all_at_once(laptop):
+    server = serve(make_registry(IrqtuneCollector(laptop)), "127.0.0.1:0")
+    try:
+        for _ in range(5):  # one scrape at a time, as Prometheus scrapes
+            assert get(server.url)[0] == 200
+        handlers = [t for t in threading.enumerate() if t.name.startswith("irqtune-http-") and t.name[-1].isdigit()]
+        assert 1 <= len(handlers) <= 2, [t.name for t in handlers]  # not WORKERS idle threads, each resident
+    finally:
+        server.close()
 
 
 def test_serve_takes_a_collector_too(laptop):

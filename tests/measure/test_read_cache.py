@@ -1,0 +1,94 @@
+"""What the agent reads once and again only when it changed (issue 17: one Reading per pass, parse only what changed):
+the topology until a CPU comes or goes, the sysfs device walk until a device or an IRQ's actions change; and the
+interrupt rates' fast path gives what counter_delta gives."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import fakehost
+from hypothesis import given
+from hypothesis import strategies as st
+
+from irqtune.agent.loop import Agent
+from irqtune.config import Config
+from irqtune.host import Host
+from irqtune.measure.rates import _rising_rates, counter_delta
+
+U32 = 1 << 32
+
+
+class CountingHost(Host):
+    """Counts the files and directories read below the root, by path."""
+
+    def __init__(self, root: str) -> None:
+        super().__init__(root)
+        self.reads: list[str] = []
+
+    def _read_in(self, tree: str, rel: str) -> bytes:  # every read, listing and link below a tree's fd
+        self.reads.append(f"{tree}/{rel}")
+        return super()._read_in(tree, rel)
+
+    def _listdir(self, tree: str, rel: str) -> list[str]:
+        self.reads.append(f"{tree}/{rel}")
+        return super()._listdir(tree, rel)
+
+    def _exists(self, tree: str, rel: str) -> bool:
+        self.reads.append(f"{tree}/{rel}")
+        return super()._exists(tree, rel)
+
+    def _readlink(self, tree: str, rel: str) -> str:
+        self.reads.append(f"{tree}/{rel}")
+        return super()._readlink(tree, rel)
+
+    def taken(self, fragment: str) -> int:
+        found = sum(fragment in path for path in self.reads)
+        self.reads.clear()
+        return found
+
+
+def test_the_agent_reads_topology_and_devices_again_only_when_a_cpu_or_a_device_changed(tmp_path):
+    root = fakehost.build(tmp_path / "root")
+    host = CountingHost(str(root))
+    agent = Agent(host, Config(), str(tmp_path / "state"), time.monotonic)
+    agent.run_pass()
+    host.reads.clear()
+    agent.run_pass()
+    assert host.taken("thread_siblings_list") == 0
+    agent.run_pass()
+    assert host.taken("msi_irqs") == 0
+    assert [d.name for d in agent.reading.inventory.devices if d.source == "sysfs"]  # still there, from the cache
+    (root / "sys/devices/system/cpu/online").write_text("0-5\n")  # CPUs 6 and 7 go offline
+    agent.run_pass()
+    assert host.taken("thread_siblings_list") == 6
+    assert agent.reading.topology.online == [0, 1, 2, 3, 4, 5]
+    os.rename(root / "sys/class/net/ens1f0", root / "sys/class/net/ens1f9")  # a device renamed (or replaced)
+    agent.run_pass()
+    assert host.taken("msi_irqs") > 0
+    assert "ens1f9" in [d.name for d in agent.reading.inventory.devices]
+
+
+def test_cached_devices_are_copies_each_pass_fills_its_own(tmp_path):
+    host = Host(str(fakehost.build(tmp_path / "root")))
+    agent = Agent(host, Config(), str(tmp_path / "state"), time.monotonic)
+    agent.run_pass()
+    first = {d.name: len(d.irqs) for d in agent.reading.inventory.devices}
+    agent.run_pass()
+    assert {d.name: len(d.irqs) for d in agent.reading.inventory.devices} == first  # not doubled
+
+
+counts = st.lists(st.integers(0, U32 - 1), min_size=1, max_size=12)
+
+
+@given(counts, st.data(), st.floats(0.1, 10.0))
+def test_the_fast_path_gives_what_counter_delta_gives(old, data, interval):
+    new = data.draw(st.lists(st.integers(0, U32 - 1), min_size=len(old), max_size=len(old)))
+    new = data.draw(st.sampled_from([new, list(old), [min(o + 7, U32 - 1) for o in old]]))
+    cpus = list(range(len(old)))
+    fast = _rising_rates(cpus, old, new, interval, dict.fromkeys(cpus, 0.0))
+    reference = {cpu: counter_delta(o, n, interval) / interval for cpu, o, n in zip(cpus, old, new)}
+    if fast is None:  # a counter fell: the caller takes counter_delta's path
+        assert any(n < o for o, n in zip(old, new))
+    else:
+        assert fast == reference
