@@ -454,9 +454,12 @@ def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
     """Per queue IRQ of a NIC: its interrupt rate, and the packets processed on its CPU (the effective
     affinity; where interrupts went, if that is unknown), shared among the queue IRQs served there —
     what a host without per-queue counters can tell. With deferral on, a queue may take no interrupts
-    at all and still process every packet on its CPU."""
+    at all and still process every packet on its CPU. Only the IRQs that carry received packets count (rx or
+    rxtx roles; all where none is named so): e1000e's separate tx and "other" vectors take interrupts that
+    rx-usecs does not set, and its tx vector would otherwise share the rx one's CPU and packets."""
+    queues = [q for q in device.irqs if q.role in ("rx", "rxtx")] or list(device.irqs)
     serving: dict[int, int] = {}
-    for q in device.irqs:
+    for q in queues:
         info = inventory.irqs.get(q.irq)
         effective = info.affinity.effective if info and info.affinity else None
         row = rates.interrupts.get(str(q.irq))
@@ -468,7 +471,7 @@ def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
     for cpu in serving.values():
         sharing[cpu] = sharing.get(cpu, 0) + 1
     out = []
-    for q in device.irqs:
+    for q in queues:
         row = rates.interrupts.get(str(q.irq))
         cpu = serving.get(q.irq)
         processed = rates.softnet.get(cpu, {}).get("processed", 0.0) if cpu is not None else 0.0

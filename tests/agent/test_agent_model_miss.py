@@ -216,3 +216,22 @@ def test_bounds_that_hold_deferral_at_zero_leave_it_out_of_the_choice(tmp_path):
     bounded = reports[True]
     assert bounded and not any(d.knob.endswith(("napi-defer-hard-irqs", "gro-flush-timeout")) for d in bounded)
     assert all(int(d.predicted["setting"]["defer"]) == 0 for d in bounded if d.predicted)
+
+
+def test_only_the_receive_irqs_are_the_queues_moderation_measures():
+    """e1000e: rx, tx and "other" vectors, all on CPU 0 (as the VM bench has them). The moderation's queue is the
+    rx vector, with every packet processed there; the tx vector's interrupts (which rx-usecs does not set) neither
+    take half the packets nor stand in for the queue's interrupt rate (the bench measured 209/s at rx-usecs 10000
+    on the tx vector, where the rx vector throttles to ~125)."""
+    from irqtune.agent.propose import queue_loads
+    from irqtune.measure.inventory import Device, Inventory, IrqInfo, QueueIrq
+    from irqtune.measure.rates import Rates, RowRate
+
+    roles = {40: "rx", 41: "tx", 42: "other"}
+    device = Device("enp0s11", "nic", "e1000e", irqs=[QueueIrq(i, f"enp0s11-{r}", r, 0) for i, r in roles.items()])
+    inventory = Inventory([device], {i: IrqInfo(i, (f"enp0s11-{r}",), "PCI-MSIX") for i, r in roles.items()})
+    rates = Rates(3.0, [0, 1], interrupts={k: RowRate(k, {0: v}, v) for k, v in (("40", 125.0), ("41", 209.0),
+                                                                                ("42", 1.0))},
+                  softnet={0: {"processed": 20_000.0}})  # fmt: skip
+    loads = queue_loads(device, inventory, rates)
+    assert [(q.packets, q.interrupts) for q in loads] == [(20_000.0, 125.0)]
