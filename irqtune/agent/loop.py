@@ -1,25 +1,26 @@
 """One pass of the agent: measure → assess → decide → check → act → verify (keep or roll back).
 
-The loop holds no policy of its own: placement comes from `decide/placement.py`, the rest of
-the proposals (storm guard, moderation, NAPI) from `propose.py`, findings and advice from
-`findings.py` and `decide/advice/`. What it adds is the safety around them: at most `max_changes`
-optimisation moves per pass, one device at a time in turn (`round_robin`), while a violation fix (an IRQ taken off
-an isolated, critical or banned CPU: `violation_fixes`) is applied in the same pass whatever the budget; a knob
-holds for `dwell` seconds before it may change again, a knob that flips back and forth is frozen (FLIPS changes
-within 2 dwells: where it is; FLAP_RETURNS returns to an earlier value within FLAP_DWELLS dwells, the toggle once a
-period of a load that alternates more slowly than the dwell: at the safer value, `_flapping`), and a change
-after which the device got worse (more drops or time_squeeze on its CPUs or in its own counters, beyond noise) is
-rolled back and that knob backs off. A change stays on probation until PROBATION_PASSES full windows found the
-device healthy: a link event, a device change or a hotplug never ends it, a change that cannot be judged (the
-load rose with the loss) is rolled back after UNJUDGED_LIMIT passes, one whose traffic stopped waits for it, one
-whose device left is dropped unwritten, and a rollback never writes over a value something else set since. A NAPI
-budget step must also pay by the end of its probation (more delivered or fewer dropped, `decide/napi.py`
-`budget_paid`), else it is rolled back: a fall of time_squeeze alone only shows the squeeze moved. A change that
-carries the model's prediction (moderation) is compared with what the first window that judges it measured
-(`checks`). Between passes the agent reads the managed devices' cheap counters `samples` times an interval
-(`sample`, measure/bursts.py): the moderation choice weighs a window whose bursts these sub-samples saw at its
-rate levels, not at its mean. In `observe` mode every decision is a recommendation and nothing is written.
-The clock is injected, so the same loop runs on a real host and on a simulated one.
+The loop holds no policy of its own: placement comes from `decide/placement.py`, the rest of the proposals (storm
+guard, moderation, NAPI) from `propose.py`, findings and advice from `findings.py` and `decide/advice/`. What it
+adds is the safety around them: at most `max_changes` optimisation moves per pass, one device at a time in turn
+(`round_robin`), while a violation fix (an IRQ taken off an isolated, critical or banned CPU: `violation_fixes`) is
+applied in the same pass whatever the budget; a knob holds for `dwell` seconds before it may change again, a knob
+that flips back and forth is frozen (FLIPS changes within 2 dwells: where it is; FLAP_RETURNS returns to an earlier
+value within FLAP_DWELLS dwells, the toggle once a period of a load that alternates more slowly than the dwell: at
+the safer value, `_flapping`), and a change after which the device got worse (more drops or time_squeeze on its
+CPUs or in its own counters, beyond noise) is rolled back and that knob backs off. A change stays on probation
+until PROBATION_PASSES full windows found the device healthy: a link event, a device change or a hotplug never ends
+it, a change that cannot be judged (the load rose with the loss) is rolled back after UNJUDGED_LIMIT passes, one
+whose traffic stopped waits for it, one whose device left is dropped unwritten, and a rollback never writes over a
+value something else set since. A NAPI budget step must also pay by the end of its probation (more delivered or
+fewer dropped, `decide/napi.py` `budget_paid`), else it is rolled back: a fall of time_squeeze alone only shows the
+squeeze moved. A change that carries the model's prediction (moderation) is compared with what the first window
+that judges it and ran all under it measured (`checks`; the pass's own reading precedes its writes, so on a host
+where a pass takes time that is the second window). Between passes the agent reads the managed devices' cheap
+counters `samples` times an interval (`sample`, measure/bursts.py): the moderation choice weighs a window whose
+bursts these sub-samples saw at its rate levels, not at its mean. In `observe` mode every decision is a
+recommendation and nothing is written. The clock is injected, so the same loop runs on a real host and on a
+simulated one.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class _Applied:
     checked: int = 0  # passes that found the device healthy since
     unjudged: int = 0  # passes that could not tell (the load rose with the loss, the traffic stopped)
     compared: bool = False  # its prediction was compared with a measurement (once)
+    written: float = 0.0  # when the write was done (the clock): a window that began before it mixes two settings
     paid_from: napi_policy.Delivery | None = None  # a budget step: the host's delivery before it
     paid_by: list[napi_policy.Delivery] = field(default_factory=list)  # and in each healthy window since
 
@@ -350,6 +352,7 @@ class Agent:
                     device_health(rates, self._irqs(decision.device), decision.device),
                     device_load(rates, self._irqs(decision.device), decision.device),
                     paid_from=_delivery(decision, rates),
+                    written=self.clock(),
                 )
             )
 
@@ -443,7 +446,8 @@ class Agent:
             after = device_health(rates, self._irqs(d.device), d.device)
             offered = device_load(rates, self._irqs(d.device), d.device)
             verdict, why = judge(applied.health, applied.offered, after, offered)
-            if d.predicted and not applied.compared and verdict not in (BASELINE, IDLE):
+            whole = now - rates.interval >= applied.written - 1e-6  # the window ran all under the new setting
+            if d.predicted and not applied.compared and verdict not in (BASELINE, IDLE) and whole:
                 applied.compared = True
                 check, window = self.proposer.check(self.config, self.inventory, rates, d)
                 if check is not None and checks is not None:

@@ -235,3 +235,38 @@ def test_only_the_receive_irqs_are_the_queues_moderation_measures():
                   softnet={0: {"processed": 20_000.0}})  # fmt: skip
     loads = queue_loads(device, inventory, rates)
     assert [(q.packets, q.interrupts) for q in loads] == [(20_000.0, 125.0)]
+
+
+def test_a_prediction_is_checked_on_a_window_that_ran_all_under_the_new_setting(tmp_path):
+    """A pass reads the host first and writes last: on a host where a pass takes time (a second under QEMU's TCG),
+    the next window begins under the old setting. The check waits for a window that began after the write: with a
+    clock that moves during a pass the first check comes one pass later than with one that does not."""
+    first = {}
+    for drift in (0.0, 0.2):
+        sim = _sim(tmp_path / str(drift))
+        ticks = {"n": 0}
+
+        def clock(sim=sim, drift=drift, ticks=ticks) -> float:
+            ticks["n"] += 1
+            return sim.clock + drift * ticks["n"] % 1.0  # later within the pass at every call, never a full interval
+
+        host = SimulatedKernel.for_root(sim.root)
+        state = str(tmp_path / str(drift) / "state")
+        journal = Journal.open(state, boot_id(host))
+        config = Config(mode="tune", interval=1.0, goal="throughput", limits=Limits(dwell=0, max_changes=8))
+        agent = Agent(host, config, state, clock=clock, journal=journal)
+        applied, checked = None, None
+        try:
+            for i in range(6):
+                sim.step(1.0, sim.sc.phases[0])
+                ticks["n"] = 0
+                report = agent.run_pass()
+                if applied is None and any(d.predicted and d.outcome == "applied" for d in report.decisions):
+                    applied = i
+                if checked is None and report.checks:
+                    checked = i
+        finally:
+            journal.close()
+        first[drift] = (applied, checked)
+    assert first[0.0][1] - first[0.0][0] == 1, first
+    assert first[0.2][1] - first[0.2][0] == 2, first
