@@ -199,20 +199,36 @@ def restore(host: Host, journal: Journal, state_dir: str, dry_run: bool = False,
     drifted (something else changed it after irqtune, as `verify` reports) is left alone with
     its entry kept, unless `force`: an operator's later change must not be clobbered at 3 a.m.
     """
+    done: list[str] = []  # entries to drop: saved once at the end, not once per entry (3,000 rewrites of 3,000)
+    try:
+        return _restore_all(host, journal, dry_run, force, done)
+    finally:  # an entry a crash leaves in between restores again as "already original"
+        if not dry_run:
+            journal.forget_all(done)
+
+
+def _restore_all(host: Host, journal: Journal, dry_run: bool, force: bool, done: list[str]) -> list[Result]:
+    """restore's walk; the knobs whose entries can go are appended to `done`."""
     results = []
     for entry in journal.stale():
         results.append(Result(entry.knob, STALE, message=f"from boot {entry.boot_id[:8]}: not restored after reboot"))
-        if not dry_run:
-            journal.forget(entry.knob)
+        done.append(entry.knob)
     drifted = {} if force else _drifted(host, journal)  # read before any write: restoring one knob may move others
+    interrupts = _interrupts(host)  # read once, not once per IRQ entry
     for entry in journal.newest_first():
         if entry.boot_id != journal.boot_id:
             continue
-        result = _restore_one(host, entry, dry_run, drifted)
+        result = _restore_one(host, entry, dry_run, drifted, interrupts)
         results.append(result)
-        if not dry_run and (result.outcome == RESTORED or result.outcome == STALE):
-            journal.forget(entry.knob)
+        if result.outcome == RESTORED or result.outcome == STALE:
+            done.append(entry.knob)
     return results
+
+
+def _interrupts(host: Host) -> InterruptTable:
+    """/proc/interrupts for the IRQ entries' action names; empty (no actions: nothing matches) when unreadable."""
+    raw = host.text("proc", "interrupts")
+    return parse_interrupts(raw) if raw else InterruptTable(cpus=[])
 
 
 def _drifted(host: Host, journal: Journal) -> dict[str, str]:
@@ -230,7 +246,7 @@ def _kept(entry, found: str, original: str) -> Result:
     return Result(entry.knob, DRIFTED_KEPT, found, original, found, message, written=entry.written)
 
 
-def _restore_one(host: Host, entry, dry_run: bool, drifted: dict[str, str]) -> Result:
+def _restore_one(host: Host, entry, dry_run: bool, drifted: dict[str, str], interrupts: InterruptTable) -> Result:
     try:
         knob = make_knob(host, entry.knob)
         # the original is what it was: isolated CPUs, an empty mask, the host-wide affinity set from a namespace
@@ -239,7 +255,7 @@ def _restore_one(host: Host, entry, dry_run: bool, drifted: dict[str, str]) -> R
     except KnobError as err:
         return Result(entry.knob, FAILED, message=f"journal entry unusable: {err}; entry kept")
     if isinstance(knob, IrqAffinityKnob) and "actions" in entry.context:
-        now = list(_irq_actions(host, int(knob.parts[1])))
+        now = list(_irq_actions(host, int(knob.parts[1]), interrupts))
         if now != entry.context["actions"]:
             return Result(
                 entry.knob, STALE, message=f"IRQ now serves {now or 'nothing'}, not {entry.context['actions']}"

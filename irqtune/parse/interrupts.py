@@ -22,6 +22,10 @@ _TOKEN = re.compile(r"\S+")
 _TRIGGERS = frozenset({"Level", "Edge"})
 # rows the kernel prints as one global value ("%*s: %10u"), whatever the number of CPUs
 SINGLE_VALUE_ROWS = frozenset({"ERR", "MIS", "Err"})
+# rows parsed at most: one per IRQ with a handler (kernel/irq/proc.c show_interrupts) and a few dozen named ones;
+# an x86 IRQ with a handler holds one of its CPU's ~200 device vectors (arch/x86/kernel/apic/vector.c), and hosts
+# of 1,152 CPUs show a few thousand rows. Past it the rest of the file is ignored, with one problem.
+MAX_ROWS = 1 << 16
 _KEY_WIDTH = 32  # a row's name and its colon come within this many bytes of the line's start
 _DENSE = 32  # above this many non-zero counts in a row, convert every token
 _BLANK_OR_ZERO = b" \t\n\r\f\v0"
@@ -111,6 +115,10 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
     rows = table.rows
     ambiguous: list[InterruptRow] = []
     for number, line in lines:
+        if number - start > MAX_ROWS:
+            what = f"more than {MAX_ROWS:,} rows (the cap: more IRQs than hosts have); the rest ignored"
+            table.problems.append(Problem(source, number, what))
+            break
         tokens = line.split(None, ncpu + 1)
         if not tokens:
             continue

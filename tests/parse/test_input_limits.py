@@ -15,7 +15,8 @@ from irqtune.host import Host
 from irqtune.measure.queues import classify_action
 from irqtune.measure.topology import read_topology
 from irqtune.parse import common
-from irqtune.parse.common import CpuListError, is_count, parse_cpumask
+from irqtune.parse.common import CpuListError, is_count, parse_cpulist, parse_cpumask
+from irqtune.parse.interrupts import parse_interrupts
 from irqtune.parse.netdev import parse_netdev
 from irqtune.parse.softirqs import parse_softirqs
 from irqtune.parse.stat import parse_stat
@@ -105,7 +106,9 @@ def test_mask_wider_than_any_host_is_refused_quickly():
     with pytest.raises(CpuListError, match="hex digits is beyond any real host"):
         parse_cpumask("f" * 1_000_000)
     assert parse_cpumask("0" * 100_000 + "5") == [0, 2]
-    assert len(parse_cpumask("f" * 16384)) == 1 << 16
+    assert len(parse_cpumask("f" * 2048)) == 8192  # CONFIG_NR_CPUS at most: 2,048 hex digits
+    with pytest.raises(CpuListError, match="2,049 hex digits is beyond any real host"):
+        parse_cpumask("1" + "0" * 2048)  # CPU 8192
     assert time.monotonic() - start < 2
 
 
@@ -127,3 +130,40 @@ def test_line_numbers_count_newlines_only():
     assert [p.line for p in parse_netdev(text).problems] == [3, 4]
     assert [p.line for p in parse_stat("intr x\u2028y\nsoftirq z\n").problems] == [1, 2]
     assert [p.line for p in parse_softirqs("CPU0\nTIMER: \x1c\nNET_RX: x\n").problems] == [2, 3]
+
+
+# -- issue 16.10: cost bounded by the input, not by an attacker ----------------------------------------------------
+
+
+def test_cpulist_of_repeated_wide_ranges_costs_its_length():
+    """`0-8191` repeated 3,000 times (21 kB, a valid list): 3,000 x 8,192 set insertions took 15 s; now bytes."""
+    start = time.monotonic()
+    assert parse_cpulist(",".join(["0-8191"] * 3000)) == list(range(8192))
+    assert parse_cpulist(",".join(["0-8191:8191/8192"] * 3000)) == list(range(8191))
+    assert time.monotonic() - start < 1
+
+
+def test_cpulist_beyond_nr_cpus_is_refused():
+    """CPU ids are below CONFIG_NR_CPUS, at most 8,192 on any architecture: `0-65535` named 65,536 CPUs."""
+    assert parse_cpulist("0-8191")[-1] == 8191
+    with pytest.raises(CpuListError, match=r"CPU 65535 in '0-65535' is beyond any real host .*at most 8,192"):
+        parse_cpulist("0-65535")
+    with pytest.raises(CpuListError, match="CPU 8192"):
+        parse_cpulist("0,8192")
+
+
+MAX_ROWS = 65_536  # parse/interrupts.py MAX_ROWS, written out so that the test runs on the code before it
+
+
+def test_interrupts_past_the_row_cap_are_one_problem():
+    """Every row parsed, however many (100 MB: 78 s, 3.6 GB in `snapshot`); now 65,536 and one FILE:LINE problem
+    (tests/cli/test_cost_bounds.py runs the 100 MB file)."""
+    header = b"        CPU0       CPU1\n"
+    data = header + b"".join(b"%d: 0 0 PCI-MSI 1-edge q\n" % irq for irq in range(2 * MAX_ROWS))
+    start = time.monotonic()
+    table = parse_interrupts(data)
+    assert time.monotonic() - start < 2
+    assert len(table.rows) == MAX_ROWS
+    assert [str(p) for p in table.problems] == [
+        f"/proc/interrupts:{MAX_ROWS + 2}: more than 65,536 rows (the cap: more IRQs than hosts have); the rest ignored"
+    ]
