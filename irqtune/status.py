@@ -20,7 +20,7 @@ from .host import Host
 from .measure.inventory import Inventory
 from .measure.nvme import read_nvme
 from .measure.rates import Rates
-from .measure.reading import read_host
+from .measure.reading import read_host, refused_problems
 from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology
 from .parse.common import Problem, format_cpulist
@@ -46,7 +46,7 @@ class Collected:
     @property
     def problems(self) -> list[Problem]:
         """Malformed input in the last reading, bad topology files, and paths refused under --root."""
-        refused = [Problem(self.host.root, 0, message) for message in self.host.refused]
+        refused = refused_problems(self.host)
         return self.after.problems + self.topology.problems + refused
 
 

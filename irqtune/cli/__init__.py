@@ -11,7 +11,7 @@ import click
 
 from .. import __version__
 from ..host import Host, PathEscape
-from ..parse.common import Problem, format_cpulist
+from ..parse.common import format_cpulist
 from .common import EXIT_ERROR, EXIT_NO_EBPF, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, FiniteRange, report_problems
 from .lazy import LazyGroup
 
@@ -193,6 +193,7 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
     A root that holds only some of the files works: the rest are listed under
     "unavailable" and the exit status stays 0.
     """
+    from ..measure.reading import refused_problems
     from ..measure.snapshot import take_snapshot, to_json
 
     try:
@@ -200,7 +201,7 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
     except PathEscape as err:
         raise click.ClickException(str(err)) from None
     _require_something(snap)
-    snap.problems.extend(Problem(obj.host.root, 0, message) for message in obj.host.refused)
+    snap.problems.extend(refused_problems(obj.host))
     if as_json:
         _dump(to_json(snap))
     else:

@@ -8,6 +8,7 @@ counts) and the agent cheap; decide/ takes a Reading and does no I/O of its own.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 
 from ..host import Host
@@ -83,8 +84,20 @@ def read_host(host: Host, state_dir: str | None = None, before: Snapshot | None 
 def input_problems(reading: Reading, host: Host) -> list[Problem]:
     """What `status` names as malformed in this reading (FILE:LINE: what), bad topology files, and paths
     refused under the root: every command that reads the host reports them alike (exit 3)."""
-    refused = [Problem(host.root, 0, message) for message in host.refused]
-    return [*reading.snapshot.problems, *reading.topology.problems, *refused]
+    return [*reading.snapshot.problems, *reading.topology.problems, *refused_problems(host)]
+
+
+def refused_problems(host: Host) -> list[Problem]:
+    """The paths the host refused (a link out of the root, a bad component) as problems of that path: FILE:1: why,
+    as a whole-file problem is named (line 1), so every message reads FILE:LINE: what."""
+    out = []
+    for message in host.refused:
+        found = _REFUSED.match(message)
+        out.append(Problem(found[1], 1, f"refused: {found[2]}") if found else Problem(host.root, 1, message))
+    return out
+
+
+_REFUSED = re.compile(r"\Arefused (/\S*): (.+)\Z", re.S)
 
 
 def read_threads(host: Host, colocate: dict[str, tuple[str, str]]) -> dict[str, tuple[list[ThreadPlacement], str]]:

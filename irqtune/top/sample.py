@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from ..host import Host
 from ..measure.inventory import Inventory, build_inventory
 from ..measure.rates import Rates, compute_rates
+from ..measure.reading import refused_problems
 from ..measure.snapshot import take_snapshot
 from ..parse.common import Problem
 from ..parse.interrupts import InterruptTable
@@ -79,6 +80,6 @@ class Sampler:
         self.before = after
         table = after.interrupts or InterruptTable(cpus=[])
         inventory = build_inventory(self.host, table, after.affinity)
-        refused = [Problem(self.host.root, 0, message) for message in self.host.refused]
+        refused = refused_problems(self.host)
         self.last = Sample(time.time(), rates, inventory, latency, after.problems + refused)
         return self.last

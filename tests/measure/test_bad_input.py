@@ -56,7 +56,7 @@ def test_escaping_symlinks_become_problems(root, tmp_path):
     code, out, _ = cli("status", "-i", "0", "--json", root=root)
     assert code == EXIT_PARTIAL
     report = json.loads(out)
-    refused = [p["message"] for p in report["problems"]]
+    refused = [f"{p['file']}: {p['message']}" for p in report["problems"]]  # the refused path is the FILE
     assert any("proc/irq/36" in m and "outside" in m for m in refused), refused
     assert any("nvme9" in m for m in refused)
     assert report["host"]["hostname"] == ""
