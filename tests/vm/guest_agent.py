@@ -18,9 +18,11 @@ from guest import affinities, agent_in_child, ethtool_rx_usecs, follow, stop, ud
 pytestmark = pytest.mark.vm
 
 INTERVAL = 3  # seconds: a pass costs about a second of CPU under TCG
+MEASURED = 6  # seconds, for the tests that compare predictions: under TCG the interrupt rate of one queue at one
+# setting and load moves by about a quarter from one 3 s window to the next; a longer window averages that out
 
 
-def _config(tmp_path: Path, wire, extra: str = "", name: str = "irqtune.toml") -> str:
+def _config(tmp_path: Path, wire, extra: str = "", name: str = "irqtune.toml", interval: float = INTERVAL) -> str:
     """Tune mode for the receiver only; every other device of the guest is left alone. NAPI deferral is held at
     0 by the bounds: with deferral a queue takes a few timer-driven interrupts a second, which says nothing about
     how the device coalesces; the tests are about coalescing, which e1000e does in hardware (QEMU's emulation)."""
@@ -28,7 +30,7 @@ def _config(tmp_path: Path, wire, extra: str = "", name: str = "irqtune.toml") -
     others = [d["name"] for d in json.loads(out)["devices"] if d["name"] != wire.receiver]
     left_alone = "".join(f'[[device]]\nname = "{n}"\nmanage = false\n\n' for n in others)
     path = tmp_path / name
-    path.write_text(f'mode = "tune"\ninterval = {INTERVAL}\n\n[limits]\ndwell = {INTERVAL}\n\n'
+    path.write_text(f'mode = "tune"\ninterval = {interval}\n\n[limits]\ndwell = {interval}\n\n'
                     f'[bounds]\n"net/*/napi-defer-hard-irqs" = [0, 0]\n\n{extra}'
                     f'[[device]]\nname = "{wire.receiver}"\ngoal = "throughput"\n\n{left_alone}')  # fmt: skip
     return str(path)
@@ -48,7 +50,8 @@ def test_agent_applies_moderation_and_checks_its_prediction(wire, tmp_path, reco
     knob = f"net/{wire.receiver}/coalesce/rx-usecs"
     try:
         with udp_load(wire):
-            code, out, err = cli("run", "--config", _config(tmp_path, wire), "--passes", "12", "--json", state=state)
+            config = _config(tmp_path, wire, interval=MEASURED)
+            code, out, err = cli("run", "--config", config, "--passes", "12", "--json", state=state)
         assert code == 0, err[-3000:]
         passes = _passes(out)
         decisions = [d for p in passes for d in p["decisions"]]
@@ -85,9 +88,9 @@ def test_the_timer_scale_learned_at_one_delay_predicts_another(wire, tmp_path, r
     checks = {}
     try:
         with udp_load(wire):
-            for usecs, passes in ((1000, "5"), (10000, "3")):
+            for usecs, passes in ((1000, "5"), (10000, "4")):  # a check waits for a window all under the change
                 bounds = f'"{knob}" = [{usecs}, {usecs}]\n\n'  # into _config's [bounds]
-                config = _config(tmp_path, wire, extra=bounds, name=f"irqtune-{usecs}.toml")
+                config = _config(tmp_path, wire, extra=bounds, name=f"irqtune-{usecs}.toml", interval=MEASURED)
                 code, out, err = cli("run", "--config", config, "--passes", passes, "--json", state=state)
                 assert code == 0, err[-3000:]
                 checks[usecs] = [c for p in _passes(out) for c in p.get("checks", []) if c["knob"] == knob]
