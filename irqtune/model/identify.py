@@ -200,6 +200,7 @@ def fit_response(windows: list[Window], flavour: str, scaled: bool = True, per_l
                 scales.append(round(k, 3))
     scales = scales if len(scales) > MIN_WINDOWS else [1.0]  # one window explains anything: two must agree
     floors = floors if len(floors) > 2 * MIN_WINDOWS else [(0.0, 0.0)]  # two per window: constant, per load
+    floors += [_log_median(floors, 0), _log_median(floors, 1)]  # windows that disagree: their middle, not one's
     none = (0.0, 0.0)
 
     def error(scale: float, floor: tuple[float, float]) -> float:  # summed over the windows: a parameter that
@@ -220,6 +221,17 @@ def fit_response(windows: list[Window], flavour: str, scaled: bool = True, per_l
     if scale != 1.0 and error(1.0, floor) - error(scale, floor) <= earn:
         scale = 1.0
     return scale, floor[0], floor[1], len(points), error(scale, floor) / len(points)
+
+
+def _log_median(floors: list[tuple[float, float]], part: int) -> tuple[float, float]:
+    """The median in log space of the candidates' constant (`part` 0) or per-load (1) floors, the middle two's
+    geometric mean where they are even in number: the gap that errs least over windows whose own gaps scatter."""
+    values = sorted(f[part] for f in floors if f[part] > 0)
+    if not values:
+        return (0.0, 0.0)
+    middle = len(values) // 2
+    value = values[middle] if len(values) % 2 else math.sqrt(values[middle - 1] * values[middle])
+    return (round(value, 3), 0.0) if part == 0 else (0.0, round(value, 3))
 
 
 def _floored(rate: float, floor_us: float) -> float:
