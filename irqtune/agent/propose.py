@@ -126,68 +126,79 @@ class Proposer:
         bursty is weighed at its rate levels (`burst_levels`)."""
         out, drivers = [], {d.name: d.driver for d in inventory.devices}
         for name, loads in moderated:
-            current = self._moderation_now(name)
-            busiest = max(loads, key=lambda q: q.packets, default=None)
-            if current is None or busiest is None or busiest.packets <= 0:
-                continue
-            suspend = self._suspend_now(name) if polled else {}
-            setting = current["setting"]
-            if suspend:  # a setting partly applied (max_changes) counts as chosen; the rest follows below
-                setting = replace(setting, suspend_us=max(suspend.values()) // 1000)
-            known = self.models.get(name)
-            irq_cost = known.costs[1] if known is not None and known.costs else config.limits.irq_cost_us
+            try:
+                out += self._moderate(config, inventory, rates, name, loads, polled, drivers, bursts)
+            except (ArithmeticError, ValueError) as err:  # the model cannot say: this NIC waits, the agent goes on
+                log.warning("%s: moderation left as it is this pass: the model failed (%s: %s)", name,
+                            type(err).__name__, err)  # fmt: skip
+        return out
+
+    def _moderate(self, config: Config, inventory: Inventory, rates: Rates, name: str, loads: list[QueueLoad],
+                  polled: float | None, drivers: dict, bursts: dict[str, Burst]) -> list[Change]:  # fmt: skip
+        """One NIC's moderation changes (see `_moderation`)."""
+        out: list[Change] = []
+        current = self._moderation_now(name)
+        busiest = max(loads, key=lambda q: q.packets, default=None)
+        if current is None or busiest is None or busiest.packets <= 0:
+            return out
+        suspend = self._suspend_now(name) if polled else {}
+        setting = current["setting"]
+        if suspend:  # a setting partly applied (max_changes) counts as chosen; the rest follows below
+            setting = replace(setting, suspend_us=max(suspend.values()) // 1000)
+        known = self.models.get(name)
+        irq_cost = known.costs[1] if known is not None and known.costs else config.limits.irq_cost_us
+        service = self._service_estimate(config, rates, busiest, irq_cost)
+        model = self._identify(name, drivers.get(name), current, busiest, service, irq_cost, rates)
+        if model.costs:  # this window's fit (the previous one's, or the config's, estimated `service`)
+            irq_cost = model.costs[1]
             service = self._service_estimate(config, rates, busiest, irq_cost)
-            model = self._identify(name, drivers.get(name), current, busiest, service, irq_cost, rates)
-            if model.costs:  # this window's fit (the previous one's, or the config's, estimated `service`)
-                irq_cost = model.costs[1]
-                service = self._service_estimate(config, rates, busiest, irq_cost)
-            bounds = moderation_bounds(config, name, sorted(suspend))
-            choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
-                            service, irq_cost,
-                            deferral=current["deferral"],
-                            queues=sum(q.packets > 0 for q in loads),
-                            coalescing=current["coalescing"], busy_polled=polled is not None,
-                            suspension=bool(suspend), flavour=model.flavour,
-                            driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
-                            frames=current["frames"], bounds=bounds, scale=model.scale,
-                            floor_us=model.response.floor_at(busiest.packets),
-                            unsure=FLAVOURS if model.windows < MIN_WINDOWS else (),
-                            levels=burst_levels(bursts.get(name), busiest.packets))  # fmt: skip
-            before, self.judged_under[name] = self.judged_under.get(name, model.flavour), model.flavour
-            if choice is None:  # kept: only NAPIs that do not have the device's setting yet
-                out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
-                                 "the device's IRQ suspension, on every NAPI", name)
-                        for napi_id, now in sorted(suspend.items()) if now != setting.suspend_us * 1000]  # fmt: skip
-                continue
-            new, old = choice.setting, setting
-            if current["adaptive"]:
-                why = "a fixed setting is chosen instead of the driver's adaptive one"
-                out.append(Change(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
-            knobs = [(f"net/{name}/napi-defer-hard-irqs", old.defer, new.defer),
-                     (f"net/{name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000)]  # fmt: skip
-            if current["frames"]:
-                knobs.insert(0, (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames))
-            if current["coalescing"]:
-                knobs.insert(0, (f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs))
-            knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
-                      for napi_id, now in sorted(suspend.items())]  # fmt: skip
-            reason = f"{choice.reason}; model: {model.describe()}"
-            if before != model.flavour:  # the setting in force rests on a flavour the measurements ruled out
-                reason += (f"; the setting in force was chosen under {before}, which the measured interrupt rates have "
-                           "since ruled out: the dwell does not hold this correction")  # fmt: skip
-            batch = [Change(knob, str(now), str(after), reason, name) for knob, now, after in knobs if now != after]
-            if before != model.flavour:
-                self.remodelled |= {c.knob for c in batch}
-            if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
-                batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
-                                      "latency_us": round(choice.predicted_latency_us, 2),
-                                      "cpu": round(choice.predicted_cpu, 4), "model": model.flavour,
-                                      "packets": round(busiest.packets, 1), "setting": asdict(new),
-                                      "response": model.response.to_json(), "service_us": round(service, 3),
-                                      "irq_cost_us": round(irq_cost, 3),
-                                      "busy_polled": polled is not None,
-                                      "windows": model.fitted}  # fmt: skip
-            out += batch
+        bounds = moderation_bounds(config, name, sorted(suspend))
+        choice = choose(busiest.packets, setting, config.goal_for(name, "nic"),
+                        service, irq_cost,
+                        deferral=current["deferral"],
+                        queues=sum(q.packets > 0 for q in loads),
+                        coalescing=current["coalescing"], busy_polled=polled is not None,
+                        suspension=bool(suspend), flavour=model.flavour,
+                        driver=drivers.get(name), p99_target_us=config.p99_target_for(name, "nic"),
+                        frames=current["frames"], bounds=bounds, scale=model.scale,
+                        floor_us=model.response.floor_at(busiest.packets),
+                        unsure=FLAVOURS if model.windows < MIN_WINDOWS else (),
+                        levels=burst_levels(bursts.get(name), busiest.packets))  # fmt: skip
+        before, self.judged_under[name] = self.judged_under.get(name, model.flavour), model.flavour
+        if choice is None:  # kept: only NAPIs that do not have the device's setting yet
+            out += [Change(f"napi/{name}/{napi_id}/irq-suspend-timeout", str(now), str(setting.suspend_us * 1000),
+                             "the device's IRQ suspension, on every NAPI", name)
+                    for napi_id, now in sorted(suspend.items()) if now != setting.suspend_us * 1000]  # fmt: skip
+            return out
+        new, old = choice.setting, setting
+        if current["adaptive"]:
+            why = "a fixed setting is chosen instead of the driver's adaptive one"
+            out.append(Change(f"net/{name}/coalesce/use-adaptive-rx", "1", "0", why, name))
+        knobs = [(f"net/{name}/napi-defer-hard-irqs", old.defer, new.defer),
+                 (f"net/{name}/gro-flush-timeout", old.gro_flush_us * 1000, new.gro_flush_us * 1000)]  # fmt: skip
+        if current["frames"]:
+            knobs.insert(0, (f"net/{name}/coalesce/rx-max-frames", old.rx_frames, new.rx_frames))
+        if current["coalescing"]:
+            knobs.insert(0, (f"net/{name}/coalesce/rx-usecs", old.rx_usecs, new.rx_usecs))
+        knobs += [(f"napi/{name}/{napi_id}/irq-suspend-timeout", now, new.suspend_us * 1000)
+                  for napi_id, now in sorted(suspend.items())]  # fmt: skip
+        reason = f"{choice.reason}; model: {model.describe()}"
+        if before != model.flavour:  # the setting in force rests on a flavour the measurements ruled out
+            reason += (f"; the setting in force was chosen under {before}, which the measured interrupt rates have "
+                       "since ruled out: the dwell does not hold this correction")  # fmt: skip
+        batch = [Change(knob, str(now), str(after), reason, name) for knob, now, after in knobs if now != after]
+        if before != model.flavour:
+            self.remodelled |= {c.knob for c in batch}
+        if batch:  # the first change carries the prediction the agent checks (rx-usecs where it changes)
+            batch[0].predicted = {"irq_rate": round(choice.predicted_irq_rate, 1),
+                                  "latency_us": round(choice.predicted_latency_us, 2),
+                                  "cpu": round(choice.predicted_cpu, 4), "model": model.flavour,
+                                  "packets": round(busiest.packets, 1), "setting": asdict(new),
+                                  "response": model.response.to_json(), "service_us": round(service, 3),
+                                  "irq_cost_us": round(irq_cost, 3),
+                                  "busy_polled": polled is not None,
+                                  "windows": model.fitted}  # fmt: skip
+        out += batch
         return out
 
     def _identify(self, device: str, driver: str | None, current: dict, busiest: QueueLoad, service_us: float,

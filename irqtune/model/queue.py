@@ -61,6 +61,7 @@ class Napi:
 KSOFTIRQD_DELAY = 1.5e-3  # mean wait of a packet handed to ksoftirqd: half a ~3 ms CFS/EEVDF slice (§9.2)
 SOFTIRQ_RESTARTS = 10  # MAX_SOFTIRQ_RESTART: __do_softirq runs net_rx_action at most this often, then ksoftirqd
 SOFTIRQ_TIME = 2e-3  # MAX_SOFTIRQ_TIME = msecs_to_jiffies(2)
+RESTART_NEVER = 1e-12  # e^(-λU) below this: a restarting timer without a frame limit never expires
 
 
 def jiffy_limit(seconds: float, hz: int) -> float:
@@ -135,6 +136,8 @@ def _queue(rate: float, service: float, irq_cost: float, usecs: float, frames: i
     lam, s, h = rate, service, irq_cost
     window = _restart_window if flavour == "timer-restart" else _window
     e_delta, e_wait_area, e_m, e_m2 = window(lam, usecs, frames)
+    if not math.isfinite(e_delta):  # the window never closes: no interrupt, the packets wait for ever
+        return QueueResult(0.0, math.inf, rho, math.inf, 0.0, overloaded=True)
     e_n0, e_n02 = 1.0 + e_m, 1.0 + 2 * e_m + e_m2
     busy = (h + e_n0 * s) / (1.0 - rho)
     cycle = 1.0 / lam + e_delta + busy
@@ -172,6 +175,8 @@ def _restart_window(lam: float, usecs: float, frames: int) -> tuple[float, float
     q = math.exp(-lam * usecs)
     if q >= 1.0:
         return usecs, 0.0, 0.0, 0.0
+    if frames == 0 and q < RESTART_NEVER:  # no cap and a gap longer than U almost never comes: the window does
+        return math.inf, math.inf, math.inf, math.inf  # not close (E[K] = (1-q)/q past 1e12 packets)
     g = 1.0 / lam - usecs * q / (1.0 - q)
     if frames == 0:  # no cap: K ~ Geometric, every window ends by the timer
         e_k = (1 - q) / q

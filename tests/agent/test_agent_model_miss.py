@@ -270,3 +270,22 @@ def test_a_prediction_is_checked_on_a_window_that_ran_all_under_the_new_setting(
         first[drift] = (applied, checked)
     assert first[0.0][1] - first[0.0][0] == 1, first
     assert first[0.2][1] - first[0.2][0] == 2, first
+
+
+def test_a_model_that_fails_leaves_that_nic_alone_for_the_pass_and_the_agent_goes_on(tmp_path, monkeypatch, caplog):
+    """The VM bench met an OverflowError in the queue model that stopped `irqtune run`; whatever the model
+    raises, that NIC's moderation waits a pass, with a warning, and the pass completes."""
+    from irqtune.agent import propose
+
+    def broken(*args, **kwargs):
+        raise OverflowError("(34, 'Numerical result out of range')")
+
+    monkeypatch.setattr(propose, "choose", broken)
+    sim = _sim(tmp_path)
+    agent, journal = _agent(sim, str(tmp_path / "state"))
+    try:
+        reports = _passes(sim, agent, 3)
+    finally:
+        journal.close()
+    assert len(reports) == 3 and not any("/coalesce/" in d.knob for r in reports for d in r.decisions)
+    assert "moderation left as it is this pass: the model failed (OverflowError" in caplog.text

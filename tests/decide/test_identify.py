@@ -301,3 +301,13 @@ def test_a_current_setting_outside_the_bounds_is_moved_into_them():
     inside = choose(20_000, Moderation(10_000, 0), "throughput", 5.0, 1.5, flavour="min-gap", driver="e1000e",
                     frames=False, deferral=False, bounds=bounds)  # fmt: skip
     assert inside is None
+
+
+def test_a_restarting_timer_that_never_expires_is_no_overflow():
+    """The VM bench's case: 35k packets/s at rx-usecs 10000 under the timer-restart flavour, no frame limit. The
+    timer restarts with every packet and a 10 ms gap never comes: no interrupt, the window never closes; the model
+    says so (overloaded, no rate) instead of an OverflowError that stopped the agent."""
+    window = Window(35_493.7, 109.7, 10_000, 0, 3.0, 1.5)
+    assert predicted_interrupts(window, "timer-restart") is None
+    found = identify([window, window], "min-gap")
+    assert found.flavour == "min-gap"
