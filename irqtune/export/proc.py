@@ -96,9 +96,10 @@ def extend(snap: Snapshot, ext: Extenders, inventory: Inventory | None, filters:
     table = snap.interrupts
     if table is not None:
         out.cpus = list(table.cpus)
+        cpus = tuple(table.cpus)  # one tuple for every row: the extender compares it by identity
         for key, row in table.rows.items():
             if row.counts is not None:
-                extended = ext.interrupts.row(key, table.cpus, row.counts)
+                extended = ext.interrupts.row(key, cpus, row.counts)
                 if row.irq is None:
                     out.arch[key] = extended
                 else:
@@ -112,8 +113,9 @@ def extend(snap: Snapshot, ext: Extenders, inventory: Inventory | None, filters:
         offsets = ext.interrupts.cpu_offsets()
         out.cpu_totals = {cpu: n + offsets.get(cpu, 0) for cpu, n in totals.items()}
     if snap.softirqs is not None:
+        cpus = tuple(snap.softirqs.cpus)
         for vector, counts in snap.softirqs.vectors.items():
-            out.softirqs[vector.lower()] = ext.softirqs.row(vector, snap.softirqs.cpus, counts)
+            out.softirqs[vector.lower()] = ext.softirqs.row(vector, cpus, counts)
         ext.softirqs.end()
     if snap.softnet is not None and snap.softnet.rows:
         cpus = [row.cpu for row in snap.softnet.rows]

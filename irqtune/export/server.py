@@ -62,6 +62,7 @@ class _Handler(WSGIRequestHandler):
     """wsgiref's handler with a timeout on every connection and no access log."""
 
     timeout = REQUEST_TIMEOUT
+    wbufsize = 1 << 16  # status line, headers and the start of the body leave in one send, not five
 
     def log_message(self, format: str, *args: object) -> None:
         """Log nothing: a scrape every few seconds is not news."""

@@ -51,10 +51,10 @@ class InterruptRow:
     flow: str = ""  # flow handler: "edge", "fasteoi", Xen "event"
     actions: tuple[str, ...] = ()
     extra_counts: tuple[int, ...] = ()  # counts beyond the header (old ARM printed IPIs per present CPU)
+    irq: int | None = field(init=False)  # the IRQ number of a numbered row; None for LOC, ERR, ... (asked often)
 
-    @property
-    def irq(self) -> int | None:
-        return int(self.key) if is_count(self.key) else None
+    def __post_init__(self) -> None:
+        self.irq = int(self.key) if is_count(self.key) else None
 
     @property
     def remapped(self) -> bool:
@@ -78,7 +78,7 @@ class InterruptTable:
         """Sum of every per-CPU row for each CPU (PCP's kernel.percpu.intr)."""
         totals = [0] * len(self.cpus)
         for row in self.rows.values():
-            if row.counts is not None:
+            if row.counts is not None and row.total:  # most rows of a large host are all zeros
                 totals = list(map(add, totals, row.counts))
         return dict(zip(self.cpus, totals))
 
