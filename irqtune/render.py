@@ -192,9 +192,19 @@ def _models(report: dict) -> list[str]:
         if not m:
             continue
         floor = f"{m.get('floor_us', 0):.0f} µs" if m.get("floor_us") else "none"
+        predicted = f"{m['prediction_error']:.0%} of {m.get('predictions')}" if "prediction_error" in m else "-"
         rows.append((d["name"], m.get("flavour"), m.get("prior"), f"{m.get('timer_scale', 1.0):.2f}", floor,
-                     m.get("windows"), f"{m.get('error', 0.0):.0%}"))  # fmt: skip
-    header = ("DEVICE", "FLAVOUR", "DRIVER'S", "µs PER RX-USECS", "INTERRUPT FLOOR", "WINDOWS", "ERROR")
+                     m.get("windows"), f"{m.get('error', 0.0):.0%}", predicted))  # fmt: skip
+    header = (
+        "DEVICE",
+        "FLAVOUR",
+        "DRIVER'S",
+        "µs PER RX-USECS",
+        "INTERRUPT FLOOR",
+        "WINDOWS",
+        "FIT ERROR",
+        "PREDICTION ERROR",
+    )
     return table(header, rows) if rows else []
 
 

@@ -74,13 +74,14 @@ class PassReport:
     decisions: list[Change] = field(default_factory=list)
     rollbacks: list[Change] = field(default_factory=list)
     checks: list[dict] = field(default_factory=list)  # predictions against measurements (Proposer.check)
+    tracking: list[dict] = field(default_factory=list)  # each settled window against the model fitted before it
     problems: list[Problem] = field(default_factory=list)  # malformed input, as `status` names it (FILE:LINE)
 
     def to_json(self) -> dict:
         return {"pass": self.number, "at": self.at, "findings": self.findings,
                 "decisions": [d.to_json() for d in self.decisions],
                 "rollbacks": [d.to_json() for d in self.rollbacks], "checks": self.checks,
-                "problems": [p.to_json() for p in self.problems]}  # fmt: skip
+                "tracking": self.tracking, "problems": [p.to_json() for p in self.problems]}  # fmt: skip
 
 
 @dataclass
@@ -132,6 +133,7 @@ class Agent:
         self.samples: list[Sample] = []  # this window's sub-samples, the last pass's snapshot first
         self.due: list[float] = []  # when the next sub-samples are due
         self.bursts: dict[str, Burst] = {}  # the last window's, per device (measure/bursts.py)
+        self.wrote: dict[str, float] = {}  # device -> when the loop last wrote one of its knobs (the clock)
 
     @property
     def tuning(self) -> bool:
@@ -157,7 +159,8 @@ class Agent:
         report.findings = [f.to_json() for f in findings]
         if rates is not None:
             report.rollbacks = self._verify(rates, now, report.checks)
-            self.proposer.rewritten = {d.device for d in report.rollbacks if d.device}
+            began = now - rates.interval  # a device written since (a pass takes time; rollbacks just now) ran
+            self.proposer.unsettled = {dev for dev, at in self.wrote.items() if at > began + 1e-6}  # two settings
         rules = placement_rules(reading, **self._rule_args(reading))
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
         placement = [] if self.placed and self.tuning else self._placement(reading, rules)
@@ -167,6 +170,7 @@ class Agent:
                 self.config, inventory, rates, findings, set(usable_cpus(reading.topology, rules)), self.bursts
             )
             proposals += proposed
+            report.tracking = list(self.proposer.tracking)
             report.findings += [f.to_json() for f in advice]
         fixes, moves = violation_fixes([d for d in (self._bounded(p) for p in proposals) if d is not None], rules)
         for decision in fixes:  # outside the budget, not outside the checks
@@ -339,6 +343,8 @@ class Agent:
         if decision.outcome != APPLIED:
             return
         log.info("%s: %s -> %s: %s", decision.knob, decision.current, decision.target, decision.reason)
+        if decision.device:
+            self.wrote[decision.device] = self.clock()
         if decision.knob in self.proposer.seen and decision.target.isdigit():
             self.proposer.seen[decision.knob] = int(decision.target)  # what the knob holds now
         self._record(decision, now, rollback=not verify)

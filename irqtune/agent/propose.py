@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import statistics
 from dataclasses import asdict, fields, replace
 
 from ..act.knobs import EthtoolKnob, KnobError, NapiKnob, Unsupported, make_knob, netdev_client
@@ -21,7 +22,7 @@ from ..measure.bursts import Burst
 from ..measure.inventory import Inventory
 from ..measure.rates import Rates
 from ..model.coalesce import FRAMES, QueueLoad, driver_flavour, rx_usecs_mode, writable_usecs
-from ..model.identify import FLAVOURS, MIN_WINDOWS, Identified, Window, identify
+from ..model.identify import FLAVOURS, MIN_WINDOWS, Identified, Response, Window, identify
 from ..parse.common import format_cpulist, is_count
 from ..plan import Change
 from ..statedir import MODEL_FILE, open_state_dir, read_device_models, write_json_atomically
@@ -45,10 +46,13 @@ class Proposer:
         self.windows: dict[str, list[Window]] = {}  # device -> its busiest queue's recent windows (model/identify.py)
         self.models: dict[str, Identified] = {}  # device -> the moderation response in use for it
         self.priors: dict[str, str] = {}  # device -> its driver's usual flavour
-        self.rewritten: set[str] = set()  # devices whose knobs the loop wrote back this pass: no window this pass
+        self.unsettled: set[str] = set()  # devices written during this window (by the last pass, which takes time
+        # on a real host, or by a rollback this pass): the window mixes two settings and teaches nothing
         self.unsaved = False  # saving the models failed once (warned)
         self.judged_under: dict[str, str] = {}  # device -> the flavour its moderation was last chosen or kept under
         self.remodelled: set[str] = set()  # knobs proposed this pass because that flavour was since ruled out
+        self.tracked: dict[str, list[float]] = {}  # device -> errors of its last predictions made before the window
+        self.tracking: list[dict] = []  # this pass's: each settled window against the model fitted before it
 
     def propose(self, config: Config, inventory: Inventory, rates: Rates, findings: list[Finding],
                 usable: set[int] | None = None,
@@ -58,6 +62,7 @@ class Proposer:
         what the window's sub-samples saw (measure/bursts.py)."""
         self.seen = {}  # this pass's readings only: a vanished interface's knobs leave the metrics
         self.remodelled = set()
+        self.tracking = []
         out = self._storm_guard(config, inventory, findings)
         moderated = [(name, loads) for name, loads in self._moderated(config, inventory, rates)
                      if name not in self.storming]  # fmt: skip
@@ -148,7 +153,7 @@ class Proposer:
         known = self.models.get(name)
         irq_cost = known.costs[1] if known is not None and known.costs else config.limits.irq_cost_us
         service = self._service_estimate(config, rates, busiest, irq_cost)
-        model = self._identify(name, drivers.get(name), current, busiest, service, irq_cost, rates)
+        model = self._identify(name, drivers.get(name), current, busiest, service, irq_cost, rates, polled is not None)
         if model.costs:  # this window's fit (the previous one's, or the config's, estimated `service`)
             irq_cost = model.costs[1]
             service = self._service_estimate(config, rates, busiest, irq_cost)
@@ -202,18 +207,49 @@ class Proposer:
         return out
 
     def _identify(self, device: str, driver: str | None, current: dict, busiest: QueueLoad, service_us: float,
-                  irq_cost_us: float, rates: Rates) -> Identified:  # fmt: skip
+                  irq_cost_us: float, rates: Rates, busy_polled: bool) -> Identified:  # fmt: skip
         """The device's moderation flavour from its recent windows (model/identify.py), its driver's as the prior.
-        A window counts when the setting it was measured under is a plain delay (no deferral, no adaptive mode)."""
+        A window counts when the setting it was measured under is a plain delay (no deferral, no adaptive mode)
+        and held all through it. Before it joins, the model fitted without it predicts it (`_track`)."""
         setting = current["setting"]
         plain = not setting.defer and not current["adaptive"] and rx_usecs_mode(driver, setting.rx_usecs) is None
         self.priors[device] = driver_flavour(driver)
-        if plain and busiest.interrupts > 0 and device not in self.rewritten:  # the setting the window ran under
+        if plain and busiest.interrupts > 0 and device not in self.unsettled:  # the setting the window ran under
             window = Window(busiest.packets, busiest.interrupts, setting.rx_usecs, setting.rx_frames, service_us,
                             irq_cost_us, *cpu_load(rates, busiest.cpu))  # fmt: skip
+            self._track(device, window, setting, busy_polled)
             self.windows[device] = [*self.windows.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], window]
         self.models[device] = identify(self.windows.get(device, []), self.priors[device])
         return self.models[device]
+
+    def _track(self, device: str, window: Window, setting: Moderation, busy_polled: bool) -> None:
+        """The model as fitted before `window` (to at least one window of this device) predicts its interrupt rate
+        at the packet rate it measured: out of sample, every settled window, not only after a change. The
+        errors' median is the model's standing (`model_json`), what an operator can hold it to."""
+        model = self.models.get(device)
+        if model is None or model.fitted < 1:
+            return
+        expected = expected_irq_rate(window.packets, setting, window.service_us, window.irq_cost_us,
+                                     model.response, busy_polled)  # fmt: skip
+        if expected < 1.0:
+            return
+        error = (window.interrupts - expected) / expected
+        self.tracked[device] = [*self.tracked.get(device, [])[-(IDENTIFY_WINDOWS - 1) :], error]
+        self.tracking.append({"device": device, "rx_usecs": setting.rx_usecs, "packets": round(window.packets, 1),
+                              "predicted_irq_rate": round(expected, 1),
+                              "measured_irq_rate": round(window.interrupts, 1), "error": round(error, 4),
+                              "windows": model.fitted})  # fmt: skip
+        log.debug("%s: the model fitted to %d windows predicted %.0f interrupts/s at %.0f packets/s, measured %.0f",
+                  device, model.fitted, expected, window.packets, window.interrupts)  # fmt: skip
+
+    def model_json(self, device: str) -> dict:
+        """A device's model (Identified.to_json) and, once it has predicted settled windows out of sample, the
+        median of those errors (`prediction_error`, a ratio) over how many (`predictions`)."""
+        out = self.models[device].to_json()
+        errors = self.tracked.get(device)
+        if errors:
+            out |= {"prediction_error": round(statistics.median(map(abs, errors)), 4), "predictions": len(errors)}
+        return out
 
     def check(self, config: Config, inventory: Inventory, rates: Rates, d: Change) -> tuple[dict | None, Window | None]:
         """A moderation change's prediction against the first window that judges it: the model as it stood when
@@ -231,16 +267,10 @@ class Proposer:
             return None, None
         setting = Moderation(**{f.name: int(p["setting"][f.name]) for f in fields(Moderation)})
         r = p.get("response", {})
-        expected = forecast(
-            busiest.packets,
-            setting,
-            p["service_us"],
-            p["irq_cost_us"],
-            r.get("flavour", p["model"]),
-            p.get("busy_polled", False),
-            r.get("timer_scale", 1.0),
-            r.get("floor_us", 0.0) + r.get("floor_us_per_kpps", 0.0) * busiest.packets / 1000,
-        ).irq_rate
+        response = Response(r.get("flavour", p["model"]), r.get("timer_scale", 1.0), r.get("floor_us", 0.0),
+                            r.get("floor_us_per_kpps", 0.0))  # fmt: skip
+        expected = expected_irq_rate(busiest.packets, setting, p["service_us"], p["irq_cost_us"], response,
+                                     p.get("busy_polled", False))  # fmt: skip
         got = busiest.interrupts
         error = (got - expected) / expected if expected >= 1.0 else (0.0 if got < 1.0 else None)
         band = MISS_BAND
@@ -275,7 +305,7 @@ class Proposer:
     def save(self, state_dir: str) -> None:
         """Each device's windows and fitted response to MODEL_FILE (JSON, replaced whole: old or new after a
         crash; losing it costs only a few windows of learning), for `status` and the next start."""
-        data = {"devices": {name: {"prior": self.priors.get(name, model.prior), "model": model.to_json(),
+        data = {"devices": {name: {"prior": self.priors.get(name, model.prior), "model": self.model_json(name),
                                    "windows": [list(asdict(w).values()) for w in self.windows.get(name, [])]}
                             for name, model in sorted(self.models.items())}}  # fmt: skip
         path = os.path.join(state_dir, MODEL_FILE)
@@ -424,6 +454,14 @@ class Proposer:
             return config.limits.service_us
         estimate = (busy - irqs * irq_cost_us * 1e-6) / processed * 1e6
         return min(50.0, max(0.1, estimate))
+
+
+def expected_irq_rate(packets: float, setting: Moderation, service_us: float, irq_cost_us: float, response: Response,
+                      busy_polled: bool) -> float:  # fmt: skip
+    """Interrupts/s one queue takes at `packets`/s under `setting`, as the decision model (decide/moderation.py)
+    predicts with the device's identified response."""
+    return forecast(packets, setting, service_us, irq_cost_us, response.flavour, busy_polled, response.scale,
+                    response.floor_at(packets)).irq_rate  # fmt: skip
 
 
 def moderation_bounds(config: Config, device: str, napis: list[int]) -> Bounds:

@@ -145,7 +145,7 @@ def record(stats: AgentStats, report: PassReport, agent: Agent, journal: Journal
         stats.predictions[check["knob"]] = check
         if check.get("miss") and check.get("device"):
             stats.misses[check["device"]] = stats.misses.get(check["device"], 0) + 1
-    stats.models = {device: model.to_json() for device, model in agent.proposer.models.items()}
+    stats.models = {device: agent.proposer.model_json(device) for device in agent.proposer.models}
 
 
 class Service:

@@ -150,6 +150,9 @@ def _model_families(models: dict[str, dict], misses: dict[str, int]) -> Iterator
                               "agent fitted to the NIC's windows (0: none seen).", labels=["device"])  # fmt: skip
     error = GaugeMetricFamily("irqtune_agent_model_error_ratio", "Mean relative error of the model's interrupt "
                               "rate over the windows it was fitted to.", labels=["device"])  # fmt: skip
+    predicted = GaugeMetricFamily("irqtune_agent_model_prediction_error_ratio", "Median relative error of the "
+                                  "model's interrupt rate on the NIC's last settled windows, each predicted before "
+                                  "it joined the fit (out of sample).", labels=["device"])  # fmt: skip
     missed = CounterMetricFamily("irqtune_agent_model_misses", "Moderation changes rolled back because the "
                                  "measured interrupt rate missed the prediction (the model then learned from "
                                  "the window).", labels=["device"])  # fmt: skip
@@ -159,6 +162,8 @@ def _model_families(models: dict[str, dict], misses: dict[str, int]) -> Iterator
         scale.add_metric([name], float(m.get("timer_scale", 1.0)))
         floor.add_metric([name], float(m.get("floor_us", 0.0)) * 1e-6)
         error.add_metric([name], float(m.get("error", 0.0)))
+        if isinstance(m.get("prediction_error"), int | float):
+            predicted.add_metric([name], float(m["prediction_error"]))
     for device, count in sorted(misses.items()):
         missed.add_metric([label(device)], count)
-    yield from (info, scale, floor, error, missed)
+    yield from (info, scale, floor, error, predicted, missed)

@@ -52,7 +52,7 @@ def test_agent_applies_moderation_and_checks_its_prediction(wire, tmp_path, reco
     try:
         with udp_load(wire):
             config = _config(tmp_path, wire, interval=MEASURED)
-            code, out, err = cli("run", "--config", config, "--passes", "12", "--json", state=state)
+            code, out, err = cli("run", "--config", config, "--passes", "14", "--json", state=state)
         assert code == 0, err[-3000:]
         passes = _passes(out)
         decisions = [d for p in passes for d in p["decisions"]]
@@ -72,13 +72,19 @@ def test_agent_applies_moderation_and_checks_its_prediction(wire, tmp_path, reco
         assert len(rolled) == sum(c["miss"] for c in checks), (rolled, checks)
         identified = [c for c in checks if c["windows"] >= 2]  # fitted to two windows of this device at least
         assert identified, checks
-        # Under TCG one queue's interrupt rate at one setting and load moves by a quarter to a half from one window
-        # to the next, so a single window cannot hold a model to 20 % here (the recorded errors say how close it
-        # came: 1.5-3.3 % on an idle host, up to 49 % in others). What the real driver must show: the model learned,
-        # its prediction closer than the driver's word (which missed by 74-95 % in every run), within the miss band.
-        first, late = checks[0], identified[0]
+        first, late = checks[0], identified[0]  # the driver's word missed by 74-95 % in every run
         assert late["error"] is not None and abs(late["error"]) < abs(first["error"]), (first, late)
         assert not late["miss"], late
+        # Every settled window, predicted by the model fitted to the windows before it (at least two of this device)
+        # at the packet rate it measured: the model's standing is the median error of those out-of-sample
+        # predictions (one window under TCG moves by a quarter now and then: one window is not the measure).
+        tracked = [t for p in passes for t in p["tracking"] if t["device"] == wire.receiver and t["windows"] >= 2]
+        errors = sorted(abs(t["error"]) for t in tracked)
+        median = errors[len(errors) // 2] if errors else None
+        record(f"{os.uname().release} out-of-sample predictions after identification",
+               {"median_error": median, "tracked": tracked})  # fmt: skip
+        assert len(tracked) >= 3, passes[-1]
+        assert median <= 0.20, tracked
     finally:
         assert cli("restore", state=state).exit_code in (0, 5)
     assert ethtool_rx_usecs(wire.receiver) == before
