@@ -78,6 +78,7 @@ def _as_json(window: ProbeWindow, asked: float) -> dict:
         "duration": window.duration,
         "duration_asked": asked,
         "interrupted": window.interrupted,
+        "compile_seconds": window.compile_seconds,
         "probes": jsonable(window.results),
         "proc": jsonable(window.proc),
         "proc_seconds": window.proc_seconds,
@@ -109,7 +110,8 @@ def _exit_status(window: ProbeWindow) -> int:
 @click.option(
     "--json", "as_json", is_flag=True,
     help="Print the results as JSON (schema 1), histograms in seconds: duration (the probes' counting window), "
-    "interrupted, proc (the /proc deltas of that window) and proc_seconds (their span), proc_inner (a delta "
+    "interrupted, compile_seconds (building and attaching the probes, before the window), proc (the /proc "
+    "deltas of that window) and proc_seconds (their span), proc_inner (a delta "
     "read inside the window, a lower bound).",
 )  # fmt: skip
 @click.pass_obj

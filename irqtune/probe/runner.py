@@ -1,9 +1,11 @@
 """Load the asked-for probes through the system bcc, run them for a window, read and detach.
 
-Each probe is its own BPF object, so one that cannot load (missing tracepoint,
-verifier refusal) is reported with its reason while the others run. Detach is
-guaranteed by `ProbeSession.close()` (a context manager), also on SIGTERM: the
-command turns SIGTERM into an exception that unwinds through it.
+The probes the kernel supports are compiled as one BPF module: one run of clang (bcc's
+compile takes most of a probe command's time, a second or more per module), its time kept
+apart (`compile_seconds`). Where that module fails to build or load, each probe is loaded
+as its own module, so one that cannot load (a verifier refusal) is reported with its reason
+while the others run. Detach is guaranteed by `ProbeSession.close()` (a context manager),
+also on SIGTERM: the command turns SIGTERM into an exception that unwinds through it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import re
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +26,7 @@ from ..host import Host
 from ..parse.common import CpuListError, parse_count, parse_cpulist
 from ..parse.interrupts import parse_interrupts
 from . import block, hardirq, ipi, napi, softirq, timer, tlb
-from .base import PROBE_NAMES, Histogram, ProbeSpec, map_names
+from .base import C_COMMON, PROBE_NAMES, Histogram, ProbeSpec, map_names
 
 log = logging.getLogger(__name__)
 
@@ -118,29 +122,64 @@ class ProbeSession:
         self.ctx = probe_context(host)
         self.results: dict[str, ProbeResult] = {}
         self._loaded: dict[str, Any] = {}
+        self.compile_seconds = 0.0  # building and loading the modules (clang, the verifier, attaching)
         tracing = tracefs_dir(host) or ""
+        supported = []
+        for name in names:
+            why = SPECS[name].unsupported_reason(lambda tp: host.has(tracing, "events", *tp.split(":", 1)))
+            if why:
+                self.results[name] = ProbeResult(name, "unsupported", why)
+            else:
+                supported.append(name)
         try:
-            for name in names:
-                self._load(name, SPECS[name], host, tracing)
+            if not (len(supported) > 1 and self._load_together(supported)):
+                for name in supported:
+                    self._load(name)
         except BaseException:  # SIGTERM or Ctrl-C while compiling: detach what is already attached
             self.close()
             raise
 
-    def _load(self, name: str, spec: ProbeSpec, host: Host, tracing: str) -> None:
-        why = spec.unsupported_reason(lambda tp: host.has(tracing, "events", *tp.split(":", 1)))
-        if why:
-            self.results[name] = ProbeResult(name, "unsupported", why)
-            return
+    def _load_together(self, names: list[str]) -> bool:
+        """All of `names` in one module; False (nothing left loaded) where it does not build or load."""
+        started = time.monotonic()
         try:
-            bpf = self._loaded[name] = self.bcc.BPF(text=spec.source(self.ctx).encode())
+            bpf = self.bcc.BPF(text=combined_source([SPECS[n].source(self.ctx) for n in names]).encode())
+        except Exception as err:  # one probe's failure: each is tried alone, to say which and run the rest
+            self.compile_seconds += time.monotonic() - started
+            log.info("the probes did not load as one module (%s); loading them one by one", _first_line(err))
+            return False
+        self.compile_seconds += time.monotonic() - started
+        for name in names:
+            self._loaded[name] = bpf
+        for name in names:
+            self._prepared(name, bpf)
+        return True
+
+    def _load(self, name: str) -> None:
+        started = time.monotonic()
+        try:
+            bpf = self._loaded[name] = self.bcc.BPF(text=SPECS[name].source(self.ctx).encode())
+        except Exception as err:  # bcc raises bare Exception for compile and attach failures
+            self.results[name] = ProbeResult(name, "failed", _first_line(err))
+            log.warning("probe %s failed to load: %s", name, err)
+            return
+        finally:
+            self.compile_seconds += time.monotonic() - started
+        self._prepared(name, bpf)
+
+    def _prepared(self, name: str, bpf: Any) -> None:
+        """Fill the maps user space owns; the probe is ok once that worked."""
+        spec = SPECS[name]
+        try:
             if spec.prepare:
                 with _quiet_bcc():
                     spec.prepare(bpf, self.ctx)
-            self.results[name] = ProbeResult(name, "ok")
-            log.info("probe %s attached", name)
-        except Exception as err:  # bcc raises bare Exception for compile and attach failures
-            self.results[name] = ProbeResult(name, "failed", str(err).splitlines()[0] if str(err) else repr(err))
+        except Exception as err:
+            self.results[name] = ProbeResult(name, "failed", _first_line(err))
             log.warning("probe %s failed to load: %s", name, err)
+            return
+        self.results[name] = ProbeResult(name, "ok")
+        log.info("probe %s attached", name)
 
     def __enter__(self) -> ProbeSession:
         return self
@@ -151,7 +190,10 @@ class ProbeSession:
     def program_fds(self, name: str) -> list[int]:
         """File descriptors of a loaded probe's BPF programs (for kernel run-time statistics)."""
         bpf = self._loaded.get(name)
-        return [fn.fd for fn in bpf.funcs.values()] if bpf is not None else []
+        if bpf is None:
+            return []
+        own = set(function_names(SPECS[name].source(self.ctx)))
+        return [fn.fd for fn_name, fn in bpf.funcs.items() if _text(fn_name) in own]
 
     def reset(self) -> None:
         """Zero every map: counting starts now, not when the first probe finished compiling."""
@@ -172,12 +214,57 @@ class ProbeSession:
         return self.results
 
     def close(self) -> None:
+        done: set[int] = set()
         for name, bpf in list(self._loaded.items()):
+            del self._loaded[name]
+            if id(bpf) in done:  # a module several probes share is detached once
+                continue
+            done.add(id(bpf))
             try:
                 bpf.cleanup()
             except Exception as err:
                 log.warning("probe %s: detach failed: %s", name, err)
-            del self._loaded[name]
+
+
+_DEFINE = re.compile(r"#define (\w+)")
+_PROBE_FN = re.compile(r"\b(RAW_TRACEPOINT_PROBE|TRACEPOINT_PROBE)\(\s*(\w+)\s*(?:,\s*(\w+)\s*)?\)")
+
+
+def combined_source(sources: list[str]) -> str:
+    """Several probes' C text as one module: the shared helpers (C_COMMON) once, each `#define` once (the
+    probes derive them from the same context, so equal names carry equal values). Map, struct and function
+    names are the probes' own (each prefixes its maps; no two attach to one tracepoint)."""
+    head: dict[str, str] = {}
+    bodies = []
+    common = any(C_COMMON in text for text in sources)
+    for text in sources:
+        lines, depth = [], 0
+        for line in text.replace(C_COMMON, "").splitlines():
+            match = _DEFINE.match(line)
+            depth += line.startswith("#if") - line.startswith("#endif")
+            if match and not depth and not line.endswith("\\"):  # a define inside #if stays where it is
+                head.setdefault(match.group(1), line)
+            else:
+                lines.append(line)
+        bodies.append("\n".join(lines))
+    return "\n".join([*head.values(), *([C_COMMON] if common else []), *bodies]) + "\n"
+
+
+def function_names(source: str) -> list[str]:
+    """The BPF functions bcc makes of a probe's tracepoint macros (`raw_tracepoint__EVENT`,
+    `tracepoint__CATEGORY__EVENT`)."""
+    names = []
+    for kind, first, second in _PROBE_FN.findall(source):
+        names.append(f"raw_tracepoint__{first}" if kind == "RAW_TRACEPOINT_PROBE" else f"tracepoint__{first}__{second}")
+    return names
+
+
+def _text(name: str | bytes) -> str:
+    return name.decode() if isinstance(name, bytes) else name
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).splitlines()[0] if str(err) else repr(err)
 
 
 @contextmanager

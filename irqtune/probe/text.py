@@ -53,7 +53,8 @@ def window_line(window: ProbeWindow, asked: float | None = None) -> str:
     cut = f" (cut short by Ctrl-C; {asked:g} s asked)" if window.interrupted and asked else ""
     return (
         f"window {window.duration:.3f} s{cut}. {PROC_COLUMN}: /proc deltas read just before the maps were zeroed "
-        f"and just after they were read ({window.proc_seconds:.3f} s apart)"
+        f"and just after they were read ({window.proc_seconds:.3f} s apart); the probes compiled and attached in "
+        f"{window.compile_seconds:.2f} s before it"
     )
 
 

@@ -31,6 +31,7 @@ class ProbeWindow:
     proc_inner: dict  # the same read inside the counting window: a lower bound for each count
     actions: dict[int, str]  # IRQ -> its action names, from /proc/interrupts
     interrupted: bool = False  # Ctrl-C ended the window before the asked-for duration
+    compile_seconds: float = 0.0  # compiling, loading and attaching the probes, before the window
 
 
 def run_window(
@@ -41,7 +42,8 @@ def run_window(
     with ProbeSession(host, names) as session:
         if progress:
             loaded = [n for n, r in session.results.items() if r.status == "ok"]
-            progress(f"probing {', '.join(loaded) or 'nothing'} for {duration:g} s")
+            progress(f"probing {', '.join(loaded) or 'nothing'} for {duration:g} s (compiled and attached in "
+                     f"{session.compile_seconds:.1f} s)")  # fmt: skip
         bracket_start = read_interrupts(host)
         counting_start = time.monotonic()
         session.reset()
@@ -63,6 +65,7 @@ def run_window(
         proc_inner=_deltas(inner_start, inner_end),
         actions=actions,
         interrupted=interrupted,
+        compile_seconds=session.compile_seconds,
     )
 
 

@@ -144,3 +144,21 @@ def test_ctrl_c_ends_only_the_wait(monkeypatch):
     assert window_module._wait(10) is True
     monkeypatch.setattr(window_module.time, "sleep", lambda seconds: None)
     assert window_module._wait(10) is False
+
+
+def test_probes_combined_into_one_module_keep_each_define_and_helper_once():
+    """The C text of several probes as one module (no bcc needed): the shared helpers once, a define the context
+    gives several probes once, a define inside an #if block left in place, every probe's tracepoint programs in."""
+    from irqtune.probe.runner import SPECS, combined_source, function_names
+
+    ctx = {"max_irq": 512, "max_cpus": 4, "cpu_words": 1, "x86_vectors": True, "block_names": {},
+           "block_queues": {}, "machine": "x86_64", "shared_irqs": {}}  # fmt: skip
+    text = combined_source([spec.source(ctx) for spec in SPECS.values()])
+    assert text.count("log2_slot(u64 v)") == 1 and text.count("#define SLOTS ") == 1
+    assert text.count("#define MAX_IRQ 512") == 1 and text.count("#define X86_VECTORS 1") == 1
+    gated = combined_source(["#define A 1\n#ifdef A\n#define B 2\n#endif\nint x;\n", "#define A 1\nint y;\n"])
+    assert gated.count("#define A 1") == 1 and "#ifdef A\n#define B 2\n#endif" in gated
+    for spec in SPECS.values():
+        for name in function_names(spec.source(ctx)):
+            event = name.rsplit("__", 1)[1]
+            assert event in text, name

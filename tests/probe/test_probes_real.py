@@ -390,3 +390,28 @@ def test_shared_line_bookkeeping_accounts_for_every_handler_run():
     # runs that land between the reads of the two maps (a busy line under load: 21 of 8,652 seen) are all the
     # difference allowed: a lost or doubled action would be thousands
     assert abs(runs - total) <= max(SLACK, total // 200), (busiest, split, total)
+
+
+def test_the_probes_compile_as_one_module_and_a_broken_one_is_loaded_apart(monkeypatch):
+    """Every supported probe in one bcc module: one compiler run, timed apart from the window, each probe's own
+    programs still told apart (kernel run-time statistics). A probe whose C does not build sends the session back to
+    one module per probe: that one fails with the compiler's word and the others run."""
+    from dataclasses import replace
+
+    from irqtune.probe import runner
+
+    with ProbeSession(HOST, list(PROBE_NAMES)) as together:
+        loaded = [n for n, r in together.results.items() if r.status == "ok"]
+        modules = {id(together._loaded[n]) for n in loaded}
+        fds = {n: together.program_fds(n) for n in loaded}
+        once = together.compile_seconds
+    assert len(loaded) >= 5 and len(modules) == 1, together.results
+    assert all(fds.values()) and len({fd for f in fds.values() for fd in f}) == sum(map(len, fds.values())), fds
+    broken = replace(runner.SPECS["timer"], source=lambda ctx: "this is not C;\n")
+    monkeypatch.setitem(runner.SPECS, "timer", broken)
+    with ProbeSession(HOST, ["hardirq", "softirq", "timer"]) as apart:
+        results = {n: r.status for n, r in apart.results.items()}
+        modules = {id(b) for b in apart._loaded.values()}
+    assert results == {"hardirq": "ok", "softirq": "ok", "timer": "failed"} and len(modules) == 2, apart.results
+    print(f"\nall probes as one module: {once:.2f} s to compile and attach; 2 of 3 apart (one broken): "
+          f"{apart.compile_seconds:.2f} s")  # fmt: skip
