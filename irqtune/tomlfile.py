@@ -97,7 +97,9 @@ class Locator:
     def error(self, where: Where, key: str | None, message: str) -> TomlError:
         """The error to raise, of the caller's type, located at the key (or its table)."""
         name = ".".join(f"{t}[{i}]" if i is not None else t for t, i in where)
-        name = brief_text((f"{name}.{key}" if name else key) if key is not None else name) or "''"
+        name = brief_text((f"{name}.{key}" if name else key) if key is not None else name)
+        if not name.strip() or name != name.strip():  # a blank or padded key, quoted so it shows
+            name = f'"{name}"'
         return self.error_type(f"{self.path}:{self.line(where, key) or 1}: {name}: {message}")
 
 

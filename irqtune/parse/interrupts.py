@@ -114,11 +114,19 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
     zero_row = (0,) * ncpu  # shared by every all-zero row: most rows on a large host
     rows = table.rows
     ambiguous: list[InterruptRow] = []
+    learned: dict[str, bytes] = {}  # "zero": the bytes of an all-zero row's counts as this file prints them
     for number, line in lines:
         if number - start > MAX_ROWS:
             what = f"more than {MAX_ROWS:,} rows (the cap: more IRQs than hosts have); the rest ignored"
             table.problems.append(Problem(source, number, what))
             break
+        zero = learned.get("zero")
+        row = _zero_row(line, number, zero, zero_row) if zero is not None else None
+        if row is not None and row.key not in rows and row.irq is not None and str(row.irq) == row.key:
+            if _describe_numbered(row):  # a plain IRQ number not seen before: the common row
+                ambiguous.append(row)
+            rows[row.key] = row
+            continue
         tokens = line.split(None, ncpu + 1)
         if not tokens:
             continue
@@ -139,7 +147,7 @@ def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> Int
         if key[:1].isdigit() and (not is_count(key) or str(int(key)) != key):
             table.problems.append(Problem(source, number, f"expected an IRQ number, got {describe(key)}; row skipped"))
             continue
-        fast = None if key in SINGLE_VALUE_ROWS else _fast_row(key, number, line, body, tokens, ncpu, zero_row)
+        fast = None if key in SINGLE_VALUE_ROWS else _fast_row(key, number, line, body, tokens, ncpu, zero_row, learned)
         row = fast or _slow_row(key, number, line[body:], ncpu, table, source)
         if row is None:
             continue
@@ -178,13 +186,29 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "replace")
 
 
+def _zero_row(line: bytes, number: int, zero: bytes, zero_row: tuple[int, ...]) -> InterruptRow | None:
+    """A row whose counts are byte for byte those of an all-zero row seen before (`zero`: from its colon to its
+    description, ending in blanks), without splitting its thousand tokens: most rows of a large host. None: not
+    such a row (the general path decides)."""
+    colon = line.find(b":", 0, _KEY_WIDTH)
+    if colon <= 0 or not line.startswith(zero, colon + 1):
+        return None
+    name = line[:colon].strip()
+    if not name or len(name.split()) != 1:
+        return None
+    tail = line[colon + 1 + len(zero) :].strip()
+    return InterruptRow(_text(name), number, zero_row, 0, _text(tail)) if tail else None
+
+
 def _fast_row(
-    key: str, number: int, line: bytes, body: int, tokens: list[bytes], ncpu: int, zero_row: tuple[int, ...]
-) -> InterruptRow | None:
+    key: str, number: int, line: bytes, body: int, tokens: list[bytes], ncpu: int, zero_row: tuple[int, ...],
+    learned: dict[str, bytes] | None = None,
+) -> InterruptRow | None:  # fmt: skip
     """The common case: at least `ncpu` counts after the name. None sends the row to `_slow_row`.
 
     `tokens` is [name, count..., tail]. Large hosts print mostly zeros, so tokens equal
-    to "0" are counted in C and only the few others are located and converted.
+    to "0" are counted in C and only the few others are located and converted. The first all-zero row with a
+    description teaches `learned["zero"]`, how this file prints such a row (`_zero_row`).
     """
     if len(tokens) < ncpu + 1:
         return None
@@ -192,6 +216,8 @@ def _fast_row(
     tail = _text(raw_tail.rstrip())
     nonzero = ncpu - tokens.count(b"0")  # tokens[0] is the name ("41:"), never "0"
     if nonzero == 0:
+        if learned is not None and "zero" not in learned and raw_tail.strip():
+            learned["zero"] = line[body : len(line) - len(raw_tail)]  # ends in the blanks before the description
         return InterruptRow(key, number, zero_row, 0, tail)
     if nonzero > _DENSE:
         counts_raw = tokens[1:]
