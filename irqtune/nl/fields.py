@@ -18,3 +18,13 @@ CHANNELS_FIELDS: tuple[tuple[str, str], ...] = tuple(
 )
 COALESCE_SETTABLE = frozenset(name for name, kind in COALESCE_FIELDS if kind != "none")
 CHANNELS_SETTABLE = frozenset(name for name, _ in CHANNELS_FIELDS if name.endswith("_count"))
+
+# ethtool(8)'s names for the coalescing fields (`ethtool -C DEV rx-frames 64`) where they differ from the netlink
+# attribute's: accepted in knob ids as aliases of the netlink name, which stays the canonical id
+COALESCE_ALIASES: dict[str, str] = {
+    "rx_frames": "rx_max_frames", "rx_frames_irq": "rx_max_frames_irq", "tx_frames": "tx_max_frames",
+    "tx_frames_irq": "tx_max_frames_irq", "adaptive_rx": "use_adaptive_rx", "adaptive_tx": "use_adaptive_tx",
+    "rx_frames_low": "rx_max_frames_low", "tx_frames_low": "tx_max_frames_low", "rx_frames_high": "rx_max_frames_high",
+    "tx_frames_high": "tx_max_frames_high", "sample_interval": "rate_sample_interval",
+    "cqe_mode_rx": "use_cqe_mode_rx", "cqe_mode_tx": "use_cqe_mode_tx",
+}  # fmt: skip

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
+from ..nl.fields import CHANNELS_SETTABLE, COALESCE_ALIASES, COALESCE_SETTABLE
 from ..parse.common import brief, brief_text, parse_count
 
 SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
@@ -37,7 +37,7 @@ KNOB_FORMS = (
     "net/DEV/{" + ",".join(NETDEV_FILES) + "}",
     "net/DEV/rx-Q/rps-cpus",
     "net/DEV/tx-Q/xps-cpus",
-    "net/DEV/coalesce/{rx-usecs,rx-max-frames,tx-usecs,tx-max-frames,use-adaptive-rx,...}",
+    "net/DEV/coalesce/{rx-usecs,rx-max-frames,tx-usecs,tx-max-frames,use-adaptive-rx,...} (ethtool -C names too)",
     "net/DEV/channels/{rx,tx,other,combined}",
     "napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}",
 )
@@ -103,6 +103,8 @@ def parse_knob_id(knob_id: str) -> KnobId:
             return KnobId(f"net/{dev}/{queue.group(1)}-{int(queue.group(2))}/{parts[3]}", "queue-mask", device=dev,
                           name=f"{queue.group(1)}-{int(queue.group(2))}")  # fmt: skip
         field_name = parts[3].replace("-", "_")
+        if parts[2] == "coalesce":
+            field_name = COALESCE_ALIASES.get(field_name, field_name)  # ethtool's rx-frames is rx-max-frames
         if parts[2] == "coalesce" and field_name in COALESCE_SETTABLE:
             return KnobId(f"net/{dev}/coalesce/{field_name.replace('_', '-')}", "coalesce", device=dev, name=field_name)
         if parts[2] == "channels" and f"{field_name}_count" in CHANNELS_SETTABLE:

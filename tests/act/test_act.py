@@ -258,3 +258,19 @@ def test_busy_writes_are_retried_then_reported(root, tmp_path, monkeypatch):
         monkeypatch.setattr(knob, "write", lambda v: (_ for _ in ()).throw(OSError(errno.EAGAIN, "again")))
         result = engine.change(knob, "2", journal, str(tmp_path / "s"))
         assert result.outcome == "transient" and "try again" in result.message
+
+
+@pytest.mark.parametrize(
+    ("typed", "canonical"),
+    [("net/eth1/coalesce/rx-frames", "net/eth1/coalesce/rx-max-frames"),
+     ("net/eth1/coalesce/adaptive-rx", "net/eth1/coalesce/use-adaptive-rx"),
+     ("net/eth1/coalesce/tx-frames-irq", "net/eth1/coalesce/tx-max-frames-irq"),
+     ("net/eth1/coalesce/sample-interval", "net/eth1/coalesce/rate-sample-interval"),
+     ("net/eth1/coalesce/cqe-mode-rx", "net/eth1/coalesce/use-cqe-mode-rx"),
+     ("net/eth1/coalesce/rx-usecs", "net/eth1/coalesce/rx-usecs")],
+)  # fmt: skip
+def test_ethtool_names_of_coalescing_fields_are_aliases_of_the_netlink_ones(typed: str, canonical: str) -> None:
+    """`ethtool -C DEV rx-frames 64` habits carry over: the knob is the netlink attribute's (what the journal keeps)."""
+    from irqtune.plan.knob_id import parse_knob_id
+
+    assert parse_knob_id(typed).canonical == canonical
