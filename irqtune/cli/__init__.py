@@ -21,7 +21,7 @@ LAZY = {
     **{name: f".act:{attr}" for name, attr in (("set", "set_"), ("get", "get"), ("restore", "restore"),
                                                ("verify", "verify"), ("plan", "plan"), ("apply", "apply"))},
     "simulate": ".sim:simulate", "run": ".run:run", "export": ".export:export", "top": ".top:top",
-    "probe": ".probe:probe",
+    "probe": ".probe:probe", "completion": ".docs:completion", "manpage": ".docs:manpage",
 }  # fmt: skip
 
 EXIT_CODES_HELP = f"""
