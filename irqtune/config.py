@@ -4,7 +4,7 @@ mode = "observe"              # observe: measure and recommend, write nothing | 
 interval = 10                 # seconds between passes (0.5..3600; every number finite: no nan or inf)
 samples = 4                   # cheap reads per interval (the managed devices' /proc/interrupts rows, /proc/net/dev):
                               # bursts longer than interval / samples show as a peak above the mean; 1 = off
-restore_on_exit = false       # on SIGTERM: put back everything this agent changed
+restore_on_exit = true        # on SIGTERM: put back everything this agent changed (false: keep the journal)
 allow_host_wide = false       # tune IRQ affinity (host-wide) from a network namespace other than the host's
 goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
 p99_target_us = 0             # default p99 latency target of a NIC's packets, µs (0: none; docs/physics.md §9.6)
@@ -126,7 +126,7 @@ class Config:
     mode: str = "observe"
     interval: float = 10.0
     samples: int = 4  # cheap counter reads per interval, the pass's own included (measure/bursts.py); 1 = off
-    restore_on_exit: bool = False
+    restore_on_exit: bool = True  # the one default (unit, Ansible, Kubernetes): a stop leaves the host as found
     allow_host_wide: bool = False  # IRQ affinity from inside `ip netns exec`: it moves the host's interrupts
     goal: str = "balanced"
     p99_target_us: float = 0.0  # µs, every NIC's unless its rule sets one; 0 = none

@@ -442,7 +442,7 @@ def test_the_agent_serves_its_metrics(sim, tmp_path):
 def test_sighup_from_observe_to_tune_starts_tuning(sim, tmp_path):
     """An operator flips mode = "tune" and reloads: the agent opens the journal and applies from then on."""
     config = tmp_path / "c.toml"
-    config.write_text('mode = "observe"\ninterval = 0.5\n[limits]\ndwell = 0\n')
+    config.write_text('mode = "observe"\ninterval = 0.5\nrestore_on_exit = false\n[limits]\ndwell = 0\n')
     mover = step_in_background(sim, 10)
     state = tmp_path / "state"
     agent = subprocess.Popen([*EXE, "--root", sim.root, "--state-dir", str(state), "run", "--config", str(config)],

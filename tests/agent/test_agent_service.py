@@ -173,7 +173,7 @@ def test_sighup_from_observe_to_tune_opens_the_journal_and_places_again(sim, tmp
     service, script, lines, signals, path, _ = make(sim, tmp_path, "interval = 1.0\n[limits]\ndwell = 0\n")
 
     def tune() -> None:
-        path.write_text(TUNE)
+        path.write_text("restore_on_exit = false\n" + TUNE)
         signals.deliver(signal.SIGHUP)
 
     script.at[2] = tune
