@@ -161,3 +161,11 @@ def test_default_config_names_every_key() -> None:
     assert not missing, f"{CONFIG.name} does not show {missing}"
     for table in ("[cpus]", "[limits]", "[bounds]", "[[device]]"):
         assert table in text
+
+
+def test_unit_names_its_documentation_and_skips_containers() -> None:
+    """As irqbalance's unit: `systemctl help irqtune` opens irqtune(1) (the page the wheel installs), and a container
+    (whose IRQs are the host's) does not start it; one CPU does (moderation and NAPI are still the agent's)."""
+    assert value("Documentation", "Unit") == "man:irqtune(1)"
+    assert (REPO / "man" / "irqtune.1").is_file()
+    assert value("ConditionVirtualization", "Unit") == "!container" and value("ConditionCPUs", "Unit") is None
