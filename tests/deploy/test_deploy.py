@@ -655,6 +655,14 @@ def test_the_role_applies_to_this_host_in_check_mode_and_changes_nothing(tmp_pat
         if not Path("/run/systemd/system").is_dir():  # no systemd as PID 1 here: the service is left alone
             assert result("Enable and start irqtune", host)["status"] == "skipped"
     assert result("No change was rolled back", "tuner")["status"] == "skipped"  # in --check mode: nothing ran
+    # irqtune is on no index: by default the wheel of this checkout is built once on the controller and installed
+    built = [r for r in report["results"] if r["task"] == "Find the wheel built" and r["status"] == "ok"]
+    assert len(built) == 2 and all(len(r["result"]["files"]) == 1 for r in built), built  # once per play
+    wheels = {os.path.basename(r["result"]["files"][0]["path"]) for r in built}
+    assert len(wheels) == 1 and next(iter(wheels)).startswith("irqtune-") and next(iter(wheels)).endswith(".whl")
+    copies = [r for r in report["results"] if r["task"] == "Copy the wheel from the controller"]
+    assert len(copies) == 2 and all(r["status"] != "skipped" for r in copies), copies
+    assert {r["result"]["invocation"]["dest"] for r in copies} == {f"/var/cache/irqtune/{w}" for w in wheels}, copies
 
 
 @pytest.mark.slow
