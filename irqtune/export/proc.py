@@ -9,7 +9,8 @@ Every 32-bit kernel counter goes through `counters.Extender` first, so the value
     irqtune_interrupt_errors_total{kind}               ERR, MIS (one global count each)
     irqtune_cpu_interrupts_total{cpu}                  every row summed per CPU
     irqtune_softirqs_total{vector[,cpu]}               /proc/softirqs, vector in lower case
-    irqtune_softnet_{processed,dropped,time_squeezed}_total{[cpu]}
+    irqtune_softnet_{processed,dropped,time_squeezed,cpu_collision,received_rps,flow_limit}_total{[cpu]}
+    irqtune_softnet_backlog_packets{[cpu]}             every softnet_stat column the kernel prints
     irqtune_network_receive_{packets,dropped}_total{device}   /proc/net/dev
     irqtune_busy_poll_receive_packets_total            TcpExt BusyPollRxPackets
     irqtune_irq_{requested,effective}_cpus{irq,...}    affinity as a number of CPUs
@@ -40,7 +41,16 @@ SOFTNET_FIELDS = (
      "(net.core.netdev_max_backlog; softnet_stat col 2)."),
     ("time_squeeze", "irqtune_softnet_time_squeezed", "Times NET_RX stopped with work left: budget or time "
      "(net.core.netdev_budget, netdev_budget_usecs) ran out (softnet_stat col 3)."),
+    ("cpu_collision", "irqtune_softnet_cpu_collision", "Times a transmit found the device's lock taken by another "
+     "CPU (softnet_stat col 9; 0 since the kernel stopped counting it)."),
+    ("received_rps", "irqtune_softnet_received_rps", "Times this CPU was woken by an inter-processor interrupt to "
+     "process packets other CPUs steered to it (RPS/RFS; softnet_stat col 10)."),
+    ("flow_limit_count", "irqtune_softnet_flow_limit", "Packets dropped by the per-flow backlog limit "
+     "(net.core.flow_limit_cpu_bitmap; softnet_stat col 11)."),
 )  # fmt: skip
+# softnet_stat col 12 (5.10+): packets waiting in the CPU's input and process queues when it was read
+SOFTNET_BACKLOG = ("irqtune_softnet_backlog_packets", "Packets in the CPU's backlog (input and process queues) when "
+                   "/proc/net/softnet_stat was read (col 12, 5.10+).")  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -85,6 +95,7 @@ class ExportedCounters:
     cpu_totals: dict[int, int] = field(default_factory=dict)
     softirqs: dict[str, Extended] = field(default_factory=dict)
     softnet: dict[str, Extended] = field(default_factory=dict)
+    backlog: dict[int, int] = field(default_factory=dict)  # CPU -> packets in its backlog (a gauge)
 
 
 def extend(snap: Snapshot, ext: Extenders, inventory: Inventory | None, filters: Filters) -> ExportedCounters:
@@ -120,8 +131,13 @@ def extend(snap: Snapshot, ext: Extenders, inventory: Inventory | None, filters:
     if snap.softnet is not None and snap.softnet.rows:
         cpus = [row.cpu for row in snap.softnet.rows]
         for name, _, _ in SOFTNET_FIELDS:
-            out.softnet[name] = ext.softnet.row(name, cpus, [getattr(row, name) for row in snap.softnet.rows])
+            values = [getattr(row, name) for row in snap.softnet.rows]
+            if None not in values:  # a column this kernel prints (col 10 and later came with 2.6.36 .. 5.10)
+                out.softnet[name] = ext.softnet.row(name, cpus, values)
         ext.softnet.end()
+        backlog = [row.backlog_len for row in snap.softnet.rows]
+        if None not in backlog:
+            out.backlog = dict(zip(cpus, backlog))
     return out
 
 
@@ -209,8 +225,10 @@ def softirq_families(counters: ExportedCounters, detail: dict[str, bool]) -> Ite
     for key, name, doc in SOFTNET_FIELDS:
         if not cpu_detail:
             doc += " Summed over CPUs: the series budget left no room for the cpu label."
-        family = CounterMetricFamily(name, doc, labels=["cpu"] if cpu_detail else [])
         ext = counters.softnet.get(key)
+        if ext is None and key not in ("processed", "dropped", "time_squeeze"):
+            continue  # a column this kernel does not print: no family (the first three are always there)
+        family = CounterMetricFamily(name, doc, labels=["cpu"] if cpu_detail else [])
         if ext is not None:
             if cpu_detail:
                 for i, cpu in enumerate(ext.cpus):
@@ -218,6 +236,15 @@ def softirq_families(counters: ExportedCounters, detail: dict[str, bool]) -> Ite
             else:
                 family.add_metric([], ext.total)
         yield family
+    if counters.backlog:
+        name, doc = SOFTNET_BACKLOG
+        backlog = GaugeMetricFamily(name, doc, labels=["cpu"] if cpu_detail else [])
+        if cpu_detail:
+            for cpu, packets in counters.backlog.items():
+                backlog.add_metric([str(cpu)], packets)
+        else:
+            backlog.add_metric([], sum(counters.backlog.values()))
+        yield backlog
 
 
 def interrupt_families(counters: ExportedCounters, kept: set[int], kept_cpu: set[int] | None) -> Iterator[Metric]:

@@ -373,7 +373,7 @@ def test_agent_stats_are_exported(tmp_path):
     stats.record_pass(0.5)
     stats.record_pass(0.25)
     stats.record_change("applied", "net/eth0/coalesce/rx-usecs")
-    stats.record_change("applied", "net/eth0/coalesce/rx-frames")  # not a settable field: still counted
+    stats.record_change("applied", "net/eth0/coalesce/rx-bogus")  # not a settable field: still counted
     stats.record_change("rolled_back", "irq/41/affinity", 2)
     stats.journal_entries = 3
     stats.knob_values = {"net/eth0/coalesce/rx-usecs": 64, "sysctl/net.core.netdev_budget": 600,
@@ -520,3 +520,27 @@ def test_the_agents_model_of_each_nic_is_exported(tmp_path):
     assert samples(text, "irqtune_agent_model_interrupt_floor_seconds")[(("device", "eth0"),)] == 223e-6
     assert samples(text, "irqtune_agent_model_misses_total")[(("device", "eth0"),)] == 2
     assert promtool_check(text).returncode == 0
+
+
+def test_every_softnet_column_the_kernel_prints_is_exported(tmp_path):
+    """node_exporter #2592: beyond processed/dropped/squeezed, softnet_stat has the RPS wake-ups (col 10), the flow
+    limit's drops (col 11) and the backlog (col 12). This host's own file, copied: each column exported per CPU."""
+    from irqtune.parse.softnet import parse_softnet
+
+    text = Path("/proc/net/softnet_stat").read_text()
+    rows = parse_softnet(text).rows
+    require(rows and rows[0].backlog_len is not None, "this kernel's softnet_stat has no backlog column (5.10+)")
+    root = fixture_root(tmp_path, LAPTOP, {"proc/net/softnet_stat": text})
+    out = exposition(IrqtuneCollector(Host(str(root))))
+    for column, family in (("received_rps", "irqtune_softnet_received_rps_total"),
+                           ("flow_limit_count", "irqtune_softnet_flow_limit_total"),
+                           ("cpu_collision", "irqtune_softnet_cpu_collision_total"),
+                           ("backlog_len", "irqtune_softnet_backlog_packets")):  # fmt: skip
+        exported = samples(out, family)
+        assert exported == {(("cpu", str(r.cpu)),): getattr(r, column) for r in rows}, family
+    assert families(out)["irqtune_softnet_backlog_packets"].type == "gauge"
+    old = "\n".join(" ".join(line.split()[:9]) for line in text.splitlines()) + "\n"  # a 2.6.32 kernel's 9 columns
+    root = fixture_root(tmp_path / "old", LAPTOP, {"proc/net/softnet_stat": old})
+    found = families(exposition(IrqtuneCollector(Host(str(root)))))
+    assert "irqtune_softnet_processed" in found and "irqtune_softnet_received_rps" not in found
+    assert "irqtune_softnet_backlog_packets" not in found
