@@ -12,6 +12,10 @@ untrusted kernel strings (a process chooses its own comm): they are compared as 
 and only ever displayed through `shown()`, never used as paths or commands. PIDs and
 TIDs come from directory names that must be ASCII digits.
 
+Not psutil: its `PROCFS_PATH` is one setting for the whole process, where each `Host` here has its own root
+(the agent, the simulator and the tests read several trees in one process), and its opens follow symlinks that
+the host layer refuses; the few fields needed are read here beneath the root, as the rest of /proc is.
+
 Not measured here: which process consumes a given queue's packets. Attributing packets
 to a process needs probes (socket lookups or RFS flow tables traced with BPF); from
 /proc alone it cannot be told, so the process to co-locate with is named in the config.
