@@ -414,23 +414,33 @@ def _min_gap_chain(lam: float, s: float, h: float, gap: float, atoms: tuple[tupl
     limit = math.ceil(gap / s)  # m ≥ limit leaves no gap
     top = int(nu + 10 * math.sqrt(nu) + 10)
     reps = [1, *range(2 + w // 2, top + w, w)]  # N0 bins: {1}, then w at a time
-    groups = [g * w + w // 2 for g in range((limit - 1) // w + 1)]  # m groups of w, by their centre
+    rows = [_binned_row(lam, s, h, n, w, limit) for n in reps]
+    # m groups of w, by their centre, as far as any busy period reaches (a few hundred packets, where `limit`,
+    # gap / s, can be tens of thousands: a floor of 15 ms at 0.8 µs a packet)
+    extent = max((lo + len(out) for lo, out, _ in rows), default=1)
+    groups = [g * w + w // 2 for g in range(min((limit - 1) // w + 1, max(1, extent)))]
     gaps = [[(q, max(0.0, gap - m * s - shift)) for q, shift in atoms] for m in groups]
-    cols = [_mixed([(q, _binned_found(lam * a, w, len(reps))) for q, a in mix]) for mix in gaps]
-    rows = [_binned_row(lam, s, h, n, w, limit, len(groups)) for n in reps]
+    cols: dict[int, tuple[int, list[float]]] = {}  # m group -> law of the next N0 bins; built when first reached:
+    # the groups a busy period can end in are a few hundred packets, where `limit` (gap / s) can be ten thousand
+
+    def col(g: int) -> tuple[int, list[float]]:
+        if g not in cols:
+            cols[g] = _mixed([(q, _binned_found(lam * a, w, len(reps))) for q, a in gaps[g]])
+        return cols[g]
+
     alpha = max(0.5, min(0.8, 1 - lam * s))
     pi = [0.0] * len(reps)
     pi[0] = 1.0
     last = ratio = 0.0
-    mu, rest = _step(pi, rows, cols, len(groups))
+    mu, rest = _step(pi, rows, len(groups))
     for _ in range(1000):
         new = [0.0] * len(reps)
         new[0] = rest
         for g, wg in enumerate(mu):
             if wg >= 1e-15:
-                start, col = cols[g]
-                end = start + len(col)
-                new[start:end] = [a + wg * q for a, q in zip(new[start:end], col, strict=True)]
+                start, law = col(g)
+                end = start + len(law)
+                new[start:end] = [a + wg * q for a, q in zip(new[start:end], law, strict=True)]
         step = [alpha * (a - b) for a, b in zip(new, pi, strict=True)]
         size = sum(abs(d) for d in step)
         r = size / last if last else 0.0
@@ -441,7 +451,7 @@ def _min_gap_chain(lam: float, s: float, h: float, gap: float, atoms: tuple[tupl
         else:
             pi = [b + d for b, d in zip(pi, step, strict=True)]
             last, ratio = size, r
-        mu, rest = _step(pi, rows, cols, len(groups))
+        mu, rest = _step(pi, rows, len(groups))
         if size < 1e-9:
             break
     spread = s * s * (w * w - 1) / 12  # variance of a within an m group
@@ -453,8 +463,7 @@ def _min_gap_chain(lam: float, s: float, h: float, gap: float, atoms: tuple[tupl
     return t, wait, sum(n * q for n, q in law), n02, law
 
 
-def _step(pi: list[float], rows: list[tuple[int, list[float], float]], cols: list, groups: int
-          ) -> tuple[list[float], float]:  # fmt: skip
+def _step(pi: list[float], rows: list[tuple[int, list[float], float]], groups: int) -> tuple[list[float], float]:
     """Law of the m groups (packets served in the busy period) from the law of the N0 bins, and the
     mass that left no gap."""
     mu, rest = [0.0] * groups, 0.0
@@ -466,7 +475,7 @@ def _step(pi: list[float], rows: list[tuple[int, list[float], float]], cols: lis
     return mu, rest
 
 
-def _binned_row(lam: float, s: float, h: float, n: int, w: int, limit: int, groups: int
+def _binned_row(lam: float, s: float, h: float, n: int, w: int, limit: int
                 ) -> tuple[int, list[float], float]:  # fmt: skip
     """Takács law of m = n + K for a busy period started by h + n·s, summed into m groups:
     (first group, probabilities, mass with m ≥ limit)."""
