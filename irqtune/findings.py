@@ -73,7 +73,8 @@ def _irq_rate(m: Measurements, irq: int) -> dict[int, float]:
 
 def _serving_cpus(m: Measurements, info: IrqInfo) -> list[int]:
     """Where the IRQ runs: CPUs that took it in the window, else its effective, else requested affinity."""
-    busy = [cpu for cpu, rate in _irq_rate(m, info.irq).items() if rate > 0]
+    row = m.rates.interrupts.get(str(info.irq)) if m.rates is not None else None
+    busy = list(row.busy) if row is not None else []
     if busy:
         return busy
     aff = info.affinity
@@ -88,7 +89,8 @@ def _kernel_spread(info: IrqInfo) -> bool:
 def _landing_cpus(m: Measurements, info: IrqInfo) -> tuple[list[int], str]:
     """Where a queue IRQ's interrupts go, and the evidence: "window" (counts in the window), "affinity" (the
     /proc/irq files), else "counts" (per-CPU counts since boot: sosreport-style trees have no /proc/irq)."""
-    busy = [cpu for cpu, rate in _irq_rate(m, info.irq).items() if rate > 0]
+    row = m.rates.interrupts.get(str(info.irq)) if m.rates is not None else None
+    busy = list(row.busy) if row is not None else []
     if busy:
         return busy, "window"
     aff = info.affinity

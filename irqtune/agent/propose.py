@@ -543,7 +543,7 @@ def serving_cpus(irqs: list[int], inventory, rates: Rates) -> set[int]:
         if info and info.affinity and info.affinity.effective:
             out.add(info.affinity.effective[0])
         row = rates.interrupts.get(str(irq))
-        out |= {c for c, r in row.per_cpu.items() if r > 0} if row else set()
+        out.update(row.busy if row else ())
     return out
 
 

@@ -102,7 +102,8 @@ def spread_nic_queues(inventory: Inventory, topology: Topology, rules: Rules) ->
         if not cpus:
             plan.notes.append(f"{device.name}: no CPU left after bans and isolation; left as it is")
             continue
-        cpus = sorted(cpus, key=lambda c: (taken.get(c, 0), cpus.index(c)))
+        order = {c: i for i, c in enumerate(cpus)}
+        cpus = sorted(cpus, key=lambda c: (taken.get(c, 0), order[c]))
         where = "configured" if pinned else (f"node {device.numa_node}" if device.numa_node is not None
                                              else "no NUMA locality")  # fmt: skip
         span = format_cpulist(cpus)
