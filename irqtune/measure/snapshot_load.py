@@ -22,6 +22,7 @@ from .snapshot import SCHEMA, IrqAffinity, Snapshot
 
 MAX_COUNT = 1 << 64  # every counter the kernel prints fits in 64 bits
 MAX_CPU = 8192  # CONFIG_NR_CPUS at most (README: what the kernel writes)
+MAX_TIME = 1e11  # seconds since the epoch: year 5138; past it a date cannot even be printed
 
 
 class SnapshotFileError(ValueError):
@@ -54,7 +55,7 @@ def _optional_count(value: object) -> int | None:
 
 
 def _cpu(value: object) -> int:
-    cpu = int(value) if isinstance(value, str) and value.isdigit() and len(value) < 6 else value
+    cpu = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) < 6 else value
     if isinstance(cpu, bool) or not isinstance(cpu, int) or not 0 <= cpu < MAX_CPU:
         raise _Bad(f"expected a CPU id below {MAX_CPU}, got {brief(value)}")
     return cpu
@@ -133,7 +134,7 @@ class _Loader:
     def snapshot(self) -> Snapshot:
         d = self.data
         taken_at = d.get("taken_at")
-        if not jsonfile.is_number(taken_at):
+        if not jsonfile.is_number(taken_at) or not 0 <= taken_at < MAX_TIME:
             raise SnapshotFileError(f"{self.path}: 'taken_at' must be a time (seconds since the epoch)")
         monotonic = d.get("monotonic")
         snap = Snapshot(
@@ -220,7 +221,7 @@ class _Loader:
         return kind(made)
 
     def affinity(self, key: str, value: object) -> IrqAffinity:
-        if not (key.isdigit() and len(key) < 10) or not isinstance(value, dict):
+        if not (key.isascii() and key.isdigit() and len(key) < 10) or not isinstance(value, dict):
             raise _Bad(f"expected IRQ number: {{requested, effective, hint, node}}, got {brief(key)}")
         lists = {k: None if value.get(k) is None else _cpus(value[k]) for k in ("requested", "effective", "hint")}
         node = value.get("node")

@@ -122,7 +122,8 @@ def test_without_monotonic_the_wall_clock_gives_the_gap(tmp_path):
 def test_a_file_that_is_no_snapshot_exits_1_naming_it(tmp_path):
     good = snapshot_file(tmp_path, "a", small_root("", {}), monotonic=1.0)
     cases = {"notjson.json": "{oops", "list.json": "[]", "schema.json": '{"schema": 2}',
-             "notime.json": '{"schema": 1}', "rows.json": '{"schema": 1, "taken_at": 1, "interrupts": []}'}  # fmt: skip
+             "notime.json": '{"schema": 1}', "year9999999.json": '{"schema": 1, "taken_at": 1e300}',
+             "rows.json": '{"schema": 1, "taken_at": 1, "interrupts": []}'}  # fmt: skip
     for name, text in cases.items():
         path = tmp_path / name
         path.write_text(text)
