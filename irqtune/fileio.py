@@ -36,6 +36,7 @@ LIMITS = {  # bytes: the largest file of each kind irqtune reads (README, "Files
     "managed-irqs": 4 * MIB,
     "simulator rules": 4 * MIB,
     "model": 4 * MIB,  # the agent's device models (statedir MODEL_FILE)
+    "snapshot": 64 * MIB,  # `irqtune snapshot --json` read back by `irqtune diff` (1,152 CPUs: a few MiB)
 }
 
 

@@ -240,3 +240,29 @@ def _ipi_tlb(report: dict) -> list[str]:
     if ebpf.get("tlb_senders"):
         lines.append("shootdown senders: " + ", ".join(f"{k} {v}" for k, v in ebpf["tlb_senders"].items()))
     return lines
+
+
+def render_diff(report: dict, style: Style, top: int = 10) -> str:
+    """`irqtune diff`: the status layout over the gap between two saved snapshots, then what changed."""
+    a, b = report["a"], report["b"]
+    host = printable(b["hostname"] or a["hostname"] or b["root"] or "-")
+    title = f"irqtune diff  {host}  {a['taken_at']} -> {b['taken_at']}  gap {report['interval']:.2f} s"
+    out = [
+        style.heading(title),
+        f"files       {printable(a['file'])} -> {printable(b['file'])} ({report['clock']} clock)",
+    ]
+    busy = [e for e in report["irqs"] if e["rate"]][:top]
+    out += _section(style, "FINDINGS", _findings(report, style))
+    out += _section(style, "BUSIEST IRQS", _busiest({"busiest_irqs": busy, "interval": report["interval"]}))
+    out += _section(style, "PER CPU (events/s)", _per_cpu(report))
+    out += _section(style, "SOFTIRQS (/s)", _softirqs(report))
+    out += _section(style, "SOFTNET (/s)", _softnet(report))
+    moves = [(e["irq"], *e.get("requested", ("-", "-")), *e.get("effective", ("-", "-")))
+             for e in report["affinity_changes"]]  # fmt: skip
+    header = ("IRQ", "AFFINITY-A", "AFFINITY-B", "EFFECTIVE-A", "EFFECTIVE-B")
+    out += _section(style, "AFFINITY CHANGES", table(header, moves) if moves else [])
+    changes = report["changes"]
+    moved = [f"{name.replace('_', ' ')}: {printable(', '.join(map(str, items)))}"
+             for name, items in changes.items() if items]  # fmt: skip
+    out += _section(style, "CHANGED BETWEEN THE SNAPSHOTS", moved)
+    return "\n".join(out) + "\n"

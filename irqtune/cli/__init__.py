@@ -21,7 +21,7 @@ LAZY = {
     **{name: f".act:{attr}" for name, attr in (("set", "set_"), ("get", "get"), ("restore", "restore"),
                                                ("verify", "verify"), ("plan", "plan"), ("apply", "apply"))},
     "simulate": ".sim:simulate", "run": ".run:run", "export": ".export:export", "top": ".top:top",
-    "probe": ".probe:probe", "completion": ".docs:completion", "manpage": ".docs:manpage",
+    "probe": ".probe:probe", "completion": ".docs:completion", "manpage": ".docs:manpage", "diff": ".diff:diff",
 }  # fmt: skip
 
 EXIT_CODES_HELP = f"""
@@ -194,10 +194,11 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
     "unavailable" and the exit status stays 0.
     """
     from ..measure.reading import refused_problems
-    from ..measure.snapshot import take_snapshot, to_json
+    from ..measure.snapshot import read_identity, take_snapshot, to_json
 
     try:
         snap = take_snapshot(obj.host, with_affinity=not no_affinity)
+        read_identity(obj.host, snap)
     except PathEscape as err:
         raise click.ClickException(str(err)) from None
     _require_something(snap)

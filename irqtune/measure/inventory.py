@@ -161,7 +161,7 @@ def sysfs_devices(host: Host) -> list[tuple[Device, list[int]]]:
     return found
 
 
-def managed_state(host: Host, irq: int, learned: dict[int, dict], actions: tuple[str, ...],
+def managed_state(host: Host | None, irq: int, learned: dict[int, dict], actions: tuple[str, ...],
                   debugfs: bool = True) -> tuple[str, str]:  # fmt: skip
     """`debugfs` False: the caller found no /sys/kernel/debug/irq/irqs (not mounted), so no IRQ's file is tried."""
     text = host.text("sys", "kernel", "debug", "irq", "irqs", irq) if debugfs else None
@@ -199,19 +199,23 @@ def _owner(candidates: list[Device], actions: tuple[str, ...]) -> Device | None:
 
 
 def build_inventory(
-    host: Host,
+    host: Host | None,
     table: InterruptTable,
     affinity: dict[int, IrqAffinity],
     learned: dict[int, dict] | None = None,
     sysfs: list[tuple[Device, list[int]]] | None = None,
 ) -> Inventory:
     """`sysfs`: what `sysfs_devices` found in an earlier reading with the same `sysfs_devices_key` (the agent
-    keeps it between passes); its devices are copied, not changed."""
-    inv = Inventory(remapping=_remapping(table), iommus=host.entries(host.sys(), "class", "iommu"))
+    keeps it between passes); its devices are copied, not changed. `host` None: from saved snapshots alone
+    (`irqtune diff`), devices known by their action names only."""
+    iommus = host.entries(host.sys(), "class", "iommu") if host else []
+    inv = Inventory(remapping=_remapping(table), iommus=iommus)
     learned = learned or {}
     owners: dict[int, list[Device]] = {}
-    debugfs = host.has(host.sys(), "kernel", "debug", "irq", "irqs")
-    for found, irqs in sysfs_devices(host) if sysfs is None else sysfs:
+    debugfs = host is not None and host.has(host.sys(), "kernel", "debug", "irq", "irqs")
+    if sysfs is None:
+        sysfs = sysfs_devices(host) if host else []
+    for found, irqs in sysfs:
         device = replace(found, irqs=[])
         inv.devices.append(device)
         for irq in irqs:

@@ -48,6 +48,15 @@ class Snapshot:
     online: list[int] | None = None  # from /sys, when present
     unavailable: dict[str, str] = field(default_factory=dict)  # file -> why
     problems: list[Problem] = field(default_factory=list)
+    hostname: str | None = None  # so `irqtune diff` can refuse two hosts' snapshots (read_identity)
+    boot_id: str | None = None  # ... or two boots' (counters restart, monotonic clocks differ)
+
+    @classmethod
+    def from_json(cls, path: str, text: str) -> Snapshot:
+        """A snapshot saved by `irqtune snapshot --json`; see measure/snapshot_load.py (SnapshotFileError, problems)."""
+        from .snapshot_load import load_snapshot
+
+        return load_snapshot(path, text)
 
     @property
     def cpus(self) -> list[int]:
@@ -113,6 +122,18 @@ def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
     if with_affinity and snap.interrupts is not None:
         read_affinities(host, snap)
     return snap
+
+
+def read_identity(host: Host, snap: Snapshot) -> None:
+    """Hostname and boot id, for a snapshot that is saved: two saved ones are compared only from one boot."""
+    snap.hostname = _stripped(host.text("proc", "sys", "kernel", "hostname"))
+    snap.boot_id = _stripped(host.text("proc", "sys", "kernel", "random", "boot_id"))
+
+
+def _stripped(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return text.strip() or None
 
 
 _AFFINITY_FILES = (
@@ -191,6 +212,9 @@ def to_json(snap: Snapshot) -> dict:
     out: dict = {
         "schema": SCHEMA,
         "taken_at": snap.taken_at,
+        "monotonic": snap.monotonic,
+        "hostname": snap.hostname,
+        "boot_id": snap.boot_id,
         "root": snap.root,
         "online_cpus": snap.cpus,
         "interrupts": interrupts_json(snap.interrupts) if snap.interrupts else None,
@@ -220,6 +244,7 @@ def to_json(snap: Snapshot) -> dict:
             "softirq_total": snap.stat.softirq_total,
             "irq_seconds": {str(c): v for c, v in snap.stat.irq_seconds.items()},
             "softirq_seconds": {str(c): v for c, v in snap.stat.softirq_seconds.items()},
+            "idle_seconds": {str(c): v for c, v in snap.stat.idle_seconds.items()},
         }
     if snap.netdev:
         out["netdev"] = snap.netdev.devices

@@ -42,7 +42,7 @@ LAYERS: dict[str, int] = {
     # 3: act: knobs, the journal, the write path
     "act": 3,
     # 4: the agent and what serves people and dashboards, the simulator that runs the agent
-    **dict.fromkeys(("agent", "export", "sim", "top", "status", "render"), 4),
+    **dict.fromkeys(("agent", "export", "sim", "top", "status", "render", "snapdiff"), 4),
     # 5: the command line
     **dict.fromkeys(("cli", "__main__"), 5),
 }
