@@ -1,0 +1,97 @@
+"""The config's [pin]: knobs written once through the journal, then only watched.
+
+A pin is the operator's word: the agent applies it like any change (read the original, journal, write, read back,
+so `irqtune restore` puts the original back), never moves it itself (`Pinner.why`), and reports when something
+else changed it since: drift, written again only with `repin = true`. Globs expand each pass, so a NIC that
+appears later is pinned in its first pass.
+"""
+
+from __future__ import annotations
+
+from ..act.engine import APPLIED, REFUSED, UNCHANGED, Result, change, prepare, read_knob
+from ..act.journal import Journal
+from ..act.knobs import KnobError, Unsupported, make_knob
+from ..config import Config
+from ..host import Host
+from ..parse.interrupts import InterruptTable
+from ..plan import Change
+
+PINNED = "pinned"  # the outcome of a pin written (or found holding its value) this pass
+DRIFTED = "drifted"  # a pinned knob that something else changed: reported (repin = false)
+REPINNED = "repinned"  # ... and written again (repin = true)
+WOULD_PIN = "would pin"  # observe mode: what tune mode would write
+
+
+class Pinner:
+    """What the pins stand for on this host each pass, and what became of them."""
+
+    def __init__(self, host: Host, config: Config, state_dir: str, journal: Journal | None) -> None:
+        self.host, self.config, self.state_dir, self.journal = host, config, state_dir, journal
+        self.knobs: dict[str, str] = {}  # knob id -> the pinned value, this pass's expansion
+        self.held: set[str] = set()  # knobs applied (or found at their value): from now on watched for drift
+        self.tried: set[str] = set()  # knobs attempted once, whatever came of it (an unsupported one is not retried)
+
+    def why(self, knob: str) -> str | None:
+        """Why the agent must not change this knob (None: not pinned)."""
+        value = self.knobs.get(knob)
+        return None if value is None else f"pinned at {value} by the config's [pin]"
+
+    def expand(self, devices: list[str]) -> dict[str, str]:
+        """Knob id -> value for the pins on these network devices (the first pin that names a knob wins)."""
+        knobs: dict[str, str] = {}
+        for pin in self.config.pins:
+            for knob in pin.knobs(devices):
+                knobs.setdefault(knob, pin.value)
+        self.knobs = knobs
+        return knobs
+
+    def run(self, devices: list[str], tuning: bool, interrupts: InterruptTable | None) -> list[Change]:
+        """Apply new pins (tune mode) or say what would be pinned (observe), and report drift."""
+        out = []
+        for knob, value in self.expand(devices).items():
+            if knob in self.held:
+                drift = self._drift(knob, value, tuning, interrupts)
+                out += [drift] if drift else []
+            elif knob not in self.tried:
+                out.append(self._first(knob, value, tuning, interrupts))
+        return out
+
+    def _first(self, knob: str, value: str, tuning: bool, interrupts: InterruptTable | None) -> Change:
+        """The pin's first pass: written in tune mode, a recommendation in observe mode (each pass until tuned)."""
+        if not tuning:
+            found = read_knob(self.host, knob)
+            outcome = PINNED if found == value else WOULD_PIN
+            return _change(knob, found, value, outcome, "" if found is not None else "cannot read it here")
+        self.tried.add(knob)
+        result = self._write(knob, value, interrupts)
+        if result.outcome in (APPLIED, UNCHANGED):
+            self.held.add(knob)
+            return _change(knob, result.before, value, PINNED, result.message)
+        return _change(knob, result.before, value, result.outcome, result.message)
+
+    def _drift(self, knob: str, value: str, tuning: bool, interrupts: InterruptTable | None) -> Change | None:
+        """None while the knob holds its pin; else drift, written again with repin = true."""
+        found = read_knob(self.host, knob)
+        if found is None or found == value:
+            return None
+        note = f"something else set {found} after irqtune pinned {value}"
+        if not (tuning and self.config.repin):
+            return _change(knob, found, value, DRIFTED, f"{note}; left alone (repin = false)")
+        result = self._write(knob, value, interrupts)
+        outcome = REPINNED if result.outcome == APPLIED else result.outcome
+        return _change(knob, found, value, outcome, f"{note}; {result.message or 'written again'}")
+
+    def _write(self, knob_id: str, value: str, interrupts: InterruptTable | None) -> Result:
+        """The journaled write path every change takes (act/engine.py)."""
+        try:
+            knob = make_knob(self.host, knob_id, allow_host_wide=self.config.allow_host_wide)
+            prepare(knob, self.host, self.state_dir, interrupts)
+            return change(knob, value, self.journal, self.state_dir)
+        except (KnobError, Unsupported) as err:
+            return Result(knob_id, REFUSED, target=value, message=str(err))
+
+
+def _change(knob: str, found: str | None, value: str, outcome: str, note: str) -> Change:
+    device = knob.split("/")[1] if knob.startswith(("net/", "napi/")) else None
+    return Change(knob, found if found is not None else "?", value, "the config's [pin]", device,
+                  outcome=outcome, note=note)  # fmt: skip
