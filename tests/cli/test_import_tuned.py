@@ -34,7 +34,7 @@ def test_network_latency_pins_busy_polling_and_names_the_rest():
     config, answer = _imported("network-latency")
     assert {p.pattern: p.value for p in config.pins} == {"sysctl/net.core.busy_read": "50",
                                                         "sysctl/net.core.busy_poll": "50"}  # fmt: skip
-    assert config.mode == "observe" and not config.cpus.critical
+    assert config.mode == "observe" and not config.cpus.critical and len(answer["leftovers"]) == 19  # README
     left = _leftovers(answer)
     for key in ("[sysctl] net.ipv4.tcp_fastopen", "[sysctl] kernel.numa_balancing", "[vm] transparent_hugepages",
                 "[bootloader] cmdline_network_latency", "[selinux] avc_cache_threshold"):  # fmt: skip
