@@ -144,7 +144,7 @@ class Agent:
         self.due: list[float] = []  # when the next sub-samples are due
         self.bursts: dict[str, Burst] = {}  # the last window's, per device (measure/bursts.py)
         self.wrote: dict[str, float] = {}  # device -> when the loop last wrote one of its knobs (the clock)
-        self.pinner = Pinner(host, config, state_dir, journal)  # the config's [pin]: held, never moved
+        self.pinner = Pinner(host, state_dir)  # the config's [pin]: held, never moved
 
     @property
     def tuning(self) -> bool:
@@ -172,8 +172,8 @@ class Agent:
             report.rollbacks = self._verify(rates, now, report.checks)
             began = now - rates.interval  # a device written since (a pass takes time; rollbacks just now) ran
             self.proposer.unsettled = {dev for dev, at in self.wrote.items() if at > began + 1e-6}  # two settings
-        if self.config.pins:
-            report.pins = self.pinner.run(_net_devices(reading), self.tuning, reading.interrupts)
+        if self.config.pins or self.pinner.knobs:  # (a reload that drops the pins lets their knobs go)
+            report.pins = self.pinner.run(self.config, self.journal, _net_devices(reading), reading.interrupts)
         rules = placement_rules(reading, **self._rule_args(reading))
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
         placement = [] if self.placed and self.tuning else self._placement(reading, rules)

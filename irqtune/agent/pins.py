@@ -25,11 +25,12 @@ WOULD_PIN = "would pin"  # observe mode: what tune mode would write
 class Pinner:
     """What the pins stand for on this host each pass, and what became of them."""
 
-    def __init__(self, host: Host, config: Config, state_dir: str, journal: Journal | None) -> None:
-        self.host, self.config, self.state_dir, self.journal = host, config, state_dir, journal
+    def __init__(self, host: Host, state_dir: str) -> None:
+        self.host, self.state_dir = host, state_dir
+        self.config, self.journal = Config(), None  # the agent's, each pass (a reload may replace them)
         self.knobs: dict[str, str] = {}  # knob id -> the pinned value, this pass's expansion
-        self.held: set[str] = set()  # knobs applied (or found at their value): from now on watched for drift
-        self.tried: set[str] = set()  # knobs attempted once, whatever came of it (an unsupported one is not retried)
+        self.held: dict[str, str] = {}  # knob -> the value applied (or found): from now on watched for drift
+        self.tried: dict[str, str] = {}  # knob -> the value attempted once (an unsupported one is not retried)
 
     def why(self, knob: str) -> str | None:
         """Why the agent must not change this knob (None: not pinned)."""
@@ -45,27 +46,32 @@ class Pinner:
         self.knobs = knobs
         return knobs
 
-    def run(self, devices: list[str], tuning: bool, interrupts: InterruptTable | None) -> list[Change]:
-        """Apply new pins (tune mode) or say what would be pinned (observe), and report drift."""
-        out = []
+    def run(self, config: Config, journal: Journal | None, devices: list[str],
+            interrupts: InterruptTable | None) -> list[Change]:  # fmt: skip
+        """Apply new pins (tune mode) or say what would be pinned (observe), and report drift. A pin whose value a
+        reload changed is a new pin."""
+        self.config, self.journal = config, journal
+        tuning, out = config.mode == "tune", []
         for knob, value in self.expand(devices).items():
-            if knob in self.held:
+            if self.held.get(knob) == value:
                 drift = self._drift(knob, value, tuning, interrupts)
                 out += [drift] if drift else []
-            elif knob not in self.tried:
-                out.append(self._first(knob, value, tuning, interrupts))
+            elif self.tried.get(knob) != value:
+                first = self._first(knob, value, tuning, interrupts)
+                out += [first] if first else []
         return out
 
-    def _first(self, knob: str, value: str, tuning: bool, interrupts: InterruptTable | None) -> Change:
-        """The pin's first pass: written in tune mode, a recommendation in observe mode (each pass until tuned)."""
+    def _first(self, knob: str, value: str, tuning: bool, interrupts: InterruptTable | None) -> Change | None:
+        """The pin's first pass: written in tune mode; in observe mode a recommendation each pass while the knob
+        holds another value (None while it holds the pin's)."""
         if not tuning:
             found = read_knob(self.host, knob)
-            outcome = PINNED if found == value else WOULD_PIN
-            return _change(knob, found, value, outcome, "" if found is not None else "cannot read it here")
-        self.tried.add(knob)
+            return None if found == value else _change(knob, found, value, WOULD_PIN, "" if found is not None
+                                                       else "cannot read it here")  # fmt: skip
+        self.tried[knob] = value
         result = self._write(knob, value, interrupts)
         if result.outcome in (APPLIED, UNCHANGED):
-            self.held.add(knob)
+            self.held[knob] = value
             return _change(knob, result.before, value, PINNED, result.message)
         return _change(knob, result.before, value, result.outcome, result.message)
 

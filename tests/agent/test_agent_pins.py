@@ -162,3 +162,17 @@ def test_pin_errors_name_the_file_line_and_key():
             assert str(err).startswith(f"c.toml:5: pin.{line.split(chr(34))[1]}: ") and problem in str(err), err
         else:
             raise AssertionError(f"accepted {line}")
+
+
+def test_a_reload_that_changes_a_pin_writes_the_new_value_and_one_that_drops_it_lets_the_knob_go(tmp_path):
+    run = _Run(tmp_path)
+    run.passes(1)
+    run.agent.config = load_config("c.toml", PINS.format(mode="tune", usecs=16, repin="false"))  # as SIGHUP does
+    report = run.passes(1)[0]
+    assert [(p.knob, p.current, p.outcome) for p in report.pins] == [("net/eth1/coalesce/rx-usecs", "8", "pinned")]
+    assert run.read("net/eth1/coalesce/rx-usecs") == "16"
+    assert run.journal.entries["net/eth1/coalesce/rx-usecs"].original == "64"
+    run.agent.config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0))
+    report = run.passes(1)[0]
+    assert report.pins == [] and run.agent.pinner.why("net/eth1/coalesce/rx-usecs") is None
+    run.journal.close()
