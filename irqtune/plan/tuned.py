@@ -152,7 +152,7 @@ def _carry(result: Imported, section: str, key: str, value: str, entries: dict) 
         return _ethtool(result, key, value, devices.value if devices else "*")
     if section == "net" and key == "devices":
         return None if any(k in entries for k in (("net", "coalesce"), ("net", "channels"))) else "no coalesce="
-    if key == "isolated_cores" and section in ("scheduler", "variables"):
+    if key == "isolated_cores" and section in ("scheduler", "variables", "bootloader"):
         return _isolated(result, value)
     if section == "net" and key == "ring":
         return "irqtune has no ring-size knob"

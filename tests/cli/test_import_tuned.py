@@ -10,6 +10,7 @@ from conftest import REPO
 
 from irqtune.cli import main
 from irqtune.config import load_config
+from irqtune.plan.tuned import convert, parse_conf
 
 ROOT = REPO / "tests" / "fixtures" / "tuned"
 
@@ -89,3 +90,19 @@ def test_text_output_is_the_config_on_stdout_and_leftovers_on_stderr(tmp_path):
 def test_a_missing_profile_is_an_error():
     result = CliRunner().invoke(main, ["--root", str(ROOT), "import-tuned", "no-such-profile"])
     assert result.exit_code == 1 and "no TuneD profile 'no-such-profile'" in result.output
+
+
+def test_cpu_partitioning_isolated_cores_from_its_variables_or_named_when_a_function():
+    """cpu-partitioning sets isolated_cores in [variables] (its variables.conf) and uses ${isolated_cores} in
+    [scheduler] and [bootloader]: a literal list carries over as [cpus] critical, TuneD's default (a function that
+    picks cores at boot) cannot and is named."""
+    text = (
+        "[variables]\nisolated_cores=2-5\n[scheduler]\nisolated_cores=${isolated_cores}\n"
+        "[irqbalance]\nbanned_cpus=${isolated_cores}\n"
+    )
+    imported = convert("cpu-partitioning", parse_conf(text, "tuned.conf"))
+    assert imported.critical == "2-5" and load_config("c.toml", imported.toml()).cpus.critical == "2-5"
+    assert imported.leftover_lines() == ["tuned.conf:6: [irqbalance] banned_cpus = ${isolated_cores}: irqtune has "
+                                         "no equivalent of TuneD's [irqbalance] banned_cpus"]  # fmt: skip
+    function = convert("cpu-partitioning", parse_conf("[variables]\nisolated_cores=${f:calc_isolated_cores:1}\n", "v"))
+    assert function.critical == "" and "set [cpus] critical by hand" in function.leftover_lines()[0]
