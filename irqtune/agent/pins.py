@@ -51,8 +51,11 @@ class Pinner:
         """Apply new pins (tune mode) or say what would be pinned (observe), and report drift. A pin whose value a
         reload changed is a new pin."""
         self.config, self.journal = config, journal
-        tuning, out = config.mode == "tune", []
-        for knob, value in self.expand(devices).items():
+        tuning, out, knobs = config.mode == "tune", [], self.expand(devices)
+        # a device that left: its pins start over when it is back (a new device's defaults are no drift)
+        self.held = {k: v for k, v in self.held.items() if k in knobs}
+        self.tried = {k: v for k, v in self.tried.items() if k in knobs}
+        for knob, value in knobs.items():
             if self.held.get(knob) == value:
                 drift = self._drift(knob, value, tuning, interrupts)
                 out += [drift] if drift else []

@@ -3,6 +3,7 @@ against the agent's own moderation, drift reported (and written again only with 
 
 from __future__ import annotations
 
+import json
 import os
 
 from click.testing import CliRunner
@@ -175,4 +176,21 @@ def test_a_reload_that_changes_a_pin_writes_the_new_value_and_one_that_drops_it_
     run.agent.config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0))
     report = run.passes(1)[0]
     assert report.pins == [] and run.agent.pinner.why("net/eth1/coalesce/rx-usecs") is None
+    run.journal.close()
+
+
+def test_a_nic_that_leaves_and_comes_back_is_pinned_again_not_reported_as_drift(tmp_path):
+    run = _Run(tmp_path)
+    run.passes(1)
+    config = run.agent.config
+    assert run.agent.pinner.run(config, run.journal, [], None) == []  # eth1 gone: its pin lets go
+    path = os.path.join(run.sim.root, "sys/class/net/eth1/irqtune-sim/ethtool.json")
+    with open(path, encoding="utf-8") as f:
+        state = json.load(f)
+    state["coalesce"]["rx_usecs"] = 64  # back with its driver's default
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(state, f)
+    again = run.agent.pinner.run(config, run.journal, ["eth1"], None)
+    assert [(p.knob, p.current, p.outcome) for p in again] == [("net/eth1/coalesce/rx-usecs", "64", "pinned")]
+    assert run.read("net/eth1/coalesce/rx-usecs") == "8"
     run.journal.close()
