@@ -8,6 +8,7 @@ restore_on_exit = true        # on SIGTERM: put back everything this agent chang
 allow_host_wide = false       # tune IRQ affinity (host-wide) from a network namespace other than the host's
 goal = "balanced"             # default goal: latency | throughput | balanced | efficiency
 p99_target_us = 0             # default p99 latency target of a NIC's packets, µs (0: none; docs/physics.md §9.6)
+repin = false                 # [pin]: write a pinned knob again when something else changed it (false: report)
 
 [cpus]                        # CPU lists ("0-3,8"); empty = derived from the host
 housekeeping = ""             # where IRQs may go (default: every CPU not isolated/critical)
@@ -32,6 +33,10 @@ max_series = 5000             # the series budget
 [bounds]                      # the agent never sets a matching knob outside [min, max]
 "net/*/coalesce/rx-usecs" = [0, 64]
 
+[pin]                         # knobs held at a value (tune mode writes them once, journaled; the agent never
+"sysctl/net.core.busy_read" = 50   # moves them); a glob in the device part pins every matching NIC, later ones too
+"net/eth*/coalesce/rx-usecs" = 8
+
 [[device]]                    # per device (name) or per class ("nic", "nvme")
 name = "eth1"
 goal = "latency"
@@ -50,6 +55,8 @@ from dataclasses import dataclass, field
 
 from .measure.known import KnownNames, cpu_problem, device_problem
 from .parse.common import CpuListError, brief, brief_text, parse_cpulist
+from .plan.knob_id import KnobError
+from .plan.pins import Pin, parse_pin
 from .tomlfile import Locator, TomlError, Where, build, read_toml
 
 MODES = ("observe", "tune")
@@ -130,11 +137,13 @@ class Config:
     allow_host_wide: bool = False  # IRQ affinity from inside `ip netns exec`: it moves the host's interrupts
     goal: str = "balanced"
     p99_target_us: float = 0.0  # µs, every NIC's unless its rule sets one; 0 = none
+    repin: bool = False  # a pinned knob something else changed: written again (True) or only reported
     cpus: CpuSets = field(default_factory=CpuSets)
     limits: Limits = field(default_factory=Limits)
     exporter: Exporter = field(default_factory=Exporter)
     devices: list[DeviceRule] = field(default_factory=list)
     bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # knob pattern (fnmatch) -> [min, max]
+    pins: list[Pin] = field(default_factory=list)  # [pin], in file order
     locator: Locator | None = field(default=None, repr=False, compare=False)  # lines of the keys, for check_host
 
     def bound(self, knob: str) -> tuple[int, int] | None:
@@ -175,8 +184,10 @@ class Config:
 
 def load_config(path: str, text: str | None = None) -> Config:
     data, loc = read_toml(path, text, ConfigError, "config")
-    top = {k: v for k, v in data.items() if k not in ("cpus", "limits", "device", "bounds", "exporter")}
-    config = build(Config, top, (), loc, skip=("path", "cpus", "limits", "devices", "bounds", "exporter", "locator"))
+    tables = ("cpus", "limits", "device", "bounds", "exporter", "pin")
+    top = {k: v for k, v in data.items() if k not in tables}
+    skip = ("path", "cpus", "limits", "devices", "bounds", "exporter", "locator", "pins")
+    config = build(Config, top, (), loc, skip=skip)
     config.path, config.locator = path, loc
     config.cpus = build(CpuSets, data.get("cpus", {}), (("cpus", None),), loc)
     config.limits = build(Limits, data.get("limits", {}), (("limits", None),), loc)
@@ -189,6 +200,7 @@ def load_config(path: str, text: str | None = None) -> Config:
             table = {("class_" if k == "class" else k): v for k, v in table.items()}
         config.devices.append(build(DeviceRule, table, (("device", i),), loc))
     config.bounds = _bounds(data.get("bounds", {}), loc)
+    config.pins = _pins(data.get("pin", {}), config, loc)
     _check(config, loc)
     return config
 
@@ -206,6 +218,28 @@ def _bounds(table: object, loc: Locator) -> dict[str, tuple[int, int]]:
             raise loc.error(where, pattern, f"expected [MIN, MAX], whole numbers, MIN <= MAX; got {brief(value)}")
         out[pattern] = (value[0], value[1])
     return out
+
+
+def _pins(table: object, config: Config, loc: Locator) -> list[Pin]:
+    """[pin] "KNOB" = VALUE: each id known (a glob in its device part allowed), its value of the knob's type and
+    range, and within the config's [bounds]: a pin the agent would refuse to write is a mistake found at load."""
+    if not isinstance(table, dict):
+        raise loc.error((), "pin", 'expected a table of "KNOB" = VALUE')
+    pins: dict[str, Pin] = {}
+    for knob, value in table.items():
+        try:
+            pin = parse_pin(knob, value)
+        except KnobError as err:
+            raise loc.error((("pin", None),), knob, str(err)) from None
+        bound = config.bound(pin.pattern)
+        if bound and pin.value.isdigit() and not bound[0] <= int(pin.value) <= bound[1]:
+            raise loc.error(
+                (("pin", None),), knob, f"{pin.value} is outside the config's [bounds] {bound[0]}..{bound[1]}"
+            )
+        if pin.pattern in pins:
+            raise loc.error((("pin", None),), knob, f"pins the same knob as {pins[pin.pattern].pattern!r}")
+        pins[pin.pattern] = pin
+    return list(pins.values())
 
 
 def _check(config: Config, loc: Locator) -> None:

@@ -48,6 +48,7 @@ from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
 from ..parse.common import Problem
 from ..plan import Change, Rules, fixes_violation
+from .pins import Pinner
 from .propose import Proposer
 
 log = logging.getLogger("irqtune.agent")
@@ -76,12 +77,21 @@ class PassReport:
     checks: list[dict] = field(default_factory=list)  # predictions against measurements (Proposer.check)
     tracking: list[dict] = field(default_factory=list)  # each settled window against the model fitted before it
     problems: list[Problem] = field(default_factory=list)  # malformed input, as `status` names it (FILE:LINE)
+    pins: list[Change] = field(default_factory=list)  # the config's [pin]: written, would be, drifted (pins.py)
 
     def to_json(self) -> dict:
         return {"pass": self.number, "at": self.at, "findings": self.findings,
                 "decisions": [d.to_json() for d in self.decisions],
                 "rollbacks": [d.to_json() for d in self.rollbacks], "checks": self.checks,
-                "tracking": self.tracking, "problems": [p.to_json() for p in self.problems]}  # fmt: skip
+                "tracking": self.tracking, "problems": [p.to_json() for p in self.problems],
+                "pins": [p.to_json() for p in self.pins]}  # fmt: skip
+
+
+def _net_devices(reading: Reading) -> list[str]:
+    """The network devices a [pin] glob may match: the NICs found and every interface /proc/net/dev lists."""
+    names = [d.name for d in reading.inventory.devices if d.kind == "nic"]
+    netdev = reading.snapshot.netdev.devices if reading.snapshot.netdev else {}
+    return sorted({*names, *(name for name in netdev if name != "lo")})
 
 
 @dataclass
@@ -134,6 +144,7 @@ class Agent:
         self.due: list[float] = []  # when the next sub-samples are due
         self.bursts: dict[str, Burst] = {}  # the last window's, per device (measure/bursts.py)
         self.wrote: dict[str, float] = {}  # device -> when the loop last wrote one of its knobs (the clock)
+        self.pinner = Pinner(host, state_dir)  # the config's [pin]: held, never moved
 
     @property
     def tuning(self) -> bool:
@@ -161,6 +172,8 @@ class Agent:
             report.rollbacks = self._verify(rates, now, report.checks)
             began = now - rates.interval  # a device written since (a pass takes time; rollbacks just now) ran
             self.proposer.unsettled = {dev for dev, at in self.wrote.items() if at > began + 1e-6}  # two settings
+        if self.config.pins or self.pinner.knobs:  # (a reload that drops the pins lets their knobs go)
+            report.pins = self.pinner.run(self.config, self.journal, _net_devices(reading), reading.interrupts)
         rules = placement_rules(reading, **self._rule_args(reading))
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
         placement = [] if self.placed and self.tuning else self._placement(reading, rules)
@@ -275,6 +288,8 @@ class Agent:
         rounded = self.rounded.get((decision.knob, decision.target))
         if decision.outcome == "refused":
             pass
+        elif pinned := self.pinner.why(decision.knob):  # the operator's value: never the agent's to move
+            decision.outcome, decision.note = "held", pinned
         elif rounded == decision.current:  # the driver cannot do better than what it has
             decision.outcome, decision.note = "unchanged", f"the driver rounds {decision.target} to {rounded}"
         elif held:

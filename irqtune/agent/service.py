@@ -359,7 +359,7 @@ class Service:
             self.output.out(line)
             for text in finding_lines(report, self.shown):
                 self.output.out(printable(text))
-            for d in (*report.decisions, *report.rollbacks):
+            for d in (*report.pins, *report.decisions, *report.rollbacks):
                 note = f" ({d.note})" if d.note else ""
                 self.output.out(printable(f"  {d.outcome}: {d.knob} {d.current} -> {d.target}: {d.reason}{note}"))
         self.output.flush()

@@ -22,6 +22,7 @@ LAZY = {
                                                ("verify", "verify"), ("plan", "plan"), ("apply", "apply"))},
     "simulate": ".sim:simulate", "run": ".run:run", "export": ".export:export", "top": ".top:top",
     "probe": ".probe:probe", "completion": ".docs:completion", "manpage": ".docs:manpage", "diff": ".diff:diff",
+    "import-tuned": ".tuned:import_tuned",
 }  # fmt: skip
 
 EXIT_CODES_HELP = f"""

@@ -148,18 +148,18 @@ def test_default_config_examples_load() -> None:
     text = CONFIG.read_text()
     examples = re.sub(r'(?m)^#(?=[a-z_\["])', "", text)
     config = load_config("irqtune.toml (examples)", examples)
-    assert config.cpus.critical and config.bounds
+    assert config.cpus.critical and config.bounds and config.pins
     assert any(rule.name for rule in config.devices) and any(rule.class_ for rule in config.devices)
 
 
 def test_default_config_names_every_key() -> None:
     text = CONFIG.read_text()
     keys = [f.name for cls in (Config, CpuSets, Limits, Exporter, DeviceRule) for f in dataclasses.fields(cls)]
-    tables = ("path", "cpus", "limits", "exporter", "devices", "bounds", "locator")  # not keys
+    tables = ("path", "cpus", "limits", "exporter", "devices", "bounds", "locator", "pins")  # not keys
     keys = ["class" if k == "class_" else k for k in keys if k not in tables]
     missing = [k for k in keys if not re.search(rf"(?m)^#?{k} = ", text)]
     assert not missing, f"{CONFIG.name} does not show {missing}"
-    for table in ("[cpus]", "[limits]", "[bounds]", "[[device]]"):
+    for table in ("[cpus]", "[limits]", "[bounds]", "[pin]", "[[device]]"):
         assert table in text
 
 
