@@ -137,6 +137,21 @@ def test_coalescing_through_the_knob_reaches_the_simulated_driver(sim, tmp_path)
     assert cli("get", "net/eth1/coalesce/rx-usecs", root=sim.root).stdout.strip() == "8"
 
 
+def test_ring_sizes_through_the_knob_reach_the_simulated_driver_within_its_maximum(sim, tmp_path):
+    state = str(tmp_path / "s")
+    assert cli("get", "net/eth1/rings/rx", root=sim.root).stdout.strip() == "1024"
+    code, out, err = cli("set", "net/eth1/rings/rx", "4096", root=sim.root, state=state)
+    assert code == 0 and "applied: 1024 -> 4096" in out, out + err
+    code, _, err = cli("set", "net/eth1/rings/tx", "8192", root=sim.root, state=state)
+    assert code == 1 and "8192 is above the driver's maximum of 4096" in err
+    code, out, _ = cli("set", "net/eth1/rings/rx-jumbo", "64", root=sim.root, state=state)
+    assert code == 3 and "does not report rings rx_jumbo" in out  # this driver has no jumbo ring
+    journal = json.loads((tmp_path / "s" / "journal.json").read_text())["entries"]
+    assert journal["net/eth1/rings/rx"]["original"] == "1024" and "net/eth1/rings/tx" not in journal
+    assert cli("restore", root=sim.root, state=state).exit_code == 0
+    assert cli("get", "net/eth1/rings/rx", root=sim.root).stdout.strip() == "1024"
+
+
 @pytest.mark.parametrize(("kernel", "errno_name"), [("6.18", "EPERM"), ("6.6", "EIO")])
 def test_managed_nvme_irqs_are_refused_like_the_configured_kernel(tmp_path, kernel, errno_name):
     sim = SimMachine(load_scenario("s.toml", SCENARIO.replace("[host]", f'[host]\nkernel = "{kernel}"')),
