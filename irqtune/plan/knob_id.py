@@ -33,6 +33,7 @@ NETDEV_FILES: dict[str, tuple[str, int, int]] = {  # knob -> (sysfs file, min, m
 }
 KNOB_FORMS = (
     "irq/N/affinity",
+    "irq/SELECTOR/affinity (set: a device or glob, e.g. eth0, eth0*, nvme0q*: every IRQ it names)",
     "irq/default/affinity",
     "sysctl/net.core.{" + ",".join(SYSCTLS) + "}",
     "net/DEV/{" + ",".join(NETDEV_FILES) + "}",
@@ -60,6 +61,20 @@ def _device(name: str, knob_id: str) -> str:
 
 def _number(text: str) -> int | None:
     return parse_count(text)
+
+
+_SELECTOR = re.compile(r"[A-Za-z0-9_.:@*?\[\]!-]{1,64}\Z")  # a device, queue or action name, or a glob of them
+
+
+def irq_selector(knob_id: str) -> str | None:
+    """The selector of `irq/SEL/affinity` when SEL is a device name or glob (eth0, eth0*, nvme0q*), not an IRQ
+    number or `default`; None for every other id. Resolved to IRQs against the inventory (measure/inventory.py)."""
+    parts = knob_id.split("/")
+    if len(parts) != 3 or parts[0] != "irq" or parts[2] != "affinity" or parts[1] == "default":
+        return None
+    if _number(parts[1]) is not None or not _SELECTOR.match(parts[1]):
+        return None
+    return parts[1]
 
 
 NAPI_SETTINGS = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
