@@ -55,6 +55,7 @@ class Measurements:
     interrupts: InterruptTable | None = None  # the last reading's counts since boot (evidence without /proc/irq)
     netdev: NetdevTable | None = None  # the last reading's /proc/net/dev totals
     irq_none: Mapping[int, tuple[int, int]] | None = None  # hardirq probe: IRQ -> (handled, IRQ_NONE) returns
+    rings: Mapping[str, Mapping[str, int]] | None = None  # NIC -> ethtool rings (rx, rx_max, ...), where read
 
 
 def _label(info: IrqInfo) -> str:
@@ -344,6 +345,25 @@ def check_rx_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
         )  # fmt: skip
 
 
+def check_ring_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    """A NIC dropping received packets with its rx ring below the driver's maximum: a bigger ring holds a longer
+    burst while NAPI catches up (docs/physics.md §2.8); doubling, not the maximum at once, since a ring's buffers
+    leave the cache and a full ring is latency. Drops from a CPU that cannot keep up need CPUs, not a ring."""
+    if m.rates is None or not m.rings:
+        return
+    for name, counters in sorted(m.rates.netdev.items()):
+        rate, rings = _rx_dropped(counters), m.rings.get(name) or {}
+        rx, high = rings.get("rx"), rings.get("rx_max")
+        if rate <= 0 or not rx or not high or rx >= high:
+            continue
+        wanted = min(high, 2 * rx)
+        yield Finding(
+            "warning" if rate >= t.rx_drops_per_s else "info", "rx-ring-small",
+            f"{name} drops {rate:,.1f} received packets/s with its rx ring at {rx} of the driver's maximum {high}: "
+            f"raise it (irqtune set net/{name}/rings/rx {wanted})", device=name,
+        )  # fmt: skip
+
+
 def check_nohz_ticks(m: Measurements, t: Thresholds) -> Iterator[Finding]:
     if m.rates is None or not m.topology.nohz_full:
         return
@@ -367,6 +387,7 @@ CHECKS: tuple[Callable[[Measurements, Thresholds], Iterator[Finding]], ...] = (
     check_nohz_ticks,
     check_softnet,
     check_rx_drops,
+    check_ring_drops,
     check_remapping,
 )
 

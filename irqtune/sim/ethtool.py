@@ -127,3 +127,9 @@ class SimEthtool:
                                       errno.EINVAL)  # fmt: skip
             rings[name] = value
         self._save(dev, state)
+
+    def get_rss(self, dev: str) -> dict:
+        """A 128-entry indirection table spread round-robin over the channels in use, Toeplitz hashing (what a
+        driver sets by default, ethtool_rxfh_indir_default)."""
+        queues = max(1, self._load(dev)["channels"].get("combined_count", 1))
+        return {"hfunc": "toeplitz", "indir": [i % queues for i in range(128)], "hkey": "6d5a" * 20}
