@@ -317,14 +317,14 @@ def check_softnet(m: Measurements, t: Thresholds) -> Iterator[Finding]:
             )  # fmt: skip
 
 
-def _rx_dropped(counters: dict) -> float:
+def rx_dropped(counters: dict) -> float:
     """/proc/net/dev drop (rx_dropped + rx_missed_errors: ring overflows) plus fifo (rx_fifo_errors)."""
     return counters.get("rx_drop", 0) + counters.get("rx_fifo", 0)
 
 
 def check_rx_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
     """Received packets an interface dropped: a sustained rate is a warning, a rare drop info."""
-    totals = {name: _rx_dropped(c) for name, c in (m.netdev.devices if m.netdev else {}).items()}
+    totals = {name: rx_dropped(c) for name, c in (m.netdev.devices if m.netdev else {}).items()}
     if m.rates is None:
         for name, total in sorted(totals.items()):
             if total > 0:
@@ -335,7 +335,7 @@ def check_rx_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
                 )  # fmt: skip
         return
     for name, counters in sorted(m.rates.netdev.items()):
-        rate = _rx_dropped(counters)
+        rate = rx_dropped(counters)
         if rate <= 0:
             continue
         total = f"; {totals[name]:,.0f} since boot" if name in totals else ""
@@ -352,7 +352,7 @@ def check_ring_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
     if m.rates is None or not m.rings:
         return
     for name, counters in sorted(m.rates.netdev.items()):
-        rate, rings = _rx_dropped(counters), m.rings.get(name) or {}
+        rate, rings = rx_dropped(counters), m.rings.get(name) or {}
         rx, high = rings.get("rx"), rings.get("rx_max")
         if rate <= 0 or not rx or not high or rx >= high:
             continue

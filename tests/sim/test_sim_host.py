@@ -168,6 +168,10 @@ def test_ring_sizes_through_the_knob_reach_the_simulated_driver_within_its_maxim
     assert cli("get", "net/eth1/rings/rx", root=sim.root).stdout.strip() == "1024"
 
 
+SMALL_RING = SCENARIO.replace("queues = 4\nnode = 1", 'queues = 4\nnode = 1\nring = 64\ncpus = "0-3"\nrx_usecs = 500\n'
+                              "rx_frames = 4096").replace("rate_pps = 400000", "rate_pps = 2000000")  # fmt: skip
+
+
 def _findings_over_one_second(sim) -> list:
     """What `status` would find over one simulated second: two readings, the NICs' rings read over ethtool."""
     host = SimulatedKernel.for_root(sim.root)
@@ -182,9 +186,7 @@ def test_a_small_rx_ring_drops_and_the_advice_raises_it_with_numbers(tmp_path):
     """500k packets/s per queue waiting about 250 µs each hold about 125 packets: a 64-descriptor ring overflows
     (docs/physics.md §9.10); the finding names the ring, its maximum and the drops, and the ring raised through
     the knob ends them."""
-    text = SCENARIO.replace("queues = 4\nnode = 1", 'queues = 4\nnode = 1\nring = 64\ncpus = "0-3"\nrx_usecs = 500\n'
-                            "rx_frames = 4096").replace("rate_pps = 400000", "rate_pps = 2000000")  # fmt: skip
-    sim = SimMachine(load_scenario("s.toml", text), str(tmp_path / "tree"), seed=5)
+    sim = SimMachine(load_scenario("s.toml", SMALL_RING), str(tmp_path / "tree"), seed=5)
     found = [f for f in _findings_over_one_second(sim) if f.code == "rx-ring-small"]
     assert len(found) == 1 and found[0].severity == "warning" and found[0].device == "eth1", found
     drops = float(re.search(r"drops ([0-9,.]+) received", found[0].message).group(1).replace(",", ""))
@@ -195,6 +197,20 @@ def test_a_small_rx_ring_drops_and_the_advice_raises_it_with_numbers(tmp_path):
     assert cli("set", "net/eth1/rings/rx", "4096", root=sim.root, state=str(tmp_path / "s")).exit_code == 0
     after = _findings_over_one_second(sim)
     assert not [f for f in after if f.code in ("rx-ring-small", "rx-drops")], after
+
+
+def test_the_agent_reports_the_small_ring_too(tmp_path):
+    """The agent reads rings only for NICs that drop (no extra netlink GET on a quiet pass): its findings carry
+    rx-ring-small as status's do."""
+    sim = SimMachine(load_scenario("s.toml", SMALL_RING), str(tmp_path / "tree"), seed=5)
+    agent = Agent(SimulatedKernel.for_root(sim.root), Config(), str(tmp_path / "state"), clock=lambda: sim.clock)
+    for _ in range(2):
+        sim.step(1.0, sim.sc.phases[0])
+        report = agent.run_pass()
+    small = [f for f in report.findings if f["code"] == "rx-ring-small"]
+    assert [f["device"] for f in small] == ["eth1"] and "rx ring at 64 of the driver's maximum 4096" in small[0][
+        "message"
+    ]
 
 
 @pytest.mark.parametrize(("kernel", "errno_name"), [("6.18", "EPERM"), ("6.6", "EIO")])
