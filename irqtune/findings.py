@@ -55,6 +55,7 @@ class Measurements:
     interrupts: InterruptTable | None = None  # the last reading's counts since boot (evidence without /proc/irq)
     netdev: NetdevTable | None = None  # the last reading's /proc/net/dev totals
     irq_none: Mapping[int, tuple[int, int]] | None = None  # hardirq probe: IRQ -> (handled, IRQ_NONE) returns
+    rings: Mapping[str, Mapping[str, int]] | None = None  # NIC -> ethtool rings (rx, rx_max, ...), where read
 
 
 def _label(info: IrqInfo) -> str:
@@ -318,14 +319,14 @@ def check_softnet(m: Measurements, t: Thresholds) -> Iterator[Finding]:
             )  # fmt: skip
 
 
-def _rx_dropped(counters: dict) -> float:
+def rx_dropped(counters: dict) -> float:
     """/proc/net/dev drop (rx_dropped + rx_missed_errors: ring overflows) plus fifo (rx_fifo_errors)."""
     return counters.get("rx_drop", 0) + counters.get("rx_fifo", 0)
 
 
 def check_rx_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
     """Received packets an interface dropped: a sustained rate is a warning, a rare drop info."""
-    totals = {name: _rx_dropped(c) for name, c in (m.netdev.devices if m.netdev else {}).items()}
+    totals = {name: rx_dropped(c) for name, c in (m.netdev.devices if m.netdev else {}).items()}
     if m.rates is None:
         for name, total in sorted(totals.items()):
             if total > 0:
@@ -336,13 +337,32 @@ def check_rx_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
                 )  # fmt: skip
         return
     for name, counters in sorted(m.rates.netdev.items()):
-        rate = _rx_dropped(counters)
+        rate = rx_dropped(counters)
         if rate <= 0:
             continue
         total = f"; {totals[name]:,.0f} since boot" if name in totals else ""
         yield Finding(
             "warning" if rate >= t.rx_drops_per_s else "info", "rx-drops",
             f"{name} drops {rate:,.1f} received packets/s (drop+fifo{total})", device=name,
+        )  # fmt: skip
+
+
+def check_ring_drops(m: Measurements, t: Thresholds) -> Iterator[Finding]:
+    """A NIC dropping received packets with its rx ring below the driver's maximum: a bigger ring holds a longer
+    burst while NAPI catches up (docs/physics.md §2.8); doubling, not the maximum at once, since a ring's buffers
+    leave the cache and a full ring is latency. Drops from a CPU that cannot keep up need CPUs, not a ring."""
+    if m.rates is None or not m.rings:
+        return
+    for name, counters in sorted(m.rates.netdev.items()):
+        rate, rings = rx_dropped(counters), m.rings.get(name) or {}
+        rx, high = rings.get("rx"), rings.get("rx_max")
+        if rate <= 0 or not rx or not high or rx >= high:
+            continue
+        wanted = min(high, 2 * rx)
+        yield Finding(
+            "warning" if rate >= t.rx_drops_per_s else "info", "rx-ring-small",
+            f"{name} drops {rate:,.1f} received packets/s with its rx ring at {rx} of the driver's maximum {high}: "
+            f"raise it (irqtune set net/{name}/rings/rx {wanted})", device=name,
         )  # fmt: skip
 
 
@@ -369,6 +389,7 @@ CHECKS: tuple[Callable[[Measurements, Thresholds], Iterator[Finding]], ...] = (
     check_nohz_ticks,
     check_softnet,
     check_rx_drops,
+    check_ring_drops,
     check_remapping,
 )
 

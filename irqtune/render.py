@@ -34,6 +34,9 @@ def render_status(report: dict, style: Style, show_all: bool = False) -> str:
     out += _section(style, "SOFTIRQS (/s)", _softirqs(report))
     out += _section(style, "SOFTNET (/s)", _softnet(report))
     out += _section(style, "DEVICES", _devices(report, show_all))
+    nics = _nics(report)
+    if nics:  # only where a driver reports rings or RSS (not on a fake tree, veth or lo)
+        out += _section(style, "NIC RINGS AND RSS", nics)
     models = _models(report)
     if models:
         out += _section(style, "AGENT'S MODEL OF EACH NIC (interrupt response, fitted to its windows)", models)
@@ -182,6 +185,23 @@ def _devices(report: dict, show_all: bool = False) -> list[str]:
               "MANAGED", "RATE/s")  # fmt: skip
     lines = table(header, rows) if rows else ["no devices found"]
     return lines + ([] if show_all else _folded_line(idle))
+
+
+def _nics(report: dict) -> list[str]:
+    """One line per NIC whose driver reports rings or RSS: sizes in force of the maximum, RSS hash and queues."""
+    lines = []
+    for d in report["devices"]:
+        rings, rss = d.get("rings") or {}, d.get("rss") or {}
+        parts = [f"{kind} ring {rings[kind]}/{rings[f'{kind}_max']}" for kind in ("rx", "tx")
+                 if kind in rings and f"{kind}_max" in rings]  # fmt: skip
+        if rss.get("table_size"):
+            parts.append(f"RSS {rss.get('hfunc') or 'hash ?'} over queues {format_cpulist(rss['queues'])} "
+                         f"({rss['table_size']} entries)")  # fmt: skip
+        elif rss.get("hfunc"):
+            parts.append(f"RSS {rss['hfunc']} (no indirection table reported)")
+        if parts:
+            lines.append(f"{d['name']}: " + ", ".join(parts))
+    return lines
 
 
 def _models(report: dict) -> list[str]:

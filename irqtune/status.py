@@ -18,6 +18,7 @@ from .decide.advice import advise, supersede
 from .findings import QUEUE_ROLES, Finding, Measurements, find_all
 from .host import Host
 from .measure.inventory import Inventory
+from .measure.nic_ethtool import read_nic_ethtool, rss_summary
 from .measure.nvme import read_nvme
 from .measure.rates import Rates
 from .measure.reading import read_host, refused_problems
@@ -42,6 +43,7 @@ class Collected:
     probes: dict[str, ProbeResult] = field(default_factory=dict)
     probe_reason: str | None = None  # why the eBPF probes did not run
     models: dict[str, dict] = field(default_factory=dict)  # device -> the agent's model of it (statedir MODEL_FILE)
+    nics: dict[str, dict] = field(default_factory=dict)  # NIC -> its ethtool rings and RSS, where read
 
     @property
     def problems(self) -> list[Problem]:
@@ -88,7 +90,10 @@ def collect(
         if session:
             session.close()
     after, rates, topology, inventory = reading.snapshot, reading.rates, reading.topology, reading.inventory
-    measured = Measurements(topology, inventory, rates, after.interrupts, after.netdev, irq_none_counts(probes))
+    nics = read_nic_ethtool(host, [d.name for d in inventory.devices if d.kind == "nic"])
+    rings = {name: entry["rings"] for name, entry in nics.items() if "rings" in entry}
+    measured = Measurements(topology, inventory, rates, after.interrupts, after.netdev, irq_none_counts(probes),
+                            rings)  # fmt: skip
     advice = advise(measured, probe_document(probes, interval), read_nvme(host),
                     cpu_idle=rates.idle_time if rates else None)  # fmt: skip
     findings = supersede(find_all(measured), advice)
@@ -110,6 +115,7 @@ def collect(
         probes,
         probe_reason,
         models,
+        nics,
     )
 
 
@@ -227,6 +233,18 @@ def _model_json(entry: dict | None) -> dict | None:
     return {**entry["model"], "recent_windows": windows[-8:]}
 
 
+def _nic_json(entry: dict | None) -> dict:
+    """A NIC's ring sizes and RSS (hash function, queues its indirection table uses, the table itself)."""
+    if not entry:
+        return {}
+    out: dict = {}
+    if "rings" in entry:
+        out["rings"] = dict(entry["rings"])
+    if "rss" in entry:
+        out["rss"] = {**rss_summary(entry["rss"]), "indir": list(entry["rss"].get("indir") or [])}
+    return out
+
+
 def build_report(c: Collected, top: int = 10) -> dict:
     """The status report as plain data; no I/O."""
     rates = c.rates
@@ -266,6 +284,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
                 "source": device.source,
                 "irqs": [_irq_entry(c, q.irq) for q in device.irqs if q.irq in c.inventory.irqs],
                 "model": _model_json(c.models.get(device.name)),
+                **_nic_json(c.nics.get(device.name)),
             }
         )  # fmt: skip
     return {

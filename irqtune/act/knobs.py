@@ -11,6 +11,7 @@ written one way. Values travel as canonical strings (what the journal stores).
     net/DEV/tx-Q/xps-cpus       /sys/class/net/DEV/queues/tx-Q/xps_cpus  CPU list (mask)
     net/DEV/coalesce/FIELD      ethtool netlink COALESCE (rx-usecs, rx-max-frames, use-adaptive-rx, ...)
     net/DEV/channels/KIND       ethtool netlink CHANNELS count (rx, tx, other, combined)
+    net/DEV/rings/KIND          ethtool netlink RINGS size (rx, tx, rx-jumbo, rx-mini), at most the driver's max
     napi/DEV/ID/SETTING         netdev netlink napi-set (6.13+): defer-hard-irqs, gro-flush-timeout,
                                 irq-suspend-timeout (ns), threaded (0/1), per NAPI instance
 
@@ -178,7 +179,7 @@ class IrqAffinityKnob(CpuListKnob):
 
 
 class EthtoolKnob(Knob):
-    """One ethtool netlink attribute: `meta['kind']` coalesce or channels, `meta['field']` its name."""
+    """One ethtool netlink attribute: `meta['kind']` coalesce, channels or rings, `meta['field']` its name."""
 
     def _client(self):
         """The host's ethtool netlink (the running kernel's, or a simulated driver's: same methods)."""
@@ -198,7 +199,7 @@ class EthtoolKnob(Knob):
         kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
         with self._client() as client:
             try:
-                values = client.get_coalesce(dev) if kind == "coalesce" else client.get_channels(dev)
+                values = getattr(client, f"get_{kind}")(dev)
             except self.errors() as err:
                 raise Unsupported(f"{self.id}: {err}") from None
         if field_name not in values:
@@ -209,10 +210,7 @@ class EthtoolKnob(Knob):
         kind, field_name, dev = self.meta["kind"], self.meta["field"], self.parts[2]
         with self._client() as client:
             try:
-                if kind == "coalesce":
-                    client.set_coalesce(dev, {field_name: int(value)})
-                else:
-                    client.set_channels(dev, {field_name: int(value)})
+                getattr(client, f"set_{kind}")(dev, {field_name: int(value)})
             except self.errors() as err:
                 raise OSError(err.errno, str(err)) from None
 
@@ -220,20 +218,22 @@ class EthtoolKnob(Knob):
         number = _whole(self.id, value)
         if number >= 1 << 32 or (self.meta["field"].startswith("use_") and number > 1):
             raise KnobError(f"{self.id}: {number} is out of range")
-        if self.meta["kind"] == "channels":
-            limit = self._channel_limit()
+        if self.meta["kind"] in ("channels", "rings"):
+            limit = self._limit()
             if limit is not None and number > limit:
                 raise KnobError(f"{self.id}: {number} is above the driver's maximum of {limit}")
         return str(number)
 
-    def _channel_limit(self) -> int | None:
-        """The driver's reported maximum for this channel kind (None when it cannot be read)."""
+    def _limit(self) -> int | None:
+        """The driver's reported maximum for this channel kind or ring (None when it cannot be read): a value above
+        it is refused before any write, with the maximum in the message."""
+        kind, field_name = self.meta["kind"], self.meta["field"]
         try:
             with self._client() as client:
-                values = client.get_channels(self.parts[2])
+                values = getattr(client, f"get_{kind}")(self.parts[2])
         except (*self.errors(), Unsupported, OSError):
             return None
-        return values.get(self.meta["field"].replace("_count", "_max"))
+        return values.get(field_name.replace("_count", "_max") if kind == "channels" else f"{field_name}_max")
 
     def classify(self, err: OSError) -> tuple[str, str]:
         if err.errno == errno.EOPNOTSUPP:
@@ -335,7 +335,7 @@ def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = Fa
         enoent = {"enoent": NO_XPS_MAP} if file == "xps_cpus" else {}
         return CpuListKnob(cid, host, "sys", ("class", "net", kid.device, "queues", kid.name, file),
                            meta={**cpu_meta, "mask": True, "allow_empty": True, **enoent})  # fmt: skip
-    if kid.kind in ("coalesce", "channels"):
+    if kid.kind in ("coalesce", "channels", "rings"):
         return EthtoolKnob(cid, host, "sys", ("class", "net", kid.device), meta={"kind": kid.kind, "field": kid.name})
     meta = {"dev": kid.device, "napi": kid.number, "field": kid.name.replace("-", "_")}
     return NapiKnob(cid, host, "sys", ("class", "net", kid.device), meta=meta)

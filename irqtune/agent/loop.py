@@ -38,9 +38,10 @@ from ..decide.advice import advise, supersede
 from ..decide.moderation import safer
 from ..decide.placement import placement_plan, placement_rules
 from ..decide.spread import usable_cpus
-from ..findings import Measurements, find_all
+from ..findings import Measurements, find_all, rx_dropped
 from ..host import Host
 from ..measure.bursts import Burst, Sample, bursts, read_sample, sample_of
+from ..measure.nic_ethtool import read_nic_ethtool
 from ..measure.nvme import read_nvme
 from ..measure.rates import Rates
 from ..measure.reading import ReadCache, Reading, input_problems, read_host, read_queue_masks, read_threads
@@ -150,6 +151,15 @@ class Agent:
     def tuning(self) -> bool:
         return self.config.mode == "tune"
 
+    def _dropping_rings(self, rates: Rates | None, inventory) -> dict[str, dict[str, int]] | None:
+        """The rings of the NICs that dropped received packets this window (the rx-ring-small finding): read only
+        then, one ethtool GET each, so a pass without drops costs nothing more."""
+        if rates is None:
+            return None
+        dropping = [d.name for d in inventory.devices if d.kind == "nic" and _rx_drops(rates.netdev.get(d.name))]
+        rings = {name: e["rings"] for name, e in read_nic_ethtool(self.host, dropping).items() if "rings" in e}
+        return rings or None
+
     def run_pass(self) -> PassReport:
         now = self.clock()
         self.passes += 1
@@ -161,7 +171,7 @@ class Agent:
         rates, inventory = reading.rates, reading.inventory
         self.rates, self.inventory = rates, inventory
         self.bursts = self._close_window(reading, now)
-        measured = Measurements(reading.topology, inventory, rates)
+        measured = Measurements(reading.topology, inventory, rates, rings=self._dropping_rings(rates, inventory))
         findings = find_all(measured)
         if rates is not None:  # advice (NVMe polling, TLB/IPI on isolated CPUs) from /proc rates and any probe data
             probes = self.probes() if self.probes else None
@@ -538,6 +548,10 @@ class Agent:
         if not device or self.inventory is None:
             return False
         return self.inventory.device(device) is None and device not in rates.netdev
+
+
+def _rx_drops(counters: Mapping[str, float] | None) -> bool:
+    return bool(counters) and rx_dropped(dict(counters)) > 0
 
 
 def violation_fixes(proposals: list[Change], rules: Rules) -> tuple[list[Change], list[Change]]:

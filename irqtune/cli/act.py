@@ -15,9 +15,13 @@ from ..act import engine
 from ..act.journal import Journal, JournalError
 from ..act.knobs import CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from ..act.owners import rivals
+from ..measure.inventory import build_inventory, select_irqs, selectable_names
+from ..measure.known import device_problem
+from ..measure.snapshot import take_snapshot
 from ..measure.topology import read_topology
 from ..parse.common import CpuListError, parse_cpulist, printable
-from ..plan import KNOB_FORMS, PlanError, load_plan
+from ..parse.interrupts import InterruptTable
+from ..plan import KNOB_FORMS, PlanError, irq_selector, load_plan
 from ..statedir import boot_id
 from .common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, report_problems
 
@@ -107,6 +111,9 @@ SET_HELP = (
     "IRQ affinity (irq/N/affinity, irq/default/affinity) is host-wide: run under `ip netns exec` it still "
     "moves the interrupt for every namespace, so it is refused when this process's network namespace is not "
     "PID 1's, unless --allow-host-wide. Netlink and /sys/class/net knobs act on the current namespace.\n\n"
+    "irq/SELECTOR/affinity names IRQs by device or glob (irq/eth0*/affinity, irq/nvme0q*/affinity): matched "
+    "against each IRQ's action names, its device and DEVICE-ROLE-QUEUE, listed one line per IRQ before any "
+    "write, and each IRQ set and journaled on its own; a selector that matches nothing is an error.\n\n"
     "\b\nKNOB forms:\n" + "\n".join(f"  {form}" for form in KNOB_FORMS)
 )
 
@@ -123,12 +130,33 @@ SET_HELP = (
 def set_(obj, knob: str, value: str, dry_run: bool, allow_isolated: bool, allow_host_wide: bool,
          as_json: bool) -> None:  # fmt: skip
     try:
-        result = set_knob(obj, knob, value, dry_run=dry_run, allow_isolated=allow_isolated,
-                          allow_host_wide=allow_host_wide)  # fmt: skip
+        results = [set_knob(obj, one, value, dry_run=dry_run, allow_isolated=allow_isolated,
+                            allow_host_wide=allow_host_wide) for one in _selected(obj, knob)]  # fmt: skip
     except KnobError as err:
         raise click.ClickException(str(err)) from None
-    _emit([result], as_json, dry_run)
-    sys.exit(EXIT_OK if result.outcome in engine.OK_OUTCOMES else EXIT_PARTIAL)
+    _emit(results, as_json, dry_run)
+    sys.exit(EXIT_OK if all(r.outcome in engine.OK_OUTCOMES for r in results) else EXIT_PARTIAL)
+
+
+def _selected(obj, knob: str) -> list[str]:
+    """The knob ids `knob` names: itself, or for irq/SELECTOR/affinity one per IRQ the selector matches, each
+    listed on stderr first (what will be written is seen before it is)."""
+    pattern = irq_selector(knob)
+    if pattern is None:
+        return [knob]
+    snap = take_snapshot(obj.host, with_affinity=False)
+    inventory = build_inventory(obj.host, snap.interrupts or InterruptTable(cpus=[]), {})
+    matched = select_irqs(inventory, pattern)
+    if not matched:
+        names = selectable_names(inventory)
+        why = device_problem(pattern, names) or ""
+        raise KnobError(f"{printable(knob)}: no IRQ matches {printable(pattern)}" + (f"; {why}" if why else ""))
+    for irq, name in matched.items():
+        info = inventory.irqs[irq]
+        click.echo(f"irqtune: {printable(knob)}: IRQ {irq} ({printable(name)}"
+                   f"{f', device {printable(info.device)}' if info.device and info.device != name else ''})",
+                   err=True)  # fmt: skip
+    return [f"irq/{irq}/affinity" for irq in matched]
 
 
 def set_knob(obj, knob: str, value: str, *, dry_run: bool = False, allow_isolated: bool = False,

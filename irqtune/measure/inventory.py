@@ -12,6 +12,7 @@ read-only commands never probe by writing.
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -241,3 +242,30 @@ def build_inventory(
             info.device, info.kind, info.role, info.queue = device.name, device.kind, role, queue
         inv.irqs[irq] = info
     return inv
+
+
+def irq_names(info: IrqInfo) -> tuple[str, ...]:
+    """The names a selector may match for one IRQ: its action names, its device, and DEVICE-ROLE-QUEUE."""
+    names = list(info.actions)
+    if info.device:
+        names.append(info.device)
+        if info.queue is not None and info.role:
+            names.append(f"{info.device}-{info.role}-{info.queue}")
+    return tuple(dict.fromkeys(names))
+
+
+def select_irqs(inventory: Inventory, pattern: str) -> dict[int, str]:
+    """IRQ -> the first of its names that the glob `pattern` matches (case-sensitive, as interface names are)."""
+    out = {}
+    for irq in sorted(inventory.irqs):
+        hit = next((n for n in irq_names(inventory.irqs[irq]) if fnmatch.fnmatchcase(n, pattern)), None)
+        if hit is not None:
+            out[irq] = hit
+    return out
+
+
+def selectable_names(inventory: Inventory) -> list[str]:
+    """Every name a selector could match on this host: devices first, then action names."""
+    devices = sorted({i.device for i in inventory.irqs.values() if i.device})
+    actions = sorted({a for i in inventory.irqs.values() for a in i.actions} - set(devices))
+    return [*devices, *actions]

@@ -1,4 +1,5 @@
-"""ethtool generic netlink: COALESCE_GET/SET and CHANNELS_GET/SET (pyroute2 0.9 has neither).
+"""ethtool generic netlink: COALESCE, CHANNELS and RINGS GET/SET, RSS_GET (pyroute2 0.9 has no coalesce,
+channels or RSS message; its rings message matches RINGS_FIELDS).
 
 Netlink, not the ioctl: COALESCE_GET returns only the attributes the driver supports,
 so "unsupported" and "0" differ, and the kernel's extended ACK explains a refused SET.
@@ -8,20 +9,33 @@ Values are exchanged as {name: int} with names like "rx_usecs" and "combined_cou
 
 from __future__ import annotations
 
+import errno
 import functools
 import struct
 
 from .errors import NetlinkRequestError
-from .fields import CHANNELS_FIELDS, CHANNELS_SETTABLE, COALESCE_FIELDS, COALESCE_SETTABLE
+from .fields import (
+    CHANNELS_FIELDS,
+    CHANNELS_SETTABLE,
+    COALESCE_FIELDS,
+    COALESCE_SETTABLE,
+    RINGS_FIELDS,
+    RINGS_SETTABLE,
+)
 from .raw import NLA_F_NESTED, GenericGet, attribute
 
 FAMILY = "ethtool"
 VERSION = 1
-CHANNELS_GET, CHANNELS_SET, COALESCE_GET, COALESCE_SET = 17, 18, 19, 20
+RINGS_GET, RINGS_SET, CHANNELS_GET, CHANNELS_SET, COALESCE_GET, COALESCE_SET = 15, 16, 17, 18, 19, 20
+RSS_GET = 38  # ETHTOOL_MSG_RSS_GET (6.4+)
+RSS_CONTEXT, RSS_HFUNC, RSS_INDIR, RSS_HKEY = 2, 3, 4, 5  # ETHTOOL_A_RSS_*
+RSS_HFUNCS = ("toeplitz", "xor", "crc32")  # ETH_RSS_HASH_*_BIT: bit i of ETHTOOL_A_RSS_HFUNC
+TABLES = {"coalesce": (COALESCE_FIELDS, COALESCE_GET), "channels": (CHANNELS_FIELDS, CHANNELS_GET),
+          "rings": (RINGS_FIELDS, RINGS_GET)}  # fmt: skip
 A_HEADER, A_HEADER_DEV_NAME = 1, 2  # ETHTOOL_A_{COALESCE,CHANNELS}_HEADER, ETHTOOL_A_HEADER_DEV_NAME
 UNPACK = {"uint32": struct.Struct("=I"), "uint8": struct.Struct("=B")}
 
-__all__ = ["CHANNELS_SETTABLE", "COALESCE_SETTABLE", "Ethtool", "EthtoolError", "build"]
+__all__ = ["CHANNELS_SETTABLE", "COALESCE_SETTABLE", "RINGS_SETTABLE", "Ethtool", "EthtoolError", "build"]
 
 
 def _nla_map(prefix: str, fields: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
@@ -41,8 +55,11 @@ def _messages() -> dict[str, type]:
     class channels_msg(genlmsg):
         nla_map = _nla_map("ETHTOOL_A_CHANNELS", CHANNELS_FIELDS)
 
-    coalesce_msg.ethtoolheader = channels_msg.ethtoolheader = ethtoolheader
-    return {"coalesce": coalesce_msg, "channels": channels_msg}
+    class rings_msg(genlmsg):
+        nla_map = _nla_map("ETHTOOL_A_RINGS", RINGS_FIELDS)
+
+    coalesce_msg.ethtoolheader = channels_msg.ethtoolheader = rings_msg.ethtoolheader = ethtoolheader
+    return {"coalesce": coalesce_msg, "channels": channels_msg, "rings": rings_msg}
 
 
 class EthtoolError(NetlinkRequestError):
@@ -56,13 +73,15 @@ def build(kind: str, command: str, ifname: str, values: dict[str, int] | None = 
         ("coalesce", "set"): ("ETHTOOL_A_COALESCE", COALESCE_FIELDS, COALESCE_SET),
         ("channels", "get"): ("ETHTOOL_A_CHANNELS", CHANNELS_FIELDS, CHANNELS_GET),
         ("channels", "set"): ("ETHTOOL_A_CHANNELS", CHANNELS_FIELDS, CHANNELS_SET),
+        ("rings", "get"): ("ETHTOOL_A_RINGS", RINGS_FIELDS, RINGS_GET),
+        ("rings", "set"): ("ETHTOOL_A_RINGS", RINGS_FIELDS, RINGS_SET),
     }[(kind, command)]
     msg = _messages()[kind]()
     msg["cmd"], msg["version"] = cmd, VERSION
     msg["attrs"].append((f"{prefix}_HEADER", {"attrs": [["ETHTOOL_A_HEADER_DEV_NAME", ifname]]}))
     known = dict(fields)
     for name, value in (values or {}).items():
-        if known.get(name) in (None, "none"):
+        if known.get(name) in (None, "none") or (kind == "rings" and name not in RINGS_SETTABLE):
             raise ValueError(f"{kind}: {name!r} is not a settable attribute")
         msg["attrs"].append((f"{prefix}_{name.upper()}", int(value)))
     return msg
@@ -138,13 +157,16 @@ class Ethtool:
 
     def _read(self, kind: str, ifname: str) -> dict[str, int]:
         assert self._get is not None
-        fields, command = (COALESCE_FIELDS, COALESCE_GET) if kind == "coalesce" else (CHANNELS_FIELDS, CHANNELS_GET)
+        fields, command = TABLES[kind]
+        return decode(self._raw_get(kind, command, ifname), fields)
+
+    def _raw_get(self, kind: str, command: int, ifname: str) -> dict[int, bytes]:
+        assert self._get is not None
         header = attribute(A_HEADER | NLA_F_NESTED, attribute(A_HEADER_DEV_NAME, ifname.encode() + b"\0"))
         try:
-            found = self._get.get(FAMILY, command, VERSION, header)  # ENOENT: no ethtool netlink (before 5.6)
+            return self._get.get(FAMILY, command, VERSION, header)  # ENOENT: no ethtool netlink (before 5.6)
         except NetlinkRequestError as err:
             raise EthtoolError(f"{ifname}: {kind} get refused: {err}", err.errno) from None
-        return decode(found, fields)
 
     def get_coalesce(self, ifname: str) -> dict[str, int]:
         return self._request("coalesce", "get", ifname)
@@ -157,3 +179,31 @@ class Ethtool:
 
     def set_channels(self, ifname: str, values: dict[str, int]) -> None:
         self._request("channels", "set", ifname, values)
+
+    def get_rings(self, ifname: str) -> dict[str, int]:
+        return self._request("rings", "get", ifname)
+
+    def set_rings(self, ifname: str, values: dict[str, int]) -> None:
+        self._request("rings", "set", ifname, values)
+
+    def get_rss(self, ifname: str) -> dict:
+        """The RSS indirection table, hash key and function (RSS_GET, 6.4+): shown, never set (pyroute2 has no
+        RSS message; the ioctl ETHTOOL_SRSSH would be the only way)."""
+        if self._get is None:
+            raise EthtoolError(f"{ifname}: rss get: only in this network namespace", errno.EOPNOTSUPP)
+        return decode_rss(self._raw_get("rss", RSS_GET, ifname))
+
+
+def decode_rss(found: dict[int, bytes]) -> dict:
+    """RSS_GET's reply: {"hfunc": name or "", "indir": [queue, ...], "hkey": hex}; absent attributes left out."""
+    out: dict = {}
+    if RSS_HFUNC in found and len(found[RSS_HFUNC]) >= 4:
+        bits = struct.unpack_from("=I", found[RSS_HFUNC])[0]
+        named = ",".join(name for i, name in enumerate(RSS_HFUNCS) if bits >> i & 1)
+        out["hfunc"] = named or (f"0x{bits:x}" if bits else "")
+    if RSS_INDIR in found:
+        raw = found[RSS_INDIR]
+        out["indir"] = list(struct.unpack(f"={len(raw) // 4}I", raw[: len(raw) // 4 * 4]))
+    if RSS_HKEY in found:
+        out["hkey"] = found[RSS_HKEY].hex()
+    return out

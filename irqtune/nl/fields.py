@@ -16,6 +16,14 @@ COALESCE_FIELDS: tuple[tuple[str, str], ...] = (
 CHANNELS_FIELDS: tuple[tuple[str, str], ...] = tuple(
     (f"{kind}_{what}", "uint32") for what in ("max", "count") for kind in ("rx", "tx", "other", "combined")
 )
+# ETHTOOL_A_RINGS_*: the driver's maxima first, then the sizes in force (ethtool -g / -G)
+RINGS_FIELDS: tuple[tuple[str, str], ...] = (
+    ("rx_max", "uint32"), ("rx_mini_max", "uint32"), ("rx_jumbo_max", "uint32"), ("tx_max", "uint32"),
+    ("rx", "uint32"), ("rx_mini", "uint32"), ("rx_jumbo", "uint32"), ("tx", "uint32"), ("rx_buf_len", "uint32"),
+    ("tcp_data_split", "uint8"), ("cqe_size", "uint32"), ("tx_push", "uint8"), ("rx_push", "uint8"),
+    ("tx_push_buf_len", "uint32"), ("tx_push_buf_len_max", "uint32"),
+)  # fmt: skip
+RINGS_SETTABLE = frozenset(("rx", "rx_mini", "rx_jumbo", "tx"))  # each bounded by its *_max
 COALESCE_SETTABLE = frozenset(name for name, kind in COALESCE_FIELDS if kind != "none")
 CHANNELS_SETTABLE = frozenset(name for name, _ in CHANNELS_FIELDS if name.endswith("_count"))
 

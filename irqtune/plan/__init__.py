@@ -6,7 +6,7 @@ change, from proposal to outcome), `Plan` (changes, notes, violations), the `Rul
 """
 
 from .change import Change, Plan, PlanError, Rules, check, fixes_violation, load_plan
-from .knob_id import KNOB_FORMS, KnobError, KnobId, parse_knob_id
+from .knob_id import KNOB_FORMS, KnobError, KnobId, irq_selector, parse_knob_id
 
 __all__ = [
     "KNOB_FORMS",
@@ -18,6 +18,7 @@ __all__ = [
     "Rules",
     "check",
     "fixes_violation",
+    "irq_selector",
     "load_plan",
     "parse_knob_id",
 ]

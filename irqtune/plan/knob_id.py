@@ -3,6 +3,7 @@
     irq/N/affinity              irq/default/affinity          sysctl/net.core.NAME (allow-listed)
     net/DEV/gro-flush-timeout   net/DEV/napi-defer-hard-irqs  net/DEV/threaded
     net/DEV/rx-Q/rps-cpus       net/DEV/tx-Q/xps-cpus         net/DEV/coalesce/FIELD   net/DEV/channels/KIND
+    net/DEV/rings/{rx,tx,rx-jumbo,rx-mini}
     napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}
 
 One canonical spelling per knob (`irq/0100/affinity` is `irq/100/affinity`), so a plan, the journal and the
@@ -14,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..nl.fields import CHANNELS_SETTABLE, COALESCE_ALIASES, COALESCE_SETTABLE
+from ..nl.fields import CHANNELS_SETTABLE, COALESCE_ALIASES, COALESCE_SETTABLE, RINGS_SETTABLE
 from ..parse.common import brief, brief_text, parse_count
 
 SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
@@ -32,6 +33,7 @@ NETDEV_FILES: dict[str, tuple[str, int, int]] = {  # knob -> (sysfs file, min, m
 }
 KNOB_FORMS = (
     "irq/N/affinity",
+    "irq/SELECTOR/affinity (set: a device or glob, e.g. eth0, eth0*, nvme0q*: every IRQ it names)",
     "irq/default/affinity",
     "sysctl/net.core.{" + ",".join(SYSCTLS) + "}",
     "net/DEV/{" + ",".join(NETDEV_FILES) + "}",
@@ -39,6 +41,7 @@ KNOB_FORMS = (
     "net/DEV/tx-Q/xps-cpus",
     "net/DEV/coalesce/{rx-usecs,rx-max-frames,tx-usecs,tx-max-frames,use-adaptive-rx,...} (ethtool -C names too)",
     "net/DEV/channels/{rx,tx,other,combined}",
+    "net/DEV/rings/{rx,tx,rx-jumbo,rx-mini}",
     "napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}",
 )
 
@@ -60,6 +63,20 @@ def _number(text: str) -> int | None:
     return parse_count(text)
 
 
+_SELECTOR = re.compile(r"[A-Za-z0-9_.:@*?\[\]!-]{1,64}\Z")  # a device, queue or action name, or a glob of them
+
+
+def irq_selector(knob_id: str) -> str | None:
+    """The selector of `irq/SEL/affinity` when SEL is a device name or glob (eth0, eth0*, nvme0q*), not an IRQ
+    number or `default`; None for every other id. Resolved to IRQs against the inventory (measure/inventory.py)."""
+    parts = knob_id.split("/")
+    if len(parts) != 3 or parts[0] != "irq" or parts[2] != "affinity" or parts[1] == "default":
+        return None
+    if _number(parts[1]) is not None or not _SELECTOR.match(parts[1]):
+        return None
+    return parts[1]
+
+
 NAPI_SETTINGS = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
 
 
@@ -68,7 +85,7 @@ class KnobId:
     """A parsed knob id: one canonical spelling per knob, and what it touches (pure, no I/O)."""
 
     canonical: str
-    kind: str  # irq-affinity, default-affinity, sysctl, netdev, queue-mask, coalesce, channels, napi
+    kind: str  # irq-affinity, default-affinity, sysctl, netdev, queue-mask, coalesce, channels, rings, napi
     device: str | None = None
     irq: int | None = None
     name: str = ""  # the sysctl / file / attribute / setting
@@ -109,6 +126,8 @@ def parse_knob_id(knob_id: str) -> KnobId:
             return KnobId(f"net/{dev}/coalesce/{field_name.replace('_', '-')}", "coalesce", device=dev, name=field_name)
         if parts[2] == "channels" and f"{field_name}_count" in CHANNELS_SETTABLE:
             return KnobId(f"net/{dev}/channels/{field_name}", "channels", device=dev, name=f"{field_name}_count")
+        if parts[2] == "rings" and field_name in RINGS_SETTABLE:
+            return KnobId(f"net/{dev}/rings/{parts[3].replace('_', '-')}", "rings", device=dev, name=field_name)
     if len(parts) == 4 and parts[0] == "napi" and parts[3] in NAPI_SETTINGS:
         dev, napi = _device(parts[1], knob_id), _number(parts[2])
         if napi is not None:

@@ -1,6 +1,6 @@
 """The simulated driver's side of ethtool: the same get/set interface as `irqtune.nl.ethtool.Ethtool`.
 
-On a simulated root each NIC keeps its coalescing and channel settings, and the driver's
+On a simulated root each NIC keeps its coalescing, channel and ring settings, and the driver's
 limits, in `sys/class/net/DEV/irqtune-sim/ethtool.json`; knobs read and write it through
 the rooted host layer, and the simulated host reads it every step. A value the driver
 would refuse raises the same EthtoolError (EINVAL, EOPNOTSUPP) the netlink client raises.
@@ -13,7 +13,7 @@ import json
 
 from ..host import Host
 from ..nl.errors import NetlinkRequestError
-from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE
+from ..nl.fields import CHANNELS_SETTABLE, COALESCE_SETTABLE, RINGS_SETTABLE
 from .kernel import SimTreeError, numbers_damage, read_state, whole
 
 STATE_FILE = ("irqtune-sim", "ethtool.json")
@@ -23,9 +23,11 @@ class SimEthtoolError(NetlinkRequestError):
     """What the simulated driver refuses, as the kernel's ethtool netlink would."""
 
 
-def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int = 1, max_channels: int = 0) -> dict:
+def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int = 1, max_channels: int = 0,
+                  ring: int = 1024, ring_max: int = 4096) -> dict:  # fmt: skip
     """`usecs_quantum` > 1: the device keeps rx-usecs in steps of it and reports the rounded value (ENA-like);
-    `max_channels`: the driver's channel maximum (0: `queues`), which the agent's advice reads."""
+    `max_channels`: the driver's channel maximum (0: `queues`), which the agent's advice reads; `ring`, `ring_max`:
+    the rx and tx ring sizes and the driver's maximum (ethtool -g), the rx one bounding what a queue holds."""
     return {
         "rx_usecs_quantum": usecs_quantum,
         "coalesce": {"rx_usecs": rx_usecs, "rx_max_frames": rx_frames, "tx_usecs": 16, "tx_max_frames": 32,
@@ -33,12 +35,15 @@ def default_state(queues: int, rx_usecs: int, rx_frames: int, usecs_quantum: int
         "coalesce_max": {"rx_usecs": 8192, "rx_max_frames": 4096, "tx_usecs": 8192, "tx_max_frames": 4096,
                          "use_adaptive_rx": 1, "use_adaptive_tx": 1},
         "channels": {"combined_max": max_channels or queues, "combined_count": queues},
+        "rings": {"rx": ring, "rx_max": ring_max, "tx": ring, "tx_max": ring_max},
     }  # fmt: skip
 
 
 def state_damage(state: dict) -> tuple[tuple[str, ...], str] | None:
     """(keys, why) when a device's ethtool.json is not what default_state writes: objects of whole numbers."""
-    for key in ("coalesce", "coalesce_max", "channels"):
+    for key in ("coalesce", "coalesce_max", "channels", "rings"):
+        if key == "rings" and key not in state:  # a state written before rings were simulated
+            continue
         found = numbers_damage(state.get(key), (key,))
         if found:
             return found
@@ -104,3 +109,27 @@ class SimEthtool:
                 raise SimEthtoolError(f"{dev}: channels {name}={value} outside 1..{limit}", errno.EINVAL)
             state["channels"][name] = value
         self._save(dev, state)
+
+    def get_rings(self, dev: str) -> dict[str, int]:
+        return dict(self._load(dev).get("rings", {}))
+
+    def set_rings(self, dev: str, values: dict[str, int]) -> None:
+        """As the kernel's ethnl_set_rings: a size above the driver's maximum is EINVAL, a ring the driver does not
+        report (no maximum) EOPNOTSUPP."""
+        state = self._load(dev)
+        rings = state.setdefault("rings", {})
+        for name, value in values.items():
+            limit = rings.get(f"{name}_max")
+            if name not in RINGS_SETTABLE or not limit:
+                raise SimEthtoolError(f"{dev}: rings {name} not supported by this driver", errno.EOPNOTSUPP)
+            if not 1 <= value <= limit:
+                raise SimEthtoolError(f"{dev}: requested ring size {name}={value} exceeds maximum {limit}",
+                                      errno.EINVAL)  # fmt: skip
+            rings[name] = value
+        self._save(dev, state)
+
+    def get_rss(self, dev: str) -> dict:
+        """A 128-entry indirection table spread round-robin over the channels in use, Toeplitz hashing (what a
+        driver sets by default, ethtool_rxfh_indir_default)."""
+        queues = max(1, self._load(dev)["channels"].get("combined_count", 1))
+        return {"hfunc": "toeplitz", "indir": [i % queues for i in range(128)], "hkey": "6d5a" * 20}

@@ -80,6 +80,15 @@ class NicSettings:
     adaptive: bool
     napi: dict[int, dict[str, int]]  # irq -> the NAPI's settings
     sysctl: dict[str, int]
+    ring: int = 0  # rx descriptors in force (0: no bound)
+
+
+def ring_bound(delivered: float, latency: float, ring: int) -> float:
+    """At most ring / W packets/s get through a ring of `ring` descriptors when each waits W seconds on the mean
+    (Little's law: the ring holds rate × W); the rest overflows (docs/physics.md §9.10)."""
+    if ring <= 0 or not 0 < latency < math.inf:
+        return delivered
+    return min(delivered, ring / latency)
 
 
 @lru_cache(maxsize=65536)
@@ -173,7 +182,8 @@ class SimMachine:
 
     def nic_settings(self, nic: NicSpec) -> NicSettings:
         """rx-usecs (quantised like the device), rx-frames, adaptive-rx, NAPI and net.core settings in force."""
-        coalesce = self._json(f"sys/class/net/{nic.name}/irqtune-sim/ethtool.json", state_damage).get("coalesce", {})
+        state = self._json(f"sys/class/net/{nic.name}/irqtune-sim/ethtool.json", state_damage)
+        coalesce = state.get("coalesce", {})
         quantum = max(nic.usecs_quantum, 1)
         usecs = round(coalesce.get("rx_usecs", nic.rx_usecs) / quantum) * quantum
         napis = self._json(f"sys/class/net/{nic.name}/irqtune-sim/napi.json", napis_damage)
@@ -182,7 +192,8 @@ class SimMachine:
             text = (self.tree.read(f"proc/sys/net/core/{name}") or "").strip()
             sysctl[name] = parse_count(text) or 0
         return NicSettings(usecs, coalesce.get("rx_max_frames", nic.rx_frames), bool(coalesce.get("use_adaptive_rx")),
-                           {v["irq"]: v for v in napis.values()}, sysctl)  # fmt: skip
+                           {v["irq"]: v for v in napis.values()}, sysctl,
+                           state.get("rings", {}).get("rx", nic.ring))  # fmt: skip
 
     def napi_for(self, settings: NicSettings, irq: int, load: LoadSpec | None) -> Napi:
         values = settings.napi.get(irq, {})
@@ -370,7 +381,7 @@ class SimMachine:
                 self.adaptive.pop(key, None)  # adaptive-rx off: the driver forgets its state
                 setting = (settings.usecs, settings.frames)
                 rate, r = evaluate(*setting)
-            delivered = min(rate, r.delivered)
+            delivered = ring_bound(min(rate, r.delivered), r.mean_latency, settings.ring)
             overhead = max(0.0, r.cpu - delivered * self.service_time(nic, entry))
             out.append(QueueStep(nic.name, entry.queue, self.effective_cpu(entry), rate, r.irq_rate, r.cpu,
                                  r.mean_latency, delivered, r.timer_polls, r.squeeze_rate, setting,

@@ -9,10 +9,11 @@
                   `ethtool -l` shows it; 0 = queues: a NIC run on fewer channels than it has),
                   timer_scale (the device's real µs per rx-usecs unit, hidden from the driver),
                   adaptive_rx (bool), adaptive (dim | aim),
-                  ring, napi (false: interrupt per packet), cpus (initial IRQ affinity, queues
-                  round-robin), critical (the agent's config keeps it on those CPUs with a latency
-                  goal), goal (the operator's: latency | balanced | throughput | efficiency; the agent's
-                  config and the objective's price of a core), p99_target_us (the operator's p99 latency
+                  ring, ring_max (the driver's maximum, `ethtool -g`), napi (false: interrupt per
+                  packet), cpus (initial IRQ affinity, queues round-robin), critical (the agent's
+                  config keeps it on those CPUs with a latency goal), goal (the operator's: latency |
+                  balanced | throughput | efficiency; the agent's config and the objective's price of
+                  a core), p99_target_us (the operator's p99 latency
                   target, µs, in the agent's config; 0: none), irq_cost_us, service_us, packet_bytes,
                   driver (the driver name the tree reports, e.g. mlx5_core with flavour timer-restart for
                   CQE mode; "" = mlx5_core, or ice for min-gap; a name model/coalesce.py knows),
@@ -109,7 +110,8 @@ class NicSpec:
     timer_scale: float = 1.0  # µs of real delay per rx-usecs unit (QEMU's e1000e: about 0.79); the driver knows 1
     adaptive_rx: bool = False  # the driver's default; which algorithm runs is `adaptive`
     adaptive: str = ""  # "" = the flavour's usual one: aim for min-gap (Intel), dim otherwise
-    ring: int = 1024
+    ring: int = 1024  # rx/tx descriptors at start (ethtool -g); a ring written through the knob is in force
+    ring_max: int = 4096  # the driver's maximum ring size
     max_channels: int = 0  # the driver's channel maximum (ethtool -l); 0 = queues. A count written is kept, not
     # modelled: the simulated NIC keeps `queues`
     napi: bool = True  # false: the pre-NAPI path, one interrupt per packet (receive livelock, docs/physics.md §3.2)
@@ -330,6 +332,8 @@ def _check(sc: Scenario, loc: Locator) -> None:
                             f"{nic.max_channels}")  # fmt: skip
         if not 64 <= nic.ring <= 65536:
             raise loc.error(where, "ring", f"expected 64..65536 descriptors, got {nic.ring}")
+        if not nic.ring <= nic.ring_max <= 65536:
+            raise loc.error(where, "ring_max", f"expected {nic.ring}..65536 descriptors, got {nic.ring_max}")
         _check_cpus(loc, where, "cpus", _cpulist(loc, where, "cpus", nic.cpus), sc.host.cpus)
         if nic.critical and not nic.cpus:
             raise loc.error(where, "critical", "a critical NIC needs cpus, the CPUs of the work it feeds")

@@ -231,7 +231,8 @@ class Tree:
         for q in range(nic.queues):
             self.write(f"{netdir}/queues/rx-{q}/rps_cpus", "0\n")
             self.write(f"{netdir}/queues/tx-{q}/xps_cpus", "0\n")
-        state = default_state(nic.queues, nic.rx_usecs, nic.rx_frames, nic.usecs_quantum, nic.max_channels)
+        state = default_state(nic.queues, nic.rx_usecs, nic.rx_frames, nic.usecs_quantum, nic.max_channels, nic.ring,
+                              nic.ring_max)  # fmt: skip
         state["coalesce"]["use_adaptive_rx"] = int(nic.adaptive_rx)
         self.write(f"{netdir}/irqtune-sim/ethtool.json", json.dumps(state, indent=1, sort_keys=True))
         napis = {str(NAPI_ID_BASE + e.irq - IRQ_BASE): napi_state(10 + n, e.irq) for e in irqs}

@@ -274,3 +274,38 @@ def test_ethtool_names_of_coalescing_fields_are_aliases_of_the_netlink_ones(type
     from irqtune.plan.knob_id import parse_knob_id
 
     assert parse_knob_id(typed).canonical == canonical
+
+
+def test_set_by_device_glob_lists_each_irq_and_journals_each(root, tmp_path):
+    """irq/ens1f0*/affinity names the NIC's four queue IRQs (action names ens1f0-TxRx-N): each listed before the
+    write, each set and journaled on its own; other IRQs are left as they were."""
+    state = tmp_path / "state"
+    code, out, err = cli("set", "irq/ens1f0*/affinity", "4-5", root=root, state=state)
+    assert code == 0, out + err
+    for irq in (100, 101, 102, 103):
+        assert f"irq/ens1f0*/affinity: IRQ {irq} (ens1f0-TxRx-{irq - 100}, device ens1f0)" in err
+        assert affinity(root, irq) == "4-5"
+    assert affinity(root, 120) == "0-7" and affinity(root, 38) == "0-7"
+    entries = json.loads((state / "journal.json").read_text())["entries"]
+    assert sorted(entries) == [f"irq/{irq}/affinity" for irq in (100, 101, 102, 103)]
+    assert cli("restore", root=root, state=state).exit_code == 0 and affinity(root, 102) == "0-7"
+
+
+def test_set_by_device_name_and_nvme_queue_glob(root, tmp_path):
+    """A plain device name selects its IRQs through the inventory (eth0 is virtio2's: IRQs 37-39, on a fake tree);
+    nvme0q* the NVMe queues, whose managed one (121) is refused while the others apply."""
+    state = tmp_path / "state"
+    code, _, err = cli("set", "irq/eth0/affinity", "2", "--dry-run", root=root, state=state)
+    assert code == 0 and [f"IRQ {irq} " in err for irq in (37, 38, 39)] == [True] * 3 and "IRQ 100" not in err
+    assert affinity(root, 38) == "0-7"  # a dry run
+    code, out, err = cli("set", "irq/nvme0q*/affinity", "1", root=root, state=state)
+    assert code == 3 and "IRQ 120 (nvme0q0" in err and "IRQ 122 (nvme0q2" in err
+    assert affinity(root, 120) == "1" and affinity(root, 122) == "1" and affinity(root, 121) == "0-7"
+    assert "managed" in out
+
+
+def test_a_selector_that_matches_nothing_names_what_it_could_match(root, tmp_path):
+    code, _, err = cli("set", "irq/eht0*/affinity", "2", root=root, state=tmp_path / "state")
+    assert code == 1 and "no IRQ matches eht0*" in err
+    assert "ens1f0" in err and "nvme0" in err and "eth0" in err
+    assert all(affinity(root, irq) == "0-7" for irq in (37, 38, 39, 100))

@@ -11,7 +11,7 @@ import pytest
 from conftest import cli, make_root
 
 from irqtune.cli import EXIT_OK
-from irqtune.findings import Measurements, Thresholds, check_rx_drops, find_all
+from irqtune.findings import Measurements, Thresholds, check_ring_drops, check_rx_drops, find_all
 from irqtune.host import Host
 from irqtune.measure.inventory import Inventory, build_inventory
 from irqtune.measure.rates import Rates, compute_rates
@@ -144,6 +144,18 @@ def test_rx_drops_sustained_is_a_warning_rare_is_info():
         0
     ].message
     assert list(check_rx_drops(drops_measurements({"eth1": 0.0}), Thresholds())) == []  # old drops only: quiet
+
+
+def test_ring_drops_advise_a_bigger_ring_only_below_the_maximum():
+    base = drops_measurements({"eth1": 55.0})
+    small = Measurements(base.topology, base.inventory, base.rates, rings={"eth1": {"rx": 512, "rx_max": 4096}})
+    found = list(check_ring_drops(small, Thresholds()))
+    assert [(f.severity, f.code, f.device) for f in found] == [("warning", "rx-ring-small", "eth1")]
+    assert found[0].message == ("eth1 drops 55.0 received packets/s with its rx ring at 512 of the driver's maximum "
+                                "4096: raise it (irqtune set net/eth1/rings/rx 1024)")  # fmt: skip
+    full = Measurements(base.topology, base.inventory, base.rates, rings={"eth1": {"rx": 4096, "rx_max": 4096}})
+    assert list(check_ring_drops(full, Thresholds())) == []  # at the maximum: nothing a ring can do
+    assert list(check_ring_drops(base, Thresholds())) == []  # rings not read (a fake tree, veth)
 
 
 def test_rx_drops_without_a_window_report_the_total(root):

@@ -54,6 +54,27 @@ def test_channels_set_and_get_messages():
     assert get["cmd"] == nl.CHANNELS_GET and len(attributes(get)) == 1
 
 
+def test_rings_set_and_get_messages():
+    msg = nl.build("rings", "set", "eth9", {"rx": 2048, "tx": 1024})
+    assert (msg["cmd"], nl.RINGS_GET) == (nl.RINGS_SET, 15)
+    assert attributes(msg)[1:] == [
+        (6, False, struct.pack("I", 2048)),  # ETHTOOL_A_RINGS_RX (after the four *_MAX), u32
+        (9, False, struct.pack("I", 1024)),  # ETHTOOL_A_RINGS_TX
+    ]
+    with pytest.raises(ValueError):
+        nl.build("rings", "set", "eth9", {"rx_max": 4096})  # a driver's maximum is read, never set
+
+
+def test_rss_reply_decodes_table_key_and_function():
+    found = {
+        nl.RSS_HFUNC: struct.pack("I", 1),  # ETH_RSS_HASH_TOP
+        nl.RSS_INDIR: struct.pack("8I", 0, 1, 2, 3, 0, 1, 2, 3),
+        nl.RSS_HKEY: bytes(range(4)),
+    }
+    assert nl.decode_rss(found) == {"hfunc": "toeplitz", "indir": [0, 1, 2, 3, 0, 1, 2, 3], "hkey": "00010203"}
+    assert nl.decode_rss({}) == {}
+
+
 def test_unknown_or_nested_attributes_are_refused():
     with pytest.raises(ValueError):
         nl.build("coalesce", "set", "eth9", {"rx_profile": 1})
@@ -69,6 +90,20 @@ def test_coalesce_get_on_eth0_reads_only_what_the_driver_supports():
     assert coalesce and set(coalesce) <= nl.COALESCE_SETTABLE
     assert all(isinstance(v, int) for v in coalesce.values())
     assert channels.get("combined_count", channels.get("rx_count", 0)) >= 1
+
+
+def test_rings_and_rss_get_on_eth0_are_read_only_and_bounded():
+    require(real_linux() and os.path.exists("/sys/class/net/eth0"), "needs this host's eth0")
+    with nl.Ethtool() as client:  # read only: eth0 is never written
+        try:
+            rings = client.get_rings("eth0")
+        except nl.EthtoolError as err:
+            pytest.skip(f"eth0's driver has no rings: {err}")
+        rss = client.get_rss("eth0") if rings else {}
+    for name in ("rx", "tx"):
+        if name in rings:
+            assert 0 < rings[name] <= rings[f"{name}_max"]
+    assert set(rss) <= {"hfunc", "indir", "hkey"}
 
 
 @pytest.mark.slow
@@ -93,6 +128,20 @@ def test_channels_set_and_restore_and_coalescing_unsupported_on_veth(tmp_path):
         restored = irqtune("restore")
         assert restored.returncode == 0, restored.stdout + restored.stderr
         assert irqtune("get", f"net/{dev}/channels/rx").stdout.strip() == original
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
+def test_rings_are_unsupported_on_veth_and_said_so(tmp_path):
+    """veth has no ring parameters (no get_ringparam up to 6.18): RINGS_GET answers EOPNOTSUPP, which irqtune
+    reports as unsupported, no traceback and nothing journaled; the sizes themselves are tested on the simulator."""
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    with veth_pair(queues=2) as pair:
+        irqtune = irqtune_in(pair.receiver_ns, tmp_path)
+        result = irqtune("set", f"net/{pair.receiver}/rings/rx", "128")
+        assert result.returncode == 3 and "unsupported" in result.stdout, result.stdout + result.stderr
+        assert "Operation not supported" in result.stdout and "Traceback" not in result.stderr
 
 
 @pytest.mark.slow

@@ -10,6 +10,10 @@ from conftest import cli
 
 from irqtune.agent.loop import Agent
 from irqtune.config import Config
+from irqtune.findings import Measurements, find_all
+from irqtune.measure.nic_ethtool import read_nic_ethtool
+from irqtune.measure.reading import read_host
+from irqtune.measure.snapshot import take_snapshot
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import ScenarioError, library, load_scenario
@@ -54,6 +58,18 @@ def test_tree_reads_like_a_real_host(sim):
     devices = {d["name"]: d for d in json.loads(out)["devices"]}
     assert devices["eth1"]["numa_node"] == 1 and [q["queue"] for q in devices["eth1"]["irqs"]] == [0, 1, 2, 3]
     assert devices["nvme0"]["kind"] == "nvme" and len(devices["nvme0"]["irqs"]) == 5
+
+
+def test_status_shows_each_nics_rings_and_rss(sim):
+    code, out, err = cli("status", "-i", "0", "--json", root=sim.root)
+    assert code == 0, err
+    eth1 = next(d for d in json.loads(out)["devices"] if d["name"] == "eth1")
+    assert eth1["rings"] == {"rx": 1024, "rx_max": 4096, "tx": 1024, "tx_max": 4096}
+    rss = eth1["rss"]
+    assert (rss["hfunc"], rss["queues"], rss["table_size"], rss["indir"][:5]) == ("toeplitz", [0, 1, 2, 3], 128,
+                                                                                [0, 1, 2, 3, 0])  # fmt: skip
+    text = cli("status", "-i", "0", root=sim.root).stdout
+    assert "eth1: rx ring 1024/4096, tx ring 1024/4096, RSS toeplitz over queues 0-3 (128 entries)" in text
 
 
 def test_tuning_through_the_real_knobs_changes_the_simulation(sim, tmp_path):
@@ -135,6 +151,66 @@ def test_coalescing_through_the_knob_reaches_the_simulated_driver(sim, tmp_path)
     assert code == 1 and "above the driver's maximum of 4" in err
     assert cli("restore", root=sim.root, state=state).exit_code == 0
     assert cli("get", "net/eth1/coalesce/rx-usecs", root=sim.root).stdout.strip() == "8"
+
+
+def test_ring_sizes_through_the_knob_reach_the_simulated_driver_within_its_maximum(sim, tmp_path):
+    state = str(tmp_path / "s")
+    assert cli("get", "net/eth1/rings/rx", root=sim.root).stdout.strip() == "1024"
+    code, out, err = cli("set", "net/eth1/rings/rx", "4096", root=sim.root, state=state)
+    assert code == 0 and "applied: 1024 -> 4096" in out, out + err
+    code, _, err = cli("set", "net/eth1/rings/tx", "8192", root=sim.root, state=state)
+    assert code == 1 and "8192 is above the driver's maximum of 4096" in err
+    code, out, _ = cli("set", "net/eth1/rings/rx-jumbo", "64", root=sim.root, state=state)
+    assert code == 3 and "does not report rings rx_jumbo" in out  # this driver has no jumbo ring
+    journal = json.loads((tmp_path / "s" / "journal.json").read_text())["entries"]
+    assert journal["net/eth1/rings/rx"]["original"] == "1024" and "net/eth1/rings/tx" not in journal
+    assert cli("restore", root=sim.root, state=state).exit_code == 0
+    assert cli("get", "net/eth1/rings/rx", root=sim.root).stdout.strip() == "1024"
+
+
+SMALL_RING = SCENARIO.replace("queues = 4\nnode = 1", 'queues = 4\nnode = 1\nring = 64\ncpus = "0-3"\nrx_usecs = 500\n'
+                              "rx_frames = 4096").replace("rate_pps = 400000", "rate_pps = 2000000")  # fmt: skip
+
+
+def _findings_over_one_second(sim) -> list:
+    """What `status` would find over one simulated second: two readings, the NICs' rings read over ethtool."""
+    host = SimulatedKernel.for_root(sim.root)
+    before = take_snapshot(host, with_affinity=False)
+    sim.step(1.0, sim.sc.phases[0])
+    reading = read_host(host, before=before, monotonic=before.monotonic + 1.0)
+    rings = {name: e["rings"] for name, e in read_nic_ethtool(host, ["eth1"]).items()}
+    return find_all(Measurements(reading.topology, reading.inventory, reading.rates, rings=rings))
+
+
+def test_a_small_rx_ring_drops_and_the_advice_raises_it_with_numbers(tmp_path):
+    """500k packets/s per queue waiting about 250 µs each hold about 125 packets: a 64-descriptor ring overflows
+    (docs/physics.md §9.10); the finding names the ring, its maximum and the drops, and the ring raised through
+    the knob ends them."""
+    sim = SimMachine(load_scenario("s.toml", SMALL_RING), str(tmp_path / "tree"), seed=5)
+    found = [f for f in _findings_over_one_second(sim) if f.code == "rx-ring-small"]
+    assert len(found) == 1 and found[0].severity == "warning" and found[0].device == "eth1", found
+    drops = float(re.search(r"drops ([0-9,.]+) received", found[0].message).group(1).replace(",", ""))
+    assert drops == pytest.approx(4 * (500_000 - 64 / 253e-6), rel=0.05)
+    assert (
+        "rx ring at 64 of the driver's maximum 4096: raise it (irqtune set net/eth1/rings/rx 128)" in found[0].message
+    )
+    assert cli("set", "net/eth1/rings/rx", "4096", root=sim.root, state=str(tmp_path / "s")).exit_code == 0
+    after = _findings_over_one_second(sim)
+    assert not [f for f in after if f.code in ("rx-ring-small", "rx-drops")], after
+
+
+def test_the_agent_reports_the_small_ring_too(tmp_path):
+    """The agent reads rings only for NICs that drop (no extra netlink GET on a quiet pass): its findings carry
+    rx-ring-small as status's do."""
+    sim = SimMachine(load_scenario("s.toml", SMALL_RING), str(tmp_path / "tree"), seed=5)
+    agent = Agent(SimulatedKernel.for_root(sim.root), Config(), str(tmp_path / "state"), clock=lambda: sim.clock)
+    for _ in range(2):
+        sim.step(1.0, sim.sc.phases[0])
+        report = agent.run_pass()
+    small = [f for f in report.findings if f["code"] == "rx-ring-small"]
+    assert [f["device"] for f in small] == ["eth1"] and "rx ring at 64 of the driver's maximum 4096" in small[0][
+        "message"
+    ]
 
 
 @pytest.mark.parametrize(("kernel", "errno_name"), [("6.18", "EPERM"), ("6.6", "EIO")])
