@@ -2,9 +2,10 @@
 
 TuneD applies a profile once (`[sysctl]`, `[net]` ethtool options, isolated cores); irqtune's [pin] does the same
 through its journal, so `irqtune restore` undoes it. Carried over: `[sysctl]` net.core.* keys that irqtune has as
-knobs (plan/knob_id.py SYSCTLS), `[net]` coalesce= and channels= (ethtool -C / -L option strings, the devices=
-glob kept), `[scheduler]` and `[variables]` isolated_cores (cpu-partitioning) as [cpus] critical. Every other key
-is a leftover, named FILE:LINE with its section: irqtune says what it did not take, never drops it silently.
+knobs (plan/knob_id.py SYSCTLS), `[net]` coalesce=, channels= and ring= (ethtool -C / -L / -G option strings,
+the devices= glob kept), `[scheduler]` and `[variables]` isolated_cores (cpu-partitioning) as [cpus] critical.
+Every other key is a leftover, named FILE:LINE with its section: irqtune says what it did not take, never drops
+it silently.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ _VARIABLE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 _SILENT = {("main", "summary"), ("main", "include")}  # text, and what was followed: not leftovers
 # TuneD's net plugin splits option strings at any of these (plugin_net.py _parse_config_parameters)
 _SPLIT = re.compile(r"(:\s*)|(\s+)|(\s*;\s*)|(\s*,\s*)")
-_ETHTOOL_FLAGS = {"coalesce": ("-C", "--coalesce"), "channels": ("-L", "--set-channels")}
+_ETHTOOL_FLAGS = {"coalesce": ("-C", "--coalesce"), "channels": ("-L", "--set-channels"), "ring": ("-G", "--set-ring")}
+_KNOB_KIND = {"coalesce": "coalesce", "channels": "channels", "ring": "rings"}  # [net] key -> knob id part
 _ON_OFF = {"on": 1, "off": 0}
 
 
@@ -151,11 +153,9 @@ def _carry(result: Imported, section: str, key: str, value: str, entries: dict) 
         devices = entries.get(("net", "devices"))
         return _ethtool(result, key, value, devices.value if devices else "*")
     if section == "net" and key == "devices":
-        return None if any(k in entries for k in (("net", "coalesce"), ("net", "channels"))) else "no coalesce="
+        return None if any(("net", k) in entries for k in _ETHTOOL_FLAGS) else "no coalesce=, channels= or ring="
     if key == "isolated_cores" and section in ("scheduler", "variables", "bootloader"):
         return _isolated(result, value)
-    if section == "net" and key == "ring":
-        return "irqtune has no ring-size knob"
     return f"irqtune has no equivalent of TuneD's [{section}] {key}"
 
 
@@ -196,7 +196,7 @@ def _ethtool_pin(result: Imported, key: str, name: str, text: str, globs: list[s
             return "not a number (unresolved ${...}?)"
         number = int(text)
     try:
-        pins = [parse_pin(f"net/{glob}/{key}/{name}", number) for glob in globs]
+        pins = [parse_pin(f"net/{glob}/{_KNOB_KIND[key]}/{name}", number) for glob in globs]
     except KnobError as err:
         return str(err)
     for pin in pins:

@@ -62,7 +62,8 @@ def test_network_throughput_and_its_include_carry_nothing_over_and_name_why():
 
 def test_net_option_strings_become_glob_pins_and_isolated_cores_critical():
     """The test profile (etc/tuned overrides usr/lib/tuned): ethtool -C names (rx-frames, adaptive-rx) map to
-    irqtune's, on/off to 1/0, for the devices= glob; its busy_read overrides the included network-latency's."""
+    irqtune's, on/off to 1/0, ring= (ethtool -G) to the ring knobs, for the devices= glob; its busy_read overrides
+    the included network-latency's."""
     config, answer = _imported("irqtune-nic")
     pins = {p.pattern: p.value for p in config.pins}
     assert pins == {
@@ -70,10 +71,11 @@ def test_net_option_strings_become_glob_pins_and_isolated_cores_critical():
         "net/eth*/coalesce/rx-max-frames": "32", "net/eth*/coalesce/use-adaptive-rx": "0",
         "net/eth*/coalesce/pkt-rate-low": "1000", "net/eth*/coalesce/tx-aggr-max-bytes": "4096",
         "net/eth*/channels/combined": "4", "sysctl/net.core.netdev_budget": "600",
+        "net/eth*/rings/rx": "1024", "net/eth*/rings/tx": "512",
     }  # fmt: skip
     assert config.cpus.critical == "2-3"
     left = {f"[{x['section']}] {x['key']}": x["why"] for x in answer["leftovers"]}
-    assert "no ring-size knob" in left["[net] ring"] and "raise only" not in left["[net] ring"]
+    assert "[net] ring" not in left  # ethtool -G sizes: the ring knobs
     assert "[net] devices" not in left and "[scheduler] isolated_cores" not in left
 
 
