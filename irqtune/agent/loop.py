@@ -48,6 +48,7 @@ from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
 from ..parse.common import Problem
 from ..plan import Change, Rules, fixes_violation
+from .kube import KubeWatch
 from .propose import Proposer
 
 log = logging.getLogger("irqtune.agent")
@@ -134,6 +135,7 @@ class Agent:
         self.due: list[float] = []  # when the next sub-samples are due
         self.bursts: dict[str, Burst] = {}  # the last window's, per device (measure/bursts.py)
         self.wrote: dict[str, float] = {}  # device -> when the loop last wrote one of its knobs (the clock)
+        self.kube = KubeWatch(host, config.kubernetes)  # opted-in pods' exclusive CPUs: critical while they run
 
     @property
     def tuning(self) -> bool:
@@ -146,7 +148,7 @@ class Agent:
         reading = read_host(self.host, self.state_dir, before=self.before, monotonic=now,
                             cache=self.cache)  # /proc once a pass; topology and devices again when changed  # fmt: skip
         self.reading, self.before = reading, reading.snapshot
-        report.problems = input_problems(reading, self.host)
+        report.problems = input_problems(reading, self.host) + self._poll_kubernetes()
         rates, inventory = reading.rates, reading.inventory
         self.rates, self.inventory = rates, inventory
         self.bursts = self._close_window(reading, now)
@@ -188,6 +190,19 @@ class Agent:
         if self.proposer.models:
             self.proposer.save(self.state_dir)
         return report
+
+    def _poll_kubernetes(self) -> list[Problem]:
+        """The kubelet's exclusive CPUs of opted-in pods (agent/kube.py); placed again when they changed, so IRQs
+        leave a starting pod's CPUs and may return to an ended one's. A reloaded [kubernetes] starts a new watch."""
+        if self.kube.config != self.config.kubernetes:
+            self.kube = KubeWatch(self.host, self.config.kubernetes)
+            self.placed = False
+        changed, problems = self.kube.poll()
+        if changed:
+            self.placed = False
+        if self.kube.source is not None:
+            self.kube.save(self.state_dir)
+        return problems
 
     # -- sub-samples ---------------------------------------------------------------
     @property
@@ -250,7 +265,7 @@ class Agent:
         """Placement rules from the config: banned and critical CPUs, and with [cpus] housekeeping every online
         CPU outside it, take no IRQ (a device's own configured cpus excepted); unmanaged devices are left alone."""
         unmanaged = frozenset(rule.name for rule in self.config.devices if rule.name and not rule.manage)
-        banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical")
+        banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical") | self.kube.cpus
         housekeeping = self.config.cpus.cpus("housekeeping")
         if housekeeping:
             banned |= {cpu for cpu in reading.topology.online if cpu not in housekeeping}
