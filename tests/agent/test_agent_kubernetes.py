@@ -1,0 +1,148 @@
+"""The Kubernetes CPU manager in the agent (agent/kube.py): the exclusive CPUs of pods annotated
+`irq-load-balancing.crio.io: "disable"` are critical while the kubelet's checkpoint gives them to the pod. Driven on
+a simulated host whose root holds the kubelet's files (as a DaemonSet's --root /host does), through the agent's
+own write path and journal.
+
+The checkpoints are written by hand in the kubelet's format, version 2 (pkg/kubelet/cm/cpumanager/state/
+checkpoint.go, CPUManagerCheckpointV2: {"policyName", "defaultCpuSet", "entries": {POD_UID: {CONTAINER: CPUSET}},
+"checksum"}), one line as the kubelet writes it; the pod list is tests/fixtures/kubelet/pods.json
+(`kubectl get pods -o json`): packet-forwarder opts in ("disable"), postgres-0 says "true" (not CRI-O's value),
+web says nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from conftest import REPO
+
+from irqtune.act.journal import Journal
+from irqtune.agent.loop import Agent, PassReport
+from irqtune.config import Config, Kubernetes, Limits
+from irqtune.sim.kernel import SimulatedKernel
+from irqtune.sim.machine import SimMachine
+from irqtune.sim.scenario import load_scenario
+from irqtune.statedir import KUBE_FILE, boot_id
+
+FORWARDER = "6f4c3b4e-8f1a-4c1e-9a55-0d6e2f7a9b10"  # telco/packet-forwarder: opted in
+POSTGRES = "0b1f9e2c-3d4a-4b5c-8d6e-7f8091a2b3c4"  # db/postgres-0: "true", not "disable"
+EIGHT_QUEUES = """
+[host]
+cpus = 8
+
+[[nic]]
+name = "eth1"
+queues = 8
+cpus = "0-7"
+
+[[phase]]
+name = "steady"
+seconds = 60
+nic = "eth1"
+rate_pps = 200000
+"""
+
+
+def checkpoint(entries: dict[str, dict[str, str]], default: str = "0-1,4-5,7") -> str:
+    """A static-policy checkpoint as the kubelet writes it (json.Marshal: one line, no spaces)."""
+    data = {"policyName": "static", "defaultCpuSet": default, "entries": entries, "checksum": 2875437133}
+    return json.dumps(data, separators=(",", ":"))
+
+
+class Node:
+    """A simulated node: eth1's eight queue IRQs one per CPU, the kubelet's files under its root, the agent in tune
+    mode reading the pod list from a file."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sim = SimMachine(load_scenario("s.toml", EIGHT_QUEUES), str(tmp_path / "tree"), seed=2)
+        self.kubelet = Path(self.sim.root) / "var/lib/kubelet"
+        self.kubelet.mkdir(parents=True)
+        (self.kubelet / "pods.json").write_bytes((REPO / "tests/fixtures/kubelet/pods.json").read_bytes())
+        self.write(checkpoint({}, "0-7"))
+        host = SimulatedKernel.for_root(self.sim.root)
+        self.state = tmp_path / "state"
+        self.journal = Journal.open(str(self.state), boot_id(host))
+        config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0),
+                        kubernetes=Kubernetes(pods="file:/var/lib/kubelet/pods.json"))  # fmt: skip
+        self.agent = Agent(host, config, str(self.state), clock=lambda: self.sim.clock, journal=self.journal)
+
+    def write(self, text: str) -> None:
+        (self.kubelet / "cpu_manager_state").write_text(text)
+
+    def passes(self, n: int) -> list[PassReport]:
+        reports = []
+        for _ in range(n):
+            self.sim.step(1.0, self.sim.sc.phases[0])
+            reports.append(self.agent.run_pass())
+        self.sim.step(1.0, self.sim.sc.phases[0])  # what was written is where the IRQs go now
+        return reports
+
+    def cpus(self) -> list[int]:
+        return sorted(self.sim.effective_cpu(e) for e in self.sim.irqs)
+
+
+def moves(report: PassReport) -> dict[str, tuple[str, str, str]]:
+    return {d.knob: (d.current, d.target, d.outcome) for d in report.decisions if d.knob.startswith("irq/")}
+
+
+def test_a_pod_that_starts_gets_its_cpus_free_of_irqs_and_gives_them_back_when_it_ends(tmp_path, caplog):
+    """The node runs with eth1 on every CPU; then the kubelet gives packet-forwarder CPUs 2-3 and postgres-0
+    CPU 6. In that pass the two IRQs on 2-3 leave (violation fixes, journaled); postgres-0's CPU 6 keeps its IRQ
+    (not opted in). When the pod ends (its entry leaves the checkpoint) the placement is recomputed and CPUs 2-3
+    take IRQs again, journaled as well. Before this change nothing read the kubelet: no IRQ moved."""
+    node = Node(tmp_path)
+    node.passes(2)
+    assert node.cpus() == list(range(8))
+    node.write(checkpoint({FORWARDER: {"dpdk": "2-3"}, POSTGRES: {"db": "6"}}))
+    with caplog.at_level(logging.INFO, logger="irqtune.agent"):
+        (started,) = node.passes(1)
+    off = {knob: move for knob, move in moves(started).items() if move[0] in ("2", "3")}
+    assert len(off) == 2 and all(outcome == "applied" for _, _, outcome in off.values()), moves(started)
+    assert all(d.reason.startswith("violation: CPU") for d in started.decisions if d.knob in off)
+    assert not {2, 3} & set(node.cpus()) and 6 in node.cpus(), node.cpus()
+    assert set(off) <= set(node.journal.entries), sorted(node.journal.entries)
+    assert "pod telco/packet-forwarder container dpdk holds CPUs 2-3 alone" in caplog.text
+    assert "postgres" not in caplog.text
+    held = json.loads((node.state / KUBE_FILE).read_text())
+    assert held["cpus"] == "2-3" and [c["pod"] for c in held["containers"]] == ["telco/packet-forwarder"]
+
+    node.write(checkpoint({POSTGRES: {"db": "6"}}, "0-5,7"))
+    with caplog.at_level(logging.INFO, logger="irqtune.agent"):
+        (ended,) = node.passes(1)
+    back = [
+        knob for knob, (_, target, outcome) in moves(ended).items() if target in ("2", "3") and outcome == "applied"
+    ]
+    assert len(back) == 2 and {2, 3} <= set(node.cpus()), (moves(ended), node.cpus())
+    assert set(back) <= set(node.journal.entries)
+    assert "packet-forwarder container dpdk no longer holds CPUs 2-3" in caplog.text
+    assert json.loads((node.state / KUBE_FILE).read_text())["cpus"] == ""
+
+
+def test_a_malformed_checkpoint_is_one_problem_and_the_held_cpus_stay_held(tmp_path, caplog):
+    """A checkpoint cut short (the kubelet mid-write, a disk error) is one FILE:LINE problem in each pass's report,
+    logged once; the agent goes on, and CPUs 2-3 stay free of IRQs (a read error must not put IRQs onto a running
+    pod's CPUs)."""
+    node = Node(tmp_path)
+    node.write(checkpoint({FORWARDER: {"dpdk": "2-3"}}))
+    node.passes(1)
+    assert not {2, 3} & set(node.cpus())
+    node.write('{"policyName":"static","defaultCpuSet":"0-1,4-7","entries":{"6f4c')
+    with caplog.at_level(logging.WARNING, logger="irqtune.agent"):
+        reports = node.passes(3)
+    for report in reports:
+        (problem,) = report.problems
+        assert str(problem).startswith("/var/lib/kubelet/cpu_manager_state:1:"), str(problem)
+    assert caplog.text.count("cpu_manager_state:1:") == 1, caplog.text
+    assert not {2, 3} & set(node.cpus()) and all(r.number for r in reports)
+
+
+def test_without_a_kubernetes_table_the_checkpoint_is_not_read(tmp_path):
+    """pods = "" (the default): the kubelet's files are ignored, every CPU keeps its IRQ."""
+    node = Node(tmp_path)
+    node.agent.config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0))
+    node.write(checkpoint({FORWARDER: {"dpdk": "2-3"}}))
+    (report,) = node.passes(1)
+    assert node.cpus() == list(range(8)) and report.problems == []
+    assert not (node.state / KUBE_FILE).exists()
