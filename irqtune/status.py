@@ -25,7 +25,7 @@ from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology
 from .parse.common import Problem, format_cpulist
 from .probe.runner import EbpfUnavailable, ProbeResult, ProbeSession, ebpf_unavailable_reason, jsonable
-from .statedir import MODEL_FILE, read_device_models
+from .statedir import KUBE_FILE, MODEL_FILE, read_device_models, read_kube_held
 
 
 @dataclass(slots=True)
@@ -42,6 +42,7 @@ class Collected:
     probes: dict[str, ProbeResult] = field(default_factory=dict)
     probe_reason: str | None = None  # why the eBPF probes did not run
     models: dict[str, dict] = field(default_factory=dict)  # device -> the agent's model of it (statedir MODEL_FILE)
+    kube: dict | None = None  # the pods' exclusive CPUs the agent holds free of IRQs (statedir KUBE_FILE)
 
     @property
     def problems(self) -> list[Problem]:
@@ -97,6 +98,11 @@ def collect(
     except ValueError as err:
         models = {}
         reading.snapshot.problems.append(Problem(os.path.join(state_dir, MODEL_FILE), 0, str(err).split(": ", 1)[-1]))
+    try:
+        kube = read_kube_held(state_dir)
+    except ValueError as err:
+        kube = None
+        reading.snapshot.problems.append(Problem(os.path.join(state_dir, KUBE_FILE), 0, str(err).split(": ", 1)[-1]))
     return Collected(
         host,
         before,
@@ -110,6 +116,7 @@ def collect(
         probes,
         probe_reason,
         models,
+        kube,
     )
 
 
@@ -293,6 +300,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
         if rates
         else None,
         "devices": devices,
+        "kubernetes": c.kube,
         "idle_vectors": _idle_vectors(c),
         "ebpf": _ebpf_json(c, top),
         "findings": [f.to_json() for f in c.findings],

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from pathlib import Path
 
-from conftest import REPO
+from conftest import REPO, cli
 
 from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent, PassReport
@@ -107,6 +108,9 @@ def test_a_pod_that_starts_gets_its_cpus_free_of_irqs_and_gives_them_back_when_i
     assert "postgres" not in caplog.text
     held = json.loads((node.state / KUBE_FILE).read_text())
     assert held["cpus"] == "2-3" and [c["pod"] for c in held["containers"]] == ["telco/packet-forwarder"]
+    shown = cli("status", "--interval", "0", root=node.sim.root, state=node.state).stdout
+    assert "KUBERNETES: PODS' EXCLUSIVE CPUS HELD FREE OF DEVICE IRQS" in shown, shown
+    assert re.search(r"^2-3 +telco/packet-forwarder +dpdk$", shown, re.M), shown
 
     node.write(checkpoint({POSTGRES: {"db": "6"}}, "0-5,7"))
     with caplog.at_level(logging.INFO, logger="irqtune.agent"):
