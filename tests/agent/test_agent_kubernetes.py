@@ -17,11 +17,14 @@ import logging
 import re
 from pathlib import Path
 
+import pytest
 from conftest import REPO, cli
 
 from irqtune.act.journal import Journal
 from irqtune.agent.loop import Agent, PassReport
-from irqtune.config import Config, Kubernetes, Limits
+from irqtune.config import Config, ConfigError, Kubernetes, Limits, load_config
+from irqtune.host import Host
+from irqtune.measure.kubelet import ApiPods, pod_source
 from irqtune.sim.kernel import SimulatedKernel
 from irqtune.sim.machine import SimMachine
 from irqtune.sim.scenario import load_scenario
@@ -150,3 +153,26 @@ def test_without_a_kubernetes_table_the_checkpoint_is_not_read(tmp_path):
     (report,) = node.passes(1)
     assert node.cpus() == list(range(8)) and report.problems == []
     assert not (node.state / KUBE_FILE).exists()
+
+
+def test_the_kubernetes_table_is_checked_with_its_line():
+    config = load_config("c.toml", '[kubernetes]\npods = "file:/run/pods.json"\n')
+    assert config.kubernetes.pods == "file:/run/pods.json"
+    assert config.kubernetes.cpu_manager_state == "/var/lib/kubelet/cpu_manager_state"
+    assert (
+        config.kubernetes.annotation == "irq-load-balancing.crio.io" and load_config("d.toml", "").kubernetes.pods == ""
+    )
+    for text, where in [('pods = "kubelet"', "c.toml:2: kubernetes.pods"),
+                        ('pods = "file:"', "c.toml:2: kubernetes.pods"),
+                        ('pods = "file:pods.json"', "c.toml:2: kubernetes.pods"),
+                        ('cpu_manager_state = "state"', "c.toml:2: kubernetes.cpu_manager_state"),
+                        ('pod = "api"', "c.toml:2: kubernetes.pod")]:  # fmt: skip
+        with pytest.raises(ConfigError) as err:
+            load_config("c.toml", f"[kubernetes]\n{text}\n")
+        assert str(err.value).startswith(where), str(err.value)
+
+
+def test_api_takes_the_node_from_the_downward_apis_variable(tmp_path):
+    source = pod_source(Host(str(tmp_path)), "api", {"NODE_NAME": "worker-7"})
+    assert isinstance(source, ApiPods) and source.node == "worker-7"
+    assert pod_source(Host(str(tmp_path)), "") is None
