@@ -14,18 +14,19 @@ file is one `Problem` (FILE:LINE: why), never a traceback.
 
 from __future__ import annotations
 
-import http.client
 import os
-import ssl
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from ..fileio import LIMITS, read_regular
 from ..host import Host, PathEscape
 from ..jsonfile import JsonError, key_line, loads
 from ..parse.common import CpuListError, Problem, brief, brief_text, format_cpulist, parse_cpulist
+
+if TYPE_CHECKING:
+    import http.client
 
 CHECKPOINT = "/var/lib/kubelet/cpu_manager_state"
 ANNOTATION = "irq-load-balancing.crio.io"  # CRI-O's: "disable" keeps device IRQs off the pod's CPUs
@@ -197,6 +198,9 @@ class ApiPods:
     timeout: float = TIMEOUT
 
     def pods(self) -> list[Pod]:
+        import http.client  # the API client's modules (ssl: 3 MB resident) only where pods = "api"
+        import ssl
+
         where = f"{self.server}/api/v1/pods"
         if not self.node:
             raise KubeError(Problem(where, 0, f"no node name: set {NODE_ENV} from the downward API (spec.nodeName)"))
@@ -209,6 +213,9 @@ class ApiPods:
         return parse_pods(where, body)
 
     def _get(self, path: str) -> tuple[int, str]:
+        import http.client
+        import ssl
+
         url = urllib.parse.urlsplit(self.server)
         token = read_regular(os.path.join(self.account, "token"), "serviceaccount").decode("ascii").strip()
         if url.scheme == "https":
