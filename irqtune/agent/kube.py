@@ -2,7 +2,9 @@
 become critical CPUs. A pod that starts adds its CPUs (the placement is recomputed: device IRQs move off them, the
 normal journaled moves), one that ends gives them back (recomputed again: the spread may use them). When the
 checkpoint or the pod list cannot be read, the CPUs held last stay held (a transient error must not put IRQs
-onto a running pod's CPUs) and the problem is logged once, not every pass.
+onto a running pod's CPUs) and the problem is logged once, not every pass. The pods are asked for again only
+when the checkpoint's pods change (one starts or ends with exclusive CPUs): a node's agents do not list pods
+every pass, and CRI-O too reads the annotation only when the container is created.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 
 from ..config import Kubernetes
 from ..host import Host
-from ..measure.kubelet import Held, KubeError, PodSource, held_cpus, pod_source, read_checkpoint
+from ..measure.kubelet import Held, KubeError, Pod, PodSource, held_cpus, pod_source, read_checkpoint
 from ..parse.common import Problem, format_cpulist
 from ..statedir import KUBE_FILE, open_state_dir, write_json_atomically
 
@@ -26,6 +28,8 @@ class KubeWatch:
         self.host, self.config = host, config
         self.source = source if source is not None else pod_source(host, config.pods)
         self.held: list[Held] = []
+        self.pods: list[Pod] = []  # the last pod list, asked for when the checkpoint's pods were `asked_for`
+        self.asked_for: frozenset[str] | None = None
         self.warned: str | None = None  # the last problem logged (logged again only when it changes)
         self.saved: dict | None = None  # what KUBE_FILE holds (written again only when it changes)
 
@@ -39,7 +43,10 @@ class KubeWatch:
             return False, []
         try:
             state = read_checkpoint(self.host, self.config.cpu_manager_state)
-            now = held_cpus(state, self.source.pods(), self.config.annotation)
+            uids = frozenset(a.pod_uid for a in state.assignments)
+            if uids != self.asked_for:
+                self.pods, self.asked_for = self.source.pods(), uids
+            now = held_cpus(state, self.pods, self.config.annotation)
         except KubeError as err:
             if str(err) != self.warned:
                 log.warning("kubernetes: %s; the CPUs held so far stay held (%s)", err, self._held_text())

@@ -176,3 +176,29 @@ def test_api_takes_the_node_from_the_downward_apis_variable(tmp_path):
     source = pod_source(Host(str(tmp_path)), "api", {"NODE_NAME": "worker-7"})
     assert isinstance(source, ApiPods) and source.node == "worker-7"
     assert pod_source(Host(str(tmp_path)), "") is None
+
+
+class Counting:
+    """A pod source that counts how often it is asked."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.asked = inner, 0
+
+    def pods(self):
+        self.asked += 1
+        return self.inner.pods()
+
+
+def test_the_pods_are_asked_for_only_when_the_checkpoints_pods_change(tmp_path):
+    """Five passes over one checkpoint ask the API server (here the file) once; a pod starting asks again, and so
+    does one ending. Before, every pass listed the node's pods: at 10 s passes, 0.1 requests/s per node."""
+    node = Node(tmp_path)
+    counted = node.agent.kube.source = Counting(node.agent.kube.source)
+    node.write(checkpoint({FORWARDER: {"dpdk": "2-3"}}))
+    node.passes(5)
+    assert counted.asked == 1 and not {2, 3} & set(node.cpus())
+    node.write(checkpoint({FORWARDER: {"dpdk": "2-3"}, POSTGRES: {"db": "6"}}))
+    node.passes(2)
+    node.write(checkpoint({POSTGRES: {"db": "6"}}))
+    node.passes(2)
+    assert counted.asked == 3 and {2, 3} <= set(node.cpus())
