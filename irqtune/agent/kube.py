@@ -65,6 +65,12 @@ class KubeWatch:
         self.held = now
         return self.cpus != before, []
 
+    def whose(self, cpus: frozenset[int]) -> str:
+        """Which held containers these CPUs are ("kubernetes pod NS/NAME container C holds 2-3"), for a move's
+        reason; "" where none is."""
+        return "; ".join(f"kubernetes pod {h.pod} container {h.container} holds {format_cpulist(sorted(h.cpus))}"
+                         for h in self.held if h.cpus & cpus)  # fmt: skip
+
     def _held_text(self) -> str:
         return format_cpulist(sorted(self.cpus)) or "none"
 

@@ -46,7 +46,7 @@ from ..measure.rates import Rates
 from ..measure.reading import ReadCache, Reading, input_problems, read_host, read_queue_masks, read_threads
 from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
-from ..parse.common import Problem
+from ..parse.common import CpuListError, Problem, parse_cpulist
 from ..plan import Change, Rules, fixes_violation
 from .kube import KubeWatch
 from .propose import Proposer
@@ -175,6 +175,9 @@ class Agent:
             report.tracking = list(self.proposer.tracking)
             report.findings += [f.to_json() for f in advice]
         fixes, moves = violation_fixes([d for d in (self._bounded(p) for p in proposals) if d is not None], rules)
+        for decision in fixes:  # an opted-in pod's CPUs: the reason names the pod
+            whose = self.kube.whose(_cpus_of(decision.current)) if decision.knob.startswith("irq/") else ""
+            decision.reason = decision.reason.replace("; ", f" ({whose}); ", 1) if whose else decision.reason
         for decision in fixes:  # outside the budget, not outside the checks
             self._consider(decision, now, rates, budget_left=True)
         budget = self.config.limits.max_changes
@@ -552,6 +555,14 @@ def violation_fixes(proposals: list[Change], rules: Rules) -> tuple[list[Change]
         else:
             moves.append(decision)
     return fixes, round_robin(moves)
+
+
+def _cpus_of(text: str) -> frozenset[int]:
+    """An affinity value's CPUs; none where it is not a CPU list."""
+    try:
+        return frozenset(parse_cpulist(text))
+    except CpuListError:
+        return frozenset()
 
 
 def round_robin(changes: list[Change]) -> list[Change]:

@@ -104,7 +104,10 @@ def test_a_pod_that_starts_gets_its_cpus_free_of_irqs_and_gives_them_back_when_i
         (started,) = node.passes(1)
     off = {knob: move for knob, move in moves(started).items() if move[0] in ("2", "3")}
     assert len(off) == 2 and all(outcome == "applied" for _, _, outcome in off.values()), moves(started)
-    assert all(d.reason.startswith("violation: CPU") for d in started.decisions if d.knob in off)
+    why = "violation: CPU {} is banned (kubernetes pod telco/packet-forwarder container dpdk holds 2-3); spread"
+    assert all(d.reason.startswith(why.format(d.current)) for d in started.decisions if d.knob in off), [
+        d.reason for d in started.decisions if d.knob in off
+    ]
     assert not {2, 3} & set(node.cpus()) and 6 in node.cpus(), node.cpus()
     assert set(off) <= set(node.journal.entries), sorted(node.journal.entries)
     assert "pod telco/packet-forwarder container dpdk holds CPUs 2-3 alone" in caplog.text
