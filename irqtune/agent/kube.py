@@ -9,6 +9,7 @@ every pass, and CRI-O too reads the annotation only when the container is create
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 
@@ -78,18 +79,23 @@ class KubeWatch:
         return {"cpus": format_cpulist(sorted(self.cpus)), "containers": [h.to_json() for h in self.held]}
 
     def save(self, state_dir: str) -> None:
-        """The held CPUs to KUBE_FILE for `irqtune status`, when they changed; a state directory that cannot be
+        """The held CPUs to KUBE_FILE for `irqtune status`, when they changed; with no pod source, a file an
+        earlier run left is removed (status would show pods no agent holds). A state directory that cannot be
         written (observe mode as a user) is warned of once."""
-        data = self.to_json()
+        data = self.to_json() if self.source is not None else {}
         if data == self.saved:
             return
         try:
-            dir_fd = open_state_dir(state_dir)
+            dir_fd = open_state_dir(state_dir, create=bool(data))
             try:
-                write_json_atomically(dir_fd, KUBE_FILE, data, durable=False)
+                if data:
+                    write_json_atomically(dir_fd, KUBE_FILE, data, durable=False)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(KUBE_FILE, dir_fd=dir_fd)
             finally:
                 os.close(dir_fd)
         except OSError as err:
-            if self.saved is None:
+            if data and self.saved is None:
                 log.warning("%s: the pods' held CPUs were not saved: %s", os.path.join(state_dir, KUBE_FILE), err)
         self.saved = data

@@ -203,8 +203,7 @@ class Agent:
         changed, problems = self.kube.poll()
         if changed:
             self.placed = False
-        if self.kube.source is not None:
-            self.kube.save(self.state_dir)
+        self.kube.save(self.state_dir)
         return problems
 
     # -- sub-samples ---------------------------------------------------------------

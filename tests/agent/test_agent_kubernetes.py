@@ -148,14 +148,23 @@ def test_a_malformed_checkpoint_is_one_problem_and_the_held_cpus_stay_held(tmp_p
     assert not {2, 3} & set(node.cpus()) and all(r.number for r in reports)
 
 
-def test_without_a_kubernetes_table_the_checkpoint_is_not_read(tmp_path):
-    """pods = "" (the default): the kubelet's files are ignored, every CPU keeps its IRQ."""
+def test_without_a_kubernetes_table_the_checkpoint_is_not_read_and_a_reload_turns_it_on_and_off(tmp_path):
+    """pods = "" (the default): the kubelet's files are ignored, every CPU keeps its IRQ. A reload that sets
+    [kubernetes] holds the pod's CPUs in its first pass; one that removes it gives them back."""
     node = Node(tmp_path)
     node.agent.config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0))
     node.write(checkpoint({FORWARDER: {"dpdk": "2-3"}}))
     (report,) = node.passes(1)
     assert node.cpus() == list(range(8)) and report.problems == []
     assert not (node.state / KUBE_FILE).exists()
+
+    node.agent.config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0),
+                               kubernetes=Kubernetes(pods="file:/var/lib/kubelet/pods.json"))  # fmt: skip
+    node.passes(1)  # a reload turns it on: held at once, and shown
+    assert not {2, 3} & set(node.cpus()) and (node.state / KUBE_FILE).exists()
+    node.agent.config = Config(mode="tune", interval=1.0, limits=Limits(dwell=0))
+    node.passes(1)  # and off again: given back, and status no longer shows a pod no agent holds
+    assert {2, 3} <= set(node.cpus()) and not (node.state / KUBE_FILE).exists()
 
 
 def test_the_kubernetes_table_is_checked_with_its_line():
