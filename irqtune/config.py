@@ -30,6 +30,11 @@ basic_auth_file = ""          # USER:HASH lines, as for irqtune export --basic-a
 per_cpu = false               # also per-IRQ per-CPU series
 max_series = 5000             # the series budget
 
+[kubernetes]                  # the kubelet's CPU manager (README, "Kubernetes CPU manager")
+pods = ""                     # "api" (in-cluster, this node's pods) | "file:PATH" (a pod list) | "" (off)
+cpu_manager_state = "/var/lib/kubelet/cpu_manager_state"  # below --root
+annotation = "irq-load-balancing.crio.io"  # pods with it "disable": their exclusive CPUs are critical
+
 [bounds]                      # the agent never sets a matching knob outside [min, max]
 "net/*/coalesce/rx-usecs" = [0, 64]
 
@@ -115,6 +120,13 @@ class Exporter:
 
 
 @dataclass
+class Kubernetes:
+    pods: str = ""  # "api" | "file:PATH" | "" (off)
+    cpu_manager_state: str = "/var/lib/kubelet/cpu_manager_state"
+    annotation: str = "irq-load-balancing.crio.io"
+
+
+@dataclass
 class DeviceRule:
     name: str = ""
     class_: str = ""  # "class" in the file
@@ -141,6 +153,7 @@ class Config:
     cpus: CpuSets = field(default_factory=CpuSets)
     limits: Limits = field(default_factory=Limits)
     exporter: Exporter = field(default_factory=Exporter)
+    kubernetes: Kubernetes = field(default_factory=Kubernetes)
     devices: list[DeviceRule] = field(default_factory=list)
     bounds: dict[str, tuple[int, int]] = field(default_factory=dict)  # knob pattern (fnmatch) -> [min, max]
     pins: list[Pin] = field(default_factory=list)  # [pin], in file order
@@ -184,14 +197,14 @@ class Config:
 
 def load_config(path: str, text: str | None = None) -> Config:
     data, loc = read_toml(path, text, ConfigError, "config")
-    tables = ("cpus", "limits", "device", "bounds", "exporter", "pin")
+    tables = ("cpus", "limits", "device", "bounds", "exporter", "pin", "kubernetes")
     top = {k: v for k, v in data.items() if k not in tables}
-    skip = ("path", "cpus", "limits", "devices", "bounds", "exporter", "locator", "pins")
-    config = build(Config, top, (), loc, skip=skip)
+    config = build(Config, top, (), loc, skip=("path", "devices", "locator", "pins", *tables))
     config.path, config.locator = path, loc
     config.cpus = build(CpuSets, data.get("cpus", {}), (("cpus", None),), loc)
     config.limits = build(Limits, data.get("limits", {}), (("limits", None),), loc)
     config.exporter = build(Exporter, data.get("exporter", {}), (("exporter", None),), loc)
+    config.kubernetes = build(Kubernetes, data.get("kubernetes", {}), (("kubernetes", None),), loc)
     devices = data.get("device", [])
     if not isinstance(devices, list):
         raise loc.error((), "device", "expected [[device]] tables")
@@ -269,6 +282,7 @@ def _check(config: Config, loc: Locator) -> None:
             raise loc.error((("exporter", None),), "listen", str(err)) from None
     if config.exporter.max_series < 0:
         raise loc.error((("exporter", None),), "max_series", "expected 0 (no budget) or more")
+    _check_kubernetes(config.kubernetes, loc)
     for i, rule in enumerate(config.devices):
         where = (("device", i),)
         if bool(rule.name) == bool(rule.class_):
@@ -286,6 +300,19 @@ def _check(config: Config, loc: Locator) -> None:
         if rule.goal and rule.goal not in GOALS:
             raise loc.error(where, "goal", f"expected one of {', '.join(GOALS)}, got {brief(rule.goal)}")
         _check_target(loc, where, rule.p99_target_us, rule.class_)
+
+
+def _check_kubernetes(kube: Kubernetes, loc: Locator) -> None:
+    """pods: where the node's pods come from; the checkpoint an absolute path (read below --root)."""
+    where = (("kubernetes", None),)
+    if kube.pods not in ("", "api") and not (kube.pods.startswith("file:") and kube.pods[len("file:") :]):
+        raise loc.error(where, "pods", f'expected "api", "file:PATH" or "" (off), got {brief(kube.pods)}')
+    for key in ("cpu_manager_state", *(("pods",) if kube.pods.startswith("file:") else ())):
+        path = getattr(kube, key).removeprefix("file:")
+        if not path.startswith("/") or "\0" in path:
+            raise loc.error(where, key, f"expected an absolute path (read below --root), got {brief(path)}")
+    if not kube.annotation:
+        raise loc.error(where, "annotation", "expected an annotation key")
 
 
 LIMIT_RANGES = {  # [limits] key -> (lowest, highest): the models divide by the costs, the loop waits the dwell

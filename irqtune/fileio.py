@@ -37,6 +37,9 @@ LIMITS = {  # bytes: the largest file of each kind irqtune reads (README, "Files
     "simulator rules": 4 * MIB,
     "model": 4 * MIB,  # the agent's device models (statedir MODEL_FILE)
     "snapshot": 64 * MIB,  # `irqtune snapshot --json` read back by `irqtune diff` (1,152 CPUs: a few MiB)
+    "kubelet": 4 * MIB,  # the kubelet's CPU manager checkpoint (measure/kubelet.py)
+    "pods": 64 * MIB,  # a node's pod list (a file, or the API server's answer)
+    "serviceaccount": 1 * MIB,  # the pod's service account token and CA
 }
 
 

@@ -27,7 +27,7 @@ import stat
 import weakref
 from dataclasses import dataclass, field
 
-from .fileio import Escaped, check_regular, open_beneath, read_fd
+from .fileio import LIMITS, Escaped, check_regular, open_beneath, read_fd
 
 TREES = ("proc", "sys")
 log = logging.getLogger(__name__)
@@ -153,6 +153,24 @@ class Host:
     def read(self, path: str) -> str:
         """Whole regular file below the root as text; undecodable bytes become U+FFFD."""
         return self.read_bytes(path).decode("utf-8", "replace")
+
+    def read_beneath_root(self, path: str, kind: str) -> bytes:
+        """A regular file elsewhere below the root (the kubelet's checkpoint under /var/lib), at most LIMITS[kind]
+        bytes: opened beneath the root in one step as the trees are, so a DaemonSet's `--root /host` reads the
+        node's file and a symlink cannot lead out. OSError or PathEscape."""
+        rel = "/".join(_check_part(p) for p in path.split("/") if p)
+        root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fd = open_beneath(root, rel or ".", os.O_RDONLY | os.O_NONBLOCK)
+        except Escaped as err:
+            raise PathEscape(f"refused {path}: resolves outside {self.root} ({err.strerror})") from None
+        finally:
+            os.close(root)
+        try:
+            check_regular(fd, path, LIMITS[kind])
+            return read_fd(fd, LIMITS[kind], path)
+        finally:
+            os.close(fd)
 
     # -- tolerant reads: None / empty for missing, unreadable or refused ----
     def text(self, tree: str, *parts: str | int) -> str | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from .findings import SEVERITY_ORDER
-from .parse.common import format_cpulist, printable
+from .parse.common import brief_text, format_cpulist, printable
 from .table import Style, table
 
 SEVERITY_COLOURS = {"critical": "31;1", "warning": "33", "info": "36"}
@@ -40,6 +40,9 @@ def render_status(report: dict, style: Style, show_all: bool = False) -> str:
     models = _models(report)
     if models:
         out += _section(style, "AGENT'S MODEL OF EACH NIC (interrupt response, fitted to its windows)", models)
+    held = _kubernetes(report)
+    if held:
+        out += _section(style, "KUBERNETES: PODS' EXCLUSIVE CPUS HELD FREE OF DEVICE IRQS (the agent's)", held)
     out += _section(style, "HANDLER LATENCY (eBPF)", _handler_latency(report))
     out += _section(style, "IPI AND TLB SOURCES (eBPF)", _ipi_tlb(report))
     changes = report.get("changes") or {}
@@ -226,6 +229,17 @@ def _models(report: dict) -> list[str]:
         "PREDICTION ERROR",
     )
     return table(header, rows) if rows else []
+
+
+def _kubernetes(report: dict) -> list[str]:
+    """One line per opted-in container whose exclusive CPUs the agent keeps device IRQs off (statedir KUBE_FILE);
+    nothing where the agent watches no kubelet. The names were made printable when saved."""
+    held = report.get("kubernetes")
+    if not held:
+        return []
+    rows = [tuple(brief_text(str(c.get(k))) for k in ("cpus", "pod", "container")) for c in held.get("containers", [])
+            if isinstance(c, dict)]  # fmt: skip
+    return table(("CPUS", "POD", "CONTAINER"), rows) if rows else ["none: no opted-in pod holds exclusive CPUs"]
 
 
 def _folded_line(idle: list[dict]) -> list[str]:

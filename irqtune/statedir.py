@@ -29,6 +29,7 @@ from .parse.common import is_count
 
 MANAGED_FILE = "managed-irqs.json"
 MODEL_FILE = "model.json"  # device -> {"prior", "model", "windows"}: the agent's (agent/propose.py)
+KUBE_FILE = "kubernetes.json"  # the opted-in pods' exclusive CPUs the agent holds free of IRQs (agent/kube.py)
 log = logging.getLogger(__name__)
 
 
@@ -163,3 +164,27 @@ def read_device_models(state_dir: str) -> dict[str, dict]:
     if not isinstance(devices, dict):
         raise ValueError(f"{path}: not a model file of irqtune (no devices table)")
     return {str(k): v for k, v in devices.items() if isinstance(v, dict)}
+
+
+def read_kube_held(state_dir: str) -> dict | None:
+    """KUBE_FILE ({"cpus", "containers": [{"pod", "uid", "container", "cpus"}]}), for `status`; None where the
+    agent watches no kubelet (no file). ValueError where the file is not ours or unsafe to read."""
+    path = os.path.join(state_dir, KUBE_FILE)
+    try:
+        dir_fd = open_state_dir(state_dir, create=False)
+    except StateDirError as err:
+        if err.errno == errno.ENOENT:
+            return None
+        raise ValueError(err.strerror) from None
+    try:
+        data = json.loads(read_state_file(dir_fd, KUBE_FILE, "model"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, RecursionError) as err:
+        raise ValueError(f"{path}: not read: {err}") from None
+    finally:
+        os.close(dir_fd)
+    ok = isinstance(data, dict) and isinstance(data.get("cpus"), str) and isinstance(data.get("containers"), list)
+    if not ok:
+        raise ValueError(f"{path}: not a file of irqtune (no cpus and containers)")
+    return data

@@ -26,7 +26,7 @@ from .measure.snapshot import SCHEMA, Snapshot, take_snapshot
 from .measure.topology import Topology
 from .parse.common import Problem, format_cpulist
 from .probe.runner import EbpfUnavailable, ProbeResult, ProbeSession, ebpf_unavailable_reason, jsonable
-from .statedir import MODEL_FILE, read_device_models
+from .statedir import KUBE_FILE, MODEL_FILE, read_device_models, read_kube_held
 
 
 @dataclass(slots=True)
@@ -44,6 +44,7 @@ class Collected:
     probe_reason: str | None = None  # why the eBPF probes did not run
     models: dict[str, dict] = field(default_factory=dict)  # device -> the agent's model of it (statedir MODEL_FILE)
     nics: dict[str, dict] = field(default_factory=dict)  # NIC -> its ethtool rings and RSS, where read
+    kube: dict | None = None  # the pods' exclusive CPUs the agent holds free of IRQs (statedir KUBE_FILE)
 
     @property
     def problems(self) -> list[Problem]:
@@ -102,6 +103,11 @@ def collect(
     except ValueError as err:
         models = {}
         reading.snapshot.problems.append(Problem(os.path.join(state_dir, MODEL_FILE), 0, str(err).split(": ", 1)[-1]))
+    try:
+        kube = read_kube_held(state_dir)
+    except ValueError as err:
+        kube = None
+        reading.snapshot.problems.append(Problem(os.path.join(state_dir, KUBE_FILE), 0, str(err).split(": ", 1)[-1]))
     return Collected(
         host,
         before,
@@ -116,6 +122,7 @@ def collect(
         probe_reason,
         models,
         nics,
+        kube,
     )
 
 
@@ -312,6 +319,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
         if rates
         else None,
         "devices": devices,
+        "kubernetes": c.kube,
         "idle_vectors": _idle_vectors(c),
         "ebpf": _ebpf_json(c, top),
         "findings": [f.to_json() for f in c.findings],

@@ -47,9 +47,10 @@ from ..measure.rates import Rates
 from ..measure.reading import ReadCache, Reading, input_problems, read_host, read_queue_masks, read_threads
 from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
-from ..parse.common import Problem
+from ..parse.common import CpuListError, Problem, parse_cpulist
 from ..plan import Change, Rules, fixes_violation
 from .pins import Pinner
+from .kube import KubeWatch
 from .propose import Proposer
 
 log = logging.getLogger("irqtune.agent")
@@ -146,6 +147,7 @@ class Agent:
         self.bursts: dict[str, Burst] = {}  # the last window's, per device (measure/bursts.py)
         self.wrote: dict[str, float] = {}  # device -> when the loop last wrote one of its knobs (the clock)
         self.pinner = Pinner(host, state_dir)  # the config's [pin]: held, never moved
+        self.kube = KubeWatch(host, config.kubernetes)  # opted-in pods' exclusive CPUs: critical while they run
 
     @property
     def tuning(self) -> bool:
@@ -167,7 +169,7 @@ class Agent:
         reading = read_host(self.host, self.state_dir, before=self.before, monotonic=now,
                             cache=self.cache)  # /proc once a pass; topology and devices again when changed  # fmt: skip
         self.reading, self.before = reading, reading.snapshot
-        report.problems = input_problems(reading, self.host)
+        report.problems = input_problems(reading, self.host) + self._poll_kubernetes()
         rates, inventory = reading.rates, reading.inventory
         self.rates, self.inventory = rates, inventory
         self.bursts = self._close_window(reading, now)
@@ -196,6 +198,9 @@ class Agent:
             report.tracking = list(self.proposer.tracking)
             report.findings += [f.to_json() for f in advice]
         fixes, moves = violation_fixes([d for d in (self._bounded(p) for p in proposals) if d is not None], rules)
+        for decision in fixes:  # an opted-in pod's CPUs: the reason names the pod
+            whose = self.kube.whose(_cpus_of(decision.current)) if decision.knob.startswith("irq/") else ""
+            decision.reason = decision.reason.replace("; ", f" ({whose}); ", 1) if whose else decision.reason
         for decision in fixes:  # outside the budget, not outside the checks
             self._consider(decision, now, rates, budget_left=True)
         budget = self.config.limits.max_changes
@@ -211,6 +216,18 @@ class Agent:
         if self.proposer.models:
             self.proposer.save(self.state_dir)
         return report
+
+    def _poll_kubernetes(self) -> list[Problem]:
+        """The kubelet's exclusive CPUs of opted-in pods (agent/kube.py); placed again when they changed, so IRQs
+        leave a starting pod's CPUs and may return to an ended one's. A reloaded [kubernetes] starts a new watch."""
+        if self.kube.config != self.config.kubernetes:
+            self.kube = KubeWatch(self.host, self.config.kubernetes)
+            self.placed = False
+        changed, problems = self.kube.poll()
+        if changed:
+            self.placed = False
+        self.kube.save(self.state_dir)
+        return problems
 
     # -- sub-samples ---------------------------------------------------------------
     @property
@@ -273,7 +290,7 @@ class Agent:
         """Placement rules from the config: banned and critical CPUs, and with [cpus] housekeeping every online
         CPU outside it, take no IRQ (a device's own configured cpus excepted); unmanaged devices are left alone."""
         unmanaged = frozenset(rule.name for rule in self.config.devices if rule.name and not rule.manage)
-        banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical")
+        banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical") | self.kube.cpus
         housekeeping = self.config.cpus.cpus("housekeeping")
         if housekeeping:
             banned |= {cpu for cpu in reading.topology.online if cpu not in housekeeping}
@@ -566,6 +583,14 @@ def violation_fixes(proposals: list[Change], rules: Rules) -> tuple[list[Change]
         else:
             moves.append(decision)
     return fixes, round_robin(moves)
+
+
+def _cpus_of(text: str) -> frozenset[int]:
+    """An affinity value's CPUs; none where it is not a CPU list."""
+    try:
+        return frozenset(parse_cpulist(text))
+    except CpuListError:
+        return frozenset()
 
 
 def round_robin(changes: list[Change]) -> list[Change]:

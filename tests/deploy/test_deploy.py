@@ -57,7 +57,9 @@ def _kubernetes_validate():
 
 KUSTOMIZATION_FIELDS = {"apiVersion", "kind", "resources", "namespace", "nameSuffix", "labels", "configMapGenerator",
                         "patches", "images"}  # fmt: skip
-KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "DaemonSet", "PodMonitor", "PrometheusRule"}
+KINDS = {"Namespace", "ServiceAccount", "ConfigMap", "DaemonSet", "PodMonitor", "PrometheusRule", "ClusterRole",
+         "ClusterRoleBinding"}  # fmt: skip
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}  # no namespace set on them
 # Strategic merge: lists merged by key (as in the Kubernetes API's patchMergeKey); any other list is replaced.
 MERGE_KEYS = {"containers": "name", "initContainers": "name", "volumes": "name", "volumeMounts": "mountPath",
               "env": "name", "ports": "containerPort", "tolerations": None}  # fmt: skip
@@ -78,6 +80,8 @@ def kustomize(directory: Path) -> list[dict]:
     for o in objects:
         if o["kind"] == "DaemonSet":
             _fix_references(o["spec"]["template"]["spec"], names)
+        elif o["kind"] == "ClusterRoleBinding":
+            _fix_binding(o, names)
     for o in objects:
         del o["__orig"]
     return objects
@@ -118,7 +122,7 @@ def _build(directory: Path) -> list[dict]:
             target = _find(objects, doc["kind"], doc["metadata"]["name"])
             objects[objects.index(target)] = _merge(target, doc)
     for o in objects:
-        if "namespace" in k and o["kind"] != "Namespace":
+        if "namespace" in k and o["kind"] not in CLUSTER_SCOPED:
             o["metadata"]["namespace"] = k["namespace"]
         if "nameSuffix" in k:
             if o["kind"] == "Namespace":
@@ -175,7 +179,7 @@ def _labels(objects: list[dict], spec: dict, directory: Path) -> None:
                 o["spec"]["selector"].setdefault("matchLabels", {}).update(spec["pairs"])
             if selectors or templates:
                 o["spec"]["template"]["metadata"].setdefault("labels", {}).update(spec["pairs"])
-        elif o["kind"] not in ("ConfigMap", "ServiceAccount"):
+        elif o["kind"] not in ("ConfigMap", "ServiceAccount", "ClusterRole", "ClusterRoleBinding"):
             raise Unsupported(f"{directory}: labels on a {o['kind']} (its selector fields are not known here)")
 
 
@@ -203,6 +207,17 @@ def _fix_references(pod: dict, names: dict) -> None:
     account = pod.get("serviceAccountName")
     if account and ("ServiceAccount", account) in names:
         pod["serviceAccountName"] = names["ServiceAccount", account]["metadata"]["name"]
+
+
+def _fix_binding(binding: dict, names: dict) -> None:
+    """A binding's role and ServiceAccount subjects renamed with them (kustomize's nameReference); a subject's
+    namespace is left as written (kustomize sets it only on subjects named "default")."""
+    role = binding["roleRef"]
+    if ("ClusterRole", role["name"]) in names:
+        role["name"] = names["ClusterRole", role["name"]]["metadata"]["name"]
+    for subject in binding.get("subjects", []):
+        if subject["kind"] == "ServiceAccount" and ("ServiceAccount", subject["name"]) in names:
+            subject["name"] = names["ServiceAccount", subject["name"]]["metadata"]["name"]
 
 
 @pytest.fixture(scope="module")
@@ -423,7 +438,7 @@ def test_the_agent_pod_is_wired_up(rendered, name):
     spec = pod["spec"]
     assert daemonset["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
     assert spec["hostNetwork"] and spec["hostPID"] and spec["dnsPolicy"] == "ClusterFirstWithHostNet"
-    assert spec["automountServiceAccountToken"] is False
+    assert spec["automountServiceAccountToken"] is True  # the token for this node's pods (the CPU manager)
     assert spec["terminationGracePeriodSeconds"] >= 30  # SIGTERM restores before the kubelet's SIGKILL
     # References resolve inside the rendering.
     names = {(o["kind"], o["metadata"]["name"]) for o in objects}
@@ -463,6 +478,28 @@ def test_the_agent_pod_is_wired_up(rendered, name):
     # No privilege escalation (no_new_privs), except where the API requires it: privileged or CAP_SYS_ADMIN.
     assert sc["allowPrivilegeEscalation"] == (sc["privileged"] or "SYS_ADMIN" in sc["capabilities"]["add"])
     assert any(m["mountPath"] == "/tmp" for m in container["volumeMounts"])  # bcc needs a writable /tmp
+    # The Kubernetes CPU manager: the kubelet's directory read-only (the checkpoint is replaced by a rename: a mount
+    # of the file would go stale), the node's name from the downward API for the API server's field selector.
+    kubelet = next(m for m in container["volumeMounts"] if m["mountPath"] == "/var/lib/kubelet")
+    assert kubelet["readOnly"] is True and volumes[kubelet["name"]]["hostPath"]["path"] == "/var/lib/kubelet"
+    assert env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName"
+
+
+@pytest.mark.parametrize("name", ["base", *[f"overlays/{o}" for o in OVERLAYS]])
+def test_the_agent_may_read_pods_and_nothing_else(rendered, name):
+    """The ServiceAccount is bound to a ClusterRole of pods get/list only (RBAC cannot restrict it to one node:
+    the agent asks for its own node's pods), and the binding names the pod's account in its namespace."""
+    objects = rendered[name]
+    daemonset, pod, _ = _pod(objects)
+    role, binding = _one(objects, "ClusterRole"), _one(objects, "ClusterRoleBinding")
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                                  "name": role["metadata"]["name"]}  # fmt: skip
+    account = pod["spec"]["serviceAccountName"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": account,
+                                    "namespace": daemonset["metadata"]["namespace"]}]  # fmt: skip
+    config = load_config("irqtune.toml", _one(objects, "ConfigMap")["data"]["irqtune.toml"])
+    assert config.kubernetes.pods == "api" and config.kubernetes.cpu_manager_state.startswith("/var/lib/kubelet/")
 
 
 def test_observe_and_pool_overlays_split_the_nodes_and_agree_with_their_configs(rendered):

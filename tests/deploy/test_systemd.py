@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO, require
 
-from irqtune.config import Config, CpuSets, DeviceRule, Exporter, Limits, load_config
+from irqtune.config import Config, CpuSets, DeviceRule, Exporter, Kubernetes, Limits, load_config
 
 UNIT = REPO / "systemd" / "irqtune.service"
 CONFIG = REPO / "systemd" / "irqtune.toml"
@@ -154,12 +154,13 @@ def test_default_config_examples_load() -> None:
 
 def test_default_config_names_every_key() -> None:
     text = CONFIG.read_text()
-    keys = [f.name for cls in (Config, CpuSets, Limits, Exporter, DeviceRule) for f in dataclasses.fields(cls)]
-    tables = ("path", "cpus", "limits", "exporter", "devices", "bounds", "locator", "pins")  # not keys
+    classes = (Config, CpuSets, Limits, Exporter, Kubernetes, DeviceRule)
+    keys = [f.name for cls in classes for f in dataclasses.fields(cls)]
+    tables = ("path", "cpus", "limits", "exporter", "kubernetes", "devices", "bounds", "locator", "pins")  # not keys
     keys = ["class" if k == "class_" else k for k in keys if k not in tables]
     missing = [k for k in keys if not re.search(rf"(?m)^#?{k} = ", text)]
     assert not missing, f"{CONFIG.name} does not show {missing}"
-    for table in ("[cpus]", "[limits]", "[bounds]", "[pin]", "[[device]]"):
+    for table in ("[cpus]", "[limits]", "[kubernetes]", "[bounds]", "[pin]", "[[device]]"):
         assert table in text
 
 
