@@ -49,8 +49,8 @@ from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
 from ..parse.common import CpuListError, Problem, parse_cpulist
 from ..plan import Change, Rules, fixes_violation
-from .pins import Pinner
 from .kube import KubeWatch
+from .pins import Pinner
 from .propose import Proposer
 
 log = logging.getLogger("irqtune.agent")
