@@ -197,7 +197,7 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
     from ..measure.snapshot import take_snapshot, to_json
 
     try:
-        snap = take_snapshot(obj.host, with_affinity=not no_affinity)
+        snap = take_snapshot(obj.host, with_affinity=not no_affinity, with_memory=True)
     except PathEscape as err:
         raise click.ClickException(str(err)) from None
     _require_something(snap)

@@ -1,4 +1,4 @@
-"""Interrupt-context memory: advise before RX refill runs dry (docs/physics.md §12). Pure: two readings in,
+"""Interrupt-context memory: advise before RX refill runs dry (docs/physics.md §11). Pure: two readings in,
 findings and changes out.
 
 A NIC refills its RX ring in NAPI (softirq) with GFP_ATOMIC pages, from its page_pool's cache and ring first

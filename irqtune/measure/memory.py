@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import stat
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from ..host import Host
 from ..nl.errors import NetlinkRequestError
@@ -186,3 +186,23 @@ class KernelLog:
         """The counts so far, apart from the ones that keep growing (a reading is a moment)."""
         f = self.failures
         return AllocFailures(f.total, f.atomic, Counter(f.by_order), Counter(f.by_task), Counter(f.by_cpu))
+
+
+def memory_json(state: MemoryState) -> dict:
+    """The `memory` object of `irqtune snapshot --json` (docs/snapshot-schema.md)."""
+    failures = state.alloc_failures
+    return {
+        "zones": [asdict(z) for z in state.zones],
+        "vmstat": state.vmstat,
+        "min_free_kbytes": state.min_free_kbytes,
+        "watermark_scale_factor": state.watermark_scale_factor,
+        "page_pools": None if state.pools is None else [
+            {**asdict(p), "device": state.ifnames.get(p.ifindex or -1)} for p in state.pools.pools],
+        "page_pools_unavailable": state.pools.unavailable if state.pools else None,
+        "rx_queues": [{**asdict(q), "device": state.ifnames.get(q.ifindex)} for q in state.rx_queues],
+        "alloc_failures": None if failures is None else {
+            "total": failures.total, "atomic": failures.atomic,
+            "by_order": {str(k): v for k, v in failures.by_order.items()},
+            "by_cpu": {str(k): v for k, v in failures.by_cpu.items()},
+        },
+    }  # fmt: skip
