@@ -11,6 +11,9 @@ uses to start reclaiming early). When refill fails, the ring runs short and the 
                            taking most pages from the allocator, while packets drop: raise vm.min_free_kbytes
                            (doubled, at least the pools' in-flight memory more, at most 5 % of memory), or
                            watermark_scale_factor once min_free_kbytes is at its ceiling
+    rx-reserve-at-risk     before any drop: applications stall in direct reclaim (allocstall rising: free pages
+                           fell below min) while a zone's free pages sit below half-way from min to low and
+                           packets are received: the same raise, ahead of the first failed refill
     free-pages-near-min    a zone's free pages below its low watermark (kswapd awake), warning below half-way
                            from min to low
     page-pool-ring-too-small  most recycled pages found the pool's ptr_ring full: the pool is smaller than the
@@ -124,6 +127,26 @@ def _refill(before: MemoryState, after: MemoryState, seconds: float, drops: floa
     advice.findings.append(Finding("warning", "rx-refill-failing", f"RX refill is running dry: {evidence}; {advise}"))
 
 
+def _at_risk(before: MemoryState, after: MemoryState, received: float, advice: MemoryAdvice) -> None:
+    """Ahead of the first failed refill: direct reclaim while free pages sit in the lower half of min..low."""
+    if advice.changes or received <= 0:
+        return
+    stalls = sum(_delta(before.vmstat, after.vmstat, k) for k in after.vmstat if k.startswith("allocstall_"))
+    low = [z for z in after.zones if z.managed and z.low and z.free < z.min + (z.low - z.min) // 2]
+    target = reserve_target(after)
+    if not stalls or not low or target is None:
+        return
+    zone = low[0]
+    evidence = (f"{stalls} direct-reclaim stalls; node {zone.node} zone {zone.name} at {zone.free} free pages "
+                f"(min {zone.min}, low {zone.low}) while {received:.0f} packets/s are received")  # fmt: skip
+    advice.changes.append(Change(MIN_FREE, str(after.min_free_kbytes), str(target),
+                                 "RX refill (GFP_ATOMIC) fails below the min watermark: widen the reserve before "
+                                 "it does", evidence=evidence))  # fmt: skip
+    advice.findings.append(Finding("warning", "rx-reserve-at-risk",
+                                   f"free pages near min under direct reclaim: {evidence}; raise "
+                                   f"vm.min_free_kbytes {after.min_free_kbytes} -> {target}"))  # fmt: skip
+
+
 def _near_min(after: MemoryState, advice: MemoryAdvice) -> None:
     for zone in after.zones:
         if not zone.managed or not zone.low or zone.free >= zone.low:
@@ -165,11 +188,12 @@ def _high_order(before: MemoryState, after: MemoryState, advice: MemoryAdvice) -
 
 
 def advise_memory(before: MemoryState, after: MemoryState, seconds: float, rx_drops_per_s: float,
-                  limits: MemoryLimits = MemoryLimits()) -> MemoryAdvice:  # fmt: skip
-    """Findings and vm.* changes from two readings `seconds` apart and the received packets dropped per second
-    (softnet and interface drops together)."""
+                  limits: MemoryLimits = MemoryLimits(), rx_packets_per_s: float = 0.0) -> MemoryAdvice:  # fmt: skip
+    """Findings and vm.* changes from two readings `seconds` apart, the received packets dropped per second
+    (softnet and interface drops together) and the packets received per second."""
     advice = MemoryAdvice()
     _refill(before, after, max(seconds, 1e-9), rx_drops_per_s, limits, advice)
+    _at_risk(before, after, rx_packets_per_s, advice)
     _near_min(after, advice)
     _rings(before, after, limits, advice)
     _high_order(before, after, advice)

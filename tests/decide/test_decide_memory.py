@@ -81,3 +81,14 @@ def test_high_order_atomic_failures_name_the_task():
     after = state(atomic=2, orders=Counter({3: 2}))
     (found,) = [f for f in advise_memory(state(), after, 1, 0).findings if f.code == "high-order-atomic"]
     assert "order 3 (2x)" in found.message and "swapper/3" in found.message
+
+
+def test_direct_reclaim_near_min_raises_the_reserve_before_any_drop():
+    before, after = state(free=17_500), state(free=17_500)
+    before.vmstat, after.vmstat = {"allocstall_normal": 10}, {"allocstall_normal": 60}
+    advice = advise_memory(before, after, seconds=1, rx_drops_per_s=0, rx_packets_per_s=400_000)
+    assert [(c.knob, c.target) for c in advice.changes] == [(MIN_FREE, "135168")]
+    (risk,) = [f for f in advice.findings if f.code == "rx-reserve-at-risk"]
+    assert "50 direct-reclaim stalls" in risk.message and "17500 free pages" in risk.message
+    assert not advise_memory(before, after, 1, 0, rx_packets_per_s=0).changes  # nothing received: no RX refill
+    assert not advise_memory(before, state(free=19_000), 1, 0, rx_packets_per_s=400_000).changes  # upper half
