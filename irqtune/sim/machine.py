@@ -122,13 +122,13 @@ class SimMachine:
         self._busy = [0.0] * len(self.cpus)  # each CPU's busy share in the step before (SMT contention)
         self._busy_now = [0.0] * len(self.cpus)  # ... and in the step being taken, once it is
         self.tree.static(self)
-        self.reserve: mem.Reserve | None = None  # the zone in the last step (sim/memory.py), with [host] memory_mb
+        self.memory_mb = scenario.host.memory_mb or mem.ROOMY_MB  # every simulated host shows its reserve
+        min_free = mem.default_min_free_kbytes(self.memory_mb)
+        self.reserve = mem.reserve(self.memory_mb, min_free, mem.DEFAULT_SCALE, 0.0, 0)  # the zone in the last step
         self._kmsg: list[str] = []  # the simulated kernel log's records (the last KMSG_KEPT)
         self._kmsg_seq, self._pgalloc, self._allocstall = 1, 0, 0
-        if scenario.host.memory_mb:
-            self.tree.write("proc/sys/vm/min_free_kbytes", f"{mem.default_min_free_kbytes(scenario.host.memory_mb)}\n")
-            self.tree.write("proc/sys/vm/watermark_scale_factor", f"{mem.DEFAULT_SCALE}\n")
-            self.tree.write("dev/kmsg", "")
+        self.tree.write("proc/sys/vm/min_free_kbytes", f"{min_free}\n")
+        self.tree.write("proc/sys/vm/watermark_scale_factor", f"{mem.DEFAULT_SCALE}\n")
         managed = [e.irq for e in self.irqs if e.managed]
         self.tree.write(RULES_FILE, rules_text(scenario.host.kernel, managed, self.cpus))
         self.render()
@@ -300,9 +300,7 @@ class SimMachine:
     def _refill(self, out: list[QueueStep], phase: PhaseSpec, seconds: float) -> None:
         """RX refill under the phase's memory pressure: the share of the step it fails, packets find the ring
         empty and are dropped; the failures are logged (sim/memory.py)."""
-        memory_mb = self.sc.host.memory_mb
-        if not memory_mb:
-            return
+        memory_mb = self.memory_mb
         min_free = mem.read_int(self.tree.read("proc/sys/vm/min_free_kbytes"), mem.default_min_free_kbytes(memory_mb))
         scale = mem.read_int(self.tree.read("proc/sys/vm/watermark_scale_factor"), mem.DEFAULT_SCALE)
         refill = sum(nic.queues * nic.ring // 4 for nic in self.sc.nics)
@@ -440,7 +438,6 @@ class SimMachine:
 
     def render(self) -> None:
         self.tree.counters(self.cpus, self.irqs, self.counters, {e.irq: self.effective_cpu(e) for e in self.irqs})
-        if self.reserve is not None:
-            self.tree.write("proc/zoneinfo", mem.zoneinfo_text(self.reserve))
-            self.tree.write("proc/vmstat", f"pgalloc_normal {self._pgalloc}\nallocstall_normal {self._allocstall}\n")
-            self.tree.write("dev/kmsg", "".join(self._kmsg))
+        self.tree.write("proc/zoneinfo", mem.zoneinfo_text(self.reserve))
+        self.tree.write("proc/vmstat", f"pgalloc_normal {self._pgalloc}\nallocstall_normal {self._allocstall}\n")
+        self.tree.write("dev/kmsg", "".join(self._kmsg))

@@ -20,6 +20,7 @@ PAGE_KB = 4
 ATOMIC_FLOOR = 3 / 8  # of min: __GFP_HIGH halves it, a non-blocking request takes a further quarter (6.3+)
 REPORTS_PER_S = 10 / 5  # warn_alloc's ratelimit: DEFAULT_RATELIMIT_BURST per DEFAULT_RATELIMIT_INTERVAL
 DEFAULT_SCALE = 10
+ROOMY_MB = 16384  # a scenario without [host] memory_mb: a 16 GB zone, no bursts, never short
 STALLS_PER_S = 50  # direct-reclaim stalls per second while a burst takes free pages below min (allocstall_normal)
 
 

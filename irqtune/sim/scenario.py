@@ -92,7 +92,7 @@ class HostSpec:
     kernel: str = "6.18"
     smt: int = 1  # threads per core: CPU N's siblings are N ± k × cpus/smt
     irq_sink: str = ""  # the agent's config [cpus] irq_sink
-    memory_mb: int = 0  # managed memory of the one simulated zone; 0: no memory model (sim/memory.py)
+    memory_mb: int = 0  # managed memory of the one simulated zone; 0: a roomy 16 GB one (sim/memory.py)
 
     def siblings(self, cpu: int) -> list[int]:
         """`cpu`'s SMT siblings (itself excluded), Linux's usual numbering: the second threads after the first."""
