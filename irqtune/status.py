@@ -15,9 +15,11 @@ from datetime import datetime
 
 from .bcc import BccInfo, find_bcc
 from .decide.advice import advise, supersede
+from .decide.memory import advise_memory
 from .findings import QUEUE_ROLES, Finding, Measurements, find_all
 from .host import Host
 from .measure.inventory import Inventory
+from .measure.memory import MemoryState, memory_json, read_memory
 from .measure.nic_ethtool import read_nic_ethtool, rss_summary
 from .measure.nvme import read_nvme
 from .measure.rates import Rates
@@ -45,6 +47,7 @@ class Collected:
     models: dict[str, dict] = field(default_factory=dict)  # device -> the agent's model of it (statedir MODEL_FILE)
     nics: dict[str, dict] = field(default_factory=dict)  # NIC -> its ethtool rings and RSS, where read
     kube: dict | None = None  # the pods' exclusive CPUs the agent holds free of IRQs (statedir KUBE_FILE)
+    memory: MemoryState | None = None  # the free-page reserve at the end of the window (measure/memory.py)
 
     @property
     def problems(self) -> list[Problem]:
@@ -76,6 +79,7 @@ def collect(
             session.reset()
         except EbpfUnavailable as err:
             probe_reason = str(err)
+    memory_before = read_memory(host) if interval > 0 else None
     try:
         if interval > 0:
             before = take_snapshot(host, with_affinity=False)  # affinity is read once, from the last reading
@@ -98,6 +102,7 @@ def collect(
     advice = advise(measured, probe_document(probes, interval), read_nvme(host),
                     cpu_idle=rates.idle_time if rates else None)  # fmt: skip
     findings = supersede(find_all(measured), advice)
+    findings += _memory_findings(memory_before, memory := read_memory(host), rates)
     try:
         models = read_device_models(state_dir)
     except ValueError as err:
@@ -123,7 +128,18 @@ def collect(
         models,
         nics,
         kube,
+        memory,
     )
+
+
+def _memory_findings(before: MemoryState | None, after: MemoryState, rates: Rates | None) -> list[Finding]:
+    """The reserve's findings over the window; without one (no rates) only what one reading shows (near min)."""
+    netdev = rates.netdev if rates else {}
+    drops = sum(v.get("rx_drop", 0.0) for v in netdev.values())
+    drops += sum(v.get("dropped", 0.0) for v in (rates.softnet if rates else {}).values())
+    received = sum(v.get("rx_packets", 0.0) for v in netdev.values())
+    seconds = rates.interval if rates else 1.0
+    return advise_memory(before or after, after, seconds, drops, rx_packets_per_s=received).findings
 
 
 # What root would add, for a user who ran status without it (never "run irqtune status": they just did).
@@ -323,6 +339,7 @@ def build_report(c: Collected, top: int = 10) -> dict:
         "idle_vectors": _idle_vectors(c),
         "ebpf": _ebpf_json(c, top),
         "findings": [f.to_json() for f in c.findings],
+        "memory": memory_json(c.memory) if c.memory else None,
         "unavailable": c.after.unavailable,
         "problems": [p.to_json() for p in c.problems],
     }

@@ -4,6 +4,7 @@ written one way. Values travel as canonical strings (what the journal stores).
     irq/N/affinity              /proc/irq/N/smp_affinity_list        CPU list, e.g. 0-3,8
     irq/default/affinity        /proc/irq/default_smp_affinity       CPU list (written as a mask)
     sysctl/net.core.NAME        /proc/sys/net/core/NAME              integer (allow-listed names)
+    sysctl/vm.NAME              /proc/sys/vm/NAME                    min_free_kbytes, watermark_scale_factor
     net/DEV/gro-flush-timeout   /sys/class/net/DEV/gro_flush_timeout     ns, 0 = off
     net/DEV/napi-defer-hard-irqs /sys/class/net/DEV/napi_defer_hard_irqs  count, 0 = off
     net/DEV/threaded            /sys/class/net/DEV/threaded          0 or 1 (threaded NAPI)
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 from ..host import Host, NoNetlink, PathEscape
 from ..nl.errors import NetlinkRequestError
 from ..parse.common import CpuListError, describe, format_cpulist, parse_count, parse_cpulist, parse_cpumask
-from ..plan.knob_id import NETDEV_FILES, SYSCTLS, KnobError, parse_knob_id
+from ..plan.knob_id import NETDEV_FILES, KnobError, parse_knob_id
 
 NO_XPS_MAP = "this queue has no XPS map (the kernel answers ENOENT: XPS needs a multiqueue device)"
 HOST_WIDE = ("IRQ affinity is host-wide: this irqtune runs in a network namespace that is not the host's (ip netns "
@@ -326,7 +327,7 @@ def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = Fa
     if kid.kind == "irq-affinity":
         return IrqAffinityKnob(cid, host, "proc", ("irq", str(kid.irq), "smp_affinity_list"), meta=irq_meta)
     if kid.kind == "sysctl":
-        return IntKnob(cid, host, "proc", ("sys", "net", "core", kid.name), meta={"range": SYSCTLS[kid.name]})
+        return IntKnob(cid, host, "proc", kid.sysctl_path, meta={"range": kid.sysctl_range})
     if kid.kind == "netdev":
         file, low, high = NETDEV_FILES[kid.name]
         return IntKnob(cid, host, "sys", ("class", "net", kid.device, file), meta={"range": (low, high)})

@@ -35,12 +35,14 @@ from ..act.knobs import KnobError, make_knob
 from ..config import MIN_SAMPLE_GAP, Config
 from ..decide import napi as napi_policy
 from ..decide.advice import advise, supersede
+from ..decide.memory import advise_memory
 from ..decide.moderation import safer
 from ..decide.placement import placement_plan, placement_rules
 from ..decide.spread import usable_cpus
 from ..findings import Measurements, find_all, rx_dropped
 from ..host import Host
 from ..measure.bursts import Burst, Sample, bursts, read_sample, sample_of
+from ..measure.memory import KernelLog, MemoryState, read_memory
 from ..measure.nic_ethtool import read_nic_ethtool
 from ..measure.nvme import read_nvme
 from ..measure.rates import Rates
@@ -148,6 +150,8 @@ class Agent:
         self.wrote: dict[str, float] = {}  # device -> when the loop last wrote one of its knobs (the clock)
         self.pinner = Pinner(host, state_dir)  # the config's [pin]: held, never moved
         self.kube = KubeWatch(host, config.kubernetes)  # opted-in pods' exclusive CPUs: critical while they run
+        self.kernel_log = KernelLog(host)  # allocation failures, counted from where the last pass stopped
+        self.memory: MemoryState | None = None  # the last pass's reserve (measure/memory.py)
 
     @property
     def tuning(self) -> bool:
@@ -197,6 +201,7 @@ class Agent:
             proposals += proposed
             report.tracking = list(self.proposer.tracking)
             report.findings += [f.to_json() for f in advice]
+        proposals += self._memory(rates, report)
         fixes, moves = violation_fixes([d for d in (self._bounded(p) for p in proposals) if d is not None], rules)
         for decision in fixes:  # an opted-in pod's CPUs: the reason names the pod
             whose = self.kube.whose(_cpus_of(decision.current)) if decision.knob.startswith("irq/") else ""
@@ -228,6 +233,17 @@ class Agent:
             self.placed = False
         self.kube.save(self.state_dir)
         return problems
+
+    def _memory(self, rates: Rates | None, report: PassReport) -> list[Change]:
+        """The free-page reserve RX refill draws on: findings and vm.* changes from this pass and the last."""
+        memory = read_memory(self.host, self.kernel_log)
+        before, self.memory = self.memory, memory
+        if rates is None or before is None:
+            return []
+        received = sum(v.get("rx_packets", 0.0) for v in rates.netdev.values())
+        advice = advise_memory(before, memory, rates.interval, received_drops(rates), rx_packets_per_s=received)
+        report.findings += [f.to_json() for f in advice.findings]
+        return advice.changes
 
     # -- sub-samples ---------------------------------------------------------------
     @property
@@ -325,8 +341,8 @@ class Agent:
             self._freeze(decision, flapping, now, rates, budget_left)
         elif not budget_left:
             decision.outcome, decision.note = "held", "max_changes reached this pass"
-        elif self.tuning:
-            self._apply(decision, now, rates)
+        elif self.tuning:  # the reserve shows its effect in the next memory burst, not in a device's health
+            self._apply(decision, now, rates, verify=not decision.knob.startswith("sysctl/vm."))
         return decision.outcome == APPLIED
 
     def _bounded(self, decision: Change) -> Change | None:
@@ -591,6 +607,12 @@ def _cpus_of(text: str) -> frozenset[int]:
         return frozenset(parse_cpulist(text))
     except CpuListError:
         return frozenset()
+
+
+def received_drops(rates: Rates) -> float:
+    """Received packets dropped per second: at the rings (/proc/net/dev drop) and the backlogs (softnet)."""
+    return (sum(v.get("rx_drop", 0.0) for v in rates.netdev.values())
+            + sum(v.get("dropped", 0.0) for v in rates.softnet.values()))  # fmt: skip
 
 
 def round_robin(changes: list[Change]) -> list[Change]:

@@ -198,7 +198,7 @@ def snapshot(obj: Ctx, as_json: bool, no_affinity: bool) -> None:
     from ..measure.snapshot import read_identity, take_snapshot, to_json
 
     try:
-        snap = take_snapshot(obj.host, with_affinity=not no_affinity)
+        snap = take_snapshot(obj.host, with_affinity=not no_affinity, with_memory=True)
         read_identity(obj.host, snap)
     except PathEscape as err:
         raise click.ClickException(str(err)) from None

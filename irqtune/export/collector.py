@@ -27,12 +27,14 @@ from prometheus_client.registry import CollectorRegistry
 from .. import __version__
 from ..host import Host
 from ..measure.inventory import Inventory, build_inventory
+from ..measure.memory import KernelLog
 from ..measure.snapshot import Snapshot, take_snapshot
 from ..measure.topology import Topology, read_topology
 from ..probe.base import Histogram
 from ..probe.runner import ProbeResult
 from .agent_stats import AgentStats, agent_families
 from .histograms import SERIES_PER_HISTOGRAM, prometheus_histogram
+from .memory import memory_families
 from .probes import ProbeReader, hardirq_data, probe_families
 from .proc import (
     IRQ_LABELS,
@@ -79,6 +81,7 @@ class IrqtuneCollector:
         self._last_error = ""
         self.last_series = 0  # series in the last exposition (for tests and logs)
         self.last_problems = 0  # malformed input lines in the last scrape
+        self._kernel_log = KernelLog(host)  # allocation failures counted since the exporter started
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not take a snapshot (or touch BPF maps)."""
@@ -103,7 +106,7 @@ class IrqtuneCollector:
 
     # -- one scrape ------------------------------------------------------------
     def _scrape(self) -> tuple[list[Metric], SeriesPlan, int, int]:
-        snap = take_snapshot(self.host, with_affinity=True)
+        snap = take_snapshot(self.host, with_affinity=True, with_memory=True, kernel_log=self._kernel_log)
         interval = snap.monotonic - self._last_scrape if self._last_scrape is not None else None
         self._last_scrape = snap.monotonic
         self._extenders.begin(interval)
@@ -111,7 +114,11 @@ class IrqtuneCollector:
 
         results: dict[str, ProbeResult] = self.probes.read() if self.probes else {}
         hists, unhandled = hardirq_data(results)
-        fixed: list[Metric] = [*netdev_families(snap, self.options.filters), isolation_family(self._topology(snap))]
+        fixed: list[Metric] = [
+            *netdev_families(snap, self.options.filters),
+            isolation_family(self._topology(snap)),
+            *memory_families(snap.memory, self.options.filters),
+        ]
         if self.probes:
             fixed += probe_families(self.probes, results)
         if self.agent:

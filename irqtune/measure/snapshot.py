@@ -18,6 +18,7 @@ from ..parse.netdev import NetdevTable, parse_netdev, parse_netstat
 from ..parse.softirqs import SoftirqTable, parse_softirqs
 from ..parse.softnet import SoftnetRow, SoftnetTable, parse_softnet
 from ..parse.stat import ProcStat, parse_stat
+from .memory import KernelLog, MemoryState, memory_json, read_memory
 
 SCHEMA = 1
 
@@ -44,6 +45,7 @@ class Snapshot:
     netdev: NetdevTable | None = None  # this network namespace's interfaces
     busy_poll_rx_packets: int | None = None  # TcpExt BusyPollRxPackets: packets taken by busy-polling sockets
     diskstats: DiskstatsTable | None = None  # requests each block device completed (what its interrupts bring)
+    memory: MemoryState | None = None  # the free-page reserve atomic allocations use (with_memory)
     affinity: dict[int, IrqAffinity] = field(default_factory=dict)
     online: list[int] | None = None  # from /sys, when present
     unavailable: dict[str, str] = field(default_factory=dict)  # file -> why
@@ -80,8 +82,10 @@ def _read(host: Host, snap: Snapshot, tree: str, *parts: str, binary: bool = Fal
     return None
 
 
-def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
-    """Read every counter file once. Never raises for missing, refused or malformed files."""
+def take_snapshot(host: Host, with_affinity: bool = True, with_memory: bool = False,
+                  kernel_log: KernelLog | None = None) -> Snapshot:  # fmt: skip
+    """Read every counter file once. Never raises for missing, refused or malformed files. `with_memory`: the
+    reserve too (zones, vm counters, page pools; the kernel log's failures when `kernel_log` is given)."""
     snap = Snapshot(taken_at=time.time(), monotonic=time.monotonic(), root=host.root)
     online_text = host.text("sys", "devices", "system", "cpu", "online")
     if online_text is not None:
@@ -121,6 +125,10 @@ def take_snapshot(host: Host, with_affinity: bool = True) -> Snapshot:
         snap.problems.extend(snap.diskstats.problems)
     if with_affinity and snap.interrupts is not None:
         read_affinities(host, snap)
+    if with_memory:
+        snap.memory = read_memory(host, kernel_log)
+        snap.problems.extend(snap.memory.problems)
+        snap.unavailable.update(snap.memory.unavailable)
     return snap
 
 
@@ -252,4 +260,6 @@ def to_json(snap: Snapshot) -> dict:
         out["busy_poll_rx_packets"] = snap.busy_poll_rx_packets
     if snap.diskstats:
         out["diskstats"] = snap.diskstats.disks
+    if snap.memory is not None:
+        out["memory"] = memory_json(snap.memory)
     return out

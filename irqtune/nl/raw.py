@@ -18,7 +18,7 @@ from .errors import NetlinkRequestError
 
 NETLINK_ROUTE, NETLINK_GENERIC = 0, 16
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_CAPPED, NLM_F_ACK_TLVS = 0x1, 0x100, 0x200
+NLM_F_REQUEST, NLM_F_CAPPED, NLM_F_ACK_TLVS, NLM_F_DUMP = 0x1, 0x100, 0x200, 0x300
 SOL_NETLINK, NETLINK_EXT_ACK = 270, 11
 NLMSGERR_ATTR_MSG = 1
 NLA_F_NESTED, NLA_TYPE_MASK = 0x8000, 0x3FFF
@@ -105,10 +105,29 @@ class GenericGet:
         """The reply's attributes; NetlinkRequestError (errno, extended ACK) when the kernel refuses."""
         return attributes(self._ask(self.family(family), command, version, payload))
 
-    def _ask(self, kind: int, command: int, version: int, payload: bytes) -> bytes:
+    def dump(self, family: str, command: int, version: int, payload: bytes = b"") -> list[dict[int, bytes]]:
+        """Every reply of a dump request (page pools, their stats), each as its attributes."""
+        kind = self.family(family)
+        self._send(kind, command, version, payload, NLM_F_REQUEST | NLM_F_DUMP)
+        out: list[dict[int, bytes]] = []
+        while True:
+            for got, flags, data in messages(self.sock.recv(RECV)):
+                if got == NLMSG_DONE:
+                    return out
+                if got == NLMSG_ERROR:
+                    code, detail = error_of(data, flags)
+                    if code:
+                        raise NetlinkRequestError(detail, code)
+                elif got == kind:
+                    out.append(attributes(data[GENL.size :]))
+
+    def _send(self, kind: int, command: int, version: int, payload: bytes, flags: int) -> None:
         self.seq += 1
         body = GENL.pack(command, version, 0) + payload
-        self.sock.send(HEADER.pack(HEADER.size + len(body), kind, NLM_F_REQUEST, self.seq, 0) + body)
+        self.sock.send(HEADER.pack(HEADER.size + len(body), kind, flags, self.seq, 0) + body)
+
+    def _ask(self, kind: int, command: int, version: int, payload: bytes) -> bytes:
+        self._send(kind, command, version, payload, NLM_F_REQUEST)
         while True:
             for got, flags, data in messages(self.sock.recv(RECV)):
                 if got == NLMSG_ERROR:

@@ -1,6 +1,6 @@
 """Knob ids: the stable name of everything irqtune may change, parsed into what it touches (pure, no I/O).
 
-    irq/N/affinity              irq/default/affinity          sysctl/net.core.NAME (allow-listed)
+    irq/N/affinity              irq/default/affinity          sysctl/net.core.NAME, sysctl/vm.NAME (allow-listed)
     net/DEV/gro-flush-timeout   net/DEV/napi-defer-hard-irqs  net/DEV/threaded
     net/DEV/rx-Q/rps-cpus       net/DEV/tx-Q/xps-cpus         net/DEV/coalesce/FIELD   net/DEV/channels/KIND
     net/DEV/rings/{rx,tx,rx-jumbo,rx-mini}
@@ -26,6 +26,11 @@ SYSCTLS: dict[str, tuple[int, int]] = {  # net.core name -> allowed range
     "busy_poll": (0, 1 << 20),
     "dev_weight": (1, 1 << 16),
 }
+VM_SYSCTLS: dict[str, tuple[int, int]] = {  # vm name -> allowed range (the free-page reserve atomic allocations use)
+    "min_free_kbytes": (128, 1 << 22),  # 128 kB .. 4 GiB; the kernel's own default stops at 256 MiB
+    "watermark_scale_factor": (1, 1000),  # 0.01 % .. 10 % of a zone; 1000 is the ceiling before Linux 5.14
+}
+SYSCTL_GROUPS: dict[str, dict[str, tuple[int, int]]] = {"net.core": SYSCTLS, "vm": VM_SYSCTLS}
 NETDEV_FILES: dict[str, tuple[str, int, int]] = {  # knob -> (sysfs file, min, max)
     "gro-flush-timeout": ("gro_flush_timeout", 0, (1 << 32) - 1),
     "napi-defer-hard-irqs": ("napi_defer_hard_irqs", 0, (1 << 31) - 1),
@@ -36,6 +41,7 @@ KNOB_FORMS = (
     "irq/SELECTOR/affinity (set: a device or glob, e.g. eth0, eth0*, nvme0q*: every IRQ it names)",
     "irq/default/affinity",
     "sysctl/net.core.{" + ",".join(SYSCTLS) + "}",
+    "sysctl/vm.{" + ",".join(VM_SYSCTLS) + "}",
     "net/DEV/{" + ",".join(NETDEV_FILES) + "}",
     "net/DEV/rx-Q/rps-cpus",
     "net/DEV/tx-Q/xps-cpus",
@@ -88,12 +94,23 @@ class KnobId:
     kind: str  # irq-affinity, default-affinity, sysctl, netdev, queue-mask, coalesce, channels, rings, napi
     device: str | None = None
     irq: int | None = None
-    name: str = ""  # the sysctl / file / attribute / setting
+    name: str = ""  # the sysctl (without its group) / file / attribute / setting
+    group: str = ""  # a sysctl's group: net.core or vm
     number: int | None = None  # NAPI id
 
     @property
     def cpulist(self) -> bool:
         return self.kind in ("irq-affinity", "default-affinity", "queue-mask")
+
+    @property
+    def sysctl_range(self) -> tuple[int, int]:
+        """The allowed range of a sysctl knob."""
+        return SYSCTL_GROUPS[self.group][self.name]
+
+    @property
+    def sysctl_path(self) -> tuple[str, ...]:
+        """Below /proc: sys/net/core/NAME or sys/vm/NAME."""
+        return ("sys", *self.group.split("."), self.name)
 
 
 def parse_knob_id(knob_id: str) -> KnobId:
@@ -106,10 +123,10 @@ def parse_knob_id(knob_id: str) -> KnobId:
         irq = _number(parts[1])
         if irq is not None:
             return KnobId(f"irq/{irq}/affinity", "irq-affinity", irq=irq)
-    if len(parts) == 2 and parts[0] == "sysctl" and parts[1].startswith("net.core."):
-        name = parts[1][len("net.core.") :]
-        if name in SYSCTLS:
-            return KnobId(f"sysctl/net.core.{name}", "sysctl", name=name)
+    if len(parts) == 2 and parts[0] == "sysctl":
+        group, _, name = parts[1].rpartition(".")
+        if name in SYSCTL_GROUPS.get(group, {}):
+            return KnobId(f"sysctl/{group}.{name}", "sysctl", name=name, group=group)
     if len(parts) == 3 and parts[0] == "net" and parts[2] in NETDEV_FILES:
         dev = _device(parts[1], knob_id)
         return KnobId(f"net/{dev}/{parts[2]}", "netdev", device=dev, name=parts[2])

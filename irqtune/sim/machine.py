@@ -22,6 +22,7 @@ from functools import lru_cache
 
 from ..model.queue import Napi, QueueResult, nic_queue
 from ..parse.common import parse_count, parse_cpulist
+from . import memory as mem
 from .adaptive import AdaptiveQueue
 from .ethtool import state_damage
 from .interference import Work, extra_wait, nic_work, nvme_work
@@ -37,6 +38,7 @@ SMT_CONTENTION = 0.6  # a packet takes 1 + this × its sibling thread's busy sha
 # core each run at 1/1.6 of their speed alone, together 1.25× one thread (docs/physics.md §7.2: a 20-30 % SMT yield)
 TLB_RECEIVE_COST = 1.5e-6  # seconds of a CPU per received shootdown IPI (docs/physics.md §5: 1-3 µs round trip)
 COMPLETION_MODES = ("irq", "poll", "hybrid")
+KMSG_KEPT = 2000  # records of the simulated kernel log kept (the kernel's ring overwrites the oldest too)
 
 
 @dataclass
@@ -129,6 +131,13 @@ class SimMachine:
         self._busy = [0.0] * len(self.cpus)  # each CPU's busy share in the step before (SMT contention)
         self._busy_now = [0.0] * len(self.cpus)  # ... and in the step being taken, once it is
         self.tree.static(self)
+        self.memory_mb = scenario.host.memory_mb or mem.ROOMY_MB  # every simulated host shows its reserve
+        min_free = mem.default_min_free_kbytes(self.memory_mb)
+        self.reserve = mem.reserve(self.memory_mb, min_free, mem.DEFAULT_SCALE, 0.0, 0)  # the zone in the last step
+        self._kmsg: list[str] = []  # the simulated kernel log's records (the last KMSG_KEPT)
+        self._kmsg_seq, self._pgalloc, self._allocstall = 1, 0, 0
+        self.tree.write("proc/sys/vm/min_free_kbytes", f"{min_free}\n")
+        self.tree.write("proc/sys/vm/watermark_scale_factor", f"{mem.DEFAULT_SCALE}\n")
         managed = [e.irq for e in self.irqs if e.managed]
         self.tree.write(RULES_FILE, rules_text(scenario.host.kernel, managed, self.cpus))
         self.render()
@@ -245,6 +254,7 @@ class SimMachine:
         self.last_phase = phase
         self._keep = carry
         out = [q for nic in self.sc.nics for q in self._nic_step(nic, phase, seconds, start)]
+        self._refill(out, phase, seconds)
         self.last_nvme = [q for nvme in self.sc.nvmes for q in self._nvme_step(nvme, phase.load_for(nvme.name))]
         demand = [0.0] * len(self.cpus)
         for q in (*out, *self.last_nvme):
@@ -297,6 +307,27 @@ class SimMachine:
         self.clock += seconds
         self.render()
         return out
+
+    def _refill(self, out: list[QueueStep], phase: PhaseSpec, seconds: float) -> None:
+        """RX refill under the phase's memory pressure: the share of the step it fails, packets find the ring
+        empty and are dropped; the failures are logged (sim/memory.py)."""
+        memory_mb = self.memory_mb
+        min_free = mem.read_int(self.tree.read("proc/sys/vm/min_free_kbytes"), mem.default_min_free_kbytes(memory_mb))
+        scale = mem.read_int(self.tree.read("proc/sys/vm/watermark_scale_factor"), mem.DEFAULT_SCALE)
+        refill = sum(nic.queues * nic.ring // 4 for nic in self.sc.nics)
+        r = self.reserve = mem.reserve(memory_mb, min_free, scale, phase.alloc_burst_mb, refill)
+        self._pgalloc += self._whole(sum(q.delivered for q in out) * seconds, ("pgalloc",))
+        if r.low - int(phase.alloc_burst_mb * 1024 // mem.PAGE_KB) < r.min:  # the burst's bottom is below min:
+            self._allocstall += self._whole(mem.STALLS_PER_S * seconds, ("allocstall",))  # direct reclaim
+        if r.refill_fail <= 0:
+            return
+        for i, q in enumerate(out):
+            out[i] = replace(q, delivered=q.delivered * (1.0 - r.refill_fail))
+        reports = self._whole(mem.REPORTS_PER_S * seconds, ("kmsg",))
+        cpus = sorted({q.cpu for q in out}) or [0]
+        text = mem.failure_records(self._kmsg_seq, reports, int(self.clock * 1e6), cpus)
+        self._kmsg_seq += 2 * reports
+        self._kmsg = (self._kmsg + text.splitlines(keepends=True))[-KMSG_KEPT:]
 
     def _interfere(self, out: list[QueueStep], demand: list[float]) -> None:
         """Below saturation, each queue's latency gains the wait for the other queues' work on its CPU."""
@@ -418,3 +449,6 @@ class SimMachine:
 
     def render(self) -> None:
         self.tree.counters(self.cpus, self.irqs, self.counters, {e.irq: self.effective_cpu(e) for e in self.irqs})
+        self.tree.write("proc/zoneinfo", mem.zoneinfo_text(self.reserve))
+        self.tree.write("proc/vmstat", f"pgalloc_normal {self._pgalloc}\nallocstall_normal {self._allocstall}\n")
+        self.tree.write("dev/kmsg", "".join(self._kmsg))

@@ -3,7 +3,8 @@
     [host]        cpus = 8, nodes = ["0-3", "4-7"], isolated = "6-7", hz = 1000, kernel = "6.18",
                   smt (threads per core: CPUs N, N + cpus/smt, ... are siblings; two busy siblings slow
                   each other's packets, sim/machine.py SMT_CONTENTION), irq_sink (CPU list: the agent's
-                  config [cpus] irq_sink, where its storm guard sends a storming device)
+                  config [cpus] irq_sink, where its storm guard sends a storming device), memory_mb (the
+                  one zone's managed memory: the free-page reserve RX refill draws on, sim/memory.py)
     [[nic]]       name, queues, node, flavour (timer-from-first | timer-restart | min-gap),
                   rx_usecs, rx_frames, usecs_quantum, max_channels (the driver's channel maximum, as
                   `ethtool -l` shows it; 0 = queues: a NIC run on fewer channels than it has),
@@ -25,7 +26,8 @@
                   balanced)
     [[phase]]     name, seconds; background: tlb_shootdowns (per s), tlb_cpus (the churning process's CPUs),
                   tlb_task (its name, as the tlb probe reports the sender),
-                  resched_ipis (per s per CPU), ipi_cpus;
+                  resched_ipis (per s per CPU), ipi_cpus; alloc_burst_mb (applications' allocation bursts
+                  below the low watermark, with [host] memory_mb: RX refill under memory pressure);
                   and one device's load inline (the keys of [[phase.load]], `nic =` or `nvme =` naming it)
     [[phase.load]] device; for a NIC: rate_pps (all queues), arrivals (poisson | bursty | closed-loop),
                   burst_pps, burst_ms, burst_every_ms (bursty: a two-state MMPP), clients, think_us
@@ -91,6 +93,7 @@ class HostSpec:
     kernel: str = "6.18"
     smt: int = 1  # threads per core: CPU N's siblings are N ± k × cpus/smt
     irq_sink: str = ""  # the agent's config [cpus] irq_sink
+    memory_mb: int = 0  # managed memory of the one simulated zone; 0: a roomy 16 GB one (sim/memory.py)
 
     def siblings(self, cpu: int) -> list[int]:
         """`cpu`'s SMT siblings (itself excluded), Linux's usual numbering: the second threads after the first."""
@@ -179,6 +182,7 @@ class PhaseSpec:
     resched_ipis: float = 0.0  # rescheduling IPIs per second to each of ipi_cpus (wake-ups from other CPUs)
     ipi_cpus: str = ""
     tlb_task: str = "app"  # the churning process's name (comm): the tlb probe's shootdown sender
+    alloc_burst_mb: float = 0.0  # how far applications' allocations drive free pages below low (sim/memory.py)
     loads: list[LoadSpec] = field(default_factory=list)
     inline_load: bool = False  # the first load came from the phase's own keys (for error locations)
 
@@ -220,6 +224,8 @@ RANGES: dict[tuple[type, str], tuple[float, float]] = {  # beyond these a model 
     (NicSpec, "irq_cost_us"): (0, 1_000),
     (NicSpec, "service_us"): (0.001, 1_000),
     (PhaseSpec, "seconds"): (0.001, MAX_SECONDS),
+    (HostSpec, "memory_mb"): (0, 1 << 24),
+    (PhaseSpec, "alloc_burst_mb"): (0, 1 << 20),
 }
 
 

@@ -309,3 +309,21 @@ def test_a_selector_that_matches_nothing_names_what_it_could_match(root, tmp_pat
     assert code == 1 and "no IRQ matches eht0*" in err
     assert "ens1f0" in err and "nvme0" in err and "eth0" in err
     assert all(affinity(root, irq) == "0-7" for irq in (37, 38, 39, 100))
+
+
+def test_vm_reserve_sysctls_are_journaled_knobs(root, tmp_path):
+    """vm.min_free_kbytes / vm.watermark_scale_factor: set, journaled with their original, restored, bounded."""
+    state = tmp_path / "state"
+    vm = root / "proc" / "sys" / "vm"
+    vm.mkdir(parents=True, exist_ok=True)
+    (vm / "min_free_kbytes").write_text("67584\n")
+    (vm / "watermark_scale_factor").write_text("10\n")
+    assert cli("set", "sysctl/vm.min_free_kbytes", "135168", root=root, state=state).exit_code == 0
+    assert (vm / "min_free_kbytes").read_text().strip() == "135168"
+    entries = json.loads((state / "journal.json").read_text())["entries"]
+    assert entries["sysctl/vm.min_free_kbytes"]["original"] == "67584"
+    code, _, err = cli("set", "sysctl/vm.watermark_scale_factor", "5000", root=root, state=state)
+    assert code == 1 and "outside 1..1000" in err and (vm / "watermark_scale_factor").read_text().strip() == "10"
+    cli("restore", root=root, state=state)
+    assert (vm / "min_free_kbytes").read_text().strip() == "67584"
+    assert cli("set", "sysctl/vm.swappiness", "1", root=root, state=state).exit_code == 1

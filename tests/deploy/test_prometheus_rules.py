@@ -41,7 +41,7 @@ METRICS_DOC = REPO / "docs" / "metrics.md"
 
 ALERTS = {"IrqtuneInterruptStorm", "IrqtuneTimeSqueezeWithDrops", "IrqtuneIrqOnIsolatedCpu",
           "IrqtuneTlbShootdownsOnIsolatedCpu", "IrqtuneAgentDown", "IrqtuneDriftDetected",
-          "IrqtuneExporterSeriesDropped"}  # fmt: skip
+          "IrqtuneExporterSeriesDropped", "IrqtuneRxRefillFailing"}  # fmt: skip
 SEVERITIES = {"critical", "warning", "info"}
 
 # Series that are not irqtune's: Prometheus's own per-target health.
@@ -57,6 +57,11 @@ NOT_IN_PLAIN_EXPORT = {
     "irqtune_irq_cpu_interrupts_total": "--per-cpu (named in IrqtuneIrqOnIsolatedCpu's description)",
     "irqtune_hardirq_handler_duration_seconds_bucket": "--probes",
     "irqtune_block_completion_latency_seconds_bucket": "--probes",
+    # the kernel and driver must report them: page_pool stats need 6.8+ with CONFIG_PAGE_POOL_STATS and a driver
+    # that names its netdev in the pool (veth does not); rx-alloc-fail a driver that fills netdev qstats with it
+    "irqtune_page_pool_alloc_total": "page_pool stats (kernel config, driver)",
+    "irqtune_page_pool_recycle_total": "page_pool stats (kernel config, driver)",
+    "irqtune_rx_alloc_failures_total": "a driver reporting qstats rx-alloc-fail",
 }
 
 # PromQL as of Prometheus 2.42 (and a few later functions, harmless to allow).

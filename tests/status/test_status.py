@@ -214,3 +214,16 @@ def test_non_root_status_says_what_root_adds_not_to_run_status(real_host_require
     assert text.returncode == EXIT_OK, text.stderr
     assert "irqtune status" not in text.stdout.replace(text.stdout.splitlines()[0], "")  # only the title names it
     assert "run as root for hard-IRQ handler latency" in probes_line(text.stdout)
+
+
+def test_status_shows_the_reserve_and_a_zone_near_min(root):
+    """The free-page reserve in `status --json` (`memory`), and a zone under its low watermark as a finding with
+    the pages left before atomic allocations fail (decide/memory.py)."""
+    zone = "Node 0, zone   Normal\n  pages free 520\n    min 500\n    low 600\n    high 700\n    managed 9000\n"
+    (root / "proc" / "zoneinfo").write_text(zone)
+    (root / "proc" / "sys" / "vm").mkdir(parents=True, exist_ok=True)
+    (root / "proc" / "sys" / "vm" / "min_free_kbytes").write_text("2000\n")
+    doc = status_json("--root", str(root), "status", "--interval", "0")
+    assert doc["memory"]["min_free_kbytes"] == 2000 and doc["memory"]["zones"][0]["free"] == 520
+    (near,) = [f for f in doc["findings"] if f["code"] == "free-pages-near-min"]
+    assert near["severity"] == "warning" and "20 pages left" in near["message"]
