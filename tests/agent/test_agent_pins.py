@@ -194,3 +194,30 @@ def test_a_nic_that_leaves_and_comes_back_is_pinned_again_not_reported_as_drift(
     assert [(p.knob, p.current, p.outcome) for p in again] == [("net/eth1/coalesce/rx-usecs", "64", "pinned")]
     assert run.read("net/eth1/coalesce/rx-usecs") == "8"
     run.journal.close()
+
+
+def test_a_tuned_profile_imported_and_applied_on_a_simulated_host(tmp_path):
+    """The TuneD migration end to end: `irqtune import-tuned` of the test profile (tests/fixtures/tuned), switched to
+    tune mode, run by the agent on a simulated host: its sysctl and NIC pins written through the journal, and
+    `irqtune restore` puts every original back."""
+    from conftest import REPO
+
+    root = REPO / "tests" / "fixtures" / "tuned"
+    imported = CliRunner().invoke(main, ["--root", str(root), "import-tuned", "irqtune-nic", "--json"])
+    assert imported.exit_code == 0, imported.output
+    text = json.loads(imported.stdout)["config"].replace('mode = "observe"', 'mode = "tune"')
+    config = load_config("imported.toml", text)
+    run = _Run(tmp_path)
+    run.agent = Agent(run.host, config, run.state, clock=lambda: run.sim.clock, journal=run.journal)
+    before = {k: run.read(k) for k in ("sysctl/net.core.busy_read", "sysctl/net.core.busy_poll",
+                                       "net/eth1/coalesce/rx-usecs", "net/eth1/coalesce/rx-max-frames")}  # fmt: skip
+    first = run.passes(1)[0]
+    pinned = {p.knob: p.outcome for p in first.pins}
+    assert pinned.get("sysctl/net.core.busy_read") == "pinned" and pinned.get("sysctl/net.core.busy_poll") == "pinned"
+    assert pinned.get("net/eth1/coalesce/rx-usecs") == "pinned", [p.to_json() for p in first.pins]
+    assert run.read("sysctl/net.core.busy_read") == "25" and run.read("net/eth1/coalesce/rx-usecs") == "8"
+    assert run.read("net/eth1/coalesce/rx-max-frames") == "32"
+    run.journal.close()
+    result = CliRunner().invoke(main, ["--root", run.sim.root, "--state-dir", run.state, "restore"])
+    assert result.exit_code == 0, result.output
+    assert {k: run.read(k) for k in before} == before
