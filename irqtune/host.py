@@ -154,18 +154,23 @@ class Host:
         """Whole regular file below the root as text; undecodable bytes become U+FFFD."""
         return self.read_bytes(path).decode("utf-8", "replace")
 
-    def read_beneath_root(self, path: str, kind: str) -> bytes:
-        """A regular file elsewhere below the root (the kubelet's checkpoint under /var/lib), at most LIMITS[kind]
-        bytes: opened beneath the root in one step as the trees are, so a DaemonSet's `--root /host` reads the
-        node's file and a symlink cannot lead out. OSError or PathEscape."""
+    def open_beneath_root(self, path: str, flags: int) -> int:
+        """A file descriptor of `path` (absolute, as on the host) opened beneath the root in one step, as the trees'
+        files are: a symlink cannot lead out. OSError or PathEscape; the caller closes it."""
         rel = "/".join(_check_part(p) for p in path.split("/") if p)
         root = os.open(self.root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
-            fd = open_beneath(root, rel or ".", os.O_RDONLY | os.O_NONBLOCK)
+            return open_beneath(root, rel or ".", flags)
         except Escaped as err:
             raise PathEscape(f"refused {path}: resolves outside {self.root} ({err.strerror})") from None
         finally:
             os.close(root)
+
+    def read_beneath_root(self, path: str, kind: str) -> bytes:
+        """A regular file elsewhere below the root (the kubelet's checkpoint under /var/lib), at most LIMITS[kind]
+        bytes: opened beneath the root in one step as the trees are, so a DaemonSet's `--root /host` reads the
+        node's file and a symlink cannot lead out. OSError or PathEscape."""
+        fd = self.open_beneath_root(path, os.O_RDONLY | os.O_NONBLOCK)
         try:
             check_regular(fd, path, LIMITS[kind])
             return read_fd(fd, LIMITS[kind], path)

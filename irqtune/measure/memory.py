@@ -15,7 +15,7 @@ import stat
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from ..host import Host
+from ..host import Host, PathEscape
 from ..nl.errors import NetlinkRequestError
 from ..nl.pagepool import PagePools, RxQueueStats, read_page_pools, read_rx_queue_stats
 from ..nl.raw import GenericGet
@@ -132,7 +132,7 @@ class KernelLog:
     """
 
     def __init__(self, host: Host) -> None:
-        self.path = os.path.join(host.root, "dev", "kmsg")
+        self.host = host
         self.last_seq: int | None = None
         self.failures = AllocFailures()
         self._fd: int | None = None
@@ -144,7 +144,7 @@ class KernelLog:
 
     def _records(self) -> str:
         if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
+            self._fd = self.host.open_beneath_root("/dev/kmsg", os.O_RDONLY | os.O_NONBLOCK)  # a link out: refused
         if stat.S_ISREG(os.fstat(self._fd).st_mode):
             os.lseek(self._fd, 0, os.SEEK_SET)
             return os.read(self._fd, 1 << 22).decode("utf-8", "replace")
@@ -165,9 +165,9 @@ class KernelLog:
         """Count the failures logged since the last read; the log's text is parsed and dropped."""
         try:
             text = self._records()
-        except OSError as err:
+        except (OSError, PathEscape) as err:  # not root, no such device, a link out of the root: nothing counted
             if state is not None:
-                state.unavailable["/dev/kmsg"] = err.strerror or str(err)
+                state.unavailable["/dev/kmsg"] = getattr(err, "strerror", None) or str(err)
             return self.copy()
         scan = parse_kmsg(text, after=self.last_seq)
         self.last_seq = scan.last_seq

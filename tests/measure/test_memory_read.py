@@ -58,6 +58,22 @@ def test_kernel_log_counts_each_failure_once_and_keeps_no_text(tmp_path):
     log.close()
 
 
+def test_a_kernel_log_that_links_out_of_the_root_is_refused_not_followed(tmp_path):
+    """A fake root's dev/kmsg (or its dev/) pointing outside the root: opened beneath the root as every other file,
+    so the agent reads no other host's log; the reading says it is unavailable and goes on."""
+    for link in ("dev/kmsg", "dev"):
+        root = fake_root(tmp_path / link.replace("/", "-"))
+        outside = tmp_path / f"outside-{link.replace('/', '-')}"
+        outside.mkdir()
+        shutil.copy(KMSG, outside / "kmsg")
+        target = root / link
+        shutil.rmtree(target) if target.is_dir() else target.unlink()
+        target.symlink_to(outside / "kmsg" if link == "dev/kmsg" else outside)
+        state = read_memory(Host(str(root)), KernelLog(Host(str(root))))
+        assert state.alloc_failures is None or state.alloc_failures.total == 0, (link, state.alloc_failures)
+        assert "/dev/kmsg" in state.unavailable, (link, state.unavailable)
+
+
 def test_real_kmsg_is_read_without_blocking():
     require(real_linux() and os.geteuid() == 0, "/dev/kmsg needs root")
     log = KernelLog(Host("/"))
