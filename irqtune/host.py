@@ -154,6 +154,15 @@ class Host:
         """Whole regular file below the root as text; undecodable bytes become U+FFFD."""
         return self.read_bytes(path).decode("utf-8", "replace")
 
+    def read_at(self, tree: str, *parts: str | int) -> bytes:
+        """Strict read of `<tree>/<parts>` resolved by the kernel beneath the tree (no realpath per call: a knob
+        read every pass costs one open). OSError or PathEscape."""
+        return self._read_in(*self._relative(tree, parts))
+
+    def exists_at(self, tree: str, *parts: str | int) -> bool:
+        """`<tree>/<parts>` exists beneath the tree; False if missing, unreadable or refused."""
+        return self._tolerant(lambda: self._exists(*self._relative(tree, parts)), False)
+
     def open_beneath_root(self, path: str, flags: int) -> int:
         """A file descriptor of `path` (absolute, as on the host) opened beneath the root in one step, as the trees'
         files are: a symlink cannot lead out. OSError or PathEscape; the caller closes it."""

@@ -26,7 +26,6 @@ known; a write the kernel refuses with EIO (before 6.12) or EPERM marks them man
 from __future__ import annotations
 
 import errno
-import os
 from dataclasses import dataclass, field
 
 from ..host import Host, NoNetlink, PathEscape
@@ -68,7 +67,7 @@ class Knob:
     def reading(self) -> tuple[str, str | None]:
         """(canonical value, the file's own text) read once; the text is None for knobs that are not files."""
         try:
-            raw = self.host.read(self.path).strip()
+            raw = self.host.read_at(self.tree, *self.parts).decode("utf-8", "replace").strip()
         except PathEscape as err:  # the file became a link that leads outside the tree
             raise Unsupported(f"{self.id}: {err}") from None
         except FileNotFoundError:
@@ -80,7 +79,7 @@ class Knob:
     def _absent(self) -> str:
         """Why ENOENT: no such file, or a file whose read the kernel answers with ENOENT (no XPS map)."""
         where = f"/{self.tree}/{'/'.join(self.parts)}"
-        if not os.path.exists(self.path):
+        if not self.host.exists_at(self.tree, *self.parts):
             return f"{self.id}: {where} does not exist here"
         return f"{self.id}: {self.meta.get('enoent') or f'the kernel answers ENOENT reading {where}: nothing set'}"
 

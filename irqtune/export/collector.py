@@ -28,7 +28,7 @@ from .. import __version__
 from ..host import Host
 from ..measure.inventory import Inventory, build_inventory
 from ..measure.memory import KernelLog
-from ..measure.snapshot import Snapshot, take_snapshot
+from ..measure.snapshot import IrqStatics, Snapshot, take_snapshot
 from ..measure.topology import Topology, read_topology
 from ..probe.base import Histogram
 from ..probe.runner import ProbeResult
@@ -82,6 +82,7 @@ class IrqtuneCollector:
         self.last_series = 0  # series in the last exposition (for tests and logs)
         self.last_problems = 0  # malformed input lines in the last scrape
         self._kernel_log = KernelLog(host)  # allocation failures counted since the exporter started
+        self._statics = IrqStatics()  # each IRQ's node and hint, read again when its actions change
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not take a snapshot (or touch BPF maps)."""
@@ -106,7 +107,8 @@ class IrqtuneCollector:
 
     # -- one scrape ------------------------------------------------------------
     def _scrape(self) -> tuple[list[Metric], SeriesPlan, int, int]:
-        snap = take_snapshot(self.host, with_affinity=True, with_memory=True, kernel_log=self._kernel_log)
+        snap = take_snapshot(self.host, with_affinity=True, with_memory=True, kernel_log=self._kernel_log,
+                             statics=self._statics)  # fmt: skip
         interval = snap.monotonic - self._last_scrape if self._last_scrape is not None else None
         self._last_scrape = snap.monotonic
         self._extenders.begin(interval)

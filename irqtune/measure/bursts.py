@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Collection
 from dataclasses import dataclass
-from itertools import pairwise
+from itertools import compress, pairwise
 
 from ..host import Host
 from ..parse.interrupts import InterruptTable, parse_rows
@@ -33,7 +33,7 @@ class Sample:
 
     monotonic: float
     packets: dict[str, int]  # device -> rx_packets + rx_drop + rx_fifo (/proc/net/dev)
-    interrupts: dict[int, dict[int, int]]  # IRQ -> CPU -> count (/proc/interrupts)
+    interrupts: dict[int, dict[int, int]]  # IRQ -> CPU -> count (/proc/interrupts); a CPU left out took none
 
 
 def read_sample(host: Host, irqs: Collection[int], devices: Collection[str], monotonic: float) -> Sample:
@@ -61,10 +61,11 @@ def _sample(monotonic: float, table: InterruptTable | None, netdev: NetdevTable 
         if row is not None:
             packets[name] = row["rx_packets"] + row["rx_drop"] + row["rx_fifo"]
     counts = {}
+    rows = table.rows if table else {}
     for irq in irqs:
-        per_cpu = table.per_cpu(str(irq)) if table else {}
-        if per_cpu:
-            counts[irq] = per_cpu
+        row = rows.get(str(irq))
+        if row is not None and row.counts is not None:  # the CPUs that took none left out: one of 1152, not all
+            counts[irq] = dict(compress(zip(table.cpus, row.counts), row.counts)) if row.total else {}
     return Sample(monotonic, packets, counts)
 
 
@@ -136,5 +137,5 @@ def _interrupts(old: Sample, new: Sample, irqs: list[int], seconds: float) -> in
     total = 0
     for irq in irqs:
         before, after = old.interrupts.get(irq, {}), new.interrupts.get(irq, {})
-        total += sum(counter_delta(before[cpu], n, seconds) for cpu, n in after.items() if cpu in before)
+        total += sum(counter_delta(before.get(cpu, 0), n, seconds) for cpu, n in after.items())
     return total

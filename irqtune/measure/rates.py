@@ -12,7 +12,9 @@ counting with the same wrap/reset rule. CPUs online in only one snapshot get no 
 from __future__ import annotations
 
 import operator
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from ..parse.common import U32
 from ..parse.diskstats import completed
@@ -38,7 +40,7 @@ def reset_delta(old: int, new: int) -> int:
 @dataclass(slots=True)
 class RowRate:
     key: str
-    per_cpu: dict[int, float]  # events per second, by CPU id
+    per_cpu: Mapping[int, float]  # events per second, by CPU id (read-only: rows that did not move share one)
     total: float
     _busy: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
@@ -75,12 +77,13 @@ def _per_cpu_rates(old: dict[int, int], new: dict[int, int], interval: float) ->
 
 
 def _rising_rates(cpus: list[int], old: list[int], new: list[int], interval: float,
-                  zeros: dict[int, float]) -> dict[int, float] | None:  # fmt: skip
+                  zeros: Mapping[int, float]) -> Mapping[int, float] | None:  # fmt: skip
     """The same per-CPU rates as `_per_cpu_rates`, cheaply, for a row read over the same CPUs both times: a row
-    that did not move (most of them on a big host) costs one list comparison, one that only rose a subtraction
-    per CPU. None when a counter fell (a wrap or a reset: `counter_delta` decides). `zeros`: every CPU at 0.0."""
+    that did not move (most of them on a big host) costs one list comparison and shares `zeros` (every CPU at
+    0.0, read-only: a consumer copies before changing it), one that only rose a subtraction per CPU. None when a
+    counter fell (a wrap or a reset: `counter_delta` decides)."""
     if old == new:
-        return zeros.copy()
+        return zeros
     deltas = list(map(operator.sub, new, old))
     if min(deltas) < 0:
         return None
@@ -100,7 +103,7 @@ def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
     )
     _interrupt_rates(before, after, rates)
     if before.softirqs and after.softirqs:
-        cpus, zeros = after.softirqs.cpus, dict.fromkeys(after.softirqs.cpus, 0.0)
+        cpus, zeros = after.softirqs.cpus, MappingProxyType(dict.fromkeys(after.softirqs.cpus, 0.0))
         for vector, counts in after.softirqs.vectors.items():
             prev = before.softirqs.vectors.get(vector) if before.softirqs.cpus == cpus else None
             fast = None
@@ -150,7 +153,7 @@ def _interrupt_rates(before: Snapshot, after: Snapshot, rates: Rates) -> None:
     old_table, new_table = before.interrupts, after.interrupts
     interval = rates.interval
     same_cpus = old_table.cpus == new_table.cpus
-    zeros = dict.fromkeys(new_table.cpus, 0.0)
+    zeros = MappingProxyType(dict.fromkeys(new_table.cpus, 0.0))  # one for every row that did not move
     for key, row in new_table.rows.items():
         prev = old_table.rows.get(key)
         if prev is not None and row.irq is not None and prev.actions != row.actions:
@@ -162,9 +165,10 @@ def _interrupt_rates(before: Snapshot, after: Snapshot, rates: Rates) -> None:
             and prev.counts is not None
             and len(row.counts) == len(prev.counts) == len(new_table.cpus)
         ):
-            per_cpu = _rising_rates(new_table.cpus, prev.counts, row.counts, interval, zeros)
+            quiet = row.total == 0 == prev.total  # counts are never negative: all zeros, nothing to compare
+            per_cpu = zeros if quiet else _rising_rates(new_table.cpus, prev.counts, row.counts, interval, zeros)
             if per_cpu is not None:
-                rates.interrupts[key] = RowRate(key, per_cpu, sum(per_cpu.values()))
+                rates.interrupts[key] = RowRate(key, per_cpu, 0.0 if per_cpu is zeros else sum(per_cpu.values()))
                 continue
         new = dict(zip(new_table.cpus, row.counts)) if row.counts is not None else None
         if prev is None:

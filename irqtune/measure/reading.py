@@ -17,7 +17,7 @@ from ..parse.interrupts import InterruptTable
 from ..statedir import boot_id, load_learned_managed
 from .inventory import Device, Inventory, build_inventory, sysfs_devices, sysfs_devices_key
 from .rates import Rates, compute_rates
-from .snapshot import Snapshot, take_snapshot
+from .snapshot import IrqStatics, Snapshot, take_snapshot
 from .tasks import ThreadPlacement, find_process_threads
 from .topology import Topology, read_topology, topology_key
 
@@ -48,6 +48,7 @@ class ReadCache:
     topology: Topology | None = None
     devices_key: tuple = ()
     devices: list[tuple[Device, list[int]]] | None = None
+    statics: IrqStatics = field(default_factory=IrqStatics)  # each IRQ's node and hint (measure/snapshot.py)
 
     def topology_for(self, host: Host, online: list[int]) -> Topology:
         key = (*topology_key(host), tuple(online))
@@ -67,7 +68,7 @@ def read_host(host: Host, state_dir: str | None = None, before: Snapshot | None 
     """Read everything once. `before`: the previous reading's snapshot, for rates; `monotonic`: the caller's
     clock (the agent's is injected, so a simulated host keeps simulated time); `cache`: what an earlier reading
     found that cannot have changed (the agent's, between passes)."""
-    snap = take_snapshot(host, with_affinity=with_affinity)
+    snap = take_snapshot(host, with_affinity=with_affinity, statics=cache.statics if cache else None)
     if monotonic is not None:
         snap.monotonic = monotonic
     rates = compute_rates(before, snap) if before is not None and snap.monotonic > before.monotonic else None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from operator import add
 
 from .common import COUNT_DIGITS, MAX_COUNT, MAX_CPU_ID, Problem, describe, is_count, too_big
@@ -84,12 +85,19 @@ class InterruptTable:
 
 
 def parse_header(line: str) -> list[int] | None:
+    """The CPU ids of a header line (`CPU0 CPU1 ...`); None if it is not one. A new list each call."""
+    ids = _header_ids(line)
+    return list(ids) if ids is not None else None
+
+
+@lru_cache(maxsize=16)  # the same line every pass: 1,152 tokens checked once, not on every read
+def _header_ids(line: str) -> tuple[int, ...] | None:
     ids: list[int] = []
     for token in line.split():
         if not token.startswith("CPU") or not is_count(token[3:]) or int(token[3:]) >= MAX_CPU_ID:
             return None
         ids.append(int(token[3:]))
-    return ids or None
+    return tuple(ids) or None
 
 
 def parse_interrupts(data: bytes | str, source: str = "/proc/interrupts") -> InterruptTable:

@@ -62,5 +62,5 @@ def parse_softirqs(text: str, source: str = "/proc/softirqs") -> SoftirqTable:
                 )
             )
         else:
-            table.vectors[RENAMED.get(name, name)] = [int(t) for t in tokens]
+            table.vectors[RENAMED.get(name, name)] = list(map(int, tokens))
     return table

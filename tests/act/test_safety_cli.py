@@ -232,14 +232,14 @@ def test_an_empty_rps_mask_reads_as_none_with_the_files_text(root, tmp_path):
 
 def test_an_xps_read_answered_with_enoent_says_the_queue_has_no_map(root, tmp_path, monkeypatch):
     path = queue_file(root, "tx-0", "xps_cpus", "")
-    real_read = Host.read
+    real_read = Host.read_at
 
-    def enoent_for_xps(self, target: str) -> str:  # what a single-queue device's xps_cpus answers
-        if target.endswith("tx-0/xps_cpus"):
+    def enoent_for_xps(self, tree: str, *parts: str | int) -> bytes:  # what a single-queue device's xps_cpus answers
+        if parts[-2:] == ("tx-0", "xps_cpus"):
             raise FileNotFoundError(2, "No such file or directory")
-        return real_read(self, target)
+        return real_read(self, tree, *parts)
 
-    monkeypatch.setattr(Host, "read", enoent_for_xps)
+    monkeypatch.setattr(Host, "read_at", enoent_for_xps)
     code, out, err = cli("get", "net/ens1f0/tx-0/xps-cpus", root=root, state=tmp_path / "s")
     assert code == 3 and not out and "this queue has no XPS map" in err and "does not exist" not in err
     path.unlink()

@@ -10,7 +10,7 @@ import pytest
 from conftest import require
 
 from irqtune import fileio
-from irqtune.fileio import Escaped, NotAllowed, open_beneath, read_regular
+from irqtune.fileio import Escaped, NotAllowed, open_beneath, read_fd, read_regular
 
 
 @pytest.fixture(params=["openat2", "walk"])
@@ -120,3 +120,25 @@ def test_only_regular_files_are_read_and_size_is_capped(tmp_path, monkeypatch):
     with pytest.raises(OSError) as err:
         read_regular(str(tmp_path / "link"), "config", nofollow=True)
     assert err.value.errno == errno.ELOOP
+
+
+def test_read_fd_gives_a_large_file_whole_in_few_reads(tmp_path, monkeypatch):
+    """A 1152-CPU /proc/interrupts is 13 MB: each read asks for twice the last (64 KiB up to 8 MiB), so it takes a
+    handful of reads, not one per 64 KiB; the bytes are the file's."""
+    data = bytes(range(256)) * (13 * 4096)  # 13.6 MB
+    path = tmp_path / "interrupts"
+    path.write_bytes(data)
+    asked: list[int] = []
+    real_read = os.read
+
+    def counting(fd: int, size: int) -> bytes:
+        asked.append(size)
+        return real_read(fd, size)
+
+    monkeypatch.setattr(os, "read", counting)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert read_fd(fd) == data
+    finally:
+        os.close(fd)
+    assert len(asked) <= 10 and asked[0] == 1 << 16 and max(asked) == 1 << 23

@@ -52,6 +52,19 @@ def test_bursts_count_interrupts_per_cpu_across_a_32_bit_wrap():
     assert found.peak_irqs == pytest.approx(1200) and found.mean_irqs == pytest.approx(1150)
 
 
+def test_a_sample_keeps_only_the_cpus_that_took_interrupts_and_a_cpu_that_starts_counts_from_zero(tmp_path):
+    """A 1152-CPU row is kept as its few busy CPUs, not 1152 entries; a CPU absent from the first sample took
+    none there, so all it counts by the next one is the window's (not dropped as a CPU that came online)."""
+    proc = tmp_path / "proc"
+    proc.mkdir()
+    (proc / "interrupts").write_text("      CPU0  CPU1  CPU2\n 40:  0  9  0  PCI-MSI 1-edge  eth0-TxRx-0\n")
+    kept = read_sample(Host(str(tmp_path)), [40], [], 0.0)
+    assert kept.interrupts == {40: {1: 9}}
+    samples = [sample(0.0, 0, {1: 9}), sample(0.5, 1000, {1: 9, 2: 300}), sample(1.0, 2000, {1: 109, 2: 300})]
+    found = bursts(samples, {"eth0": [40]})["eth0"]
+    assert found.peak_irqs == pytest.approx(600) and found.mean_irqs == pytest.approx(400)
+
+
 def test_bursts_need_two_sub_intervals_and_the_device_in_every_sample():
     assert bursts([sample(0.0, 0), sample(1.0, 10)], {"eth0": [40]}) == {}
     gone = Sample(0.5, {}, {})

@@ -8,13 +8,15 @@ import os
 import time
 
 import fakehost
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from irqtune.agent.loop import Agent
 from irqtune.config import Config
 from irqtune.host import Host
-from irqtune.measure.rates import _rising_rates, counter_delta
+from irqtune.measure.rates import _rising_rates, compute_rates, counter_delta
+from irqtune.measure.snapshot import IrqStatics, take_snapshot
 
 U32 = 1 << 32
 
@@ -92,3 +94,45 @@ def test_the_fast_path_gives_what_counter_delta_gives(old, data, interval):
         assert any(n < o for o, n in zip(old, new))
     else:
         assert fast == reference
+
+
+def test_an_irqs_node_and_hint_are_read_again_only_when_its_actions_change(tmp_path):
+    """A pass reads each IRQ's requested and effective affinity; its node and the driver's hint only when the IRQ
+    is new, its actions changed, or every IrqStatics.REFRESH readings (a driver may set a new hint)."""
+    root = fakehost.build(tmp_path / "root")
+    host = CountingHost(str(root))
+    statics = IrqStatics()
+    first = take_snapshot(host, statics=statics)
+    assert host.taken("/node") == len(first.affinity) > 0 and first.affinity[100].node == 0
+    (root / "proc/irq/100/node").write_text("1\n")
+    (root / "proc/irq/100/affinity_hint").write_text("f0\n")
+    (root / "proc/irq/100/effective_affinity_list").write_text("5\n")
+    again = take_snapshot(host, statics=statics)
+    assert host.taken("/node") == 0 and host.taken("affinity_hint") == 0
+    assert again.affinity[100].effective == [5]  # read every pass
+    assert (again.affinity[100].node, again.affinity[100].hint) == (0, [])  # kept: the same actions
+    text = (root / "proc/interrupts").read_text()
+    (root / "proc/interrupts").write_text(text.replace("ens1f0-TxRx-0", "ens1f0-TxRx-9"))  # requested again
+    renamed = take_snapshot(host, statics=statics)
+    assert host.taken("/node") == 1 and (renamed.affinity[100].node, renamed.affinity[100].hint) == (1, [4, 5, 6, 7])
+    (root / "proc/irq/101/node").write_text("1\n")
+    for _ in range(IrqStatics.REFRESH):
+        refreshed = take_snapshot(host, statics=statics)
+    assert refreshed.affinity[101].node == 1  # the periodic refresh read it
+    assert take_snapshot(host).affinity[101].node == 1  # a one-off reader (status) has no statics: reads all
+
+
+def test_rows_that_did_not_move_share_one_read_only_rate_map(tmp_path):
+    """On a big host most rows are all zeros both times: they cost no per-CPU work and share one mapping, which no
+    consumer can change under the others."""
+    root = fakehost.build(tmp_path / "root")
+    host = Host(str(root))
+    before = take_snapshot(host, with_affinity=False)
+    after = take_snapshot(host, with_affinity=False)
+    after.monotonic = before.monotonic + 1.0
+    rates = compute_rates(before, after)
+    quiet = [r for r in rates.interrupts.values() if r.per_cpu and not r.total]
+    assert len(quiet) >= 2 and all(r.per_cpu is quiet[0].per_cpu for r in quiet)
+    assert set(quiet[0].per_cpu.values()) == {0.0}
+    with pytest.raises(TypeError):
+        quiet[0].per_cpu[0] = 1.0  # type: ignore[index]

@@ -14,7 +14,7 @@ from functools import cache
 import pytest
 from conftest import FIXTURES, fixture_names, fixture_text
 
-from irqtune.parse.interrupts import InterruptTable, parse_interrupts
+from irqtune.parse.interrupts import InterruptTable, parse_header, parse_interrupts
 
 SOURCES = FIXTURES / "SOURCES.md"
 PREFIX = "interrupts-"
@@ -365,3 +365,13 @@ def test_lines_that_only_start_like_a_zero_row_take_the_full_path(monkeypatch) -
     assert parse_interrupts(data) == fast
     assert fast.rows["3"].extra_counts == (7,) or fast.rows["3"].description, fast.rows["3"]
     assert fast.rows["6"].actions == ("fine",) and "2" in fast.rows and fast.problems
+
+
+def test_a_header_parsed_again_gives_a_list_of_its_own():
+    """The header's CPU ids are checked once per distinct line (every pass reads the same one); each caller still
+    gets a list it may change without changing the next reading's."""
+    first = parse_header("      CPU0       CPU1       CPU5")
+    assert first == [0, 1, 5]
+    first.append(9)
+    assert parse_header("      CPU0       CPU1       CPU5") == [0, 1, 5]
+    assert parse_header("      CPU0       XPU1") is None
