@@ -256,14 +256,38 @@ def agent_passes(args, work: Path) -> None:
     row("agent CPU per pass, observe, this host", f"{median * 1e3:.2f} ms (best {min(passes) * 1e3:.2f})",
         "-", median / 3e-3, "<= 3 ms", median <= 3e-3)  # fmt: skip
     tree = big_tree(work)
-    data = (tree / "proc" / "interrupts").read_bytes()
+    interrupts = tree / "proc" / "interrupts"
+    data = interrupts.read_bytes()
     big = Agent(Host(str(tree)), Config(), str(work / "big-state"), time.monotonic)
     big.run_pass()
-    passes = [cpu_of(big.run_pass) for _ in range(max(3, args.passes // 4))]
+    passes, now = [], data
+    for _ in range(max(3, args.passes // 4)):  # each pass sees the arch rows and every MOVING-th IRQ's row rise
+        now = moved(now, MOVING)
+        interrupts.write_bytes(now)
+        passes.append(cpu_of(big.run_pass))
+    interrupts.write_bytes(data)
     parse = min(cpu_of(lambda: parse_interrupts(data)) for _ in range(5))
     ratio = min(passes) / parse
-    row("agent CPU per pass, 1152-CPU fixture, vs one parse of it", f"{min(passes) * 1e3:.1f} ms",
-        f"{parse * 1e3:.1f} ms (parse)", ratio, "<= 2x", ratio <= 2.0)  # fmt: skip
+    row(f"agent CPU per pass, 1152-CPU fixture (arch rows and 1 IRQ row in {MOVING} moving), vs one parse of it",
+        f"{min(passes) * 1e3:.1f} ms", f"{parse * 1e3:.1f} ms (parse)", ratio, "<= 2x", ratio <= 2.0)  # fmt: skip
+
+
+MOVING = 4  # on a busy big host about one IRQ row in four (its NICs' and disks' queues) moves between passes
+
+
+def moved(data: bytes, every: int) -> bytes:
+    """/proc/interrupts a pass later on a busy host: every named row (LOC, RES, CAL, ...) and every `every`-th
+    numbered row with its first count one higher, the others byte for byte the same."""
+    out = []
+    for number, line in enumerate(data.split(b"\n")):
+        key, colon, rest = line.partition(b":")
+        name = key.strip()
+        if number and colon and name and (not name.isdigit() or int(name) % every == 0):
+            count = re.search(rb"\d+", rest)
+            if count:
+                rest = rest[: count.start()] + str(int(count.group()) + 1).encode() + rest[count.end() :]
+        out.append(key + colon + rest)
+    return b"\n".join(out)
 
 
 def big_tree(work: Path) -> Path:

@@ -72,6 +72,12 @@ def _irq_rate(m: Measurements, irq: int) -> dict[int, float]:
     return row.per_cpu if row else {}
 
 
+def _irq_total(m: Measurements, irq: int) -> float:
+    """The IRQ's rate over every CPU (the row's total: no per-CPU map built)."""
+    row = m.rates.interrupts.get(str(irq)) if m.rates is not None else None
+    return row.total if row else 0.0
+
+
 def _serving_cpus(m: Measurements, info: IrqInfo) -> list[int]:
     """Where the IRQ runs: CPUs that took it in the window, else its effective, else requested affinity."""
     row = m.rates.interrupts.get(str(info.irq)) if m.rates is not None else None
@@ -125,7 +131,7 @@ def check_queues_on_one_cpu(m: Measurements, t: Thresholds) -> Iterator[Finding]
         cpus = {cpu for found, _ in landed for cpu in found}
         if len(numbers) >= 2 and len(cpus) == 1:
             cpu = next(iter(cpus))
-            rate = sum(sum(_irq_rate(m, info.irq).values()) for info in queues)
+            rate = sum(_irq_total(m, info.irq) for info in queues)
             at = f" at {rate:,.0f}/s" if m.rates is not None else ""
             evidence = _count_evidence(queues, {source for _, source in landed})
             yield Finding(

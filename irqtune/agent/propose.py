@@ -514,8 +514,8 @@ def queue_loads(device, inventory, rates: Rates) -> list[QueueLoad]:
         row = rates.interrupts.get(str(q.irq))
         if effective:
             serving[q.irq] = effective[0]
-        elif row and row.total > 0:
-            serving[q.irq] = max(row.per_cpu, key=row.per_cpu.get)
+        elif row and row.total > 0 and (busiest := row.busiest()) is not None:
+            serving[q.irq] = busiest
     sharing: dict[int, int] = {}
     for cpu in serving.values():
         sharing[cpu] = sharing.get(cpu, 0) + 1

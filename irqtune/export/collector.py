@@ -83,6 +83,7 @@ class IrqtuneCollector:
         self.last_problems = 0  # malformed input lines in the last scrape
         self._kernel_log = KernelLog(host)  # allocation failures counted since the exporter started
         self._statics = IrqStatics()  # each IRQ's node and hint, read again when its actions change
+        self._previous: Snapshot | None = None  # the last scrape's: its unchanged /proc/interrupts rows are taken
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not take a snapshot (or touch BPF maps)."""
@@ -108,7 +109,8 @@ class IrqtuneCollector:
     # -- one scrape ------------------------------------------------------------
     def _scrape(self) -> tuple[list[Metric], SeriesPlan, int, int]:
         snap = take_snapshot(self.host, with_affinity=True, with_memory=True, kernel_log=self._kernel_log,
-                             statics=self._statics)  # fmt: skip
+                             statics=self._statics, previous=self._previous)  # fmt: skip
+        self._previous = snap
         interval = snap.monotonic - self._last_scrape if self._last_scrape is not None else None
         self._last_scrape = snap.monotonic
         self._extenders.begin(interval)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from itertools import compress
 from types import MappingProxyType
 
 from ..parse.common import U32
@@ -44,12 +45,24 @@ class RowRate:
     total: float
     _busy: tuple[int, ...] | None = field(default=None, repr=False, compare=False)
 
+    def busiest(self) -> int | None:
+        """The CPU that took most of these events in the window (the first in CPU order among equals); None when
+        the row has no per-CPU rates."""
+        if isinstance(self.per_cpu, CpuRates):
+            return self.per_cpu.busiest()
+        return max(self.per_cpu, key=self.per_cpu.__getitem__) if self.per_cpu else None
+
     @property
     def busy(self) -> tuple[int, ...]:
         """The CPUs that took any of these events in the window, in CPU order (found once: on a 1152-CPU host a
         queue IRQ's row has 1,152 entries and one or two that moved, and placement and findings ask per queue)."""
         if self._busy is None:
-            self._busy = tuple(cpu for cpu, rate in self.per_cpu.items() if rate > 0) if self.total else ()
+            if not self.total:
+                self._busy = ()
+            elif isinstance(self.per_cpu, CpuRates):
+                self._busy = self.per_cpu.busy()
+            else:
+                self._busy = tuple(cpu for cpu, rate in self.per_cpu.items() if rate > 0)
         return self._busy
 
 
@@ -87,7 +100,54 @@ def _rising_rates(cpus: list[int], old: list[int], new: list[int], interval: flo
     deltas = list(map(operator.sub, new, old))
     if min(deltas) < 0:
         return None
-    return {cpu: delta / interval for cpu, delta in zip(cpus, deltas)}
+    return CpuRates(cpus, deltas, interval)
+
+
+class CpuRates(Mapping[int, float]):
+    """One row's per-CPU rates, CPU -> events/s, worked out when first asked for: on a 1152-CPU host a pass sees
+    hundreds of rows move and reads the per-CPU rates of a few (its devices' queues); the busy CPUs and the total
+    come from the deltas without building the map. Read-only, as `zeros` is."""
+
+    __slots__ = ("_cpus", "_deltas", "_interval", "_rates")
+
+    def __init__(self, cpus: list[int], deltas: list[int], interval: float) -> None:
+        self._cpus, self._deltas, self._interval = cpus, deltas, interval
+        self._rates: dict[int, float] | None = None
+
+    def _built(self) -> dict[int, float]:
+        if self._rates is None:
+            interval = self._interval
+            self._rates = {cpu: delta / interval for cpu, delta in zip(self._cpus, self._deltas)}
+        return self._rates
+
+    def __getitem__(self, cpu: int) -> float:
+        return self._built()[cpu]
+
+    def get(self, cpu: int, default=None):  # the built map's own (the Mapping mixins go through __getitem__)
+        return self._built().get(cpu, default)
+
+    def items(self):
+        return self._built().items()
+
+    def values(self):
+        return self._built().values()
+
+    def __iter__(self):
+        return iter(self._cpus)
+
+    def __len__(self) -> int:
+        return len(self._cpus)
+
+    def __repr__(self) -> str:
+        return f"CpuRates({self._built()!r})"
+
+    def busy(self) -> tuple[int, ...]:
+        """The CPUs whose counters moved, in CPU order."""
+        return tuple(compress(self._cpus, self._deltas))
+
+    def busiest(self) -> int:
+        """The CPU that took the most (the first in CPU order among equals)."""
+        return self._cpus[self._deltas.index(max(self._deltas))]
 
 
 def compute_rates(before: Snapshot, after: Snapshot) -> Rates:
@@ -165,10 +225,12 @@ def _interrupt_rates(before: Snapshot, after: Snapshot, rates: Rates) -> None:
             and prev.counts is not None
             and len(row.counts) == len(prev.counts) == len(new_table.cpus)
         ):
-            quiet = row.total == 0 == prev.total  # counts are never negative: all zeros, nothing to compare
+            # the same row object (its line did not change: parse_interrupts(previous=)) or all zeros both times
+            quiet = row is prev or row.total == 0 == prev.total  # counts are never negative
             per_cpu = zeros if quiet else _rising_rates(new_table.cpus, prev.counts, row.counts, interval, zeros)
             if per_cpu is not None:
-                rates.interrupts[key] = RowRate(key, per_cpu, 0.0 if per_cpu is zeros else sum(per_cpu.values()))
+                total = 0.0 if per_cpu is zeros else (row.total - prev.total) / interval  # each count rose
+                rates.interrupts[key] = RowRate(key, per_cpu, total)
                 continue
         new = dict(zip(new_table.cpus, row.counts)) if row.counts is not None else None
         if prev is None:

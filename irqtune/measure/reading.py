@@ -68,7 +68,7 @@ def read_host(host: Host, state_dir: str | None = None, before: Snapshot | None 
     """Read everything once. `before`: the previous reading's snapshot, for rates; `monotonic`: the caller's
     clock (the agent's is injected, so a simulated host keeps simulated time); `cache`: what an earlier reading
     found that cannot have changed (the agent's, between passes)."""
-    snap = take_snapshot(host, with_affinity=with_affinity, statics=cache.statics if cache else None)
+    snap = take_snapshot(host, with_affinity=with_affinity, statics=cache.statics if cache else None, previous=before)
     if monotonic is not None:
         snap.monotonic = monotonic
     rates = compute_rates(before, snap) if before is not None and snap.monotonic > before.monotonic else None

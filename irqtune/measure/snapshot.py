@@ -83,10 +83,12 @@ def _read(host: Host, snap: Snapshot, tree: str, *parts: str, binary: bool = Fal
 
 
 def take_snapshot(host: Host, with_affinity: bool = True, with_memory: bool = False,
-                  kernel_log: KernelLog | None = None, statics: IrqStatics | None = None) -> Snapshot:  # fmt: skip
+                  kernel_log: KernelLog | None = None, statics: IrqStatics | None = None,
+                  previous: Snapshot | None = None) -> Snapshot:  # fmt: skip
     """Read every counter file once. Never raises for missing, refused or malformed files. `with_memory`: the
     reserve too (zones, vm counters, page pools; the kernel log's failures when `kernel_log` is given).
-    `statics`: a reader that comes back (agent, exporter) keeps one: see IrqStatics."""
+    A reader that comes back (agent, exporter) passes its `statics` (see IrqStatics) and its `previous` snapshot:
+    the /proc/interrupts rows whose lines did not change are that snapshot's, not parsed again."""
     snap = Snapshot(taken_at=time.time(), monotonic=time.monotonic(), root=host.root)
     online_text = host.text("sys", "devices", "system", "cpu", "online")
     if online_text is not None:
@@ -97,7 +99,7 @@ def take_snapshot(host: Host, with_affinity: bool = True, with_memory: bool = Fa
 
     raw = _read(host, snap, "proc", "interrupts", binary=True)
     if raw is not None:
-        snap.interrupts = parse_interrupts(raw)
+        snap.interrupts = parse_interrupts(raw, previous=previous.interrupts if previous else None)
         snap.problems.extend(snap.interrupts.problems)
     text = _read(host, snap, "proc", "softirqs")
     if text is not None:

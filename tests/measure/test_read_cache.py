@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from irqtune.agent.loop import Agent
 from irqtune.config import Config
 from irqtune.host import Host
-from irqtune.measure.rates import _rising_rates, compute_rates, counter_delta
+from irqtune.measure.rates import RowRate, _rising_rates, compute_rates, counter_delta
 from irqtune.measure.snapshot import IrqStatics, take_snapshot
 
 U32 = 1 << 32
@@ -136,3 +136,18 @@ def test_rows_that_did_not_move_share_one_read_only_rate_map(tmp_path):
     assert set(quiet[0].per_cpu.values()) == {0.0}
     with pytest.raises(TypeError):
         quiet[0].per_cpu[0] = 1.0  # type: ignore[index]
+
+
+@given(counts, st.data(), st.floats(0.1, 10.0))
+def test_a_rows_rates_busy_cpus_and_busiest_come_from_its_deltas_as_the_map_gives_them(old, data, interval):
+    """A moved row's per-CPU map is built only when read; what is asked of every row (its busy CPUs, its busiest,
+    its total) comes from the deltas and agrees with the map."""
+    new = [o + data.draw(st.integers(0, 1000)) for o in old]
+    cpus = list(range(len(old)))
+    rates = _rising_rates(cpus, old, new, interval, dict.fromkeys(cpus, 0.0))
+    reference = {cpu: (n - o) / interval for cpu, o, n in zip(cpus, old, new)}
+    row = RowRate("40", rates, (sum(new) - sum(old)) / interval)
+    assert dict(rates.items()) == reference and rates == reference and rates.get(len(old)) is None
+    assert row.busy == tuple(cpu for cpu, rate in reference.items() if rate > 0)
+    if row.total:
+        assert row.busiest() == max(reference, key=reference.__getitem__)

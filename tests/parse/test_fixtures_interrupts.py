@@ -375,3 +375,54 @@ def test_a_header_parsed_again_gives_a_list_of_its_own():
     first.append(9)
     assert parse_header("      CPU0       CPU1       CPU5") == [0, 1, 5]
     assert parse_header("      CPU0       XPU1") is None
+
+
+def _next_pass(data: bytes, every: int) -> bytes:
+    """The file a pass later: every `every`-th row's first count one higher, the others unchanged."""
+    out = []
+    for number, line in enumerate(data.split(b"\n")):
+        head, colon, rest = line.partition(b":")
+        found = re.search(rb"\d+", rest) if number and colon and number % every == 0 else None
+        if found:
+            rest = rest[: found.start()] + str(int(found.group()) + 1).encode() + rest[found.end() :]
+        out.append(head + colon + rest)
+    return b"\n".join(out)
+
+
+def _variants(data: bytes) -> list[bytes]:
+    lines = data.split(b"\n")
+    middle = len(lines) // 2
+    return [
+        data,  # nothing moved
+        _next_pass(data, 3),  # some rows moved
+        b"\n".join(lines[:middle] + lines[middle + 1 :]),  # an IRQ freed: every later line one up
+        b"\n".join(lines[:1] + lines[2:3] + lines[1:2] + lines[3:]),  # two rows swapped
+        b"   " + data,  # another header (its alignment): nothing is taken
+        b"",
+    ]
+
+
+@pytest.mark.parametrize("name", [n for n in ALL_NAMES if fixture_names(n)])
+def test_a_parse_that_takes_the_previous_ones_unchanged_rows_equals_a_whole_parse(name):
+    """The agent and the exporter parse each pass with the last parse at hand: a line byte for byte the same is
+    that row again. Whatever changed between the two files, the result is the whole parse's."""
+    data = fixture_text(name).encode()
+    for before in _variants(data):
+        previous = parse_interrupts(before, name)
+        for after in _variants(data):
+            whole, taken = parse_interrupts(after, name), parse_interrupts(after, name, previous=previous)
+            assert (taken.cpus, taken.rows, taken.problems) == (whole.cpus, whole.rows, whole.problems)
+    again = parse_interrupts(data, name, previous=(first := parse_interrupts(data, name)))
+    assert all(again.rows[key] is first.rows[key] for key in again.rows if key not in first.settled)
+
+
+def test_a_lone_token_row_is_settled_against_the_new_file_not_taken_from_the_last():
+    """`ARMCTRL` alone after the counts is a chip when another row names that chip, else an action: the same line
+    means something else once the file around it changed, so such a row is parsed again."""
+    alone = b"           CPU0       CPU1\n  1:          5          0  FOO\n"
+    first = parse_interrupts(alone)
+    assert first.rows["1"].actions == ("FOO",) and not first.rows["1"].chip
+    named = alone + b"  2:          0          7  FOO  3 Edge      eth0\n"
+    second = parse_interrupts(named, previous=first)
+    assert second.rows["1"].chip == "FOO" and second.rows["1"].actions == ()
+    assert second.rows == parse_interrupts(named).rows
