@@ -67,6 +67,7 @@ PROBATION_PASSES = 3  # a change is kept after this many healthy passes
 UNJUDGED_LIMIT = 3  # a change that this many passes could not judge is rolled back
 MIN_WINDOW = 0.5  # a window shorter than this share of the interval judges nothing (an event's early pass)
 FLIPS = 3  # a knob changed this many times within 2 dwells is frozen where it is
+QUIET_PPS = 1000.0  # packets/s received below which a device is not sub-sampled: its bursts cannot matter
 FLAP_RETURNS = 2  # a knob that returns to a value it held before this many times ...
 FLAP_DWELLS = 10  # ... within this many dwells is flapping: frozen at the safer of the two values (`safer`)
 
@@ -275,6 +276,8 @@ class Agent:
         if self.config.samples <= 1:
             return found
         self.watched = self._watch(reading)
+        if not self.watched:  # nothing busy enough to burst: no sub-samples this window
+            return found
         irqs = [irq for device_irqs in self.watched.values() for irq in device_irqs]
         self.samples = [sample_of(reading.snapshot, irqs, self.watched)]
         gap = max(self.config.interval / self.config.samples, MIN_SAMPLE_GAP)
@@ -282,12 +285,19 @@ class Agent:
         return found
 
     def _watch(self, reading: Reading) -> dict[str, list[int]]:
-        """Device -> IRQs to sub-sample: the managed NICs with their IRQs, other managed interfaces (veth) without."""
+        """Device -> IRQs to sub-sample: the managed NICs with their IRQs, other managed interfaces (veth) without;
+        only those that received at least QUIET_PPS packets/s in the window just ended (a device below it cannot
+        burst enough to change a moderation choice; one that wakes up is watched from the next window on)."""
+        rates = reading.rates.netdev if reading.rates else None
+
+        def busy(name: str) -> bool:
+            return rates is None or rates.get(name, {}).get("rx_packets", 0.0) >= QUIET_PPS
+
         watched = {d.name: [q.irq for q in d.irqs] for d in reading.inventory.devices
-                   if d.kind == "nic" and self.config.manages(d.name, "nic")}  # fmt: skip
+                   if d.kind == "nic" and self.config.manages(d.name, "nic") and busy(d.name)}  # fmt: skip
         netdev = reading.snapshot.netdev.devices if reading.snapshot.netdev else {}
         for name in netdev:
-            if name != "lo" and name not in watched and self.config.manages(name, "nic"):
+            if name != "lo" and name not in watched and self.config.manages(name, "nic") and busy(name):
                 watched[name] = []
         return watched
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from irqtune.agent.loop import Agent
+from irqtune.agent.loop import QUIET_PPS, Agent
 from irqtune.config import Config, ConfigError, Limits, load_config
 from irqtune.decide.moderation import Moderation, forecast
 from irqtune.sim.kernel import SimulatedKernel
@@ -138,3 +138,24 @@ def test_config_samples_is_checked():
                  "samples = 2.5\n"):  # fmt: skip
         with pytest.raises(ConfigError, match="samples"):
             load_config("c.toml", text)
+
+
+def test_a_device_that_received_little_in_the_last_window_is_not_sub_sampled(tmp_path):
+    """Below QUIET_PPS a device cannot burst enough to change a moderation choice: once a window shows it quiet,
+    the agent reads nothing between passes for it (the first pass, knowing no rate yet, watches every managed
+    device); the same NIC at 200k pps is watched."""
+    quiet = BURSTS.replace(f"rate_pps = {BASE}", "rate_pps = 300").replace(f"burst_pps = {BURST}", "burst_pps = 600")
+    sim = SimMachine(load_scenario("quiet.toml", quiet), str(tmp_path / "tree"))
+    agent = Agent(SimulatedKernel.for_root(sim.root), Config(interval=1.0, samples=4), str(tmp_path / "state"),
+                  lambda: sim.clock)  # fmt: skip
+    agent.run_pass()
+    assert agent.watched and agent.next_sample is not None  # no rate known yet
+    _interval(agent, sim)
+    agent.run_pass()
+    assert agent.rates.netdev["eth0"]["rx_packets"] < QUIET_PPS
+    assert agent.watched == {} and agent.next_sample is None and agent.samples == []
+    busy, sim = _agent(tmp_path / "busy", samples=4)
+    busy.run_pass()
+    _interval(busy, sim)
+    busy.run_pass()
+    assert "eth0" in busy.watched and busy.next_sample is not None
