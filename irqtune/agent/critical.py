@@ -16,7 +16,7 @@ from ..config import Config
 from ..host import Host
 from ..measure.kubelet import saved_held
 from ..measure.reading import Reading
-from ..parse.common import Problem, format_cpulist
+from ..parse.common import Problem
 from ..statedir import KUBE_FILE
 from .kube import KubeWatch
 from .pins import Pinner
@@ -72,7 +72,7 @@ def one_shot(host: Host, config: Config, state_dir: str, reading: Reading) -> On
             kube.held = saved
             notes.append(f"the pods' CPUs as the agent last held them ({os.path.join(state_dir, KUBE_FILE)})")
     if kube.cpus:
-        notes.insert(0, f"CPUs {format_cpulist(sorted(kube.cpus))} kept free of device IRQs: {kube.whose(kube.cpus)}")
+        notes.insert(0, f"device IRQs kept off the CPUs opted-in pods hold alone: {kube.whose(kube.cpus)}")
     pinner = Pinner(host, state_dir)
     pinner.config = config
     pinner.expand(net_devices(reading))
