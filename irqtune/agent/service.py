@@ -211,7 +211,7 @@ class Service:
                 from ..export import AuthFileError
 
                 try:
-                    self.server = self.serve_metrics(self.host, self.config.exporter, self.stats)
+                    self.server = self.serve_metrics(self.host, self.config.exporter, self.stats, self.state_dir)
                 except (OSError, ValueError, AuthFileError) as err:
                     raise ServiceError(f"cannot serve metrics on {self.config.exporter.listen}: {err}") from None
                 self.output.err(f"irqtune: serving metrics on {self.server.url}")
