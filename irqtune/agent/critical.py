@@ -56,21 +56,18 @@ class OneShot:
 
 
 def one_shot(host: Host, config: Config, state_dir: str, reading: Reading) -> OneShot:
-    """The kubelet asked once, as a pass of the agent asks it; where the config names no pod source or the kubelet
-    cannot be read, the CPUs the agent last held (its state file) stay held, as the agent keeps them through a
-    read error. The pins expanded over this host's network devices."""
-    kube = KubeWatch(host, config.kubernetes)
-    _, problems = kube.poll()
-    notes = []
-    if kube.source is None or problems:
-        try:
-            saved = saved_held(state_dir)
-        except ValueError as err:
-            problems.append(Problem(os.path.join(state_dir, KUBE_FILE), 0, str(err).split(": ", 1)[-1]))
-            saved = None
-        if saved:
-            kube.held = saved
-            notes.append(f"the pods' CPUs as the agent last held them ({os.path.join(state_dir, KUBE_FILE)})")
+    """The kubelet asked once, as a pass of the agent asks it, starting from the CPUs the agent last held (its
+    state file): where the config names no pod source or the kubelet cannot be read, those stay held, as the agent
+    keeps them through a read error. The pins expanded over this host's network devices."""
+    kube, problems, notes = KubeWatch(host, config.kubernetes), [], []
+    try:
+        kube.held = saved_held(state_dir) or []
+    except ValueError as err:
+        problems.append(Problem(os.path.join(state_dir, KUBE_FILE), 0, str(err).split(": ", 1)[-1]))
+    _, unread = kube.poll()
+    problems += unread
+    if kube.held and (kube.source is None or unread):
+        notes.append(f"the pods' CPUs as the agent last held them ({os.path.join(state_dir, KUBE_FILE)})")
     if kube.cpus:
         notes.insert(0, f"device IRQs kept off the CPUs opted-in pods hold alone: {kube.whose(kube.cpus)}")
     pinner = Pinner(host, state_dir)

@@ -109,7 +109,8 @@ def test_plan_and_apply_keep_irqs_off_an_opted_in_pods_exclusive_cpus(root, tmp_
 def test_the_cpus_the_agent_holds_stay_held_where_the_kubelet_is_not_watched_here(root, tmp_path, monkeypatch):
     """No [kubernetes] in the config this command reads, but the agent's state file says it holds CPU 4 for a pod:
     the one-shot plan keeps off it too (the agent would move the IRQs straight back), and says where it learned
-    it. A kubelet that cannot be read falls back the same way, the problem named (exit 3)."""
+    it. A kubelet that cannot be read falls back the same way, the problem named (exit 3); one that can be read has
+    the last word."""
     state = tmp_path / "state"
     state.mkdir()
     held = {"cpus": "4", "containers": [{"pod": "telco/packet-forwarder", "uid": FORWARDER, "container": "dpdk",
@@ -124,6 +125,9 @@ def test_the_cpus_the_agent_holds_stay_held_where_the_kubelet_is_not_watched_her
     code, out, err = cli("plan", "--json", root=root, state=state)  # no checkpoint under the root
     assert code == 3 and "cpu_manager_state" in err
     assert {c["target"] for c in json.loads(out)["changes"] if c["device"] == "ens1f0"} == {"5"}
+    kubelet(root, {})  # readable now, and the pod has ended: the kubelet's word, not the file's
+    code, out, err = cli("plan", "--json", root=root, state=state)
+    assert code == 0 and {c["target"] for c in json.loads(out)["changes"] if c["device"] == "ens1f0"} == {"4", "5"}
 
 
 def test_a_pinned_knob_is_left_alone_and_a_plan_that_moves_it_is_refused(root, tmp_path, monkeypatch):
