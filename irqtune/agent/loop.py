@@ -51,6 +51,7 @@ from ..measure.snapshot import Snapshot
 from ..model.coalesce import GOAL_WEIGHT_US, writable_usecs
 from ..parse.common import CpuListError, Problem, parse_cpulist
 from ..plan import Change, Rules, fixes_violation
+from .critical import net_devices, rule_args
 from .kube import KubeWatch
 from .pins import Pinner
 from .propose import Proposer
@@ -90,13 +91,6 @@ class PassReport:
                 "rollbacks": [d.to_json() for d in self.rollbacks], "checks": self.checks,
                 "tracking": self.tracking, "problems": [p.to_json() for p in self.problems],
                 "pins": [p.to_json() for p in self.pins]}  # fmt: skip
-
-
-def _net_devices(reading: Reading) -> list[str]:
-    """The network devices a [pin] glob may match: the NICs found and every interface /proc/net/dev lists."""
-    names = [d.name for d in reading.inventory.devices if d.kind == "nic"]
-    netdev = reading.snapshot.netdev.devices if reading.snapshot.netdev else {}
-    return sorted({*names, *(name for name in netdev if name != "lo")})
 
 
 @dataclass
@@ -190,8 +184,8 @@ class Agent:
             began = now - rates.interval  # a device written since (a pass takes time; rollbacks just now) ran
             self.proposer.unsettled = {dev for dev, at in self.wrote.items() if at > began + 1e-6}  # two settings
         if self.config.pins or self.pinner.knobs:  # (a reload that drops the pins lets their knobs go)
-            report.pins = self.pinner.run(self.config, self.journal, _net_devices(reading), reading.interrupts)
-        rules = placement_rules(reading, **self._rule_args(reading))
+            report.pins = self.pinner.run(self.config, self.journal, net_devices(reading), reading.interrupts)
+        rules = placement_rules(reading, **rule_args(self.config, reading.topology.online, self.kube.cpus))
         # observe mode recommends what it would still change every pass; tune mode places once (then on events)
         placement = [] if self.placed and self.tuning else self._placement(reading, rules)
         proposals = list(placement)
@@ -311,16 +305,6 @@ class Agent:
             if goal:
                 out[device.name] = GOAL_WEIGHT_US[goal]
         return out
-
-    def _rule_args(self, reading: Reading) -> dict:
-        """Placement rules from the config: banned and critical CPUs, and with [cpus] housekeeping every online
-        CPU outside it, take no IRQ (a device's own configured cpus excepted); unmanaged devices are left alone."""
-        unmanaged = frozenset(rule.name for rule in self.config.devices if rule.name and not rule.manage)
-        banned = self.config.cpus.cpus("banned") | self.config.cpus.cpus("critical") | self.kube.cpus
-        housekeeping = self.config.cpus.cpus("housekeeping")
-        if housekeeping:
-            banned |= {cpu for cpu in reading.topology.online if cpu not in housekeeping}
-        return {"banned": frozenset(banned), "exclude": unmanaged, "device_cpus": self.config.device_cpus()}
 
     def _placement(self, reading: Reading, rules: Rules) -> list[Change]:
         self.placed = True

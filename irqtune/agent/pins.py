@@ -14,7 +14,7 @@ from ..act.knobs import KnobError, Unsupported, make_knob
 from ..config import Config
 from ..host import Host
 from ..parse.interrupts import InterruptTable
-from ..plan import Change
+from ..plan import Change, Plan, parse_knob_id
 
 PINNED = "pinned"  # the outcome of a pin written (or found holding its value) this pass
 DRIFTED = "drifted"  # a pinned knob that something else changed: reported (repin = false)
@@ -36,6 +36,23 @@ class Pinner:
         """Why the agent must not change this knob (None: not pinned)."""
         value = self.knobs.get(knob)
         return None if value is None else f"pinned at {value} by the config's [pin]"
+
+    def hold(self, plan: Plan, strict: bool) -> Plan:
+        """`plan` (the one-shot plan and apply) with no change that moves a pinned knob off its value: a computed
+        plan leaves it, with a note, as a pass of the agent holds it; in a saved or asked one it is a violation (the
+        operator's word against the config's: `set` still writes it)."""
+        kept, notes, violations = [], list(plan.notes), list(plan.violations)
+        for c in plan.changes:
+            knob = _canonical(c.knob)
+            why = self.why(knob)
+            if why is None or self.knobs[knob] == c.target:
+                kept.append(c)
+            elif strict:
+                kept.append(c)
+                violations.append(f"{knob}: {why}")
+            else:
+                notes.append(f"{knob}: {why}; left alone")
+        return Plan(kept, notes, violations)
 
     def expand(self, devices: list[str]) -> dict[str, str]:
         """Knob id -> value for the pins on these network devices (the first pin that names a knob wins)."""
@@ -98,6 +115,14 @@ class Pinner:
             return change(knob, value, self.journal, self.state_dir)
         except (KnobError, Unsupported) as err:
             return Result(knob_id, REFUSED, target=value, message=str(err))
+
+
+def _canonical(knob: str) -> str:
+    """The id as the pins name it (an alias or a saved plan's spelling); as written where it is no knob id."""
+    try:
+        return parse_knob_id(knob).canonical
+    except KnobError:
+        return knob
 
 
 def _change(knob: str, found: str | None, value: str, outcome: str, note: str) -> Change:

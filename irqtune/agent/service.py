@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from .. import DEFAULT_CONFIG
 from ..act import engine
 from ..act.journal import Journal, JournalError
 from ..config import Config, ConfigError, check_host, load_config
@@ -37,7 +38,6 @@ from .events import LinkWatcher
 from .loop import Agent, PassReport
 from .notify import Notifier
 
-DEFAULT_CONFIG = "/etc/irqtune/irqtune.toml"
 LOCK_FILE = "agent.lock"
 SLICE = 0.2  # seconds: how promptly the wait between passes sees a signal or an event
 MAX_PROBLEMS = 20  # lines of a config's problems with this host: the first ones, then how many more
@@ -211,7 +211,7 @@ class Service:
                 from ..export import AuthFileError
 
                 try:
-                    self.server = self.serve_metrics(self.host, self.config.exporter, self.stats)
+                    self.server = self.serve_metrics(self.host, self.config.exporter, self.stats, self.state_dir)
                 except (OSError, ValueError, AuthFileError) as err:
                     raise ServiceError(f"cannot serve metrics on {self.config.exporter.listen}: {err}") from None
                 self.output.err(f"irqtune: serving metrics on {self.server.url}")

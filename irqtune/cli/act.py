@@ -11,7 +11,9 @@ import sys
 
 import click
 
+from .. import DEFAULT_CONFIG
 from ..act import engine
+from ..act.engine import read_knob
 from ..act.journal import Journal, JournalError
 from ..act.knobs import CpuListKnob, IrqAffinityKnob, KnobError, Unsupported, make_knob
 from ..act.owners import rivals
@@ -21,7 +23,7 @@ from ..measure.snapshot import take_snapshot
 from ..measure.topology import read_topology
 from ..parse.common import CpuListError, parse_cpulist, printable
 from ..parse.interrupts import InterruptTable
-from ..plan import KNOB_FORMS, PlanError, irq_selector, load_plan
+from ..plan import KNOB_FORMS, Change, Plan, PlanError, check, irq_selector, load_plan, parse_knob_id
 from ..statedir import boot_id
 from .common import EXIT_DRIFT, EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, report_problems
 
@@ -141,22 +143,33 @@ def set_(obj, knob: str, value: str, dry_run: bool, allow_isolated: bool, allow_
 def _selected(obj, knob: str) -> list[str]:
     """The knob ids `knob` names: itself, or for irq/SELECTOR/affinity one per IRQ the selector matches, each
     listed on stderr first (what will be written is seen before it is)."""
-    pattern = irq_selector(knob)
-    if pattern is None:
+    if irq_selector(knob) is None:
         return [knob]
     snap = take_snapshot(obj.host, with_affinity=False)
     inventory = build_inventory(obj.host, snap.interrupts or InterruptTable(cpus=[]), {})
+    matched = resolve_selector(inventory, knob)
+    for irq, name in matched.items():
+        click.echo(f"irqtune: {printable(knob)}: {_described(inventory, irq, name)}", err=True)
+    return [f"irq/{irq}/affinity" for irq in matched]
+
+
+def resolve_selector(inventory, knob: str) -> dict[int, str]:
+    """IRQ -> the name its irq/SELECTOR/affinity selector matched (set, plan and apply): KnobError naming what
+    could match where nothing does. {} for a knob id that is no selector."""
+    pattern = irq_selector(knob)
+    if pattern is None:
+        return {}
     matched = select_irqs(inventory, pattern)
     if not matched:
-        names = selectable_names(inventory)
-        why = device_problem(pattern, names) or ""
+        why = device_problem(pattern, selectable_names(inventory)) or ""
         raise KnobError(f"{printable(knob)}: no IRQ matches {printable(pattern)}" + (f"; {why}" if why else ""))
-    for irq, name in matched.items():
-        info = inventory.irqs[irq]
-        click.echo(f"irqtune: {printable(knob)}: IRQ {irq} ({printable(name)}"
-                   f"{f', device {printable(info.device)}' if info.device and info.device != name else ''})",
-                   err=True)  # fmt: skip
-    return [f"irq/{irq}/affinity" for irq in matched]
+    return matched
+
+
+def _described(inventory, irq: int, name: str) -> str:
+    """How a matched IRQ is shown: "IRQ 38 (virtio2-input.0, device eth0)"."""
+    device = inventory.irqs[irq].device
+    return f"IRQ {irq} ({printable(name)}{f', device {printable(device)}' if device and device != name else ''})"
 
 
 def set_knob(obj, knob: str, value: str, *, dry_run: bool = False, allow_isolated: bool = False,
@@ -251,11 +264,15 @@ def verify(obj, as_json: bool) -> None:
     sys.exit(EXIT_DRIFT if any(r.outcome == engine.DRIFTED for r in results) else EXIT_OK)
 
 
-def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, plan_file: str | None = None):
+def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, plan_file: str | None = None,
+          asked: tuple[str, ...] = (), config_path: str | None = None):  # fmt: skip
+    """The plan (computed, or the saved one) with the asked changes, checked against the rules the agent keeps:
+    (plan, topology, exit status for malformed input)."""
     try:
         banned = frozenset(parse_cpulist(ban_cpus)) if ban_cpus else frozenset()
     except CpuListError as err:
         raise click.BadParameter(str(err), param_hint="--ban-cpus") from None
+    pairs = _asked_pairs(asked)
     _check_names(obj.host, exclude, banned)
     decided = None
     if plan_file:
@@ -263,13 +280,84 @@ def _plan(obj, exclude: tuple[str, ...], ban_cpus: str, allow_isolated: bool, pl
             decided = load_plan(plan_file)
         except PlanError as err:
             raise click.ClickException(str(err)) from None
+    from ..agent.critical import one_shot
+    from ..agent.service import load_for_host
+    from ..config import ConfigError  # config's parser: the plan commands', not get's
     from ..decide.placement import placement_plan, placement_rules
     from ..measure.reading import input_problems, read_host
 
+    try:
+        config = load_for_host(config_path, None, None, obj.host)
+    except (ConfigError, OSError) as err:
+        raise click.ClickException(f"{err}; nothing planned") from None
     reading = read_host(obj.host, obj.state_dir)
-    rules = placement_rules(reading, banned=banned, allow_isolated=allow_isolated, exclude=frozenset(exclude))
-    partial = report_problems(input_problems(reading, obj.host))  # named on stderr as status names them
-    return placement_plan(reading, rules, decided), reading.topology, partial
+    shot = one_shot(obj.host, config, obj.state_dir, reading)  # the pods' CPUs and the pins, as a pass sees them
+    honoured = shot.rule_args(reading.topology.online)
+    rules = placement_rules(
+        reading,
+        banned=banned | honoured["banned"],
+        allow_isolated=allow_isolated,
+        exclude=frozenset(exclude) | honoured["exclude"],
+        device_cpus=honoured["device_cpus"],
+    )
+    partial = report_problems([*input_problems(reading, obj.host), *shot.problems])  # named as status names them
+    computed = shot.pinner.hold(placement_plan(reading, rules, decided), strict=decided is not None)
+    mine = shot.pinner.hold(_asked_plan(obj.host, reading.inventory, pairs), strict=True)
+    result = _merged(computed, mine, rules)
+    result.notes += shot.notes
+    return result, reading.topology, partial
+
+
+def _asked_pairs(asked: tuple[str, ...]) -> list[tuple[str, str]]:
+    """KNOB=VALUE arguments split; a knob id that is neither a knob nor an IRQ selector is an error (as in set)."""
+    pairs = []
+    for text in asked:
+        knob, eq, value = text.partition("=")
+        if not eq:
+            raise click.BadParameter(f"expected KNOB=VALUE, got {printable(text)}", param_hint="KNOB=VALUE")
+        if irq_selector(knob) is None:
+            try:
+                knob = parse_knob_id(knob).canonical
+            except KnobError as err:
+                raise click.ClickException(str(err)) from None
+        pairs.append((knob, value))
+    return pairs
+
+
+def _asked_plan(host, inventory, pairs: list[tuple[str, str]]) -> Plan:
+    """The asked changes, a selector resolved to its IRQs with the same resolver as set's, each IRQ in a note."""
+    plan = Plan()
+    for knob, value in pairs:
+        try:
+            matched = resolve_selector(inventory, knob)
+        except KnobError as err:
+            raise click.ClickException(f"{err}; nothing planned") from None
+        if matched:
+            plan.notes.append(f"{printable(knob)} selects " + ", ".join(_described(inventory, irq, name)
+                                                                       for irq, name in matched.items()))  # fmt: skip
+        for irq, name in matched.items() or [(None, "")]:
+            kid = parse_knob_id(f"irq/{irq}/affinity" if irq is not None else knob)
+            info = inventory.irqs.get(kid.irq) if kid.irq is not None else None
+            current = read_knob(host, kid.canonical)
+            plan.changes.append(Change(kid.canonical, "?" if current is None else current, value,
+                                       f"asked: {printable(knob)}={printable(value)}" + (f" ({printable(name)})"
+                                                                                          if name else ""),
+                                       device=kid.device or (info.device if info else None), irq=kid.irq))  # fmt: skip
+    return plan
+
+
+def _merged(base: Plan, asked: Plan, rules) -> Plan:
+    """The plan with the asked changes in place of its own for the same knobs (named in a note), checked."""
+    mine = {c.knob for c in asked.changes}
+    notes = [f"{c.knob}: asked {c.target} in place of the plan's {b.target}"
+             for c in asked.changes for b in base.changes if b.knob == c.knob]  # fmt: skip
+    kept = [b for b in base.changes if b.knob not in mine]
+    violations = [v for v in base.violations if v.partition(": ")[0] not in mine]
+    return Plan(
+        kept + asked.changes,
+        base.notes + asked.notes + notes,
+        violations + asked.violations + check(Plan(list(asked.changes)), rules).violations,
+    )
 
 
 def _check_names(host, exclude: tuple[str, ...], banned: frozenset[int]) -> None:
@@ -303,6 +391,16 @@ _plan_options = [
     click.option("--ban-cpus", default="", metavar="LIST", help="CPUs no interrupt may be moved to, e.g. 0,8-15."),
     click.option("--allow-isolated", is_flag=True, help="Allow isolated and nohz_full CPUs as targets."),
     click.option("--json", "as_json", is_flag=True, help="Print the plan (and results) as JSON."),
+    click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        metavar="FILE",
+        help=f"The agent's config (TOML), honoured as a pass of the agent honours it: its [cpus] banned, "
+        f"critical and housekeeping, manage = false, [pin], and with [kubernetes] the exclusive CPUs of "
+        f"opted-in pods. Default: {DEFAULT_CONFIG} if it exists.",
+    ),
+    click.argument("asked", nargs=-1, metavar="[KNOB=VALUE]..."),
 ]
 
 
@@ -315,15 +413,24 @@ def _with_plan_options(fn):
 @click.command(epilog=ACT_EXIT_HELP)
 @_with_plan_options
 @click.pass_obj
-def plan(obj, exclude, ban_cpus, allow_isolated, as_json) -> None:
+def plan(obj, exclude, ban_cpus, allow_isolated, as_json, config_path, asked) -> None:
     """What irqtune would change now, and why (never writes).
 
     Policy today: spread each NIC's queue IRQs, one per CPU in turn, over the
     NIC-local housekeeping CPUs (not isolated, not banned); kernel-managed IRQs and
     excluded devices are left alone with a note. Checked against the invariants
     before it is shown: a plan with violations cannot be applied.
+
+    The agent's config is honoured as a pass of the agent honours it: no IRQ onto its
+    banned or critical CPUs or the exclusive CPUs of opted-in Kubernetes pods (the
+    kubelet asked once; where it cannot be, the CPUs the agent last held), and a knob
+    its [pin] holds is left alone (a note says so).
+
+    KNOB=VALUE adds a change of your own (set's KNOB forms; irq/SELECTOR/affinity
+    names IRQs by device or glob, each IRQ it selects named in a note), in place of
+    the plan's for the same knob and checked by the same rules.
     """
-    result, _, partial = _plan(obj, exclude, ban_cpus, allow_isolated)
+    result, _, partial = _plan(obj, exclude, ban_cpus, allow_isolated, asked=asked, config_path=config_path)
     click.echo(json.dumps(_plan_json(result), indent=1) if as_json else "\n".join(result.diff()))
     sys.exit(EXIT_ERROR if result.violations else partial)
 
@@ -340,9 +447,15 @@ def plan(obj, exclude, ban_cpus, allow_isolated, as_json) -> None:
     "it is checked against the same rules.",
 )  # fmt: skip
 @click.pass_obj
-def apply(obj, exclude, ban_cpus, allow_isolated, as_json, yes, take_over, allow_host_wide, plan_file) -> None:
-    """Apply the plan: a dry run unless --yes; every write journaled and read back."""
-    result, topology, partial = _plan(obj, exclude, ban_cpus, allow_isolated, plan_file)
+def apply(obj, exclude, ban_cpus, allow_isolated, as_json, config_path, asked, yes, take_over, allow_host_wide,
+          plan_file) -> None:  # fmt: skip
+    """Apply the plan: a dry run unless --yes; every write journaled and read back.
+
+    The plan is plan's (or --plan FILE's), with the KNOB=VALUE changes and the
+    agent's config honoured as plan says; a saved plan that would move a pinned
+    knob breaks the rules and is not applied.
+    """
+    result, topology, partial = _plan(obj, exclude, ban_cpus, allow_isolated, plan_file, asked, config_path)
     if result.violations:
         click.echo("\n".join(result.diff()), err=True)
         raise click.ClickException("the plan breaks the rules above; nothing written")

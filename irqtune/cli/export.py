@@ -136,15 +136,15 @@ def export(obj, listen: str, per_cpu: bool, include: tuple[str, ...], exclude: t
     problem = _nothing_to_measure(obj.host)
     if problem:
         raise click.ClickException(problem)
-    sys.exit(run_exporter(obj.host, options, listen, tls, auth, probes=probes, once=once))
+    sys.exit(run_exporter(obj.host, options, listen, tls, auth, probes=probes, once=once, state_dir=obj.state_dir))
 
 
 def run_exporter(host, options: ExportOptions, listen: str, tls: TlsConfig | None, auth: BasicAuth | None, *,
-                 probes: bool, once: bool) -> int:  # fmt: skip
+                 probes: bool, once: bool, state_dir: str | None = None) -> int:  # fmt: skip
     """The exporter's life: the probes attached (when asked for), then one exposition on stdout (--once) or the
     server until SIGTERM or SIGINT. The probes are detached and the signal handlers put back on every exit."""
     with catch_signals(stop=(signal.SIGTERM, signal.SIGINT)) as signals, _probe_source(host, probes) as source:
-        collector = IrqtuneCollector(host, options, probes=source)
+        collector = IrqtuneCollector(host, options, probes=source, state_dir=state_dir)
         registry = make_registry(collector)
         if once:
             if source:

@@ -7,8 +7,9 @@ import sys
 
 import click
 
+from .. import DEFAULT_CONFIG
 from ..agent.events import LinkWatcher
-from ..agent.service import DEFAULT_CONFIG, Service, ServiceError, load_for_host
+from ..agent.service import Service, ServiceError, load_for_host
 from ..agent.signals import catch_signals
 from ..config import MODES
 from .common import EXIT_OK, EXIT_PARTIAL, FiniteRange

@@ -40,9 +40,10 @@ def __getattr__(name: str):
     return value
 
 
-def serve_agent(host, exporter, stats: AgentStats) -> MetricsServer:
+def serve_agent(host, exporter, stats: AgentStats, state_dir: str | None = None) -> MetricsServer:
     """The agent's metrics server: `irqtune export`'s collector plus the agent's stats, set up from the
-    config's [exporter] table (listen, tls_cert, tls_key, basic_auth_file, per_cpu, max_series)."""
+    config's [exporter] table (listen, tls_cert, tls_key, basic_auth_file, per_cpu, max_series); the pods' held
+    CPUs from the agent's `state_dir`."""
     from .auth import BasicAuth
     from .collector import IrqtuneCollector, make_registry
     from .select import ExportOptions, Filters
@@ -51,7 +52,8 @@ def serve_agent(host, exporter, stats: AgentStats) -> MetricsServer:
     auth = BasicAuth.from_file(exporter.basic_auth_file) if exporter.basic_auth_file else None
     tls = TlsConfig(exporter.tls_cert, exporter.tls_key or exporter.tls_cert) if exporter.tls_cert else None
     options = ExportOptions(per_cpu=exporter.per_cpu, filters=Filters.parse((), ()), max_series=exporter.max_series)
-    return serve(make_registry(IrqtuneCollector(host, options, agent=stats)), exporter.listen, tls=tls, auth=auth)
+    collector = IrqtuneCollector(host, options, agent=stats, state_dir=state_dir)
+    return serve(make_registry(collector), exporter.listen, tls=tls, auth=auth)
 
 
 __all__ = [

@@ -27,6 +27,7 @@ from prometheus_client.registry import CollectorRegistry
 from .. import __version__
 from ..host import Host
 from ..measure.inventory import Inventory, build_inventory
+from ..measure.kubelet import Held, saved_held
 from ..measure.memory import KernelLog
 from ..measure.snapshot import IrqStatics, Snapshot, take_snapshot
 from ..measure.topology import Topology, read_topology
@@ -34,6 +35,7 @@ from ..probe.base import Histogram
 from ..probe.runner import ProbeResult
 from .agent_stats import AgentStats, agent_families
 from .histograms import SERIES_PER_HISTOGRAM, prometheus_histogram
+from .kube import kube_families
 from .memory import memory_families
 from .probes import ProbeReader, hardirq_data, probe_families
 from .proc import (
@@ -64,8 +66,10 @@ class IrqtuneCollector:
         options: ExportOptions | None = None,
         agent: AgentStats | None = None,
         probes: ProbeReader | None = None,
+        state_dir: str | None = None,
     ) -> None:
         self.host = host
+        self.state_dir = state_dir  # the agent's: the pods' held CPUs (statedir KUBE_FILE); None: not exported
         self.options = options or ExportOptions()
         self.agent = agent
         self.probes = probes
@@ -84,6 +88,7 @@ class IrqtuneCollector:
         self._kernel_log = KernelLog(host)  # allocation failures counted since the exporter started
         self._statics = IrqStatics()  # each IRQ's node and hint, read again when its actions change
         self._previous: Snapshot | None = None  # the last scrape's: its unchanged /proc/interrupts rows are taken
+        self._kube_error = ""  # the last unreadable held-CPUs file, logged once
 
     def describe(self) -> list[Metric]:
         """Nothing: registering must not take a snapshot (or touch BPF maps)."""
@@ -118,9 +123,11 @@ class IrqtuneCollector:
 
         results: dict[str, ProbeResult] = self.probes.read() if self.probes else {}
         hists, unhandled = hardirq_data(results)
+        held, kube_problems = self._kube_held()
         fixed: list[Metric] = [
             *netdev_families(snap, self.options.filters),
             isolation_family(self._topology(snap)),
+            *kube_families(held),
             *memory_families(snap.memory, self.options.filters),
         ]
         if self.probes:
@@ -148,7 +155,19 @@ class IrqtuneCollector:
         if not up and self._last_up:
             log.warning("nothing to measure: %s", ", ".join(f"{p} {w}" for p, w in snap.unavailable.items()))
         self._last_up = up
-        return families, plan, up, len(snap.problems)
+        return families, plan, up, len(snap.problems) + kube_problems
+
+    def _kube_held(self) -> tuple[list[Held] | None, int]:
+        """The pods' held CPUs the agent saved, and 1 where its file cannot be read (logged once, until it can)."""
+        try:
+            held = saved_held(self.state_dir) if self.state_dir else None
+        except ValueError as err:
+            if str(err) != self._kube_error:
+                log.warning("the pods' held CPUs not exported: %s", err)
+            self._kube_error = str(err)
+            return None, 1
+        self._kube_error = ""
+        return held, 0
 
     def _topology(self, snap: Snapshot) -> Topology:
         """The CPU topology, read again only when the online CPUs change or INVENTORY_TTL passed (reading it

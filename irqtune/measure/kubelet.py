@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Protocol
 from ..fileio import LIMITS, read_regular
 from ..host import Host, PathEscape
 from ..jsonfile import JsonError, key_line, loads
-from ..parse.common import CpuListError, Problem, brief, brief_text, format_cpulist, parse_cpulist
+from ..parse.common import CpuListError, Problem, brief, brief_text, format_cpulist, parse_cpulist, printable
+from ..statedir import KUBE_FILE, read_kube_held
 
 if TYPE_CHECKING:
     import http.client
@@ -262,3 +263,23 @@ def held_cpus(state: CpuManagerState, pods: list[Pod], annotation: str = ANNOTAT
     opted = {pod.uid: pod for pod in pods if pod.annotations.get(annotation) == OPT_IN}
     return [Held(opted[a.pod_uid].label, a.pod_uid, brief_text(a.container), a.cpus)
             for a in state.assignments if a.pod_uid in opted and a.cpus]  # fmt: skip
+
+
+def saved_held(state_dir: str) -> list[Held] | None:
+    """The containers an agent last held CPUs for, from the file it keeps for `status` (statedir KUBE_FILE): for a
+    one-shot command and the exporter, which watch no kubelet themselves. None where no agent watches one (no
+    file); ValueError where the file is not irqtune's."""
+    data = read_kube_held(state_dir)
+    if data is None:
+        return None
+    path, out = os.path.join(state_dir, KUBE_FILE), []
+    for entry in data["containers"]:
+        fields = ("pod", "uid", "container", "cpus")
+        if not (isinstance(entry, dict) and all(isinstance(entry.get(k), str) for k in fields)):
+            raise ValueError(f"{path}: a container without pod, uid, container and cpus: {brief(entry)}")
+        try:
+            cpus = frozenset(parse_cpulist(entry["cpus"]))
+        except CpuListError as err:
+            raise ValueError(f"{path}: {entry['pod']}: {err}") from None
+        out.append(Held(printable(entry["pod"]), entry["uid"], printable(entry["container"]), cpus))  # as saved: shown
+    return out

@@ -38,7 +38,7 @@ NETDEV_FILES: dict[str, tuple[str, int, int]] = {  # knob -> (sysfs file, min, m
 }
 KNOB_FORMS = (
     "irq/N/affinity",
-    "irq/SELECTOR/affinity (set: a device or glob, e.g. eth0, eth0*, nvme0q*: every IRQ it names)",
+    "irq/SELECTOR/affinity (set, plan, apply: a device or glob, e.g. eth0, eth0*, nvme0q*: every IRQ it names)",
     "irq/default/affinity",
     "sysctl/net.core.{" + ",".join(SYSCTLS) + "}",
     "sysctl/vm.{" + ",".join(VM_SYSCTLS) + "}",

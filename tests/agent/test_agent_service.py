@@ -306,8 +306,9 @@ def test_the_metrics_server_lives_as_long_as_the_service(sim, tmp_path):
         def close(self) -> None:
             events.append("closed")
 
-    def serve(host, exporter, stats):
+    def serve(host, exporter, stats, state_dir):
         events.append(exporter.listen)
+        assert state_dir == str(tmp_path / "state")  # the pods' held CPUs are read from there
         return Server()
 
     service, _, lines, _, _, _ = make(sim, tmp_path, 'interval = 1.0\n[exporter]\nlisten = "127.0.0.1:9"\n', passes=2,
@@ -318,7 +319,7 @@ def test_the_metrics_server_lives_as_long_as_the_service(sim, tmp_path):
 
 
 def test_a_metrics_server_that_cannot_start_lets_the_lock_go(sim, tmp_path):
-    def serve(host, exporter, stats):
+    def serve(host, exporter, stats, state_dir):
         raise OSError(98, "Address already in use")
 
     service, _, _, _, _, _ = make(sim, tmp_path, TUNE + '[exporter]\nlisten = "127.0.0.1:9"\n', serve_metrics=serve)

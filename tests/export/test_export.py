@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -491,6 +492,33 @@ def test_isolated_cpus_are_exported_for_the_isolation_alerts(tmp_path):
     cpus = {dict(labels)["cpu"] for _, labels in samples}
     assert cpus == {"6", "7"} and set(samples.values()) == {1.0}  # the simulated host isolates them as the kernel
     assert ("irqtune_cpu_isolated", (("cpu", "6"), ("kind", "isolated"))) in samples  # shows: sysfs and isolcpus=
+
+
+def test_the_cpus_the_agent_holds_for_pods_are_exported_from_its_state_file(tmp_path, caplog):
+    """The agent's kubernetes.json (what `status` shows) becomes irqtune_kube_held_cpus and one
+    irqtune_kube_held_cpu{cpu,pod,container} per CPU, in `irqtune export --once` with the agent's state directory;
+    no file (no agent watches a kubelet), no families; a file that is not irqtune's is a scrape problem, logged."""
+    root = fixture_root(tmp_path, LAPTOP)
+    state = tmp_path / "state"
+    state.mkdir()
+    code, out, _ = cli("export", "--once", root=root, state=state)
+    assert code == 0 and "irqtune_kube_held" not in out
+    held = {"cpus": "2-3", "containers": [{"pod": "telco/packet-forwarder", "uid": "6f4c", "container": "dpdk",
+                                           "cpus": "2-3"}]}  # fmt: skip
+    (state / "kubernetes.json").write_text(json.dumps(held))
+    code, out, _ = cli("export", "--once", root=root, state=state)
+    assert code == 0, out
+    families = {f.name: f for f in text_string_to_metric_families(out)}
+    assert [s.value for s in families["irqtune_kube_held_cpus"].samples] == [2.0]
+    cpus = {(s.labels["cpu"], s.labels["pod"], s.labels["container"]): s.value
+            for s in families["irqtune_kube_held_cpu"].samples}  # fmt: skip
+    assert cpus == {("2", "telco/packet-forwarder", "dpdk"): 1.0, ("3", "telco/packet-forwarder", "dpdk"): 1.0}
+    (state / "kubernetes.json").write_text('{"cpus": "2", "containers": [{"pod": "x"}]}')
+    collector = IrqtuneCollector(Host(str(root)), state_dir=str(state))
+    with caplog.at_level(logging.WARNING):
+        names = {f.name for f in collector.collect()}
+    assert "irqtune_kube_held_cpus" not in names and collector.last_problems == 1
+    assert "kubernetes.json: a container without pod, uid, container and cpus" in caplog.text
 
 
 def test_the_agents_prediction_is_exported_beside_the_measurement(tmp_path):
