@@ -179,8 +179,10 @@ def read_knob(host: Host, knob_id: str) -> str | None:
 
 
 def _effective_note(knob: Knob) -> str:
+    """What the result says besides the values: the IRQ's effective CPUs, or how a knob was written (RSS: netlink
+    or the ioctl)."""
     if not isinstance(knob, IrqAffinityKnob):
-        return ""
+        return knob.meta.get("note", "")
     effective = knob.host.text("proc", "irq", knob.parts[1], "effective_affinity_list")
     return f"effective {effective}" if effective else ""
 

@@ -13,6 +13,9 @@ written one way. Values travel as canonical strings (what the journal stores).
     net/DEV/coalesce/FIELD      ethtool netlink COALESCE (rx-usecs, rx-max-frames, use-adaptive-rx, ...)
     net/DEV/channels/KIND       ethtool netlink CHANNELS count (rx, tx, other, combined)
     net/DEV/rings/KIND          ethtool netlink RINGS size (rx, tx, rx-jumbo, rx-mini), at most the driver's max
+    net/DEV/rss/indir           RSS indirection table, one RX queue per entry (`0,1,2,3,...` or `equal N`): each
+                                entry below the RX queues in use; RSS_SET (6.17+), else the ioctl ETHTOOL_SRSSH
+    net/DEV/rss/hkey            RSS hash key, hex bytes (`6d:5a:...`), the driver's key length
     napi/DEV/ID/SETTING         netdev netlink napi-set (6.13+): defer-hard-irqs, gro-flush-timeout,
                                 irq-suspend-timeout (ns), threaded (0/1), per NAPI instance
 
@@ -26,6 +29,7 @@ known; a write the kernel refuses with EIO (before 6.12) or EPERM marks them man
 from __future__ import annotations
 
 import errno
+import logging
 from dataclasses import dataclass, field
 
 from ..host import Host, NoNetlink, PathEscape
@@ -34,6 +38,7 @@ from ..parse.common import CpuListError, describe, format_cpulist, parse_count, 
 from ..plan.knob_id import NETDEV_FILES, KnobError, parse_knob_id
 
 NO_XPS_MAP = "this queue has no XPS map (the kernel answers ENOENT: XPS needs a multiqueue device)"
+log = logging.getLogger(__name__)
 HOST_WIDE = ("IRQ affinity is host-wide: this irqtune runs in a network namespace that is not the host's (ip netns "
              "exec?), yet the change would move the interrupt for every namespace; pass --allow-host-wide to make "
              "it anyway")  # fmt: skip
@@ -243,6 +248,99 @@ class EthtoolKnob(Knob):
         return super().classify(err)
 
 
+class RssKnob(EthtoolKnob):
+    """The RSS indirection table (`meta['field']` indir) or hash key (hkey) of DEV, written whole: the table at
+    the driver's size with every entry below the number of RX queues (the kernel's ethtool_check_max_channel
+    refuses others too, less clearly), the key at the driver's length. `meta['note']` says how it was written."""
+
+    def _rss(self) -> dict:
+        with self._client() as client:
+            try:
+                return client.get_rss(self.parts[2])
+            except self.errors() as err:
+                raise Unsupported(f"{self.id}: {err}") from None
+
+    def read(self) -> str:
+        rss, field_name = self._rss(), self.meta["field"]
+        if not rss.get(field_name):
+            raise Unsupported(f"{self.id}: driver of {self.parts[2]} does not report an RSS {field_name}")
+        return format_indir(rss["indir"]) if field_name == "indir" else format_hkey(rss["hkey"])
+
+    def write(self, value: str) -> None:
+        field_name, dev = self.meta["field"], self.parts[2]
+        if field_name == "indir":
+            wanted: dict = {"indir": parse_indir(value)}
+        else:
+            wanted = {"hkey": bytes.fromhex(value.replace(":", ""))}
+        with self._client() as client:
+            try:
+                self.meta["note"] = client.set_rss(dev, **wanted)
+            except self.errors() as err:
+                raise OSError(err.errno, str(err)) from None
+        log.info("%s: %s", self.id, self.meta["note"])
+
+    def normalize(self, value: str) -> str:
+        try:
+            current = self.read()
+        except Unsupported as err:
+            raise KnobError(str(err)) from None
+        if self.meta["field"] == "hkey":
+            return self._key(value, len(current.split(":")))
+        size = len(current.split(","))
+        entries = self._entries(value, size)
+        queues = self._rx_queues()
+        above = sorted({q for q in entries if queues is not None and q >= queues})
+        if above:
+            raise KnobError(f"{self.id}: queue {', '.join(map(str, above))} does not exist: {self.parts[2]} has "
+                            f"{queues} RX queue{'s' if queues != 1 else ''} (entries 0..{queues - 1})")  # fmt: skip
+        return format_indir(entries)
+
+    def _entries(self, value: str, size: int) -> list[int]:
+        words = value.replace(",", " ").split()
+        if len(words) == 2 and words[0] == "equal":
+            count = _whole(self.id, words[1])
+            if count < 1:
+                raise KnobError(f"{self.id}: equal needs at least 1 queue")
+            return [i % count for i in range(size)]
+        if len(words) != size:
+            raise KnobError(f"{self.id}: the table has {size} entries, got {len(words)} (or write `equal N`)")
+        return [_whole(self.id, word) for word in words]
+
+    def _key(self, value: str, size: int) -> str:
+        text = value.strip().replace(":", "").lower()
+        if len(text) != size * 2 or any(c not in "0123456789abcdef" for c in text):
+            raise KnobError(f"{self.id}: expected a {size}-byte key in hex (xx:xx:...), got {describe(value)}")
+        return format_hkey(text)
+
+    def _rx_queues(self) -> int | None:
+        """RX queues in use: the channels (rx + combined), else the device's rx-N queue directories."""
+        try:
+            with self._client() as client:
+                channels = client.get_channels(self.parts[2])
+        except (*self.errors(), Unsupported, OSError):
+            channels = {}
+        count = channels.get("rx_count", 0) + channels.get("combined_count", 0)
+        if count:
+            return count
+        queues = [q for q in self.host.entries(self.host.sys("class", "net", self.parts[2], "queues"))
+                  if q.startswith("rx-")]  # fmt: skip
+        return len(queues) or None
+
+
+def format_indir(entries: list[int]) -> str:
+    return ",".join(str(int(q)) for q in entries)
+
+
+def parse_indir(value: str) -> list[int]:
+    return [int(q) for q in value.split(",")]
+
+
+def format_hkey(hexed: str) -> str:
+    """A key as ethtool -x prints it: lowercase hex bytes joined by ':'."""
+    text = hexed.replace(":", "").lower()
+    return ":".join(text[i : i + 2] for i in range(0, len(text), 2))
+
+
 def netdev_client(host: Host, knob_id: str):
     """The host's netdev netlink (the running kernel's, or a simulated kernel's: same methods)."""
     try:
@@ -335,6 +433,8 @@ def make_knob(host: Host, knob_id: str, topology=None, allow_isolated: bool = Fa
         enoent = {"enoent": NO_XPS_MAP} if file == "xps_cpus" else {}
         return CpuListKnob(cid, host, "sys", ("class", "net", kid.device, "queues", kid.name, file),
                            meta={**cpu_meta, "mask": True, "allow_empty": True, **enoent})  # fmt: skip
+    if kid.kind == "rss":
+        return RssKnob(cid, host, "sys", ("class", "net", kid.device), meta={"kind": "rss", "field": kid.name})
     if kid.kind in ("coalesce", "channels", "rings"):
         return EthtoolKnob(cid, host, "sys", ("class", "net", kid.device), meta={"kind": kid.kind, "field": kid.name})
     meta = {"dev": kid.device, "napi": kid.number, "field": kid.name.replace("-", "_")}

@@ -7,8 +7,9 @@ reclaim: it succeeds while a zone's free pages stay above part of the min waterm
 sets (spread over the zones by size) and vm.watermark_scale_factor widens (the min -> low -> high gaps kswapd
 uses to start reclaiming early). When refill fails, the ring runs short and the NIC drops.
 
-    rx-refill-failing      RX allocation failures (qstats rx-alloc-fail, atomic warn_alloc reports) or a pool
-                           taking most pages from the allocator, while packets drop: raise vm.min_free_kbytes
+    rx-refill-failing      RX allocation failures (qstats rx-alloc-fail, the NIC driver's own counters from
+                           `ethtool -S`, atomic warn_alloc reports) or a pool taking most pages from the
+                           allocator, while packets drop: raise vm.min_free_kbytes
                            (doubled, at least the pools' in-flight memory more, at most 5 % of memory), or
                            watermark_scale_factor once min_free_kbytes is at its ceiling
     rx-reserve-at-risk     before any drop: applications stall in direct reclaim (allocstall rising: free pages
@@ -73,6 +74,13 @@ def _refill_failures(before: MemoryState, after: MemoryState) -> tuple[int, int]
     return queues, atomic
 
 
+def _nic_failures(before: MemoryState, after: MemoryState) -> dict[str, int]:
+    """NIC -> its driver's RX allocation failures between the two readings (ethtool -S), where they rose."""
+    old = before.nic_rx_alloc_failures
+    grown = {dev: count - old[dev] for dev, count in after.nic_rx_alloc_failures.items() if dev in old}
+    return {dev: n for dev, n in sorted(grown.items()) if n > 0}
+
+
 def reserve_target(state: MemoryState, limits: MemoryLimits = MemoryLimits()) -> int | None:
     """The vm.min_free_kbytes to advise: doubled, or raised by the pools' in-flight memory where that is more,
     at most `reserve_share` of managed memory and the knob's range; None when unknown or already there."""
@@ -103,10 +111,13 @@ def _slow_share(d: Mapping[str, int]) -> float:
 def _refill(before: MemoryState, after: MemoryState, seconds: float, drops: float, limits: MemoryLimits,
             advice: MemoryAdvice) -> None:  # fmt: skip
     queues, atomic = _refill_failures(before, after)
+    nics = _nic_failures(before, after)
     slow = [(p, d) for p, d in _pool_deltas(before, after) if _slow_share(d) >= limits.slow_share]
-    if drops < limits.drops_per_s or not (queues or atomic or slow):
+    if drops < limits.drops_per_s or not (queues or atomic or nics or slow):
         return
     signs = [f"{queues / seconds:.1f} RX allocation failures/s"] if queues else []
+    signs += [f"{dev}: {n / seconds:.1f} RX buffer allocation failures/s (driver counters, ethtool -S)"
+              for dev, n in nics.items()]  # fmt: skip
     signs += [f"{atomic} atomic page allocation failures logged"] if atomic else []
     signs += [f"page_pool {p.id} ({after.ifnames.get(p.ifindex or -1, p.ifindex)}) took "
               f"{d.get('alloc_slow', 0) / seconds:.0f} pages/s from the allocator" for p, d in slow]  # fmt: skip

@@ -7,6 +7,8 @@
     irqtune_page_pool_inflight_pages{device,queue,pool}        pages handed out and not returned
     irqtune_page_pool_inflight_bytes{device,queue,pool}
     irqtune_rx_alloc_failures_total{device,queue}              netdev qstats rx-alloc-fail, where reported
+    irqtune_nic_rx_alloc_failures_total{device}                the NIC driver's own RX buffer/page allocation
+                                                               failure counters (ethtool -S; measure/nic_stats.py)
     irqtune_kernel_alloc_failures_total{context}               warn_alloc reports in the kernel log since the
                                                                agent or exporter started: atomic, other
     irqtune_zone_free_pages{node,zone} / irqtune_zone_watermark_pages{node,zone,mark}   min, low, high
@@ -72,6 +74,14 @@ def _failures(state: MemoryState, filters: Filters) -> Iterator[Metric]:
             if filters.interface(device):
                 rx.add_metric([label(device), str(q.queue)], q.rx_alloc_fail)
         yield rx
+    nics = {dev: n for dev, n in state.nic_rx_alloc_failures.items() if filters.interface(dev)}
+    if nics:
+        nic = CounterMetricFamily("irqtune_nic_rx_alloc_failures", "RX buffer allocation failures the NIC driver "
+                                  "counts (ethtool -S: alloc_rx_buff_failed, rx_alloc_fail, ...).",
+                                  labels=["device"])  # fmt: skip
+        for dev, count in sorted(nics.items()):
+            nic.add_metric([label(dev)], count)
+        yield nic
     if state.alloc_failures is not None:
         logged = CounterMetricFamily("irqtune_kernel_alloc_failures", "Page allocation failures the kernel logged "
                                      "(warn_alloc) since irqtune started.", labels=["context"])  # fmt: skip

@@ -2,7 +2,8 @@
 
 Read each pass: /proc/zoneinfo (free pages and the min/low/high watermarks per zone), /proc/vmstat
 (allocstall_*, pgalloc_*, compact_*), vm.min_free_kbytes and vm.watermark_scale_factor; on the running kernel
-(root /) the page_pools of this network namespace and each RX queue's rx-alloc-fail over netlink. The kernel
+(root /) the page_pools of this network namespace and each RX queue's rx-alloc-fail over netlink, and each NIC
+driver's own RX allocation failure counters (`ethtool -S` by ioctl, measure/nic_stats.py). The kernel
 log (/dev/kmsg) is read by `KernelLog`, which keeps its place (the last sequence number) between passes and
 counts warn_alloc reports without keeping their text. GFP_ATOMIC allocations fail below the min watermark
 (less a part of it for __GFP_HIGH, mm/page_alloc.c __zone_watermark_ok): RX refill in NAPI is one of them.
@@ -23,6 +24,7 @@ from ..parse.common import Problem, parse_count
 from ..parse.kmsg import parse_kmsg
 from ..parse.vmstat import parse_vmstat
 from ..parse.zoneinfo import Zone, parse_zoneinfo
+from .nic_stats import read_rx_alloc_failures
 
 KMSG_CHUNK = 8192  # one /dev/kmsg record per read(); the kernel caps a record below this (PRINTKRB_RECORD_MAX)
 
@@ -46,6 +48,7 @@ class MemoryState:
     watermark_scale_factor: int | None = None
     pools: PagePools | None = None  # None for a fake root
     rx_queues: list[RxQueueStats] = field(default_factory=list)
+    nic_rx_alloc_failures: dict[str, int] = field(default_factory=dict)  # NIC -> its driver's count (ethtool -S)
     alloc_failures: AllocFailures | None = None  # None until a KernelLog has been read
     ifnames: dict[int, str] = field(default_factory=dict)  # ifindex -> device, for the pools and queues
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -90,6 +93,7 @@ def read_memory(host: Host, log: KernelLog | None = None) -> MemoryState:
     state.watermark_scale_factor = _sysctl(host, state, "watermark_scale_factor")
     if host.root == "/":
         _read_netlink(state)
+        state.nic_rx_alloc_failures = read_rx_alloc_failures(host)
     if state.rx_queues or (state.pools and state.pools.pools):
         state.ifnames = _ifnames(host)
     if log is not None:
@@ -200,6 +204,7 @@ def memory_json(state: MemoryState) -> dict:
             {**asdict(p), "device": state.ifnames.get(p.ifindex or -1)} for p in state.pools.pools],
         "page_pools_unavailable": state.pools.unavailable if state.pools else None,
         "rx_queues": [{**asdict(q), "device": state.ifnames.get(q.ifindex)} for q in state.rx_queues],
+        "nic_rx_alloc_failures": state.nic_rx_alloc_failures,
         "alloc_failures": None if failures is None else {
             "total": failures.total, "atomic": failures.atomic,
             "by_order": {str(k): v for k, v in failures.by_order.items()},

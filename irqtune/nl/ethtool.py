@@ -1,5 +1,6 @@
-"""ethtool generic netlink: COALESCE, CHANNELS and RINGS GET/SET, RSS_GET (pyroute2 0.9 has no coalesce,
-channels or RSS message; its rings message matches RINGS_FIELDS).
+"""ethtool generic netlink: COALESCE, CHANNELS and RINGS GET/SET, RSS_GET and RSS_SET (pyroute2 0.9 has no
+coalesce, channels or RSS message; its rings message matches RINGS_FIELDS). RSS goes over the plain socket; where
+the kernel has no RSS_GET (before 6.4) or RSS_SET (before 6.17) the ethtool ioctl does it (nl/ethtool_ioctl.py).
 
 Netlink, not the ioctl: COALESCE_GET returns only the attributes the driver supports,
 so "unsupported" and "0" differ, and the kernel's extended ACK explains a refused SET.
@@ -13,6 +14,7 @@ import errno
 import functools
 import struct
 
+from . import ethtool_ioctl
 from .errors import NetlinkRequestError
 from .fields import (
     CHANNELS_FIELDS,
@@ -28,6 +30,7 @@ FAMILY = "ethtool"
 VERSION = 1
 RINGS_GET, RINGS_SET, CHANNELS_GET, CHANNELS_SET, COALESCE_GET, COALESCE_SET = 15, 16, 17, 18, 19, 20
 RSS_GET = 38  # ETHTOOL_MSG_RSS_GET (6.4+)
+RSS_SET = 48  # ETHTOOL_MSG_RSS_SET (6.17+; Documentation/netlink/specs/ethtool.yaml, after TSCONFIG_SET 47)
 RSS_CONTEXT, RSS_HFUNC, RSS_INDIR, RSS_HKEY = 2, 3, 4, 5  # ETHTOOL_A_RSS_*
 RSS_HFUNCS = ("toeplitz", "xor", "crc32")  # ETH_RSS_HASH_*_BIT: bit i of ETHTOOL_A_RSS_HFUNC
 TABLES = {"coalesce": (COALESCE_FIELDS, COALESCE_GET), "channels": (CHANNELS_FIELDS, CHANNELS_GET),
@@ -187,11 +190,39 @@ class Ethtool:
         self._request("rings", "set", ifname, values)
 
     def get_rss(self, ifname: str) -> dict:
-        """The RSS indirection table, hash key and function (RSS_GET, 6.4+): shown, never set (pyroute2 has no
-        RSS message; the ioctl ETHTOOL_SRSSH would be the only way)."""
+        """The RSS indirection table, hash key and function: RSS_GET (6.4+), else the ioctl ETHTOOL_GRSSH."""
         if self._get is None:
             raise EthtoolError(f"{ifname}: rss get: only in this network namespace", errno.EOPNOTSUPP)
-        return decode_rss(self._raw_get("rss", RSS_GET, ifname))
+        try:
+            return decode_rss(self._raw_get("rss", RSS_GET, ifname))
+        except EthtoolError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.ENOENT):
+                raise
+        return ethtool_ioctl.get_rss(ifname)  # no RSS_GET here, or a driver without RSS: the ioctl says which
+
+    def set_rss(self, ifname: str, indir: list[int] | None = None, hkey: bytes | None = None) -> str:
+        """Write the indirection table and/or hash key; returns how: netlink RSS_SET where this kernel has it,
+        else the ioctl ETHTOOL_SRSSH."""
+        if self._get is None:
+            raise EthtoolError(f"{ifname}: rss set: only in this network namespace", errno.EOPNOTSUPP)
+        if not self._get.has_command(FAMILY, RSS_SET):
+            ethtool_ioctl.set_rss(ifname, indir, hkey)
+            return "set via ioctl: kernel has no RSS_SET"
+        try:
+            self._get.do(FAMILY, RSS_SET, VERSION, rss_set_payload(ifname, indir, hkey))
+        except NetlinkRequestError as err:
+            raise EthtoolError(f"{ifname}: rss set refused: {err}", err.errno) from None
+        return "set via netlink RSS_SET"
+
+
+def rss_set_payload(ifname: str, indir: list[int] | None, hkey: bytes | None) -> bytes:
+    """RSS_SET's attributes: the header naming the device, then the table (u32 each) and the key, where given."""
+    out = attribute(A_HEADER | NLA_F_NESTED, attribute(A_HEADER_DEV_NAME, ifname.encode() + b"\0"))
+    if indir is not None:
+        out += attribute(RSS_INDIR, struct.pack(f"={len(indir)}I", *indir))
+    if hkey is not None:
+        out += attribute(RSS_HKEY, hkey)
+    return out
 
 
 def decode_rss(found: dict[int, bytes]) -> dict:

@@ -18,11 +18,12 @@ from .errors import NetlinkRequestError
 
 NETLINK_ROUTE, NETLINK_GENERIC = 0, 16
 NLMSG_ERROR, NLMSG_DONE = 2, 3
-NLM_F_REQUEST, NLM_F_CAPPED, NLM_F_ACK_TLVS, NLM_F_DUMP = 0x1, 0x100, 0x200, 0x300
+NLM_F_REQUEST, NLM_F_ACK, NLM_F_CAPPED, NLM_F_ACK_TLVS, NLM_F_DUMP = 0x1, 0x4, 0x100, 0x200, 0x300
 SOL_NETLINK, NETLINK_EXT_ACK = 270, 11
 NLMSGERR_ATTR_MSG = 1
 NLA_F_NESTED, NLA_TYPE_MASK = 0x8000, 0x3FFF
 GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_ID, CTRL_ATTR_FAMILY_NAME = 0x10, 3, 1, 2
+CTRL_ATTR_OPS, CTRL_ATTR_OP_ID = 6, 1  # the family's commands: a nest of nests, each with the command's id
 RTM_NEWLINK, RTM_DELLINK, IFLA_IFNAME, IFF_UP = 16, 17, 3, 0x1
 HEADER = struct.Struct("=IHHII")  # nlmsghdr: length, type, flags, sequence, port id
 GENL = struct.Struct("=BBH")  # genlmsghdr: command, version, reserved
@@ -77,6 +78,7 @@ class GenericGet:
     while the family is registered, and ethtool's is built into the kernel."""
 
     known: dict[str, int] = {}  # noqa: RUF012 - shared by every socket on purpose
+    commands: dict[str, frozenset[int]] = {}  # noqa: RUF012 - the commands each family's kernel side has
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_GENERIC)
@@ -99,7 +101,24 @@ class GenericGet:
             if found is None:
                 raise NetlinkRequestError(f"generic netlink family {name!r}: no id in the reply", errno.ENOENT)
             self.known[name] = struct.unpack("=H", found[:2])[0]
+            self.commands[name] = family_commands(attributes(reply).get(CTRL_ATTR_OPS, b""))
         return self.known[name]
+
+    def has_command(self, family: str, command: int) -> bool:
+        """Whether this kernel's family has `command` (e.g. ethtool's RSS_SET, 6.17+)."""
+        self.family(family)
+        return command in self.commands.get(family, frozenset())
+
+    def do(self, family: str, command: int, version: int, payload: bytes) -> None:
+        """A request answered by an ACK only (a SET); NetlinkRequestError (errno, extended ACK) when refused."""
+        self._send(self.family(family), command, version, payload, NLM_F_REQUEST | NLM_F_ACK)
+        while True:
+            for got, flags, data in messages(self.sock.recv(RECV)):
+                if got == NLMSG_ERROR:
+                    code, detail = error_of(data, flags)
+                    if code:
+                        raise NetlinkRequestError(detail, code)
+                    return
 
     def get(self, family: str, command: int, version: int, payload: bytes) -> dict[int, bytes]:
         """The reply's attributes; NetlinkRequestError (errno, extended ACK) when the kernel refuses."""
@@ -136,6 +155,20 @@ class GenericGet:
                         raise NetlinkRequestError(detail, code)
                 elif got == kind:
                     return data[GENL.size :]
+
+
+def family_commands(nest: bytes) -> frozenset[int]:
+    """The command ids in CTRL_ATTR_OPS (a list of nests, each with CTRL_ATTR_OP_ID and the op's flags)."""
+    out, at = set(), 0
+    while at + 4 <= len(nest):
+        length = struct.unpack_from("=H", nest, at)[0]
+        if length < 4 or at + length > len(nest):
+            break
+        found = attributes(nest[at + 4 : at + length]).get(CTRL_ATTR_OP_ID)
+        if found is not None and len(found) >= 4:
+            out.add(struct.unpack_from("=I", found)[0])
+        at += (length + 3) & ~3
+    return frozenset(out)
 
 
 def link_events(data: bytes) -> list[tuple[str, str]]:

@@ -3,7 +3,7 @@
     irq/N/affinity              irq/default/affinity          sysctl/net.core.NAME, sysctl/vm.NAME (allow-listed)
     net/DEV/gro-flush-timeout   net/DEV/napi-defer-hard-irqs  net/DEV/threaded
     net/DEV/rx-Q/rps-cpus       net/DEV/tx-Q/xps-cpus         net/DEV/coalesce/FIELD   net/DEV/channels/KIND
-    net/DEV/rings/{rx,tx,rx-jumbo,rx-mini}
+    net/DEV/rings/{rx,tx,rx-jumbo,rx-mini}   net/DEV/rss/{indir,hkey}
     napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}
 
 One canonical spelling per knob (`irq/0100/affinity` is `irq/100/affinity`), so a plan, the journal and the
@@ -48,6 +48,7 @@ KNOB_FORMS = (
     "net/DEV/coalesce/{rx-usecs,rx-max-frames,tx-usecs,tx-max-frames,use-adaptive-rx,...} (ethtool -C names too)",
     "net/DEV/channels/{rx,tx,other,combined}",
     "net/DEV/rings/{rx,tx,rx-jumbo,rx-mini}",
+    "net/DEV/rss/{indir,hkey}",
     "napi/DEV/ID/{defer-hard-irqs,gro-flush-timeout,irq-suspend-timeout,threaded}",
 )
 
@@ -83,6 +84,7 @@ def irq_selector(knob_id: str) -> str | None:
     return parts[1]
 
 
+RSS_SETTABLE = ("indir", "hkey")  # the indirection table, the hash key (ethtool -X DEV weight/equal/hkey)
 NAPI_SETTINGS = ("defer-hard-irqs", "gro-flush-timeout", "irq-suspend-timeout", "threaded")
 
 
@@ -91,7 +93,7 @@ class KnobId:
     """A parsed knob id: one canonical spelling per knob, and what it touches (pure, no I/O)."""
 
     canonical: str
-    kind: str  # irq-affinity, default-affinity, sysctl, netdev, queue-mask, coalesce, channels, rings, napi
+    kind: str  # irq-affinity, default-affinity, sysctl, netdev, queue-mask, coalesce, channels, rings, rss, napi
     device: str | None = None
     irq: int | None = None
     name: str = ""  # the sysctl (without its group) / file / attribute / setting
@@ -143,6 +145,8 @@ def parse_knob_id(knob_id: str) -> KnobId:
             return KnobId(f"net/{dev}/coalesce/{field_name.replace('_', '-')}", "coalesce", device=dev, name=field_name)
         if parts[2] == "channels" and f"{field_name}_count" in CHANNELS_SETTABLE:
             return KnobId(f"net/{dev}/channels/{field_name}", "channels", device=dev, name=f"{field_name}_count")
+        if parts[2] == "rss" and parts[3] in RSS_SETTABLE:
+            return KnobId(f"net/{dev}/rss/{parts[3]}", "rss", device=dev, name=parts[3])
         if parts[2] == "rings" and field_name in RINGS_SETTABLE:
             return KnobId(f"net/{dev}/rings/{parts[3].replace('_', '-')}", "rings", device=dev, name=field_name)
     if len(parts) == 4 and parts[0] == "napi" and parts[3] in NAPI_SETTINGS:

@@ -1,8 +1,8 @@
 """The simulated driver's side of ethtool: the same get/set interface as `irqtune.nl.ethtool.Ethtool`.
 
 On a simulated root each NIC keeps its coalescing, channel and ring settings, and the driver's
-limits, in `sys/class/net/DEV/irqtune-sim/ethtool.json`; knobs read and write it through
-the rooted host layer, and the simulated host reads it every step. A value the driver
+limits (and an RSS table or key once set), in `sys/class/net/DEV/irqtune-sim/ethtool.json`; knobs read and write
+it through the rooted host layer, and the simulated host reads it every step. A value the driver
 would refuse raises the same EthtoolError (EINVAL, EOPNOTSUPP) the netlink client raises.
 """
 
@@ -47,6 +47,12 @@ def state_damage(state: dict) -> tuple[tuple[str, ...], str] | None:
         found = numbers_damage(state.get(key), (key,))
         if found:
             return found
+    rss = state.get("rss", {})
+    indir, hkey = (rss.get("indir", []), rss.get("hkey", "")) if isinstance(rss, dict) else (None, None)
+    if not (isinstance(indir, list) and all(whole(q) for q in indir)):
+        return ("rss", "indir"), f"expected a list of whole numbers, got {indir!r:.80}"
+    if not (isinstance(hkey, str) and all(c in "0123456789abcdef" for c in hkey) and len(hkey) % 2 == 0):
+        return ("rss", "hkey"), f"expected hex bytes, got {hkey!r:.80}"
     quantum = state.get("rx_usecs_quantum", 1)
     if not whole(quantum) or quantum < 1:
         return ("rx_usecs_quantum",), f"expected a whole number from 1, got {quantum!r:.80}"
@@ -130,6 +136,29 @@ class SimEthtool:
 
     def get_rss(self, dev: str) -> dict:
         """A 128-entry indirection table spread round-robin over the channels in use, Toeplitz hashing (what a
-        driver sets by default, ethtool_rxfh_indir_default)."""
-        queues = max(1, self._load(dev)["channels"].get("combined_count", 1))
-        return {"hfunc": "toeplitz", "indir": [i % queues for i in range(128)], "hkey": "6d5a" * 20}
+        driver sets by default, ethtool_rxfh_indir_default), until a table or key is set."""
+        state = self._load(dev)
+        queues = max(1, state["channels"].get("combined_count", 1))
+        rss = {"hfunc": "toeplitz", "indir": [i % queues for i in range(128)], "hkey": "6d5a" * 20}
+        saved = state.get("rss")
+        if isinstance(saved, dict):
+            rss.update({k: v for k, v in saved.items() if k in ("indir", "hkey")})
+        return rss
+
+    def set_rss(self, dev: str, indir: list[int] | None = None, hkey: bytes | None = None) -> str:
+        """As the kernel's ETHTOOL_SRSSH: the table at its size with entries below the channels (EINVAL), the key
+        at its length."""
+        state, rss = self._load(dev), self.get_rss(dev)
+        queues = max(1, state["channels"].get("combined_count", 1))
+        if indir is not None:
+            if len(indir) != len(rss["indir"]) or any(not 0 <= q < queues for q in indir):
+                raise SimEthtoolError(f"{dev}: RSS table refused (size {len(rss['indir'])}, {queues} queues)",
+                                      errno.EINVAL)  # fmt: skip
+            rss["indir"] = list(indir)
+        if hkey is not None:
+            if len(hkey) * 2 != len(rss["hkey"]):
+                raise SimEthtoolError(f"{dev}: RSS key of {len(hkey)} bytes refused", errno.EINVAL)
+            rss["hkey"] = hkey.hex()
+        state["rss"] = {"indir": rss["indir"], "hkey": rss["hkey"]}
+        self._save(dev, state)
+        return "set in the simulated driver"

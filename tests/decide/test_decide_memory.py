@@ -92,3 +92,15 @@ def test_direct_reclaim_near_min_raises_the_reserve_before_any_drop():
     assert "50 direct-reclaim stalls" in risk.message and "17500 free pages" in risk.message
     assert not advise_memory(before, after, 1, 0, rx_packets_per_s=0).changes  # nothing received: no RX refill
     assert not advise_memory(before, state(free=19_000), 1, 0, rx_packets_per_s=400_000).changes  # upper half
+
+
+def test_driver_rx_alloc_failures_with_drops_are_evidence_of_refill_failing():
+    """The NIC driver's own counter (ethtool -S) rising with drops is the direct sign, in the same finding."""
+    before, after = state(), state()
+    before.nic_rx_alloc_failures, after.nic_rx_alloc_failures = {"eth1": 100, "eth2": 5}, {"eth1": 140, "eth2": 5}
+    advice = advise_memory(before, after, seconds=10, rx_drops_per_s=80)
+    assert [c.knob for c in advice.changes] == [MIN_FREE]
+    assert "eth1: 4.0 RX buffer allocation failures/s (driver counters" in advice.changes[0].evidence
+    finding = next(f for f in advice.findings if f.code == "rx-refill-failing")
+    assert "eth1: 4.0 RX buffer allocation failures/s" in finding.message and "eth2" not in finding.message
+    assert not advise_memory(before, after, seconds=10, rx_drops_per_s=0).changes  # no drops: no advice

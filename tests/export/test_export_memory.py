@@ -55,3 +55,11 @@ def test_page_pool_families_carry_device_and_queue():
     rx = names["irqtune_rx_alloc_failures"].samples[0]
     assert rx.labels == {"device": "eth1", "queue": "1"} and rx.value == 4
     assert "irqtune_zone_free_pages" not in names  # nothing to show, no family
+
+
+def test_nic_driver_rx_alloc_failures_are_one_counter_per_device():
+    state = MemoryState(nic_rx_alloc_failures={"eth1": 17, "eth2": 0})
+    names = {f.name: f for f in memory_families(state, Filters())}
+    family = names["irqtune_nic_rx_alloc_failures"]
+    assert {s.labels["device"]: s.value for s in family.samples if s.name.endswith("_total")} == {"eth1": 17, "eth2": 0}
+    assert "irqtune_nic_rx_alloc_failures" not in {f.name for f in memory_families(MemoryState(), Filters())}

@@ -13,6 +13,7 @@ from conftest import real_linux, require
 from netns import can_make_namespaces, irqtune_in, veth_pair
 
 from irqtune.nl import ethtool as nl
+from irqtune.nl.raw import GenericGet
 
 NLA_F_NESTED = 1 << 15
 
@@ -212,3 +213,79 @@ def test_device_wide_napi_write_keeps_each_napis_own_value_for_restore(tmp_path)
         assert irqtune("restore").returncode == 0
         assert irqtune("get", f"napi/{dev}/{napis[0]}/defer-hard-irqs").stdout.strip() == "3"
         assert irqtune("get", f"net/{dev}/napi-defer-hard-irqs").stdout.strip() == "0"
+
+
+def test_rss_set_message_carries_the_device_table_and_key():
+    payload = nl.rss_set_payload("eth9", [0, 1, 1, 0], b"\x6d\x5a")
+    found = attributes_of(payload)
+    assert found[nl.RSS_INDIR] == struct.pack("=4I", 0, 1, 1, 0) and found[nl.RSS_HKEY] == b"\x6d\x5a"
+    assert b"eth9\0" in found[nl.A_HEADER]
+    assert nl.RSS_INDIR not in attributes_of(nl.rss_set_payload("eth9", None, b"\x01"))
+
+
+def attributes_of(payload: bytes) -> dict[int, bytes]:
+    from irqtune.nl.raw import attributes as parse
+
+    return parse(payload)
+
+
+class FakeGet:
+    def __init__(self, has_rss_set: bool) -> None:
+        self.has, self.sent = has_rss_set, []
+
+    def has_command(self, family: str, command: int) -> bool:
+        return self.has and (family, command) == ("ethtool", nl.RSS_SET)
+
+    def do(self, family: str, command: int, version: int, payload: bytes) -> None:
+        self.sent.append((family, command, payload))
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("has_rss_set", [True, False])
+def test_rss_set_goes_over_netlink_where_the_kernel_has_it_else_the_ioctl_and_says_which(has_rss_set, monkeypatch):
+    ioctl_calls = []
+    monkeypatch.setattr(nl.ethtool_ioctl, "set_rss", lambda *a: ioctl_calls.append(a))
+    client = nl.Ethtool()
+    client._get = FakeGet(has_rss_set)
+    how = client.set_rss("eth9", [0, 1], None)
+    if has_rss_set:
+        assert how == "set via netlink RSS_SET" and client._get.sent[0][:2] == ("ethtool", 48) and not ioctl_calls
+    else:
+        assert how == "set via ioctl: kernel has no RSS_SET" and ioctl_calls == [("eth9", [0, 1], None)]
+
+
+def test_this_kernel_lists_ethtool_commands():
+    require(real_linux(), "needs a real Linux kernel")
+    get = GenericGet()
+    try:
+        assert get.has_command("ethtool", nl.COALESCE_GET) and not get.has_command("ethtool", 4096)
+        release = tuple(int(n) for n in os.uname().release.split("-")[0].split(".")[:2])
+        assert get.has_command("ethtool", nl.RSS_SET) == (release >= (6, 17))  # RSS_SET came in 6.17
+    finally:
+        get.close()
+
+
+RSS_SET_ON = "import sys; from irqtune.nl.ethtool import Ethtool; print(Ethtool().set_rss(sys.argv[1], [0] * 4))"
+
+
+@pytest.mark.slow
+@pytest.mark.root
+@pytest.mark.netns
+def test_rss_on_a_driver_without_it_is_one_clear_line(tmp_path):
+    """veth has no RSS (no get_rxfh/set_rxfh): the knob reads as unsupported ("driver has no RSS"), a set is refused
+    by the kernel (RSS_SET here, the ioctl before 6.17) without a traceback, and nothing is journaled."""
+    require(can_make_namespaces() is None, f"{can_make_namespaces()}")
+    with veth_pair(queues=2) as pair:
+        irqtune = irqtune_in(pair.receiver_ns, tmp_path)
+        got = irqtune("get", f"net/{pair.receiver}/rss/indir")
+        assert got.returncode != 0 and "driver has no RSS (ethtool -x)" in got.stdout + got.stderr, got
+        result = irqtune("set", f"net/{pair.receiver}/rss/indir", "equal 2")
+        assert result.returncode != 0 and "driver has no RSS" in result.stdout + result.stderr, result
+        assert "Traceback" not in result.stderr + got.stderr
+        assert not (tmp_path / "journal.json").exists() or "rss" not in (tmp_path / "journal.json").read_text()
+        direct = subprocess.run(["ip", "netns", "exec", pair.receiver_ns, sys.executable, "-c", RSS_SET_ON,
+                                 pair.receiver], capture_output=True, text=True, check=False)  # fmt: skip
+        assert direct.returncode != 0 and "EthtoolError" in direct.stderr  # refused by the kernel itself
+        assert "Operation not supported" in direct.stderr, direct.stderr

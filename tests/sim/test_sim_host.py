@@ -257,3 +257,28 @@ def test_overload_drops_what_the_cpus_cannot_process_and_spreading_helps(tmp_pat
     assert code == 0, err
     after = sim.step(1.0, phase)  # one queue per CPU: each still above its 1 Mpps
     assert sum(q.delivered for q in after) == pytest.approx(2_000_000)
+
+
+def test_rss_table_and_key_through_the_knob_journaled_refused_beyond_the_queues_and_restored(sim, tmp_path):
+    """net/eth1/rss/{indir,hkey}: the same get/set/journal/restore path as every knob; eth1 has 4 queues."""
+    state = str(tmp_path / "s")
+    default = ",".join(str(i % 4) for i in range(128))
+    assert cli("get", "net/eth1/rss/indir", root=sim.root).stdout.strip() == default
+    code, out, err = cli("set", "net/eth1/rss/indir", "equal 2", root=sim.root, state=state)
+    assert code == 0 and "applied" in out and "(set in the simulated driver)" in out, out + err
+    assert cli("get", "net/eth1/rss/indir", root=sim.root).stdout.strip() == ",".join(["0,1"] * 64)
+    code, _, err = cli("set", "net/eth1/rss/indir", ",".join(["4"] * 128), root=sim.root, state=state)
+    assert code == 1 and "queue 4 does not exist: eth1 has 4 RX queues (entries 0..3)" in err, err
+    code, _, err = cli("set", "net/eth1/rss/indir", "0,1,2", root=sim.root, state=state)
+    assert code == 1 and "the table has 128 entries, got 3" in err, err
+    key = ":".join(["ab"] * 40)
+    code, out, err = cli("set", "net/eth1/rss/hkey", key.replace(":", "").upper(), root=sim.root, state=state)
+    assert code == 0 and f"-> {key}" in out, out + err
+    code, _, err = cli("set", "net/eth1/rss/hkey", "abcd", root=sim.root, state=state)
+    assert code == 1 and "expected a 40-byte key in hex" in err, err
+    journal = json.loads((tmp_path / "s" / "journal.json").read_text())["entries"]
+    assert journal["net/eth1/rss/indir"]["original"] == default
+    assert journal["net/eth1/rss/hkey"]["original"] == ":".join(["6d", "5a"] * 20)
+    assert cli("restore", root=sim.root, state=state).exit_code == 0
+    assert cli("get", "net/eth1/rss/indir", root=sim.root).stdout.strip() == default
+    assert cli("get", "net/eth1/rss/hkey", root=sim.root).stdout.strip() == ":".join(["6d", "5a"] * 20)

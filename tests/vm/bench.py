@@ -3,11 +3,11 @@
 Each boot of the matrix (BOOTS) starts one QEMU guest through virtme-ng (`vng`): this machine's filesystem
 is the guest's root (read-only, with overlays), so the guest runs this checkout and its venv as they are.
 The guest has 4 vCPUs in 2 NUMA nodes, two e1000e NICs wired to each other on a QEMU hub (no traffic leaves
-QEMU) and an NVMe controller with 4 I/O queue pairs, one of them a poll queue (`nvme.poll_queues=1`). It
-runs `tests/vm/guest-run`, which runs the guest tests (tests/vm/guest_*.py, marker `vm`) with pytest and
-writes a JUnit report, the measurements the tests recorded and the guest's output into a shared
-directory. KVM is used where it works; otherwise QEMU's TCG emulates the CPUs (slow: budget in
-`GUEST_TIMEOUT`).
+QEMU), a virtio-net NIC with RSS on a hub of its own and an NVMe controller with 4 I/O queue pairs, one of
+them a poll queue (`nvme.poll_queues=1`). It runs `tests/vm/guest-run`, which runs the guest tests
+(tests/vm/guest_*.py, marker `vm`) with pytest and writes a JUnit report, the measurements the tests recorded
+and the guest's output into a shared directory. KVM is used where it works; otherwise QEMU's TCG emulates
+the CPUs (slow: budget in `GUEST_TIMEOUT`).
 
 Test scaffolding only (imported by tests/vm/test_vm_boot.py and scripts/vm-test), never by irqtune.
 """
@@ -122,12 +122,16 @@ class GuestRun:
 
 
 def qemu_devices(out: Path) -> list[str]:
-    """Two e1000e on hub 0, wired to each other inside QEMU, and an NVMe controller with 4 I/O queue pairs."""
+    """Two e1000e on hub 0, wired to each other inside QEMU; a virtio-net with RSS (rss=on: QEMU computes the
+    hash itself, the guest driver has an indirection table and key to set) alone on hub 1; and an NVMe controller
+    with 4 I/O queue pairs. QEMU 7.2's virtio-net takes its queue pairs from its backend, and a hubport has one."""
     image = out / "nvme.img"
     with open(image, "wb") as f:
         f.truncate(NVME_IMAGE_BYTES)
     return ["-netdev", "hubport,id=h1,hubid=0", "-device", "e1000e,netdev=h1,mac=52:54:00:12:34:01",
             "-netdev", "hubport,id=h2,hubid=0", "-device", "e1000e,netdev=h2,mac=52:54:00:12:34:02",
+            "-netdev", "hubport,id=h3,hubid=1",
+            "-device", "virtio-net-pci,netdev=h3,mac=52:54:00:12:34:03,mq=on,vectors=10,rss=on",
             "-drive", f"file={image},if=none,id=nv0,format=raw",
             "-device", "nvme,serial=irqtune0,drive=nv0,max_ioqpairs=4"]  # fmt: skip
 
