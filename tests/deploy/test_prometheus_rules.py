@@ -62,6 +62,7 @@ NOT_IN_PLAIN_EXPORT = {
     "irqtune_page_pool_alloc_total": "page_pool stats (kernel config, driver)",
     "irqtune_page_pool_recycle_total": "page_pool stats (kernel config, driver)",
     "irqtune_rx_alloc_failures_total": "a driver reporting qstats rx-alloc-fail",
+    "irqtune_nic_rx_alloc_failures_total": "a NIC driver with an RX allocation failure counter (virtio_net has none)",
 }
 
 # PromQL as of Prometheus 2.42 (and a few later functions, harmless to allow).
