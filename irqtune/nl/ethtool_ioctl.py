@@ -18,6 +18,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import fcntl
+import mmap
 import os
 import re
 import socket
@@ -29,6 +30,7 @@ SIOCETHTOOL = 0x8946  # include/uapi/linux/sockios.h
 ETHTOOL_GSTRINGS, ETHTOOL_GSTATS, ETHTOOL_GSSET_INFO = 0x1B, 0x1D, 0x37
 ETHTOOL_GRSSH, ETHTOOL_SRSSH = 0x46, 0x47
 ETH_SS_STATS = 1
+PROT_NONE = 0  # mprotect(2): no access (the mmap module names only READ, WRITE and EXEC)
 ETH_GSTRING_LEN = 32
 ETH_RXFH_INDIR_NO_CHANGE = 0xFFFFFFFF
 ETH_RSS_HASH_NO_CHANGE = 0
@@ -103,20 +105,62 @@ def decode_strings(raw: bytes, count: int) -> list[str]:
     return out
 
 
+class Guarded:
+    """A request buffer followed by an inaccessible page. ETHTOOL_GSTRINGS and ETHTOOL_GSTATS write as many entries
+    as the driver has *now*, not as many as the buffer holds (net/ethtool/ioctl.c ethtool_get_strings and
+    ethtool_get_stats). If a driver's list outgrows the buffer between the count and the read (queues added by
+    `ethtool -L`), the kernel's copy stops at the guard with EFAULT instead of writing over this process's memory,
+    and the read is tried again. Use as a context manager."""
+
+    def __init__(self, head: bytes, size: int) -> None:
+        page = mmap.PAGESIZE
+        self.size = -(-size // page) * page
+        self._map = mmap.mmap(-1, self.size + page, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        self._map[: len(head)] = head
+        self.buffer = (ctypes.c_char * self.size).from_buffer(self._map)
+        if _libc().mprotect(ctypes.c_void_p(ctypes.addressof(self.buffer) + self.size), page, PROT_NONE):
+            self.close()
+            raise OSError(ctypes.get_errno(), "mprotect of the guard page failed")
+
+    @property
+    def raw(self) -> bytes:
+        return self.buffer.raw
+
+    def close(self) -> None:
+        if self._map is not None:
+            del self.buffer
+            self._map.close()
+            self._map = None
+
+    def __enter__(self) -> Guarded:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _libc():
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mprotect.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return libc
+
+
 def stat_names(ifname: str, count: int) -> list[str]:
     room = count + SLACK
-    buf = ctypes.create_string_buffer(GSTRINGS.pack(ETHTOOL_GSTRINGS, ETH_SS_STATS, 0), GSTRINGS.size + room * 32)
-    ioctl(ifname, buf, "statistics (ethtool -S)")
-    got = min(GSTRINGS.unpack(buf.raw[: GSTRINGS.size])[2], room)
-    return decode_strings(buf.raw[GSTRINGS.size :], got)
+    with Guarded(GSTRINGS.pack(ETHTOOL_GSTRINGS, ETH_SS_STATS, 0), GSTRINGS.size + room * ETH_GSTRING_LEN) as buf:
+        ioctl(ifname, buf.buffer, "statistics (ethtool -S)")
+        raw = buf.raw
+    got = min(GSTRINGS.unpack(raw[: GSTRINGS.size])[2], (len(raw) - GSTRINGS.size) // ETH_GSTRING_LEN)
+    return decode_strings(raw[GSTRINGS.size :], got)
 
 
 def stat_values(ifname: str, count: int) -> list[int]:
     room = count + SLACK
-    buf = ctypes.create_string_buffer(GSTATS.pack(ETHTOOL_GSTATS, 0), GSTATS.size + room * 8)
-    ioctl(ifname, buf, "statistics (ethtool -S)")
-    got = min(GSTATS.unpack(buf.raw[: GSTATS.size])[1], room)
-    return list(struct.unpack_from(f"={got}Q", buf.raw, GSTATS.size))
+    with Guarded(GSTATS.pack(ETHTOOL_GSTATS, 0), GSTATS.size + room * 8) as buf:
+        ioctl(ifname, buf.buffer, "statistics (ethtool -S)")
+        raw = buf.raw
+    got = min(GSTATS.unpack(raw[: GSTATS.size])[1], (len(raw) - GSTATS.size) // 8)
+    return list(struct.unpack_from(f"={got}Q", raw, GSTATS.size))
 
 
 def get_stats(ifname: str) -> dict[str, int]:
@@ -124,7 +168,12 @@ def get_stats(ifname: str) -> dict[str, int]:
     list changed between the names and the values (queues added)."""
     for _ in range(2):
         count = stats_count(ifname)
-        names, values = stat_names(ifname, count), stat_values(ifname, count)
+        try:
+            names, values = stat_names(ifname, count), stat_values(ifname, count)
+        except EthtoolIoctlError as err:
+            if err.errno != errno.EFAULT:  # EFAULT: the list outgrew the buffer (Guarded): read it again
+                raise
+            continue
         if len(names) == len(values):
             return dict(zip(names, values, strict=True))
     raise EthtoolIoctlError(f"{ifname}: statistics changed while read", errno.EAGAIN)

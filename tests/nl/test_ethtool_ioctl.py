@@ -4,8 +4,11 @@ the test creates and moving under traffic."""
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import json
+import mmap
+import os
 import subprocess
 import sys
 
@@ -14,6 +17,7 @@ from conftest import real_linux, require
 from netns import can_make_namespaces, veth_pair
 
 from irqtune.nl import ethtool_ioctl as ei
+from irqtune.nl.ethtool_ioctl import Guarded
 
 
 def test_layouts_match_the_uapi():
@@ -77,3 +81,21 @@ def test_veth_private_statistics_are_read_and_move_under_traffic():
         assert sender.wait(timeout=60) == 0
         after = stats_in(pair.receiver_ns, pair.receiver)
         assert after["rx_queue_0_xdp_packets"] >= before["rx_queue_0_xdp_packets"] + 200, (before, after)
+
+
+def test_a_kernel_copy_past_the_request_buffer_stops_at_the_guard_page():
+    """GSTRINGS and GSTATS write as many entries as the driver has now: a list that grew since it was counted
+    must fault at the guard page (EFAULT, read again), never write over the agent's own memory. read(2) from
+    /dev/zero copies to user space as the ioctl does: asked for more than the buffer, it stops at the guard."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.read.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t]
+    libc.read.restype = ctypes.c_ssize_t
+    fd = os.open("/dev/zero", os.O_RDONLY)
+    try:
+        with Guarded(b"\xff" * 8, 100) as buf:
+            assert buf.size == mmap.PAGESIZE and buf.raw[:8] == b"\xff" * 8
+            done = libc.read(fd, ctypes.addressof(buf.buffer), buf.size + 4096)
+            assert done == buf.size or (done == -1 and ctypes.get_errno() == errno.EFAULT)
+            assert buf.raw == bytes(buf.size)  # zeroed up to the guard, not past it (or this process would be dead)
+    finally:
+        os.close(fd)
