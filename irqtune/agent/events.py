@@ -32,13 +32,14 @@ class LinkWatcher:
     def fileno(self) -> int | None:
         return self.sock.fileno() if self.sock else None
 
-    def wait(self, timeout: float) -> bool:
-        """True when a link message arrived within `timeout` seconds."""
+    def wait(self, timeout: float, wake: int | None = None) -> bool:
+        """True when a link message arrived within `timeout` seconds; `wake` (a signal's descriptor,
+        Signals.wake_fd) ends the wait early too, returning False."""
         fd = self.fileno()
         if fd is None:
             return False
-        readable, _, _ = select.select([fd], [], [], timeout)
-        return bool(readable)
+        readable, _, _ = select.select([fd] if wake is None else [fd, wake], [], [], timeout)
+        return fd in readable
 
     def drain(self) -> list[str]:
         """What changed, as 'NAME up', 'NAME down', 'NAME removed' (names are the kernel's, untrusted)."""

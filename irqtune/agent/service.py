@@ -39,7 +39,7 @@ from .loop import Agent, PassReport
 from .notify import Notifier
 
 LOCK_FILE = "agent.lock"
-SLICE = 0.2  # seconds: how promptly the wait between passes sees a signal or an event
+SLICE = 0.2  # seconds: how promptly a wait without a link watcher (sleeping) sees a signal
 MAX_PROBLEMS = 20  # lines of a config's problems with this host: the first ones, then how many more
 
 
@@ -71,6 +71,10 @@ class SignalSource(Protocol):
     def stop(self) -> bool: ...
 
     def take_reload(self) -> bool: ...
+
+    def wake_fd(self) -> int: ...  # readable once a signal arrived (for select)
+
+    def clear_wake(self) -> None: ...
 
 
 def load_for_host(path: str | None, mode: str | None, interval: float | None, host: Host) -> Config:
@@ -246,11 +250,15 @@ class Service:
         return report
 
     def wait(self, seconds: float) -> None:
-        """Until the next pass: in short slices, so that a signal or a link event ends it promptly; the watchdog
-        is pinged at half its period, and the agent takes its sub-samples when they are due."""
+        """Until the next pass. With a link watcher it sleeps in select() on the link socket and the signals'
+        descriptor until the next thing due (the pass, a sub-sample, the watchdog's ping at half its period), so
+        a signal or a link event ends it at once and an idle agent wakes only when there is work; without one
+        (no rtnetlink) in SLICE-long sleeps."""
         end = self.clock() + seconds
         ping_every = self.notifier.watchdog / 2 if self.notifier.watchdog else None
         next_ping = self.clock() + ping_every if ping_every else None
+        watching = self.watcher is not None and self.watcher.fileno() is not None
+        wake = self.signals.wake_fd() if watching else None
         while not self.signals.stop and not self.signals.reload:
             now = self.clock()
             if now >= end:
@@ -261,9 +269,13 @@ class Service:
             if self.agent is not None:
                 self.agent.sample()
             due = self.agent.next_sample if self.agent is not None else None
-            step = min(SLICE, end - now, max(0.0, due - now) if due is not None else SLICE)
-            if self.watcher is not None and self.watcher.fileno() is not None:
-                if self.watcher.wait(step):
+            step = end - now if watching else min(SLICE, end - now)
+            for at in (due, next_ping):
+                if at is not None:
+                    step = min(step, max(0.0, at - now))
+            if watching:
+                self.signals.clear_wake()
+                if self.watcher.wait(step, wake=wake):
                     self.events += self.watcher.drain()
                     if self.events:
                         return

@@ -19,6 +19,8 @@ records what `deliver` is given (which is also how tests play a signal source wi
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 from collections.abc import Iterable, Iterator
@@ -52,6 +54,7 @@ class Signals:
         self.reload = False
         self.received: list[int] = []
         self.installed = False
+        self._wake: tuple[int, int] | None = None  # a pipe each signal writes a byte to (`wake_fd`)
 
     @property
     def handled(self) -> tuple[int, ...]:
@@ -64,6 +67,26 @@ class Signals:
     def wait(self, timeout: float | None = None) -> bool:
         """True as soon as a stop signal arrived; False after `timeout` seconds without one."""
         return self.stopped.wait(timeout)
+
+    def wake_fd(self) -> int:
+        """A descriptor that becomes readable when a signal arrives: a loop can sleep in select() on it (with its
+        other descriptors) for as long as it likes and still see a signal at once. Read it empty with
+        `clear_wake`; closed with `close`."""
+        if self._wake is None:
+            self._wake = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        return self._wake[0]
+
+    def clear_wake(self) -> None:
+        if self._wake is not None:
+            with contextlib.suppress(BlockingIOError):
+                while os.read(self._wake[0], 64):
+                    pass
+
+    def close(self) -> None:
+        if self._wake is not None:
+            for fd in self._wake:
+                os.close(fd)
+            self._wake = None
 
     def take_reload(self) -> bool:
         """Whether a reload was asked for since the last call."""
@@ -80,6 +103,9 @@ class Signals:
     def deliver(self, signum: int, frame: object = None) -> None:
         """The handler: what `signum` means here (also callable directly, as a fake signal source)."""
         self.received.append(signum)
+        if self._wake is not None:
+            with contextlib.suppress(OSError):  # full (a burst of signals): it is readable already
+                os.write(self._wake[1], b"\0")
         if signum in self.reload_signals:
             self.reload = True
         elif signum in self.interrupt_signals:
@@ -105,7 +131,10 @@ def catch_signals(
     block, or a handler, raised)."""
     signals = Signals(stop, reload, interrupt, raise_on_stop=raise_on_stop, hold_on_stop=hold_on_stop)
     if threading.current_thread() is not threading.main_thread():
-        yield signals  # handlers can only be set from the main thread
+        try:
+            yield signals  # handlers can only be set from the main thread
+        finally:
+            signals.close()
         return
     previous: dict[int, object] = {}
     try:
@@ -118,3 +147,4 @@ def catch_signals(
         signals.installed = False
         for sig, handler in previous.items():
             signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        signals.close()

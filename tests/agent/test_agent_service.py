@@ -84,11 +84,22 @@ class Script:
         return self.sim.clock
 
     def sleep(self, seconds: float) -> None:
+        self.act()
+        self.step(seconds)
+
+    def act(self) -> None:
+        """What arrives now: the action the test set for after this pass, once."""
         assert self.service is not None
         action = self.at.pop(self.service.done, None)
         if action:
             action()
+
+    def step(self, seconds: float) -> None:
         self.sim.step(seconds, self.sim.sc.phases[0])
+
+    def signalled(self) -> bool:
+        assert self.service is not None
+        return self.service.signals.stop or self.service.signals.reload
 
 
 class FakeWatcher:
@@ -96,14 +107,21 @@ class FakeWatcher:
 
     def __init__(self, script: Script) -> None:
         self.script, self.pending, self.closed = script, [], False
+        self.waits: list[float] = []  # the timeout of each wait
 
     def fileno(self) -> int | None:
         return None if self.closed else 99
 
-    def wait(self, timeout: float) -> bool:
+    def wait(self, timeout: float, wake: int | None = None) -> bool:
+        """As select() on the link socket and the signals' descriptor: what arrives now (a link message, a signal)
+        ends the wait at once; else the whole timeout passes."""
+        self.waits.append(timeout)
+        self.script.act()
         if self.pending:
             return True
-        self.script.sleep(timeout)
+        if wake is not None and self.script.signalled():
+            return False
+        self.script.step(timeout)
         return False
 
     def drain(self) -> list[str]:
@@ -417,3 +435,47 @@ def test_tune_mode_needs_the_lock_and_says_why(sim, tmp_path):
     service.state_dir = str(tmp_path / "file" / "state")
     with pytest.raises(ServiceError, match=r"cannot lock .*/file/state/agent.lock: (Not a directory|File exists)"):
         service.run()
+
+
+def test_an_idle_agent_sleeps_until_the_next_thing_due_not_in_slices(sim, tmp_path):
+    """With a link watcher the wait is one select() until the next pass, sub-sample or watchdog ping (a signal or
+    a link message ends it at once): an agent at a 5 s interval without sub-samples wakes once an interval, not 25
+    times; with a watchdog of 4 s it wakes for the ping at 2 s too."""
+    config = TUNE.replace("interval = 1.0", "interval = 5.0\nsamples = 1")
+    service, script, _, signals, _, watcher = make(sim, tmp_path, config, watcher=True)
+    script.at[3] = lambda: signals.deliver(signal.SIGTERM)
+    service.run()
+    assert watcher.waits[:2] == pytest.approx([5.0, 5.0], abs=0.05)  # the whole interval each time
+    (tmp_path / "w").mkdir()
+    watched, script, _, signals, _, watcher = make(sim, tmp_path / "w", config, watcher=True,
+                                                   notifier=Recorder(watchdog=4.0))  # fmt: skip
+    script.at[2] = lambda: signals.deliver(signal.SIGTERM)
+    watched.run()
+    assert max(watcher.waits) == pytest.approx(2.0, abs=0.05) and len(watcher.waits) >= 3
+
+
+def test_a_real_signal_ends_a_long_wait_on_the_link_socket_at_once():
+    """The signals' descriptor is in the select(): a SIGHUP sent during a 5 s wait ends it within a fraction of a
+    second (Python's select retries after a handler, so without the descriptor it would sleep on)."""
+    from irqtune.agent.events import LinkWatcher
+    from irqtune.agent.signals import catch_signals
+
+    watcher = LinkWatcher()
+    if watcher.fileno() is None:
+        pytest.skip("no rtnetlink socket here")
+    try:
+        with catch_signals(stop=(signal.SIGTERM,), reload=(signal.SIGHUP,)) as signals:
+            wake = signals.wake_fd()
+            start = time.monotonic()
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            previous = signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGHUP))
+            try:
+                woke = watcher.wait(5.0, wake=wake)
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            assert time.monotonic() - start < 2.0 and not woke and signals.take_reload()
+            signals.clear_wake()
+            assert not watcher.wait(0.0, wake=wake)  # emptied: no stale wake-up
+    finally:
+        watcher.close()
