@@ -170,6 +170,10 @@ def run(boot: Boot, out: Path, timeout: float = GUEST_TIMEOUT, extra: tuple[str,
         result.measurements = json.loads(measured.read_text())
     guest_log = out / "guest.log"
     result.log = (guest_log.read_text(errors="replace") if guest_log.exists() else "") + "\n--- console ---\n" + console
+    kernel_log = out / "dmesg.log"
+    if result.returncode is None and kernel_log.exists():  # the guest died or hung: what its kernel said last
+        result.log += "\n--- guest kernel log (last 60 lines) ---\n"
+        result.log += "\n".join(kernel_log.read_text(errors="replace").splitlines()[-60:])
     return result
 
 

@@ -142,6 +142,7 @@ def test_a_change_followed_by_loss_is_rolled_back(wire, tmp_path, record):
     state, output = tmp_path / "state", tmp_path / "passes.jsonl"
     knob = f"net/{wire.receiver}/coalesce/rx-usecs"
     applied, latest, rollbacks = None, None, []
+    after_loss: list[dict] = []  # what each pass said of the change once the loss began (for a failure's message)
     with udp_load(wire):
         pid = agent_in_child(state, _config(tmp_path, wire), output, passes=20)
         try:
@@ -156,6 +157,8 @@ def test_a_change_followed_by_loss_is_rolled_back(wire, tmp_path, record):
                     backlog.write_text("1\n")
                 if applied is not None:
                     rollbacks += report["rollbacks"]
+                    after_loss.append({"pass": report.get("pass"), "rollbacks": report["rollbacks"],
+                                       "checks": [c for c in report["checks"] if c["knob"] == knob]})  # fmt: skip
                 if any(d["knob"] == knob for d in rollbacks):
                     break
         finally:
@@ -164,7 +167,7 @@ def test_a_change_followed_by_loss_is_rolled_back(wire, tmp_path, record):
             backlog.write_text(backlog_before + "\n")
     try:
         assert applied, "the agent applied nothing"
-        assert rollbacks, f"nothing rolled back after {applied}"
+        assert rollbacks, f"nothing rolled back after {applied}; the passes after the loss began: {after_loss}"
         undone = {d["knob"]: d for d in rollbacks}
         assert knob in undone and undone[knob]["outcome"] == "rolled-back", rollbacks
         assert "the model missed" not in undone[knob]["reason"], undone[knob]
