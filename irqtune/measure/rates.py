@@ -71,7 +71,7 @@ class Rates:
     interval: float
     cpus: list[int]  # CPUs online in both snapshots
     interrupts: dict[str, RowRate] = field(default_factory=dict)
-    softirqs: dict[str, dict[int, float]] = field(default_factory=dict)
+    softirqs: dict[str, Mapping[int, float]] = field(default_factory=dict)  # read-only maps (CpuRates, zeros)
     softnet: dict[int, dict[str, float]] = field(default_factory=dict)
     irq_time: dict[int, float] = field(default_factory=dict)  # fraction of a CPU in hard-IRQ context
     softirq_time: dict[int, float] = field(default_factory=dict)
@@ -123,7 +123,7 @@ class CpuRates(Mapping[int, float]):
     def __getitem__(self, cpu: int) -> float:
         return self._built()[cpu]
 
-    def get(self, cpu: int, default=None):  # the built map's own (the Mapping mixins go through __getitem__)
+    def get(self, cpu: int, default: float | None = None) -> float | None:  # the map's own, not the mixin's
         return self._built().get(cpu, default)
 
     def items(self):

@@ -111,14 +111,7 @@ class GenericGet:
 
     def do(self, family: str, command: int, version: int, payload: bytes) -> None:
         """A request answered by an ACK only (a SET); NetlinkRequestError (errno, extended ACK) when refused."""
-        self._send(self.family(family), command, version, payload, NLM_F_REQUEST | NLM_F_ACK)
-        while True:
-            for got, flags, data in messages(self.sock.recv(RECV)):
-                if got == NLMSG_ERROR:
-                    code, detail = error_of(data, flags)
-                    if code:
-                        raise NetlinkRequestError(detail, code)
-                    return
+        self._ask(self.family(family), command, version, payload, ack=True)
 
     def get(self, family: str, command: int, version: int, payload: bytes) -> dict[int, bytes]:
         """The reply's attributes; NetlinkRequestError (errno, extended ACK) when the kernel refuses."""
@@ -145,30 +138,26 @@ class GenericGet:
         body = GENL.pack(command, version, 0) + payload
         self.sock.send(HEADER.pack(HEADER.size + len(body), kind, flags, self.seq, 0) + body)
 
-    def _ask(self, kind: int, command: int, version: int, payload: bytes) -> bytes:
-        self._send(kind, command, version, payload, NLM_F_REQUEST)
+    def _ask(self, kind: int, command: int, version: int, payload: bytes, ack: bool = False) -> bytes:
+        """The reply's payload; with `ack`, the request asks for an ACK and that is the answer (empty)."""
+        self._send(kind, command, version, payload, NLM_F_REQUEST | (NLM_F_ACK if ack else 0))
         while True:
             for got, flags, data in messages(self.sock.recv(RECV)):
                 if got == NLMSG_ERROR:
                     code, detail = error_of(data, flags)
                     if code:
                         raise NetlinkRequestError(detail, code)
-                elif got == kind:
+                    if ack:
+                        return b""
+                elif got == kind and not ack:
                     return data[GENL.size :]
 
 
 def family_commands(nest: bytes) -> frozenset[int]:
-    """The command ids in CTRL_ATTR_OPS (a list of nests, each with CTRL_ATTR_OP_ID and the op's flags)."""
-    out, at = set(), 0
-    while at + 4 <= len(nest):
-        length = struct.unpack_from("=H", nest, at)[0]
-        if length < 4 or at + length > len(nest):
-            break
-        found = attributes(nest[at + 4 : at + length]).get(CTRL_ATTR_OP_ID)
-        if found is not None and len(found) >= 4:
-            out.add(struct.unpack_from("=I", found)[0])
-        at += (length + 3) & ~3
-    return frozenset(out)
+    """The command ids in CTRL_ATTR_OPS: an array of nests (typed 1, 2, ...), each with CTRL_ATTR_OP_ID and the
+    op's flags."""
+    ids = (attributes(op).get(CTRL_ATTR_OP_ID, b"") for op in attributes(nest).values())
+    return frozenset(struct.unpack_from("=I", found)[0] for found in ids if len(found) >= 4)
 
 
 def link_events(data: bytes) -> list[tuple[str, str]]:

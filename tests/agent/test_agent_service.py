@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from irqtune.agent.notify import Notifier
 from irqtune.agent.service import Service, ServiceError, load_for_host, lock
@@ -461,8 +462,7 @@ def test_a_real_signal_ends_a_long_wait_on_the_link_socket_at_once():
     from irqtune.agent.signals import catch_signals
 
     watcher = LinkWatcher()
-    if watcher.fileno() is None:
-        pytest.skip("no rtnetlink socket here")
+    require(watcher.fileno() is not None, "no rtnetlink socket here")
     try:
         with catch_signals(stop=(signal.SIGTERM,), reload=(signal.SIGHUP,)) as signals:
             wake = signals.wake_fd()
